@@ -1,0 +1,5 @@
+//! asupersync: an async runtime whose correctness is structural.
+#![warn(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod types;

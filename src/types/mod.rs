@@ -1,0 +1,18 @@
+//! Core value types shared by every layer: identifiers, time, outcomes,
+//! cancellation reasons and budgets.
+//!
+//! These types are plain data. They know nothing about threads, clocks or
+//! schedulers, which is what lets the same kernel run under the production
+//! drivers and the deterministic lab.
+
+pub mod budget;
+pub mod cancel;
+mod id;
+pub mod outcome;
+mod time;
+
+pub use budget::Budget;
+pub use cancel::{CancelKind, CancelReason};
+pub use id::{ObligationId, RegionId, TaskId};
+pub use outcome::{Outcome, PanicPayload, Severity};
+pub use time::Time;
