@@ -41,12 +41,17 @@ impl PanicPayload {
     /// Extracts the message from the payload `std::panic::catch_unwind`
     /// returns (`&str` and `String` payloads keep their text).
     pub fn from_panic(payload: Box<dyn Any + Send>) -> Self {
-        let message = match payload.downcast::<String>() {
-            Ok(s) => *s,
-            Err(payload) => match payload.downcast::<&'static str>() {
-                Ok(s) => (*s).to_string(),
-                Err(_) => "<panic payload that is not a string>".to_string(),
-            },
+        Self::from_panic_ref(&*payload)
+    }
+
+    /// Like [`from_panic`](Self::from_panic), without consuming the payload.
+    pub fn from_panic_ref(payload: &(dyn Any + Send)) -> Self {
+        let message = if let Some(s) = payload.downcast_ref::<String>() {
+            s.clone()
+        } else if let Some(s) = payload.downcast_ref::<&'static str>() {
+            (*s).to_string()
+        } else {
+            "<panic payload that is not a string>".to_string()
         };
         Self { message }
     }

@@ -1,0 +1,294 @@
+//! `Cx`: the capability context every task receives.
+//!
+//! All effects go through a `Cx`: spawning, regions, time, cancellation
+//! checks, finalizers and obligations. There is no ambient runtime: no
+//! thread-local lookup, no global spawn or clock. A `Cx` is cheap to clone
+//! (one reference count) and can be *narrowed* with [`Cx::restrict`] so that
+//! code handed a `Cx` cannot spawn or read time; the check is at run time and
+//! a denied effect returns an error (spawn) or panics naming the missing
+//! capability (time, where the signature has no error channel).
+
+mod caps;
+mod region;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+pub use caps::Capabilities;
+pub use region::RegionFuture;
+
+use crate::kernel::{Finalizer, SpawnError};
+use crate::runtime::core::Core;
+use crate::runtime::join::TaskHandle;
+use crate::types::cancel::Cancelled;
+use crate::types::{Budget, CancelReason, RegionId, TaskId, Time};
+
+/// The capability context of a task: the only route to runtime effects.
+#[derive(Clone)]
+pub struct Cx {
+    core: Arc<Core>,
+    task: TaskId,
+    region: RegionId,
+    caps: Capabilities,
+}
+
+/// A finalizer could not be registered because its region already closed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeferError {
+    region: RegionId,
+}
+
+impl fmt::Display for DeferError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cannot register a finalizer: region {} is already closed",
+            self.region
+        )
+    }
+}
+
+impl std::error::Error for DeferError {}
+
+impl Cx {
+    pub(crate) fn new(core: Arc<Core>, task: TaskId, region: RegionId, caps: Capabilities) -> Self {
+        Self {
+            core,
+            task,
+            region,
+            caps,
+        }
+    }
+
+    pub(crate) fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// The same task seen from another region (used for region bodies).
+    pub(crate) fn with_region(&self, region: RegionId) -> Cx {
+        Cx {
+            region,
+            ..self.clone()
+        }
+    }
+
+    /// The task this context belongs to.
+    pub fn task_id(&self) -> TaskId {
+        self.task
+    }
+
+    /// The region new tasks are spawned into.
+    pub fn region_id(&self) -> RegionId {
+        self.region
+    }
+
+    /// The capabilities this context carries.
+    pub fn capabilities(&self) -> Capabilities {
+        self.caps
+    }
+
+    /// A copy of this context that keeps only the capabilities in `caps`
+    /// (narrowing only: capabilities can never be added back).
+    pub fn restrict(&self, caps: Capabilities) -> Cx {
+        Cx {
+            caps: self.caps.intersect(caps),
+            ..self.clone()
+        }
+    }
+
+    #[track_caller]
+    pub(crate) fn require(&self, cap: Capabilities, name: &'static str) {
+        assert!(
+            self.caps.contains(cap),
+            "capability violation: this Cx was narrowed without the `{name}` capability"
+        );
+    }
+
+    /// Current runtime time (virtual in the lab).
+    ///
+    /// # Panics
+    /// If this `Cx` was narrowed without [`Capabilities::TIME`].
+    #[track_caller]
+    pub fn now(&self) -> Time {
+        self.require(Capabilities::TIME, "time");
+        self.core.now()
+    }
+
+    /// Current runtime time, or `None` without [`Capabilities::TIME`].
+    pub fn try_now(&self) -> Option<Time> {
+        self.caps
+            .contains(Capabilities::TIME)
+            .then(|| self.core.now())
+    }
+
+    /// The task's current budget (tightened by cleanup once cancelled).
+    pub fn budget(&self) -> Budget {
+        let task = self.task;
+        self.core.lock().task_budget(task)
+    }
+
+    /// Spawns `f(cx)` as a new task in this context's region.
+    ///
+    /// The closure runs immediately, on the caller's thread, to build the
+    /// future; the future then runs on the runtime. The region will not close
+    /// until the task completes, whether or not the handle is kept.
+    ///
+    /// Errors: the region no longer accepts tasks (finalizing/closed), is
+    /// being cancelled, or this `Cx` lacks [`Capabilities::SPAWN`].
+    pub fn spawn<F, Fut>(&self, f: F) -> Result<TaskHandle<Fut::Output>, SpawnError>
+    where
+        F: FnOnce(Cx) -> Fut,
+        Fut: Future + Send + 'static,
+        Fut::Output: Send + 'static,
+    {
+        self.spawn_with_budget(Budget::INFINITE, f)
+    }
+
+    /// Like [`spawn`](Self::spawn), with a budget (met with the region's).
+    pub fn spawn_with_budget<F, Fut>(
+        &self,
+        budget: Budget,
+        f: F,
+    ) -> Result<TaskHandle<Fut::Output>, SpawnError>
+    where
+        F: FnOnce(Cx) -> Fut,
+        Fut: Future + Send + 'static,
+        Fut::Output: Send + 'static,
+    {
+        if !self.caps.contains(Capabilities::SPAWN) {
+            return Err(SpawnError::CapabilityDenied("spawn"));
+        }
+        self.core.spawn(self.region, budget, self.caps, f)
+    }
+
+    /// Opens a child region, runs `body` in it, and closes it.
+    ///
+    /// The returned future resolves only after the region is closed: every
+    /// task spawned in it has completed and its finalizers ran. If the body
+    /// returns `Err` or panics, the remaining children are cancelled with
+    /// `FailFast` and drained first. A child panic that nobody joins fails
+    /// the region (`Outcome::Panicked`).
+    ///
+    /// # Cancellation
+    /// If the task is already cancelled (unmasked) or the enclosing region
+    /// is cancelled, the body does not run and the outcome is `Cancelled`.
+    /// If cancellation arrives while the body runs, the body observes it at
+    /// its checkpoints and the children are cancelled with `ParentCancelled`;
+    /// a body that then returns `Err` yields `Outcome::Cancelled(reason)`.
+    /// Dropping the future before it resolves cancels the region
+    /// (`FailFast`, "region future dropped") and lets the runtime close it;
+    /// the enclosing region still waits for it, so no task is orphaned.
+    pub fn region<F, Fut, T, E>(&self, body: F) -> RegionFuture<F, Fut, T, E>
+    where
+        F: FnOnce(Cx) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        RegionFuture::new(self.clone(), Budget::INFINITE, body)
+    }
+
+    /// Like [`region`](Self::region), with a budget for the region's tasks.
+    pub fn region_with_budget<F, Fut, T, E>(
+        &self,
+        budget: Budget,
+        body: F,
+    ) -> RegionFuture<F, Fut, T, E>
+    where
+        F: FnOnce(Cx) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        RegionFuture::new(self.clone(), budget, body)
+    }
+
+    /// Returns `Err` once cancellation is requested (for this task or its
+    /// region) and not masked. Observing the task's own cancellation here
+    /// acknowledges it: the task enters its cleanup under the reason's
+    /// cleanup budget, and its outcome will be `Cancelled`.
+    pub fn checkpoint(&self) -> Result<(), Cancelled> {
+        match self.observe_cancel() {
+            Some(reason) => Err(Cancelled::new(reason)),
+            None => Ok(()),
+        }
+    }
+
+    /// The acknowledgement step shared by every cancel-aware wait.
+    pub(crate) fn observe_cancel(&self) -> Option<CancelReason> {
+        let (task, region) = (self.task, self.region);
+        self.core
+            .with_kernel(|k, now| k.observe_cancel(task, region, now))
+    }
+
+    /// Whether cancellation was requested for this task or region (masking
+    /// does not hide it here).
+    pub fn is_cancel_requested(&self) -> bool {
+        self.cancel_reason().is_some()
+    }
+
+    /// The requested cancellation reason, if any.
+    pub fn cancel_reason(&self) -> Option<CancelReason> {
+        self.core.lock().cancel_requested(self.task, self.region)
+    }
+
+    /// Runs `f` with cancellation masked: checkpoints inside return `Ok`,
+    /// and the request stays pending until the mask ends. Masks nest up to
+    /// [`crate::kernel::MAX_MASK_DEPTH`] levels.
+    ///
+    /// # Panics
+    /// If nesting exceeds the bound (a bug in the caller).
+    pub fn masked<R>(&self, f: impl FnOnce() -> R) -> R {
+        let task = self.task;
+        self.core.lock().mask_enter(task);
+        struct Unmask<'a>(&'a Cx);
+        impl Drop for Unmask<'_> {
+            fn drop(&mut self) {
+                let task = self.0.task;
+                self.0.core.lock().mask_exit(task);
+            }
+        }
+        let _unmask = Unmask(self);
+        f()
+    }
+
+    /// Registers `f` to run when this context's region closes: after every
+    /// child finished, in LIFO order with the other finalizers, masked,
+    /// exactly once.
+    pub fn defer_sync(&self, f: impl FnOnce() + Send + 'static) -> Result<(), DeferError> {
+        self.defer(Finalizer::Sync(Box::new(f)))
+    }
+
+    /// Registers `fut` to be awaited when this context's region closes (see
+    /// [`defer_sync`](Self::defer_sync)). Cancellation is masked while it runs.
+    pub fn defer_async(
+        &self,
+        fut: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), DeferError> {
+        self.defer(Finalizer::Async(Box::pin(fut)))
+    }
+
+    fn defer(&self, fin: Finalizer) -> Result<(), DeferError> {
+        let region = self.region;
+        self.core
+            .lock()
+            .register_finalizer(region, fin)
+            .map_err(|_| DeferError { region })
+    }
+
+    /// Charges `cost` units against the task's cost quota; past the quota
+    /// the task is cancelled with `CostBudget` and this returns `Err`.
+    pub fn charge(&self, cost: u64) -> Result<(), Cancelled> {
+        let task = self.task;
+        self.core
+            .with_kernel(|k, now| k.charge_cost(task, cost, now));
+        self.checkpoint()
+    }
+}
+
+impl fmt::Debug for Cx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cx")
+            .field("task", &self.task)
+            .field("region", &self.region)
+            .field("caps", &self.caps)
+            .finish()
+    }
+}

@@ -1,0 +1,137 @@
+//! The future behind `Cx::region`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+
+use super::Cx;
+use crate::kernel::{BodyEnd, RegionReport, SpawnError};
+use crate::runtime::task_cell::poll_catching;
+use crate::types::{Budget, Outcome, PanicPayload, RegionId};
+
+pin_project! {
+    /// Runs a region body and resolves once the region is closed.
+    /// See [`Cx::region`].
+    #[must_use = "a region does nothing unless awaited"]
+    pub struct RegionFuture<F, Fut, T, E> {
+        cx: Cx,
+        budget: Budget,
+        body_fn: Option<F>,
+        #[pin]
+        body: Option<Fut>,
+        region: Option<RegionId>,
+        result: Option<Outcome<T, E>>,
+    }
+
+    impl<F, Fut, T, E> PinnedDrop for RegionFuture<F, Fut, T, E> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            // Drop the body first: its destructors may still talk to the region.
+            this.body.set(None);
+            if let Some(region) = this.region.take() {
+                this.cx.core().with_kernel(|k, now| k.abandon_region(region, now));
+            }
+        }
+    }
+}
+
+impl<F, Fut, T, E> RegionFuture<F, Fut, T, E>
+where
+    F: FnOnce(Cx) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    pub(crate) fn new(cx: Cx, budget: Budget, body: F) -> Self {
+        Self {
+            cx,
+            budget,
+            body_fn: Some(body),
+            body: None,
+            region: None,
+            result: None,
+        }
+    }
+}
+
+fn outcome_with_report<T, E>(body: Outcome<T, E>, report: RegionReport) -> Outcome<T, E> {
+    let body = match (body, report.cancelled_during_body) {
+        (Outcome::Err(_), Some(reason)) => Outcome::Cancelled(reason),
+        (other, _) => other,
+    };
+    match report.panic {
+        Some(p) => body.join(Outcome::Panicked(p)),
+        None => body,
+    }
+}
+
+impl<F, Fut, T, E> Future for RegionFuture<F, Fut, T, E>
+where
+    F: FnOnce(Cx) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    type Output = Outcome<T, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Some(body_fn) = this.body_fn.take() {
+            if let Some(reason) = this.cx.observe_cancel() {
+                return Poll::Ready(Outcome::Cancelled(reason));
+            }
+            let (parent, owner, budget) = (this.cx.region_id(), this.cx.task_id(), *this.budget);
+            let created = this
+                .cx
+                .core()
+                .with_kernel(|k, _| k.create_child_region(parent, owner, budget));
+            let region = match created {
+                Ok(r) => r,
+                Err(SpawnError::RegionCancelled(_, reason)) => {
+                    return Poll::Ready(Outcome::Cancelled(reason));
+                }
+                Err(e) => return Poll::Ready(Outcome::Panicked(PanicPayload::new(e.to_string()))),
+            };
+            *this.region = Some(region);
+            let child = this.cx.with_region(region);
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body_fn(child))) {
+                Ok(body) => this.body.set(Some(body)),
+                Err(payload) => {
+                    let p = PanicPayload::from_panic(payload);
+                    *this.result = Some(Outcome::Panicked(p.clone()));
+                    this.cx.core().with_kernel(|k, now| {
+                        k.region_body_done(region, BodyEnd::Panicked(p), now)
+                    });
+                }
+            }
+        }
+        let region = this.region.expect("region future polled after completion");
+        if let Some(body) = this.body.as_mut().as_pin_mut() {
+            let (outcome, end) = match poll_catching(body, cx) {
+                Ok(Poll::Pending) => return Poll::Pending,
+                Ok(Poll::Ready(Ok(v))) => (Outcome::Ok(v), BodyEnd::Ok),
+                Ok(Poll::Ready(Err(e))) => (Outcome::Err(e), BodyEnd::Err),
+                Err(payload) => {
+                    let p = PanicPayload::from_panic(payload);
+                    (Outcome::Panicked(p.clone()), BodyEnd::Panicked(p))
+                }
+            };
+            this.body.set(None);
+            *this.result = Some(outcome);
+            this.cx
+                .core()
+                .with_kernel(|k, now| k.region_body_done(region, end, now));
+        }
+        let waker = cx.waker();
+        match this
+            .cx
+            .core()
+            .with_kernel(|k, _| k.poll_region_closed(region, waker))
+        {
+            None => Poll::Pending,
+            Some(report) => {
+                *this.region = None;
+                let body = this.result.take().expect("body finished before close");
+                Poll::Ready(outcome_with_report(body, report))
+            }
+        }
+    }
+}

@@ -1,0 +1,1153 @@
+//! The kernel: regions, tasks, cancellation, obligations and timers.
+//!
+//! The kernel is plain data behind one lock. It knows nothing about threads,
+//! clocks or how futures are stored: drivers (the current-thread runtime, the
+//! multi-thread runtime, the lab) own the futures, read their own clock and
+//! call into the kernel with the current [`Time`]. Side effects the kernel
+//! decides on (waking a task, starting a region's finalizers) are queued as
+//! [`Actions`] that the caller performs *after* releasing the lock, so no user
+//! code ever runs while the kernel is locked.
+//!
+//! Invariants (numbered as in `docs/ARCHITECTURE.md`):
+//! - K1 (ownership): every task belongs to exactly one region, every region
+//!   but a root has a parent; a region closes only when quiescent (its body is
+//!   done, no live task, no open child region).
+//! - K2 (downward cancellation): cancelling a region cancels its tasks with
+//!   the region's reason and its child regions with `ParentCancelled` caused
+//!   by it; cancelling a task cancels the regions its body opened. Nothing
+//!   flows to a parent.
+//! - K3 (monotone cancellation): a second request only strengthens the stored
+//!   reason (see `CancelReason::strengthen`).
+//! - K4 (termination): a task whose cancellation was requested is force-
+//!   dropped when its grace period expires or its cleanup poll quota runs out.
+//! - K5 (obligations): a region never closes with a pending obligation; a
+//!   normally-completing task's unresolved obligations are leaks, a cancelled
+//!   task's are aborted.
+//! - K6 (finalizers): run after the last child, LIFO, masked, exactly once.
+//! - K7 (ids): stale ids never resolve (generational arenas).
+
+mod arena;
+pub(crate) mod obligation;
+pub(crate) mod region;
+pub(crate) mod task;
+
+use std::task::Waker;
+use std::time::Duration;
+
+use crate::timer_wheel::{TimerKey, TimerWheel};
+use crate::types::{
+    Budget, CancelKind, CancelReason, ObligationId, PanicPayload, RegionId, TaskId, Time,
+};
+use arena::Arena;
+use obligation::ObligationRecord;
+pub use obligation::{LeakReport, ObligationState};
+pub use region::RegionState;
+pub(crate) use region::{BodyEnd, Finalizer, RegionRecord, RegionReport};
+pub use task::{ForceDropCause, TaskState};
+pub(crate) use task::{TaskEnd, TaskKind, TaskRecord};
+
+/// Most nested `Cx::masked` sections a task may have open at once.
+pub const MAX_MASK_DEPTH: u32 = 64;
+
+/// What the runtime does when it detects an obligation leak.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LeakPolicy {
+    /// The leaking task's outcome becomes a panic whose message contains
+    /// "obligation leak" (it then propagates like any unjoined panic).
+    #[default]
+    Panic,
+    /// The leak is recorded and logged (`tracing::error!`); execution goes on.
+    Log,
+}
+
+/// Kernel settings chosen on the runtime builder or `LabConfig`.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct KernelConfig {
+    /// Overrides every kind's grace period when set.
+    pub(crate) cleanup_grace: Option<Duration>,
+    pub(crate) leak_policy: LeakPolicy,
+}
+
+/// Why a spawn (or a region entry) was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SpawnError {
+    /// The region no longer accepts tasks (it is finalizing or closed).
+    RegionClosed(RegionId),
+    /// The region is being cancelled; new work would only be cancelled too.
+    RegionCancelled(RegionId, CancelReason),
+    /// The `Cx` was narrowed without the `spawn` capability.
+    CapabilityDenied(&'static str),
+}
+
+impl std::fmt::Display for SpawnError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SpawnError::RegionClosed(r) => {
+                write!(
+                    f,
+                    "cannot spawn into region {r}: it is finalizing or closed"
+                )
+            }
+            SpawnError::RegionCancelled(r, reason) => {
+                write!(
+                    f,
+                    "cannot spawn into region {r}: it is cancelled ({reason})"
+                )
+            }
+            SpawnError::CapabilityDenied(cap) => {
+                write!(
+                    f,
+                    "cannot spawn: this Cx was narrowed without the `{cap}` capability"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for SpawnError {}
+
+/// A task whose future the runtime dropped instead of letting it finish.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForcedDrop {
+    /// The task.
+    pub task: TaskId,
+    /// Its region.
+    pub region: RegionId,
+    /// Why it was dropped.
+    pub cause: ForceDropCause,
+    /// The cancellation reason it ended with.
+    pub reason: CancelReason,
+    /// When.
+    pub at: Time,
+}
+
+/// Side effects decided under the kernel lock, performed after releasing it.
+#[derive(Default)]
+pub(crate) struct Actions {
+    pub(crate) wakes: Vec<Waker>,
+    /// Regions whose finalizers must start running (in a finalizer task).
+    pub(crate) start_finalizers: Vec<RegionId>,
+}
+
+impl Actions {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.wakes.is_empty() && self.start_finalizers.is_empty()
+    }
+}
+
+/// What a pre-poll check decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PollDecision {
+    Poll,
+    Drop(ForceDropCause),
+}
+
+/// How a task ended, as the kernel classifies it.
+#[derive(Clone, Debug)]
+pub(crate) enum TaskOutcome {
+    Ok,
+    Cancelled(CancelReason),
+    Panicked(PanicPayload),
+}
+
+/// Something the timer wheel fires.
+pub(crate) enum TimerEvent {
+    Wake(Waker),
+    Grace(TaskId),
+    Deadline(TaskId),
+}
+
+/// Counters for diagnostics and the lab's oracles.
+#[derive(Clone, Debug, Default)]
+pub struct KernelStats {
+    /// Tasks spawned.
+    pub tasks_spawned: u64,
+    /// Tasks completed.
+    pub tasks_completed: u64,
+    /// Regions created.
+    pub regions_created: u64,
+    /// Regions closed.
+    pub regions_closed: u64,
+    /// Obligations committed.
+    pub obligations_committed: u64,
+    /// Obligations aborted.
+    pub obligations_aborted: u64,
+    /// Obligation leaks detected (the first reports are kept in `leaks`).
+    pub obligations_leaked: u64,
+    /// Forced drops (the first reports are kept in `forced_drops`).
+    pub forced_drop_count: u64,
+    /// The first [`KernelStats::MAX_REPORTS`] leak reports.
+    pub leaks: Vec<LeakReport>,
+    /// The first [`KernelStats::MAX_REPORTS`] forced drops.
+    pub forced_drops: Vec<ForcedDrop>,
+}
+
+impl KernelStats {
+    /// How many detailed reports of each kind are kept.
+    pub const MAX_REPORTS: usize = 1024;
+}
+
+pub(crate) struct Kernel {
+    tasks: Arena<TaskRecord>,
+    regions: Arena<RegionRecord>,
+    obligations: Arena<ObligationRecord>,
+    timers: TimerWheel<TimerEvent>,
+    config: KernelConfig,
+    actions: Actions,
+    stats: KernelStats,
+}
+
+fn task_key(t: TaskId) -> (u32, u32) {
+    (t.index(), t.generation())
+}
+
+fn region_key(r: RegionId) -> (u32, u32) {
+    (r.index(), r.generation())
+}
+
+impl Kernel {
+    pub(crate) fn new(config: KernelConfig, start: Time) -> Self {
+        Self {
+            tasks: Arena::new(),
+            regions: Arena::new(),
+            obligations: Arena::new(),
+            timers: TimerWheel::new(start),
+            config,
+            actions: Actions::default(),
+            stats: KernelStats::default(),
+        }
+    }
+
+    pub(crate) fn take_actions(&mut self) -> Actions {
+        if self.actions.is_empty() {
+            Actions::default()
+        } else {
+            std::mem::take(&mut self.actions)
+        }
+    }
+
+    pub(crate) fn config(&self) -> &KernelConfig {
+        &self.config
+    }
+
+    pub(crate) fn stats(&self) -> &KernelStats {
+        &self.stats
+    }
+
+    // ----- lookups -------------------------------------------------------
+
+    pub(crate) fn task(&self, t: TaskId) -> Option<&TaskRecord> {
+        let (i, g) = task_key(t);
+        self.tasks.get(i, g)
+    }
+
+    fn task_mut(&mut self, t: TaskId) -> Option<&mut TaskRecord> {
+        let (i, g) = task_key(t);
+        self.tasks.get_mut(i, g)
+    }
+
+    pub(crate) fn region(&self, r: RegionId) -> Option<&RegionRecord> {
+        let (i, g) = region_key(r);
+        self.regions.get(i, g)
+    }
+
+    fn region_mut(&mut self, r: RegionId) -> Option<&mut RegionRecord> {
+        let (i, g) = region_key(r);
+        self.regions.get_mut(i, g)
+    }
+
+    pub(crate) fn task_state(&self, t: TaskId) -> Option<TaskState> {
+        self.task(t).map(|r| r.state)
+    }
+
+    pub(crate) fn region_state(&self, r: RegionId) -> Option<RegionState> {
+        self.region(r).map(|r| r.state)
+    }
+
+    pub(crate) fn live_task_count(&self) -> usize {
+        self.tasks.len()
+    }
+
+    pub(crate) fn live_region_count(&self) -> usize {
+        self.regions.len()
+    }
+
+    pub(crate) fn pending_obligation_count(&self) -> usize {
+        self.obligations.len()
+    }
+
+    pub(crate) fn next_timer_deadline(&self) -> Option<Time> {
+        self.timers.next_deadline()
+    }
+
+    pub(crate) fn pending_timer_count(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// Tasks of region `r`, in spawn order.
+    fn region_tasks(&self, r: RegionId) -> Vec<TaskId> {
+        let mut out = Vec::new();
+        let mut cursor = self.region(r).and_then(|rec| rec.first_task);
+        while let Some(t) = cursor {
+            out.push(t);
+            cursor = self.task(t).and_then(|rec| rec.next);
+        }
+        out
+    }
+
+    // ----- regions -------------------------------------------------------
+
+    /// Creates a root region (one per `block_on`).
+    pub(crate) fn create_root_region(&mut self, budget: Budget) -> RegionId {
+        let (i, g) = self.regions.insert(RegionRecord::new(None, None, budget));
+        self.stats.regions_created += 1;
+        RegionId::from_parts(i, g)
+    }
+
+    /// Creates a region under `parent` whose body runs in task `owner`.
+    pub(crate) fn create_child_region(
+        &mut self,
+        parent: RegionId,
+        owner: TaskId,
+        budget: Budget,
+    ) -> Result<RegionId, SpawnError> {
+        let parent_rec = self
+            .region(parent)
+            .ok_or(SpawnError::RegionClosed(parent))?;
+        if !parent_rec.state.accepts_spawns() {
+            return Err(SpawnError::RegionClosed(parent));
+        }
+        if let Some(reason) = &parent_rec.cancel {
+            return Err(SpawnError::RegionCancelled(parent, reason.clone()));
+        }
+        let budget = parent_rec.budget.meet(budget);
+        let (i, g) = self
+            .regions
+            .insert(RegionRecord::new(Some(parent), Some(owner), budget));
+        let r = RegionId::from_parts(i, g);
+        self.stats.regions_created += 1;
+        if let Some(p) = self.region_mut(parent) {
+            p.children.push(r);
+        }
+        if let Some(o) = self.task_mut(owner) {
+            o.owned_regions.push(r);
+        }
+        Ok(r)
+    }
+
+    /// Sets which task runs a root region's body.
+    pub(crate) fn set_region_owner(&mut self, r: RegionId, owner: TaskId) {
+        if let Some(rec) = self.region_mut(r) {
+            rec.owner = Some(owner);
+        }
+    }
+
+    /// Records that region `r`'s body finished and starts closing it.
+    pub(crate) fn region_body_done(&mut self, r: RegionId, end: BodyEnd, now: Time) {
+        let Some(rec) = self.region_mut(r) else {
+            return;
+        };
+        if rec.body_done {
+            return;
+        }
+        rec.body_done = true;
+        let failure = match &end {
+            BodyEnd::Ok => None,
+            BodyEnd::Err => {
+                Some(CancelReason::fail_fast().with_message("region body returned an error"))
+            }
+            BodyEnd::Panicked(p) => Some(
+                CancelReason::fail_fast()
+                    .with_message(format!("region body panicked: {}", p.message())),
+            ),
+            BodyEnd::Abandoned => Some(
+                CancelReason::fail_fast()
+                    .with_message("region future dropped before its body finished"),
+            ),
+        };
+        if matches!(end, BodyEnd::Abandoned) {
+            rec.awaited = false;
+        }
+        if let Some(reason) = failure {
+            self.cancel_region(r, reason.with_origin(Some(r), None), now);
+        }
+        self.advance_region(r, now);
+    }
+
+    /// The region future was dropped: finish its body (if needed) and let the
+    /// kernel close it without anyone awaiting the report.
+    pub(crate) fn abandon_region(&mut self, r: RegionId, now: Time) {
+        let Some(rec) = self.region_mut(r) else {
+            return;
+        };
+        rec.awaited = false;
+        if rec.state == RegionState::Closed {
+            self.remove_region(r);
+        } else if !rec.body_done {
+            self.region_body_done(r, BodyEnd::Abandoned, now);
+        }
+    }
+
+    /// Polls for closure: `Some(report)` once closed (the record is then
+    /// released); otherwise stores `waker` to be woken on close.
+    pub(crate) fn poll_region_closed(
+        &mut self,
+        r: RegionId,
+        waker: &Waker,
+    ) -> Option<RegionReport> {
+        let rec = self.region_mut(r)?;
+        if rec.state == RegionState::Closed {
+            let report = std::mem::take(&mut rec.report);
+            self.remove_region(r);
+            return Some(report);
+        }
+        match &mut rec.close_waker {
+            Some(w) if w.will_wake(waker) => {}
+            slot => *slot = Some(waker.clone()),
+        }
+        None
+    }
+
+    fn remove_region(&mut self, r: RegionId) {
+        let (i, g) = region_key(r);
+        self.regions.remove(i, g);
+    }
+
+    /// Registers a finalizer on `r`; gives it back if `r` already closed.
+    pub(crate) fn register_finalizer(
+        &mut self,
+        r: RegionId,
+        fin: Finalizer,
+    ) -> Result<(), Finalizer> {
+        match self.region_mut(r) {
+            Some(rec) if rec.state != RegionState::Closed => {
+                rec.finalizers.push(fin);
+                Ok(())
+            }
+            _ => Err(fin),
+        }
+    }
+
+    /// Takes the most recently registered finalizer of `r` (LIFO).
+    pub(crate) fn pop_finalizer(&mut self, r: RegionId) -> Option<Finalizer> {
+        self.region_mut(r)?.finalizers.pop()
+    }
+
+    pub(crate) fn finalizer_panicked(&mut self, r: RegionId, payload: PanicPayload) {
+        if let Some(rec) = self.region_mut(r) {
+            rec.report.panic.get_or_insert(payload);
+        }
+    }
+
+    /// Walks `r` (and, as regions close, its ancestors) forward through
+    /// Open → Closing → Draining → Finalizing → Closed as far as possible.
+    fn advance_region(&mut self, r: RegionId, now: Time) {
+        let mut current = Some(r);
+        while let Some(r) = current.take() {
+            let Some(rec) = self.region_mut(r) else {
+                return;
+            };
+            loop {
+                match rec.state {
+                    RegionState::Open if rec.body_done => rec.advance(r),
+                    RegionState::Closing => rec.advance(r),
+                    RegionState::Draining if rec.is_quiescent() => {
+                        rec.advance(r);
+                        if !rec.finalizers.is_empty() {
+                            rec.finalizer_task = None;
+                            self.actions.start_finalizers.push(r);
+                            return;
+                        }
+                    }
+                    RegionState::Finalizing if rec.finalizer_task.is_none() => {
+                        current = self.close_region(r, now);
+                        break;
+                    }
+                    _ => return,
+                }
+            }
+        }
+    }
+
+    /// Finalizing → Closed. Returns the parent, which may now be quiescent.
+    fn close_region(&mut self, r: RegionId, now: Time) -> Option<RegionId> {
+        self.leak_region_obligations(r, now);
+        let rec = self.region_mut(r)?;
+        rec.advance(r);
+        if rec.report.panic.is_none()
+            && let Some((_, p)) = rec.pending_panics.first()
+        {
+            rec.report.panic = Some(p.clone());
+        }
+        rec.pending_panics.clear();
+        let parent = rec.parent;
+        let owner = rec.owner;
+        let awaited = rec.awaited;
+        if let Some(w) = rec.close_waker.take() {
+            self.actions.wakes.push(w);
+        }
+        self.stats.regions_closed += 1;
+        if !awaited {
+            self.remove_region(r);
+        }
+        if let Some(o) = owner.and_then(|o| self.task_mut(o)) {
+            o.owned_regions.retain(|&x| x != r);
+        }
+        let p = self.region_mut(parent?)?;
+        p.children.retain(|&c| c != r);
+        parent
+    }
+
+    // ----- tasks ---------------------------------------------------------
+
+    /// Creates a task record in region `r`. `Finalizer` tasks may be created
+    /// in a finalizing region; others only while it accepts spawns.
+    pub(crate) fn create_task(
+        &mut self,
+        r: RegionId,
+        kind: TaskKind,
+        waker: Waker,
+        budget: Budget,
+        now: Time,
+    ) -> Result<TaskId, SpawnError> {
+        let rec = self.region(r).ok_or(SpawnError::RegionClosed(r))?;
+        match kind {
+            TaskKind::Finalizer => {
+                if rec.state != RegionState::Finalizing {
+                    return Err(SpawnError::RegionClosed(r));
+                }
+            }
+            _ => {
+                if !rec.state.accepts_spawns() {
+                    return Err(SpawnError::RegionClosed(r));
+                }
+                if let Some(reason) = &rec.cancel {
+                    return Err(SpawnError::RegionCancelled(r, reason.clone()));
+                }
+            }
+        }
+        let budget = rec.budget.meet(budget);
+        let (i, g) = self.tasks.insert(TaskRecord::new(r, kind, waker, budget));
+        let t = TaskId::from_parts(i, g);
+        self.stats.tasks_spawned += 1;
+        if kind == TaskKind::Finalizer {
+            self.region_mut(r).expect("checked above").finalizer_task = Some(t);
+        } else {
+            self.link_task(r, t);
+        }
+        if let Some(deadline) = budget.deadline {
+            let key = self
+                .timers
+                .insert(deadline.max(now), TimerEvent::Deadline(t));
+            self.task_mut(t).expect("just inserted").deadline_timer = Some(key);
+        }
+        Ok(t)
+    }
+
+    pub(crate) fn set_task_waker(&mut self, t: TaskId, waker: Waker) {
+        if let Some(rec) = self.task_mut(t) {
+            rec.waker = waker;
+        }
+    }
+
+    fn link_task(&mut self, r: RegionId, t: TaskId) {
+        let rec = self.region_mut(r).expect("region checked by caller");
+        let prev = rec.last_task;
+        rec.last_task = Some(t);
+        if rec.first_task.is_none() {
+            rec.first_task = Some(t);
+        }
+        rec.live_tasks += 1;
+        if let Some(p) = prev {
+            self.task_mut(p).expect("list is consistent").next = Some(t);
+        }
+        self.task_mut(t).expect("just inserted").prev = prev;
+    }
+
+    fn unlink_task(&mut self, r: RegionId, t: TaskId) {
+        let (prev, next) = {
+            let rec = self.task(t).expect("unlinking a live task");
+            (rec.prev, rec.next)
+        };
+        if let Some(p) = prev {
+            self.task_mut(p).expect("list is consistent").next = next;
+        }
+        if let Some(n) = next {
+            self.task_mut(n).expect("list is consistent").prev = prev;
+        }
+        if let Some(rec) = self.region_mut(r) {
+            if rec.first_task == Some(t) {
+                rec.first_task = next;
+            }
+            if rec.last_task == Some(t) {
+                rec.last_task = prev;
+            }
+            rec.live_tasks -= 1;
+        }
+    }
+
+    /// Bookkeeping before each poll: first-poll transition, poll quota,
+    /// deadline, and whether the future must be dropped instead.
+    pub(crate) fn before_poll(&mut self, t: TaskId, now: Time) -> PollDecision {
+        let Some(rec) = self.task_mut(t) else {
+            return PollDecision::Drop(ForceDropCause::CancelledBeforeStart);
+        };
+        if let Some(cause) = rec.force_drop {
+            return PollDecision::Drop(cause);
+        }
+        match rec.state {
+            TaskState::Created => rec.transition(t, TaskState::Running),
+            TaskState::CancelRequested if rec.polls == 0 => {
+                rec.force_drop = Some(ForceDropCause::CancelledBeforeStart);
+                return PollDecision::Drop(ForceDropCause::CancelledBeforeStart);
+            }
+            _ => {}
+        }
+        rec.polls = rec.polls.saturating_add(1);
+        if rec
+            .cleanup_poll_limit
+            .is_some_and(|limit| rec.polls > limit)
+        {
+            rec.force_drop = Some(ForceDropCause::CleanupPollsExhausted);
+            return PollDecision::Drop(ForceDropCause::CleanupPollsExhausted);
+        }
+        let over_quota = rec.polls > rec.budget.poll_quota;
+        let past_deadline = rec.budget.is_past_deadline(now);
+        if over_quota {
+            self.request_cancel(
+                t,
+                CancelReason::poll_quota().with_message("poll quota exhausted"),
+                now,
+            );
+        }
+        if past_deadline {
+            self.request_cancel(
+                t,
+                CancelReason::deadline().with_message("budget deadline passed"),
+                now,
+            );
+        }
+        PollDecision::Poll
+    }
+
+    /// Records the end of task `t` and returns how it ended. `handle_alive`
+    /// says whether a `TaskHandle` may still join it (decides whether a panic
+    /// is escalated now or left for the joiner).
+    pub(crate) fn complete_task(
+        &mut self,
+        t: TaskId,
+        end: TaskEnd,
+        handle_alive: bool,
+        now: Time,
+    ) -> (TaskOutcome, Vec<LeakReport>) {
+        let Some(rec) = self.task(t) else {
+            return (TaskOutcome::Cancelled(CancelReason::default()), Vec::new());
+        };
+        let region = rec.region;
+        let kind = rec.kind;
+        let mut outcome = match &end {
+            TaskEnd::Panicked(p) => TaskOutcome::Panicked(p.clone()),
+            TaskEnd::Dropped => TaskOutcome::Cancelled(rec.cancel.clone().unwrap_or_default()),
+            TaskEnd::Returned if rec.state == TaskState::Cancelling => {
+                TaskOutcome::Cancelled(rec.cancel.clone().unwrap_or_default())
+            }
+            TaskEnd::Returned => TaskOutcome::Ok,
+        };
+        if let (TaskEnd::Dropped, Some(cause)) = (&end, rec.force_drop) {
+            let reason = rec.cancel.clone().unwrap_or_default();
+            self.stats.forced_drop_count += 1;
+            if self.stats.forced_drops.len() < KernelStats::MAX_REPORTS {
+                self.stats.forced_drops.push(ForcedDrop {
+                    task: t,
+                    region,
+                    cause,
+                    reason,
+                    at: now,
+                });
+            }
+        }
+        let rec = self.task_mut(t).expect("looked up above");
+        rec.transition(t, TaskState::Finalizing);
+        let held = std::mem::take(&mut rec.obligations);
+        let timers = [rec.grace_timer.take(), rec.deadline_timer.take()];
+        for key in timers.into_iter().flatten() {
+            self.timers.cancel(key);
+        }
+        let cancelled = matches!(outcome, TaskOutcome::Cancelled(_));
+        let leaks = self.settle_obligations(held, cancelled, now);
+        if !leaks.is_empty()
+            && self.config.leak_policy == LeakPolicy::Panic
+            && matches!(outcome, TaskOutcome::Ok)
+        {
+            let msg = leaks
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            outcome = TaskOutcome::Panicked(PanicPayload::new(msg));
+        }
+        if kind != TaskKind::Finalizer {
+            self.unlink_task(region, t);
+        }
+        let rec = self.task_mut(t).expect("looked up above");
+        rec.transition(t, TaskState::Completed);
+        let (i, g) = task_key(t);
+        self.tasks.remove(i, g);
+        self.stats.tasks_completed += 1;
+
+        match kind {
+            TaskKind::RootBody => {
+                let body_end = match &outcome {
+                    TaskOutcome::Ok => BodyEnd::Ok,
+                    TaskOutcome::Cancelled(_) => BodyEnd::Err,
+                    TaskOutcome::Panicked(p) => BodyEnd::Panicked(p.clone()),
+                };
+                self.region_body_done(region, body_end, now);
+            }
+            TaskKind::Finalizer => {
+                if let Some(r) = self.region_mut(region) {
+                    r.finalizer_task = None;
+                }
+            }
+            TaskKind::Spawned => {
+                if let TaskOutcome::Panicked(p) = &outcome {
+                    if handle_alive {
+                        if let Some(r) = self.region_mut(region) {
+                            r.pending_panics.push((t, p.clone()));
+                        }
+                    } else {
+                        self.escalate_panic(region, t, p.clone(), now);
+                    }
+                }
+            }
+        }
+        self.advance_region(region, now);
+        (outcome, leaks)
+    }
+
+    /// A child panic nobody will join: fail the region fast.
+    fn escalate_panic(&mut self, r: RegionId, t: TaskId, payload: PanicPayload, now: Time) {
+        let Some(rec) = self.region_mut(r) else {
+            return;
+        };
+        if rec.state == RegionState::Closed {
+            return;
+        }
+        let msg = format!("task {t} panicked: {}", payload.message());
+        rec.report.panic.get_or_insert(payload);
+        let reason = CancelReason::fail_fast()
+            .with_message(msg)
+            .with_origin(Some(r), Some(t));
+        self.cancel_region(r, reason, now);
+    }
+
+    /// A handle joined task `t` and received its panic: it is handled.
+    pub(crate) fn panic_joined(&mut self, r: RegionId, t: TaskId) {
+        if let Some(rec) = self.region_mut(r) {
+            rec.pending_panics.retain(|(x, _)| *x != t);
+        }
+    }
+
+    /// The handle of panicked task `t` was dropped without joining it.
+    pub(crate) fn panic_handle_dropped(&mut self, r: RegionId, t: TaskId, now: Time) {
+        let Some(rec) = self.region_mut(r) else {
+            return;
+        };
+        let Some(pos) = rec.pending_panics.iter().position(|(x, _)| *x == t) else {
+            return;
+        };
+        let (_, payload) = rec.pending_panics.remove(pos);
+        self.escalate_panic(r, t, payload, now);
+    }
+
+    // ----- cancellation --------------------------------------------------
+
+    fn stamp(
+        &self,
+        mut reason: CancelReason,
+        now: Time,
+        r: RegionId,
+        t: Option<TaskId>,
+    ) -> CancelReason {
+        if reason.timestamp == Time::ZERO {
+            reason.timestamp = now;
+        }
+        if reason.origin_region.is_none() && reason.origin_task.is_none() {
+            reason.origin_region = Some(r);
+            reason.origin_task = t;
+        }
+        reason
+    }
+
+    fn grace_for(&self, kind: CancelKind) -> Duration {
+        self.config
+            .cleanup_grace
+            .unwrap_or_else(|| kind.grace_period())
+    }
+
+    /// Requests cancellation of task `t` (K2, K3). Returns whether anything
+    /// changed.
+    pub(crate) fn request_cancel(&mut self, t: TaskId, reason: CancelReason, now: Time) -> bool {
+        let Some(rec) = self.task(t) else {
+            return false;
+        };
+        if rec.kind == TaskKind::Finalizer || rec.state >= TaskState::Finalizing {
+            return false;
+        }
+        let reason = self.stamp(reason, now, rec.region, Some(t));
+        let grace = self.grace_for(reason.kind);
+        let rec = self.task_mut(t).expect("looked up above");
+        let first = !rec.state.is_cancel_requested();
+        let changed = match &mut rec.cancel {
+            Some(existing) => existing.strengthen(&reason),
+            None => {
+                rec.cancel = Some(reason);
+                true
+            }
+        };
+        if !first && !changed {
+            return false;
+        }
+        if first {
+            rec.transition(t, TaskState::CancelRequested);
+        }
+        // K4: the grace period only ever shortens.
+        let deadline = now + grace;
+        let old_timer = if rec.grace_deadline.is_none_or(|d| deadline < d) {
+            rec.grace_deadline = Some(deadline);
+            Some(rec.grace_timer.take())
+        } else {
+            None
+        };
+        let waker = rec.waker.clone();
+        let effective = rec.cancel.clone().expect("set above");
+        let owned = rec.owned_regions.clone();
+        self.actions.wakes.push(waker);
+        if let Some(old) = old_timer {
+            if let Some(key) = old {
+                self.timers.cancel(key);
+            }
+            let key = self.timers.insert(deadline, TimerEvent::Grace(t));
+            self.task_mut(t).expect("still live").grace_timer = Some(key);
+        }
+        let child_reason = effective.to_parent_cancelled();
+        for r in owned {
+            self.cancel_region(r, child_reason.clone(), now);
+        }
+        true
+    }
+
+    /// Cancels region `r`: its tasks get `reason`, its child regions get
+    /// `ParentCancelled` caused by it (K2).
+    pub(crate) fn cancel_region(&mut self, r: RegionId, reason: CancelReason, now: Time) {
+        let Some(rec) = self.region(r) else { return };
+        if rec.state == RegionState::Closed {
+            return;
+        }
+        let reason = self.stamp(reason, now, r, None);
+        let rec = self.region_mut(r).expect("looked up above");
+        let changed = match &mut rec.cancel {
+            Some(existing) => existing.strengthen(&reason),
+            None => {
+                rec.cancel = Some(reason);
+                true
+            }
+        };
+        if !changed {
+            return;
+        }
+        let effective = rec.cancel.clone().expect("set above");
+        if !rec.body_done {
+            match &mut rec.report.cancelled_during_body {
+                Some(existing) => {
+                    existing.strengthen(&effective);
+                }
+                slot => *slot = Some(effective.clone()),
+            }
+        }
+        let owner = if rec.body_done { None } else { rec.owner };
+        let children = rec.children.clone();
+        // The body runs in the owner task; wake it so a parked wait sees this.
+        if let Some(w) = owner.and_then(|o| self.task(o)).map(|o| o.waker.clone()) {
+            self.actions.wakes.push(w);
+        }
+        for t in self.region_tasks(r) {
+            self.request_cancel(t, effective.clone(), now);
+        }
+        let child_reason = effective.to_parent_cancelled();
+        for c in children {
+            self.cancel_region(c, child_reason.clone(), now);
+        }
+    }
+
+    /// What a checkpoint on a `Cx` of task `t` in region `r` observes. An
+    /// observation of the task's own cancellation is its acknowledgement:
+    /// the task moves to `Cancelling` under the reason's cleanup budget.
+    pub(crate) fn observe_cancel(
+        &mut self,
+        t: TaskId,
+        r: RegionId,
+        now: Time,
+    ) -> Option<CancelReason> {
+        if self
+            .region(r)
+            .is_some_and(|rec| rec.state == RegionState::Finalizing)
+        {
+            return None; // K6: finalizers run masked.
+        }
+        let rec = self.task(t)?;
+        if rec.mask_depth > 0 {
+            return None;
+        }
+        if rec.budget.is_past_deadline(now) && !rec.state.is_cancel_requested() {
+            self.request_cancel(
+                t,
+                CancelReason::deadline().with_message("budget deadline passed"),
+                now,
+            );
+        }
+        let rec = self.task_mut(t).expect("looked up above");
+        if rec.state == TaskState::CancelRequested {
+            rec.transition(t, TaskState::Cancelling);
+            let reason = rec
+                .cancel
+                .clone()
+                .expect("cancel requested implies a reason");
+            let cleanup = reason.cleanup_budget();
+            rec.budget = rec.budget.meet(cleanup);
+            rec.cleanup_poll_limit = Some(rec.polls.saturating_add(cleanup.poll_quota));
+            return Some(reason);
+        }
+        if rec.state == TaskState::Cancelling {
+            return rec.cancel.clone();
+        }
+        self.region(r).and_then(|rec| rec.cancel.clone())
+    }
+
+    /// The cancellation visible to task `t` in region `r`, ignoring masks and
+    /// without acknowledging it.
+    pub(crate) fn cancel_requested(&self, t: TaskId, r: RegionId) -> Option<CancelReason> {
+        let task_reason = self.task(t).and_then(|rec| rec.cancel.clone());
+        let region_reason = self.region(r).and_then(|rec| rec.cancel.clone());
+        match (task_reason, region_reason) {
+            (Some(mut a), Some(b)) => {
+                a.strengthen(b);
+                Some(a)
+            }
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub(crate) fn mask_enter(&mut self, t: TaskId) {
+        if let Some(rec) = self.task_mut(t) {
+            assert!(
+                rec.mask_depth < MAX_MASK_DEPTH,
+                "task {t}: Cx::masked nested deeper than {MAX_MASK_DEPTH} levels (rule: mask nesting is bounded)"
+            );
+            rec.mask_depth += 1;
+        }
+    }
+
+    pub(crate) fn mask_exit(&mut self, t: TaskId) {
+        if let Some(rec) = self.task_mut(t) {
+            rec.mask_depth = rec.mask_depth.saturating_sub(1);
+        }
+    }
+
+    pub(crate) fn task_budget(&self, t: TaskId) -> Budget {
+        self.task(t).map_or(Budget::INFINITE, |rec| rec.budget)
+    }
+
+    /// Charges `cost` to task `t`; past its cost quota it is cancelled with
+    /// `CostBudget`. Returns whether the quota still holds.
+    pub(crate) fn charge_cost(&mut self, t: TaskId, cost: u64, now: Time) -> bool {
+        let Some(rec) = self.task_mut(t) else {
+            return true;
+        };
+        rec.cost = rec.cost.saturating_add(cost);
+        let over = rec.budget.cost_quota.is_some_and(|q| rec.cost > q);
+        if over {
+            self.request_cancel(
+                t,
+                CancelReason::cost_budget().with_message("cost quota exhausted"),
+                now,
+            );
+        }
+        !over
+    }
+
+    // ----- obligations ---------------------------------------------------
+
+    /// Reserves an obligation held by task `t` in region `r`.
+    pub(crate) fn reserve_obligation(
+        &mut self,
+        t: TaskId,
+        r: RegionId,
+        kind: &'static str,
+        now: Time,
+    ) -> Result<ObligationId, SpawnError> {
+        let region = self.region(r).ok_or(SpawnError::RegionClosed(r))?;
+        if region.state == RegionState::Closed {
+            return Err(SpawnError::RegionClosed(r));
+        }
+        let (i, g) = self.obligations.insert(ObligationRecord {
+            kind,
+            holder: t,
+            region: r,
+            reserved_at: now,
+        });
+        let o = ObligationId::from_parts(i, g);
+        self.region_mut(r)
+            .expect("checked above")
+            .pending_obligations += 1;
+        if let Some(rec) = self.task_mut(t) {
+            rec.obligations.push(o);
+        }
+        Ok(o)
+    }
+
+    /// Resolves obligation `o` as committed or aborted. Returns false if it
+    /// was no longer pending (already reported as leaked).
+    pub(crate) fn resolve_obligation(&mut self, o: ObligationId, state: ObligationState) -> bool {
+        debug_assert!(matches!(
+            state,
+            ObligationState::Committed | ObligationState::Aborted
+        ));
+        let Some(rec) = self.obligations.remove(o.index(), o.generation()) else {
+            return false;
+        };
+        if let Some(t) = self.task_mut(rec.holder) {
+            t.obligations.retain(|&x| x != o);
+        }
+        if let Some(r) = self.region_mut(rec.region) {
+            r.pending_obligations -= 1;
+        }
+        match state {
+            ObligationState::Committed => self.stats.obligations_committed += 1,
+            _ => self.stats.obligations_aborted += 1,
+        }
+        true
+    }
+
+    pub(crate) fn obligation_state(&self, o: ObligationId) -> Option<ObligationState> {
+        self.obligations
+            .get(o.index(), o.generation())
+            .map(|_| ObligationState::Reserved)
+    }
+
+    /// K5: a finished task's leftovers are aborted (cancelled) or leaked.
+    fn settle_obligations(
+        &mut self,
+        held: Vec<ObligationId>,
+        cancelled: bool,
+        now: Time,
+    ) -> Vec<LeakReport> {
+        let mut leaks = Vec::new();
+        for o in held {
+            if cancelled {
+                self.resolve_obligation(o, ObligationState::Aborted);
+            } else if let Some(report) = self.leak_obligation(o, now) {
+                leaks.push(report);
+            }
+        }
+        leaks
+    }
+
+    fn leak_obligation(&mut self, o: ObligationId, now: Time) -> Option<LeakReport> {
+        let rec = self.obligations.remove(o.index(), o.generation())?;
+        if let Some(r) = self.region_mut(rec.region) {
+            r.pending_obligations -= 1;
+        }
+        if let Some(t) = self.task_mut(rec.holder) {
+            t.obligations.retain(|&x| x != o);
+        }
+        let report = LeakReport {
+            obligation: o,
+            kind: rec.kind,
+            holder: rec.holder,
+            region: rec.region,
+            reserved_at: rec.reserved_at,
+            detected_at: now,
+        };
+        self.stats.obligations_leaked += 1;
+        if self.stats.leaks.len() < KernelStats::MAX_REPORTS {
+            self.stats.leaks.push(report.clone());
+        }
+        tracing::error!(target: "asupersync::obligation", "{report}");
+        Some(report)
+    }
+
+    /// K5 at close: anything still pending in `r` is a leak.
+    fn leak_region_obligations(&mut self, r: RegionId, now: Time) {
+        if self
+            .region(r)
+            .is_none_or(|rec| rec.pending_obligations == 0)
+        {
+            return;
+        }
+        let ids: Vec<ObligationId> = self
+            .obligations
+            .iter()
+            .filter(|(_, rec)| rec.region == r)
+            .map(|((i, g), _)| ObligationId::from_parts(i, g))
+            .collect();
+        for o in ids {
+            self.leak_obligation(o, now);
+        }
+    }
+
+    // ----- timers --------------------------------------------------------
+
+    pub(crate) fn insert_timer(&mut self, deadline: Time, waker: Waker) -> TimerKey {
+        self.timers.insert(deadline, TimerEvent::Wake(waker))
+    }
+
+    /// Points timer `key` at `waker`; false if the timer is gone (fired).
+    pub(crate) fn update_timer_waker(&mut self, key: TimerKey, waker: &Waker) -> bool {
+        match self.timers.get_mut(key) {
+            Some(TimerEvent::Wake(w)) => {
+                if !w.will_wake(waker) {
+                    *w = waker.clone();
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub(crate) fn cancel_timer(&mut self, key: TimerKey) {
+        self.timers.cancel(key);
+    }
+
+    /// Fires every timer due at `now`.
+    pub(crate) fn fire_timers(&mut self, now: Time) -> usize {
+        let mut fired = Vec::new();
+        self.timers.advance(now, &mut fired);
+        let n = fired.len();
+        for (_, event) in fired {
+            match event {
+                TimerEvent::Wake(w) => self.actions.wakes.push(w),
+                TimerEvent::Grace(t) => {
+                    if let Some(rec) = self.tasks.get_mut(t.index(), t.generation()) {
+                        rec.grace_timer = None;
+                        if rec.state < TaskState::Finalizing && rec.force_drop.is_none() {
+                            rec.force_drop = Some(ForceDropCause::GraceExpired);
+                            self.actions.wakes.push(rec.waker.clone());
+                        }
+                    }
+                }
+                TimerEvent::Deadline(t) => {
+                    if let Some(rec) = self.task_mut(t) {
+                        rec.deadline_timer = None;
+                    }
+                    self.request_cancel(
+                        t,
+                        CancelReason::deadline().with_message("budget deadline passed"),
+                        now,
+                    );
+                }
+            }
+        }
+        n
+    }
+}

@@ -1,0 +1,154 @@
+//! Region records and the region lifecycle.
+//!
+//! ```text
+//! Open ──► Closing ──► Draining ──► Finalizing ──► Closed
+//! ```
+//!
+//! - `Open`: the body is running; spawns are accepted.
+//! - `Closing`: the body finished; if it failed (error, panic, or its future
+//!   was dropped) the remaining children are cancelled with `FailFast`.
+//! - `Draining`: waiting for every child task and child region to finish.
+//! - `Finalizing`: no child is left; finalizers run LIFO in a masked task.
+//! - `Closed`: quiescent; the outcome is fixed.
+//!
+//! Rules:
+//! 1. States advance strictly in the order above (each is visited once).
+//! 2. A region reaches `Finalizing` only when its body is done and it has no
+//!    live child task and no open child region (quiescence).
+//! 3. A region reaches `Closed` only after its finalizers ran, each exactly
+//!    once, and with no pending obligation (any left are recorded as leaks).
+//! 4. A parent region cannot leave `Draining` while a child region is open.
+//! 5. Cancellation flows from a region to its tasks and child regions, never
+//!    to its parent.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::Waker;
+
+use crate::types::{Budget, CancelReason, PanicPayload, RegionId, TaskId};
+
+/// Lifecycle state of a region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RegionState {
+    /// The body is running.
+    Open,
+    /// The body finished; closing has begun.
+    Closing,
+    /// Waiting for children to finish.
+    Draining,
+    /// Running finalizers.
+    Finalizing,
+    /// Quiescent and done.
+    Closed,
+}
+
+impl RegionState {
+    /// The state that follows `self` (rule 1).
+    pub fn successor(self) -> Option<RegionState> {
+        use RegionState::*;
+        match self {
+            Open => Some(Closing),
+            Closing => Some(Draining),
+            Draining => Some(Finalizing),
+            Finalizing => Some(Closed),
+            Closed => None,
+        }
+    }
+
+    /// Whether new tasks may be spawned into a region in this state.
+    pub fn accepts_spawns(self) -> bool {
+        matches!(
+            self,
+            RegionState::Open | RegionState::Closing | RegionState::Draining
+        )
+    }
+}
+
+/// A region finalizer registered with `defer_sync` / `defer_async`.
+pub(crate) enum Finalizer {
+    Sync(Box<dyn FnOnce() + Send>),
+    Async(Pin<Box<dyn Future<Output = ()> + Send>>),
+}
+
+/// How the region's body ended.
+#[derive(Debug, Clone)]
+pub(crate) enum BodyEnd {
+    Ok,
+    Err,
+    Panicked(PanicPayload),
+    /// The region future was dropped before the body finished.
+    Abandoned,
+}
+
+/// What a closed region reports to whoever awaits it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct RegionReport {
+    /// The first child panic nobody joined, or a finalizer panic.
+    pub(crate) panic: Option<PanicPayload>,
+    /// The cancellation that hit the region while its body was still running.
+    pub(crate) cancelled_during_body: Option<CancelReason>,
+}
+
+/// The kernel's record of one region.
+pub(crate) struct RegionRecord {
+    pub(crate) parent: Option<RegionId>,
+    /// The task whose future runs the body (for the root: the root body task).
+    pub(crate) owner: Option<TaskId>,
+    pub(crate) state: RegionState,
+    pub(crate) cancel: Option<CancelReason>,
+    pub(crate) budget: Budget,
+    pub(crate) body_done: bool,
+    /// Intrusive list of live tasks (insertion order).
+    pub(crate) first_task: Option<TaskId>,
+    pub(crate) last_task: Option<TaskId>,
+    pub(crate) live_tasks: usize,
+    /// Open child regions, in creation order.
+    pub(crate) children: Vec<RegionId>,
+    pub(crate) finalizers: Vec<Finalizer>,
+    pub(crate) finalizer_task: Option<TaskId>,
+    pub(crate) close_waker: Option<Waker>,
+    /// Whether someone (the region future, `block_on`) will collect the report.
+    pub(crate) awaited: bool,
+    pub(crate) report: RegionReport,
+    /// Panicked children whose handle may still join them.
+    pub(crate) pending_panics: Vec<(TaskId, PanicPayload)>,
+    pub(crate) pending_obligations: usize,
+}
+
+impl RegionRecord {
+    pub(crate) fn new(parent: Option<RegionId>, owner: Option<TaskId>, budget: Budget) -> Self {
+        Self {
+            parent,
+            owner,
+            state: RegionState::Open,
+            cancel: None,
+            budget,
+            body_done: false,
+            first_task: None,
+            last_task: None,
+            live_tasks: 0,
+            children: Vec::new(),
+            finalizers: Vec::new(),
+            finalizer_task: None,
+            close_waker: None,
+            awaited: true,
+            report: RegionReport::default(),
+            pending_panics: Vec::new(),
+            pending_obligations: 0,
+        }
+    }
+
+    /// Advances to the next state (rule 1).
+    pub(crate) fn advance(&mut self, id: RegionId) {
+        let next = self
+            .state
+            .successor()
+            .unwrap_or_else(|| panic!("region {id}: cannot advance past Closed"));
+        self.state = next;
+    }
+
+    /// Rule 2: body done, no live task, no open child region.
+    pub(crate) fn is_quiescent(&self) -> bool {
+        self.body_done && self.live_tasks == 0 && self.children.is_empty()
+    }
+}

@@ -1,0 +1,207 @@
+//! Task records and the task lifecycle state machine.
+//!
+//! ```text
+//! Created ──► Running ──► CancelRequested ──► Cancelling ──► Finalizing ──► Completed
+//!    │           │               │                               ▲
+//!    │           └───────────────┴───────────────────────────────┤
+//!    └──► CancelRequested (cancel before the first poll)         │
+//! ```
+//!
+//! Rules:
+//! 1. Only the transitions in [`TaskState::can_transition_to`] happen; any
+//!    other is a kernel bug and panics naming both states.
+//! 2. `CancelRequested` is entered at most once; later requests only
+//!    strengthen the stored reason.
+//! 3. `Cancelling` (acknowledged) is entered only from `CancelRequested`, and
+//!    installs the reason's cleanup budget.
+//! 4. Every task ends in `Completed`, reached only through `Finalizing`.
+
+use std::task::Waker;
+
+use crate::timer_wheel::TimerKey;
+use crate::types::{Budget, CancelReason, ObligationId, RegionId, TaskId};
+
+/// Lifecycle state of a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TaskState {
+    /// Spawned, never polled.
+    Created,
+    /// Polled at least once; no cancellation requested.
+    Running,
+    /// Cancellation requested, not yet observed by the task.
+    CancelRequested,
+    /// The task observed cancellation and is running its cleanup.
+    Cancelling,
+    /// The future is finished or dropped; resources are being released.
+    Finalizing,
+    /// Done; the outcome is recorded.
+    Completed,
+}
+
+impl TaskState {
+    /// The legal transition table (rule 1).
+    pub fn can_transition_to(self, next: TaskState) -> bool {
+        use TaskState::*;
+        matches!(
+            (self, next),
+            (Created, Running)
+                | (Created, CancelRequested)
+                | (Running, CancelRequested)
+                | (Running, Finalizing)
+                | (CancelRequested, Cancelling)
+                | (CancelRequested, Finalizing)
+                | (Cancelling, Finalizing)
+                | (Finalizing, Completed)
+        )
+    }
+
+    /// Whether cancellation has been requested (in any later state too).
+    pub fn is_cancel_requested(self) -> bool {
+        matches!(self, TaskState::CancelRequested | TaskState::Cancelling)
+    }
+}
+
+/// What role a task plays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TaskKind {
+    /// A task spawned through `Cx::spawn`.
+    Spawned,
+    /// The body of `block_on`; its completion ends the root region's body.
+    RootBody,
+    /// Runs a closing region's finalizers; masked and never cancelled.
+    Finalizer,
+}
+
+/// How a task's future ended, as reported by the driver.
+#[derive(Debug)]
+pub(crate) enum TaskEnd {
+    /// The future returned a value.
+    Returned,
+    /// The future panicked.
+    Panicked(crate::types::PanicPayload),
+    /// The runtime dropped the future (cancelled before its first poll, or
+    /// its cleanup grace period ran out).
+    Dropped,
+}
+
+/// The kernel's record of one task.
+pub(crate) struct TaskRecord {
+    pub(crate) region: RegionId,
+    pub(crate) kind: TaskKind,
+    pub(crate) state: TaskState,
+    /// Schedules the task; used to make a parked task observe cancellation.
+    pub(crate) waker: Waker,
+    pub(crate) cancel: Option<CancelReason>,
+    pub(crate) mask_depth: u32,
+    pub(crate) budget: Budget,
+    pub(crate) polls: u32,
+    pub(crate) cost: u64,
+    /// Poll count at which cleanup is considered runaway (set on acknowledgement).
+    pub(crate) cleanup_poll_limit: Option<u32>,
+    pub(crate) grace_timer: Option<TimerKey>,
+    pub(crate) grace_deadline: Option<crate::types::Time>,
+    pub(crate) deadline_timer: Option<TimerKey>,
+    /// Set when the runtime must drop the future instead of polling it.
+    pub(crate) force_drop: Option<ForceDropCause>,
+    /// Regions whose body runs inside this task's future.
+    pub(crate) owned_regions: Vec<RegionId>,
+    /// Obligations this task reserved and has not resolved.
+    pub(crate) obligations: Vec<ObligationId>,
+    /// Intrusive sibling list within the region (insertion order).
+    pub(crate) prev: Option<TaskId>,
+    pub(crate) next: Option<TaskId>,
+}
+
+/// Why the runtime dropped a task's future instead of polling it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ForceDropCause {
+    /// Cancelled before it was ever polled: it never started.
+    CancelledBeforeStart,
+    /// The cleanup grace period ran out.
+    GraceExpired,
+    /// Cleanup used up the cleanup poll quota.
+    CleanupPollsExhausted,
+}
+
+impl TaskRecord {
+    pub(crate) fn new(region: RegionId, kind: TaskKind, waker: Waker, budget: Budget) -> Self {
+        Self {
+            region,
+            kind,
+            state: TaskState::Created,
+            waker,
+            cancel: None,
+            mask_depth: u32::from(kind == TaskKind::Finalizer),
+            budget,
+            polls: 0,
+            cost: 0,
+            cleanup_poll_limit: None,
+            grace_timer: None,
+            grace_deadline: None,
+            deadline_timer: None,
+            force_drop: None,
+            owned_regions: Vec::new(),
+            obligations: Vec::new(),
+            prev: None,
+            next: None,
+        }
+    }
+
+    /// Moves to `next`, enforcing rule 1.
+    pub(crate) fn transition(&mut self, id: TaskId, next: TaskState) {
+        assert!(
+            self.state.can_transition_to(next),
+            "task {id}: illegal state transition {:?} -> {:?} (kernel rule: task transitions follow the table in kernel::task)",
+            self.state,
+            next
+        );
+        self.state = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TaskState::*;
+    use super::*;
+
+    const ALL: [TaskState; 6] = [
+        Created,
+        Running,
+        CancelRequested,
+        Cancelling,
+        Finalizing,
+        Completed,
+    ];
+
+    #[test]
+    fn the_transition_table_is_exactly_the_documented_one() {
+        let legal: Vec<(TaskState, TaskState)> = ALL
+            .iter()
+            .flat_map(|&a| ALL.iter().map(move |&b| (a, b)))
+            .filter(|(a, b)| a.can_transition_to(*b))
+            .collect();
+        assert_eq!(
+            legal,
+            vec![
+                (Created, Running),
+                (Created, CancelRequested),
+                (Running, CancelRequested),
+                (Running, Finalizing),
+                (CancelRequested, Cancelling),
+                (CancelRequested, Finalizing),
+                (Cancelling, Finalizing),
+                (Finalizing, Completed),
+            ]
+        );
+    }
+
+    #[test]
+    fn completed_is_terminal_and_finalizing_leads_only_to_completed() {
+        assert!(ALL.iter().all(|&s| !Completed.can_transition_to(s)));
+        assert!(
+            ALL.iter()
+                .filter(|&&s| Finalizing.can_transition_to(s))
+                .eq([Completed].iter())
+        );
+    }
+}

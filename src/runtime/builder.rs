@@ -1,0 +1,177 @@
+//! `RuntimeBuilder`: choose a driver and its settings.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use crossbeam_utils::sync::Parker;
+
+use super::core::{Core, MonotonicClock};
+use super::queue::RunQueue;
+use super::{Runtime, worker_loop};
+use crate::kernel::{KernelConfig, LeakPolicy};
+use crate::types::Budget;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flavor {
+    CurrentThread,
+    MultiThread,
+}
+
+/// Configures and builds a [`Runtime`].
+#[derive(Clone, Debug)]
+pub struct RuntimeBuilder {
+    flavor: Flavor,
+    worker_threads: Option<usize>,
+    cleanup_grace: Option<Duration>,
+    leak_policy: LeakPolicy,
+    root_budget: Budget,
+    thread_name: String,
+}
+
+/// Why a runtime could not be built.
+#[derive(Debug)]
+pub struct BuildError {
+    message: String,
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for BuildError {}
+
+impl Default for RuntimeBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RuntimeBuilder {
+    /// A multi-thread runtime; worker count defaults to the available
+    /// parallelism.
+    pub fn new() -> Self {
+        Self {
+            flavor: Flavor::MultiThread,
+            worker_threads: None,
+            cleanup_grace: None,
+            leak_policy: LeakPolicy::default(),
+            root_budget: Budget::INFINITE,
+            thread_name: "asupersync-worker".to_string(),
+        }
+    }
+
+    /// A runtime that runs every task on the thread calling `block_on`.
+    pub fn current_thread() -> Self {
+        Self {
+            flavor: Flavor::CurrentThread,
+            ..Self::new()
+        }
+    }
+
+    /// Number of worker threads (multi-thread runtime). Must be at least 1.
+    pub fn worker_threads(mut self, n: usize) -> Self {
+        self.worker_threads = Some(n);
+        self
+    }
+
+    /// Grace period after a cancel request before a task that has not
+    /// finished is force-dropped. Overrides the per-kind defaults
+    /// (`CancelKind::grace_period`).
+    pub fn cleanup_grace(mut self, grace: Duration) -> Self {
+        self.cleanup_grace = Some(grace);
+        self
+    }
+
+    /// What to do when an obligation leak is detected (default: panic).
+    pub fn obligation_leak_policy(mut self, policy: LeakPolicy) -> Self {
+        self.leak_policy = policy;
+        self
+    }
+
+    /// Budget of every root region (and so of every task).
+    pub fn root_budget(mut self, budget: Budget) -> Self {
+        self.root_budget = budget;
+        self
+    }
+
+    /// Name prefix of worker threads.
+    pub fn thread_name(mut self, name: impl Into<String>) -> Self {
+        self.thread_name = name.into();
+        self
+    }
+
+    /// Builds the runtime.
+    ///
+    /// Errors: `worker_threads(0)`, `worker_threads` on a current-thread
+    /// builder, or a worker thread that could not be started.
+    pub fn build(self) -> Result<Runtime, BuildError> {
+        let workers = match (self.flavor, self.worker_threads) {
+            (_, Some(0)) => {
+                return Err(BuildError {
+                    message: "worker_threads must be at least 1".to_string(),
+                });
+            }
+            (Flavor::CurrentThread, Some(_)) => {
+                return Err(BuildError {
+                    message: "worker_threads cannot be set on a current_thread runtime".to_string(),
+                });
+            }
+            (Flavor::CurrentThread, None) => 0,
+            (Flavor::MultiThread, Some(n)) => n,
+            (Flavor::MultiThread, None) => {
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            }
+        };
+        let config = KernelConfig {
+            cleanup_grace: self.cleanup_grace,
+            leak_policy: self.leak_policy,
+        };
+        let driver = Parker::new();
+        let driver_unparker = driver.unparker().clone();
+        let worker_parkers: Vec<Parker> = (0..workers).map(|_| Parker::new()).collect();
+        let unparkers = if workers == 0 {
+            vec![driver_unparker.clone()]
+        } else {
+            worker_parkers
+                .iter()
+                .map(|p| p.unparker().clone())
+                .collect()
+        };
+        let queue = Arc::new(RunQueue::new(unparkers));
+        let core = Core::new(config, Arc::new(MonotonicClock::new()), queue.clone());
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let mut handles = Vec::with_capacity(workers);
+        for (index, parker) in worker_parkers.into_iter().enumerate() {
+            let (w_core, w_queue, w_shutdown) = (core.clone(), queue.clone(), shutdown.clone());
+            let spawned = std::thread::Builder::new()
+                .name(format!("{}-{index}", self.thread_name))
+                .spawn(move || worker_loop(w_core, w_queue, index, parker, w_shutdown));
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    shutdown.store(true, std::sync::atomic::Ordering::Release);
+                    queue.unpark_all();
+                    for h in handles {
+                        let _ = h.join();
+                    }
+                    return Err(BuildError {
+                        message: format!("failed to start worker thread {index}: {e}"),
+                    });
+                }
+            }
+        }
+        Ok(Runtime {
+            core,
+            queue,
+            driver: std::sync::Mutex::new(driver),
+            driver_unparker,
+            workers: handles,
+            shutdown,
+            root_budget: self.root_budget,
+        })
+    }
+}

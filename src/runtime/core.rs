@@ -1,0 +1,218 @@
+//! The runtime core: the kernel behind its lock, plus the clock and the
+//! scheduler of whichever driver runs it. Everything a `Cx` does goes
+//! through here; drivers only decide *which* task runs next and *when* time
+//! moves.
+
+use std::any::Any;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use super::finalizer::FinalizerRun;
+use super::join::TaskHandle;
+use super::task_cell::{TaskCell, TaskRef, poll_catching};
+use crate::cx::{Capabilities, Cx};
+use crate::kernel::{Actions, Kernel, KernelConfig, PollDecision, SpawnError, TaskEnd, TaskKind};
+use crate::types::{Budget, CancelReason, RegionId, TaskId, Time};
+
+/// Where runnable tasks go. Each driver has its own queue discipline.
+pub(crate) trait Schedule: Send + Sync {
+    /// Makes `task` runnable. Must not block and must not run the task inline.
+    fn schedule(&self, task: TaskRef);
+}
+
+/// The driver's notion of "now".
+pub(crate) trait Clock: Send + Sync {
+    fn now(&self) -> Time;
+}
+
+/// Monotonic wall clock; its epoch is the runtime's creation.
+pub(crate) struct MonotonicClock {
+    start: std::time::Instant,
+}
+
+impl MonotonicClock {
+    pub(crate) fn new() -> Self {
+        Self {
+            start: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Clock for MonotonicClock {
+    fn now(&self) -> Time {
+        let nanos = self.start.elapsed().as_nanos();
+        Time::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+}
+
+/// The result of one poll of a task.
+pub(crate) enum Step<T> {
+    Pending,
+    Ready(T),
+    Panicked(Box<dyn Any + Send>),
+    /// The kernel decided the future must be dropped unpolled.
+    Drop,
+}
+
+pub(crate) struct Core {
+    kernel: Mutex<Kernel>,
+    clock: Arc<dyn Clock>,
+    scheduler: Arc<dyn Schedule>,
+}
+
+impl Core {
+    pub(crate) fn new(
+        config: KernelConfig,
+        clock: Arc<dyn Clock>,
+        scheduler: Arc<dyn Schedule>,
+    ) -> Arc<Self> {
+        let start = clock.now();
+        Arc::new(Self {
+            kernel: Mutex::new(Kernel::new(config, start)),
+            clock,
+            scheduler,
+        })
+    }
+
+    pub(crate) fn now(&self) -> Time {
+        self.clock.now()
+    }
+
+    pub(crate) fn schedule(&self, task: TaskRef) {
+        self.scheduler.schedule(task);
+    }
+
+    /// Locks the kernel. No user code runs under this lock, so poisoning
+    /// can only come from a kernel bug; we still recover the data.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Kernel> {
+        self.kernel.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the kernel, then performs the actions it queued after the
+    /// lock is released.
+    pub(crate) fn with_kernel<R>(self: &Arc<Self>, f: impl FnOnce(&mut Kernel, Time) -> R) -> R {
+        let (result, actions) = self.with_kernel_deferred(f);
+        self.run_actions(actions);
+        result
+    }
+
+    /// Like [`with_kernel`](Self::with_kernel), but hands the actions back so
+    /// the caller can release its own locks first.
+    pub(crate) fn with_kernel_deferred<R>(
+        &self,
+        f: impl FnOnce(&mut Kernel, Time) -> R,
+    ) -> (R, Actions) {
+        let now = self.now();
+        let mut kernel = self.lock();
+        let result = f(&mut kernel, now);
+        (result, kernel.take_actions())
+    }
+
+    pub(crate) fn run_actions(self: &Arc<Self>, actions: Actions) {
+        if actions.is_empty() {
+            return;
+        }
+        for w in actions.wakes {
+            w.wake();
+        }
+        for region in actions.start_finalizers {
+            self.spawn_finalizer_task(region);
+        }
+    }
+
+    /// One poll of task `id`, after the kernel's pre-poll bookkeeping.
+    pub(crate) fn poll_task<F: Future + ?Sized>(
+        self: &Arc<Self>,
+        id: TaskId,
+        future: Pin<&mut F>,
+        waker: &Waker,
+    ) -> Step<F::Output> {
+        match self.with_kernel(|k, now| k.before_poll(id, now)) {
+            PollDecision::Drop(_) => Step::Drop,
+            PollDecision::Poll => {
+                let mut cx = Context::from_waker(waker);
+                match poll_catching(future, &mut cx) {
+                    Ok(Poll::Pending) => Step::Pending,
+                    Ok(Poll::Ready(v)) => Step::Ready(v),
+                    Err(payload) => Step::Panicked(payload),
+                }
+            }
+        }
+    }
+
+    /// Spawns a task running `f(cx)` in `region`.
+    pub(crate) fn spawn<F, Fut>(
+        self: &Arc<Self>,
+        region: RegionId,
+        budget: Budget,
+        caps: Capabilities,
+        f: F,
+    ) -> Result<TaskHandle<Fut::Output>, SpawnError>
+    where
+        F: FnOnce(Cx) -> Fut,
+        Fut: Future + Send + 'static,
+        Fut::Output: Send + 'static,
+    {
+        let id = self.with_kernel(|k, now| {
+            k.create_task(
+                region,
+                TaskKind::Spawned,
+                Waker::noop().clone(),
+                budget,
+                now,
+            )
+        })?;
+        let cx = Cx::new(self.clone(), id, region, caps);
+        // If the closure panics, the half-made task must not linger.
+        let guard = UnspawnOnUnwind { core: self, id };
+        let future = f(cx);
+        std::mem::forget(guard);
+        let cell = TaskCell::new(id, region, self.clone(), future);
+        let waker = Waker::from(cell.clone());
+        self.with_kernel(|k, _| k.set_task_waker(id, waker));
+        self.schedule(cell.clone());
+        Ok(TaskHandle::new(id, cell))
+    }
+
+    fn spawn_finalizer_task(self: &Arc<Self>, region: RegionId) {
+        let created = self.with_kernel(|k, now| {
+            k.create_task(
+                region,
+                TaskKind::Finalizer,
+                Waker::noop().clone(),
+                Budget::INFINITE,
+                now,
+            )
+        });
+        let Ok(id) = created else {
+            return; // The region vanished; nothing left to finalize.
+        };
+        let cell = TaskCell::new(
+            id,
+            region,
+            self.clone(),
+            FinalizerRun::new(self.clone(), region),
+        );
+        let waker = Waker::from(cell.clone());
+        self.with_kernel(|k, _| k.set_task_waker(id, waker));
+        self.schedule(cell);
+    }
+}
+
+/// Completes a task record whose spawn closure panicked.
+struct UnspawnOnUnwind<'a> {
+    core: &'a Arc<Core>,
+    id: TaskId,
+}
+
+impl Drop for UnspawnOnUnwind<'_> {
+    fn drop(&mut self) {
+        let id = self.id;
+        self.core.with_kernel(|k, now| {
+            k.request_cancel(id, CancelReason::user("spawn closure panicked"), now);
+            k.complete_task(id, TaskEnd::Dropped, false, now)
+        });
+    }
+}

@@ -1,0 +1,305 @@
+//! Task handles and joining.
+//!
+//! Rules:
+//! - J1: a task's output is delivered at most once, to the first `join`
+//!   that sees it.
+//! - J2: dropping a `TaskHandle` never orphans the task: its region still
+//!   owns and awaits it.
+//! - J3: a child panic is *handled* when a `join` receives it. A panic whose
+//!   handle is gone (dropped before or after the panic, without joining) is
+//!   escalated: the region's other children are cancelled with `FailFast`
+//!   and the region's outcome becomes `Panicked`.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
+use super::core::Core;
+use super::task_cell::TaskCell;
+use crate::cx::Cx;
+use crate::kernel::{TaskEnd, TaskOutcome};
+use crate::types::{CancelReason, PanicPayload, RegionId, TaskId};
+
+/// Why a joined task produced no value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum JoinError {
+    /// The task was cancelled (or, if the joiner itself was cancelled while
+    /// waiting, the joiner's reason — see [`TaskHandle::join`]).
+    Cancelled(CancelReason),
+    /// The task panicked.
+    Panicked(PanicPayload),
+}
+
+impl JoinError {
+    /// Whether the task was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, JoinError::Cancelled(_))
+    }
+
+    /// Whether the task panicked.
+    pub fn is_panicked(&self) -> bool {
+        matches!(self, JoinError::Panicked(_))
+    }
+
+    /// The cancellation reason, if cancelled.
+    pub fn cancel_reason(&self) -> Option<&CancelReason> {
+        match self {
+            JoinError::Cancelled(r) => Some(r),
+            JoinError::Panicked(_) => None,
+        }
+    }
+
+    /// The panic payload, if panicked.
+    pub fn panic_payload(&self) -> Option<&PanicPayload> {
+        match self {
+            JoinError::Panicked(p) => Some(p),
+            JoinError::Cancelled(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for JoinError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JoinError::Cancelled(r) => write!(f, "task cancelled: {r}"),
+            JoinError::Panicked(p) => write!(f, "task {p}"),
+        }
+    }
+}
+
+impl std::error::Error for JoinError {}
+
+/// The output side of a task, shared by the task and its handle.
+pub(crate) struct JoinSlot<T> {
+    inner: Mutex<SlotInner<T>>,
+    finished: AtomicBool,
+}
+
+struct SlotInner<T> {
+    output: Option<Result<T, JoinError>>,
+    waker: Option<Waker>,
+    handle_alive: bool,
+}
+
+impl<T> JoinSlot<T> {
+    pub(crate) fn new() -> Self {
+        Self {
+            inner: Mutex::new(SlotInner {
+                output: None,
+                waker: None,
+                handle_alive: true,
+            }),
+            finished: AtomicBool::new(false),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotInner<T>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
+    }
+
+    /// Records the task's end with the kernel and stores the output.
+    /// Lock order: slot, then kernel (the kernel never takes a slot lock).
+    pub(crate) fn complete(&self, core: &Arc<Core>, id: TaskId, end: TaskEnd, value: Option<T>) {
+        let mut inner = self.lock();
+        let handle_alive = inner.handle_alive;
+        let ((outcome, _leaks), actions) =
+            core.with_kernel_deferred(|k, now| k.complete_task(id, end, handle_alive, now));
+        let (result, discarded) = match (outcome, value) {
+            (TaskOutcome::Ok, Some(v)) => (Ok(v), None),
+            (TaskOutcome::Ok, None) => (Err(JoinError::Cancelled(CancelReason::default())), None),
+            (TaskOutcome::Cancelled(r), v) => (Err(JoinError::Cancelled(r)), v),
+            (TaskOutcome::Panicked(p), v) => (Err(JoinError::Panicked(p)), v),
+        };
+        inner.output = Some(result);
+        self.finished.store(true, Ordering::Release);
+        let waker = inner.waker.take();
+        drop(inner);
+        core.run_actions(actions);
+        if let Some(w) = waker {
+            w.wake();
+        }
+        drop(discarded);
+    }
+
+    fn poll_join(
+        &self,
+        core: &Arc<Core>,
+        id: TaskId,
+        region: RegionId,
+        waker: &Waker,
+    ) -> Poll<Result<T, JoinError>> {
+        let mut inner = self.lock();
+        match inner.output.take() {
+            Some(out) => {
+                let panicked = matches!(out, Err(JoinError::Panicked(_)));
+                drop(inner);
+                if panicked {
+                    core.with_kernel(|k, _| k.panic_joined(region, id));
+                }
+                Poll::Ready(out)
+            }
+            None => {
+                assert!(
+                    !self.is_finished(),
+                    "task {id}: output already taken (rule J1: a task's output is delivered once)"
+                );
+                match &mut inner.waker {
+                    Some(w) if w.will_wake(waker) => {}
+                    slot => *slot = Some(waker.clone()),
+                }
+                Poll::Pending
+            }
+        }
+    }
+
+    fn release_handle(&self, core: &Arc<Core>, id: TaskId, region: RegionId) {
+        let mut inner = self.lock();
+        inner.handle_alive = false;
+        let unjoined_panic = matches!(inner.output, Some(Err(JoinError::Panicked(_))));
+        if unjoined_panic {
+            let ((), actions) =
+                core.with_kernel_deferred(|k, now| k.panic_handle_dropped(region, id, now));
+            drop(inner);
+            core.run_actions(actions);
+        }
+    }
+}
+
+/// What a handle needs from its task, independent of the future's type.
+pub(crate) trait JoinTarget<T>: Send + Sync {
+    fn slot(&self) -> &JoinSlot<T>;
+    fn core(&self) -> &Arc<Core>;
+    fn region(&self) -> RegionId;
+}
+
+impl<F> JoinTarget<F::Output> for TaskCell<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn slot(&self) -> &JoinSlot<F::Output> {
+        &self.join
+    }
+    fn core(&self) -> &Arc<Core> {
+        TaskCell::core(self)
+    }
+    fn region(&self) -> RegionId {
+        TaskCell::region(self)
+    }
+}
+
+/// A handle to a spawned task: join it, abort it, or ask whether it is done.
+///
+/// Dropping the handle does not cancel or detach the task: its region still
+/// owns it and waits for it before closing (rule J2). If the task panics and
+/// its handle is dropped without joining, the panic fails the region (J3).
+#[must_use = "dropping a TaskHandle keeps the task running in its region, but an unjoined panic will fail the region"]
+pub struct TaskHandle<T> {
+    id: TaskId,
+    target: Arc<dyn JoinTarget<T>>,
+}
+
+impl<T: Send + 'static> TaskHandle<T> {
+    pub(crate) fn new(id: TaskId, target: Arc<dyn JoinTarget<T>>) -> Self {
+        Self { id, target }
+    }
+
+    /// The task's id.
+    pub fn task_id(&self) -> TaskId {
+        self.id
+    }
+
+    /// Whether the task has completed (its output may not be taken yet).
+    pub fn is_finished(&self) -> bool {
+        self.target.slot().is_finished()
+    }
+
+    /// Requests cancellation with a `User` reason.
+    pub fn abort(&self) {
+        self.abort_with(CancelReason::new(crate::types::CancelKind::User));
+    }
+
+    /// Requests cancellation with `reason`. Repeated requests only
+    /// strengthen the reason.
+    pub fn abort_with(&self, reason: CancelReason) {
+        let id = self.id;
+        self.target
+            .core()
+            .with_kernel(|k, now| k.request_cancel(id, reason, now));
+    }
+
+    /// Waits for the task and returns its output.
+    ///
+    /// # Cancellation
+    /// The wait is cancel-aware. If the *joining* task is cancelled while
+    /// waiting, `join` returns `Err(JoinError::Cancelled(reason))` with the
+    /// joiner's own reason; the joined task is not cancelled by this (its
+    /// region still owns it) and its output is dropped when it finishes.
+    /// An output that is already available is always returned, even to a
+    /// cancelled joiner.
+    pub fn join(self, cx: &Cx) -> Join<T> {
+        Join {
+            handle: self,
+            cx: cx.clone(),
+        }
+    }
+}
+
+impl<T> Drop for TaskHandle<T> {
+    fn drop(&mut self) {
+        let region = self.target.region();
+        self.target
+            .slot()
+            .release_handle(self.target.core(), self.id, region);
+    }
+}
+
+impl<T> fmt::Debug for TaskHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskHandle")
+            .field("task", &self.id)
+            .finish()
+    }
+}
+
+/// The future returned by [`TaskHandle::join`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct Join<T> {
+    handle: TaskHandle<T>,
+    cx: Cx,
+}
+
+impl<T: Send + 'static> Future for Join<T> {
+    type Output = Result<T, JoinError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let target = &this.handle.target;
+        if let Poll::Ready(out) =
+            target
+                .slot()
+                .poll_join(target.core(), this.handle.id, target.region(), cx.waker())
+        {
+            return Poll::Ready(out);
+        }
+        match this.cx.observe_cancel() {
+            Some(reason) => Poll::Ready(Err(JoinError::Cancelled(reason))),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl<T> fmt::Debug for Join<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Join")
+            .field("task", &self.handle.id)
+            .finish()
+    }
+}

@@ -1,0 +1,229 @@
+//! Production runtimes: the current-thread and multi-thread drivers.
+//!
+//! Both drivers run the same kernel through the same [`core::Core`]; they
+//! differ only in where runnable tasks wait and which thread polls them.
+//! `block_on` always polls the root task on the calling thread (so the root
+//! future need not be `Send`) and returns once the root region is closed.
+
+mod builder;
+pub(crate) mod core;
+pub(crate) mod finalizer;
+pub(crate) mod join;
+mod queue;
+pub(crate) mod task_cell;
+
+use std::future::Future;
+use std::panic::resume_unwind;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Wake, Waker};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_utils::sync::{Parker, Unparker};
+
+pub use builder::{BuildError, RuntimeBuilder};
+pub use join::{Join, JoinError, TaskHandle};
+
+use self::core::{Core, Step};
+use self::queue::RunQueue;
+use crate::cx::{Capabilities, Cx};
+use crate::kernel::{KernelStats, TaskEnd, TaskKind, TaskOutcome};
+use crate::types::{Budget, CancelReason, PanicPayload};
+
+/// How many queued tasks a driver runs before it checks timers and the root.
+const DRIVER_BATCH: usize = 128;
+
+/// An asupersync runtime. Build one with [`RuntimeBuilder`].
+pub struct Runtime {
+    core: Arc<Core>,
+    queue: Arc<RunQueue>,
+    /// Held by whichever thread is inside `block_on`.
+    driver: Mutex<Parker>,
+    driver_unparker: Unparker,
+    workers: Vec<JoinHandle<()>>,
+    shutdown: Arc<AtomicBool>,
+    root_budget: Budget,
+}
+
+/// Wakes the root task: a flag plus an unpark of the `block_on` thread.
+struct RootWake {
+    woken: AtomicBool,
+    unparker: Unparker,
+}
+
+impl Wake for RootWake {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, Ordering::Release);
+        self.unparker.unpark();
+    }
+}
+
+impl Runtime {
+    /// Runs `f(cx)` as the root task of a fresh root region and returns its
+    /// output once the region is quiescent: the body is done *and* every task
+    /// spawned under it has completed and every finalizer ran.
+    ///
+    /// A panic in the body is resumed on the caller's thread after the region
+    /// drained. An unjoined child panic (which fails the root region) is
+    /// resumed the same way.
+    ///
+    /// Calls from several threads are serialized.
+    pub fn block_on<F, Fut>(&self, f: F) -> Fut::Output
+    where
+        F: FnOnce(Cx) -> Fut,
+        Fut: Future,
+    {
+        let parker = self.driver.lock().unwrap_or_else(|e| e.into_inner());
+        let core = &self.core;
+        let root_wake = Arc::new(RootWake {
+            woken: AtomicBool::new(true),
+            unparker: self.driver_unparker.clone(),
+        });
+        let waker = Waker::from(root_wake.clone());
+        let budget = self.root_budget;
+        let (region, task) = core.with_kernel(|k, now| {
+            let region = k.create_root_region(budget);
+            let task = k
+                .create_task(
+                    region,
+                    TaskKind::RootBody,
+                    waker.clone(),
+                    Budget::INFINITE,
+                    now,
+                )
+                .expect("a fresh root region accepts its body task");
+            k.set_region_owner(region, task);
+            (region, task)
+        });
+        let cx = Cx::new(core.clone(), task, region, Capabilities::ALL);
+        let mut future = pin!(Some(f(cx)));
+        let mut output: Option<Result<Fut::Output, JoinError>> = None;
+        let mut raw_panic = None;
+        let report = loop {
+            if output.is_none() && root_wake.woken.swap(false, Ordering::AcqRel) {
+                let inner = future
+                    .as_mut()
+                    .as_pin_mut()
+                    .expect("root future present until it ends");
+                let end = match core.poll_task(task, inner, &waker) {
+                    Step::Pending => None,
+                    Step::Ready(v) => Some((TaskEnd::Returned, Some(v))),
+                    Step::Panicked(p) => {
+                        let payload = PanicPayload::from_panic_ref(&p);
+                        raw_panic = Some(p);
+                        Some((TaskEnd::Panicked(payload), None))
+                    }
+                    Step::Drop => Some((TaskEnd::Dropped, None)),
+                };
+                if let Some((end, value)) = end {
+                    future.set(None);
+                    let (outcome, _) =
+                        core.with_kernel(|k, now| k.complete_task(task, end, true, now));
+                    output = Some(match (outcome, value) {
+                        (TaskOutcome::Ok, Some(v)) => Ok(v),
+                        (TaskOutcome::Panicked(p), _) => Err(JoinError::Panicked(p)),
+                        (TaskOutcome::Cancelled(r), _) => Err(JoinError::Cancelled(r)),
+                        (TaskOutcome::Ok, None) => {
+                            Err(JoinError::Cancelled(CancelReason::default()))
+                        }
+                    });
+                    root_wake.woken.store(true, Ordering::Release);
+                }
+            }
+            if output.is_some() && root_wake.woken.swap(false, Ordering::AcqRel) {
+                if let Some(report) = core.with_kernel(|k, _| k.poll_region_closed(region, &waker))
+                {
+                    break report;
+                }
+            }
+            let ran = if self.workers.is_empty() {
+                self.queue.run_batch(DRIVER_BATCH)
+            } else {
+                0
+            };
+            let next_deadline = core.with_kernel(|k, now| {
+                k.fire_timers(now);
+                k.next_timer_deadline().map(|d| d.duration_since(now))
+            });
+            if ran == 0 && !root_wake.woken.load(Ordering::Acquire) && self.queue.is_empty() {
+                park(&parker, next_deadline);
+            }
+        };
+        drop(parker);
+        match output.expect("the root task finished before its region closed") {
+            Ok(v) => {
+                if let Some(p) = report.panic {
+                    resume_unwind(Box::new(p.message().to_string()));
+                }
+                v
+            }
+            Err(JoinError::Panicked(p)) => match raw_panic {
+                Some(raw) => resume_unwind(raw),
+                None => resume_unwind(Box::new(p.message().to_string())),
+            },
+            Err(JoinError::Cancelled(r)) => panic!("the root task of block_on was cancelled: {r}"),
+        }
+    }
+
+    /// Kernel counters: tasks, regions, obligations, leaks and forced drops.
+    pub fn stats(&self) -> KernelStats {
+        self.core.lock().stats().clone()
+    }
+
+    /// Number of worker threads (0 for the current-thread runtime).
+    pub fn worker_threads(&self) -> usize {
+        self.workers.len()
+    }
+}
+
+fn park(parker: &Parker, timeout: Option<Duration>) {
+    match timeout {
+        Some(d) if d.is_zero() => {}
+        Some(d) => parker.park_timeout(d),
+        None => parker.park(),
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.shutdown.store(true, Ordering::Release);
+        self.queue.unpark_all();
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("worker_threads", &self.workers.len())
+            .finish()
+    }
+}
+
+/// The loop of one multi-thread worker.
+fn worker_loop(
+    core: Arc<Core>,
+    queue: Arc<RunQueue>,
+    index: usize,
+    parker: Parker,
+    shutdown: Arc<AtomicBool>,
+) {
+    while !shutdown.load(Ordering::Acquire) {
+        let ran = queue.run_batch(DRIVER_BATCH);
+        let next_deadline = core.with_kernel(|k, now| {
+            k.fire_timers(now);
+            k.next_timer_deadline().map(|d| d.duration_since(now))
+        });
+        if ran == 0 && queue.prepare_sleep(index) {
+            park(&parker, next_deadline);
+            queue.finish_sleep(index);
+        }
+    }
+}

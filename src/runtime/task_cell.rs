@@ -1,0 +1,213 @@
+//! The task cell: one allocation holding a spawned task's future, its wake
+//! state and its join slot.
+//!
+//! Wake state machine (rule W1–W4), one `AtomicU8` per task:
+//! ```text
+//!   IDLE ──wake──► SCHEDULED ──run──► RUNNING ──pending──► IDLE
+//!                                       │  ▲
+//!                                  wake │  │ pending (re-queue)
+//!                                       ▼  │
+//!                                     NOTIFIED
+//!   any ──complete──► COMPLETE (terminal)
+//! ```
+//! - W1: a task is in the run queue at most once (only the IDLE→SCHEDULED
+//!   and NOTIFIED→SCHEDULED edges push it).
+//! - W2: a wake during a poll is never lost (RUNNING→NOTIFIED re-queues it
+//!   when the poll returns).
+//! - W3: waking never takes a lock: it is one compare-and-swap plus a queue
+//!   push.
+//! - W4: waking a completed task does nothing.
+
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+
+use super::core::{Core, Step};
+use super::join::JoinSlot;
+use crate::kernel::TaskEnd;
+use crate::types::{PanicPayload, RegionId, TaskId};
+
+const IDLE: u8 = 0;
+const SCHEDULED: u8 = 1;
+const RUNNING: u8 = 2;
+const NOTIFIED: u8 = 3;
+const COMPLETE: u8 = 4;
+
+/// A task the scheduler can run.
+pub(crate) trait Runnable: Send + Sync {
+    /// Polls the task once (or drops it if the kernel says so).
+    fn run(self: Arc<Self>);
+    /// The task's id.
+    #[allow(dead_code)]
+    fn id(&self) -> TaskId;
+}
+
+/// Type-erased run-queue entry.
+pub(crate) type TaskRef = Arc<dyn Runnable>;
+
+/// Where the future is in its life.
+enum Stage<F> {
+    Running(F),
+    Done,
+}
+
+pub(crate) struct TaskCell<F: Future> {
+    id: TaskId,
+    region: RegionId,
+    core: Arc<Core>,
+    state: AtomicU8,
+    /// Locked only by the thread running the task (never on the wake path).
+    stage: Mutex<Stage<F>>,
+    pub(crate) join: JoinSlot<F::Output>,
+}
+
+impl<F> TaskCell<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    /// Creates the cell in the SCHEDULED state (the spawner queues it).
+    pub(crate) fn new(id: TaskId, region: RegionId, core: Arc<Core>, future: F) -> Arc<Self> {
+        Arc::new(Self {
+            id,
+            region,
+            core,
+            state: AtomicU8::new(SCHEDULED),
+            stage: Mutex::new(Stage::Running(future)),
+            join: JoinSlot::new(),
+        })
+    }
+
+    pub(crate) fn region(&self) -> RegionId {
+        self.region
+    }
+
+    pub(crate) fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// W1–W4: the lock-free wake transition.
+    fn schedule(self: &Arc<Self>) {
+        let mut current = self.state.load(Ordering::Acquire);
+        loop {
+            let next = match current {
+                IDLE => SCHEDULED,
+                RUNNING => NOTIFIED,
+                _ => return,
+            };
+            match self.state.compare_exchange_weak(
+                current,
+                next,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(actual) => current = actual,
+            }
+        }
+        if current == IDLE {
+            self.core.schedule(self.clone());
+        }
+    }
+
+    /// Drops the future in place (never moving it) and reports panics from
+    /// its destructor.
+    fn drop_future(stage: &mut Stage<F>) -> Option<PanicPayload> {
+        // Assigning drops the old value where it lies, so the pinning
+        // guarantee (never moved before drop) holds.
+        catch_unwind(AssertUnwindSafe(|| *stage = Stage::Done))
+            .err()
+            .map(PanicPayload::from_panic)
+    }
+
+    fn finish(self: &Arc<Self>, end: TaskEnd, value: Option<F::Output>) {
+        self.state.store(COMPLETE, Ordering::Release);
+        self.join.complete(&self.core, self.id, end, value);
+    }
+}
+
+impl<F> Runnable for TaskCell<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn run(self: Arc<Self>) {
+        if self
+            .state
+            .compare_exchange(SCHEDULED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            return; // W4: completed (or a stale queue entry).
+        }
+        let mut stage = self.stage.lock().unwrap_or_else(|e| e.into_inner());
+        let Stage::Running(future) = &mut *stage else {
+            return;
+        };
+        // SAFETY: the future lives inside this Arc allocation and is never
+        // moved out of it: it is only ever dropped in place (`drop_future`
+        // assigns `Stage::Done` over it). So pinning it here is sound.
+        let pinned = unsafe { Pin::new_unchecked(future) };
+        let waker = Waker::from(self.clone());
+        let step = self.core.poll_task(self.id, pinned, &waker);
+        match step {
+            Step::Pending => {
+                drop(stage);
+                if self
+                    .state
+                    .compare_exchange(RUNNING, IDLE, Ordering::AcqRel, Ordering::Acquire)
+                    .is_err()
+                {
+                    // W2: woken while running; run again.
+                    self.state.store(SCHEDULED, Ordering::Release);
+                    self.core.schedule(self.clone());
+                }
+            }
+            Step::Ready(value) => {
+                let drop_panic = Self::drop_future(&mut stage);
+                drop(stage);
+                let end = drop_panic.map_or(TaskEnd::Returned, TaskEnd::Panicked);
+                self.finish(end, Some(value));
+            }
+            Step::Panicked(payload) => {
+                Self::drop_future(&mut stage);
+                drop(stage);
+                self.finish(TaskEnd::Panicked(PanicPayload::from_panic(payload)), None);
+            }
+            Step::Drop => {
+                let drop_panic = Self::drop_future(&mut stage);
+                drop(stage);
+                let end = drop_panic.map_or(TaskEnd::Dropped, TaskEnd::Panicked);
+                self.finish(end, None);
+            }
+        }
+    }
+
+    fn id(&self) -> TaskId {
+        self.id
+    }
+}
+
+impl<F> Wake for TaskCell<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn wake(self: Arc<Self>) {
+        self.schedule();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.schedule();
+    }
+}
+
+/// Polls `future` once, turning a panic into `Err(payload)`.
+pub(crate) fn poll_catching<F: Future + ?Sized>(
+    future: Pin<&mut F>,
+    cx: &mut Context<'_>,
+) -> Result<Poll<F::Output>, Box<dyn std::any::Any + Send>> {
+    catch_unwind(AssertUnwindSafe(|| future.poll(cx)))
+}

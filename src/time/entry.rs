@@ -1,0 +1,61 @@
+//! A registration in the kernel's timer wheel, shared by every timer future.
+
+use std::task::Waker;
+
+use crate::cx::Cx;
+use crate::timer_wheel::TimerKey;
+use crate::types::Time;
+use crate::types::cancel::Cancelled;
+
+/// What a timer poll found.
+pub(crate) enum TimerPoll {
+    Elapsed,
+    Cancelled(Cancelled),
+    Pending,
+}
+
+#[derive(Default)]
+pub(crate) struct TimerEntry {
+    key: Option<TimerKey>,
+}
+
+impl TimerEntry {
+    /// Checks the deadline (and, if `cancel_aware`, the task's cancellation)
+    /// and otherwise (re-)registers `waker`, in one kernel call.
+    pub(crate) fn poll(
+        &mut self,
+        cx: &Cx,
+        deadline: Time,
+        waker: &Waker,
+        cancel_aware: bool,
+    ) -> TimerPoll {
+        let (task, region) = (cx.task_id(), cx.region_id());
+        let key = &mut self.key;
+        cx.core().with_kernel(|k, now| {
+            if cancel_aware && let Some(reason) = k.observe_cancel(task, region, now) {
+                if let Some(old) = key.take() {
+                    k.cancel_timer(old);
+                }
+                return TimerPoll::Cancelled(Cancelled::new(reason));
+            }
+            if now >= deadline {
+                if let Some(old) = key.take() {
+                    k.cancel_timer(old);
+                }
+                return TimerPoll::Elapsed;
+            }
+            match key {
+                Some(existing) if k.update_timer_waker(*existing, waker) => {}
+                slot => *slot = Some(k.insert_timer(deadline, waker.clone())),
+            }
+            TimerPoll::Pending
+        })
+    }
+
+    /// Removes the registration, if any (rule T3).
+    pub(crate) fn clear(&mut self, cx: &Cx) {
+        if let Some(key) = self.key.take() {
+            cx.core().lock().cancel_timer(key);
+        }
+    }
+}
