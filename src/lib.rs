@@ -2,4 +2,6 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod link;
+pub mod monitor;
 pub mod types;
