@@ -12,6 +12,8 @@
 
 pub mod cx;
 pub mod kernel;
+pub mod link;
+pub mod monitor;
 pub mod obligation;
 pub mod runtime;
 pub mod time;
