@@ -150,7 +150,10 @@ impl Runtime {
                 k.fire_timers(now);
                 k.next_timer_deadline().map(|d| d.duration_since(now))
             });
-            if ran == 0 && !root_wake.woken.load(Ordering::Acquire) && self.queue.is_empty() {
+            // With workers, the queue is theirs: this thread only waits for
+            // the root. Without, it parks only when nothing is runnable.
+            let idle = !self.workers.is_empty() || (ran == 0 && self.queue.is_empty());
+            if idle && !root_wake.woken.load(Ordering::Acquire) {
                 park(&parker, next_deadline);
             }
         };
