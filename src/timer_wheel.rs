@@ -265,6 +265,7 @@ impl<T> TimerWheel<T> {
     }
 
     /// The deadline of the pending entry for `key`, if any.
+    #[allow(dead_code)] // Used by tests and the lab's diagnostics.
     pub(crate) fn deadline(&self, key: TimerKey) -> Option<Time> {
         self.entry(key).map(|e| e.deadline)
     }
@@ -375,6 +376,7 @@ impl<T> TimerWheel<T> {
     }
 
     /// Whether no entries are pending.
+    #[allow(dead_code)] // Used by tests and the lab's diagnostics.
     pub(crate) fn is_empty(&self) -> bool {
         self.len == 0
     }

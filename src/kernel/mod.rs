@@ -226,10 +226,6 @@ impl Kernel {
         }
     }
 
-    pub(crate) fn config(&self) -> &KernelConfig {
-        &self.config
-    }
-
     pub(crate) fn stats(&self) -> &KernelStats {
         &self.stats
     }

@@ -178,6 +178,38 @@ impl Runtime {
         self.core.lock().stats().clone()
     }
 
+    /// Tasks that have not completed yet (0 whenever no `block_on` runs).
+    pub fn live_tasks(&self) -> usize {
+        self.core.lock().live_task_count()
+    }
+
+    /// Regions that are not closed yet (or whose report was not collected).
+    pub fn live_regions(&self) -> usize {
+        self.core.lock().live_region_count()
+    }
+
+    /// Obligations reserved and not yet resolved.
+    pub fn pending_obligations(&self) -> usize {
+        self.core.lock().pending_obligation_count()
+    }
+
+    /// Timers registered and not yet fired or cancelled.
+    pub fn pending_timers(&self) -> usize {
+        self.core.lock().pending_timer_count()
+    }
+
+    /// The lifecycle state of task `id`; `None` once it completed (ids of
+    /// completed tasks are stale and never resolve again).
+    pub fn task_state(&self, id: crate::types::TaskId) -> Option<crate::kernel::TaskState> {
+        self.core.lock().task_state(id)
+    }
+
+    /// The lifecycle state of region `id`; `None` once it closed and was
+    /// collected.
+    pub fn region_state(&self, id: crate::types::RegionId) -> Option<crate::kernel::RegionState> {
+        self.core.lock().region_state(id)
+    }
+
     /// Number of worker threads (0 for the current-thread runtime).
     pub fn worker_threads(&self) -> usize {
         self.workers.len()
