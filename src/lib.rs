@@ -1,12 +1,4 @@
-//! asupersync: an async runtime whose correctness is structural.
-//!
-//! - Every task is owned by a region; regions form a tree and close only
-//!   at quiescence ([`Cx::region`]).
-//! - Cancellation is a protocol with typed reasons ([`types::CancelReason`]).
-//! - All effects go through an explicit capability context, [`Cx`].
-//! - Two-phase effects are tracked as obligations ([`obligation`]).
-//!
-//! See `docs/ARCHITECTURE.md` for the layers and invariants.
+#![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
