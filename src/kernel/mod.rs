@@ -5,7 +5,7 @@
 //! multi-thread runtime, the lab) own the futures, read their own clock and
 //! call into the kernel with the current [`Time`]. Side effects the kernel
 //! decides on (waking a task, starting a region's finalizers) are queued as
-//! [`Actions`] that the caller performs *after* releasing the lock, so no user
+//! `Actions` that the caller performs *after* releasing the lock, so no user
 //! code ever runs while the kernel is locked.
 //!
 //! Invariants (numbered as in `docs/ARCHITECTURE.md`):

@@ -1,6 +1,6 @@
 //! Production runtimes: the current-thread and multi-thread drivers.
 //!
-//! Both drivers run the same kernel through the same [`core::Core`]; they
+//! Both drivers run the same kernel through the same runtime core; they
 //! differ only in where runnable tasks wait and which thread polls them.
 //! `block_on` always polls the root task on the calling thread (so the root
 //! future need not be `Send`) and returns once the root region is closed.
