@@ -18,3 +18,34 @@ pub use kernel::SpawnError;
 pub use runtime::{JoinError, Runtime, RuntimeBuilder, TaskHandle};
 pub use types::{Budget, Outcome, Time};
 pub use yield_now::{YieldNow, yield_now};
+
+/// Runs `async fn main(cx: Cx)` on an asupersync runtime.
+///
+/// ```no_run
+/// use asupersync::Cx;
+///
+/// #[asupersync::main]
+/// async fn main(cx: Cx) -> Result<(), Box<dyn std::error::Error>> {
+///     println!("root task {}", cx.task_id());
+///     Ok(())
+/// }
+/// ```
+///
+/// `#[asupersync::main(flavor = "multi_thread", worker_threads = 4)]`
+/// selects a multi-threaded runtime.
+#[doc(inline)]
+pub use asupersync_macros::main;
+
+/// Runs an `async fn` test on a fresh asupersync runtime.
+///
+/// ```no_run
+/// use asupersync::Cx;
+///
+/// #[asupersync::test]
+/// async fn spawned_children_finish_before_the_test_returns(cx: Cx) {
+///     let handle = cx.spawn(|_cx| async { 40 + 2 }).unwrap();
+///     assert_eq!(handle.join(&cx).await.unwrap(), 42);
+/// }
+/// ```
+#[doc(inline)]
+pub use asupersync_macros::test;
