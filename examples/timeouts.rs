@@ -10,7 +10,13 @@ use asupersync::{Cx, RuntimeBuilder};
 fn main() {
     let rt = RuntimeBuilder::current_thread().build().expect("runtime");
     rt.block_on(|cx: Cx| async move {
-        match timeout(&cx, Duration::from_millis(10), sleep(&cx, Duration::from_secs(5))).await {
+        match timeout(
+            &cx,
+            Duration::from_millis(10),
+            sleep(&cx, Duration::from_secs(5)),
+        )
+        .await
+        {
             Ok(_) => println!("the slow sleep finished (unexpected)"),
             Err(elapsed) => println!("gave up: {elapsed}"),
         }

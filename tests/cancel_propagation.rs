@@ -52,7 +52,11 @@ fn nest_masks(cx: &Cx, n: u32) -> u32 {
 }
 
 fn assert_chain(r: &CancelReason, depth: usize, who: &str) {
-    assert_eq!(r.cause_depth(), depth, "{who}: one ParentCancelled link per region: {r}");
+    assert_eq!(
+        r.cause_depth(),
+        depth,
+        "{who}: one ParentCancelled link per region: {r}"
+    );
     for (i, link) in r.chain().enumerate() {
         let expected = if i == depth {
             CancelKind::User
@@ -62,7 +66,11 @@ fn assert_chain(r: &CancelReason, depth: usize, who: &str) {
         assert_eq!(link.kind, expected, "{who}: link {i} of {r}");
     }
     assert_eq!(r.root_cause().kind, CancelKind::User, "{who}: {r}");
-    assert_eq!(r.root_cause().message.as_deref(), Some("stop"), "{who}: {r}");
+    assert_eq!(
+        r.root_cause().message.as_deref(),
+        Some("stop"),
+        "{who}: {r}"
+    );
 }
 
 type Boxed = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -75,8 +83,10 @@ fn deep(cx: Cx, levels: usize, seen: Seen, ready: Counter) -> Boxed {
                 if levels == 0 {
                     let (s, r) = (seen.clone(), ready.clone());
                     drop(
-                        rcx.spawn(move |c| async move { park_and_record(&c, "leaf", &s, &r).await })
-                            .unwrap(),
+                        rcx.spawn(
+                            move |c| async move { park_and_record(&c, "leaf", &s, &r).await },
+                        )
+                        .unwrap(),
                     );
                     let _ = time::sleep(&rcx, HOUR).await;
                 } else {

@@ -225,7 +225,11 @@ fn spawn_with_budget_is_met_with_the_region_budget() {
                 asupersync::Outcome::Ok(v) => v,
                 other => panic!("[{name}] {other:?}"),
             };
-            assert_eq!(child.poll_quota, 1_000, "[{name}] min of the poll quotas");
+            // `poll_quota` is the remaining allowance: the poll that read it used one.
+            assert_eq!(
+                child.poll_quota, 999,
+                "[{name}] min of the poll quotas, minus one poll"
+            );
             assert_eq!(
                 child.cost_quota,
                 Some(10),
@@ -233,10 +237,9 @@ fn spawn_with_budget_is_met_with_the_region_budget() {
             );
             assert_eq!(child.priority, 3, "[{name}] max of the priorities");
             assert_eq!(child.deadline, Some(far), "[{name}] the earlier deadline");
-            assert_eq!(
-                plain, region_budget,
-                "[{name}] spawn() gets the region's budget"
-            );
+            let mut expected = region_budget;
+            expected.poll_quota -= 1; // the poll that read it
+            assert_eq!(plain, expected, "[{name}] spawn() gets the region's budget");
 
             // A tighter request wins over a looser region.
             let h = cx
@@ -244,7 +247,11 @@ fn spawn_with_budget_is_met_with_the_region_budget() {
                     cx.budget()
                 })
                 .unwrap();
-            assert_eq!(h.join(&cx).await.unwrap().poll_quota, 77, "[{name}]");
+            assert_eq!(
+                h.join(&cx).await.unwrap().poll_quota,
+                76,
+                "[{name}] 77 minus the poll that read it"
+            );
         });
     });
 }

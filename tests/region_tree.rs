@@ -37,9 +37,7 @@ fn spawn_sleepers(cx: &Cx, n: u64, spawned: &Counter, done: &Counter) {
 }
 
 fn id_text_is(prefix: char, text: &str) -> bool {
-    text.starts_with(prefix)
-        && text.len() > 1
-        && text[1..].chars().all(|c| c.is_ascii_digit())
+    text.starts_with(prefix) && text.len() > 1 && text[1..].chars().all(|c| c.is_ascii_digit())
 }
 
 on_both_drivers! {
@@ -593,12 +591,16 @@ fn nest(cx: Cx, depth: usize, done: Counter, log: Log) -> BoxedOutcome {
     Box::pin(async move {
         cx.region(move |rcx| async move {
             let d = done.clone();
-            drop(rcx.spawn(move |_| async move {
-                yield_now().await;
-                d.incr();
-            }).unwrap());
+            drop(
+                rcx.spawn(move |_| async move {
+                    yield_now().await;
+                    d.incr();
+                })
+                .unwrap(),
+            );
             let l = log.clone();
-            rcx.defer_sync(move || l.push(format!("close{depth}"))).unwrap();
+            rcx.defer_sync(move || l.push(format!("close{depth}")))
+                .unwrap();
             if depth == 0 {
                 return Ok(0);
             }

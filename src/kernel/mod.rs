@@ -197,6 +197,18 @@ pub(crate) struct Kernel {
     stats: KernelStats,
 }
 
+/// The budget a task keeps after acknowledging cancellation: the meet with
+/// the cleanup budget, except that a task whose poll allowance is already
+/// used up (it is being cancelled *for* that) gets the cleanup allowance to
+/// clean up with.
+fn cleanup_budget_on_ack(current: Budget, cleanup: Budget) -> Budget {
+    let mut budget = current.meet(cleanup);
+    if current.poll_quota == 0 {
+        budget.poll_quota = cleanup.poll_quota;
+    }
+    budget
+}
+
 fn task_key(t: TaskId) -> (u32, u32) {
     (t.index(), t.generation())
 }
@@ -373,6 +385,7 @@ impl Kernel {
     /// The region future was dropped: finish its body (if needed) and let the
     /// kernel close it without anyone awaiting the report.
     pub(crate) fn abandon_region(&mut self, r: RegionId, now: Time) {
+        self.unmask_owner(r);
         let Some(rec) = self.region_mut(r) else {
             return;
         };
@@ -450,12 +463,13 @@ impl Kernel {
                     RegionState::Draining if rec.is_quiescent() => {
                         rec.advance(r);
                         if !rec.finalizers.is_empty() {
-                            rec.finalizer_task = None;
+                            rec.finalizers_running = true;
                             self.actions.start_finalizers.push(r);
+                            self.mask_waiting_owner(r);
                             return;
                         }
                     }
-                    RegionState::Finalizing if rec.finalizer_task.is_none() => {
+                    RegionState::Finalizing if !rec.finalizers_running => {
                         current = self.close_region(r, now);
                         break;
                     }
@@ -465,8 +479,41 @@ impl Kernel {
         }
     }
 
+    /// K6: while a region's finalizers run, the owner task (which is only
+    /// awaiting the region future) is masked, so finalizers that wait on the
+    /// owner's `Cx` are not cancelled. Unmasked on close or abandonment.
+    fn mask_waiting_owner(&mut self, r: RegionId) {
+        let Some(rec) = self.region(r) else { return };
+        let owner = rec.owner.filter(|_| rec.awaited && rec.parent.is_some());
+        if let Some(o) = owner.and_then(|o| self.task_mut(o)) {
+            o.mask_depth += 1;
+            self.region_mut(r).expect("looked up above").owner_masked = true;
+        }
+    }
+
+    fn unmask_owner(&mut self, r: RegionId) {
+        let Some(rec) = self.region_mut(r) else {
+            return;
+        };
+        if !std::mem::take(&mut rec.owner_masked) {
+            return;
+        }
+        if let Some(o) = rec.owner.and_then(|o| self.task_mut(o)) {
+            o.mask_depth = o.mask_depth.saturating_sub(1);
+        }
+    }
+
+    /// The finalizer task could not be created: close without it.
+    pub(crate) fn finalizers_not_started(&mut self, r: RegionId, now: Time) {
+        if let Some(rec) = self.region_mut(r) {
+            rec.finalizers_running = false;
+        }
+        self.advance_region(r, now);
+    }
+
     /// Finalizing → Closed. Returns the parent, which may now be quiescent.
     fn close_region(&mut self, r: RegionId, now: Time) -> Option<RegionId> {
+        self.unmask_owner(r);
         self.leak_region_obligations(r, now);
         let rec = self.region_mut(r)?;
         rec.advance(r);
@@ -600,14 +647,16 @@ impl Kernel {
             _ => {}
         }
         rec.polls = rec.polls.saturating_add(1);
-        if rec
-            .cleanup_poll_limit
-            .is_some_and(|limit| rec.polls > limit)
-        {
+        // `poll_quota` is the remaining allowance (u32::MAX = unlimited).
+        let exhausted = rec.budget.poll_quota == 0;
+        if exhausted && rec.state == TaskState::Cancelling {
             rec.force_drop = Some(ForceDropCause::CleanupPollsExhausted);
             return PollDecision::Drop(ForceDropCause::CleanupPollsExhausted);
         }
-        let over_quota = rec.polls > rec.budget.poll_quota;
+        if rec.budget.poll_quota != u32::MAX && !exhausted {
+            rec.budget.poll_quota -= 1;
+        }
+        let over_quota = exhausted && !rec.state.is_cancel_requested();
         let past_deadline = rec.budget.is_past_deadline(now);
         if over_quota {
             self.request_cancel(
@@ -703,6 +752,7 @@ impl Kernel {
             TaskKind::Finalizer => {
                 if let Some(r) = self.region_mut(region) {
                     r.finalizer_task = None;
+                    r.finalizers_running = false;
                 }
             }
             TaskKind::Spawned => {
@@ -909,9 +959,7 @@ impl Kernel {
                 .cancel
                 .clone()
                 .expect("cancel requested implies a reason");
-            let cleanup = reason.cleanup_budget();
-            rec.budget = rec.budget.meet(cleanup);
-            rec.cleanup_poll_limit = Some(rec.polls.saturating_add(cleanup.poll_quota));
+            rec.budget = cleanup_budget_on_ack(rec.budget, reason.cleanup_budget());
             return Some(reason);
         }
         if rec.state == TaskState::Cancelling {
@@ -1087,8 +1135,19 @@ impl Kernel {
             .filter(|(_, rec)| rec.region == r)
             .map(|((i, g), _)| ObligationId::from_parts(i, g))
             .collect();
+        let mut messages = Vec::new();
         for o in ids {
-            self.leak_obligation(o, now);
+            if let Some(report) = self.leak_obligation(o, now) {
+                messages.push(report.to_string());
+            }
+        }
+        if self.config.leak_policy == LeakPolicy::Panic
+            && !messages.is_empty()
+            && let Some(rec) = self.region_mut(r)
+        {
+            rec.report
+                .panic
+                .get_or_insert(PanicPayload::new(messages.join("; ")));
         }
     }
 

@@ -106,6 +106,10 @@ pub(crate) struct RegionRecord {
     pub(crate) children: Vec<RegionId>,
     pub(crate) finalizers: Vec<Finalizer>,
     pub(crate) finalizer_task: Option<TaskId>,
+    /// Finalizers were handed to a finalizer task that has not finished.
+    pub(crate) finalizers_running: bool,
+    /// The owner was masked for the finalizers (see `Kernel::mask_waiting_owner`).
+    pub(crate) owner_masked: bool,
     pub(crate) close_waker: Option<Waker>,
     /// Whether someone (the region future, `block_on`) will collect the report.
     pub(crate) awaited: bool,
@@ -130,6 +134,8 @@ impl RegionRecord {
             children: Vec::new(),
             finalizers: Vec::new(),
             finalizer_task: None,
+            finalizers_running: false,
+            owner_masked: false,
             close_waker: None,
             awaited: true,
             report: RegionReport::default(),

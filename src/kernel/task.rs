@@ -96,8 +96,6 @@ pub(crate) struct TaskRecord {
     pub(crate) budget: Budget,
     pub(crate) polls: u32,
     pub(crate) cost: u64,
-    /// Poll count at which cleanup is considered runaway (set on acknowledgement).
-    pub(crate) cleanup_poll_limit: Option<u32>,
     pub(crate) grace_timer: Option<TimerKey>,
     pub(crate) grace_deadline: Option<crate::types::Time>,
     pub(crate) deadline_timer: Option<TimerKey>,
@@ -135,7 +133,6 @@ impl TaskRecord {
             budget,
             polls: 0,
             cost: 0,
-            cleanup_poll_limit: None,
             grace_timer: None,
             grace_deadline: None,
             deadline_timer: None,

@@ -187,7 +187,9 @@ impl Core {
             )
         });
         let Ok(id) = created else {
-            return; // The region vanished; nothing left to finalize.
+            // Cannot happen while the region is Finalizing; never leave it stuck.
+            self.with_kernel(|k, now| k.finalizers_not_started(region, now));
+            return;
         };
         let cell = TaskCell::new(
             id,

@@ -145,6 +145,13 @@ pub struct Tick<'a> {
     interval: &'a mut Interval,
 }
 
+impl Drop for Tick<'_> {
+    fn drop(&mut self) {
+        // Rule T3; the schedule (`next`) is untouched.
+        self.interval.entry.clear(&self.interval.cx);
+    }
+}
+
 impl Future for Tick<'_> {
     type Output = Result<Time, Cancelled>;
 

@@ -6,8 +6,10 @@ use super::time::Time;
 /// is its parent's [`meet`](Budget::meet) the one requested for it.
 ///
 /// - `deadline`: past it, the task is cancelled with `Deadline`.
-/// - `poll_quota`: after this many polls, the task is cancelled with
-///   `PollQuota` (`u32::MAX` means unlimited).
+/// - `poll_quota`: how many more polls the task may take; when it is used
+///   up, the task is cancelled with `PollQuota` (`u32::MAX` means unlimited).
+///   A task's budget counts down as it is polled, so `Cx::budget` shows
+///   what is left.
 /// - `cost_quota`: after charging this much cost, the task is cancelled with
 ///   `CostBudget`.
 /// - `priority`: scheduling priority (higher runs first where the driver

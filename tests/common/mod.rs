@@ -10,10 +10,10 @@
 #![allow(dead_code)]
 
 use std::any::Any;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -190,7 +190,10 @@ impl Log {
     }
 
     pub fn push(&self, event: impl Into<String>) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).push(event.into());
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(event.into());
     }
 
     pub fn snapshot(&self) -> Vec<String> {
@@ -315,7 +318,11 @@ pub fn assert_quiescent(rt: &Runtime) {
         0,
         "obligations still pending after block_on"
     );
-    assert_eq!(rt.pending_timers(), 0, "timers still registered after block_on");
+    assert_eq!(
+        rt.pending_timers(),
+        0,
+        "timers still registered after block_on"
+    );
     let s = rt.stats();
     assert_eq!(
         s.tasks_spawned, s.tasks_completed,
