@@ -4,12 +4,14 @@
 
 pub mod cx;
 pub mod kernel;
+pub mod lab;
 pub mod link;
 pub mod monitor;
 pub mod obligation;
 pub mod runtime;
 pub mod time;
 pub(crate) mod timer_wheel;
+pub mod trace;
 pub mod types;
 mod yield_now;
 

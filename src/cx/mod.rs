@@ -273,6 +273,27 @@ impl Cx {
             .map_err(|_| DeferError { region })
     }
 
+    /// 64 random bits. In the lab they come from the run's seed, so a
+    /// replay draws the same numbers.
+    ///
+    /// # Panics
+    /// If this `Cx` was narrowed without [`Capabilities::RANDOM`].
+    #[track_caller]
+    pub fn random_u64(&self) -> u64 {
+        self.require(Capabilities::RANDOM, "random");
+        self.core.random_u64()
+    }
+
+    /// Records `message` in the trace (the lab's; a no-op elsewhere).
+    pub fn trace(&self, message: impl Into<String>) {
+        if self.core.is_tracing() {
+            self.core.trace(crate::trace::TraceKind::User {
+                task: self.task,
+                message: message.into(),
+            });
+        }
+    }
+
     /// Charges `cost` units against the task's cost quota; past the quota
     /// the task is cancelled with `CostBudget` and this returns `Err`.
     pub fn charge(&self, cost: u64) -> Result<(), Cancelled> {

@@ -79,6 +79,11 @@ impl<T> Arena<T> {
         self.len
     }
 
+    /// Live values, mutably, in index order.
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.slots.iter_mut().filter_map(|s| s.value.as_mut())
+    }
+
     /// Live entries with their `(index, generation)`, in index order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = ((u32, u32), &T)> {
         self.slots

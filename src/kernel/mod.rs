@@ -35,6 +35,7 @@ use std::task::Waker;
 use std::time::Duration;
 
 use crate::timer_wheel::{TimerKey, TimerWheel};
+use crate::trace::{CompletionKind, TraceBuffer, TraceEvent, TraceKind};
 use crate::types::{
     Budget, CancelKind, CancelReason, ObligationId, PanicPayload, RegionId, TaskId, Time,
 };
@@ -195,6 +196,9 @@ pub(crate) struct Kernel {
     config: KernelConfig,
     actions: Actions,
     stats: KernelStats,
+    /// The time of the current kernel call (set by the core before each).
+    now: Time,
+    trace: Option<TraceBuffer>,
 }
 
 /// The budget a task keeps after acknowledging cancellation: the meet with
@@ -227,7 +231,85 @@ impl Kernel {
             config,
             actions: Actions::default(),
             stats: KernelStats::default(),
+            now: start,
+            trace: None,
         }
+    }
+
+    /// Sets the time of the current kernel call.
+    pub(crate) fn set_now(&mut self, now: Time) {
+        self.now = now;
+    }
+
+    /// Starts recording trace events.
+    pub(crate) fn enable_trace(&mut self) {
+        self.trace.get_or_insert_with(TraceBuffer::default);
+    }
+
+    /// Records `kind` if tracing is enabled.
+    pub(crate) fn emit(&mut self, kind: TraceKind) {
+        if let Some(trace) = &mut self.trace {
+            trace.push(self.now, kind);
+        }
+    }
+
+    pub(crate) fn trace_events(&self) -> &[TraceEvent] {
+        self.trace.as_ref().map_or(&[], |t| t.events())
+    }
+
+    /// Live tasks in id order, with their region and state (diagnostics).
+    pub(crate) fn live_tasks(&self) -> Vec<(TaskId, RegionId, TaskState, usize)> {
+        self.tasks
+            .iter()
+            .map(|((i, g), rec)| {
+                (
+                    TaskId::from_parts(i, g),
+                    rec.region,
+                    rec.state,
+                    rec.obligations.len(),
+                )
+            })
+            .collect()
+    }
+
+    /// The waker of task `t` (the lab uses it for spurious wakeups).
+    pub(crate) fn task_waker(&self, t: TaskId) -> Option<Waker> {
+        self.task(t).map(|rec| rec.waker.clone())
+    }
+
+    /// Exhausts task `t`'s poll allowance (lab chaos): its next poll turns
+    /// into a `PollQuota` cancellation.
+    pub(crate) fn exhaust_poll_budget(&mut self, t: TaskId) {
+        if let Some(rec) = self.task_mut(t) {
+            rec.budget.poll_quota = 0;
+        }
+    }
+
+    /// When task `t` was last polled (its spawn time if never).
+    #[allow(dead_code)] // Read by the lab's futurelock oracle (being written).
+    pub(crate) fn last_polled(&self, t: TaskId) -> Option<Time> {
+        self.task(t).map(|rec| rec.last_polled)
+    }
+
+    /// Drops every waker and timer the kernel holds, breaking the reference
+    /// cycles between tasks and the core of a runtime abandoned mid-run.
+    /// Returns them so they are dropped outside the lock.
+    pub(crate) fn teardown(&mut self) -> (Vec<Waker>, TimerWheel<TimerEvent>) {
+        let wakers = self
+            .tasks
+            .iter_mut()
+            .map(|rec| std::mem::replace(&mut rec.waker, Waker::noop().clone()))
+            .collect();
+        let timers = std::mem::replace(&mut self.timers, TimerWheel::new(self.now));
+        (wakers, timers)
+    }
+
+    /// Live regions in id order, with their parent and state (diagnostics).
+    pub(crate) fn live_regions(&self) -> Vec<(RegionId, Option<RegionId>, RegionState)> {
+        self.regions
+            .iter()
+            .map(|((i, g), rec)| (RegionId::from_parts(i, g), rec.parent, rec.state))
+            .collect()
     }
 
     pub(crate) fn take_actions(&mut self) -> Actions {
@@ -309,7 +391,12 @@ impl Kernel {
     pub(crate) fn create_root_region(&mut self, budget: Budget) -> RegionId {
         let (i, g) = self.regions.insert(RegionRecord::new(None, None, budget));
         self.stats.regions_created += 1;
-        RegionId::from_parts(i, g)
+        let region = RegionId::from_parts(i, g);
+        self.emit(TraceKind::RegionCreate {
+            region,
+            parent: None,
+        });
+        region
     }
 
     /// Creates a region under `parent` whose body runs in task `owner`.
@@ -334,6 +421,10 @@ impl Kernel {
             .insert(RegionRecord::new(Some(parent), Some(owner), budget));
         let r = RegionId::from_parts(i, g);
         self.stats.regions_created += 1;
+        self.emit(TraceKind::RegionCreate {
+            region: r,
+            parent: Some(parent),
+        });
         if let Some(p) = self.region_mut(parent) {
             p.children.push(r);
         }
@@ -530,6 +621,7 @@ impl Kernel {
             self.actions.wakes.push(w);
         }
         self.stats.regions_closed += 1;
+        self.emit(TraceKind::RegionClose { region: r });
         if !awaited {
             self.remove_region(r);
         }
@@ -570,9 +662,12 @@ impl Kernel {
             }
         }
         let budget = rec.budget.meet(budget);
-        let (i, g) = self.tasks.insert(TaskRecord::new(r, kind, waker, budget));
+        let mut record = TaskRecord::new(r, kind, waker, budget);
+        record.last_polled = now;
+        let (i, g) = self.tasks.insert(record);
         let t = TaskId::from_parts(i, g);
         self.stats.tasks_spawned += 1;
+        self.emit(TraceKind::Spawn { task: t, region: r });
         if kind == TaskKind::Finalizer {
             self.region_mut(r).expect("checked above").finalizer_task = Some(t);
         } else {
@@ -647,6 +742,7 @@ impl Kernel {
             _ => {}
         }
         rec.polls = rec.polls.saturating_add(1);
+        rec.last_polled = now;
         // `poll_quota` is the remaining allowance (u32::MAX = unlimited).
         let exhausted = rec.budget.poll_quota == 0;
         if exhausted && rec.state == TaskState::Cancelling {
@@ -657,6 +753,8 @@ impl Kernel {
             rec.budget.poll_quota -= 1;
         }
         let over_quota = exhausted && !rec.state.is_cancel_requested();
+        self.emit(TraceKind::Poll { task: t });
+        let rec = self.task_mut(t).expect("looked up above");
         let past_deadline = rec.budget.is_past_deadline(now);
         if over_quota {
             self.request_cancel(
@@ -701,6 +799,7 @@ impl Kernel {
         if let (TaskEnd::Dropped, Some(cause)) = (&end, rec.force_drop) {
             let reason = rec.cancel.clone().unwrap_or_default();
             self.stats.forced_drop_count += 1;
+            self.emit(TraceKind::ForceDrop { task: t, cause });
             if self.stats.forced_drops.len() < KernelStats::MAX_REPORTS {
                 self.stats.forced_drops.push(ForcedDrop {
                     task: t,
@@ -739,6 +838,15 @@ impl Kernel {
         let (i, g) = task_key(t);
         self.tasks.remove(i, g);
         self.stats.tasks_completed += 1;
+        let completion = match &outcome {
+            TaskOutcome::Ok => CompletionKind::Ok,
+            TaskOutcome::Cancelled(r) => CompletionKind::Cancelled(r.kind),
+            TaskOutcome::Panicked(_) => CompletionKind::Panicked,
+        };
+        self.emit(TraceKind::Complete {
+            task: t,
+            outcome: completion,
+        });
 
         match kind {
             TaskKind::RootBody => {
@@ -857,6 +965,7 @@ impl Kernel {
         if first {
             rec.transition(t, TaskState::CancelRequested);
         }
+        let stored_kind = rec.cancel.as_ref().map_or(CancelKind::User, |c| c.kind);
         // K4: the grace period only ever shortens.
         let deadline = now + grace;
         let old_timer = if rec.grace_deadline.is_none_or(|d| deadline < d) {
@@ -869,6 +978,10 @@ impl Kernel {
         let effective = rec.cancel.clone().expect("set above");
         let owned = rec.owned_regions.clone();
         self.actions.wakes.push(waker);
+        self.emit(TraceKind::CancelRequest {
+            task: t,
+            kind: stored_kind,
+        });
         if let Some(old) = old_timer {
             if let Some(key) = old {
                 self.timers.cancel(key);
@@ -903,7 +1016,13 @@ impl Kernel {
             return;
         }
         let effective = rec.cancel.clone().expect("set above");
-        if !rec.body_done {
+        let body_done = rec.body_done;
+        self.emit(TraceKind::RegionCancel {
+            region: r,
+            kind: effective.kind,
+        });
+        let rec = self.region_mut(r).expect("looked up above");
+        if !body_done {
             match &mut rec.report.cancelled_during_body {
                 Some(existing) => {
                     existing.strengthen(&effective);
@@ -960,6 +1079,10 @@ impl Kernel {
                 .clone()
                 .expect("cancel requested implies a reason");
             rec.budget = cleanup_budget_on_ack(rec.budget, reason.cleanup_budget());
+            self.emit(TraceKind::CancelAck {
+                task: t,
+                kind: reason.kind,
+            });
             return Some(reason);
         }
         if rec.state == TaskState::Cancelling {
@@ -1044,6 +1167,11 @@ impl Kernel {
         self.region_mut(r)
             .expect("checked above")
             .pending_obligations += 1;
+        self.emit(TraceKind::ObligationReserve {
+            obligation: o,
+            task: t,
+            region: r,
+        });
         if let Some(rec) = self.task_mut(t) {
             rec.obligations.push(o);
         }
@@ -1067,8 +1195,14 @@ impl Kernel {
             r.pending_obligations -= 1;
         }
         match state {
-            ObligationState::Committed => self.stats.obligations_committed += 1,
-            _ => self.stats.obligations_aborted += 1,
+            ObligationState::Committed => {
+                self.stats.obligations_committed += 1;
+                self.emit(TraceKind::ObligationCommit { obligation: o });
+            }
+            _ => {
+                self.stats.obligations_aborted += 1;
+                self.emit(TraceKind::ObligationAbort { obligation: o });
+            }
         }
         true
     }
@@ -1114,6 +1248,10 @@ impl Kernel {
             detected_at: now,
         };
         self.stats.obligations_leaked += 1;
+        self.emit(TraceKind::ObligationLeak {
+            obligation: o,
+            task: rec.holder,
+        });
         if self.stats.leaks.len() < KernelStats::MAX_REPORTS {
             self.stats.leaks.push(report.clone());
         }
@@ -1179,6 +1317,9 @@ impl Kernel {
         let mut fired = Vec::new();
         self.timers.advance(now, &mut fired);
         let n = fired.len();
+        if n > 0 {
+            self.emit(TraceKind::TimerFire { count: n });
+        }
         for (_, event) in fired {
             match event {
                 TimerEvent::Wake(w) => self.actions.wakes.push(w),

@@ -95,6 +95,8 @@ pub(crate) struct TaskRecord {
     pub(crate) mask_depth: u32,
     pub(crate) budget: Budget,
     pub(crate) polls: u32,
+    /// When the task was last polled (spawn time before its first poll).
+    pub(crate) last_polled: crate::types::Time,
     pub(crate) cost: u64,
     pub(crate) grace_timer: Option<TimerKey>,
     pub(crate) grace_deadline: Option<crate::types::Time>,
@@ -111,7 +113,7 @@ pub(crate) struct TaskRecord {
 }
 
 /// Why the runtime dropped a task's future instead of polling it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ForceDropCause {
     /// Cancelled before it was ever polled: it never started.
     CancelledBeforeStart,
@@ -132,6 +134,7 @@ impl TaskRecord {
             mask_depth: u32::from(kind == TaskKind::Finalizer),
             budget,
             polls: 0,
+            last_polled: crate::types::Time::ZERO,
             cost: 0,
             grace_timer: None,
             grace_deadline: None,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crossbeam_utils::sync::Parker;
 
-use super::core::{Core, MonotonicClock};
+use super::core::{Core, CoreOptions, MonotonicClock};
 use super::queue::RunQueue;
 use super::{Runtime, worker_loop};
 use crate::kernel::{KernelConfig, LeakPolicy};
@@ -142,7 +142,12 @@ impl RuntimeBuilder {
                 .collect()
         };
         let queue = Arc::new(RunQueue::new(unparkers));
-        let core = Core::new(config, Arc::new(MonotonicClock::new()), queue.clone());
+        let core = Core::new(
+            config,
+            Arc::new(MonotonicClock::new()),
+            queue.clone(),
+            CoreOptions::production(),
+        );
         let shutdown = Arc::new(AtomicBool::new(false));
         let mut handles = Vec::with_capacity(workers);
         for (index, parker) in worker_parkers.into_iter().enumerate() {

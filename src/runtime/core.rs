@@ -14,6 +14,7 @@ use super::join::TaskHandle;
 use super::task_cell::{TaskCell, TaskRef, poll_catching};
 use crate::cx::{Capabilities, Cx};
 use crate::kernel::{Actions, Kernel, KernelConfig, PollDecision, SpawnError, TaskEnd, TaskKind};
+use crate::lab::DetRng;
 use crate::types::{Budget, CancelReason, RegionId, TaskId, Time};
 
 /// Where runnable tasks go. Each driver has its own queue discipline.
@@ -60,6 +61,27 @@ pub(crate) struct Core {
     kernel: Mutex<Kernel>,
     clock: Arc<dyn Clock>,
     scheduler: Arc<dyn Schedule>,
+    /// Whether the kernel records a trace (the lab); checked before locking.
+    tracing: bool,
+    /// `Cx` randomness: seeded by the lab, from the OS hasher seed otherwise.
+    rng: Mutex<DetRng>,
+}
+
+/// Per-driver settings of the core.
+pub(crate) struct CoreOptions {
+    pub(crate) tracing: bool,
+    pub(crate) seed: u64,
+}
+
+impl CoreOptions {
+    /// Production defaults: no trace, a seed that differs per runtime.
+    pub(crate) fn production() -> Self {
+        use std::hash::{BuildHasher, RandomState};
+        Self {
+            tracing: false,
+            seed: RandomState::new().hash_one(std::time::SystemTime::now()),
+        }
+    }
 }
 
 impl Core {
@@ -67,13 +89,41 @@ impl Core {
         config: KernelConfig,
         clock: Arc<dyn Clock>,
         scheduler: Arc<dyn Schedule>,
+        options: CoreOptions,
     ) -> Arc<Self> {
         let start = clock.now();
+        let mut kernel = Kernel::new(config, start);
+        if options.tracing {
+            kernel.enable_trace();
+        }
         Arc::new(Self {
-            kernel: Mutex::new(Kernel::new(config, start)),
+            kernel: Mutex::new(kernel),
             clock,
             scheduler,
+            tracing: options.tracing,
+            rng: Mutex::new(DetRng::derive(options.seed, 0xC0FFEE)),
         })
+    }
+
+    pub(crate) fn is_tracing(&self) -> bool {
+        self.tracing
+    }
+
+    /// Records a trace event (no-op unless tracing).
+    pub(crate) fn trace(&self, kind: crate::trace::TraceKind) {
+        if self.tracing {
+            let now = self.now();
+            let mut k = self.lock();
+            k.set_now(now);
+            k.emit(kind);
+        }
+    }
+
+    pub(crate) fn random_u64(&self) -> u64 {
+        self.rng
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .next_u64()
     }
 
     pub(crate) fn now(&self) -> Time {
@@ -106,6 +156,7 @@ impl Core {
     ) -> (R, Actions) {
         let now = self.now();
         let mut kernel = self.lock();
+        kernel.set_now(now);
         let result = f(&mut kernel, now);
         (result, kernel.take_actions())
     }
@@ -134,7 +185,10 @@ impl Core {
             PollDecision::Poll => {
                 let mut cx = Context::from_waker(waker);
                 match poll_catching(future, &mut cx) {
-                    Ok(Poll::Pending) => Step::Pending,
+                    Ok(Poll::Pending) => {
+                        self.trace(crate::trace::TraceKind::Pending { task: id });
+                        Step::Pending
+                    }
                     Ok(Poll::Ready(v)) => Step::Ready(v),
                     Err(payload) => Step::Panicked(payload),
                 }

@@ -10,14 +10,12 @@ pub(crate) mod core;
 pub(crate) mod finalizer;
 pub(crate) mod join;
 mod queue;
+pub(crate) mod root;
 pub(crate) mod task_cell;
 
 use std::future::Future;
-use std::panic::resume_unwind;
-use std::pin::pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Wake, Waker};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -26,11 +24,12 @@ use crossbeam_utils::sync::{Parker, Unparker};
 pub use builder::{BuildError, RuntimeBuilder};
 pub use join::{Join, JoinError, TaskHandle};
 
-use self::core::{Core, Step};
+use self::core::Core;
 use self::queue::RunQueue;
-use crate::cx::{Capabilities, Cx};
-use crate::kernel::{KernelStats, TaskEnd, TaskKind, TaskOutcome};
-use crate::types::{Budget, CancelReason, PanicPayload};
+use self::root::RootTask;
+use crate::cx::Cx;
+use crate::kernel::KernelStats;
+use crate::types::Budget;
 
 /// How many queued tasks a driver runs before it checks timers and the root.
 const DRIVER_BATCH: usize = 128;
@@ -45,22 +44,6 @@ pub struct Runtime {
     workers: Vec<JoinHandle<()>>,
     shutdown: Arc<AtomicBool>,
     root_budget: Budget,
-}
-
-/// Wakes the root task: a flag plus an unpark of the `block_on` thread.
-struct RootWake {
-    woken: AtomicBool,
-    unparker: Unparker,
-}
-
-impl Wake for RootWake {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::Release);
-        self.unparker.unpark();
-    }
 }
 
 impl Runtime {
@@ -80,66 +63,16 @@ impl Runtime {
     {
         let parker = self.driver.lock().unwrap_or_else(|e| e.into_inner());
         let core = &self.core;
-        let root_wake = Arc::new(RootWake {
-            woken: AtomicBool::new(true),
-            unparker: self.driver_unparker.clone(),
-        });
-        let waker = Waker::from(root_wake.clone());
-        let budget = self.root_budget;
-        let (region, task) = core.with_kernel(|k, now| {
-            let region = k.create_root_region(budget);
-            let task = k
-                .create_task(
-                    region,
-                    TaskKind::RootBody,
-                    waker.clone(),
-                    Budget::INFINITE,
-                    now,
-                )
-                .expect("a fresh root region accepts its body task");
-            k.set_region_owner(region, task);
-            (region, task)
-        });
-        let cx = Cx::new(core.clone(), task, region, Capabilities::ALL);
-        let mut future = pin!(Some(f(cx)));
-        let mut output: Option<Result<Fut::Output, JoinError>> = None;
-        let mut raw_panic = None;
-        let report = loop {
-            if output.is_none() && root_wake.woken.swap(false, Ordering::AcqRel) {
-                let inner = future
-                    .as_mut()
-                    .as_pin_mut()
-                    .expect("root future present until it ends");
-                let end = match core.poll_task(task, inner, &waker) {
-                    Step::Pending => None,
-                    Step::Ready(v) => Some((TaskEnd::Returned, Some(v))),
-                    Step::Panicked(p) => {
-                        let payload = PanicPayload::from_panic_ref(&p);
-                        raw_panic = Some(p);
-                        Some((TaskEnd::Panicked(payload), None))
-                    }
-                    Step::Drop => Some((TaskEnd::Dropped, None)),
-                };
-                if let Some((end, value)) = end {
-                    future.set(None);
-                    let (outcome, _) =
-                        core.with_kernel(|k, now| k.complete_task(task, end, true, now));
-                    output = Some(match (outcome, value) {
-                        (TaskOutcome::Ok, Some(v)) => Ok(v),
-                        (TaskOutcome::Panicked(p), _) => Err(JoinError::Panicked(p)),
-                        (TaskOutcome::Cancelled(r), _) => Err(JoinError::Cancelled(r)),
-                        (TaskOutcome::Ok, None) => {
-                            Err(JoinError::Cancelled(CancelReason::default()))
-                        }
-                    });
-                    root_wake.woken.store(true, Ordering::Release);
-                }
-            }
-            if output.is_some() && root_wake.woken.swap(false, Ordering::AcqRel) {
-                if let Some(report) = core.with_kernel(|k, _| k.poll_region_closed(region, &waker))
-                {
-                    break report;
-                }
+        let mut root = RootTask::new(
+            core,
+            self.root_budget,
+            Some(self.driver_unparker.clone()),
+            f,
+        );
+        while !root.is_done() {
+            root.step();
+            if root.is_done() {
+                break;
             }
             let ran = if self.workers.is_empty() {
                 self.queue.run_batch(DRIVER_BATCH)
@@ -153,24 +86,12 @@ impl Runtime {
             // With workers, the queue is theirs: this thread only waits for
             // the root. Without, it parks only when nothing is runnable.
             let idle = !self.workers.is_empty() || (ran == 0 && self.queue.is_empty());
-            if idle && !root_wake.woken.load(Ordering::Acquire) {
+            if idle && !root.is_woken() {
                 park(&parker, next_deadline);
             }
-        };
-        drop(parker);
-        match output.expect("the root task finished before its region closed") {
-            Ok(v) => {
-                if let Some(p) = report.panic {
-                    resume_unwind(Box::new(p.message().to_string()));
-                }
-                v
-            }
-            Err(JoinError::Panicked(p)) => match raw_panic {
-                Some(raw) => resume_unwind(raw),
-                None => resume_unwind(Box::new(p.message().to_string())),
-            },
-            Err(JoinError::Cancelled(r)) => panic!("the root task of block_on was cancelled: {r}"),
         }
+        drop(parker);
+        root.into_output()
     }
 
     /// Kernel counters: tasks, regions, obligations, leaks and forced drops.
