@@ -51,3 +51,24 @@ pub use asupersync_macros::main;
 /// ```
 #[doc(inline)]
 pub use asupersync_macros::test;
+
+/// Runs an `async fn` test in the deterministic lab once per seed, and on a
+/// failure prints the seed and the command that replays it.
+///
+/// ```no_run
+/// use asupersync::Cx;
+///
+/// #[asupersync::lab_test(seeds = 100, chaos = "light")]
+/// async fn children_always_finish(cx: Cx) {
+///     let h = cx.spawn(|_cx| async { 40 + 2 }).unwrap();
+///     assert_eq!(h.join(&cx).await.unwrap(), 42);
+/// }
+/// ```
+///
+/// A failure reads `asupersync lab: children_always_finish failed with seed
+/// 17 (of 0..100, after 17 passed): ...` followed by
+/// `replay: ASUPERSYNC_LAB_SEED=17 cargo test children_always_finish`.
+/// Options: `seeds`, `base_seed`, `chaos`, `policy`, `workers`,
+/// `step_limit`; see [`lab::run_seeds`] for the runtime side.
+#[doc(inline)]
+pub use asupersync_macros::lab_test;

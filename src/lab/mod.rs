@@ -31,6 +31,7 @@ mod clock;
 mod config;
 mod queue;
 mod rng;
+mod seeds;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -41,6 +42,10 @@ use std::time::Duration;
 
 pub use config::{ChaosConfig, LabConfig, SchedulePolicy};
 pub use rng::DetRng;
+pub use seeds::{
+    LabTestOutput, SEED_ENV, SEEDS_ENV, SeedFailure, SeedOverrides, SeedRange, libtest_name,
+    replay_command, run_seeds, run_seeds_with, try_run_seeds,
+};
 
 use self::clock::VirtualClock;
 use self::queue::{LabQueue, ReadyTask};
