@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::kernel::ForceDropCause;
-use crate::types::{CancelKind, ObligationId, RegionId, TaskId, Time};
+use crate::types::{Budget, CancelKind, ObligationId, RegionId, TaskId, Time};
 
 /// How a task ended, as recorded in the trace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -153,6 +153,33 @@ pub enum TraceKind {
         /// The message.
         message: String,
     },
+    /// The budget a task was created with (right after its `Spawn`; the
+    /// region's budget already met in).
+    TaskBudget {
+        /// The task.
+        task: TaskId,
+        /// Its budget.
+        budget: Budget,
+    },
+    /// The budget a region was created with (right after its
+    /// `RegionCreate`; the parent's budget already met in).
+    RegionBudget {
+        /// The region.
+        region: RegionId,
+        /// Its budget.
+        budget: Budget,
+    },
+    /// A finalizer was registered on a region (`defer_sync`/`defer_async`).
+    FinalizerRegister {
+        /// The region.
+        region: RegionId,
+    },
+    /// A region's finalizer was taken off its stack to run (it runs to its
+    /// end, or panics, before the next one is taken).
+    FinalizerRun {
+        /// The region.
+        region: RegionId,
+    },
 }
 
 /// A trace event with its position and time.
@@ -199,13 +226,18 @@ impl TraceKind {
             | K::CancelAck { task, .. }
             | K::ForceDrop { task, .. }
             | K::Chaos { task, .. }
-            | K::User { task, .. } => vec![Task(*task)],
+            | K::User { task, .. }
+            | K::TaskBudget { task, .. } => vec![Task(*task)],
             K::RegionCreate { region, parent } => {
                 let mut v = vec![Region(*region)];
                 v.extend(parent.map(Region));
                 v
             }
-            K::RegionCancel { region, .. } | K::RegionClose { region } => vec![Region(*region)],
+            K::RegionCancel { region, .. }
+            | K::RegionClose { region }
+            | K::RegionBudget { region, .. }
+            | K::FinalizerRegister { region }
+            | K::FinalizerRun { region } => vec![Region(*region)],
             K::ObligationReserve {
                 obligation,
                 task,

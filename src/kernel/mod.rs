@@ -286,9 +286,13 @@ impl Kernel {
     }
 
     /// When task `t` was last polled (its spawn time if never).
-    #[allow(dead_code)] // Read by the lab's futurelock oracle (being written).
     pub(crate) fn last_polled(&self, t: TaskId) -> Option<Time> {
         self.task(t).map(|rec| rec.last_polled)
+    }
+
+    /// How many times task `t` has been polled (the lab's `cancel_at` hook).
+    pub(crate) fn poll_count(&self, t: TaskId) -> Option<u32> {
+        self.task(t).map(|rec| rec.polls)
     }
 
     /// Drops every waker and timer the kernel holds, breaking the reference
@@ -396,6 +400,7 @@ impl Kernel {
             region,
             parent: None,
         });
+        self.emit(TraceKind::RegionBudget { region, budget });
         region
     }
 
@@ -425,6 +430,7 @@ impl Kernel {
             region: r,
             parent: Some(parent),
         });
+        self.emit(TraceKind::RegionBudget { region: r, budget });
         if let Some(p) = self.region_mut(parent) {
             p.children.push(r);
         }
@@ -522,6 +528,7 @@ impl Kernel {
         match self.region_mut(r) {
             Some(rec) if rec.state != RegionState::Closed => {
                 rec.finalizers.push(fin);
+                self.emit(TraceKind::FinalizerRegister { region: r });
                 Ok(())
             }
             _ => Err(fin),
@@ -530,7 +537,9 @@ impl Kernel {
 
     /// Takes the most recently registered finalizer of `r` (LIFO).
     pub(crate) fn pop_finalizer(&mut self, r: RegionId) -> Option<Finalizer> {
-        self.region_mut(r)?.finalizers.pop()
+        let fin = self.region_mut(r)?.finalizers.pop()?;
+        self.emit(TraceKind::FinalizerRun { region: r });
+        Some(fin)
     }
 
     pub(crate) fn finalizer_panicked(&mut self, r: RegionId, payload: PanicPayload) {
@@ -668,6 +677,7 @@ impl Kernel {
         let t = TaskId::from_parts(i, g);
         self.stats.tasks_spawned += 1;
         self.emit(TraceKind::Spawn { task: t, region: r });
+        self.emit(TraceKind::TaskBudget { task: t, budget });
         if kind == TaskKind::Finalizer {
             self.region_mut(r).expect("checked above").finalizer_task = Some(t);
         } else {

@@ -102,6 +102,7 @@ pub struct LabConfig {
     pub(crate) chaos: ChaosConfig,
     pub(crate) forced_schedule: Option<Vec<TaskId>>,
     pub(crate) futurelock_after: Duration,
+    pub(crate) cancel_at: Option<(TaskId, u32)>,
 }
 
 impl LabConfig {
@@ -118,6 +119,7 @@ impl LabConfig {
             chaos: ChaosConfig::off(),
             forced_schedule: None,
             futurelock_after: Duration::from_secs(60),
+            cancel_at: None,
         }
     }
 
@@ -178,6 +180,19 @@ impl LabConfig {
     /// the futurelock oracle flags it.
     pub fn futurelock_after(mut self, after: Duration) -> Self {
         self.futurelock_after = after;
+        self
+    }
+
+    /// Cancellation injection hook (used by
+    /// [`cancel_injection`](super::cancel_injection)): right after the
+    /// `poll`-th poll (1-based) of `task` returns `Pending`, the lab records
+    /// a `Chaos { what: "cancel_at" }` event and requests the task's
+    /// cancellation (kind `User`), once. Only tasks the lab dispatches are
+    /// targets; the root body of `block_on` (polled by `block_on` itself)
+    /// never is. Ids are those of a run with the same seed: the run is
+    /// identical up to the injection.
+    pub fn cancel_at(mut self, task: TaskId, poll: u32) -> Self {
+        self.cancel_at = Some((task, poll));
         self
     }
 }

@@ -29,6 +29,8 @@
 
 mod clock;
 mod config;
+mod inject;
+pub mod oracle;
 mod queue;
 mod rng;
 mod seeds;
@@ -41,6 +43,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 pub use config::{ChaosConfig, LabConfig, SchedulePolicy};
+pub use inject::{
+    AwaitPoint, InjectionConfig, InjectionFailure, InjectionReport, cancel_injection,
+};
+pub use oracle::{OracleReport, OracleResult};
 pub use rng::DetRng;
 pub use seeds::{
     LabTestOutput, SEED_ENV, SEEDS_ENV, SeedFailure, SeedOverrides, SeedRange, libtest_name,
@@ -100,6 +106,8 @@ struct DriverState {
     pct_priorities: BTreeMap<TaskId, u64>,
     pct_change_points: Vec<u64>,
     pct_next_low: u64,
+    /// `LabConfig::cancel_at` has fired.
+    cancel_at_done: bool,
 }
 
 /// A deterministic, single-threaded runtime over virtual time.
@@ -150,6 +158,7 @@ impl LabRuntime {
             pct_priorities: BTreeMap::new(),
             pct_change_points,
             pct_next_low: 0,
+            cancel_at_done: false,
         };
         Self {
             core,
@@ -314,7 +323,12 @@ impl LabRuntime {
         self.core.lock().live_regions()
     }
 
-    #[allow(dead_code)] // Used by the oracles and exploration (being written).
+    /// Checks the oracles (see [`oracle`]) against this run's trace and the
+    /// kernel's current state; call it when the run is over.
+    pub fn oracle_report(&self) -> OracleReport {
+        oracle::report(self)
+    }
+
     pub(crate) fn core(&self) -> &Arc<Core> {
         &self.core
     }
@@ -416,6 +430,30 @@ impl LabRuntime {
         }
         self.record(id);
         task.run();
+        self.inject_cancel_at(id);
+    }
+
+    /// `LabConfig::cancel_at`: once the target's k-th poll has returned
+    /// `Pending` (it is still live after exactly k polls), request its
+    /// cancellation, once.
+    fn inject_cancel_at(&self, id: TaskId) {
+        let Some((target, poll)) = self.config.cancel_at else {
+            return;
+        };
+        if target != id || self.state.borrow().cancel_at_done {
+            return;
+        }
+        if self.core.lock().poll_count(id) != Some(poll) {
+            return;
+        }
+        self.state.borrow_mut().cancel_at_done = true;
+        self.core.trace(TraceKind::Chaos {
+            task: id,
+            what: "cancel_at",
+        });
+        let reason = CancelReason::user("lab: cancellation injected at an await point");
+        self.core
+            .with_kernel(|k, now| k.request_cancel(id, reason, now));
     }
 
     fn inject_chaos(&self, task: TaskId) {
