@@ -279,9 +279,29 @@ impl Kernel {
 
     /// Exhausts task `t`'s poll allowance (lab chaos): its next poll turns
     /// into a `PollQuota` cancellation.
-    pub(crate) fn exhaust_poll_budget(&mut self, t: TaskId) {
-        if let Some(rec) = self.task_mut(t) {
-            rec.budget.poll_quota = 0;
+    /// Lab chaos: cancels task `t` if it is running and not yet cancelled,
+    /// recording the injection just before the request. Returns whether it
+    /// applied.
+    pub(crate) fn chaos_cancel(&mut self, t: TaskId, reason: CancelReason, now: Time) -> bool {
+        let applies = self.task(t).is_some_and(|rec| {
+            rec.kind != TaskKind::Finalizer && matches!(rec.state, TaskState::Created | TaskState::Running)
+        });
+        if applies {
+            self.emit(TraceKind::Chaos { task: t, what: "cancel" });
+            self.request_cancel(t, reason, now);
+        }
+        applies
+    }
+
+    /// Returns whether it applied: a task already cancelled keeps its
+    /// cleanup budget (draining is never cut short by chaos).
+    pub(crate) fn exhaust_poll_budget(&mut self, t: TaskId) -> bool {
+        match self.task_mut(t) {
+            Some(rec) if !rec.state.is_cancel_requested() && rec.state < TaskState::Finalizing => {
+                rec.budget.poll_quota = 0;
+                true
+            }
+            _ => false,
         }
     }
 

@@ -470,13 +470,9 @@ impl LabRuntime {
         let spurious_pick = rng.next_u64();
         drop(st);
         if cancel {
-            self.core.trace(TraceKind::Chaos {
-                task,
-                what: "cancel",
-            });
             let reason = CancelReason::user("chaos: injected cancellation");
             self.core
-                .with_kernel(|k, now| k.request_cancel(task, reason, now));
+                .with_kernel(|k, now| k.chaos_cancel(task, reason, now));
         }
         if let Some(d) = delay {
             self.core.trace(TraceKind::Chaos {
@@ -501,12 +497,12 @@ impl LabRuntime {
                 w.wake();
             }
         }
-        if exhaust {
+        // Only a task not yet cancelled: cleanup is never cut short by chaos.
+        if exhaust && self.core.lock().exhaust_poll_budget(task) {
             self.core.trace(TraceKind::Chaos {
                 task,
                 what: "budget_exhaustion",
             });
-            self.core.lock().exhaust_poll_budget(task);
         }
     }
 
