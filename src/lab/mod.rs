@@ -29,9 +29,11 @@
 
 mod clock;
 mod config;
+mod explore;
 mod inject;
 pub mod oracle;
 mod queue;
+mod replay;
 mod rng;
 mod seeds;
 
@@ -43,10 +45,17 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 pub use config::{ChaosConfig, LabConfig, SchedulePolicy};
+pub use explore::{
+    Access, Dependence, ExploreConfig, ExploreFailure, ExploreMode, ExploreReport,
+    MinimizedSchedule, declare_access, explore,
+};
 pub use inject::{
     AwaitPoint, InjectionConfig, InjectionFailure, InjectionReport, cancel_injection,
 };
 pub use oracle::{OracleReport, OracleResult};
+pub use replay::{
+    Recording, ReplayMismatch, TraceDivergence, check_replay, first_divergence, replay,
+};
 pub use rng::DetRng;
 pub use seeds::{
     LabTestOutput, SEED_ENV, SEEDS_ENV, SeedFailure, SeedOverrides, SeedRange, libtest_name,
