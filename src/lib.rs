@@ -2,6 +2,7 @@
 #![warn(missing_docs)]
 #![deny(unsafe_op_in_unsafe_fn)]
 
+pub mod channel;
 pub mod cx;
 pub mod kernel;
 pub mod lab;
@@ -9,6 +10,7 @@ pub mod link;
 pub mod monitor;
 pub mod obligation;
 pub mod runtime;
+pub mod sync;
 pub mod time;
 pub(crate) mod timer_wheel;
 pub mod trace;

@@ -1,0 +1,2 @@
+//! Channels whose sends are two-phase: reserve a slot (an obligation), then
+//! commit the value. No message is lost to cancellation.

@@ -1,0 +1,8 @@
+//! Cancel-aware synchronization primitives.
+//!
+//! Every wait takes `&Cx` and returns `Err` when the waiting task is
+//! cancelled; waiters are served FIFO; a cancelled waiter leaves the queue
+//! without disturbing the others (see `waiters`, rules WQ1–WQ4).
+
+#[allow(dead_code)] // The primitives built on it are landing next.
+pub(crate) mod waiters;

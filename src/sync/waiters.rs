@@ -1,0 +1,308 @@
+//! A FIFO queue of waiters, the building block of every channel and lock.
+//!
+//! The queue lives inside a primitive's own lock. Each waiting future owns a
+//! [`WaiterKey`]; it registers once, refreshes its waker on later polls, and
+//! removes itself when it is dropped (cancelled) — O(1), without disturbing
+//! the order of the others.
+//!
+//! Rules:
+//! - WQ1 (FIFO): waiters are served in registration order.
+//! - WQ2 (cancel-safe): removing a waiter (any position) leaves the others'
+//!   order intact; a key that was removed or served never resolves again
+//!   (generational slots).
+//! - WQ3 (no lost grants): a waiter is *notified* (given whatever the
+//!   primitive hands out) and woken in one step; if it is then dropped before
+//!   it consumed the grant, `remove` returns the grant so the primitive can
+//!   pass it to the next waiter.
+//! - WQ4 (no steady-state allocation): slots are reused; the queue allocates
+//!   only when it grows past its largest size so far.
+
+use std::task::Waker;
+
+/// Identifies one registered waiter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct WaiterKey {
+    index: u32,
+    generation: u32,
+}
+
+/// Where a waiter stands.
+#[derive(Debug)]
+pub(crate) enum WaiterState<G> {
+    /// Still waiting.
+    Waiting,
+    /// Served with grant `G`, not yet collected.
+    Notified(G),
+}
+
+struct Entry<T, G> {
+    waker: Waker,
+    data: T,
+    state: WaiterState<G>,
+    prev: Option<u32>,
+    next: Option<u32>,
+}
+
+struct Slot<T, G> {
+    generation: u32,
+    entry: Option<Entry<T, G>>,
+}
+
+/// A FIFO of waiters carrying per-waiter data `T` (e.g. how many permits
+/// they want) and receiving grants `G` (e.g. the permits, a message).
+pub(crate) struct WaitQueue<T, G = ()> {
+    slots: Vec<Slot<T, G>>,
+    free: Vec<u32>,
+    /// Oldest and newest *waiting* (not yet notified) entries.
+    head: Option<u32>,
+    tail: Option<u32>,
+    waiting: usize,
+}
+
+impl<T, G> Default for WaitQueue<T, G> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T, G> WaitQueue<T, G> {
+    pub(crate) const fn new() -> Self {
+        Self {
+            slots: Vec::new(),
+            free: Vec::new(),
+            head: None,
+            tail: None,
+            waiting: 0,
+        }
+    }
+
+    /// Waiters not yet notified.
+    pub(crate) fn len(&self) -> usize {
+        self.waiting
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.waiting == 0
+    }
+
+    fn entry(&self, key: WaiterKey) -> Option<&Entry<T, G>> {
+        let slot = self.slots.get(key.index as usize)?;
+        if slot.generation == key.generation {
+            slot.entry.as_ref()
+        } else {
+            None
+        }
+    }
+
+    fn entry_mut(&mut self, key: WaiterKey) -> Option<&mut Entry<T, G>> {
+        let slot = self.slots.get_mut(key.index as usize)?;
+        if slot.generation == key.generation {
+            slot.entry.as_mut()
+        } else {
+            None
+        }
+    }
+
+    /// Appends a waiter (WQ1).
+    pub(crate) fn push_back(&mut self, waker: Waker, data: T) -> WaiterKey {
+        let entry = Entry {
+            waker,
+            data,
+            state: WaiterState::Waiting,
+            prev: self.tail,
+            next: None,
+        };
+        let index = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize].entry = Some(entry);
+                i
+            }
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    entry: Some(entry),
+                });
+                u32::try_from(self.slots.len() - 1).expect("fewer than u32::MAX waiters")
+            }
+        };
+        match self.tail {
+            Some(t) => self.slots[t as usize].entry.as_mut().expect("tail is live").next = Some(index),
+            None => self.head = Some(index),
+        }
+        self.tail = Some(index);
+        self.waiting += 1;
+        WaiterKey {
+            index,
+            generation: self.slots[index as usize].generation,
+        }
+    }
+
+    /// Refreshes the waker of a registered waiter; false if the key is stale.
+    pub(crate) fn update_waker(&mut self, key: WaiterKey, waker: &Waker) -> bool {
+        match self.entry_mut(key) {
+            Some(e) => {
+                if !e.waker.will_wake(waker) {
+                    e.waker = waker.clone();
+                }
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The waiter's state, if the key is live.
+    pub(crate) fn state(&self, key: WaiterKey) -> Option<&WaiterState<G>> {
+        self.entry(key).map(|e| &e.state)
+    }
+
+    /// The oldest waiting entry's data.
+    pub(crate) fn front(&self) -> Option<&T> {
+        self.head.map(|h| &self.slots[h as usize].entry.as_ref().expect("head is live").data)
+    }
+
+    /// The oldest waiting entry's data, mutably.
+    pub(crate) fn front_mut(&mut self) -> Option<&mut T> {
+        let h = self.head?;
+        Some(&mut self.slots[h as usize].entry.as_mut().expect("head is live").data)
+    }
+
+    /// Every waiting entry's data, oldest first.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
+        std::iter::successors(self.head, |&i| self.slots[i as usize].entry.as_ref().and_then(|e| e.next))
+            .map(|i| &self.slots[i as usize].entry.as_ref().expect("linked entries are live").data)
+    }
+
+    fn unlink(&mut self, index: u32) {
+        let (prev, next) = {
+            let e = self.slots[index as usize].entry.as_mut().expect("unlinking a live entry");
+            (e.prev.take(), e.next.take())
+        };
+        match prev {
+            Some(p) => self.slots[p as usize].entry.as_mut().expect("linked").next = next,
+            None => self.head = next,
+        }
+        match next {
+            Some(n) => self.slots[n as usize].entry.as_mut().expect("linked").prev = prev,
+            None => self.tail = prev,
+        }
+        self.waiting -= 1;
+    }
+
+    /// Serves the oldest waiter with `grant` and returns its waker, to be
+    /// woken after the primitive's lock is released (WQ3).
+    pub(crate) fn notify_front(&mut self, grant: G) -> Option<Waker> {
+        let h = self.head?;
+        self.unlink(h);
+        let e = self.slots[h as usize].entry.as_mut().expect("head is live");
+        e.state = WaiterState::Notified(grant);
+        Some(e.waker.clone())
+    }
+
+    /// Serves every waiting entry with a clone of `grant`; returns their wakers.
+    pub(crate) fn notify_all(&mut self, grant: G) -> Vec<Waker>
+    where
+        G: Clone,
+    {
+        let mut wakers = Vec::with_capacity(self.waiting);
+        while let Some(w) = self.notify_front(grant.clone()) {
+            wakers.push(w);
+        }
+        wakers
+    }
+
+    /// Collects the grant of a notified waiter and frees its slot.
+    pub(crate) fn take_grant(&mut self, key: WaiterKey) -> Option<G> {
+        if !matches!(self.entry(key)?.state, WaiterState::Notified(_)) {
+            return None;
+        }
+        self.release(key).and_then(|(_, state)| match state {
+            WaiterState::Notified(g) => Some(g),
+            WaiterState::Waiting => None,
+        })
+    }
+
+    /// Removes a waiter wherever it is (WQ2). Returns its data and, if it was
+    /// already notified, the grant it never collected (WQ3).
+    pub(crate) fn remove(&mut self, key: WaiterKey) -> Option<(T, Option<G>)> {
+        if matches!(self.entry(key)?.state, WaiterState::Waiting) {
+            self.unlink(key.index);
+        }
+        self.release(key).map(|(data, state)| match state {
+            WaiterState::Notified(g) => (data, Some(g)),
+            WaiterState::Waiting => (data, None),
+        })
+    }
+
+    fn release(&mut self, key: WaiterKey) -> Option<(T, WaiterState<G>)> {
+        let slot = self.slots.get_mut(key.index as usize)?;
+        if slot.generation != key.generation {
+            return None;
+        }
+        let entry = slot.entry.take()?;
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(key.index);
+        Some((entry.data, entry.state))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w() -> Waker {
+        Waker::noop().clone()
+    }
+
+    #[test]
+    fn waiters_are_served_in_registration_order() {
+        let mut q: WaitQueue<u32, u32> = WaitQueue::new();
+        let a = q.push_back(w(), 1);
+        let b = q.push_back(w(), 2);
+        assert_eq!(q.front(), Some(&1));
+        q.notify_front(10);
+        q.notify_front(20);
+        assert_eq!(q.take_grant(a), Some(10));
+        assert_eq!(q.take_grant(b), Some(20));
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn a_removed_waiter_leaves_the_others_in_order() {
+        let mut q: WaitQueue<u32, ()> = WaitQueue::new();
+        let _a = q.push_back(w(), 1);
+        let b = q.push_back(w(), 2);
+        let _c = q.push_back(w(), 3);
+        assert_eq!(q.remove(b), Some((2, None)));
+        assert_eq!(q.iter().copied().collect::<Vec<_>>(), vec![1, 3]);
+        assert_eq!(q.remove(b), None, "a removed key never resolves again");
+    }
+
+    #[test]
+    fn a_notified_waiter_that_is_dropped_returns_its_grant() {
+        let mut q: WaitQueue<(), u32> = WaitQueue::new();
+        let a = q.push_back(w(), ());
+        q.notify_front(7);
+        assert_eq!(q.remove(a), Some(((), Some(7))));
+        assert_eq!(q.take_grant(a), None);
+    }
+
+    #[test]
+    fn slots_are_reused_without_growing() {
+        let mut q: WaitQueue<u32, ()> = WaitQueue::new();
+        for i in 0..100 {
+            let k = q.push_back(w(), i);
+            q.remove(k);
+        }
+        assert_eq!(q.slots.len(), 1);
+    }
+
+    #[test]
+    fn notify_all_serves_everyone() {
+        let mut q: WaitQueue<u32, u8> = WaitQueue::new();
+        let keys: Vec<_> = (0..5).map(|i| q.push_back(w(), i)).collect();
+        assert_eq!(q.notify_all(1).len(), 5);
+        for k in keys {
+            assert_eq!(q.take_grant(k), Some(1));
+        }
+    }
+}
