@@ -14,8 +14,9 @@
 //!   in order. Traces that differ only by swapping adjacent independent
 //!   events get the same canonical fingerprint.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::BuildHasherDefault;
 
 use crate::kernel::ForceDropCause;
 use crate::types::{Budget, CancelKind, ObligationId, RegionId, TaskId, Time};
@@ -210,14 +211,58 @@ pub enum Resource {
     Obligation(ObligationId),
 }
 
+/// The resources one event touches: at most three, stored inline (no
+/// allocation — fingerprints compute one per event).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Footprint {
+    items: [Resource; 3],
+    len: u8,
+}
+
+impl Footprint {
+    fn of(resources: &[Resource]) -> Self {
+        let filler = resources[0];
+        let mut items = [filler; 3];
+        items[..resources.len()].copy_from_slice(resources);
+        Self {
+            items,
+            len: resources.len() as u8,
+        }
+    }
+
+    /// The resources, as a slice.
+    pub fn as_slice(&self) -> &[Resource] {
+        &self.items[..usize::from(self.len)]
+    }
+
+    /// Whether `r` is one of them.
+    pub fn contains(&self, r: &Resource) -> bool {
+        self.as_slice().contains(r)
+    }
+
+    /// Iterates over the resources.
+    pub fn iter(&self) -> std::slice::Iter<'_, Resource> {
+        self.as_slice().iter()
+    }
+}
+
+impl IntoIterator for Footprint {
+    type Item = Resource;
+    type IntoIter = std::iter::Take<std::array::IntoIter<Resource, 3>>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.into_iter().take(usize::from(self.len))
+    }
+}
+
 impl TraceKind {
     /// The resources this event touches. `None` means "everything" (time
     /// moves): such an event depends on every other.
-    pub fn footprint(&self) -> Option<Vec<Resource>> {
+    pub fn footprint(&self) -> Option<Footprint> {
         use Resource::*;
         use TraceKind as K;
+        let f = Footprint::of;
         Some(match self {
-            K::Spawn { task, region } => vec![Task(*task), Region(*region)],
+            K::Spawn { task, region } => f(&[Task(*task), Region(*region)]),
             K::Poll { task }
             | K::Pending { task }
             | K::Wake { task }
@@ -227,28 +272,29 @@ impl TraceKind {
             | K::ForceDrop { task, .. }
             | K::Chaos { task, .. }
             | K::User { task, .. }
-            | K::TaskBudget { task, .. } => vec![Task(*task)],
-            K::RegionCreate { region, parent } => {
-                let mut v = vec![Region(*region)];
-                v.extend(parent.map(Region));
-                v
-            }
+            | K::TaskBudget { task, .. } => f(&[Task(*task)]),
+            K::RegionCreate {
+                region,
+                parent: Some(parent),
+            } => f(&[Region(*region), Region(*parent)]),
+            K::RegionCreate {
+                region,
+                parent: None,
+            } => f(&[Region(*region)]),
             K::RegionCancel { region, .. }
             | K::RegionClose { region }
             | K::RegionBudget { region, .. }
             | K::FinalizerRegister { region }
-            | K::FinalizerRun { region } => vec![Region(*region)],
+            | K::FinalizerRun { region } => f(&[Region(*region)]),
             K::ObligationReserve {
                 obligation,
                 task,
                 region,
-            } => {
-                vec![Obligation(*obligation), Task(*task), Region(*region)]
-            }
+            } => f(&[Obligation(*obligation), Task(*task), Region(*region)]),
             K::ObligationCommit { obligation } | K::ObligationAbort { obligation } => {
-                vec![Obligation(*obligation)]
+                f(&[Obligation(*obligation)])
             }
-            K::ObligationLeak { obligation, task } => vec![Obligation(*obligation), Task(*task)],
+            K::ObligationLeak { obligation, task } => f(&[Obligation(*obligation), Task(*task)]),
             K::TimerFire { .. } | K::TimeAdvance { .. } => return None,
         })
     }
@@ -288,6 +334,12 @@ impl Fnv {
     }
 }
 
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv::new()
+    }
+}
+
 impl std::hash::Hasher for Fnv {
     fn finish(&self) -> u64 {
         self.0
@@ -317,7 +369,7 @@ pub fn schedule_fingerprint(events: &[TraceEvent]) -> u64 {
 /// The Foata layers of a trace: `layers[i]` holds the indices of the events
 /// in layer `i`, each layer sorted canonically.
 pub fn foata_layers(events: &[TraceEvent]) -> Vec<Vec<usize>> {
-    let mut last_layer: BTreeMap<Resource, usize> = BTreeMap::new();
+    let mut last_layer: HashMap<Resource, usize, BuildHasherDefault<Fnv>> = HashMap::default();
     let mut barrier = 0usize; // first layer allowed after the latest global event
     let mut deepest = 0usize;
     let mut layers: Vec<Vec<usize>> = Vec::new();

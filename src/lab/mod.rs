@@ -117,6 +117,8 @@ struct DriverState {
     pct_next_low: u64,
     /// `LabConfig::cancel_at` has fired.
     cancel_at_done: bool,
+    /// Scratch buffer for `pick`.
+    candidates: Vec<(TaskId, usize, Pick)>,
 }
 
 /// A deterministic, single-threaded runtime over virtual time.
@@ -167,6 +169,7 @@ impl LabRuntime {
             pct_priorities: BTreeMap::new(),
             pct_change_points,
             pct_next_low: 0,
+            candidates: Vec::new(),
             cancel_at_done: false,
         };
         Self {
@@ -361,16 +364,25 @@ impl LabRuntime {
 
     /// Chooses what runs next among the runnable tasks (and the root).
     fn pick(&self, root_ready: bool, root: TaskId) -> Option<Pick> {
-        let ready = self.queue.lock();
-        let mut candidates: Vec<(TaskId, usize, Pick)> = ready
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.id, r.worker, Pick::Task(i)))
-            .collect();
-        drop(ready);
+        // Reuse one buffer across steps (a step must not allocate).
+        let mut candidates = std::mem::take(&mut self.state.borrow_mut().candidates);
+        candidates.clear();
+        candidates.extend(
+            self.queue
+                .lock()
+                .iter()
+                .enumerate()
+                .map(|(i, r)| (r.id, r.worker, Pick::Task(i))),
+        );
         if root_ready {
             candidates.push((root, 0, Pick::Root));
         }
+        let pick = self.choose(&candidates);
+        self.state.borrow_mut().candidates = candidates;
+        pick
+    }
+
+    fn choose(&self, candidates: &[(TaskId, usize, Pick)]) -> Option<Pick> {
         if candidates.is_empty() {
             return None;
         }
@@ -408,7 +420,7 @@ impl LabRuntime {
             SchedulePolicy::Random => st.schedule_rng.below(candidates.len()),
             SchedulePolicy::Pct { depth, .. } => {
                 let depth = u64::from(*depth);
-                for c in &candidates {
+                for c in candidates {
                     if !st.pct_priorities.contains_key(&c.0) {
                         let p = depth + 1 + (st.schedule_rng.next_u64() >> 1);
                         st.pct_priorities.insert(c.0, p);

@@ -5,8 +5,8 @@
 use std::future::Future;
 use std::panic::resume_unwind;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::task::{Wake, Waker};
 
 use crossbeam_utils::sync::Unparker;
@@ -15,6 +15,7 @@ use super::core::{Core, Step};
 use super::join::JoinError;
 use crate::cx::{Capabilities, Cx};
 use crate::kernel::{RegionReport, TaskEnd, TaskKind, TaskOutcome};
+use crate::trace::TraceKind;
 use crate::types::{Budget, CancelReason, PanicPayload, RegionId, TaskId};
 
 /// Wakes the root task: a flag plus, in production, an unpark of the
@@ -22,6 +23,9 @@ use crate::types::{Budget, CancelReason, PanicPayload, RegionId, TaskId};
 pub(crate) struct RootWake {
     woken: AtomicBool,
     unparker: Option<Unparker>,
+    /// Set when the core traces (the lab): wakes of the root are recorded
+    /// like any task's.
+    tracer: Option<(Weak<Core>, OnceLock<TaskId>)>,
 }
 
 impl Wake for RootWake {
@@ -32,6 +36,11 @@ impl Wake for RootWake {
         self.woken.store(true, Ordering::Release);
         if let Some(u) = &self.unparker {
             u.unpark();
+        }
+        if let Some((core, task)) = &self.tracer
+            && let (Some(core), Some(&task)) = (core.upgrade(), task.get())
+        {
+            core.trace(TraceKind::Wake { task });
         }
     }
 }
@@ -57,6 +66,9 @@ impl<Fut: Future> RootTask<Fut> {
         let wake = Arc::new(RootWake {
             woken: AtomicBool::new(true),
             unparker,
+            tracer: core
+                .is_tracing()
+                .then(|| (Arc::downgrade(core), OnceLock::new())),
         });
         let waker = Waker::from(wake.clone());
         let (region, task) = core.with_kernel(|k, now| {
@@ -73,6 +85,9 @@ impl<Fut: Future> RootTask<Fut> {
             k.set_region_owner(region, task);
             (region, task)
         });
+        if let Some((_, id)) = &wake.tracer {
+            let _ = id.set(task);
+        }
         let cx = Cx::new(core.clone(), task, region, Capabilities::ALL);
         let future = Box::pin(Some(f(cx)));
         Self {
