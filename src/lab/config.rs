@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::kernel::LeakPolicy;
+use crate::kernel::{KernelConfig, LeakPolicy};
 use crate::types::TaskId;
 
 /// How the lab picks the next task among the runnable ones.
@@ -97,8 +97,7 @@ pub struct LabConfig {
     pub(crate) policy: SchedulePolicy,
     pub(crate) workers: usize,
     pub(crate) step_limit: u64,
-    pub(crate) cleanup_grace: Option<Duration>,
-    pub(crate) leak_policy: LeakPolicy,
+    pub(crate) kernel: KernelConfig,
     pub(crate) chaos: ChaosConfig,
     pub(crate) forced_schedule: Option<Vec<TaskId>>,
     pub(crate) futurelock_after: Duration,
@@ -114,8 +113,7 @@ impl LabConfig {
             policy: SchedulePolicy::Random,
             workers: 0,
             step_limit: 1_000_000,
-            cleanup_grace: None,
-            leak_policy: LeakPolicy::Panic,
+            kernel: KernelConfig::default(),
             chaos: ChaosConfig::off(),
             forced_schedule: None,
             futurelock_after: Duration::from_secs(60),
@@ -152,13 +150,13 @@ impl LabConfig {
     /// Grace period (virtual) before an unresponsive cancelled task is
     /// force-dropped; overrides the per-kind defaults.
     pub fn cleanup_grace(mut self, grace: Duration) -> Self {
-        self.cleanup_grace = Some(grace);
+        self.kernel.cleanup_grace = Some(grace);
         self
     }
 
     /// What an obligation leak does (default: the holder panics).
     pub fn obligation_leak_policy(mut self, policy: LeakPolicy) -> Self {
-        self.leak_policy = policy;
+        self.kernel.leak_policy = policy;
         self
     }
 

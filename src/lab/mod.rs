@@ -65,7 +65,7 @@ pub use seeds::{
 use self::clock::VirtualClock;
 use self::queue::{LabQueue, ReadyTask};
 use crate::cx::Cx;
-use crate::kernel::{KernelConfig, KernelStats, TaskState};
+use crate::kernel::{KernelStats, TaskState};
 use crate::runtime::core::{Clock, Core, CoreOptions};
 use crate::runtime::root::RootTask;
 use crate::trace::{TraceEvent, TraceKind, canonical_fingerprint, schedule_fingerprint};
@@ -135,10 +135,7 @@ impl LabRuntime {
     pub fn new(config: LabConfig) -> Self {
         let clock = Arc::new(VirtualClock::default());
         let queue = Arc::new(LabQueue::default());
-        let kernel_config = KernelConfig {
-            cleanup_grace: config.cleanup_grace,
-            leak_policy: config.leak_policy,
-        };
+        let kernel_config = config.kernel;
         let core = Core::new(
             kernel_config,
             clock.clone(),

@@ -24,8 +24,7 @@ enum Flavor {
 pub struct RuntimeBuilder {
     flavor: Flavor,
     worker_threads: Option<usize>,
-    cleanup_grace: Option<Duration>,
-    leak_policy: LeakPolicy,
+    kernel: KernelConfig,
     root_budget: Budget,
     thread_name: String,
 }
@@ -57,8 +56,7 @@ impl RuntimeBuilder {
         Self {
             flavor: Flavor::MultiThread,
             worker_threads: None,
-            cleanup_grace: None,
-            leak_policy: LeakPolicy::default(),
+            kernel: KernelConfig::default(),
             root_budget: Budget::INFINITE,
             thread_name: "asupersync-worker".to_string(),
         }
@@ -82,13 +80,13 @@ impl RuntimeBuilder {
     /// finished is force-dropped. Overrides the per-kind defaults
     /// (`CancelKind::grace_period`).
     pub fn cleanup_grace(mut self, grace: Duration) -> Self {
-        self.cleanup_grace = Some(grace);
+        self.kernel.cleanup_grace = Some(grace);
         self
     }
 
     /// What to do when an obligation leak is detected (default: panic).
     pub fn obligation_leak_policy(mut self, policy: LeakPolicy) -> Self {
-        self.leak_policy = policy;
+        self.kernel.leak_policy = policy;
         self
     }
 
@@ -126,10 +124,7 @@ impl RuntimeBuilder {
                 std::thread::available_parallelism().map_or(1, |n| n.get())
             }
         };
-        let config = KernelConfig {
-            cleanup_grace: self.cleanup_grace,
-            leak_policy: self.leak_policy,
-        };
+        let config = self.kernel;
         let driver = Parker::new();
         let driver_unparker = driver.unparker().clone();
         let worker_parkers: Vec<Parker> = (0..workers).map(|_| Parker::new()).collect();
