@@ -272,6 +272,13 @@ impl Kernel {
             .collect()
     }
 
+    /// Exempts task `t` from grace-period force drops (blocking closures).
+    pub(crate) fn mark_uninterruptible(&mut self, t: TaskId) {
+        if let Some(rec) = self.task_mut(t) {
+            rec.uninterruptible = true;
+        }
+    }
+
     /// The waker of task `t` (the lab uses it for spurious wakeups).
     pub(crate) fn task_waker(&self, t: TaskId) -> Option<Waker> {
         self.task(t).map(|rec| rec.waker.clone())
@@ -1356,7 +1363,10 @@ impl Kernel {
                 TimerEvent::Grace(t) => {
                     if let Some(rec) = self.tasks.get_mut(t.index(), t.generation()) {
                         rec.grace_timer = None;
-                        if rec.state < TaskState::Finalizing && rec.force_drop.is_none() {
+                        if rec.state < TaskState::Finalizing
+                            && rec.force_drop.is_none()
+                            && !rec.uninterruptible
+                        {
                             rec.force_drop = Some(ForceDropCause::GraceExpired);
                             self.actions.wakes.push(rec.waker.clone());
                         }

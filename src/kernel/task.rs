@@ -101,6 +101,9 @@ pub(crate) struct TaskRecord {
     pub(crate) grace_timer: Option<TimerKey>,
     pub(crate) grace_deadline: Option<crate::types::Time>,
     pub(crate) deadline_timer: Option<TimerKey>,
+    /// Runs code that cannot be interrupted (a blocking closure): never
+    /// force-dropped when its grace period expires.
+    pub(crate) uninterruptible: bool,
     /// Set when the runtime must drop the future instead of polling it.
     pub(crate) force_drop: Option<ForceDropCause>,
     /// Regions whose body runs inside this task's future.
@@ -139,6 +142,7 @@ impl TaskRecord {
             grace_timer: None,
             grace_deadline: None,
             deadline_timer: None,
+            uninterruptible: false,
             force_drop: None,
             owned_regions: Vec::new(),
             obligations: Vec::new(),

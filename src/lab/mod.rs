@@ -143,6 +143,7 @@ impl LabRuntime {
             CoreOptions {
                 tracing: true,
                 seed: config.seed,
+                blocking: None, // blocking closures run inline (deterministic)
             },
         );
         queue.attach(&core);

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crossbeam_utils::sync::Parker;
 
+use super::blocking::{BlockingConfig, BlockingPool};
 use super::core::{Core, CoreOptions, MonotonicClock};
 use super::queue::RunQueue;
 use super::{Runtime, worker_loop};
@@ -27,6 +28,7 @@ pub struct RuntimeBuilder {
     kernel: KernelConfig,
     root_budget: Budget,
     thread_name: String,
+    blocking: BlockingConfig,
 }
 
 /// Why a runtime could not be built.
@@ -59,6 +61,7 @@ impl RuntimeBuilder {
             kernel: KernelConfig::default(),
             root_budget: Budget::INFINITE,
             thread_name: "asupersync-worker".to_string(),
+            blocking: BlockingConfig::default(),
         }
     }
 
@@ -93,6 +96,20 @@ impl RuntimeBuilder {
     /// Budget of every root region (and so of every task).
     pub fn root_budget(mut self, budget: Budget) -> Self {
         self.root_budget = budget;
+        self
+    }
+
+    /// Most threads the blocking pool may run at once (default 512).
+    /// Zero is clamped to one.
+    pub fn max_blocking_threads(mut self, n: usize) -> Self {
+        self.blocking.max_threads = n.max(1);
+        self
+    }
+
+    /// How long an idle blocking-pool thread lingers before it exits
+    /// (default 10 s).
+    pub fn blocking_keep_alive(mut self, keep_alive: Duration) -> Self {
+        self.blocking.keep_alive = keep_alive;
         self
     }
 
@@ -137,11 +154,12 @@ impl RuntimeBuilder {
                 .collect()
         };
         let queue = Arc::new(RunQueue::new(unparkers));
+        let blocking = BlockingPool::new(self.blocking, self.thread_name.clone());
         let core = Core::new(
             config,
             Arc::new(MonotonicClock::new()),
             queue.clone(),
-            CoreOptions::production(),
+            CoreOptions::production(blocking.clone()),
         );
         let shutdown = Arc::new(AtomicBool::new(false));
         let mut handles = Vec::with_capacity(workers);
@@ -172,6 +190,7 @@ impl RuntimeBuilder {
             workers: handles,
             shutdown,
             root_budget: self.root_budget,
+            blocking,
         })
     }
 }

@@ -9,6 +9,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
+use super::blocking::BlockingPool;
 use super::finalizer::FinalizerRun;
 use super::join::TaskHandle;
 use super::task_cell::{TaskCell, TaskRef, poll_catching};
@@ -65,21 +66,25 @@ pub(crate) struct Core {
     tracing: bool,
     /// `Cx` randomness: seeded by the lab, from the OS hasher seed otherwise.
     rng: Mutex<DetRng>,
+    /// Where blocking closures run; `None` (the lab) runs them inline.
+    blocking: Option<Arc<BlockingPool>>,
 }
 
 /// Per-driver settings of the core.
 pub(crate) struct CoreOptions {
     pub(crate) tracing: bool,
     pub(crate) seed: u64,
+    pub(crate) blocking: Option<Arc<BlockingPool>>,
 }
 
 impl CoreOptions {
     /// Production defaults: no trace, a seed that differs per runtime.
-    pub(crate) fn production() -> Self {
+    pub(crate) fn production(blocking: Arc<BlockingPool>) -> Self {
         use std::hash::{BuildHasher, RandomState};
         Self {
             tracing: false,
             seed: RandomState::new().hash_one(std::time::SystemTime::now()),
+            blocking: Some(blocking),
         }
     }
 }
@@ -102,7 +107,12 @@ impl Core {
             scheduler,
             tracing: options.tracing,
             rng: Mutex::new(DetRng::derive(options.seed, 0xC0FFEE)),
+            blocking: options.blocking,
         })
+    }
+
+    pub(crate) fn blocking_pool(&self) -> Option<Arc<BlockingPool>> {
+        self.blocking.clone()
     }
 
     pub(crate) fn is_tracing(&self) -> bool {

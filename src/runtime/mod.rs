@@ -5,6 +5,7 @@
 //! `block_on` always polls the root task on the calling thread (so the root
 //! future need not be `Send`) and returns once the root region is closed.
 
+mod blocking;
 mod builder;
 pub(crate) mod core;
 pub(crate) mod finalizer;
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 use crossbeam_utils::sync::{Parker, Unparker};
 
+pub use blocking::spawn_blocking;
 pub use builder::{BuildError, RuntimeBuilder};
 pub use join::{Join, JoinError, TaskHandle};
 
@@ -44,6 +46,7 @@ pub struct Runtime {
     workers: Vec<JoinHandle<()>>,
     shutdown: Arc<AtomicBool>,
     root_budget: Budget,
+    blocking: Arc<blocking::BlockingPool>,
 }
 
 impl Runtime {
@@ -131,6 +134,11 @@ impl Runtime {
         self.core.lock().region_state(id)
     }
 
+    /// Threads the blocking pool currently runs (running or idle).
+    pub fn blocking_threads(&self) -> usize {
+        self.blocking.thread_count()
+    }
+
     /// Number of worker threads (0 for the current-thread runtime).
     pub fn worker_threads(&self) -> usize {
         self.workers.len()
@@ -148,6 +156,7 @@ fn park(parker: &Parker, timeout: Option<Duration>) {
 impl Drop for Runtime {
     fn drop(&mut self) {
         self.shutdown.store(true, Ordering::Release);
+        self.blocking.shutdown();
         self.queue.unpark_all();
         for w in self.workers.drain(..) {
             let _ = w.join();
