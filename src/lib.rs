@@ -19,7 +19,7 @@ mod yield_now;
 
 pub use cx::Cx;
 pub use kernel::SpawnError;
-pub use runtime::{JoinError, Runtime, RuntimeBuilder, TaskHandle, spawn_blocking};
+pub use runtime::{Handle, JoinError, Runtime, RuntimeBuilder, TaskHandle, spawn_blocking};
 pub use types::{Budget, Outcome, Time};
 pub use yield_now::{YieldNow, yield_now};
 

@@ -78,6 +78,8 @@ pub enum SpawnError {
     RegionCancelled(RegionId, CancelReason),
     /// The `Cx` was narrowed without the `spawn` capability.
     CapabilityDenied(&'static str),
+    /// The runtime is shutting down (spawns through a `Handle`).
+    RuntimeShutdown,
 }
 
 impl std::fmt::Display for SpawnError {
@@ -95,6 +97,7 @@ impl std::fmt::Display for SpawnError {
                     "cannot spawn into region {r}: it is cancelled ({reason})"
                 )
             }
+            SpawnError::RuntimeShutdown => write!(f, "cannot spawn: the runtime is shutting down"),
             SpawnError::CapabilityDenied(cap) => {
                 write!(
                     f,
@@ -291,10 +294,14 @@ impl Kernel {
     /// applied.
     pub(crate) fn chaos_cancel(&mut self, t: TaskId, reason: CancelReason, now: Time) -> bool {
         let applies = self.task(t).is_some_and(|rec| {
-            rec.kind != TaskKind::Finalizer && matches!(rec.state, TaskState::Created | TaskState::Running)
+            rec.kind != TaskKind::Finalizer
+                && matches!(rec.state, TaskState::Created | TaskState::Running)
         });
         if applies {
-            self.emit(TraceKind::Chaos { task: t, what: "cancel" });
+            self.emit(TraceKind::Chaos {
+                task: t,
+                what: "cancel",
+            });
             self.request_cancel(t, reason, now);
         }
         applies

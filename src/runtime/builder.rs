@@ -191,6 +191,7 @@ impl RuntimeBuilder {
             shutdown,
             root_budget: self.root_budget,
             blocking,
+            service: Default::default(),
         })
     }
 }

@@ -9,6 +9,7 @@ mod blocking;
 mod builder;
 pub(crate) mod core;
 pub(crate) mod finalizer;
+mod handle;
 pub(crate) mod join;
 mod queue;
 pub(crate) mod root;
@@ -24,6 +25,7 @@ use crossbeam_utils::sync::{Parker, Unparker};
 
 pub use blocking::spawn_blocking;
 pub use builder::{BuildError, RuntimeBuilder};
+pub use handle::Handle;
 pub use join::{Join, JoinError, TaskHandle};
 
 use self::core::Core;
@@ -32,6 +34,9 @@ use self::root::RootTask;
 use crate::cx::Cx;
 use crate::kernel::KernelStats;
 use crate::types::Budget;
+
+/// How long dropping a runtime waits for handle-spawned tasks to drain.
+const DROP_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How many queued tasks a driver runs before it checks timers and the root.
 const DRIVER_BATCH: usize = 128;
@@ -47,6 +52,7 @@ pub struct Runtime {
     shutdown: Arc<AtomicBool>,
     root_budget: Budget,
     blocking: Arc<blocking::BlockingPool>,
+    service: Arc<handle::ServiceRegion>,
 }
 
 impl Runtime {
@@ -95,6 +101,73 @@ impl Runtime {
         }
         drop(parker);
         root.into_output()
+    }
+
+    /// A handle for spawning into this runtime from plain threads.
+    pub fn handle(&self) -> Handle {
+        Handle {
+            core: self.core.clone(),
+            service: self.service.clone(),
+            budget: self.root_budget,
+        }
+    }
+
+    /// Shuts the runtime down: cancels every task spawned through a
+    /// [`Handle`] with `Shutdown`, drives them until they completed and their
+    /// finalizers ran (rule H3), then stops the workers. Returns whether the
+    /// teardown finished within `timeout`.
+    pub fn shutdown_timeout(self, timeout: Duration) -> bool {
+        self.shut_down_service(timeout)
+        // Dropping `self` stops the workers; the service region is gone.
+    }
+
+    /// Cancels and drains the service region; true if it closed in time
+    /// (or never existed).
+    fn shut_down_service(&self, timeout: Duration) -> bool {
+        let Some(region) = self.service.shut_down() else {
+            return true;
+        };
+        let deadline = std::time::Instant::now() + timeout;
+        let parker = self.driver.lock().unwrap_or_else(|e| e.into_inner());
+        let wake = Arc::new(root::RootWake::new(Some(self.driver_unparker.clone())));
+        let waker = std::task::Waker::from(wake.clone());
+        let reason = crate::types::CancelReason::shutdown().with_message("runtime shutdown");
+        self.core.with_kernel(|k, now| {
+            k.cancel_region(region, reason, now);
+            k.region_body_done(region, crate::kernel::BodyEnd::Ok, now);
+        });
+        loop {
+            if self
+                .core
+                .with_kernel(|k, _| k.poll_region_closed(region, &waker))
+                .is_some()
+            {
+                return true;
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                self.core
+                    .with_kernel(|k, now| k.abandon_region(region, now));
+                return false;
+            }
+            let ran = if self.workers.is_empty() {
+                self.queue.run_batch(DRIVER_BATCH)
+            } else {
+                0
+            };
+            let next_timer = self.core.with_kernel(|k, now| {
+                k.fire_timers(now);
+                k.next_timer_deadline().map(|d| d.duration_since(now))
+            });
+            let idle = !self.workers.is_empty() || (ran == 0 && self.queue.is_empty());
+            if idle && !wake.take_woken() {
+                let until_deadline = deadline - now;
+                park(
+                    &parker,
+                    Some(next_timer.map_or(until_deadline, |t| t.min(until_deadline))),
+                );
+            }
+        }
     }
 
     /// Kernel counters: tasks, regions, obligations, leaks and forced drops.
@@ -155,6 +228,8 @@ fn park(parker: &Parker, timeout: Option<Duration>) {
 
 impl Drop for Runtime {
     fn drop(&mut self) {
+        // Rule H3 on drop: cancel and drain what handles spawned.
+        self.shut_down_service(DROP_SHUTDOWN_TIMEOUT);
         self.shutdown.store(true, Ordering::Release);
         self.blocking.shutdown();
         self.queue.unpark_all();

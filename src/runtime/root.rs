@@ -28,6 +28,22 @@ pub(crate) struct RootWake {
     tracer: Option<(Weak<Core>, OnceLock<TaskId>)>,
 }
 
+impl RootWake {
+    /// A flag-and-unpark waker not tied to a root task (shutdown uses it).
+    pub(crate) fn new(unparker: Option<Unparker>) -> Self {
+        Self {
+            woken: AtomicBool::new(false),
+            unparker,
+            tracer: None,
+        }
+    }
+
+    /// Consumes a pending wake.
+    pub(crate) fn take_woken(&self) -> bool {
+        self.woken.swap(false, Ordering::AcqRel)
+    }
+}
+
 impl Wake for RootWake {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();

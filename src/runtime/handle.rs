@@ -1,0 +1,91 @@
+//! `Handle`: spawning into a running runtime from outside any task, and the
+//! *service region* those tasks live in.
+//!
+//! Rules:
+//! - H1: tasks spawned through a handle belong to the runtime's service
+//!   region, a root region created on first use. They are owned like any
+//!   task: the service region closes only when they completed.
+//! - H2: on the multi-thread runtime they run on the workers at once; on the
+//!   current-thread runtime they run while some thread is inside `block_on`
+//!   (or during shutdown).
+//! - H3: shutdown cancels the service region with `Shutdown` (every task in
+//!   it gets `Shutdown`, nested regions `ParentCancelled`), then drives it
+//!   until it is closed — finalizers included — or the timeout expires.
+//!   Tasks that ignore cancellation are force-dropped by their grace period.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+
+use super::core::Core;
+use super::join::TaskHandle;
+use crate::cx::{Capabilities, Cx};
+use crate::kernel::SpawnError;
+use crate::types::{Budget, RegionId};
+
+/// Where handle-spawned tasks live; created on first use.
+#[derive(Default)]
+pub(crate) struct ServiceRegion {
+    state: Mutex<ServiceState>,
+}
+
+#[derive(Default)]
+struct ServiceState {
+    region: Option<RegionId>,
+    shut_down: bool,
+}
+
+impl ServiceRegion {
+    /// The service region, creating it if needed.
+    pub(crate) fn get_or_create(
+        &self,
+        core: &Arc<Core>,
+        budget: Budget,
+    ) -> Result<RegionId, SpawnError> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.shut_down {
+            return Err(SpawnError::RuntimeShutdown);
+        }
+        Ok(*st
+            .region
+            .get_or_insert_with(|| core.with_kernel(|k, _| k.create_root_region(budget))))
+    }
+
+    /// Marks the runtime as shutting down and returns the service region if
+    /// it was ever created. Later spawns are refused.
+    pub(crate) fn shut_down(&self) -> Option<RegionId> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.shut_down = true;
+        st.region.take()
+    }
+}
+
+/// A cheap, cloneable reference to a runtime for spawning from plain threads.
+#[derive(Clone)]
+pub struct Handle {
+    pub(crate) core: Arc<Core>,
+    pub(crate) service: Arc<ServiceRegion>,
+    pub(crate) budget: Budget,
+}
+
+impl Handle {
+    /// Spawns `f(cx)` into the runtime's service region (rule H1) from any
+    /// thread. The closure runs on the calling thread to build the future.
+    ///
+    /// Errors: `SpawnError::RuntimeShutdown` once shutdown began.
+    pub fn spawn<F, Fut>(&self, f: F) -> Result<TaskHandle<Fut::Output>, SpawnError>
+    where
+        F: FnOnce(Cx) -> Fut,
+        Fut: Future + Send + 'static,
+        Fut::Output: Send + 'static,
+    {
+        let region = self.service.get_or_create(&self.core, self.budget)?;
+        self.core
+            .spawn(region, Budget::INFINITE, Capabilities::ALL, f)
+    }
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle").finish_non_exhaustive()
+    }
+}
