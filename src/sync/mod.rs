@@ -6,3 +6,15 @@
 
 #[allow(dead_code)] // The primitives built on it are landing next.
 pub(crate) mod waiters;
+
+pub mod mutex;
+pub mod rwlock;
+pub mod semaphore;
+
+pub use mutex::{LockError, Mutex, MutexGuard, OwnedMutexGuard, TryLockError};
+pub use rwlock::{
+    OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
+};
+pub use semaphore::{
+    AcquireError, OwnedSemaphorePermit, Semaphore, SemaphorePermit, TryAcquireError,
+};

@@ -1,0 +1,814 @@
+//! A FIFO, all-or-nothing, cancel-aware counting semaphore whose permits
+//! are obligations.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use asupersync::sync::Semaphore;
+//!
+//! asupersync::RuntimeBuilder::current_thread().build().unwrap().block_on(|cx| async move {
+//!     let sem = Arc::new(Semaphore::new(3));
+//!     let two = sem.acquire(&cx, 2).await.unwrap();
+//!     assert_eq!(sem.available_permits(), 1);
+//!     assert!(sem.try_acquire(&cx, 2).is_err()); // all or nothing
+//!     drop(two); // returns the permits (and aborts the obligation)
+//!     let one = sem.clone().acquire_owned(&cx, 1).await.unwrap();
+//!     one.forget(); // removes the permit for good (commits the obligation)
+//!     assert_eq!(sem.total_permits(), 2);
+//! });
+//! ```
+//!
+//! Rules:
+//! - S1 (all or nothing): an acquisition of `n` permits takes all `n` at
+//!   once or waits; it never holds part of them.
+//! - S2 (FIFO, no starvation): waiters are served strictly in the order
+//!   they waited. A waiter at the head that needs more permits than are
+//!   available blocks the smaller requests behind it (head-of-line
+//!   blocking), so a large request is never starved by small ones. A new
+//!   request never jumps the queue: it is granted at once only if nobody is
+//!   queued ([`Semaphore::try_acquire`] likewise).
+//! - S3 (permits are obligations): every permit holder reserves an
+//!   obligation `"semaphore_permit"` with the acquiring task's `Cx`.
+//!   Dropping a permit returns its permits and aborts the obligation;
+//!   [`SemaphorePermit::forget`] removes the permits from the semaphore for
+//!   good and commits it. A permit that is `mem::forget`-ed, or still held
+//!   when the acquiring task returns, is an obligation leak the kernel
+//!   reports (see [`crate::obligation`]): hand a permit to another task only
+//!   if the acquiring task outlives it.
+//! - S4 (impossible requests fail fast): a request for more permits than the
+//!   semaphore has in total ([`Semaphore::total_permits`]: available plus
+//!   held) fails at once with `TooMany`, and a queued request that becomes
+//!   impossible because permits were forgotten fails with `TooMany` when it
+//!   reaches the head of the queue. Nothing waits for permits that cannot
+//!   exist (until more are added with [`Semaphore::add_permits`]).
+//! - S5 (close): [`Semaphore::close`] fails every queued waiter and every
+//!   later acquisition with `Closed`. Permits already held stay valid, and
+//!   dropping them still returns them.
+//! - S6 (cancel-safe wait): a cancelled or dropped waiter leaves the queue
+//!   without disturbing the others' order; permits it had been granted go
+//!   back and are granted on, and its leaving can unblock the waiters behind
+//!   it. Waits observe cancellation only when they would block; a grant
+//!   that came before the poll observing the cancellation is returned as
+//!   `Ok`.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdMutexGuard, PoisonError};
+use std::task::{Context, Poll, Waker};
+
+use super::waiters::{WaitQueue, WaiterKey};
+use crate::cx::Cx;
+use crate::obligation::Obligation;
+use crate::types::cancel::Cancelled;
+
+/// The obligation kind every permit reserves (rule S3).
+pub const PERMIT_OBLIGATION: &str = "semaphore_permit";
+
+/// An async counting semaphore. See the module rules.
+pub struct Semaphore {
+    state: StdMutex<State>,
+}
+
+struct State {
+    available: usize,
+    /// Available plus held by permits (S4).
+    total: usize,
+    closed: bool,
+    /// Each waiter's request; grants say how it was served.
+    waiters: WaitQueue<usize, Grant>,
+}
+
+/// How a queued waiter was served.
+#[derive(Clone, Copy, Debug)]
+enum Grant {
+    /// Its permits (already taken from `available`).
+    Permits,
+    Closed,
+    TooMany {
+        max: usize,
+    },
+}
+
+/// Why [`Semaphore::acquire`] failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AcquireError {
+    /// The task was cancelled while waiting (see `# Cancellation`).
+    Cancelled(Cancelled),
+    /// The semaphore is closed (rule S5).
+    Closed,
+    /// More permits were requested than the semaphore has in total (S4).
+    TooMany {
+        /// How many were requested.
+        requested: usize,
+        /// The semaphore's total when the request failed.
+        max: usize,
+    },
+}
+
+impl AcquireError {
+    /// Whether the wait was cancelled.
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self, AcquireError::Cancelled(_))
+    }
+
+    /// Whether the semaphore was closed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, AcquireError::Closed)
+    }
+}
+
+impl From<Cancelled> for AcquireError {
+    fn from(c: Cancelled) -> Self {
+        AcquireError::Cancelled(c)
+    }
+}
+
+impl fmt::Display for AcquireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AcquireError::Cancelled(c) => write!(f, "semaphore acquire {c}"),
+            AcquireError::Closed => f.write_str("semaphore closed"),
+            AcquireError::TooMany { requested, max } => write!(
+                f,
+                "requested {requested} permits from a semaphore that has {max} in total"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for AcquireError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            AcquireError::Cancelled(c) => Some(c),
+            _ => None,
+        }
+    }
+}
+
+/// Why [`Semaphore::try_acquire`] failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TryAcquireError {
+    /// Not enough permits available, or others are queued (rule S2).
+    NoPermits,
+    /// The semaphore is closed (rule S5).
+    Closed,
+    /// More permits were requested than the semaphore has in total (S4).
+    TooMany {
+        /// How many were requested.
+        requested: usize,
+        /// The semaphore's total.
+        max: usize,
+    },
+}
+
+impl fmt::Display for TryAcquireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryAcquireError::NoPermits => {
+                f.write_str("not enough permits available, or other tasks are queued")
+            }
+            TryAcquireError::Closed => f.write_str("semaphore closed"),
+            TryAcquireError::TooMany { requested, max } => write!(
+                f,
+                "requested {requested} permits from a semaphore that has {max} in total"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TryAcquireError {}
+
+/// Wakers of the waiters served in one step, woken after the state lock is
+/// released. The common single grant does not allocate.
+#[derive(Default)]
+struct Served {
+    one: Option<Waker>,
+    more: Vec<Waker>,
+}
+
+impl Served {
+    fn push(&mut self, w: Waker) {
+        if self.one.is_none() {
+            self.one = Some(w);
+        } else {
+            self.more.push(w);
+        }
+    }
+
+    fn wake(self) {
+        if let Some(w) = self.one {
+            w.wake();
+        }
+        for w in self.more {
+            w.wake();
+        }
+    }
+}
+
+impl State {
+    /// Serves the head of the queue while it can be served (S2, S4).
+    fn serve(&mut self) -> Served {
+        let mut served = Served::default();
+        while let Some(&n) = self.waiters.front() {
+            let grant = if n > self.total {
+                Grant::TooMany { max: self.total }
+            } else if n <= self.available {
+                self.available -= n;
+                Grant::Permits
+            } else {
+                break;
+            };
+            served.push(self.waiters.notify_front(grant).expect("front exists"));
+        }
+        served
+    }
+
+    /// What an acquisition of `n` that has not queued gets right now:
+    /// `Some(result)`, or `None` if it must wait.
+    fn try_take(&mut self, n: usize) -> Option<Result<(), TryAcquireError>> {
+        if self.closed {
+            return Some(Err(TryAcquireError::Closed));
+        }
+        if n > self.total {
+            return Some(Err(TryAcquireError::TooMany {
+                requested: n,
+                max: self.total,
+            }));
+        }
+        if self.waiters.is_empty() && n <= self.available {
+            self.available -= n;
+            return Some(Ok(()));
+        }
+        None
+    }
+}
+
+impl Semaphore {
+    /// The most permits a semaphore can have in total.
+    pub const MAX_PERMITS: usize = usize::MAX >> 4;
+
+    /// A semaphore with `permits` permits.
+    ///
+    /// # Panics
+    /// If `permits` exceeds [`Semaphore::MAX_PERMITS`].
+    pub const fn new(permits: usize) -> Self {
+        assert!(
+            permits <= Self::MAX_PERMITS,
+            "Semaphore::new: more than Semaphore::MAX_PERMITS permits"
+        );
+        Self {
+            state: StdMutex::new(State {
+                available: permits,
+                total: permits,
+                closed: false,
+                waiters: WaitQueue::new(),
+            }),
+        }
+    }
+
+    fn state(&self) -> StdMutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Waits for `n` permits, all at once (S1), in FIFO order (S2).
+    ///
+    /// Errors at once with `TooMany` if `n` exceeds the total (S4) and with
+    /// `Closed` once the semaphore is closed (S5).
+    ///
+    /// # Cancellation
+    /// Cancel-aware while queued (S6): once the task's cancellation is
+    /// requested, the next poll returns `Err(AcquireError::Cancelled)`
+    /// (acknowledging it) and the waiter leaves the queue without disturbing
+    /// the others; permits granted to it meanwhile go to the next waiters.
+    /// If the permits are available and nobody is queued they are taken at
+    /// the first poll without looking at cancellation; a grant that came
+    /// before the cancellation was observed is returned as `Ok`. Dropping
+    /// the future at any point returns whatever it was granted: no permit
+    /// is leaked. The obligation is reserved only once the permits are in
+    /// hand.
+    ///
+    /// # Panics
+    /// If `cx`'s region is already closed (a `Cx` used after its region
+    /// ended cannot hold an obligation); the permits are returned first.
+    pub fn acquire(&self, cx: &Cx, n: usize) -> Acquire<'_> {
+        Acquire {
+            sem: self,
+            cx: cx.clone(),
+            n,
+            wait: Wait::Start,
+        }
+    }
+
+    /// [`acquire`](Self::acquire) for a semaphore in an `Arc`: the permit
+    /// owns a reference and is `'static`.
+    ///
+    /// # Cancellation
+    /// As for [`acquire`](Self::acquire).
+    pub fn acquire_owned(self: Arc<Self>, cx: &Cx, n: usize) -> AcquireOwned {
+        AcquireOwned {
+            sem: Some(self),
+            cx: cx.clone(),
+            n,
+            wait: Wait::Start,
+        }
+    }
+
+    /// Takes `n` permits if they are available *and nobody is queued* (S2).
+    /// The permit is an obligation of `cx`'s task (S3), which is why this
+    /// takes a `Cx` although it never waits.
+    ///
+    /// # Panics
+    /// As for [`acquire`](Self::acquire).
+    pub fn try_acquire(&self, cx: &Cx, n: usize) -> Result<SemaphorePermit<'_>, TryAcquireError> {
+        self.try_take(n)?;
+        Ok(SemaphorePermit {
+            sem: self,
+            n,
+            obligation: Some(self.reserve(cx, n)),
+        })
+    }
+
+    /// [`try_acquire`](Self::try_acquire) for a semaphore in an `Arc`.
+    ///
+    /// # Panics
+    /// As for [`acquire`](Self::acquire).
+    pub fn try_acquire_owned(
+        self: Arc<Self>,
+        cx: &Cx,
+        n: usize,
+    ) -> Result<OwnedSemaphorePermit, TryAcquireError> {
+        self.try_take(n)?;
+        let obligation = Some(self.reserve(cx, n));
+        Ok(OwnedSemaphorePermit {
+            sem: self,
+            n,
+            obligation,
+        })
+    }
+
+    fn try_take(&self, n: usize) -> Result<(), TryAcquireError> {
+        self.state()
+            .try_take(n)
+            .unwrap_or(Err(TryAcquireError::NoPermits))
+    }
+
+    /// Adds `n` permits (to the available count and the total) and serves
+    /// the waiters they satisfy.
+    ///
+    /// # Panics
+    /// If the total would exceed [`Semaphore::MAX_PERMITS`].
+    pub fn add_permits(&self, n: usize) {
+        let served = {
+            let mut st = self.state();
+            assert!(
+                st.total
+                    .checked_add(n)
+                    .is_some_and(|t| t <= Self::MAX_PERMITS),
+                "Semaphore::add_permits: more than Semaphore::MAX_PERMITS permits"
+            );
+            st.total += n;
+            st.available += n;
+            st.serve()
+        };
+        served.wake();
+    }
+
+    /// Closes the semaphore (S5): every queued waiter and every later
+    /// acquisition fails with `Closed`. Held permits stay valid.
+    pub fn close(&self) {
+        let wakers = {
+            let mut st = self.state();
+            st.closed = true;
+            st.waiters.notify_all(Grant::Closed)
+        };
+        for w in wakers {
+            w.wake();
+        }
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.state().closed
+    }
+
+    /// Permits that could be acquired now (ignoring the queue).
+    pub fn available_permits(&self) -> usize {
+        self.state().available
+    }
+
+    /// Permits in total: available plus held (S4). Changed only by
+    /// [`add_permits`](Self::add_permits) and
+    /// [`SemaphorePermit::forget`].
+    pub fn total_permits(&self) -> usize {
+        self.state().total
+    }
+
+    /// How many tasks are queued.
+    pub fn waiters(&self) -> usize {
+        self.state().waiters.len()
+    }
+
+    /// Reserves the obligation for `n` permits just taken; on failure gives
+    /// them back and panics.
+    fn reserve(&self, cx: &Cx, n: usize) -> Obligation {
+        match cx.reserve_obligation(PERMIT_OBLIGATION) {
+            Ok(o) => o,
+            Err(e) => {
+                self.release(n);
+                panic!("semaphore permit: cannot reserve its obligation ({e})");
+            }
+        }
+    }
+
+    fn release(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let served = {
+            let mut st = self.state();
+            st.available += n;
+            st.serve()
+        };
+        served.wake();
+    }
+
+    fn forget_held(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let served = {
+            let mut st = self.state();
+            st.total -= n;
+            // Queued requests may have become impossible (S4).
+            st.serve()
+        };
+        served.wake();
+    }
+
+    fn poll_acquire(
+        &self,
+        cx: &Cx,
+        n: usize,
+        wait: &mut Wait,
+        waker: &Waker,
+    ) -> Poll<Result<Obligation, AcquireError>> {
+        let taken = match *wait {
+            Wait::Done => panic!("a semaphore acquire future was polled after it completed"),
+            Wait::Start => self.poll_start(cx, n, wait, waker),
+            Wait::Queued(key) => self.poll_queued(cx, n, key, wait, waker),
+        };
+        taken.map_ok(|()| self.reserve(cx, n))
+    }
+
+    fn poll_start(
+        &self,
+        cx: &Cx,
+        n: usize,
+        wait: &mut Wait,
+        waker: &Waker,
+    ) -> Poll<Result<(), AcquireError>> {
+        let now = |r: Result<(), TryAcquireError>| match r {
+            Ok(()) => Ok(()),
+            Err(TryAcquireError::Closed) => Err(AcquireError::Closed),
+            Err(TryAcquireError::TooMany { requested, max }) => {
+                Err(AcquireError::TooMany { requested, max })
+            }
+            Err(TryAcquireError::NoPermits) => unreachable!("try_take never says NoPermits"),
+        };
+        if let Some(r) = self.state().try_take(n) {
+            *wait = Wait::Done;
+            return Poll::Ready(now(r));
+        }
+        // Would block: observe cancellation, never under `state`.
+        if let Some(reason) = cx.observe_cancel() {
+            *wait = Wait::Done;
+            return Poll::Ready(Err(AcquireError::Cancelled(Cancelled::new(reason))));
+        }
+        let mut st = self.state();
+        if let Some(r) = st.try_take(n) {
+            *wait = Wait::Done;
+            return Poll::Ready(now(r));
+        }
+        *wait = Wait::Queued(st.waiters.push_back(waker.clone(), n));
+        Poll::Pending
+    }
+
+    fn poll_queued(
+        &self,
+        cx: &Cx,
+        n: usize,
+        key: WaiterKey,
+        wait: &mut Wait,
+        waker: &Waker,
+    ) -> Poll<Result<(), AcquireError>> {
+        let served = |g: Grant| match g {
+            Grant::Permits => Ok(()),
+            Grant::Closed => Err(AcquireError::Closed),
+            Grant::TooMany { max } => Err(AcquireError::TooMany { requested: n, max }),
+        };
+        if let Some(g) = self.state().waiters.take_grant(key) {
+            *wait = Wait::Done;
+            return Poll::Ready(served(g));
+        }
+        if let Some(reason) = cx.observe_cancel() {
+            *wait = Wait::Done;
+            self.abandon(key);
+            return Poll::Ready(Err(AcquireError::Cancelled(Cancelled::new(reason))));
+        }
+        let mut st = self.state();
+        if let Some(g) = st.waiters.take_grant(key) {
+            *wait = Wait::Done;
+            return Poll::Ready(served(g));
+        }
+        st.waiters.update_waker(key, waker);
+        Poll::Pending
+    }
+
+    /// A queued waiter leaves (S6).
+    fn abandon(&self, key: WaiterKey) {
+        let served = {
+            let mut st = self.state();
+            match st.waiters.remove(key) {
+                Some((n, Some(Grant::Permits))) => {
+                    st.available += n;
+                    st.serve()
+                }
+                // It may have been the head blocking smaller requests.
+                Some((_, None)) => st.serve(),
+                _ => Served::default(),
+            }
+        };
+        served.wake();
+    }
+}
+
+impl Default for Semaphore {
+    /// A semaphore with no permits (add them with `add_permits`).
+    fn default() -> Self {
+        Self::new(0)
+    }
+}
+
+impl fmt::Debug for Semaphore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        /// The queued requests, oldest first.
+        struct Queued<'a>(&'a WaitQueue<usize, Grant>);
+        impl fmt::Debug for Queued<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_list().entries(self.0.iter()).finish()
+            }
+        }
+        let st = self.state();
+        f.debug_struct("Semaphore")
+            .field("available", &st.available)
+            .field("total", &st.total)
+            .field("closed", &st.closed)
+            .field("queued", &Queued(&st.waiters))
+            .finish()
+    }
+}
+
+/// Progress of one acquisition.
+#[derive(Clone, Copy, Debug)]
+enum Wait {
+    Start,
+    Queued(WaiterKey),
+    Done,
+}
+
+/// The future returned by [`Semaphore::acquire`].
+///
+/// # Cancellation
+/// See [`Semaphore::acquire`]: dropping it leaves the queue and returns
+/// permits it was granted.
+#[must_use = "futures do nothing unless awaited; dropping this one leaves the queue (and returns permits it was granted)"]
+pub struct Acquire<'a> {
+    sem: &'a Semaphore,
+    cx: Cx,
+    n: usize,
+    wait: Wait,
+}
+
+impl<'a> Future for Acquire<'a> {
+    type Output = Result<SemaphorePermit<'a>, AcquireError>;
+
+    fn poll(self: Pin<&mut Self>, task_cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let sem = this.sem;
+        let n = this.n;
+        sem.poll_acquire(&this.cx, n, &mut this.wait, task_cx.waker())
+            .map(|r| {
+                r.map(|obligation| SemaphorePermit {
+                    sem,
+                    n,
+                    obligation: Some(obligation),
+                })
+            })
+    }
+}
+
+impl Drop for Acquire<'_> {
+    fn drop(&mut self) {
+        if let Wait::Queued(key) = self.wait {
+            self.sem.abandon(key);
+        }
+    }
+}
+
+impl fmt::Debug for Acquire<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Acquire")
+            .field("n", &self.n)
+            .field("wait", &self.wait)
+            .finish()
+    }
+}
+
+/// The future returned by [`Semaphore::acquire_owned`].
+///
+/// # Cancellation
+/// See [`Semaphore::acquire_owned`]: dropping it leaves the queue and returns
+/// permits it was granted.
+#[must_use = "futures do nothing unless awaited; dropping this one leaves the queue (and returns permits it was granted)"]
+pub struct AcquireOwned {
+    /// `None` once the permit took it.
+    sem: Option<Arc<Semaphore>>,
+    cx: Cx,
+    n: usize,
+    wait: Wait,
+}
+
+impl Future for AcquireOwned {
+    type Output = Result<OwnedSemaphorePermit, AcquireError>;
+
+    fn poll(self: Pin<&mut Self>, task_cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let n = this.n;
+        let sem = this
+            .sem
+            .as_ref()
+            .expect("a semaphore acquire future was polled after it completed");
+        match sem.poll_acquire(&this.cx, n, &mut this.wait, task_cx.waker()) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Ready(Ok(obligation)) => Poll::Ready(Ok(OwnedSemaphorePermit {
+                sem: this.sem.take().expect("checked above"),
+                n,
+                obligation: Some(obligation),
+            })),
+        }
+    }
+}
+
+impl Drop for AcquireOwned {
+    fn drop(&mut self) {
+        if let (Wait::Queued(key), Some(sem)) = (self.wait, &self.sem) {
+            sem.abandon(key);
+        }
+    }
+}
+
+impl fmt::Debug for AcquireOwned {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AcquireOwned")
+            .field("n", &self.n)
+            .field("wait", &self.wait)
+            .finish()
+    }
+}
+
+/// Permits held from a [`Semaphore`]: an obligation (S3).
+#[must_use = "dropping a SemaphorePermit returns its permits at once and aborts its obligation; bind it (`let permit = ...`) to hold them, or call forget() to remove them for good"]
+pub struct SemaphorePermit<'a> {
+    sem: &'a Semaphore,
+    n: usize,
+    /// `None` only after `forget` committed it.
+    obligation: Option<Obligation>,
+}
+
+impl SemaphorePermit<'_> {
+    /// How many permits this holds.
+    pub fn num_permits(&self) -> usize {
+        self.n
+    }
+
+    /// Removes the permits from the semaphore for good (its total shrinks)
+    /// and commits the obligation (S3).
+    pub fn forget(mut self) {
+        let n = std::mem::take(&mut self.n);
+        self.sem.forget_held(n);
+        if let Some(o) = self.obligation.take() {
+            o.commit();
+        }
+    }
+}
+
+impl Drop for SemaphorePermit<'_> {
+    fn drop(&mut self) {
+        self.sem.release(self.n);
+        // The obligation field drops next: aborted.
+    }
+}
+
+impl fmt::Debug for SemaphorePermit<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SemaphorePermit")
+            .field("permits", &self.n)
+            .field("obligation", &self.obligation.as_ref().map(Obligation::id))
+            .finish()
+    }
+}
+
+/// Like [`SemaphorePermit`], holding an `Arc` of the semaphore.
+#[must_use = "dropping an OwnedSemaphorePermit returns its permits at once and aborts its obligation; bind it (`let permit = ...`) to hold them, or call forget() to remove them for good"]
+pub struct OwnedSemaphorePermit {
+    sem: Arc<Semaphore>,
+    n: usize,
+    /// `None` only after `forget` committed it.
+    obligation: Option<Obligation>,
+}
+
+impl OwnedSemaphorePermit {
+    /// How many permits this holds.
+    pub fn num_permits(&self) -> usize {
+        self.n
+    }
+
+    /// The semaphore the permits belong to.
+    pub fn semaphore(&self) -> &Arc<Semaphore> {
+        &self.sem
+    }
+
+    /// As [`SemaphorePermit::forget`].
+    pub fn forget(mut self) {
+        let n = std::mem::take(&mut self.n);
+        self.sem.forget_held(n);
+        if let Some(o) = self.obligation.take() {
+            o.commit();
+        }
+    }
+}
+
+impl Drop for OwnedSemaphorePermit {
+    fn drop(&mut self) {
+        self.sem.release(self.n);
+    }
+}
+
+impl fmt::Debug for OwnedSemaphorePermit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedSemaphorePermit")
+            .field("permits", &self.n)
+            .field("obligation", &self.obligation.as_ref().map(Obligation::id))
+            .finish()
+    }
+}
+
+// Compile-time Send/Sync guarantees.
+const _: () = {
+    const fn send<T: Send>() {}
+    const fn sync<T: Sync>() {}
+    send::<Semaphore>();
+    sync::<Semaphore>();
+    send::<SemaphorePermit<'static>>();
+    sync::<SemaphorePermit<'static>>();
+    send::<OwnedSemaphorePermit>();
+    sync::<OwnedSemaphorePermit>();
+    send::<Acquire<'static>>();
+    send::<AcquireOwned>();
+    send::<AcquireError>();
+    sync::<AcquireError>();
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w() -> Waker {
+        Waker::noop().clone()
+    }
+
+    #[test]
+    fn serve_is_fifo_all_or_nothing_and_fails_impossible_heads() {
+        let mut st = State {
+            available: 1,
+            total: 3,
+            closed: false,
+            waiters: WaitQueue::new(),
+        };
+        let big = st.waiters.push_back(w(), 3);
+        let small = st.waiters.push_back(w(), 1);
+        assert!(
+            st.serve().one.is_none(),
+            "the big head blocks the small one"
+        );
+        st.total = 2; // a permit was forgotten: 3 can never be had
+        st.serve();
+        assert!(matches!(
+            st.waiters.take_grant(big),
+            Some(Grant::TooMany { max: 2 })
+        ));
+        assert!(matches!(st.waiters.take_grant(small), Some(Grant::Permits)));
+        assert_eq!(st.available, 0);
+    }
+}
