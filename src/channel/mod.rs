@@ -3,3 +3,6 @@
 
 pub mod broadcast;
 pub mod watch;
+
+pub mod mpsc;
+pub mod oneshot;
