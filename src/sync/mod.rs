@@ -7,11 +7,19 @@
 #[allow(dead_code)] // The primitives built on it are landing next.
 pub(crate) mod waiters;
 
+pub mod barrier;
 pub mod mutex;
+pub mod notify;
+pub mod once_cell;
+pub mod pool;
 pub mod rwlock;
 pub mod semaphore;
 
+pub use barrier::{Barrier, BarrierWait, BarrierWaitResult};
 pub use mutex::{LockError, Mutex, MutexGuard, OwnedMutexGuard, TryLockError};
+pub use notify::{Notified, Notify};
+pub use once_cell::{InitError, OnceCell, SetError};
+pub use pool::{Pool, PoolBuilder, PoolError, PoolStatus, Pooled};
 pub use rwlock::{
     OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock, RwLockReadGuard, RwLockWriteGuard,
 };

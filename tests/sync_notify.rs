@@ -1,0 +1,528 @@
+//! `sync::Notify`: permit storage, broadcast, FIFO, cancellation.
+//!
+//! Rules under test (src/sync/notify.rs): N1 one stored permit at most; N2
+//! `notify_waiters` wakes the current waiters (and futures created before
+//! it) and stores nothing; N3 FIFO; N4 a cancelled wait returns `Err` and
+//! leaves the queue, a served one returns `Ok`; N5 a `notify_one` handed to
+//! a waiter that is dropped uncollected is passed on.
+
+mod support;
+
+use std::future::{Future, poll_fn};
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use asupersync::lab::{ChaosConfig, ExploreConfig, InjectionConfig, LabConfig, LabRuntime};
+use asupersync::sync::Notify;
+use asupersync::time::{sleep, timeout};
+use asupersync::{Cx, RuntimeBuilder, yield_now};
+use support::{SOON, XorShift, on_both_drivers, poll_once, watchdog, yield_until};
+
+/// Yields until `cond` holds (lab-friendly: no wall clock).
+async fn until(mut cond: impl FnMut() -> bool) {
+    while !cond() {
+        yield_now().await;
+    }
+}
+
+fn lab(seed: u64) -> LabRuntime {
+    LabRuntime::new(LabConfig::new(seed))
+}
+
+// ===== semantics on both drivers ==========================================
+
+#[test]
+fn notify_one_wakes_a_task_that_is_waiting() {
+    on_both_drivers(|name, rt| {
+        rt.block_on(|cx: Cx| async move {
+            let notify = Arc::new(Notify::new());
+            let n = notify.clone();
+            let waiter = cx
+                .spawn(move |cx| async move { n.notified(&cx).await })
+                .unwrap();
+            yield_until("the waiter registered", SOON, || notify.waiters() == 1).await;
+            notify.notify_one();
+            assert!(waiter.join(&cx).await.unwrap().is_ok(), "[{name}]");
+            assert!(!notify.has_permit(), "[{name}] the waiter consumed it");
+        });
+    });
+}
+
+#[test]
+fn notify_one_with_nobody_waiting_stores_one_permit_and_only_one() {
+    on_both_drivers(|name, rt| {
+        rt.block_on(|cx: Cx| async move {
+            let notify = Notify::new();
+            notify.notify_one();
+            notify.notify_one();
+            notify.notify_one();
+            assert!(notify.has_permit());
+            // The first wait passes at once, consuming the permit...
+            notify.notified(&cx).await.unwrap();
+            assert!(!notify.has_permit(), "[{name}]");
+            // ...and the second blocks: three notifies stored one permit.
+            let mut second = notify.notified(&cx);
+            assert!(poll_once(&mut second).await.is_pending(), "[{name}]");
+            assert_eq!(notify.waiters(), 1);
+            notify.notify_one();
+            assert!(matches!(poll_once(&mut second).await, Poll::Ready(Ok(()))));
+        });
+    });
+}
+
+#[test]
+fn notify_waiters_wakes_every_current_waiter_and_stores_no_permit() {
+    on_both_drivers(|name, rt| {
+        rt.block_on(|cx: Cx| async move {
+            const K: usize = 5;
+            let notify = Arc::new(Notify::new());
+            let mut handles = Vec::new();
+            for _ in 0..K {
+                let n = notify.clone();
+                handles.push(
+                    cx.spawn(move |cx| async move { n.notified(&cx).await })
+                        .unwrap(),
+                );
+            }
+            yield_until("all waiters registered", SOON, || notify.waiters() == K).await;
+            notify.notify_waiters();
+            assert_eq!(notify.waiters(), 0, "[{name}]");
+            for h in handles {
+                assert!(h.join(&cx).await.unwrap().is_ok(), "[{name}]");
+            }
+            assert!(
+                !notify.has_permit(),
+                "[{name}] notify_waiters stores no permit"
+            );
+            let mut later = notify.notified(&cx);
+            assert!(poll_once(&mut later).await.is_pending(), "[{name}]");
+        });
+    });
+}
+
+#[test]
+fn a_notified_future_created_before_notify_waiters_completes_even_if_not_yet_polled() {
+    on_both_drivers(|_name, rt| {
+        rt.block_on(|cx: Cx| async move {
+            let notify = Notify::new();
+            let before = notify.notified(&cx);
+            notify.notify_waiters();
+            let after = notify.notified(&cx);
+            before.await.unwrap();
+            let mut after = after;
+            assert!(
+                poll_once(&mut after).await.is_pending(),
+                "created after: not covered"
+            );
+        });
+    });
+}
+
+#[test]
+fn a_cancelled_waiter_returns_err_acknowledges_and_joins_as_cancelled() {
+    on_both_drivers(|name, rt| {
+        rt.block_on(|cx: Cx| async move {
+            let notify = Arc::new(Notify::new());
+            let saw = Arc::new(Mutex::new(None));
+            let (n, s) = (notify.clone(), saw.clone());
+            let waiter = cx
+                .spawn(move |cx| async move {
+                    let r = n.notified(&cx).await;
+                    *s.lock().unwrap() = Some(r.is_err());
+                })
+                .unwrap();
+            yield_until("the waiter registered", SOON, || notify.waiters() == 1).await;
+            waiter.abort();
+            let joined = waiter.join(&cx).await;
+            assert!(joined.unwrap_err().is_cancelled(), "[{name}]");
+            assert_eq!(
+                *saw.lock().unwrap(),
+                Some(true),
+                "[{name}] the wait returned Err"
+            );
+            assert_eq!(notify.waiters(), 0, "[{name}] it left the queue");
+            // Nothing was consumed: a later notify_one is stored.
+            notify.notify_one();
+            assert!(notify.has_permit(), "[{name}]");
+        });
+    });
+}
+
+#[test]
+fn a_waiter_dropped_after_notify_one_passes_the_notification_to_the_next_waiter() {
+    on_both_drivers(|name, rt| {
+        rt.block_on(|cx: Cx| async move {
+            let notify = Notify::new();
+            let mut a = notify.notified(&cx);
+            let mut b = notify.notified(&cx);
+            assert!(poll_once(&mut a).await.is_pending());
+            assert!(poll_once(&mut b).await.is_pending());
+            notify.notify_one(); // serves `a` (FIFO)
+            drop(a); // ...which never looks at it
+            assert!(
+                matches!(poll_once(&mut b).await, Poll::Ready(Ok(()))),
+                "[{name}] b inherited a's notification"
+            );
+            assert!(!notify.has_permit(), "[{name}] passed on, not duplicated");
+        });
+    });
+}
+
+#[test]
+fn a_waiter_dropped_after_notify_one_with_nobody_behind_it_restores_the_permit() {
+    on_both_drivers(|_name, rt| {
+        rt.block_on(|cx: Cx| async move {
+            let notify = Notify::new();
+            let mut a = notify.notified(&cx);
+            assert!(poll_once(&mut a).await.is_pending());
+            notify.notify_one();
+            assert!(!notify.has_permit(), "handed to a, not stored");
+            drop(a);
+            assert!(notify.has_permit(), "no notify_one is lost");
+        });
+    });
+}
+
+#[test]
+fn a_waiter_dropped_after_notify_waiters_does_not_pass_it_on() {
+    on_both_drivers(|_name, rt| {
+        rt.block_on(|cx: Cx| async move {
+            let notify = Notify::new();
+            let mut a = notify.notified(&cx);
+            assert!(poll_once(&mut a).await.is_pending());
+            notify.notify_waiters();
+            let mut b = notify.notified(&cx);
+            assert!(poll_once(&mut b).await.is_pending());
+            drop(a);
+            assert!(
+                poll_once(&mut b).await.is_pending(),
+                "b came after the broadcast"
+            );
+            assert!(!notify.has_permit());
+        });
+    });
+}
+
+#[test]
+fn a_waiter_whose_wait_times_out_leaves_the_queue() {
+    on_both_drivers(|name, rt| {
+        rt.block_on(|cx: Cx| async move {
+            let notify = Notify::new();
+            let r = timeout(&cx, Duration::from_millis(5), notify.notified(&cx)).await;
+            assert!(r.is_err(), "[{name}] nothing notified it");
+            assert_eq!(notify.waiters(), 0, "[{name}]");
+        });
+    });
+}
+
+// ===== FIFO and cancellation in the lab (deterministic) ===================
+
+/// Spawns `k` waiters that register in a known order, then serves them one
+/// `notify_one` at a time, each only after the previous one was observed.
+/// Returns (registration order, service order).
+async fn fifo_program(cx: Cx, k: usize, cancel: Option<usize>) -> (Vec<usize>, Vec<usize>) {
+    let notify = Arc::new(Notify::new());
+    let registered = Arc::new(Mutex::new(Vec::new()));
+    let served = Arc::new(Mutex::new(Vec::new()));
+    let mut handles = Vec::new();
+    for i in 0..k {
+        let (n, r, s) = (notify.clone(), registered.clone(), served.clone());
+        handles.push(
+            cx.spawn(move |cx| async move {
+                // The push and the first poll of the wait happen in one
+                // dispatch: the log order is the registration order.
+                r.lock().unwrap().push(i);
+                if n.notified(&cx).await.is_ok() {
+                    s.lock().unwrap().push(i);
+                }
+            })
+            .unwrap(),
+        );
+    }
+    until(|| notify.waiters() == k).await;
+    if let Some(c) = cancel {
+        let victim = registered.lock().unwrap()[c];
+        handles[victim].abort();
+        until(|| notify.waiters() == k - 1).await;
+    }
+    let expected = k - usize::from(cancel.is_some());
+    for round in 0..expected {
+        notify.notify_one();
+        until(|| served.lock().unwrap().len() == round + 1).await;
+    }
+    for h in handles {
+        let _ = h.join(&cx).await;
+    }
+    assert!(!notify.has_permit());
+    let r = registered.lock().unwrap().clone();
+    let s = served.lock().unwrap().clone();
+    (r, s)
+}
+
+#[test]
+fn notify_one_serves_waiters_in_registration_order() {
+    for seed in 0..20 {
+        let lab = lab(seed);
+        let (registered, served) = lab.block_on(|cx| fifo_program(cx, 6, None));
+        assert_eq!(served, registered, "seed {seed}");
+        lab.oracle_report().assert_passed();
+    }
+}
+
+#[test]
+fn a_cancelled_waiter_leaves_the_queue_and_the_others_are_served_in_order() {
+    for seed in 0..20 {
+        let lab = lab(seed);
+        let victim = (seed as usize) % 6;
+        let (registered, served) = lab.block_on(|cx| fifo_program(cx, 6, Some(victim)));
+        let mut expected = registered.clone();
+        expected.remove(victim);
+        assert_eq!(
+            served, expected,
+            "seed {seed}: cancelled registration #{victim}"
+        );
+        lab.oracle_report().assert_passed();
+    }
+}
+
+/// Every waiter waits twice; the root serves one waiter at a time and waits
+/// until the served one reports back. Each `(task, round)` wait is logged
+/// when it registers, when it is served and when it is cancelled.
+async fn injection_program(cx: Cx) {
+    const K: usize = 3;
+    const ROUNDS: usize = 2;
+    let notify = Arc::new(Notify::new());
+    let registered = Arc::new(Mutex::new(Vec::new()));
+    let served = Arc::new(Mutex::new(Vec::new()));
+    let cancelled = Arc::new(Mutex::new(Vec::new()));
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut handles = Vec::new();
+    for i in 0..K {
+        let (n, r, s, c, d) = (
+            notify.clone(),
+            registered.clone(),
+            served.clone(),
+            cancelled.clone(),
+            done.clone(),
+        );
+        handles.push(
+            cx.spawn(move |cx| async move {
+                for round in 0..ROUNDS {
+                    r.lock().unwrap().push((i, round));
+                    match n.notified(&cx).await {
+                        Ok(()) => s.lock().unwrap().push((i, round)),
+                        Err(_) => {
+                            c.lock().unwrap().push((i, round));
+                            break;
+                        }
+                    }
+                }
+                d.fetch_add(1, Ordering::SeqCst);
+            })
+            .unwrap(),
+        );
+    }
+    let mut notifies = 0;
+    while done.load(Ordering::SeqCst) < K {
+        if notify.waiters() > 0 {
+            let before = served.lock().unwrap().len();
+            notify.notify_one();
+            notifies += 1;
+            // A served waiter always reports Ok (N4), even if cancelled.
+            until(|| served.lock().unwrap().len() > before).await;
+        } else {
+            yield_now().await;
+        }
+    }
+    for h in handles {
+        let _ = h.join(&cx).await;
+    }
+    let registered = registered.lock().unwrap().clone();
+    let served = served.lock().unwrap().clone();
+    let cancelled = cancelled.lock().unwrap().clone();
+    // No notify_one lost or duplicated.
+    assert_eq!(
+        served.len(),
+        notifies,
+        "every notify_one served exactly one waiter"
+    );
+    assert!(!notify.has_permit(), "nothing left over");
+    assert_eq!(notify.waiters(), 0, "nobody left in the queue");
+    // FIFO among the survivors.
+    let expected: Vec<_> = registered
+        .iter()
+        .filter(|w| !cancelled.contains(w))
+        .copied()
+        .collect();
+    assert_eq!(served, expected, "served out of registration order");
+    assert!(cancelled.len() <= 1, "only the injected task is cancelled");
+}
+
+#[test]
+fn cancellation_injected_at_every_await_point_loses_no_notification_and_keeps_fifo_order() {
+    for seed in [1, 2, 3, 4] {
+        let report = asupersync::lab::cancel_injection(
+            InjectionConfig::from_lab_config(LabConfig::new(seed).step_limit(100_000)),
+            injection_program,
+        );
+        assert!(report.passed(), "{report}");
+        assert!(report.points_tried().len() >= 6, "{report}");
+    }
+}
+
+#[test]
+fn random_schedules_with_chaos_keep_every_notify_invariant() {
+    let report = asupersync::lab::explore(
+        ExploreConfig::new().schedules(150).chaos(ChaosConfig {
+            cancel: 0.0,
+            spurious_wake: 0.05,
+            delay: 0.02,
+            max_delay: Duration::from_millis(2),
+            budget_exhaustion: 0.0,
+        }),
+        injection_program,
+    );
+    assert!(report.is_ok(), "{report}");
+}
+
+// ===== OS-thread stress ===================================================
+
+/// Races `wait` against a sleep, polling the sleep *first* (a biased
+/// select): when both are ready the wait is dropped even if it was already
+/// served — exactly the case N5 is about (`timeout` polls its inner future
+/// first, so it never drops a served wait).
+async fn unless_slept<F: Future>(cx: &Cx, d: Duration, wait: F) -> Option<F::Output> {
+    let mut nap = pin!(sleep(cx, d));
+    let mut wait = pin!(wait);
+    poll_fn(|tcx| {
+        if nap.as_mut().poll(tcx).is_ready() {
+            return Poll::Ready(None);
+        }
+        wait.as_mut().poll(tcx).map(Some)
+    })
+    .await
+}
+
+/// Counts a task as finished however it ends (returns, cancelled, dropped).
+struct DoneOnDrop(Arc<AtomicUsize>);
+
+impl Drop for DoneOnDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Wraps a task body so that it is counted as finished however it ends —
+/// including when it is cancelled before its first poll (the guard lives in
+/// the future, not in the body).
+fn counted<F: Future>(finished: Arc<AtomicUsize>, body: F) -> impl Future<Output = F::Output> {
+    let done = DoneOnDrop(finished);
+    async move {
+        let _done = done;
+        body.await
+    }
+}
+
+/// `WAITERS` tasks each want `EACH` notifications and wait for them, half
+/// the time racing a short sleep (so wait futures are dropped at random,
+/// sometimes right after being served); `aborts` of them are aborted at random moments. The
+/// producer sends one `notify_one` at a time and waits until it was
+/// received (or every task is gone). Exact conservation must hold:
+/// `received + stored permit == sent`.
+fn conservation_stress(seed: u64, aborts: usize) {
+    let rt = RuntimeBuilder::new().worker_threads(4).build().unwrap();
+    let start = Instant::now();
+    rt.block_on(move |cx: Cx| async move {
+        const WAITERS: usize = 8;
+        const EACH: usize = 1000;
+        let notify = Arc::new(Notify::new());
+        let received = Arc::new(AtomicUsize::new(0));
+        let finished = Arc::new(AtomicUsize::new(0));
+        let mut handles = Vec::new();
+        for i in 0..WAITERS {
+            let (n, recv, fin) = (notify.clone(), received.clone(), finished.clone());
+            handles.push(
+                cx.spawn(move |cx| {
+                    counted(fin, async move {
+                        let mut rng = XorShift::new(seed ^ (0xC0FFEE + i as u64));
+                        let mut got = 0;
+                        while got < EACH {
+                            let wait = n.notified(&cx);
+                            let r = if rng.chance(50) {
+                                let d = Duration::from_micros(20 + rng.below(300));
+                                match unless_slept(&cx, d, wait).await {
+                                    Some(r) => r,
+                                    None => continue,
+                                }
+                            } else {
+                                wait.await
+                            };
+                            match r {
+                                Ok(()) => {
+                                    got += 1;
+                                    recv.fetch_add(1, Ordering::SeqCst);
+                                }
+                                Err(_cancelled) => return,
+                            }
+                        }
+                    })
+                })
+                .unwrap(),
+            );
+        }
+        let mut rng = XorShift::new(seed);
+        let mut sent = 0usize;
+        let mut aborted = 0;
+        while finished.load(Ordering::SeqCst) < WAITERS {
+            notify.notify_one();
+            sent += 1;
+            // One notification outstanding at a time, so the single permit
+            // never has to absorb two.
+            yield_until("the notification to be received (lost?)", SOON, || {
+                received.load(Ordering::SeqCst) == sent
+                    || finished.load(Ordering::SeqCst) == WAITERS
+            })
+            .await;
+            if aborted < aborts && rng.chance(2) {
+                handles[rng.below(WAITERS as u64) as usize].abort();
+                aborted += 1;
+            }
+        }
+        for h in handles {
+            let _ = h.join(&cx).await;
+        }
+        let got = received.load(Ordering::SeqCst);
+        let stored = usize::from(notify.has_permit());
+        assert_eq!(
+            got + stored,
+            sent,
+            "received {got} + stored {stored} != sent {sent}"
+        );
+        assert_eq!(notify.waiters(), 0, "no waiter left behind");
+        if aborts == 0 {
+            assert_eq!(got, WAITERS * EACH);
+        }
+    });
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn stress_on_four_worker_threads_every_notify_one_is_received_despite_dropped_waits() {
+    watchdog("notify stress", Duration::from_secs(30), || {
+        conservation_stress(0x5EED_0001, 0)
+    });
+}
+
+#[test]
+fn stress_on_four_worker_threads_with_random_aborts_loses_no_notify_one() {
+    watchdog("notify stress aborts", Duration::from_secs(30), || {
+        conservation_stress(0x5EED_0002, 3);
+    });
+}
