@@ -47,6 +47,17 @@ pub(crate) use region::{BodyEnd, Finalizer, RegionRecord, RegionReport};
 pub use task::{ForceDropCause, TaskState};
 pub(crate) use task::{TaskEnd, TaskKind, TaskRecord};
 
+/// A task cell's "poll through the kernel next time" flag.
+///
+/// Rule A1 (fast polls): a started task whose budget is unlimited, that is
+/// not cancelled and not traced, is polled without taking the kernel lock.
+/// Whenever the kernel changes something its next poll must see (a cancel
+/// request, a forced drop, an exhausted budget) it raises the flag; the
+/// cell then routes that poll through `before_poll`.
+pub(crate) trait Attention: Send + Sync {
+    fn request_attention(&self);
+}
+
 /// Most nested `Cx::masked` sections a task may have open at once.
 pub const MAX_MASK_DEPTH: u32 = 64;
 
@@ -142,7 +153,11 @@ impl Actions {
 /// What a pre-poll check decided.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum PollDecision {
-    Poll,
+    /// Poll it; `fast_next` says the following polls may skip the kernel
+    /// until attention is requested (rule A1).
+    Poll {
+        fast_next: bool,
+    },
     Drop(ForceDropCause),
 }
 
@@ -313,6 +328,9 @@ impl Kernel {
         match self.task_mut(t) {
             Some(rec) if !rec.state.is_cancel_requested() && rec.state < TaskState::Finalizing => {
                 rec.budget.poll_quota = 0;
+                if let Some(a) = &rec.attention {
+                    a.request_attention();
+                }
                 true
             }
             _ => false,
@@ -726,9 +744,15 @@ impl Kernel {
         Ok(t)
     }
 
-    pub(crate) fn set_task_waker(&mut self, t: TaskId, waker: Waker) {
+    pub(crate) fn set_task_waker(
+        &mut self,
+        t: TaskId,
+        waker: Waker,
+        attention: Option<std::sync::Arc<dyn Attention>>,
+    ) {
         if let Some(rec) = self.task_mut(t) {
             rec.waker = waker;
+            rec.attention = attention;
         }
     }
 
@@ -814,7 +838,16 @@ impl Kernel {
                 now,
             );
         }
-        PollDecision::Poll
+        // Rule A1: polls may skip the kernel while nothing is pending. Poll
+        // quotas need counting and the lab's trace needs every poll; deadlines
+        // and cancellations raise attention themselves.
+        let fast_next = self.trace.is_none()
+            && self.task(t).is_some_and(|rec| {
+                rec.state == TaskState::Running
+                    && rec.budget.poll_quota == u32::MAX
+                    && rec.force_drop.is_none()
+            });
+        PollDecision::Poll { fast_next }
     }
 
     /// Records the end of task `t` and returns how it ended. `handle_alive`
@@ -958,6 +991,13 @@ impl Kernel {
         self.escalate_panic(r, t, payload, now);
     }
 
+    /// Rule A1: make task `t`'s next poll go through `before_poll`.
+    fn raise_attention(&self, t: TaskId) {
+        if let Some(a) = self.task(t).and_then(|rec| rec.attention.as_ref()) {
+            a.request_attention();
+        }
+    }
+
     // ----- cancellation --------------------------------------------------
 
     fn stamp(
@@ -1026,6 +1066,7 @@ impl Kernel {
             task: t,
             kind: stored_kind,
         });
+        self.raise_attention(t);
         if let Some(old) = old_timer {
             if let Some(key) = old {
                 self.timers.cancel(key);
@@ -1375,6 +1416,9 @@ impl Kernel {
                             && !rec.uninterruptible
                         {
                             rec.force_drop = Some(ForceDropCause::GraceExpired);
+                            if let Some(a) = &rec.attention {
+                                a.request_attention();
+                            }
                             self.actions.wakes.push(rec.waker.clone());
                         }
                     }

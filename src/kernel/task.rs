@@ -91,6 +91,9 @@ pub(crate) struct TaskRecord {
     pub(crate) state: TaskState,
     /// Schedules the task; used to make a parked task observe cancellation.
     pub(crate) waker: Waker,
+    /// Tells the task's cell that its next poll must go through
+    /// `Kernel::before_poll` (rule A1 in `kernel/mod.rs`).
+    pub(crate) attention: Option<std::sync::Arc<dyn super::Attention>>,
     pub(crate) cancel: Option<CancelReason>,
     pub(crate) mask_depth: u32,
     pub(crate) budget: Budget,
@@ -133,6 +136,7 @@ impl TaskRecord {
             kind,
             state: TaskState::Created,
             waker,
+            attention: None,
             cancel: None,
             mask_depth: u32::from(kind == TaskKind::Finalizer),
             budget,

@@ -14,7 +14,11 @@ use super::finalizer::FinalizerRun;
 use super::join::TaskHandle;
 use super::task_cell::{TaskCell, TaskRef, poll_catching};
 use crate::cx::{Capabilities, Cx};
-use crate::kernel::{Actions, Kernel, KernelConfig, PollDecision, SpawnError, TaskEnd, TaskKind};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::kernel::{
+    Actions, Attention, Kernel, KernelConfig, PollDecision, SpawnError, TaskEnd, TaskKind,
+};
 use crate::lab::DetRng;
 use crate::types::{Budget, CancelReason, RegionId, TaskId, Time};
 
@@ -184,25 +188,34 @@ impl Core {
     }
 
     /// One poll of task `id`, after the kernel's pre-poll bookkeeping.
+    /// `attention` is the task's fast-path flag (rule A1 in `kernel`):
+    /// `None` always goes through the kernel.
     pub(crate) fn poll_task<F: Future + ?Sized>(
         self: &Arc<Self>,
         id: TaskId,
         future: Pin<&mut F>,
         waker: &Waker,
+        attention: Option<&AtomicBool>,
     ) -> Step<F::Output> {
-        match self.with_kernel(|k, now| k.before_poll(id, now)) {
-            PollDecision::Drop(_) => Step::Drop,
-            PollDecision::Poll => {
-                let mut cx = Context::from_waker(waker);
-                match poll_catching(future, &mut cx) {
-                    Ok(Poll::Pending) => {
-                        self.trace(crate::trace::TraceKind::Pending { task: id });
-                        Step::Pending
+        let through_kernel = attention.is_none_or(|a| a.swap(false, Ordering::AcqRel));
+        if through_kernel {
+            match self.with_kernel(|k, now| k.before_poll(id, now)) {
+                PollDecision::Drop(_) => return Step::Drop,
+                PollDecision::Poll { fast_next } => {
+                    if !fast_next && let Some(a) = attention {
+                        a.store(true, Ordering::Release);
                     }
-                    Ok(Poll::Ready(v)) => Step::Ready(v),
-                    Err(payload) => Step::Panicked(payload),
                 }
             }
+        }
+        let mut cx = Context::from_waker(waker);
+        match poll_catching(future, &mut cx) {
+            Ok(Poll::Pending) => {
+                self.trace(crate::trace::TraceKind::Pending { task: id });
+                Step::Pending
+            }
+            Ok(Poll::Ready(v)) => Step::Ready(v),
+            Err(payload) => Step::Panicked(payload),
         }
     }
 
@@ -235,7 +248,8 @@ impl Core {
         std::mem::forget(guard);
         let cell = TaskCell::new(id, region, self.clone(), future);
         let waker = Waker::from(cell.clone());
-        self.with_kernel(|k, _| k.set_task_waker(id, waker));
+        let attention: Arc<dyn Attention> = cell.clone();
+        self.with_kernel(|k, _| k.set_task_waker(id, waker, Some(attention)));
         self.schedule(cell.clone());
         Ok(TaskHandle::new(id, cell))
     }
@@ -262,7 +276,7 @@ impl Core {
             FinalizerRun::new(self.clone(), region),
         );
         let waker = Waker::from(cell.clone());
-        self.with_kernel(|k, _| k.set_task_waker(id, waker));
+        self.with_kernel(|k, _| k.set_task_waker(id, waker, None));
         self.schedule(cell);
     }
 }

@@ -21,7 +21,7 @@
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -59,6 +59,8 @@ pub(crate) struct TaskCell<F: Future> {
     region: RegionId,
     core: Arc<Core>,
     state: AtomicU8,
+    /// Rule A1 (`kernel`): the next poll must go through the kernel.
+    attention: AtomicBool,
     /// Locked only by the thread running the task (never on the wake path).
     stage: Mutex<Stage<F>>,
     pub(crate) join: JoinSlot<F::Output>,
@@ -76,6 +78,7 @@ where
             region,
             core,
             state: AtomicU8::new(SCHEDULED),
+            attention: AtomicBool::new(true), // the first poll always does
             stage: Mutex::new(Stage::Running(future)),
             join: JoinSlot::new(),
         })
@@ -151,7 +154,9 @@ where
         // assigns `Stage::Done` over it). So pinning it here is sound.
         let pinned = unsafe { Pin::new_unchecked(future) };
         let waker = Waker::from(self.clone());
-        let step = self.core.poll_task(self.id, pinned, &waker);
+        let step = self
+            .core
+            .poll_task(self.id, pinned, &waker, Some(&self.attention));
         match step {
             Step::Pending => {
                 drop(stage);
@@ -187,6 +192,16 @@ where
 
     fn id(&self) -> TaskId {
         self.id
+    }
+}
+
+impl<F> crate::kernel::Attention for TaskCell<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn request_attention(&self) {
+        self.attention.store(true, Ordering::Release);
     }
 }
 

@@ -126,7 +126,13 @@ impl<T, G> WaitQueue<T, G> {
             }
         };
         match self.tail {
-            Some(t) => self.slots[t as usize].entry.as_mut().expect("tail is live").next = Some(index),
+            Some(t) => {
+                self.slots[t as usize]
+                    .entry
+                    .as_mut()
+                    .expect("tail is live")
+                    .next = Some(index)
+            }
             None => self.head = Some(index),
         }
         self.tail = Some(index);
@@ -157,24 +163,47 @@ impl<T, G> WaitQueue<T, G> {
 
     /// The oldest waiting entry's data.
     pub(crate) fn front(&self) -> Option<&T> {
-        self.head.map(|h| &self.slots[h as usize].entry.as_ref().expect("head is live").data)
+        self.head.map(|h| {
+            &self.slots[h as usize]
+                .entry
+                .as_ref()
+                .expect("head is live")
+                .data
+        })
     }
 
     /// The oldest waiting entry's data, mutably.
     pub(crate) fn front_mut(&mut self) -> Option<&mut T> {
         let h = self.head?;
-        Some(&mut self.slots[h as usize].entry.as_mut().expect("head is live").data)
+        Some(
+            &mut self.slots[h as usize]
+                .entry
+                .as_mut()
+                .expect("head is live")
+                .data,
+        )
     }
 
     /// Every waiting entry's data, oldest first.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &T> {
-        std::iter::successors(self.head, |&i| self.slots[i as usize].entry.as_ref().and_then(|e| e.next))
-            .map(|i| &self.slots[i as usize].entry.as_ref().expect("linked entries are live").data)
+        std::iter::successors(self.head, |&i| {
+            self.slots[i as usize].entry.as_ref().and_then(|e| e.next)
+        })
+        .map(|i| {
+            &self.slots[i as usize]
+                .entry
+                .as_ref()
+                .expect("linked entries are live")
+                .data
+        })
     }
 
     fn unlink(&mut self, index: u32) {
         let (prev, next) = {
-            let e = self.slots[index as usize].entry.as_mut().expect("unlinking a live entry");
+            let e = self.slots[index as usize]
+                .entry
+                .as_mut()
+                .expect("unlinking a live entry");
             (e.prev.take(), e.next.take())
         };
         match prev {
