@@ -213,6 +213,9 @@ impl Cx {
 
     /// The acknowledgement step shared by every cancel-aware wait.
     pub(crate) fn observe_cancel(&self) -> Option<CancelReason> {
+        if !self.core.any_cancellation() {
+            return None; // Rule A2: nothing anywhere is cancelled.
+        }
         let (task, region) = (self.task, self.region);
         self.core
             .with_kernel(|k, now| k.observe_cancel(task, region, now))

@@ -216,6 +216,10 @@ pub(crate) struct Kernel {
     stats: KernelStats,
     /// The time of the current kernel call (set by the core before each).
     now: Time,
+    /// Tasks with a pending/acknowledged cancellation plus cancelled open
+    /// regions. Zero means no checkpoint anywhere can observe anything, so
+    /// `Cx` skips the kernel lock (rule A2).
+    cancel_gauge: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     trace: Option<TraceBuffer>,
 }
 
@@ -250,8 +254,24 @@ impl Kernel {
             actions: Actions::default(),
             stats: KernelStats::default(),
             now: start,
+            cancel_gauge: Default::default(),
             trace: None,
         }
+    }
+
+    /// The shared cancellation gauge (rule A2).
+    pub(crate) fn cancel_gauge(&self) -> std::sync::Arc<std::sync::atomic::AtomicUsize> {
+        self.cancel_gauge.clone()
+    }
+
+    fn gauge_add(&self) {
+        self.cancel_gauge
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
+    fn gauge_sub(&self) {
+        self.cancel_gauge
+            .fetch_sub(1, std::sync::atomic::Ordering::Release);
     }
 
     /// Sets the time of the current kernel call.
@@ -667,6 +687,9 @@ impl Kernel {
     fn close_region(&mut self, r: RegionId, now: Time) -> Option<RegionId> {
         self.unmask_owner(r);
         self.leak_region_obligations(r, now);
+        if self.region(r)?.cancel.is_some() {
+            self.gauge_sub();
+        }
         let rec = self.region_mut(r)?;
         rec.advance(r);
         if rec.report.panic.is_none()
@@ -744,18 +767,6 @@ impl Kernel {
         Ok(t)
     }
 
-    pub(crate) fn set_task_waker(
-        &mut self,
-        t: TaskId,
-        waker: Waker,
-        attention: Option<std::sync::Arc<dyn Attention>>,
-    ) {
-        if let Some(rec) = self.task_mut(t) {
-            rec.waker = waker;
-            rec.attention = attention;
-        }
-    }
-
     fn link_task(&mut self, r: RegionId, t: TaskId) {
         let rec = self.region_mut(r).expect("region checked by caller");
         let prev = rec.last_task;
@@ -794,10 +805,21 @@ impl Kernel {
 
     /// Bookkeeping before each poll: first-poll transition, poll quota,
     /// deadline, and whether the future must be dropped instead.
-    pub(crate) fn before_poll(&mut self, t: TaskId, now: Time) -> PollDecision {
+    /// `register` carries the task's waker and attention flag on its first
+    /// poll (the spawner does not take the lock a second time to set them).
+    pub(crate) fn before_poll(
+        &mut self,
+        t: TaskId,
+        now: Time,
+        register: Option<(Waker, Option<std::sync::Arc<dyn Attention>>)>,
+    ) -> PollDecision {
         let Some(rec) = self.task_mut(t) else {
             return PollDecision::Drop(ForceDropCause::CancelledBeforeStart);
         };
+        if let Some((waker, attention)) = register {
+            rec.waker = waker;
+            rec.attention = attention;
+        }
         if let Some(cause) = rec.force_drop {
             return PollDecision::Drop(cause);
         }
@@ -888,7 +910,12 @@ impl Kernel {
             }
         }
         let rec = self.task_mut(t).expect("looked up above");
+        let was_cancelled = rec.state.is_cancel_requested();
         rec.transition(t, TaskState::Finalizing);
+        if was_cancelled {
+            self.gauge_sub();
+        }
+        let rec = self.task_mut(t).expect("looked up above");
         let held = std::mem::take(&mut rec.obligations);
         let timers = [rec.grace_timer.take(), rec.deadline_timer.take()];
         for key in timers.into_iter().flatten() {
@@ -1048,7 +1075,9 @@ impl Kernel {
         }
         if first {
             rec.transition(t, TaskState::CancelRequested);
+            self.gauge_add();
         }
+        let rec = self.task_mut(t).expect("looked up above");
         let stored_kind = rec.cancel.as_ref().map_or(CancelKind::User, |c| c.kind);
         // K4: the grace period only ever shortens.
         let deadline = now + grace;
@@ -1090,16 +1119,20 @@ impl Kernel {
         }
         let reason = self.stamp(reason, now, r, None);
         let rec = self.region_mut(r).expect("looked up above");
-        let changed = match &mut rec.cancel {
-            Some(existing) => existing.strengthen(&reason),
+        let (changed, first) = match &mut rec.cancel {
+            Some(existing) => (existing.strengthen(&reason), false),
             None => {
                 rec.cancel = Some(reason);
-                true
+                (true, true)
             }
         };
+        if first {
+            self.gauge_add();
+        }
         if !changed {
             return;
         }
+        let rec = self.region_mut(r).expect("looked up above");
         let effective = rec.cancel.clone().expect("set above");
         let body_done = rec.body_done;
         self.emit(TraceKind::RegionCancel {

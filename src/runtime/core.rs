@@ -72,6 +72,8 @@ pub(crate) struct Core {
     rng: Mutex<DetRng>,
     /// Where blocking closures run; `None` (the lab) runs them inline.
     blocking: Option<Arc<BlockingPool>>,
+    /// Shared with the kernel (rule A2).
+    cancel_gauge: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Per-driver settings of the core.
@@ -105,6 +107,7 @@ impl Core {
         if options.tracing {
             kernel.enable_trace();
         }
+        let cancel_gauge = kernel.cancel_gauge();
         Arc::new(Self {
             kernel: Mutex::new(kernel),
             clock,
@@ -112,6 +115,7 @@ impl Core {
             tracing: options.tracing,
             rng: Mutex::new(DetRng::derive(options.seed, 0xC0FFEE)),
             blocking: options.blocking,
+            cancel_gauge,
         })
     }
 
@@ -131,6 +135,11 @@ impl Core {
             k.set_now(now);
             k.emit(kind);
         }
+    }
+
+    /// Rule A2: whether any checkpoint could observe a cancellation now.
+    pub(crate) fn any_cancellation(&self) -> bool {
+        self.cancel_gauge.load(Ordering::Acquire) > 0
     }
 
     pub(crate) fn random_u64(&self) -> u64 {
@@ -196,10 +205,12 @@ impl Core {
         future: Pin<&mut F>,
         waker: &Waker,
         attention: Option<&AtomicBool>,
+        register: Option<(Waker, Option<Arc<dyn Attention>>)>,
     ) -> Step<F::Output> {
-        let through_kernel = attention.is_none_or(|a| a.swap(false, Ordering::AcqRel));
+        let through_kernel =
+            register.is_some() || attention.is_none_or(|a| a.swap(false, Ordering::AcqRel));
         if through_kernel {
-            match self.with_kernel(|k, now| k.before_poll(id, now)) {
+            match self.with_kernel(|k, now| k.before_poll(id, now, register)) {
                 PollDecision::Drop(_) => return Step::Drop,
                 PollDecision::Poll { fast_next } => {
                     if !fast_next && let Some(a) = attention {
@@ -246,10 +257,8 @@ impl Core {
         let guard = UnspawnOnUnwind { core: self, id };
         let future = f(cx);
         std::mem::forget(guard);
-        let cell = TaskCell::new(id, region, self.clone(), future);
-        let waker = Waker::from(cell.clone());
-        let attention: Arc<dyn Attention> = cell.clone();
-        self.with_kernel(|k, _| k.set_task_waker(id, waker, Some(attention)));
+        // The cell registers its waker with the kernel on its first poll.
+        let cell = TaskCell::new(id, region, self.clone(), future, true);
         self.schedule(cell.clone());
         Ok(TaskHandle::new(id, cell))
     }
@@ -274,9 +283,8 @@ impl Core {
             region,
             self.clone(),
             FinalizerRun::new(self.clone(), region),
+            false,
         );
-        let waker = Waker::from(cell.clone());
-        self.with_kernel(|k, _| k.set_task_waker(id, waker, None));
         self.schedule(cell);
     }
 }

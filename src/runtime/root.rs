@@ -152,7 +152,10 @@ impl<Fut: Future> RootTask<Fut> {
         let Some(inner) = self.future.as_mut().as_pin_mut() else {
             return;
         };
-        let (end, value) = match self.core.poll_task(self.task, inner, &self.waker, None) {
+        let (end, value) = match self
+            .core
+            .poll_task(self.task, inner, &self.waker, None, None)
+        {
             Step::Pending => return,
             Step::Ready(v) => (TaskEnd::Returned, Some(v)),
             Step::Panicked(p) => {

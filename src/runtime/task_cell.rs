@@ -61,6 +61,11 @@ pub(crate) struct TaskCell<F: Future> {
     state: AtomicU8,
     /// Rule A1 (`kernel`): the next poll must go through the kernel.
     attention: AtomicBool,
+    /// The waker and attention flag still have to be handed to the kernel
+    /// (done on the first poll, saving the spawner a second lock).
+    unregistered: AtomicBool,
+    /// Whether the kernel may use the attention flag (spawned tasks).
+    fast_polls: bool,
     /// Locked only by the thread running the task (never on the wake path).
     stage: Mutex<Stage<F>>,
     pub(crate) join: JoinSlot<F::Output>,
@@ -72,13 +77,21 @@ where
     F::Output: Send + 'static,
 {
     /// Creates the cell in the SCHEDULED state (the spawner queues it).
-    pub(crate) fn new(id: TaskId, region: RegionId, core: Arc<Core>, future: F) -> Arc<Self> {
+    pub(crate) fn new(
+        id: TaskId,
+        region: RegionId,
+        core: Arc<Core>,
+        future: F,
+        fast_polls: bool,
+    ) -> Arc<Self> {
         Arc::new(Self {
             id,
             region,
             core,
             state: AtomicU8::new(SCHEDULED),
             attention: AtomicBool::new(true), // the first poll always does
+            unregistered: AtomicBool::new(true),
+            fast_polls,
             stage: Mutex::new(Stage::Running(future)),
             join: JoinSlot::new(),
         })
@@ -154,9 +167,16 @@ where
         // assigns `Stage::Done` over it). So pinning it here is sound.
         let pinned = unsafe { Pin::new_unchecked(future) };
         let waker = Waker::from(self.clone());
+        let register = self.unregistered.swap(false, Ordering::AcqRel).then(|| {
+            let attention: Option<Arc<dyn crate::kernel::Attention>> = self
+                .fast_polls
+                .then(|| self.clone() as Arc<dyn crate::kernel::Attention>);
+            (waker.clone(), attention)
+        });
+        let attention = self.fast_polls.then_some(&self.attention);
         let step = self
             .core
-            .poll_task(self.id, pinned, &waker, Some(&self.attention));
+            .poll_task(self.id, pinned, &waker, attention, register);
         match step {
             Step::Pending => {
                 drop(stage);

@@ -4,7 +4,6 @@
 //! cancelled; waiters are served FIFO; a cancelled waiter leaves the queue
 //! without disturbing the others (see `waiters`, rules WQ1–WQ4).
 
-#[allow(dead_code)] // The primitives built on it are landing next.
 pub(crate) mod waiters;
 
 pub mod barrier;
