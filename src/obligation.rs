@@ -60,6 +60,27 @@ impl Obligation {
         self.kind
     }
 
+    /// Hands this obligation to the task and region of `cx` (call it from
+    /// the receiving task after moving the obligation there). From then on
+    /// that task must resolve it; the reserver's completion no longer counts
+    /// it as a leak.
+    ///
+    /// Errors: the receiving region is closed, or the obligation is no
+    /// longer pending (it was already reported as leaked).
+    pub fn transfer(&mut self, cx: &Cx) -> Result<(), TransferError> {
+        let (id, task, region) = (self.id, cx.task_id(), cx.region_id());
+        let moved = self
+            .cx
+            .core()
+            .with_kernel(|k, _| k.transfer_obligation(id, task, region));
+        if moved {
+            self.cx = cx.clone();
+            Ok(())
+        } else {
+            Err(TransferError { obligation: id })
+        }
+    }
+
     /// Records that the effect happened.
     pub fn commit(mut self) {
         self.resolve(ObligationState::Committed);
@@ -89,6 +110,24 @@ impl Drop for Obligation {
         }
     }
 }
+
+/// An obligation could not be transferred (see [`Obligation::transfer`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransferError {
+    obligation: ObligationId,
+}
+
+impl fmt::Display for TransferError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cannot transfer obligation {}: it is no longer pending or the receiving region is closed",
+            self.obligation
+        )
+    }
+}
+
+impl std::error::Error for TransferError {}
 
 impl fmt::Debug for Obligation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -332,3 +332,82 @@ on_both_drivers! {
         assert_quiescent(&rt);
     }
 }
+
+mod transfer {
+    use std::time::Duration;
+
+    use asupersync::obligation::Obligation;
+    use asupersync::time::sleep;
+    use asupersync::{Cx, RuntimeBuilder};
+
+    /// Polls a std channel cooperatively (runtime timer between tries).
+    async fn recv_cooperatively<T>(
+        cx: &Cx,
+        rx: &std::sync::Mutex<std::sync::mpsc::Receiver<T>>,
+    ) -> T {
+        loop {
+            if let Ok(v) = rx.lock().unwrap().try_recv() {
+                return v;
+            }
+            sleep(cx, Duration::from_millis(1)).await.unwrap();
+        }
+    }
+
+    #[test]
+    fn a_handed_off_obligation_is_the_receivers_to_resolve_not_a_leak_of_the_reserver() {
+        let rt = RuntimeBuilder::current_thread().build().unwrap();
+        rt.block_on(|cx: Cx| async move {
+            let (permit_tx, permit_rx) = std::sync::mpsc::channel::<Obligation>();
+            let (taken_tx, taken_rx) = std::sync::mpsc::channel::<()>();
+            let (permit_rx, taken_rx) = (
+                std::sync::Mutex::new(permit_rx),
+                std::sync::Mutex::new(taken_rx),
+            );
+            let reserver = cx
+                .spawn(move |cx| async move {
+                    permit_tx
+                        .send(cx.reserve_obligation("handoff").unwrap())
+                        .unwrap();
+                    // Finish only after the receiver took responsibility.
+                    recv_cooperatively(&cx, &taken_rx).await;
+                })
+                .unwrap();
+            let receiver = cx
+                .spawn(move |cx| async move {
+                    let mut permit = recv_cooperatively(&cx, &permit_rx).await;
+                    permit.transfer(&cx).unwrap();
+                    taken_tx.send(()).unwrap();
+                    sleep(&cx, Duration::from_millis(5)).await.unwrap(); // outlives the reserver
+                    permit.commit();
+                })
+                .unwrap();
+            reserver.join(&cx).await.unwrap();
+            receiver.join(&cx).await.unwrap();
+        });
+        let stats = rt.stats();
+        assert_eq!(stats.obligations_leaked, 0);
+        assert_eq!(stats.obligations_committed, 1);
+    }
+
+    #[test]
+    fn without_a_transfer_the_reserver_finishing_first_is_reported_as_a_leak() {
+        let rt = RuntimeBuilder::current_thread()
+            .obligation_leak_policy(asupersync::obligation::LeakPolicy::Log)
+            .build()
+            .unwrap();
+        rt.block_on(|cx: Cx| async move {
+            let (permit_tx, permit_rx) = std::sync::mpsc::channel::<Obligation>();
+            let reserver = cx
+                .spawn(move |cx| async move {
+                    permit_tx
+                        .send(cx.reserve_obligation("handoff").unwrap())
+                        .unwrap();
+                })
+                .unwrap();
+            reserver.join(&cx).await.unwrap();
+            // The late receiver can still resolve the handle harmlessly.
+            permit_rx.recv().unwrap().commit();
+        });
+        assert_eq!(rt.stats().obligations_leaked, 1);
+    }
+}

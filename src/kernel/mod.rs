@@ -1325,6 +1325,36 @@ impl Kernel {
         true
     }
 
+    /// Hands obligation `o` to task `t` in region `r` (rule 4 of
+    /// `obligation.rs`): from now on `t`, not the reserver, must resolve it.
+    /// Returns false if `o` is no longer pending or `t`/`r` are gone.
+    pub(crate) fn transfer_obligation(&mut self, o: ObligationId, t: TaskId, r: RegionId) -> bool {
+        if self.task(t).is_none()
+            || self
+                .region(r)
+                .is_none_or(|rec| rec.state == RegionState::Closed)
+        {
+            return false;
+        }
+        let Some(rec) = self.obligations.get_mut(o.index(), o.generation()) else {
+            return false;
+        };
+        let (old_task, old_region) = (rec.holder, rec.region);
+        rec.holder = t;
+        rec.region = r;
+        if let Some(old) = self.task_mut(old_task) {
+            old.obligations.retain(|&x| x != o);
+        }
+        if let Some(old) = self.region_mut(old_region) {
+            old.pending_obligations -= 1;
+        }
+        self.task_mut(t).expect("checked above").obligations.push(o);
+        self.region_mut(r)
+            .expect("checked above")
+            .pending_obligations += 1;
+        true
+    }
+
     pub(crate) fn obligation_state(&self, o: ObligationId) -> Option<ObligationState> {
         self.obligations
             .get(o.index(), o.generation())

@@ -13,6 +13,9 @@
 //!    obligation leaks it; a cancelled task's obligations are aborted.
 //! 3. Each region counts its pending obligations; a region never reaches
 //!    `Closed` with a pending one (leftovers are recorded as leaks first).
+//! 4. An obligation belongs to the task that reserved it until it is
+//!    explicitly transferred (`Obligation::transfer`); only its holder's
+//!    completion can leak it.
 
 use crate::types::{ObligationId, RegionId, TaskId, Time};
 
