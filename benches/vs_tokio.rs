@@ -6,28 +6,154 @@
 //! `<workload> ours=<median ns> tokio=<median ns> ratio=<median of per-run ours/tokio>`
 //!
 //! Every workload checks its own result in the loop, so neither side can get
-//! faster by skipping work. Both runtimes use their current-thread flavour.
+//! faster by skipping work.
+//!
+//! The channel workloads run first on both runtimes' current-thread flavour
+//! (original names), then again on the multi-thread flavour (`*_mt`). The
+//! scheduler workloads (`spawn_many`, `spawn_remote`, `yield_many`,
+//! `ping_pong`, `chained_spawn`, `request_reply`, `timers_100k`,
+//! `cancel_storm`, `ext_wake_rtt`) run on the multi-thread flavour only.
+//! Both multi-thread runtimes get the same worker count: `--workers N`
+//! (default: available parallelism).
+//!
+//! Extra lines:
+//! - `region_overhead ours_region=<ns> ours_bare=<ns> ratio=<median of per-run region/bare>`
+//!   (ours only: one task in a fresh `cx.region` vs a bare spawn + join).
+//! - `allocs_per_spawn ours=<n> tokio=<n>` and `bytes_per_task ours=<n> tokio=<n>`:
+//!   heap allocations and bytes allocated per task for spawning and joining
+//!   10k trivial tasks from inside `block_on` (a counting global allocator,
+//!   enabled only for that pass; deterministic, not timing).
+//!
+//! A watchdog aborts the process (exit 2, naming the workload) if one
+//! workload takes more than 120 s, so a hang fails loudly instead of stalling.
 
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::future::Future;
 use std::hint::black_box;
-use std::sync::Arc;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use asupersync::channel::{mpsc, oneshot};
 use asupersync::sync::{Mutex, Semaphore};
 use asupersync::{Cx, RuntimeBuilder};
 
+// ------------------------------------------------- counting allocator
+
+/// Counts allocations and bytes while `COUNTING` is set; otherwise a plain
+/// pass-through to the system allocator.
+struct CountingAlloc;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+static BYTES: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards every call to `System` unchanged; the counters have no
+// effect on the memory handed out.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+            BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as ours, forwarded.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+            BYTES.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        }
+        // SAFETY: same contract as ours, forwarded.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if COUNTING.load(Ordering::Relaxed) {
+            ALLOCS.fetch_add(1, Ordering::Relaxed);
+            BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
+        }
+        // SAFETY: `ptr` came from `System` with this layout.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc;
+
+/// Runs `f` with counting on; returns (allocations, bytes) it caused.
+fn count_allocs(f: impl FnOnce()) -> (u64, u64) {
+    ALLOCS.store(0, Ordering::SeqCst);
+    BYTES.store(0, Ordering::SeqCst);
+    COUNTING.store(true, Ordering::SeqCst);
+    f();
+    COUNTING.store(false, Ordering::SeqCst);
+    (ALLOCS.load(Ordering::SeqCst), BYTES.load(Ordering::SeqCst))
+}
+
+// ------------------------------------------------------------ settings
+
 struct Settings {
     runs: usize,
     scale: u64,
+    workers: usize,
 }
 
 fn settings() -> Settings {
-    let quick = std::env::args().any(|a| a == "--quick");
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let workers = args
+        .iter()
+        .position(|a| a == "--workers")
+        .and_then(|i| args.get(i + 1))
+        .map(|n| n.parse::<usize>().expect("--workers N"))
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+        .max(1);
     if quick {
-        Settings { runs: 7, scale: 1 }
+        Settings {
+            runs: 7,
+            scale: 1,
+            workers,
+        }
     } else {
-        Settings { runs: 21, scale: 4 }
+        Settings {
+            runs: 21,
+            scale: 4,
+            workers,
+        }
     }
+}
+
+// ------------------------------------------------------------ watchdog
+
+static WATCH: StdMutex<Option<(String, Instant)>> = StdMutex::new(None);
+const WATCHDOG_LIMIT: Duration = Duration::from_secs(120);
+
+fn start_watchdog() {
+    std::thread::spawn(|| {
+        loop {
+            std::thread::sleep(Duration::from_secs(1));
+            let w = WATCH.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((name, since)) = &*w
+                && since.elapsed() > WATCHDOG_LIMIT
+            {
+                eprintln!("vs_tokio: workload `{name}` exceeded {WATCHDOG_LIMIT:?}; aborting");
+                std::process::exit(2);
+            }
+        }
+    });
+}
+
+fn watch(name: &str) {
+    *WATCH.lock().unwrap_or_else(|e| e.into_inner()) = Some((name.to_string(), Instant::now()));
 }
 
 fn ours_rt() -> asupersync::Runtime {
@@ -38,6 +164,21 @@ fn ours_rt() -> asupersync::Runtime {
 
 fn tokio_rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn ours_mt(workers: usize) -> asupersync::Runtime {
+    RuntimeBuilder::new()
+        .worker_threads(workers)
+        .build()
+        .expect("asupersync runtime")
+}
+
+fn tokio_mt(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
         .enable_all()
         .build()
         .expect("tokio runtime")
@@ -55,6 +196,18 @@ fn compare(
     mut ours: impl FnMut() -> Duration,
     mut theirs: impl FnMut() -> Duration,
 ) {
+    let (o, t, r) = alternate(name, s, &mut ours, &mut theirs);
+    println!("{name} ours={o:.0} tokio={t:.0} ratio={r:.3}");
+}
+
+/// Alternating runs; returns (median a, median b, median of per-run a/b).
+fn alternate(
+    name: &str,
+    s: &Settings,
+    mut ours: impl FnMut() -> Duration,
+    mut theirs: impl FnMut() -> Duration,
+) -> (f64, f64, f64) {
+    watch(name);
     // Warm up both (allocator, caches, lazy statics).
     ours();
     theirs();
@@ -72,12 +225,7 @@ fn compare(
         b.push(t);
         ratios.push(o / t);
     }
-    println!(
-        "{name} ours={:.0} tokio={:.0} ratio={:.3}",
-        median(a),
-        median(b),
-        median(ratios)
-    );
+    (median(a), median(b), median(ratios))
 }
 
 // ---------------------------------------------------------------- mpsc
@@ -286,38 +434,765 @@ fn mutex_tokio(rt: &tokio::runtime::Runtime, tasks: u64, rounds: u64) -> Duratio
     start.elapsed()
 }
 
+// ================================================ scheduler workloads
+// (multi-thread flavour on both sides)
+
+type Ours = asupersync::Runtime;
+type Tokio = tokio::runtime::Runtime;
+
+// ---------------------------------------------------------- spawn_many
+
+fn spawn_many_ours(rt: &Ours, n: u64) -> Duration {
+    let start = Instant::now();
+    let sum = rt.block_on(move |cx: Cx| async move {
+        let handles: Vec<_> = (0..n)
+            .map(|i| cx.spawn(move |_cx| async move { i }).expect("spawn"))
+            .collect();
+        let mut sum = 0u64;
+        for h in handles {
+            sum += h.join(&cx).await.expect("joined");
+        }
+        sum
+    });
+    assert_eq!(black_box(sum), n * (n - 1) / 2);
+    start.elapsed()
+}
+
+fn spawn_many_tokio(rt: &Tokio, n: u64) -> Duration {
+    let start = Instant::now();
+    let sum = rt.block_on(async move {
+        let handles: Vec<_> = (0..n).map(|i| tokio::spawn(async move { i })).collect();
+        let mut sum = 0u64;
+        for h in handles {
+            sum += h.await.expect("joined");
+        }
+        sum
+    });
+    assert_eq!(black_box(sum), n * (n - 1) / 2);
+    start.elapsed()
+}
+
+// -------------------------------------------------------- spawn_remote
+// Spawned through a runtime handle from this (plain) thread; each task
+// reports on a std channel the plain thread drains.
+
+fn spawn_remote_ours(rt: &Ours, n: u64) -> Duration {
+    let handle = rt.handle();
+    let start = Instant::now();
+    let (tx, rx) = std::sync::mpsc::channel::<u64>();
+    for i in 0..n {
+        let tx = tx.clone();
+        drop(
+            handle
+                .spawn(move |_cx| async move {
+                    tx.send(i).expect("bench thread alive");
+                })
+                .expect("spawn"),
+        );
+    }
+    drop(tx);
+    let sum: u64 = rx.iter().sum();
+    assert_eq!(black_box(sum), n * (n - 1) / 2);
+    start.elapsed()
+}
+
+fn spawn_remote_tokio(rt: &Tokio, n: u64) -> Duration {
+    let handle = rt.handle().clone();
+    let start = Instant::now();
+    let (tx, rx) = std::sync::mpsc::channel::<u64>();
+    for i in 0..n {
+        let tx = tx.clone();
+        drop(handle.spawn(async move {
+            tx.send(i).expect("bench thread alive");
+        }));
+    }
+    drop(tx);
+    let sum: u64 = rx.iter().sum();
+    assert_eq!(black_box(sum), n * (n - 1) / 2);
+    start.elapsed()
+}
+
+// ---------------------------------------------------------- yield_many
+
+fn yield_many_ours(rt: &Ours, tasks: u64, yields: u64) -> Duration {
+    let start = Instant::now();
+    let done = rt.block_on(move |cx: Cx| async move {
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                cx.spawn(move |_cx| async move {
+                    let mut n = 0u64;
+                    for _ in 0..yields {
+                        asupersync::yield_now().await;
+                        n += 1;
+                    }
+                    n
+                })
+                .expect("spawn")
+            })
+            .collect();
+        let mut done = 0u64;
+        for h in handles {
+            done += h.join(&cx).await.expect("joined");
+        }
+        done
+    });
+    assert_eq!(black_box(done), tasks * yields);
+    start.elapsed()
+}
+
+fn yield_many_tokio(rt: &Tokio, tasks: u64, yields: u64) -> Duration {
+    let start = Instant::now();
+    let done = rt.block_on(async move {
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                tokio::spawn(async move {
+                    let mut n = 0u64;
+                    for _ in 0..yields {
+                        tokio::task::yield_now().await;
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        let mut done = 0u64;
+        for h in handles {
+            done += h.await.expect("joined");
+        }
+        done
+    });
+    assert_eq!(black_box(done), tasks * yields);
+    start.elapsed()
+}
+
+// ----------------------------------------------------------- ping_pong
+// `pairs` concurrent tasks; each does `rounds` ping/pong exchanges with a
+// freshly spawned partner over two oneshots.
+
+fn ping_pong_ours(rt: &Ours, pairs: u64, rounds: u64) -> Duration {
+    let start = Instant::now();
+    let total = rt.block_on(move |cx: Cx| async move {
+        let handles: Vec<_> = (0..pairs)
+            .map(|p| {
+                cx.spawn(move |cx| async move {
+                    let mut total = 0u64;
+                    for r in 0..rounds {
+                        let (ping_tx, mut ping_rx) = oneshot::channel::<u64>();
+                        let (pong_tx, mut pong_rx) = oneshot::channel::<u64>();
+                        drop(
+                            cx.spawn(move |cx| async move {
+                                let v = ping_rx.recv(&cx).await.expect("ping");
+                                pong_tx.send(v + 1).expect("pinger alive");
+                            })
+                            .expect("spawn"),
+                        );
+                        let v = p * rounds + r;
+                        ping_tx.send(v).expect("ponger alive");
+                        let back = pong_rx.recv(&cx).await.expect("pong");
+                        assert_eq!(back, v + 1);
+                        total += 1;
+                    }
+                    total
+                })
+                .expect("spawn")
+            })
+            .collect();
+        let mut total = 0u64;
+        for h in handles {
+            total += h.join(&cx).await.expect("joined");
+        }
+        total
+    });
+    assert_eq!(black_box(total), pairs * rounds);
+    start.elapsed()
+}
+
+fn ping_pong_tokio(rt: &Tokio, pairs: u64, rounds: u64) -> Duration {
+    let start = Instant::now();
+    let total = rt.block_on(async move {
+        let handles: Vec<_> = (0..pairs)
+            .map(|p| {
+                tokio::spawn(async move {
+                    let mut total = 0u64;
+                    for r in 0..rounds {
+                        let (ping_tx, ping_rx) = tokio::sync::oneshot::channel::<u64>();
+                        let (pong_tx, pong_rx) = tokio::sync::oneshot::channel::<u64>();
+                        tokio::spawn(async move {
+                            let v = ping_rx.await.expect("ping");
+                            pong_tx.send(v + 1).expect("pinger alive");
+                        });
+                        let v = p * rounds + r;
+                        ping_tx.send(v).expect("ponger alive");
+                        let back = pong_rx.await.expect("pong");
+                        assert_eq!(back, v + 1);
+                        total += 1;
+                    }
+                    total
+                })
+            })
+            .collect();
+        let mut total = 0u64;
+        for h in handles {
+            total += h.await.expect("joined");
+        }
+        total
+    });
+    assert_eq!(black_box(total), pairs * rounds);
+    start.elapsed()
+}
+
+// ------------------------------------------------------- chained_spawn
+// Each task spawns the next; the last reports the chain length.
+
+fn chain_ours(cx: &Cx, left: u64, depth: u64, done: oneshot::Sender<u64>) {
+    if left == 0 {
+        done.send(depth).expect("waiter alive");
+        return;
+    }
+    drop(
+        cx.spawn(move |cx| async move { chain_ours(&cx, left - 1, depth + 1, done) })
+            .expect("spawn"),
+    );
+}
+
+fn chained_spawn_ours(rt: &Ours, depth: u64) -> Duration {
+    let start = Instant::now();
+    let got = rt.block_on(move |cx: Cx| async move {
+        let (tx, mut rx) = oneshot::channel::<u64>();
+        chain_ours(&cx, depth, 0, tx);
+        rx.recv(&cx).await.expect("chain finished")
+    });
+    assert_eq!(black_box(got), depth);
+    start.elapsed()
+}
+
+fn chain_tokio(left: u64, depth: u64, done: tokio::sync::oneshot::Sender<u64>) {
+    if left == 0 {
+        done.send(depth).expect("waiter alive");
+        return;
+    }
+    tokio::spawn(async move { chain_tokio(left - 1, depth + 1, done) });
+}
+
+fn chained_spawn_tokio(rt: &Tokio, depth: u64) -> Duration {
+    let start = Instant::now();
+    let got = rt.block_on(async move {
+        let (tx, rx) = tokio::sync::oneshot::channel::<u64>();
+        chain_tokio(depth, 0, tx);
+        rx.await.expect("chain finished")
+    });
+    assert_eq!(black_box(got), depth);
+    start.elapsed()
+}
+
+// ------------------------------------------------------- request_reply
+// `clients` tasks send requests over one mpsc to a server task, which
+// answers each on the request's own oneshot.
+
+fn request_reply_ours(rt: &Ours, clients: u64, requests: u64) -> Duration {
+    let start = Instant::now();
+    let (served, answered) = rt.block_on(move |cx: Cx| async move {
+        let (tx, mut rx) = mpsc::channel::<(u64, oneshot::Sender<u64>)>(128);
+        let server = cx
+            .spawn(move |cx| async move {
+                let mut served = 0u64;
+                while let Ok((v, reply)) = rx.recv(&cx).await {
+                    reply.send(v * 3).expect("client alive");
+                    served += 1;
+                }
+                served
+            })
+            .expect("spawn");
+        let handles: Vec<_> = (0..clients)
+            .map(|c| {
+                let tx = tx.clone();
+                cx.spawn(move |cx| async move {
+                    for i in 0..requests {
+                        let v = c * requests + i;
+                        let (rtx, mut rrx) = oneshot::channel::<u64>();
+                        tx.send(&cx, (v, rtx)).await.expect("server alive");
+                        assert_eq!(rrx.recv(&cx).await.expect("reply"), v * 3);
+                    }
+                    requests
+                })
+                .expect("spawn")
+            })
+            .collect();
+        drop(tx);
+        let mut answered = 0u64;
+        for h in handles {
+            answered += h.join(&cx).await.expect("joined");
+        }
+        (server.join(&cx).await.expect("server joined"), answered)
+    });
+    assert_eq!(black_box(served), clients * requests);
+    assert_eq!(answered, clients * requests);
+    start.elapsed()
+}
+
+fn request_reply_tokio(rt: &Tokio, clients: u64, requests: u64) -> Duration {
+    let start = Instant::now();
+    let (served, answered) = rt.block_on(async move {
+        let (tx, mut rx) =
+            tokio::sync::mpsc::channel::<(u64, tokio::sync::oneshot::Sender<u64>)>(128);
+        let server = tokio::spawn(async move {
+            let mut served = 0u64;
+            while let Some((v, reply)) = rx.recv().await {
+                reply.send(v * 3).expect("client alive");
+                served += 1;
+            }
+            served
+        });
+        let handles: Vec<_> = (0..clients)
+            .map(|c| {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    for i in 0..requests {
+                        let v = c * requests + i;
+                        let (rtx, rrx) = tokio::sync::oneshot::channel::<u64>();
+                        tx.send((v, rtx)).await.expect("server alive");
+                        assert_eq!(rrx.await.expect("reply"), v * 3);
+                    }
+                    requests
+                })
+            })
+            .collect();
+        drop(tx);
+        let mut answered = 0u64;
+        for h in handles {
+            answered += h.await.expect("joined");
+        }
+        (server.await.expect("server joined"), answered)
+    });
+    assert_eq!(black_box(served), clients * requests);
+    assert_eq!(answered, clients * requests);
+    start.elapsed()
+}
+
+// --------------------------------------------------------- timers_100k
+// `tasks` tasks each register `per_task` far-future sleeps in batches
+// (each polled once, must be pending) and cancel them by dropping.
+
+const TIMER_BATCH: u64 = 1_000;
+
+/// Polls `fut` once; whether it was pending.
+async fn poll_once_pending<F: Future + ?Sized>(fut: Pin<&mut F>) -> bool {
+    let mut fut = Some(fut);
+    std::future::poll_fn(move |c| {
+        let f = fut.take().expect("polled once");
+        Poll::Ready(f.poll(c).is_pending())
+    })
+    .await
+}
+
+fn timers_ours(rt: &Ours, tasks: u64, per_task: u64) -> Duration {
+    let start = Instant::now();
+    let cancelled = rt.block_on(move |cx: Cx| async move {
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                cx.spawn(move |cx| async move {
+                    let mut cancelled = 0u64;
+                    let mut left = per_task;
+                    while left > 0 {
+                        let batch = left.min(TIMER_BATCH);
+                        let mut sleeps: Vec<_> = (0..batch)
+                            .map(|i| {
+                                Box::pin(asupersync::time::sleep(
+                                    &cx,
+                                    Duration::from_secs(3600 + i),
+                                ))
+                            })
+                            .collect();
+                        for s in &mut sleeps {
+                            assert!(poll_once_pending(s.as_mut()).await, "timer fired early");
+                        }
+                        cancelled += sleeps.len() as u64;
+                        drop(sleeps);
+                        left -= batch;
+                    }
+                    cancelled
+                })
+                .expect("spawn")
+            })
+            .collect();
+        let mut cancelled = 0u64;
+        for h in handles {
+            cancelled += h.join(&cx).await.expect("joined");
+        }
+        cancelled
+    });
+    assert_eq!(black_box(cancelled), tasks * per_task);
+    assert_eq!(rt.pending_timers(), 0, "cancelled timers still registered");
+    start.elapsed()
+}
+
+fn timers_tokio(rt: &Tokio, tasks: u64, per_task: u64) -> Duration {
+    let start = Instant::now();
+    let cancelled = rt.block_on(async move {
+        let handles: Vec<_> = (0..tasks)
+            .map(|_| {
+                tokio::spawn(async move {
+                    let mut cancelled = 0u64;
+                    let mut left = per_task;
+                    while left > 0 {
+                        let batch = left.min(TIMER_BATCH);
+                        let mut sleeps: Vec<_> = (0..batch)
+                            .map(|i| Box::pin(tokio::time::sleep(Duration::from_secs(3600 + i))))
+                            .collect();
+                        for s in &mut sleeps {
+                            assert!(poll_once_pending(s.as_mut()).await, "timer fired early");
+                        }
+                        cancelled += sleeps.len() as u64;
+                        drop(sleeps);
+                        left -= batch;
+                    }
+                    cancelled
+                })
+            })
+            .collect();
+        let mut cancelled = 0u64;
+        for h in handles {
+            cancelled += h.await.expect("joined");
+        }
+        cancelled
+    });
+    assert_eq!(black_box(cancelled), tasks * per_task);
+    start.elapsed()
+}
+
+// -------------------------------------------------------- cancel_storm
+// `n` tasks park in a cancel-aware wait (a one-hour sleep) inside one
+// region; once all are parked the region is cancelled. Timed: from the
+// cancel until the region returned. Checked: every task saw the sleep
+// fail, and every finalizer ran (ours: one `defer_sync` per task on the
+// region; tokio: a drop guard per task, tasks aborted and awaited).
+
+/// Counts parked tasks; the last one fires `all_parked`.
+struct ParkGate {
+    parked: AtomicU64,
+    n: u64,
+    all_parked: StdMutex<Option<oneshot::Sender<()>>>,
+}
+
+fn cancel_storm_ours(rt: &Ours, n: u64) -> Duration {
+    let finalized = Arc::new(AtomicU64::new(0));
+    let cleaned = Arc::new(AtomicU64::new(0));
+    let (fin, cln) = (finalized.clone(), cleaned.clone());
+    let elapsed = rt.block_on(move |cx: Cx| async move {
+        let (gate_tx, mut gate_rx) = oneshot::channel::<()>();
+        let gate = Arc::new(ParkGate {
+            parked: AtomicU64::new(0),
+            n,
+            all_parked: StdMutex::new(Some(gate_tx)),
+        });
+        let cancel_at = Arc::new(StdMutex::new(None::<Instant>));
+        let at = cancel_at.clone();
+        let outcome = cx
+            .region(move |cx| async move {
+                for _ in 0..n {
+                    let (fin, cln, gate) = (fin.clone(), cln.clone(), gate.clone());
+                    drop(
+                        cx.spawn(move |cx| async move {
+                            cx.defer_sync(move || {
+                                fin.fetch_add(1, Ordering::Relaxed);
+                            })
+                            .expect("region open");
+                            let sleep = asupersync::time::sleep(&cx, Duration::from_secs(3600));
+                            if gate.parked.fetch_add(1, Ordering::AcqRel) + 1 == gate.n {
+                                let tx = gate.all_parked.lock().expect("gate").take();
+                                tx.expect("fired once").send(()).expect("body alive");
+                            }
+                            let r = sleep.await;
+                            assert!(r.is_err(), "sleep ended without cancellation");
+                            cln.fetch_add(1, Ordering::Relaxed);
+                        })
+                        .expect("spawn"),
+                    );
+                }
+                gate_rx.recv(&cx).await.expect("all parked");
+                *at.lock().expect("cancel_at") = Some(Instant::now());
+                Err::<(), ()>(()) // FailFast: cancels every child
+            })
+            .await;
+        assert!(
+            matches!(outcome, asupersync::Outcome::Err(())),
+            "region outcome: {outcome:?}"
+        );
+        let t = cancel_at.lock().expect("cancel_at").expect("cancelled");
+        t.elapsed()
+    });
+    assert_eq!(finalized.load(Ordering::SeqCst), n, "finalizers ran");
+    assert_eq!(cleaned.load(Ordering::SeqCst), n, "tasks saw cancellation");
+    black_box(elapsed)
+}
+
+struct DropGuard(Arc<AtomicU64>);
+impl Drop for DropGuard {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+fn cancel_storm_tokio(rt: &Tokio, n: u64) -> Duration {
+    let finalized = Arc::new(AtomicU64::new(0));
+    let fin = finalized.clone();
+    let elapsed = rt.block_on(async move {
+        let parked = Arc::new(AtomicU64::new(0));
+        let notify = Arc::new(tokio::sync::Notify::new());
+        let handles: Vec<_> = (0..n)
+            .map(|_| {
+                let (fin, parked, notify) = (fin.clone(), parked.clone(), notify.clone());
+                tokio::spawn(async move {
+                    let _guard = DropGuard(fin);
+                    let sleep = tokio::time::sleep(Duration::from_secs(3600));
+                    if parked.fetch_add(1, Ordering::AcqRel) + 1 == n {
+                        notify.notify_one();
+                    }
+                    sleep.await;
+                    panic!("sleep ended without cancellation");
+                })
+            })
+            .collect();
+        notify.notified().await;
+        let start = Instant::now();
+        for h in &handles {
+            h.abort();
+        }
+        for h in handles {
+            let e = h.await.expect_err("aborted");
+            assert!(e.is_cancelled(), "task: {e}");
+        }
+        start.elapsed()
+    });
+    assert_eq!(finalized.load(Ordering::SeqCst), n, "drop guards ran");
+    black_box(elapsed)
+}
+
+// -------------------------------------------------------- ext_wake_rtt
+// Plain thread -> task over a oneshot (one per round trip, made up
+// front), task -> plain thread over a std channel.
+
+fn ext_wake_ours(rt: &Ours, rounds: u64) -> Duration {
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..rounds).map(|_| oneshot::channel::<u64>()).unzip();
+    let (back_tx, back_rx) = std::sync::mpsc::channel::<u64>();
+    let server = rt
+        .handle()
+        .spawn(move |cx| async move {
+            for mut rx in rxs {
+                let v = rx.recv(&cx).await.expect("plain thread alive");
+                back_tx.send(v + 1).expect("plain thread alive");
+            }
+        })
+        .expect("spawn");
+    drop(server);
+    let start = Instant::now();
+    for (i, tx) in (0..rounds).zip(txs) {
+        tx.send(i).expect("server alive");
+        assert_eq!(back_rx.recv().expect("reply"), i + 1);
+    }
+    start.elapsed()
+}
+
+fn ext_wake_tokio(rt: &Tokio, rounds: u64) -> Duration {
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..rounds)
+        .map(|_| tokio::sync::oneshot::channel::<u64>())
+        .unzip();
+    let (back_tx, back_rx) = std::sync::mpsc::channel::<u64>();
+    drop(rt.spawn(async move {
+        for rx in rxs {
+            let v = rx.await.expect("plain thread alive");
+            back_tx.send(v + 1).expect("plain thread alive");
+        }
+    }));
+    let start = Instant::now();
+    for (i, tx) in (0..rounds).zip(txs) {
+        tx.send(i).expect("server alive");
+        assert_eq!(back_rx.recv().expect("reply"), i + 1);
+    }
+    start.elapsed()
+}
+
+// ----------------------------------------------------- region_overhead
+// Ours only: one task in a fresh region (awaiting the region) vs a bare
+// spawn + join, `n` times in sequence.
+
+fn region_one_task(rt: &Ours, n: u64) -> Duration {
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r = ran.clone();
+    let start = Instant::now();
+    rt.block_on(move |cx: Cx| async move {
+        for _ in 0..n {
+            let r = r.clone();
+            let out = cx
+                .region(move |cx| async move {
+                    drop(
+                        cx.spawn(move |_cx| async move {
+                            r.fetch_add(1, Ordering::Relaxed);
+                        })
+                        .expect("spawn"),
+                    );
+                    Ok::<(), ()>(())
+                })
+                .await;
+            assert!(matches!(out, asupersync::Outcome::Ok(())));
+        }
+    });
+    let elapsed = start.elapsed();
+    assert_eq!(
+        ran.load(Ordering::SeqCst) as u64,
+        n,
+        "region waited for its task"
+    );
+    elapsed
+}
+
+fn bare_spawn_join(rt: &Ours, n: u64) -> Duration {
+    let start = Instant::now();
+    let sum = rt.block_on(move |cx: Cx| async move {
+        let mut sum = 0u64;
+        for i in 0..n {
+            sum += cx
+                .spawn(move |_cx| async move { i })
+                .expect("spawn")
+                .join(&cx)
+                .await
+                .expect("joined");
+        }
+        sum
+    });
+    assert_eq!(black_box(sum), n * (n - 1) / 2);
+    start.elapsed()
+}
+
+// ------------------------------------------------------- allocation pass
+
+fn alloc_pass(workers: usize, n: u64) {
+    let ours = ours_mt(workers);
+    let theirs = tokio_mt(workers);
+    // Warm both (lazy statics, queue growth) outside the count.
+    spawn_many_ours(&ours, n);
+    spawn_many_tokio(&theirs, n);
+    let (oa, ob) = count_allocs(|| {
+        spawn_many_ours(&ours, n);
+    });
+    let (ta, tb) = count_allocs(|| {
+        spawn_many_tokio(&theirs, n);
+    });
+    let per = |x: u64| x as f64 / n as f64;
+    println!("allocs_per_spawn ours={:.2} tokio={:.2}", per(oa), per(ta));
+    println!("bytes_per_task ours={:.1} tokio={:.1}", per(ob), per(tb));
+}
+
+fn channel_workloads(s: &Settings, suffix: &str, ours: &Ours, theirs: &Tokio) {
+    let k = s.scale;
+    compare(
+        &format!("mpsc_uncontended{suffix}"),
+        s,
+        || mpsc_ours(ours, 1, 10_000 * k),
+        || mpsc_tokio(theirs, 1, 10_000 * k),
+    );
+    compare(
+        &format!("mpsc_contended{suffix}"),
+        s,
+        || mpsc_ours(ours, 8, 1_250 * k),
+        || mpsc_tokio(theirs, 8, 1_250 * k),
+    );
+    compare(
+        &format!("oneshot{suffix}"),
+        s,
+        || oneshot_ours(ours, 2_000 * k),
+        || oneshot_tokio(theirs, 2_000 * k),
+    );
+    compare(
+        &format!("semaphore_contended{suffix}"),
+        s,
+        || semaphore_ours(ours, 16, 250 * k),
+        || semaphore_tokio(theirs, 16, 250 * k),
+    );
+    compare(
+        &format!("mutex_contended{suffix}"),
+        s,
+        || mutex_ours(ours, 16, 250 * k),
+        || mutex_tokio(theirs, 16, 250 * k),
+    );
+}
+
 fn main() {
+    start_watchdog();
     let s = settings();
     let k = s.scale;
-    let (ours, theirs) = (ours_rt(), tokio_rt());
+    {
+        let (ours, theirs) = (ours_rt(), tokio_rt());
+        channel_workloads(&s, "", &ours, &theirs);
+    }
+    let w = s.workers;
+    println!("# multi-thread: workers={w}");
+    let (ours, theirs) = (ours_mt(w), tokio_mt(w));
+    channel_workloads(&s, "_mt", &ours, &theirs);
     compare(
-        "mpsc_uncontended",
+        "spawn_many",
         &s,
-        || mpsc_ours(&ours, 1, 10_000 * k),
-        || mpsc_tokio(&theirs, 1, 10_000 * k),
+        || spawn_many_ours(&ours, 10_000),
+        || spawn_many_tokio(&theirs, 10_000),
     );
     compare(
-        "mpsc_contended",
+        "spawn_remote",
         &s,
-        || mpsc_ours(&ours, 8, 1_250 * k),
-        || mpsc_tokio(&theirs, 8, 1_250 * k),
+        || spawn_remote_ours(&ours, 10_000),
+        || spawn_remote_tokio(&theirs, 10_000),
     );
     compare(
-        "oneshot",
+        "yield_many",
         &s,
-        || oneshot_ours(&ours, 2_000 * k),
-        || oneshot_tokio(&theirs, 2_000 * k),
+        || yield_many_ours(&ours, 100, 200 * k),
+        || yield_many_tokio(&theirs, 100, 200 * k),
     );
     compare(
-        "semaphore_contended",
+        "ping_pong",
         &s,
-        || semaphore_ours(&ours, 16, 250 * k),
-        || semaphore_tokio(&theirs, 16, 250 * k),
+        || ping_pong_ours(&ours, 100, 20 * k),
+        || ping_pong_tokio(&theirs, 100, 20 * k),
     );
     compare(
-        "mutex_contended",
+        "chained_spawn",
         &s,
-        || mutex_ours(&ours, 16, 250 * k),
-        || mutex_tokio(&theirs, 16, 250 * k),
+        || chained_spawn_ours(&ours, 2_000 * k),
+        || chained_spawn_tokio(&theirs, 2_000 * k),
     );
+    compare(
+        "request_reply",
+        &s,
+        || request_reply_ours(&ours, 8, 250 * k),
+        || request_reply_tokio(&theirs, 8, 250 * k),
+    );
+    let timer_tasks = w as u64;
+    compare(
+        "timers_100k",
+        &s,
+        || timers_ours(&ours, timer_tasks, 100_000 / timer_tasks),
+        || timers_tokio(&theirs, timer_tasks, 100_000 / timer_tasks),
+    );
+    compare(
+        "cancel_storm",
+        &s,
+        || cancel_storm_ours(&ours, 10_000),
+        || cancel_storm_tokio(&theirs, 10_000),
+    );
+    compare(
+        "ext_wake_rtt",
+        &s,
+        || ext_wake_ours(&ours, 2_000 * k),
+        || ext_wake_tokio(&theirs, 2_000 * k),
+    );
+    let (region, bare, ratio) = alternate(
+        "region_overhead",
+        &s,
+        || region_one_task(&ours, 2_000 * k),
+        || bare_spawn_join(&ours, 2_000 * k),
+    );
+    println!("region_overhead ours_region={region:.0} ours_bare={bare:.0} ratio={ratio:.3}");
+    drop((ours, theirs));
+    watch("alloc_pass");
+    alloc_pass(w, 10_000);
+    *WATCH.lock().unwrap_or_else(|e| e.into_inner()) = None;
 }
