@@ -19,10 +19,14 @@
 //! Extra lines:
 //! - `region_overhead ours_region=<ns> ours_bare=<ns> ratio=<median of per-run region/bare>`
 //!   (ours only: one task in a fresh `cx.region` vs a bare spawn + join).
-//! - `allocs_per_spawn ours=<n> tokio=<n>` and `bytes_per_task ours=<n> tokio=<n>`:
-//!   heap allocations and bytes allocated per task for spawning and joining
-//!   10k trivial tasks from inside `block_on` (a counting global allocator,
-//!   enabled only for that pass; deterministic, not timing).
+//! - From a counting global allocator, enabled only for these passes
+//!   (allocation counts, not timing, so immune to machine noise):
+//!   `allocs_per_spawn ours=<n> tokio=<n>`: heap allocations per task for
+//!   spawning and joining 10k trivial tasks from inside `block_on`;
+//!   `bytes_per_task ours=<n> tokio=<n>`: live heap bytes per task while 10k
+//!   tasks are parked on a `Notify` (each runtime's own);
+//!   `bytes_per_spawn ours=<n> tokio=<n>`: bytes allocated (not net) per
+//!   task in the spawn-and-join pass (reallocs count their new size).
 //!
 //! A watchdog aborts the process (exit 2, naming the workload) if one
 //! workload takes more than 120 s, so a hang fails loudly instead of stalling.
@@ -49,6 +53,7 @@ struct CountingAlloc;
 static COUNTING: AtomicBool = AtomicBool::new(false);
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
 static BYTES: AtomicU64 = AtomicU64::new(0);
+static FREED: AtomicU64 = AtomicU64::new(0);
 
 // SAFETY: forwards every call to `System` unchanged; the counters have no
 // effect on the memory handed out.
@@ -72,6 +77,9 @@ unsafe impl GlobalAlloc for CountingAlloc {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        if COUNTING.load(Ordering::Relaxed) {
+            FREED.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        }
         // SAFETY: `ptr` came from `System` with this layout.
         unsafe { System.dealloc(ptr, layout) }
     }
@@ -80,6 +88,7 @@ unsafe impl GlobalAlloc for CountingAlloc {
         if COUNTING.load(Ordering::Relaxed) {
             ALLOCS.fetch_add(1, Ordering::Relaxed);
             BYTES.fetch_add(new_size as u64, Ordering::Relaxed);
+            FREED.fetch_add(layout.size() as u64, Ordering::Relaxed);
         }
         // SAFETY: `ptr` came from `System` with this layout.
         unsafe { System.realloc(ptr, layout, new_size) }
@@ -91,12 +100,23 @@ static GLOBAL: CountingAlloc = CountingAlloc;
 
 /// Runs `f` with counting on; returns (allocations, bytes) it caused.
 fn count_allocs(f: impl FnOnce()) -> (u64, u64) {
-    ALLOCS.store(0, Ordering::SeqCst);
-    BYTES.store(0, Ordering::SeqCst);
-    COUNTING.store(true, Ordering::SeqCst);
+    start_counting();
     f();
     COUNTING.store(false, Ordering::SeqCst);
     (ALLOCS.load(Ordering::SeqCst), BYTES.load(Ordering::SeqCst))
+}
+
+fn start_counting() {
+    ALLOCS.store(0, Ordering::SeqCst);
+    BYTES.store(0, Ordering::SeqCst);
+    FREED.store(0, Ordering::SeqCst);
+    COUNTING.store(true, Ordering::SeqCst);
+}
+
+/// Stops counting; returns bytes allocated minus bytes freed meanwhile.
+fn stop_counting_live() -> i64 {
+    COUNTING.store(false, Ordering::SeqCst);
+    BYTES.load(Ordering::SeqCst) as i64 - FREED.load(Ordering::SeqCst) as i64
 }
 
 // ------------------------------------------------------------ settings
@@ -105,6 +125,8 @@ struct Settings {
     runs: usize,
     scale: u64,
     workers: usize,
+    /// Runs per multi-thread workload (their per-run noise is larger).
+    mt_runs: usize,
 }
 
 fn settings() -> Settings {
@@ -122,12 +144,14 @@ fn settings() -> Settings {
             runs: 7,
             scale: 1,
             workers,
+            mt_runs: 15,
         }
     } else {
         Settings {
             runs: 21,
             scale: 4,
             workers,
+            mt_runs: 31,
         }
     }
 }
@@ -1066,6 +1090,73 @@ fn bare_spawn_join(rt: &Ours, n: u64) -> Duration {
 
 // ------------------------------------------------------- allocation pass
 
+/// Live heap bytes while `n` tasks are parked on a `Notify` (counted from
+/// before the first spawn until every task is registered as a waiter),
+/// then releases them and checks every task finished.
+fn parked_bytes_ours(rt: &Ours, n: u64) -> i64 {
+    let (live, woke) = rt.block_on(move |cx: Cx| async move {
+        let notify = Arc::new(asupersync::sync::Notify::new());
+        let mut handles = Vec::with_capacity(n as usize);
+        start_counting();
+        for _ in 0..n {
+            let notify = notify.clone();
+            handles.push(
+                cx.spawn(move |cx| async move {
+                    notify.notified(&cx).await.expect("not cancelled");
+                    1u64
+                })
+                .expect("spawn"),
+            );
+        }
+        while (notify.waiters() as u64) < n {
+            asupersync::time::sleep(&cx, Duration::from_millis(1))
+                .await
+                .expect("not cancelled");
+        }
+        let live = stop_counting_live();
+        notify.notify_waiters();
+        let mut woke = 0u64;
+        for h in handles {
+            woke += h.join(&cx).await.expect("joined");
+        }
+        (live, woke)
+    });
+    assert_eq!(woke, n);
+    live
+}
+
+fn parked_bytes_tokio(rt: &Tokio, n: u64) -> i64 {
+    let (live, woke) = rt.block_on(async move {
+        let notify = Arc::new(tokio::sync::Notify::new());
+        let parked = Arc::new(AtomicU64::new(0));
+        let mut handles = Vec::with_capacity(n as usize);
+        start_counting();
+        for _ in 0..n {
+            let (notify, parked) = (notify.clone(), parked.clone());
+            handles.push(tokio::spawn(async move {
+                let notified = notify.notified();
+                let mut notified = std::pin::pin!(notified);
+                notified.as_mut().enable(); // registered as a waiter
+                parked.fetch_add(1, Ordering::AcqRel);
+                notified.await;
+                1u64
+            }));
+        }
+        while parked.load(Ordering::Acquire) < n {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let live = stop_counting_live();
+        notify.notify_waiters();
+        let mut woke = 0u64;
+        for h in handles {
+            woke += h.await.expect("joined");
+        }
+        (live, woke)
+    });
+    assert_eq!(woke, n);
+    live
+}
+
 fn alloc_pass(workers: usize, n: u64) {
     let ours = ours_mt(workers);
     let theirs = tokio_mt(workers);
@@ -1079,8 +1170,18 @@ fn alloc_pass(workers: usize, n: u64) {
         spawn_many_tokio(&theirs, n);
     });
     let per = |x: u64| x as f64 / n as f64;
+    parked_bytes_ours(&ours, n);
+    parked_bytes_tokio(&theirs, n);
+    let ol = parked_bytes_ours(&ours, n);
+    let tl = parked_bytes_tokio(&theirs, n);
+    let per_live = |x: i64| x as f64 / n as f64;
     println!("allocs_per_spawn ours={:.2} tokio={:.2}", per(oa), per(ta));
-    println!("bytes_per_task ours={:.1} tokio={:.1}", per(ob), per(tb));
+    println!(
+        "bytes_per_task ours={:.0} tokio={:.0}",
+        per_live(ol),
+        per_live(tl)
+    );
+    println!("bytes_per_spawn ours={:.0} tokio={:.0}", per(ob), per(tb));
 }
 
 fn channel_workloads(s: &Settings, suffix: &str, ours: &Ours, theirs: &Tokio) {
@@ -1127,6 +1228,10 @@ fn main() {
     }
     let w = s.workers;
     println!("# multi-thread: workers={w}");
+    let s = Settings {
+        runs: s.mt_runs,
+        ..s
+    };
     let (ours, theirs) = (ours_mt(w), tokio_mt(w));
     channel_workloads(&s, "_mt", &ours, &theirs);
     compare(
