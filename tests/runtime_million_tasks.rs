@@ -17,8 +17,9 @@
 //! body either finished or was cancelled (exactly one of the two), and
 //! every reserved obligation was committed or aborted.
 //!
-//! Size: the full 1,000,000 leaves by default (3–7 s of run time in the
-//! debug test profile with 2 workers, measured; ~1.01M tasks in total with
+//! Size: the full 1,000,000 leaves by default (3–12 s of run time in the
+//! debug test profile with 2 workers on a shared 2-CPU machine, measured;
+//! ~1.01M tasks in total with
 //! the level-3 ones). `ASUPERSYNC_STRESS_TASKS=<n>` changes the count.
 
 use std::sync::Arc;
@@ -372,9 +373,12 @@ fn a_million_tasks_in_nested_regions_with_random_cancellation_leak_nothing() {
         "every body finished or was cancelled, exactly once"
     );
     assert!(finished > spawned / 2, "most bodies finished ({finished})");
-    assert!(cancelled > 0, "the random aborts cancelled some bodies");
     let reserved = c.obligations_reserved.load(Ordering::SeqCst);
-    assert!(reserved > 0);
+    if total >= 100_000 {
+        // Large enough that the random choices surely hit these paths.
+        assert!(cancelled > 0, "the random aborts cancelled some bodies");
+        assert!(reserved > 0, "some obligations were reserved");
+    }
     assert_eq!(
         stats.obligations_committed + stats.obligations_aborted,
         reserved,
