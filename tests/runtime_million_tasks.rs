@@ -19,8 +19,8 @@
 //!
 //! Size: the full 1,000,000 leaves by default (3–12 s of run time in the
 //! debug test profile with 2 workers on a shared 2-CPU machine, measured;
-//! ~1.01M tasks in total with
-//! the level-3 ones). `ASUPERSYNC_STRESS_TASKS=<n>` changes the count.
+//! ~1.01M tasks in total with the level-3 ones).
+//! `ASUPERSYNC_STRESS_TASKS=<n>` changes the count.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

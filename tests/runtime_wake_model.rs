@@ -68,9 +68,8 @@
 //! a row, one waking after it may have completed); on completing, the
 //! waiter in turn wakes a fourth task (`pong`) through another slot. Every
 //! run asserts, for both waiting tasks: completion; that it saw every
-//! event (W2); that every poll after
-//! the first began with a wake pending since the previous poll began (no
-//! duplicate queue entry, W1); exact accounting — polls = 1 + the number of
+//! event (W2); that every poll after the first began with a wake pending
+//! since the previous poll began (no duplicate queue entry, W1); exact accounting — polls = 1 + the number of
 //! wakes that found the task not already woken (a reference count kept in
 //! the same lab step as each wake call) — so coalescing drops nothing and
 //! adds nothing; no poll after Ready (W4); and the wake-call count range.
