@@ -56,6 +56,10 @@ pub(crate) use task::{TaskEnd, TaskKind, TaskRecord};
 /// cell then routes that poll through `before_poll`.
 pub(crate) trait Attention: Send + Sync {
     fn request_attention(&self);
+    /// Scheduler lane hint: the task is cancel-requested, so the
+    /// multi-thread scheduler may queue it in its cancel lane. Raised by
+    /// `request_cancel` on tasks whose attention flag is registered.
+    fn cancel_requested(&self) {}
 }
 
 /// Most nested `Cx::masked` sections a task may have open at once.
@@ -1096,6 +1100,9 @@ impl Kernel {
             kind: stored_kind,
         });
         self.raise_attention(t);
+        if let Some(a) = self.task(t).and_then(|rec| rec.attention.as_ref()) {
+            a.cancel_requested();
+        }
         if let Some(old) = old_timer {
             if let Some(key) = old {
                 self.timers.cancel(key);

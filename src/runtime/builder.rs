@@ -153,7 +153,7 @@ impl RuntimeBuilder {
                 .map(|p| p.unparker().clone())
                 .collect()
         };
-        let queue = Arc::new(RunQueue::new(unparkers));
+        let queue = Arc::new(RunQueue::new(unparkers, workers));
         let blocking = BlockingPool::new(self.blocking, self.thread_name.clone());
         let core = Core::new(
             config,

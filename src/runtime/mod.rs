@@ -11,6 +11,7 @@ pub(crate) mod core;
 pub(crate) mod finalizer;
 mod handle;
 pub(crate) mod join;
+mod metrics;
 mod queue;
 pub(crate) mod root;
 pub(crate) mod task_cell;
@@ -27,6 +28,7 @@ pub use blocking::spawn_blocking;
 pub use builder::{BuildError, RuntimeBuilder};
 pub use handle::Handle;
 pub use join::{Join, JoinError, TaskHandle};
+pub use metrics::{RuntimeMetrics, WorkerMetrics};
 
 use self::core::Core;
 use self::queue::RunQueue;
@@ -96,6 +98,9 @@ impl Runtime {
             // the root. Without, it parks only when nothing is runnable.
             let idle = !self.workers.is_empty() || (ran == 0 && self.queue.is_empty());
             if idle && !root.is_woken() {
+                if self.workers.is_empty() {
+                    self.queue.driver_parked();
+                }
                 park(&parker, next_deadline);
             }
         }
@@ -216,6 +221,13 @@ impl Runtime {
     pub fn worker_threads(&self) -> usize {
         self.workers.len()
     }
+
+    /// Scheduler counters per worker (polls, steals, parks, cancel-lane
+    /// dispatches, longest cancel streak); relaxed snapshots. The
+    /// current-thread runtime reports one entry: the `block_on` thread.
+    pub fn metrics(&self) -> RuntimeMetrics {
+        self.queue.metrics()
+    }
 }
 
 fn park(parker: &Parker, timeout: Option<Duration>) {
@@ -247,7 +259,9 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
-/// The loop of one multi-thread worker.
+/// The loop of one multi-thread worker: run a batch (see `queue` for the
+/// dispatch order), fire due timers, and park when nothing is runnable
+/// (rule Q1 protocol: `prepare_sleep` / `finish_sleep`).
 fn worker_loop(
     core: Arc<Core>,
     queue: Arc<RunQueue>,
@@ -255,13 +269,16 @@ fn worker_loop(
     parker: Parker,
     shutdown: Arc<AtomicBool>,
 ) {
+    // Installs this thread's scheduler context (LIFO slot, local deque);
+    // dropping the guard uninstalls it and drops leftover tasks.
+    let worker = queue.enter(index);
     while !shutdown.load(Ordering::Acquire) {
-        let ran = queue.run_batch(DRIVER_BATCH);
+        let ran = queue.run_worker_batch(worker.ctx(), DRIVER_BATCH);
         let next_deadline = core.with_kernel(|k, now| {
             k.fire_timers(now);
             k.next_timer_deadline().map(|d| d.duration_since(now))
         });
-        if ran == 0 && queue.prepare_sleep(index) {
+        if ran == 0 && queue.prepare_sleep(worker.ctx()) {
             park(&parker, next_deadline);
             queue.finish_sleep(index);
         }

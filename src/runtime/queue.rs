@@ -1,51 +1,173 @@
-//! The production run queue: a lock-free injector plus sleeping-worker
-//! bookkeeping.
+//! The production run queue.
+//!
+//! Current-thread runtime: one lock-free FIFO (the injector) drained by the
+//! thread inside `block_on`.
+//!
+//! Multi-thread runtime, per worker:
+//! - a **LIFO slot** holding the task most recently woken *by this worker*
+//!   (message-passing locality: the receiver runs next, on the same cache);
+//!   at most [`MAX_LIFO_STREAK`] LIFO dispatches in a row, so a ping-pong
+//!   pair cannot starve the local queue;
+//! - a **local FIFO deque** (`crossbeam-deque`), whose other end is stolen
+//!   in batches by idle workers;
+//! - the shared **injector** for tasks scheduled from outside any worker
+//!   (the `block_on` thread, plain threads, timers fired off-worker), looked
+//!   at first every [`INJECTOR_INTERVAL`] dispatches so it cannot starve;
+//! - the shared **cancel lane** (see "Lanes" below).
+//!
+//! Which worker (if any) is scheduling is known through a thread-local set
+//! only on worker threads, only by [`RunQueue::enter`]. It is private to
+//! the scheduler: user code never looks a runtime up through it, and a
+//! worker of runtime A waking a task of runtime B goes through B's
+//! injector (the thread-local is tagged with the queue it belongs to).
+//! A task re-scheduled while it is the one running (a self-wake such as
+//! `yield_now`) goes to the back of the local deque, not the LIFO slot.
+//!
+//! Lanes (multi-thread only): `cancel lane > ready lane`. A task whose cell
+//! reports a cancel hint (`Runnable::cancel_hint`: the kernel requested its
+//! cancellation or a forced drop) is scheduled into the cancel lane, a
+//! shared FIFO every worker takes from before its ready work. The
+//! cancel-streak limit ([`CANCEL_STREAK_LIMIT`], 16) bounds a worker's
+//! consecutive cancel dispatches: after `limit` of them it looks for ready
+//! work first, so waiting ready work is dispatched within `limit + 1`
+//! dispatches of that worker. When it finds none the streak restarts.
+//! There is no timed (deadline) lane yet: tasks with budget deadlines are
+//! ready-lane tasks.
 //!
 //! Rule Q1 (no lost wakeups): a worker announces it is going to sleep
-//! (`prepare_sleep`), then re-checks the queue; a scheduler pushes, then
-//! reads the announcement. With sequentially consistent ordering one of
-//! them sees the other, and parkers keep an unpark token, so a task pushed
-//! while every worker dozes off always gets a worker.
+//! (`prepare_sleep`: its `sleeping` flag, the `sleepers` count, a SeqCst
+//! fence), then re-checks the injector, the cancel lane and every local
+//! deque. A scheduler pushes, issues a SeqCst fence, then reads the
+//! announcements (`wake_one`) and claims a sleeper by swapping its flag
+//! off before unparking it. One of the two sides always sees the other,
+//! and parkers keep an unpark token, so a task pushed while every worker
+//! dozes off always gets a worker. Pushes to a worker's own LIFO slot or
+//! deque need no wakeup for Q1 (that worker is awake and runs them), but
+//! a push to the deque still unparks one sleeper so it can steal.
 
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 
-use crossbeam_queue::SegQueue;
+use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use crossbeam_utils::sync::Unparker;
 
 use super::core::Schedule;
+use super::metrics::{RuntimeMetrics, WorkerCounters};
 use super::task_cell::TaskRef;
 
+/// Consecutive cancel-lane dispatches after which a worker looks for ready
+/// work first.
+pub(crate) const CANCEL_STREAK_LIMIT: u32 = 16;
+/// Consecutive LIFO-slot dispatches after which the local deque goes first.
+const MAX_LIFO_STREAK: u32 = 3;
+/// Every this many dispatches a worker checks the injector first.
+const INJECTOR_INTERVAL: u32 = 61;
+
 pub(crate) struct RunQueue {
-    tasks: SegQueue<TaskRef>,
+    injector: Injector<TaskRef>,
+    cancel_lane: Injector<TaskRef>,
+    /// Whether worker threads run the tasks (the multi-thread runtime).
+    multi: bool,
+    stealers: Vec<Stealer<TaskRef>>,
+    /// The local deques, taken by each worker in `enter`.
+    locals: Mutex<Vec<Option<Worker<TaskRef>>>>,
     /// One per worker; for the current-thread runtime, the `block_on` thread.
     unparkers: Vec<Unparker>,
     sleeping: Vec<AtomicBool>,
     sleepers: AtomicUsize,
     next_wake: AtomicUsize,
+    counters: Vec<WorkerCounters>,
+}
+
+/// One worker's private scheduling state, reachable from its thread-local.
+pub(crate) struct WorkerCtx {
+    /// Identity of the queue this worker belongs to (compared, never read).
+    queue: *const RunQueue,
+    index: usize,
+    local: Worker<TaskRef>,
+    lifo: Cell<Option<TaskRef>>,
+    /// The task being run, to tell self-wakes apart (identity only).
+    running: Cell<*const ()>,
+    lifo_streak: Cell<u32>,
+    cancel_streak: Cell<u32>,
+    tick: Cell<u32>,
+}
+
+thread_local! {
+    /// Set on worker threads only, by `RunQueue::enter` (scheduler-internal).
+    static CURRENT: RefCell<Option<Rc<WorkerCtx>>> = const { RefCell::new(None) };
+}
+
+/// Uninstalls the worker context when the worker loop ends.
+pub(crate) struct WorkerGuard {
+    ctx: Rc<WorkerCtx>,
+}
+
+impl WorkerGuard {
+    pub(crate) fn ctx(&self) -> &WorkerCtx {
+        &self.ctx
+    }
+}
+
+impl Drop for WorkerGuard {
+    fn drop(&mut self) {
+        let _ = CURRENT.try_with(|c| c.borrow_mut().take());
+        // Leftover tasks are dropped here, after the thread-local is clear,
+        // so a destructor that wakes something goes through the injector.
+        drop(self.ctx.lifo.take());
+        while self.ctx.local.pop().is_some() {}
+    }
+}
+
+fn task_addr(task: &TaskRef) -> *const () {
+    std::sync::Arc::as_ptr(task).cast::<()>()
 }
 
 impl RunQueue {
-    pub(crate) fn new(unparkers: Vec<Unparker>) -> Self {
+    /// `workers == 0`: the current-thread runtime (`unparkers` holds the
+    /// `block_on` thread's); otherwise one unparker per worker.
+    pub(crate) fn new(unparkers: Vec<Unparker>, workers: usize) -> Self {
         let sleeping = unparkers.iter().map(|_| AtomicBool::new(false)).collect();
+        let locals: Vec<Worker<TaskRef>> = (0..workers).map(|_| Worker::new_fifo()).collect();
+        let stealers = locals.iter().map(Worker::stealer).collect();
+        let counters = unparkers
+            .iter()
+            .map(|_| WorkerCounters::default())
+            .collect();
         Self {
-            tasks: SegQueue::new(),
+            injector: Injector::new(),
+            cancel_lane: Injector::new(),
+            multi: workers > 0,
+            stealers,
+            locals: Mutex::new(locals.into_iter().map(Some).collect()),
             unparkers,
             sleeping,
             sleepers: AtomicUsize::new(0),
             next_wake: AtomicUsize::new(0),
+            counters,
         }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.tasks.is_empty()
+        self.injector.is_empty() && self.cancel_lane.is_empty()
     }
 
-    /// Runs up to `max` queued tasks; returns how many ran.
+    pub(crate) fn metrics(&self) -> RuntimeMetrics {
+        RuntimeMetrics {
+            workers: self.counters.iter().map(WorkerCounters::snapshot).collect(),
+        }
+    }
+
+    /// Current-thread driver: runs up to `max` queued tasks; returns how
+    /// many ran.
     pub(crate) fn run_batch(&self, max: usize) -> usize {
         let mut ran = 0;
         while ran < max {
-            match self.tasks.pop() {
+            match steal_one(&self.injector) {
                 Some(task) => {
+                    self.counters[0].poll();
                     task.run();
                     ran += 1;
                 }
@@ -55,17 +177,165 @@ impl RunQueue {
         ran
     }
 
+    /// Current-thread driver: counts a park of the `block_on` thread.
+    pub(crate) fn driver_parked(&self) {
+        self.counters[0].park();
+    }
+
+    /// Makes the calling thread worker `index` (once, at worker start).
+    pub(crate) fn enter(&self, index: usize) -> WorkerGuard {
+        let local = self.locals.lock().unwrap_or_else(|e| e.into_inner())[index]
+            .take()
+            .expect("each worker enters once");
+        let ctx = Rc::new(WorkerCtx {
+            queue: self,
+            index,
+            local,
+            lifo: Cell::new(None),
+            running: Cell::new(std::ptr::null()),
+            lifo_streak: Cell::new(0),
+            cancel_streak: Cell::new(0),
+            tick: Cell::new(0),
+        });
+        CURRENT.with(|c| *c.borrow_mut() = Some(ctx.clone()));
+        WorkerGuard { ctx }
+    }
+
+    /// Worker driver: runs up to `max` tasks; returns how many ran.
+    pub(crate) fn run_worker_batch(&self, ctx: &WorkerCtx, max: usize) -> usize {
+        let mut ran = 0;
+        while ran < max {
+            let Some(task) = self.next_task(ctx) else {
+                break;
+            };
+            self.counters[ctx.index].poll();
+            ctx.running.set(task_addr(&task));
+            task.run();
+            ctx.running.set(std::ptr::null());
+            ran += 1;
+        }
+        ran
+    }
+
+    /// The next task for worker `ctx`: cancel lane (bounded by the streak
+    /// limit), then ready work.
+    fn next_task(&self, ctx: &WorkerCtx) -> Option<TaskRef> {
+        let counters = &self.counters[ctx.index];
+        let streak = ctx.cancel_streak.get();
+        if streak < CANCEL_STREAK_LIMIT {
+            if let Some(task) = steal_one(&self.cancel_lane) {
+                ctx.cancel_streak.set(streak + 1);
+                counters.cancel_dispatch(u64::from(streak + 1));
+                return Some(task);
+            }
+        }
+        // Streak limit reached (or no cancel work): ready work goes first,
+        // and either way the streak restarts.
+        ctx.cancel_streak.set(0);
+        if let Some(task) = self.next_ready(ctx) {
+            return Some(task);
+        }
+        let task = steal_one(&self.cancel_lane)?;
+        ctx.cancel_streak.set(1);
+        counters.cancel_dispatch(1);
+        Some(task)
+    }
+
+    fn next_ready(&self, ctx: &WorkerCtx) -> Option<TaskRef> {
+        let tick = ctx.tick.get().wrapping_add(1);
+        ctx.tick.set(tick);
+        if tick % INJECTOR_INTERVAL == 0
+            && let Some(task) = self.steal_injector(ctx)
+        {
+            return Some(task);
+        }
+        if ctx.lifo_streak.get() < MAX_LIFO_STREAK
+            && let Some(task) = ctx.lifo.take()
+        {
+            ctx.lifo_streak.set(ctx.lifo_streak.get() + 1);
+            return Some(task);
+        }
+        ctx.lifo_streak.set(0);
+        if let Some(task) = ctx.local.pop() {
+            return Some(task);
+        }
+        if let Some(task) = self.steal_injector(ctx) {
+            return Some(task);
+        }
+        if let Some(task) = self.steal_other(ctx) {
+            return Some(task);
+        }
+        ctx.lifo.take()
+    }
+
+    fn steal_injector(&self, ctx: &WorkerCtx) -> Option<TaskRef> {
+        loop {
+            match self.injector.steal_batch_and_pop(&ctx.local) {
+                Steal::Success(task) => {
+                    if !ctx.local.is_empty() {
+                        // More than this worker can start at once: share.
+                        self.wake_one();
+                    }
+                    return Some(task);
+                }
+                Steal::Empty => return None,
+                Steal::Retry => {}
+            }
+        }
+    }
+
+    fn steal_other(&self, ctx: &WorkerCtx) -> Option<TaskRef> {
+        let n = self.stealers.len();
+        let start = self
+            .next_wake
+            .load(Ordering::Relaxed)
+            .wrapping_add(ctx.index);
+        for offset in 0..n {
+            let victim = (start + offset) % n;
+            if victim == ctx.index {
+                continue;
+            }
+            loop {
+                match self.stealers[victim].steal_batch_and_pop(&ctx.local) {
+                    Steal::Success(task) => {
+                        self.counters[ctx.index].steal();
+                        return Some(task);
+                    }
+                    Steal::Empty => break,
+                    Steal::Retry => {}
+                }
+            }
+        }
+        None
+    }
+
+    /// Whether any shared or stealable work is queued.
+    fn has_visible_work(&self) -> bool {
+        !self.is_empty() || self.stealers.iter().any(|s| !s.is_empty())
+    }
+
     /// Announces that worker `index` wants to sleep; returns false if work
     /// arrived meanwhile (rule Q1).
-    pub(crate) fn prepare_sleep(&self, index: usize) -> bool {
+    ///
+    /// The worker's own LIFO slot counts too: timers fired by the worker
+    /// between batches wake tasks into it.
+    pub(crate) fn prepare_sleep(&self, ctx: &WorkerCtx) -> bool {
+        let index = ctx.index;
+        let lifo = ctx.lifo.take();
+        let lifo_busy = lifo.is_some();
+        ctx.lifo.set(lifo);
+        if lifo_busy {
+            return false;
+        }
         self.sleeping[index].store(true, Ordering::SeqCst);
         self.sleepers.fetch_add(1, Ordering::SeqCst);
         fence(Ordering::SeqCst);
-        if self.tasks.is_empty() {
-            true
-        } else {
+        if self.has_visible_work() {
             self.finish_sleep(index);
             false
+        } else {
+            self.counters[index].park();
+            true
         }
     }
 
@@ -81,6 +351,8 @@ impl RunQueue {
         }
     }
 
+    /// Unparks one sleeping worker, claiming it (so the next call picks
+    /// another); does nothing if none sleeps.
     fn wake_one(&self) {
         let n = self.unparkers.len();
         if n == 1 {
@@ -93,19 +365,153 @@ impl RunQueue {
         let start = self.next_wake.fetch_add(1, Ordering::Relaxed);
         for offset in 0..n {
             let i = (start + offset) % n;
-            if self.sleeping[i].load(Ordering::SeqCst) {
+            if self.sleeping[i].swap(false, Ordering::SeqCst) {
+                self.sleepers.fetch_sub(1, Ordering::SeqCst);
                 self.unparkers[i].unpark();
                 return;
             }
         }
         // Everyone woke up in the meantime; they will find the task.
     }
+
+    /// Pushes `task` onto the calling worker's own queues if the caller is
+    /// a worker of this queue; hands it back otherwise.
+    fn push_local(&self, task: TaskRef) -> Option<TaskRef> {
+        let mut task = Some(task);
+        let _ = CURRENT.try_with(|c| {
+            let c = c.borrow();
+            let Some(ctx) = c.as_ref().filter(|ctx| std::ptr::eq(ctx.queue, self)) else {
+                return;
+            };
+            let task = task.take().expect("set above");
+            let displaced = if task_addr(&task) == ctx.running.get() {
+                Some(task) // a self-wake: to the back, behind its peers
+            } else {
+                ctx.lifo.replace(Some(task))
+            };
+            if let Some(older) = displaced {
+                ctx.local.push(older);
+                fence(Ordering::SeqCst);
+                self.wake_one();
+            }
+        });
+        task
+    }
+}
+
+fn steal_one(from: &Injector<TaskRef>) -> Option<TaskRef> {
+    loop {
+        match from.steal() {
+            Steal::Success(task) => return Some(task),
+            Steal::Empty => return None,
+            Steal::Retry => {}
+        }
+    }
 }
 
 impl Schedule for RunQueue {
     fn schedule(&self, task: TaskRef) {
-        self.tasks.push(task);
+        let task = if !self.multi {
+            task
+        } else if task.cancel_hint() {
+            self.cancel_lane.push(task);
+            fence(Ordering::SeqCst); // Rule Q1: pairs with `prepare_sleep`.
+            self.wake_one();
+            return;
+        } else {
+            match self.push_local(task) {
+                None => return,
+                Some(task) => task,
+            }
+        };
+        self.injector.push(task);
         fence(Ordering::SeqCst); // Rule Q1: pairs with the fence in `prepare_sleep`.
         self.wake_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::runtime::task_cell::Runnable;
+    use crate::types::TaskId;
+
+    /// A fake task that records its dispatch.
+    struct Probe {
+        name: usize,
+        cancel: bool,
+        log: Arc<Mutex<Vec<usize>>>,
+    }
+
+    impl Runnable for Probe {
+        fn run(self: Arc<Self>) {
+            self.log.lock().unwrap().push(self.name);
+        }
+        fn id(&self) -> TaskId {
+            unreachable!()
+        }
+        fn cancel_hint(&self) -> bool {
+            self.cancel
+        }
+    }
+
+    fn queue(workers: usize) -> RunQueue {
+        let parkers: Vec<_> = (0..workers)
+            .map(|_| crossbeam_utils::sync::Parker::new())
+            .collect();
+        RunQueue::new(
+            parkers.iter().map(|p| p.unparker().clone()).collect(),
+            workers,
+        )
+    }
+
+    #[test]
+    fn a_ready_task_is_dispatched_within_limit_plus_one_dispatches_behind_cancelled_ones() {
+        let q = queue(1);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let probe = |name, cancel| -> TaskRef {
+            Arc::new(Probe {
+                name,
+                cancel,
+                log: log.clone(),
+            })
+        };
+        for i in 0..100 {
+            q.schedule(probe(1000 + i, true));
+        }
+        q.schedule(probe(1, false)); // from outside: the injector
+        let guard = q.enter(0);
+        assert_eq!(q.run_worker_batch(guard.ctx(), 1000), 101);
+        let log = log.lock().unwrap();
+        let pos = log.iter().position(|&n| n == 1).unwrap();
+        assert_eq!(pos, CANCEL_STREAK_LIMIT as usize, "dispatch order: {log:?}");
+        let m = q.metrics();
+        assert_eq!(m.workers[0].cancel_lane_dispatches, 100);
+        assert_eq!(
+            m.workers[0].max_cancel_streak,
+            u64::from(CANCEL_STREAK_LIMIT)
+        );
+    }
+
+    #[test]
+    fn cancel_lane_goes_before_ready_work_and_a_worker_wake_lands_in_its_lifo_slot() {
+        let q = queue(2);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let probe = |name, cancel| -> TaskRef {
+            Arc::new(Probe {
+                name,
+                cancel,
+                log: log.clone(),
+            })
+        };
+        let guard = q.enter(0);
+        q.schedule(probe(1, false)); // LIFO slot
+        q.schedule(probe(2, false)); // displaces 1 into the deque
+        q.schedule(probe(3, true));
+        assert!(q.injector.is_empty());
+        assert_eq!(q.run_worker_batch(guard.ctx(), 10), 3);
+        assert_eq!(*log.lock().unwrap(), vec![3, 2, 1]);
     }
 }

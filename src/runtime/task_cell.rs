@@ -43,6 +43,11 @@ pub(crate) trait Runnable: Send + Sync {
     /// The task's id.
     #[allow(dead_code)]
     fn id(&self) -> TaskId;
+    /// Scheduler lane hint: whether the kernel requested this task's
+    /// cancellation (the multi-thread scheduler's cancel lane).
+    fn cancel_hint(&self) -> bool {
+        false
+    }
 }
 
 /// Type-erased run-queue entry.
@@ -61,6 +66,9 @@ pub(crate) struct TaskCell<F: Future> {
     state: AtomicU8,
     /// Rule A1 (`kernel`): the next poll must go through the kernel.
     attention: AtomicBool,
+    /// Lane hint: set once by the kernel on a cancel request (never reset;
+    /// read by the scheduler on each schedule).
+    cancel_hint: AtomicBool,
     /// The waker and attention flag still have to be handed to the kernel
     /// (done on the first poll, saving the spawner a second lock).
     unregistered: AtomicBool,
@@ -90,6 +98,7 @@ where
             core,
             state: AtomicU8::new(SCHEDULED),
             attention: AtomicBool::new(true), // the first poll always does
+            cancel_hint: AtomicBool::new(false),
             unregistered: AtomicBool::new(true),
             fast_polls,
             stage: Mutex::new(Stage::Running(future)),
@@ -213,6 +222,10 @@ where
     fn id(&self) -> TaskId {
         self.id
     }
+
+    fn cancel_hint(&self) -> bool {
+        self.cancel_hint.load(Ordering::Relaxed)
+    }
 }
 
 impl<F> crate::kernel::Attention for TaskCell<F>
@@ -222,6 +235,10 @@ where
 {
     fn request_attention(&self) {
         self.attention.store(true, Ordering::Release);
+    }
+
+    fn cancel_requested(&self) {
+        self.cancel_hint.store(true, Ordering::Relaxed);
     }
 }
 

@@ -1,0 +1,373 @@
+//! The multi-thread scheduler: work stealing, no lost wakeups under
+//! cross-thread wake storms (rule Q1), the cancel lane and its streak
+//! bound, and the per-worker metrics.
+//!
+//! The deterministic dispatch-order check of the cancel-streak bound lives
+//! next to the queue (`src/runtime/queue.rs`, unit tests); here it is
+//! checked end to end through `Runtime::metrics`.
+
+mod support;
+
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use asupersync::{RuntimeBuilder, yield_now};
+use support::watchdog;
+
+/// Every scenario must finish well inside this (a hang means a lost wakeup).
+const LIMIT: Duration = Duration::from_secs(2);
+
+/// Some CPU work the optimizer cannot remove.
+fn spin(rounds: u64) -> u64 {
+    let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+    for i in 0..rounds {
+        x = black_box(x.rotate_left(5) ^ i).wrapping_mul(0x100_0000_01B3);
+    }
+    x
+}
+
+#[test]
+fn work_is_stolen_when_one_worker_spawns_many_cpu_bound_tasks() {
+    watchdog("stealing", LIMIT, || {
+        let rt = RuntimeBuilder::new().worker_threads(4).build().unwrap();
+        let started = Instant::now();
+        // Rounds until at least two workers stole (normally the first).
+        loop {
+            rt.block_on(|cx| async move {
+                // One task (so one worker) spawns everything: the tasks land
+                // in that worker's own queue and the others must steal.
+                let spawner = cx
+                    .spawn(|cx| async move {
+                        let mut handles = Vec::new();
+                        for i in 0..400u64 {
+                            handles
+                                .push(cx.spawn(move |_| async move { spin(2_000 + i) }).unwrap());
+                        }
+                        let mut sum = 0u64;
+                        for h in handles {
+                            sum = sum.wrapping_add(h.join(&cx).await.unwrap());
+                        }
+                        sum
+                    })
+                    .unwrap();
+                spawner.join(&cx).await.unwrap();
+            });
+            let m = rt.metrics();
+            assert_eq!(m.workers.len(), 4);
+            let stealers = m.workers.iter().filter(|w| w.steals > 0).count();
+            if stealers >= 2 {
+                assert!(m.total_steals() >= 2);
+                assert!(m.total_polls() >= 401);
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_millis(1500),
+                "fewer than two workers stole: {m:?}"
+            );
+        }
+    });
+}
+
+/// A one-slot mailbox: a sequence number plus the waiting task's waker.
+#[derive(Default)]
+struct Mailbox {
+    seq: AtomicU64,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl Mailbox {
+    fn post(&self, seq: u64) {
+        self.seq.store(seq, Ordering::SeqCst);
+        if let Some(w) = self.waker.lock().unwrap().take() {
+            w.wake();
+        }
+    }
+
+    /// Resolves once `seq >= want`; returns the value seen.
+    fn wait(&self, want: u64) -> MailboxWait<'_> {
+        MailboxWait {
+            mailbox: self,
+            want,
+        }
+    }
+}
+
+struct MailboxWait<'a> {
+    mailbox: &'a Mailbox,
+    want: u64,
+}
+
+impl Future for MailboxWait<'_> {
+    type Output = u64;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u64> {
+        let seen = self.mailbox.seq.load(Ordering::SeqCst);
+        if seen >= self.want {
+            return Poll::Ready(seen);
+        }
+        *self.mailbox.waker.lock().unwrap() = Some(cx.waker().clone());
+        let seen = self.mailbox.seq.load(Ordering::SeqCst);
+        if seen >= self.want {
+            return Poll::Ready(seen);
+        }
+        Poll::Pending
+    }
+}
+
+/// Acknowledgements from tasks to the plain threads that wake them.
+#[derive(Default)]
+struct Acks {
+    done: Mutex<Vec<u64>>,
+    changed: Condvar,
+}
+
+impl Acks {
+    fn ack(&self, task: usize, round: u64) {
+        self.done.lock().unwrap()[task] = round;
+        self.changed.notify_all();
+    }
+
+    fn wait_for(&self, task: usize, round: u64) {
+        let mut done = self.done.lock().unwrap();
+        while done[task] < round {
+            done = self.changed.wait(done).unwrap();
+        }
+    }
+}
+
+#[test]
+fn no_wakeup_is_lost_when_plain_threads_wake_tasks_that_just_went_to_sleep() {
+    const TASKS: usize = 16;
+    const ROUNDS: u64 = 150;
+    watchdog("cross-thread wakes", LIMIT, || {
+        let rt = RuntimeBuilder::new().worker_threads(2).build().unwrap();
+        let boxes: Arc<Vec<Mailbox>> = Arc::new((0..TASKS).map(|_| Mailbox::default()).collect());
+        let acks = Arc::new(Acks {
+            done: Mutex::new(vec![0; TASKS]),
+            changed: Condvar::new(),
+        });
+        let handle = rt.handle();
+        let mut tasks = Vec::new();
+        for t in 0..TASKS {
+            let (boxes, acks) = (boxes.clone(), acks.clone());
+            tasks.push(
+                handle
+                    .spawn(move |_| async move {
+                        for round in 1..=ROUNDS {
+                            let seen = boxes[t].wait(round).await;
+                            // The waker posts round r only after the ack
+                            // of r - 1: never a skipped or repeated round.
+                            assert_eq!(seen, round, "task {t} saw a round out of order");
+                            acks.ack(t, round);
+                        }
+                        ROUNDS
+                    })
+                    .unwrap(),
+            );
+        }
+        // Two plain threads, each waking half the tasks as soon as they
+        // acknowledged the previous round: each post races with the task
+        // going back to sleep.
+        let wakers: Vec<_> = (0..2)
+            .map(|half| {
+                let (boxes, acks) = (boxes.clone(), acks.clone());
+                std::thread::spawn(move || {
+                    for round in 1..=ROUNDS {
+                        for t in (half..TASKS).step_by(2) {
+                            acks.wait_for(t, round - 1);
+                            boxes[t].post(round);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in wakers {
+            w.join().unwrap();
+        }
+        let total: u64 = rt.block_on(|cx| async move {
+            let mut total = 0;
+            for h in tasks {
+                total += h.join(&cx).await.unwrap();
+            }
+            total
+        });
+        assert_eq!(total, ROUNDS * TASKS as u64);
+        assert!(acks.done.lock().unwrap().iter().all(|&r| r == ROUNDS));
+    });
+}
+
+#[test]
+fn no_wakeup_is_lost_when_tasks_pass_a_token_around_a_ring_across_workers() {
+    const TASKS: usize = 24;
+    const LAPS: u64 = 60;
+    watchdog("token ring", LIMIT, || {
+        let rt = RuntimeBuilder::new().worker_threads(3).build().unwrap();
+        let boxes: Arc<Vec<Mailbox>> = Arc::new((0..TASKS).map(|_| Mailbox::default()).collect());
+        let hops = Arc::new(AtomicU64::new(0));
+        let (b2, h2) = (boxes.clone(), hops.clone());
+        rt.block_on(|cx| async move {
+            let mut handles = Vec::new();
+            for t in 0..TASKS {
+                let (boxes, hops) = (b2.clone(), h2.clone());
+                handles.push(
+                    cx.spawn(move |_| async move {
+                        for lap in 0..LAPS {
+                            // Hop number this task waits for on this lap.
+                            let want = lap * TASKS as u64 + t as u64 + 1;
+                            let seen = boxes[t].wait(want).await;
+                            assert_eq!(seen, want, "task {t} skipped a hop");
+                            let previous = hops.fetch_add(1, Ordering::SeqCst);
+                            assert_eq!(previous + 1, want, "two tokens in the ring");
+                            boxes[(t + 1) % TASKS].post(want + 1);
+                        }
+                    })
+                    .unwrap(),
+                );
+            }
+            // Inject the token from the block_on thread (outside any worker).
+            b2[0].post(1);
+            for h in handles {
+                h.join(&cx).await.unwrap();
+            }
+        });
+        assert_eq!(hops.load(Ordering::SeqCst), LAPS * TASKS as u64);
+        let m = rt.metrics();
+        assert!(m.total_polls() >= LAPS * TASKS as u64);
+    });
+}
+
+/// Pending once without registering a waker: only a cancel request (whose
+/// wake the kernel delivers) polls it again.
+struct UntilWokenByCancel(bool);
+
+impl Future for UntilWokenByCancel {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<()> {
+        if self.0 {
+            Poll::Ready(())
+        } else {
+            self.0 = true;
+            Poll::Pending
+        }
+    }
+}
+
+#[test]
+fn cancelled_tasks_go_to_the_cancel_lane_and_ready_work_is_served_within_the_streak_limit() {
+    const CANCELLED: usize = 200;
+    const CLEANUP_YIELDS: usize = 40;
+    watchdog("cancel lane", LIMIT, || {
+        let rt = RuntimeBuilder::new()
+            .worker_threads(1)
+            .cleanup_grace(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let ticks = Arc::new(AtomicU64::new(0));
+        let parked = Arc::new(AtomicUsize::new(0));
+        let ticks2 = ticks.clone();
+        let (ticks_at_cancel, ticks_after_cleanup) = rt.block_on(|cx| async move {
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let (t, s) = (ticks2.clone(), stop.clone());
+            // Ready-lane work: a ticker that yields forever until stopped.
+            let ticker = cx
+                .spawn(move |_| async move {
+                    while !s.load(Ordering::SeqCst) {
+                        t.fetch_add(1, Ordering::SeqCst);
+                        yield_now().await;
+                    }
+                })
+                .unwrap();
+            let mut victims = Vec::new();
+            for _ in 0..CANCELLED {
+                let parked = parked.clone();
+                victims.push(
+                    cx.spawn(move |cx| async move {
+                        parked.fetch_add(1, Ordering::SeqCst);
+                        UntilWokenByCancel(false).await;
+                        assert!(cx.is_cancel_requested());
+                        // A long cleanup: every re-poll is cancel-lane work.
+                        for _ in 0..CLEANUP_YIELDS {
+                            yield_now().await;
+                        }
+                    })
+                    .unwrap(),
+                );
+            }
+            while parked.load(Ordering::SeqCst) < CANCELLED {
+                yield_now().await;
+            }
+            let at_cancel = ticks2.load(Ordering::SeqCst);
+            for v in &victims {
+                v.abort();
+            }
+            for v in victims {
+                let _ = v.join(&cx).await;
+            }
+            let after = ticks2.load(Ordering::SeqCst);
+            stop.store(true, Ordering::SeqCst);
+            ticker.join(&cx).await.unwrap();
+            (at_cancel, after)
+        });
+        let m = rt.metrics();
+        let w = m.workers[0];
+        assert!(
+            w.cancel_lane_dispatches >= (CANCELLED * CLEANUP_YIELDS) as u64,
+            "cleanup polls ran in the cancel lane: {w:?}"
+        );
+        assert!(w.max_cancel_streak <= 16, "streak above the limit: {w:?}");
+        assert_eq!(
+            w.max_cancel_streak, 16,
+            "the streak limit was reached: {w:?}"
+        );
+        // The ticker kept getting dispatches while cleanup dominated: at
+        // least one per limit + 1 = 17 dispatches (minus slack for the
+        // dispatches of the root's own wakes).
+        let during = ticks_after_cleanup - ticks_at_cancel;
+        let cleanup = (CANCELLED * CLEANUP_YIELDS) as u64;
+        assert!(
+            during * 17 >= cleanup / 2,
+            "ready work starved: {during} ticks during {cleanup} cleanup polls ({w:?})"
+        );
+    });
+}
+
+#[test]
+fn metrics_counters_move_on_both_drivers() {
+    watchdog("metrics", LIMIT, || {
+        let current = RuntimeBuilder::current_thread().build().unwrap();
+        let multi = RuntimeBuilder::new().worker_threads(2).build().unwrap();
+        assert_eq!(current.metrics().workers.len(), 1);
+        assert_eq!(multi.metrics().workers.len(), 2);
+        for rt in [current, multi] {
+            let before = rt.metrics();
+            assert_eq!(before.total_polls(), 0);
+            rt.block_on(|cx| async move {
+                let mut hs = Vec::new();
+                for i in 0..32u64 {
+                    hs.push(
+                        cx.spawn(move |_| async move {
+                            yield_now().await;
+                            i
+                        })
+                        .unwrap(),
+                    );
+                }
+                for h in hs {
+                    h.join(&cx).await.unwrap();
+                }
+            });
+            let after = rt.metrics();
+            assert!(after.total_polls() >= 64, "{after:?}");
+            if after.workers.len() > 1 {
+                // Idle workers park (they start with nothing to run).
+                let parks: u64 = after.workers.iter().map(|w| w.parks).sum();
+                assert!(parks >= 1, "{after:?}");
+            }
+            assert!(after.workers.iter().all(|w| w.cancel_lane_dispatches == 0));
+        }
+    });
+}
