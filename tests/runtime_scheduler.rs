@@ -371,3 +371,60 @@ fn metrics_counters_move_on_both_drivers() {
         }
     });
 }
+
+#[test]
+fn tasks_with_a_budget_deadline_run_in_the_timed_lane_without_starving_ready_work() {
+    const TIMED: usize = 8;
+    const YIELDS: u64 = 50;
+    watchdog("timed lane", LIMIT, || {
+        let rt = RuntimeBuilder::new().worker_threads(1).build().unwrap();
+        let ticks = Arc::new(AtomicU64::new(0));
+        let t2 = ticks.clone();
+        let during = rt.block_on(|cx| async move {
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let (t, s) = (t2.clone(), stop.clone());
+            let ticker = cx
+                .spawn(move |_| async move {
+                    while !s.load(Ordering::SeqCst) {
+                        t.fetch_add(1, Ordering::SeqCst);
+                        yield_now().await;
+                    }
+                })
+                .unwrap();
+            let far = cx.now() + Duration::from_secs(3600);
+            let before = t2.load(Ordering::SeqCst);
+            let mut timed = Vec::new();
+            for i in 0..TIMED {
+                let budget =
+                    asupersync::Budget::new().with_deadline(far + Duration::from_millis(i as u64));
+                timed.push(
+                    cx.spawn_with_budget(budget, |_| async move {
+                        for _ in 0..YIELDS {
+                            yield_now().await;
+                        }
+                    })
+                    .unwrap(),
+                );
+            }
+            for h in timed {
+                h.join(&cx).await.unwrap();
+            }
+            let during = t2.load(Ordering::SeqCst) - before;
+            stop.store(true, Ordering::SeqCst);
+            ticker.join(&cx).await.unwrap();
+            during
+        });
+        let w = rt.metrics().workers[0];
+        // Every poll after the first (which registers the deadline) is a
+        // timed-lane dispatch.
+        assert!(
+            w.timed_lane_dispatches >= TIMED as u64 * YIELDS,
+            "deadline tasks ran in the timed lane: {w:?}"
+        );
+        // The ticker got at least one dispatch per limit + 1.
+        assert!(
+            during * 17 >= TIMED as u64 * YIELDS / 2,
+            "ready work starved: {during} ticks ({w:?})"
+        );
+    });
+}

@@ -60,6 +60,9 @@ pub(crate) trait Attention: Send + Sync {
     /// multi-thread scheduler may queue it in its cancel lane. Raised by
     /// `request_cancel` on tasks whose attention flag is registered.
     fn cancel_requested(&self) {}
+    /// Scheduler lane hint: the task's budget deadline (its timed-lane
+    /// key). Given once, when the task registers on its first poll.
+    fn deadline_hint(&self, _deadline: Time) {}
 }
 
 /// Most nested `Cx::masked` sections a task may have open at once.
@@ -822,6 +825,15 @@ impl Kernel {
         };
         if let Some((waker, attention)) = register {
             rec.waker = waker;
+            // Scheduler lane hints for what was decided before registration.
+            if let Some(a) = &attention {
+                if let Some(deadline) = rec.budget.deadline {
+                    a.deadline_hint(deadline);
+                }
+                if rec.state.is_cancel_requested() {
+                    a.cancel_requested();
+                }
+            }
             rec.attention = attention;
         }
         if let Some(cause) = rec.force_drop {

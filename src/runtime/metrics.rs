@@ -39,6 +39,8 @@ pub struct WorkerMetrics {
     pub parks: u64,
     /// Tasks this worker took from the cancel lane.
     pub cancel_lane_dispatches: u64,
+    /// Tasks this worker took from the timed (earliest-deadline) lane.
+    pub timed_lane_dispatches: u64,
     /// Longest run of consecutive cancel-lane dispatches (bounded by the
     /// cancel-streak limit whenever other work was waiting).
     pub max_cancel_streak: u64,
@@ -51,6 +53,7 @@ pub(crate) struct WorkerCounters {
     steals: AtomicU64,
     parks: AtomicU64,
     cancel_lane_dispatches: AtomicU64,
+    timed_lane_dispatches: AtomicU64,
     max_cancel_streak: AtomicU64,
 }
 
@@ -78,12 +81,17 @@ impl WorkerCounters {
         self.max_cancel_streak.fetch_max(streak, Ordering::Relaxed);
     }
 
+    pub(crate) fn timed_dispatch(&self) {
+        Self::bump(&self.timed_lane_dispatches);
+    }
+
     pub(crate) fn snapshot(&self) -> WorkerMetrics {
         WorkerMetrics {
             polls: self.polls.load(Ordering::Relaxed),
             steals: self.steals.load(Ordering::Relaxed),
             parks: self.parks.load(Ordering::Relaxed),
             cancel_lane_dispatches: self.cancel_lane_dispatches.load(Ordering::Relaxed),
+            timed_lane_dispatches: self.timed_lane_dispatches.load(Ordering::Relaxed),
             max_cancel_streak: self.max_cancel_streak.load(Ordering::Relaxed),
         }
     }

@@ -23,16 +23,29 @@
 //! A task re-scheduled while it is the one running (a self-wake such as
 //! `yield_now`) goes to the back of the local deque, not the LIFO slot.
 //!
-//! Lanes (multi-thread only): `cancel lane > ready lane`. A task whose cell
-//! reports a cancel hint (`Runnable::cancel_hint`: the kernel requested its
-//! cancellation or a forced drop) is scheduled into the cancel lane, a
-//! shared FIFO every worker takes from before its ready work. The
-//! cancel-streak limit ([`CANCEL_STREAK_LIMIT`], 16) bounds a worker's
-//! consecutive cancel dispatches: after `limit` of them it looks for ready
-//! work first, so waiting ready work is dispatched within `limit + 1`
-//! dispatches of that worker. When it finds none the streak restarts.
-//! There is no timed (deadline) lane yet: tasks with budget deadlines are
-//! ready-lane tasks.
+//! Lanes (multi-thread only): `cancel lane > timed lane > ready lane`.
+//! - A task whose cell reports a cancel hint (`Runnable::cancel_hint`: the
+//!   kernel requested its cancellation, see `Attention::cancel_requested`)
+//!   is scheduled into the **cancel lane**, a FIFO shared by all workers.
+//!   Cancel-lane order is FIFO, not by cleanup priority.
+//! - A task whose cell reports a budget deadline (`Runnable::deadline_hint`,
+//!   given by the kernel when the task registers on its first poll, so its
+//!   first dispatch is a ready-lane one) goes to the **timed lane**, an
+//!   earliest-deadline-first heap shared by all workers (FIFO among equal
+//!   deadlines).
+//! - Everything else is **ready-lane** work (LIFO slot, deque, injector).
+//!
+//! The lanes are shared (cancel and deadline work is rare and latency
+//! critical: any idle worker should take it); the priority rules and the
+//! streak accounting are per worker. The cancel-streak limit
+//! ([`CANCEL_STREAK_LIMIT`], 16) bounds a worker's consecutive cancel
+//! dispatches: after `limit` of them it looks for timed or ready work
+//! first, so waiting timed/ready work gets a dispatch within `limit + 1`
+//! dispatches of that worker. The same limit bounds consecutive timed
+//! dispatches against ready work, so a deadline task that yields in a loop
+//! cannot starve ready work (with both upper lanes saturated, ready work
+//! waits at most `(limit + 1) * limit + 1` dispatches). When a worker finds
+//! no lower-lane work, its streak restarts.
 //!
 //! Rule Q1 (no lost wakeups): a worker announces it is going to sleep
 //! (`prepare_sleep`: its `sleeping` flag, the `sleepers` count, a SeqCst
@@ -46,9 +59,10 @@
 //! a push to the deque still unparks one sleeper so it can steal.
 
 use std::cell::{Cell, RefCell};
+use std::collections::BinaryHeap;
 use std::rc::Rc;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use crossbeam_utils::sync::Unparker;
@@ -68,6 +82,10 @@ const INJECTOR_INTERVAL: u32 = 61;
 pub(crate) struct RunQueue {
     injector: Injector<TaskRef>,
     cancel_lane: Injector<TaskRef>,
+    timed_lane: Mutex<BinaryHeap<Timed>>,
+    /// Entries in `timed_lane`, read without its lock.
+    timed_len: AtomicUsize,
+    timed_seq: AtomicU64,
     /// Whether worker threads run the tasks (the multi-thread runtime).
     multi: bool,
     stealers: Vec<Stealer<TaskRef>>,
@@ -92,6 +110,7 @@ pub(crate) struct WorkerCtx {
     running: Cell<*const ()>,
     lifo_streak: Cell<u32>,
     cancel_streak: Cell<u32>,
+    timed_streak: Cell<u32>,
     tick: Cell<u32>,
 }
 
@@ -139,6 +158,9 @@ impl RunQueue {
         Self {
             injector: Injector::new(),
             cancel_lane: Injector::new(),
+            timed_lane: Mutex::new(BinaryHeap::new()),
+            timed_len: AtomicUsize::new(0),
+            timed_seq: AtomicU64::new(0),
             multi: workers > 0,
             stealers,
             locals: Mutex::new(locals.into_iter().map(Some).collect()),
@@ -151,7 +173,9 @@ impl RunQueue {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.injector.is_empty() && self.cancel_lane.is_empty()
+        self.injector.is_empty()
+            && self.cancel_lane.is_empty()
+            && self.timed_len.load(Ordering::SeqCst) == 0
     }
 
     pub(crate) fn metrics(&self) -> RuntimeMetrics {
@@ -195,6 +219,7 @@ impl RunQueue {
             running: Cell::new(std::ptr::null()),
             lifo_streak: Cell::new(0),
             cancel_streak: Cell::new(0),
+            timed_streak: Cell::new(0),
             tick: Cell::new(0),
         });
         CURRENT.with(|c| *c.borrow_mut() = Some(ctx.clone()));
@@ -217,28 +242,71 @@ impl RunQueue {
         ran
     }
 
-    /// The next task for worker `ctx`: cancel lane (bounded by the streak
-    /// limit), then ready work.
+    /// The next task for worker `ctx`: cancel lane, timed lane, ready
+    /// work, each upper lane bounded by the streak limit.
     fn next_task(&self, ctx: &WorkerCtx) -> Option<TaskRef> {
         let counters = &self.counters[ctx.index];
         let streak = ctx.cancel_streak.get();
-        if streak < CANCEL_STREAK_LIMIT {
-            if let Some(task) = steal_one(&self.cancel_lane) {
-                ctx.cancel_streak.set(streak + 1);
-                counters.cancel_dispatch(u64::from(streak + 1));
-                return Some(task);
-            }
+        if streak < CANCEL_STREAK_LIMIT
+            && let Some(task) = steal_one(&self.cancel_lane)
+        {
+            ctx.cancel_streak.set(streak + 1);
+            counters.cancel_dispatch(u64::from(streak + 1));
+            return Some(task);
         }
-        // Streak limit reached (or no cancel work): ready work goes first,
+        // Streak limit reached (or no cancel work): lower lanes go first,
         // and either way the streak restarts.
         ctx.cancel_streak.set(0);
-        if let Some(task) = self.next_ready(ctx) {
+        if let Some(task) = self.next_timed_or_ready(ctx) {
             return Some(task);
         }
         let task = steal_one(&self.cancel_lane)?;
         ctx.cancel_streak.set(1);
         counters.cancel_dispatch(1);
         Some(task)
+    }
+
+    fn next_timed_or_ready(&self, ctx: &WorkerCtx) -> Option<TaskRef> {
+        let streak = ctx.timed_streak.get();
+        if streak < CANCEL_STREAK_LIMIT
+            && let Some(task) = self.pop_timed()
+        {
+            ctx.timed_streak.set(streak + 1);
+            self.counters[ctx.index].timed_dispatch();
+            return Some(task);
+        }
+        ctx.timed_streak.set(0);
+        if let Some(task) = self.next_ready(ctx) {
+            return Some(task);
+        }
+        let task = self.pop_timed()?;
+        ctx.timed_streak.set(1);
+        self.counters[ctx.index].timed_dispatch();
+        Some(task)
+    }
+
+    fn pop_timed(&self) -> Option<TaskRef> {
+        if self.timed_len.load(Ordering::SeqCst) == 0 {
+            return None;
+        }
+        let entry = self
+            .timed_lane
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()?;
+        self.timed_len.fetch_sub(1, Ordering::SeqCst);
+        Some(entry.task)
+    }
+
+    fn push_timed(&self, deadline: u64, task: TaskRef) {
+        let seq = self.timed_seq.fetch_add(1, Ordering::Relaxed);
+        let mut heap = self.timed_lane.lock().unwrap_or_else(|e| e.into_inner());
+        heap.push(Timed {
+            deadline,
+            seq,
+            task,
+        });
+        self.timed_len.fetch_add(1, Ordering::SeqCst);
     }
 
     fn next_ready(&self, ctx: &WorkerCtx) -> Option<TaskRef> {
@@ -399,6 +467,34 @@ impl RunQueue {
     }
 }
 
+/// A timed-lane entry; the heap's maximum is the earliest deadline (then
+/// the earliest scheduled).
+struct Timed {
+    deadline: u64,
+    seq: u64,
+    task: TaskRef,
+}
+
+impl PartialEq for Timed {
+    fn eq(&self, other: &Self) -> bool {
+        (self.deadline, self.seq) == (other.deadline, other.seq)
+    }
+}
+
+impl Eq for Timed {}
+
+impl PartialOrd for Timed {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Timed {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (other.deadline, other.seq).cmp(&(self.deadline, self.seq))
+    }
+}
+
 fn steal_one(from: &Injector<TaskRef>) -> Option<TaskRef> {
     loop {
         match from.steal() {
@@ -415,6 +511,11 @@ impl Schedule for RunQueue {
             task
         } else if task.cancel_hint() {
             self.cancel_lane.push(task);
+            fence(Ordering::SeqCst); // Rule Q1: pairs with `prepare_sleep`.
+            self.wake_one();
+            return;
+        } else if let Some(deadline) = task.deadline_hint() {
+            self.push_timed(deadline, task);
             fence(Ordering::SeqCst); // Rule Q1: pairs with `prepare_sleep`.
             self.wake_one();
             return;
@@ -442,6 +543,7 @@ mod tests {
     struct Probe {
         name: usize,
         cancel: bool,
+        deadline: Option<u64>,
         log: Arc<Mutex<Vec<usize>>>,
     }
 
@@ -454,6 +556,9 @@ mod tests {
         }
         fn cancel_hint(&self) -> bool {
             self.cancel
+        }
+        fn deadline_hint(&self) -> Option<u64> {
+            self.deadline
         }
     }
 
@@ -475,6 +580,7 @@ mod tests {
             Arc::new(Probe {
                 name,
                 cancel,
+                deadline: None,
                 log: log.clone(),
             })
         };
@@ -503,6 +609,7 @@ mod tests {
             Arc::new(Probe {
                 name,
                 cancel,
+                deadline: None,
                 log: log.clone(),
             })
         };
@@ -513,5 +620,37 @@ mod tests {
         assert!(q.injector.is_empty());
         assert_eq!(q.run_worker_batch(guard.ctx(), 10), 3);
         assert_eq!(*log.lock().unwrap(), vec![3, 2, 1]);
+    }
+
+    #[test]
+    fn the_timed_lane_is_earliest_deadline_first_and_bounded_against_ready_work() {
+        let q = queue(1);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let probe = |name, deadline| -> TaskRef {
+            Arc::new(Probe {
+                name,
+                cancel: false,
+                deadline,
+                log: log.clone(),
+            })
+        };
+        q.schedule(probe(30, Some(30)));
+        q.schedule(probe(10, Some(10)));
+        q.schedule(probe(20, Some(20)));
+        q.schedule(probe(11, Some(10))); // equal deadline: after 10
+        q.schedule(probe(1, None));
+        let guard = q.enter(0);
+        assert_eq!(q.run_worker_batch(guard.ctx(), 100), 5);
+        assert_eq!(*log.lock().unwrap(), vec![10, 11, 20, 30, 1]);
+        log.lock().unwrap().clear();
+        for i in 0..40 {
+            q.schedule(probe(100 + i, Some(5)));
+        }
+        q.schedule(probe(2, None)); // a worker wake: the LIFO slot
+        assert_eq!(q.run_worker_batch(guard.ctx(), 100), 41);
+        let log = log.lock().unwrap();
+        let pos = log.iter().position(|&n| n == 2).unwrap();
+        assert_eq!(pos, CANCEL_STREAK_LIMIT as usize, "dispatch order: {log:?}");
+        assert_eq!(q.metrics().workers[0].timed_lane_dispatches, 44);
     }
 }

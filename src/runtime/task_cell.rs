@@ -21,7 +21,7 @@
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -48,6 +48,11 @@ pub(crate) trait Runnable: Send + Sync {
     fn cancel_hint(&self) -> bool {
         false
     }
+    /// Scheduler lane hint: the task's budget deadline in nanoseconds, if
+    /// it has one (the multi-thread scheduler's timed lane).
+    fn deadline_hint(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Type-erased run-queue entry.
@@ -69,6 +74,9 @@ pub(crate) struct TaskCell<F: Future> {
     /// Lane hint: set once by the kernel on a cancel request (never reset;
     /// read by the scheduler on each schedule).
     cancel_hint: AtomicBool,
+    /// Lane hint: the budget deadline in nanoseconds (`u64::MAX`: none),
+    /// set by the kernel when the task registers.
+    deadline_hint: AtomicU64,
     /// The waker and attention flag still have to be handed to the kernel
     /// (done on the first poll, saving the spawner a second lock).
     unregistered: AtomicBool,
@@ -99,6 +107,7 @@ where
             state: AtomicU8::new(SCHEDULED),
             attention: AtomicBool::new(true), // the first poll always does
             cancel_hint: AtomicBool::new(false),
+            deadline_hint: AtomicU64::new(u64::MAX),
             unregistered: AtomicBool::new(true),
             fast_polls,
             stage: Mutex::new(Stage::Running(future)),
@@ -226,6 +235,11 @@ where
     fn cancel_hint(&self) -> bool {
         self.cancel_hint.load(Ordering::Relaxed)
     }
+
+    fn deadline_hint(&self) -> Option<u64> {
+        let d = self.deadline_hint.load(Ordering::Relaxed);
+        (d != u64::MAX).then_some(d)
+    }
 }
 
 impl<F> crate::kernel::Attention for TaskCell<F>
@@ -239,6 +253,11 @@ where
 
     fn cancel_requested(&self) {
         self.cancel_hint.store(true, Ordering::Relaxed);
+    }
+
+    fn deadline_hint(&self, deadline: crate::types::Time) {
+        self.deadline_hint
+            .store(deadline.as_nanos().min(u64::MAX - 1), Ordering::Relaxed);
     }
 }
 
