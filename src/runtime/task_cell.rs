@@ -14,8 +14,9 @@
 //!   and NOTIFIED→SCHEDULED edges push it).
 //! - W2: a wake during a poll is never lost (RUNNING→NOTIFIED re-queues it
 //!   when the poll returns).
-//! - W3: waking never takes a lock: it is one compare-and-swap plus a queue
-//!   push.
+//! - W3: waking an ordinary task takes no lock: one compare-and-swap plus a
+//!   lock-free queue push. (On the multi-thread runtime a task with a budget
+//!   deadline goes to the timed lane, a small mutex-guarded heap.)
 //! - W4: waking a completed task does nothing.
 
 use std::future::Future;

@@ -53,9 +53,9 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
-use super::waiters::{WaitQueue, WaiterKey, WaiterState};
+use super::waiters::{WaitQueue, WaiterKey, WaiterState, WakeList};
 use crate::cx::Cx;
 use crate::types::cancel::Cancelled;
 
@@ -157,7 +157,7 @@ impl Barrier {
 
     /// Counts one arrival; if it completes the generation, releases it and
     /// returns the leader's result and the wakers to wake after unlocking.
-    fn arrive_and_release(&self, st: &mut State) -> Option<(BarrierWaitResult, Vec<Waker>)> {
+    fn arrive_and_release(&self, st: &mut State) -> Option<(BarrierWaitResult, WakeList)> {
         if st.arrived + 1 < self.n {
             return None;
         }
@@ -207,10 +207,8 @@ pub struct BarrierWait<'a> {
     stage: Stage,
 }
 
-fn release(result: BarrierWaitResult, wakers: Vec<Waker>) -> BarrierWaitResult {
-    for w in wakers {
-        w.wake();
-    }
+fn release(result: BarrierWaitResult, wakers: WakeList) -> BarrierWaitResult {
+    wakers.wake();
     result
 }
 

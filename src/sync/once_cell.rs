@@ -52,7 +52,7 @@ use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use super::waiters::{WaitQueue, WaiterKey, WaiterState};
+use super::waiters::{WaitQueue, WaiterKey, WaiterState, WakeList};
 use crate::cx::Cx;
 use crate::types::cancel::Cancelled;
 
@@ -340,10 +340,8 @@ impl<T> OnceCell<T> {
     }
 }
 
-fn wake_all(wakers: Vec<Waker>) {
-    for w in wakers {
-        w.wake();
-    }
+fn wake_all(wakers: WakeList) {
+    wakers.wake();
 }
 
 impl<T> Default for OnceCell<T> {

@@ -56,7 +56,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdMutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use super::waiters::{WaitQueue, WaiterKey};
+use super::waiters::{WaitQueue, WaiterKey, WakeList};
 use crate::cx::Cx;
 use crate::types::cancel::Cancelled;
 
@@ -97,22 +97,7 @@ enum Side {
 
 /// Wakers of the waiters admitted in one step (woken after the state lock
 /// is released).
-#[derive(Default)]
-struct Admitted {
-    one: Option<Waker>,
-    many: Vec<Waker>,
-}
-
-impl Admitted {
-    fn wake(self) {
-        if let Some(w) = self.one {
-            w.wake();
-        }
-        for w in self.many {
-            w.wake();
-        }
-    }
-}
+type Admitted = WakeList;
 
 impl State {
     fn queue(&mut self, side: Side) -> &mut WaitQueue<(), ()> {
@@ -174,7 +159,7 @@ impl State {
         }
         let readers_wait = !self.read_waiters.is_empty();
         if !self.write_waiters.is_empty() && (!readers_wait || self.writer_streak < k) {
-            admitted.one = self.write_waiters.notify_front(());
+            admitted.push(self.write_waiters.notify_front(()));
             self.writer = true;
             self.writer_streak = if readers_wait {
                 self.writer_streak + 1
@@ -194,7 +179,7 @@ impl State {
         let wakers = self.read_waiters.notify_all(());
         self.readers += wakers.len();
         self.writer_streak = 0;
-        admitted.many = wakers;
+        admitted.extend(wakers);
     }
 }
 

@@ -56,7 +56,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdMutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use super::waiters::{WaitQueue, WaiterKey};
+use super::waiters::{WaitQueue, WaiterKey, WakeList};
 use crate::cx::Cx;
 use crate::obligation::Obligation;
 use crate::types::cancel::Cancelled;
@@ -179,31 +179,8 @@ impl fmt::Display for TryAcquireError {
 impl std::error::Error for TryAcquireError {}
 
 /// Wakers of the waiters served in one step, woken after the state lock is
-/// released. The common single grant does not allocate.
-#[derive(Default)]
-struct Served {
-    one: Option<Waker>,
-    more: Vec<Waker>,
-}
-
-impl Served {
-    fn push(&mut self, w: Waker) {
-        if self.one.is_none() {
-            self.one = Some(w);
-        } else {
-            self.more.push(w);
-        }
-    }
-
-    fn wake(self) {
-        if let Some(w) = self.one {
-            w.wake();
-        }
-        for w in self.more {
-            w.wake();
-        }
-    }
-}
+/// released.
+type Served = WakeList;
 
 impl State {
     /// Serves the head of the queue while it can be served (S2, S4).
@@ -798,10 +775,7 @@ mod tests {
         };
         let big = st.waiters.push_back(w(), 3);
         let small = st.waiters.push_back(w(), 1);
-        assert!(
-            st.serve().one.is_none(),
-            "the big head blocks the small one"
-        );
+        assert!(st.serve().len() == 0, "the big head blocks the small one");
         st.total = 2; // a permit was forgotten: 3 can never be had
         st.serve();
         assert!(matches!(

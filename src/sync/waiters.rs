@@ -227,12 +227,13 @@ impl<T, G> WaitQueue<T, G> {
         Some(e.waker.clone())
     }
 
-    /// Serves every waiting entry with a clone of `grant`; returns their wakers.
-    pub(crate) fn notify_all(&mut self, grant: G) -> Vec<Waker>
+    /// Serves every waiting entry with a clone of `grant`; returns their
+    /// wakers, to be woken once the primitive's lock is released.
+    pub(crate) fn notify_all(&mut self, grant: G) -> WakeList
     where
         G: Clone,
     {
-        let mut wakers = Vec::with_capacity(self.waiting);
+        let mut wakers = WakeList::default();
         while let Some(w) = self.notify_front(grant.clone()) {
             wakers.push(w);
         }
@@ -271,6 +272,59 @@ impl<T, G> WaitQueue<T, G> {
         slot.generation = slot.generation.wrapping_add(1);
         self.free.push(key.index);
         Some((entry.data, entry.state))
+    }
+}
+
+/// Wakers collected while a primitive's lock is held, woken after it is
+/// released (waking under the lock could re-enter it). The first few are kept
+/// inline, so serving one or a handful of waiters does not allocate.
+#[derive(Default)]
+pub(crate) struct WakeList {
+    inline: [Option<Waker>; 4],
+    len: usize,
+    spill: Vec<Waker>,
+}
+
+impl WakeList {
+    /// Adds a waker (`None` is ignored, for optional wakers such as a
+    /// receiver's slot).
+    pub(crate) fn push(&mut self, waker: impl Into<Option<Waker>>) {
+        let Some(w) = waker.into() else { return };
+        match self.inline.get_mut(self.len) {
+            Some(slot) => *slot = Some(w),
+            None => self.spill.push(w),
+        }
+        self.len += 1;
+    }
+
+    /// Moves every waker of `other` into this list.
+    pub(crate) fn extend(&mut self, other: WakeList) {
+        for w in other {
+            self.push(w);
+        }
+    }
+
+    /// How many wakers are held.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Wakes them all, in the order they were added.
+    pub(crate) fn wake(self) {
+        for w in self {
+            w.wake();
+        }
+    }
+}
+
+impl IntoIterator for WakeList {
+    type Item = Waker;
+    type IntoIter = std::iter::Chain<
+        std::iter::Flatten<std::array::IntoIter<Option<Waker>, 4>>,
+        std::vec::IntoIter<Waker>,
+    >;
+    fn into_iter(self) -> Self::IntoIter {
+        self.inline.into_iter().flatten().chain(self.spill)
     }
 }
 
@@ -323,6 +377,18 @@ mod tests {
             q.remove(k);
         }
         assert_eq!(q.slots.len(), 1);
+    }
+
+    #[test]
+    fn a_wake_list_keeps_order_and_spills_past_its_inline_slots() {
+        let mut list = WakeList::default();
+        list.push(None::<Waker>);
+        for _ in 0..6 {
+            list.push(w());
+        }
+        assert_eq!(list.len(), 6);
+        assert_eq!(list.spill.len(), 2);
+        assert_eq!(list.into_iter().count(), 6);
     }
 
     #[test]

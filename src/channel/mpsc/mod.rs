@@ -105,7 +105,7 @@ pub use error::{RecvError, ReserveError, SendError, TryRecvError, TrySendError};
 use crate::cx::Cx;
 use crate::kernel::SpawnError;
 use crate::obligation::Obligation;
-use crate::sync::waiters::{WaitQueue, WaiterKey, WaiterState};
+use crate::sync::waiters::{WaitQueue, WaiterKey, WaiterState, WakeList};
 use crate::types::CancelReason;
 use crate::types::cancel::Cancelled;
 
@@ -182,32 +182,6 @@ struct State<T> {
     recv_waker: Option<Waker>,
 }
 
-/// Up to a few wakers without allocating; woken once the lock is released.
-#[derive(Default)]
-struct Wakers {
-    inline: [Option<Waker>; 4],
-    spill: Vec<Waker>,
-}
-
-impl Wakers {
-    fn push(&mut self, w: Option<Waker>) {
-        let Some(w) = w else { return };
-        match self.inline.iter_mut().find(|s| s.is_none()) {
-            Some(slot) => *slot = Some(w),
-            None => self.spill.push(w),
-        }
-    }
-
-    fn wake(self) {
-        for w in self.inline.into_iter().flatten() {
-            w.wake();
-        }
-        for w in self.spill {
-            w.wake();
-        }
-    }
-}
-
 impl<T> Chan<T> {
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         // Nothing that can panic runs under the lock while the state is
@@ -219,7 +193,7 @@ impl<T> Chan<T> {
     /// granted in the meantime goes to the next waiter (WQ3). Returns the
     /// parked value (if it was not sent) and the grant, if any.
     fn abandon_wait(&self, key: WaiterKey) -> (Option<T>, Option<Grant>) {
-        let mut wakers = Wakers::default();
+        let mut wakers = WakeList::default();
         let removed = {
             let mut st = self.lock();
             let removed = st.send_waiters.remove(key);
@@ -234,7 +208,7 @@ impl<T> Chan<T> {
 
     /// Returns a reserved slot that will not be used.
     fn release_slot(&self) {
-        let mut wakers = Wakers::default();
+        let mut wakers = WakeList::default();
         self.lock().release_slot(&mut wakers);
         wakers.wake();
     }
@@ -281,7 +255,7 @@ impl<T> Chan<T> {
         waker: &Waker,
         mut take: impl FnMut(&mut VecDeque<T>) -> usize,
     ) -> Poll<bool> {
-        let mut wakers = Wakers::default();
+        let mut wakers = WakeList::default();
         let ready = {
             let mut st = self.lock();
             if !st.queue.is_empty() {
@@ -320,7 +294,7 @@ impl<T> State<T> {
     /// Hands one free slot to the oldest waiting sender (rule 3): a
     /// waiting `send`'s value is queued right away, a waiting `reserve` gets
     /// the slot. Returns whether anyone was served.
-    fn grant_one(&mut self, wakers: &mut Wakers, wake_rx: bool) -> bool {
+    fn grant_one(&mut self, wakers: &mut WakeList, wake_rx: bool) -> bool {
         if self.closed || !self.has_room() {
             return false;
         }
@@ -344,7 +318,7 @@ impl<T> State<T> {
         true
     }
 
-    fn release_slot(&mut self, wakers: &mut Wakers) {
+    fn release_slot(&mut self, wakers: &mut WakeList) {
         self.reserved -= 1;
         if self.closed {
             if self.is_disconnected() {
@@ -405,7 +379,7 @@ impl<T> State<T> {
         key: &mut Option<WaiterKey>,
         value: &mut Option<T>,
         waker: &Waker,
-        wakers: &mut Wakers,
+        wakers: &mut WakeList,
     ) -> Poll<Result<(), SendError<T>>> {
         if let Some(k) = *key {
             match self.send_waiters.state(k) {
@@ -758,7 +732,7 @@ impl<T> Future for SendFuture<'_, T> {
     fn poll(self: Pin<&mut Self>, task_cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let chan = &*this.sender.chan;
-        let mut wakers = Wakers::default();
+        let mut wakers = WakeList::default();
         let polled =
             chan.lock()
                 .poll_send(&mut this.key, &mut this.value, task_cx.waker(), &mut wakers);
@@ -849,7 +823,7 @@ impl<T> Receiver<T> {
     /// Errors: `Empty` if nothing is queued now but more may come,
     /// `Disconnected` if nothing ever will.
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
-        let mut wakers = Wakers::default();
+        let mut wakers = WakeList::default();
         let result = {
             let mut st = self.chan.lock();
             match st.queue.pop_front() {
