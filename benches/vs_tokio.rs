@@ -28,6 +28,8 @@
 //!   `bytes_per_spawn ours=<n> tokio=<n>`: bytes allocated (not net) per
 //!   task in the spawn-and-join pass (reallocs count their new size).
 //!
+//! `--only a,b` runs just the named workloads (for profiling one of them).
+//!
 //! A watchdog aborts the process (exit 2, naming the workload) if one
 //! workload takes more than 120 s, so a hang fails loudly instead of stalling.
 
@@ -220,17 +222,35 @@ fn compare(
     mut ours: impl FnMut() -> Duration,
     mut theirs: impl FnMut() -> Duration,
 ) {
-    let (o, t, r) = alternate(name, s, &mut ours, &mut theirs);
-    println!("{name} ours={o:.0} tokio={t:.0} ratio={r:.3}");
+    if let Some((o, t, r)) = alternate(name, s, &mut ours, &mut theirs) {
+        println!("{name} ours={o:.0} tokio={t:.0} ratio={r:.3}");
+    }
 }
 
-/// Alternating runs; returns (median a, median b, median of per-run a/b).
+/// Whether `--only` (if given) names this workload.
+fn selected(name: &str) -> bool {
+    static ONLY: std::sync::OnceLock<Option<Vec<String>>> = std::sync::OnceLock::new();
+    let only = ONLY.get_or_init(|| {
+        let args: Vec<String> = std::env::args().collect();
+        let i = args.iter().position(|a| a == "--only")?;
+        let list = args.get(i + 1).expect("--only a,b,...");
+        Some(list.split(',').map(str::to_string).collect())
+    });
+    only.as_ref()
+        .is_none_or(|names| names.iter().any(|n| n == name))
+}
+
+/// Alternating runs; returns (median a, median b, median of per-run a/b),
+/// or `None` when `--only` excludes `name`.
 fn alternate(
     name: &str,
     s: &Settings,
     mut ours: impl FnMut() -> Duration,
     mut theirs: impl FnMut() -> Duration,
-) -> (f64, f64, f64) {
+) -> Option<(f64, f64, f64)> {
+    if !selected(name) {
+        return None;
+    }
     watch(name);
     // Warm up both (allocator, caches, lazy statics).
     ours();
@@ -249,7 +269,7 @@ fn alternate(
         b.push(t);
         ratios.push(o / t);
     }
-    (median(a), median(b), median(ratios))
+    Some((median(a), median(b), median(ratios)))
 }
 
 // ---------------------------------------------------------------- mpsc
@@ -1289,15 +1309,18 @@ fn main() {
         || ext_wake_ours(&ours, 2_000 * k),
         || ext_wake_tokio(&theirs, 2_000 * k),
     );
-    let (region, bare, ratio) = alternate(
+    if let Some((region, bare, ratio)) = alternate(
         "region_overhead",
         &s,
         || region_one_task(&ours, 2_000 * k),
         || bare_spawn_join(&ours, 2_000 * k),
-    );
-    println!("region_overhead ours_region={region:.0} ours_bare={bare:.0} ratio={ratio:.3}");
+    ) {
+        println!("region_overhead ours_region={region:.0} ours_bare={bare:.0} ratio={ratio:.3}");
+    }
     drop((ours, theirs));
-    watch("alloc_pass");
-    alloc_pass(w, 10_000);
+    if selected("alloc_pass") {
+        watch("alloc_pass");
+        alloc_pass(w, 10_000);
+    }
     *WATCH.lock().unwrap_or_else(|e| e.into_inner()) = None;
 }

@@ -292,6 +292,19 @@ impl<T> TimerWheel<T> {
         best
     }
 
+    /// A lower bound on [`next_deadline`](Self::next_deadline) found in
+    /// O(levels) without scanning a list: the start of the slot (or bucket)
+    /// the cursor reaches next. Advancing to it either fires the earliest
+    /// entries or cascades them to lower levels, so a driver that sleeps
+    /// until this bound and asks again never misses a deadline.
+    pub(crate) fn next_deadline_bound(&self) -> Option<Time> {
+        if self.heads[EXPIRED as usize] != NIL {
+            return Some(self.now);
+        }
+        let start = self.next_event()?.start;
+        Some(Time::from_nanos(start.saturating_mul(TICK_NS)).max(self.now))
+    }
+
     /// Advances the wheel to `now`, removing every entry whose deadline is
     /// `<= now` and appending it to `fired` in `(deadline, insertion)` order.
     ///
@@ -795,6 +808,34 @@ mod tests {
         let key = wheel.insert(ms(5), 1);
         *wheel.get_mut(key).unwrap() += 41;
         assert_eq!(fire(&mut wheel, ms(5)), vec![42]);
+    }
+
+    #[test]
+    fn next_deadline_bound_never_exceeds_the_next_deadline() {
+        let mut wheel = TimerWheel::new(Time::ZERO);
+        assert_eq!(wheel.next_deadline_bound(), None);
+        let mut rng = 0x9E37_79B9_7F4A_7C15u64;
+        let mut fired = Vec::new();
+        let mut now = Time::ZERO;
+        for round in 0..2_000u64 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let delay = match round % 4 {
+                0 => rng % MS,
+                1 => rng % (64 * MS),
+                2 => rng % (64 * 64 * 64 * MS),
+                _ => rng % (1 << 50),
+            };
+            wheel.insert(now + std::time::Duration::from_nanos(delay), round);
+            let bound = wheel.next_deadline_bound().expect("an entry is pending");
+            let exact = wheel.next_deadline().expect("an entry is pending");
+            assert!(bound <= exact, "bound {bound:?} after deadline {exact:?}");
+            if round % 3 == 0 {
+                now = bound.max(now);
+                wheel.advance(now, &mut fired);
+            }
+        }
     }
 
     #[test]

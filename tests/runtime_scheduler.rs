@@ -428,3 +428,66 @@ fn tasks_with_a_budget_deadline_run_in_the_timed_lane_without_starving_ready_wor
         );
     });
 }
+
+#[test]
+fn cancelled_tasks_are_dispatched_by_cleanup_priority_most_severe_first() {
+    use asupersync::types::cancel::{CancelKind, CancelReason};
+    watchdog("cancel lane priority", LIMIT, || {
+        let rt = RuntimeBuilder::new().worker_threads(1).build().unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let kinds = [
+            CancelKind::User,
+            CancelKind::FailFast,
+            CancelKind::Shutdown,
+            CancelKind::Deadline,
+            CancelKind::User,
+            CancelKind::Shutdown,
+            CancelKind::ParentCancelled,
+        ];
+        let order2 = order.clone();
+        rt.block_on(move |cx| async move {
+            let parked = Arc::new(AtomicUsize::new(0));
+            let mut victims = Vec::new();
+            for (i, _) in kinds.iter().enumerate() {
+                let (parked, order) = (parked.clone(), order2.clone());
+                victims.push(
+                    cx.spawn(move |_| async move {
+                        parked.fetch_add(1, Ordering::SeqCst);
+                        UntilWokenByCancel(false).await;
+                        order.lock().unwrap().push(i);
+                    })
+                    .unwrap(),
+                );
+            }
+            while parked.load(Ordering::SeqCst) < kinds.len() {
+                yield_now().await;
+            }
+            // Occupy the only worker while every cancel request lands, so
+            // the lane's order (not arrival order) decides the dispatches.
+            let (busy, release) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+            let (b, r) = (busy.clone(), release.clone());
+            let blocker = cx
+                .spawn(move |_| async move {
+                    b.store(1, Ordering::SeqCst);
+                    while r.load(Ordering::SeqCst) == 0 {
+                        std::hint::spin_loop();
+                    }
+                })
+                .unwrap();
+            while busy.load(Ordering::SeqCst) == 0 {
+                std::hint::spin_loop();
+            }
+            for (v, kind) in victims.iter().zip(kinds) {
+                v.abort_with(CancelReason::new(kind));
+            }
+            release.store(1, Ordering::SeqCst);
+            blocker.join(&cx).await.unwrap();
+            for v in victims {
+                let _ = v.join(&cx).await;
+            }
+        });
+        // Shutdown (5), ParentCancelled (4), FailFast (3), Deadline (1),
+        // User (0); FIFO within a tier.
+        assert_eq!(*order.lock().unwrap(), vec![2, 5, 6, 1, 3, 0, 4]);
+    });
+}

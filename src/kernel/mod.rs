@@ -49,19 +49,23 @@ pub(crate) use task::{TaskEnd, TaskKind, TaskRecord};
 
 /// A task cell's "poll through the kernel next time" flag.
 ///
-/// Rule A1 (fast polls): a started task whose budget is unlimited, that is
-/// not cancelled and not traced, is polled without taking the kernel lock.
+/// Rule A1 (fast polls): a task whose budget is unlimited, that is not
+/// cancelled and not traced, is polled without taking the kernel lock, its
+/// first poll included (the flag is registered when the task is created, so
+/// spawning takes the lock once).
 /// Whenever the kernel changes something its next poll must see (a cancel
 /// request, a forced drop, an exhausted budget) it raises the flag; the
 /// cell then routes that poll through `before_poll`.
 pub(crate) trait Attention: Send + Sync {
     fn request_attention(&self);
     /// Scheduler lane hint: the task is cancel-requested, so the
-    /// multi-thread scheduler may queue it in its cancel lane. Raised by
-    /// `request_cancel` on tasks whose attention flag is registered.
-    fn cancel_requested(&self) {}
+    /// multi-thread scheduler queues it in its cancel lane, at the cleanup
+    /// priority of its (strongest) reason: `CancelKind::severity`, 0..=5,
+    /// higher first. Raised by `request_cancel` each time the stored reason
+    /// is set or strengthened.
+    fn cancel_requested(&self, _severity: u8) {}
     /// Scheduler lane hint: the task's budget deadline (its timed-lane
-    /// key). Given once, when the task registers on its first poll.
+    /// key). Given once, when the task is created.
     fn deadline_hint(&self, _deadline: Time) {}
 }
 
@@ -227,6 +231,8 @@ pub(crate) struct Kernel {
     /// regions. Zero means no checkpoint anywhere can observe anything, so
     /// `Cx` skips the kernel lock (rule A2).
     cancel_gauge: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Rule T1 (see [`Kernel::timer_hint`]).
+    timer_hint: std::sync::Arc<std::sync::atomic::AtomicU64>,
     trace: Option<TraceBuffer>,
 }
 
@@ -262,8 +268,23 @@ impl Kernel {
             stats: KernelStats::default(),
             now: start,
             cancel_gauge: Default::default(),
+            timer_hint: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
             trace: None,
         }
+    }
+
+    /// Rule T1: no timer is due before this instant (nanoseconds;
+    /// `u64::MAX`: no timer). Drivers read it without the lock and take the
+    /// lock to fire timers only once it has passed.
+    pub(crate) fn timer_hint(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+        self.timer_hint.clone()
+    }
+
+    /// Inserts a timer, lowering the T1 hint if it is now the earliest.
+    fn arm_timer(&mut self, deadline: Time, event: TimerEvent) -> TimerKey {
+        self.timer_hint
+            .fetch_min(deadline.as_nanos(), std::sync::atomic::Ordering::Release);
+        self.timers.insert(deadline, event)
     }
 
     /// The shared cancellation gauge (rule A2).
@@ -377,13 +398,24 @@ impl Kernel {
     /// Drops every waker and timer the kernel holds, breaking the reference
     /// cycles between tasks and the core of a runtime abandoned mid-run.
     /// Returns them so they are dropped outside the lock.
-    pub(crate) fn teardown(&mut self) -> (Vec<Waker>, TimerWheel<TimerEvent>) {
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn teardown(
+        &mut self,
+    ) -> (
+        Vec<(Waker, Option<std::sync::Arc<dyn Attention>>)>,
+        TimerWheel<TimerEvent>,
+    ) {
         let wakers = self
             .tasks
             .iter_mut()
-            .map(|rec| std::mem::replace(&mut rec.waker, Waker::noop().clone()))
+            .map(|rec| {
+                let waker = std::mem::replace(&mut rec.waker, Waker::noop().clone());
+                (waker, rec.attention.take())
+            })
             .collect();
         let timers = std::mem::replace(&mut self.timers, TimerWheel::new(self.now));
+        self.timer_hint
+            .store(u64::MAX, std::sync::atomic::Ordering::Release);
         (wakers, timers)
     }
 
@@ -736,6 +768,20 @@ impl Kernel {
         budget: Budget,
         now: Time,
     ) -> Result<TaskId, SpawnError> {
+        self.create_task_with(r, kind, waker, None, budget, now)
+    }
+
+    /// [`create_task`](Self::create_task) that also registers the task's
+    /// attention flag (rule A1), so the spawner takes the lock only once.
+    pub(crate) fn create_task_with(
+        &mut self,
+        r: RegionId,
+        kind: TaskKind,
+        waker: Waker,
+        attention: Option<std::sync::Arc<dyn Attention>>,
+        budget: Budget,
+        now: Time,
+    ) -> Result<TaskId, SpawnError> {
         let rec = self.region(r).ok_or(SpawnError::RegionClosed(r))?;
         match kind {
             TaskKind::Finalizer => {
@@ -755,6 +801,10 @@ impl Kernel {
         let budget = rec.budget.meet(budget);
         let mut record = TaskRecord::new(r, kind, waker, budget);
         record.last_polled = now;
+        if let (Some(a), Some(deadline)) = (&attention, budget.deadline) {
+            a.deadline_hint(deadline); // the timed lane's key
+        }
+        record.attention = attention;
         let (i, g) = self.tasks.insert(record);
         let t = TaskId::from_parts(i, g);
         self.stats.tasks_spawned += 1;
@@ -766,9 +816,7 @@ impl Kernel {
             self.link_task(r, t);
         }
         if let Some(deadline) = budget.deadline {
-            let key = self
-                .timers
-                .insert(deadline.max(now), TimerEvent::Deadline(t));
+            let key = self.arm_timer(deadline.max(now), TimerEvent::Deadline(t));
             self.task_mut(t).expect("just inserted").deadline_timer = Some(key);
         }
         Ok(t)
@@ -810,31 +858,40 @@ impl Kernel {
         }
     }
 
+    /// Rule A1 at spawn: whether task `t`'s first poll may skip
+    /// [`before_poll`](Self::before_poll). The Created → Running step is
+    /// then recorded by whichever kernel call comes first (the task's next
+    /// `before_poll` or its `complete_task`).
+    pub(crate) fn may_skip_first_poll(&self, t: TaskId) -> bool {
+        self.trace.is_none()
+            && self.task(t).is_some_and(|rec| {
+                rec.attention.is_some()
+                    && rec.state == TaskState::Created
+                    && rec.budget.poll_quota == u32::MAX
+                    && rec.budget.deadline.is_none()
+                    && rec.force_drop.is_none()
+            })
+    }
+
     /// Bookkeeping before each poll: first-poll transition, poll quota,
     /// deadline, and whether the future must be dropped instead.
-    /// `register` carries the task's waker and attention flag on its first
-    /// poll (the spawner does not take the lock a second time to set them).
+    /// `polled_before` says the driver polled the future already, possibly
+    /// without telling the kernel (a first poll that skipped it, rule A1).
     pub(crate) fn before_poll(
         &mut self,
         t: TaskId,
         now: Time,
-        register: Option<(Waker, Option<std::sync::Arc<dyn Attention>>)>,
+        polled_before: bool,
     ) -> PollDecision {
         let Some(rec) = self.task_mut(t) else {
             return PollDecision::Drop(ForceDropCause::CancelledBeforeStart);
         };
-        if let Some((waker, attention)) = register {
-            rec.waker = waker;
-            // Scheduler lane hints for what was decided before registration.
-            if let Some(a) = &attention {
-                if let Some(deadline) = rec.budget.deadline {
-                    a.deadline_hint(deadline);
-                }
-                if rec.state.is_cancel_requested() {
-                    a.cancel_requested();
-                }
+        if polled_before && rec.polls == 0 {
+            // Its first poll skipped the kernel (A1): it has started.
+            rec.polls = 1;
+            if rec.state == TaskState::Created {
+                rec.transition(t, TaskState::Running);
             }
-            rec.attention = attention;
         }
         if let Some(cause) = rec.force_drop {
             return PollDecision::Drop(cause);
@@ -898,9 +955,14 @@ impl Kernel {
         handle_alive: bool,
         now: Time,
     ) -> (TaskOutcome, Vec<LeakReport>) {
-        let Some(rec) = self.task(t) else {
+        let Some(rec) = self.task_mut(t) else {
             return (TaskOutcome::Cancelled(CancelReason::default()), Vec::new());
         };
+        if rec.state == TaskState::Created {
+            // Its only polls skipped the kernel (A1; an unpolled task is
+            // always cancel-requested before it completes).
+            rec.transition(t, TaskState::Running);
+        }
         let region = rec.region;
         let kind = rec.kind;
         let mut outcome = match &end {
@@ -1113,13 +1175,13 @@ impl Kernel {
         });
         self.raise_attention(t);
         if let Some(a) = self.task(t).and_then(|rec| rec.attention.as_ref()) {
-            a.cancel_requested();
+            a.cancel_requested(stored_kind.severity());
         }
         if let Some(old) = old_timer {
             if let Some(key) = old {
                 self.timers.cancel(key);
             }
-            let key = self.timers.insert(deadline, TimerEvent::Grace(t));
+            let key = self.arm_timer(deadline, TimerEvent::Grace(t));
             self.task_mut(t).expect("still live").grace_timer = Some(key);
         }
         let child_reason = effective.to_parent_cancelled();
@@ -1459,7 +1521,7 @@ impl Kernel {
     // ----- timers --------------------------------------------------------
 
     pub(crate) fn insert_timer(&mut self, deadline: Time, waker: Waker) -> TimerKey {
-        self.timers.insert(deadline, TimerEvent::Wake(waker))
+        self.arm_timer(deadline, TimerEvent::Wake(waker))
     }
 
     /// Points timer `key` at `waker`; false if the timer is gone (fired).
@@ -1517,6 +1579,14 @@ impl Kernel {
                 }
             }
         }
+        // T1: a fresh lower bound (O(levels); cancelled timers and the
+        // wheel's slot granularity only ever make it early).
+        let next = self
+            .timers
+            .next_deadline_bound()
+            .map_or(u64::MAX, Time::as_nanos);
+        self.timer_hint
+            .store(next, std::sync::atomic::Ordering::Release);
         n
     }
 }

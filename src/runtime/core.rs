@@ -74,6 +74,8 @@ pub(crate) struct Core {
     blocking: Option<Arc<BlockingPool>>,
     /// Shared with the kernel (rule A2).
     cancel_gauge: Arc<std::sync::atomic::AtomicUsize>,
+    /// Shared with the kernel (rule T1): drivers skip the lock until it passes.
+    timer_hint: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Per-driver settings of the core.
@@ -108,6 +110,7 @@ impl Core {
             kernel.enable_trace();
         }
         let cancel_gauge = kernel.cancel_gauge();
+        let timer_hint = kernel.timer_hint();
         Arc::new(Self {
             kernel: Mutex::new(kernel),
             clock,
@@ -116,7 +119,25 @@ impl Core {
             rng: Mutex::new(DetRng::derive(options.seed, 0xC0FFEE)),
             blocking: options.blocking,
             cancel_gauge,
+            timer_hint,
         })
+    }
+
+    /// Production drivers, between batches: fires the timers that are due
+    /// (taking the kernel lock only if the T1 hint says one may be) and
+    /// returns how long the driver may sleep before the next one.
+    pub(crate) fn fire_due_timers(self: &Arc<Self>) -> Option<std::time::Duration> {
+        let mut now = self.now();
+        if self.timer_hint.load(Ordering::Acquire) <= now.as_nanos() {
+            now = self.with_kernel(|k, now| {
+                k.fire_timers(now);
+                now
+            });
+        }
+        // Sleeping until the hint (a lower bound) never oversleeps a timer.
+        let hint = self.timer_hint.load(Ordering::Acquire);
+        (hint != u64::MAX)
+            .then(|| std::time::Duration::from_nanos(hint.saturating_sub(now.as_nanos())))
     }
 
     pub(crate) fn blocking_pool(&self) -> Option<Arc<BlockingPool>> {
@@ -205,12 +226,11 @@ impl Core {
         future: Pin<&mut F>,
         waker: &Waker,
         attention: Option<&AtomicBool>,
-        register: Option<(Waker, Option<Arc<dyn Attention>>)>,
+        polled_before: bool,
     ) -> Step<F::Output> {
-        let through_kernel =
-            register.is_some() || attention.is_none_or(|a| a.swap(false, Ordering::AcqRel));
+        let through_kernel = attention.is_none_or(|a| a.swap(false, Ordering::AcqRel));
         if through_kernel {
-            match self.with_kernel(|k, now| k.before_poll(id, now, register)) {
+            match self.with_kernel(|k, now| k.before_poll(id, now, polled_before)) {
                 PollDecision::Drop(_) => return Step::Drop,
                 PollDecision::Poll { fast_next } => {
                     if !fast_next && let Some(a) = attention {
@@ -230,7 +250,9 @@ impl Core {
         }
     }
 
-    /// Spawns a task running `f(cx)` in `region`.
+    /// Spawns a task running `f(cx)` in `region`. Takes the kernel lock
+    /// once: the cell is allocated first, so the kernel record gets its
+    /// waker and attention flag at creation.
     pub(crate) fn spawn<F, Fut>(
         self: &Arc<Self>,
         region: RegionId,
@@ -243,48 +265,50 @@ impl Core {
         Fut: Future + Send + 'static,
         Fut::Output: Send + 'static,
     {
-        let id = self.with_kernel(|k, now| {
-            k.create_task(
-                region,
-                TaskKind::Spawned,
-                Waker::noop().clone(),
-                budget,
-                now,
-            )
-        })?;
+        let cell = self.create_cell::<Fut>(region, TaskKind::Spawned, budget)?;
+        let id = cell.task_id();
         let cx = Cx::new(self.clone(), id, region, caps);
         // If the closure panics, the half-made task must not linger.
         let guard = UnspawnOnUnwind { core: self, id };
         let future = f(cx);
         std::mem::forget(guard);
-        // The cell registers its waker with the kernel on its first poll.
-        let cell = TaskCell::new(id, region, self.clone(), future, true);
+        cell.fill(future);
         self.schedule(cell.clone());
         Ok(TaskHandle::new(id, cell))
     }
 
+    /// Allocates an empty cell and creates its kernel record, registered
+    /// with the cell's waker (and, for spawned tasks, its attention flag).
+    fn create_cell<Fut>(
+        self: &Arc<Self>,
+        region: RegionId,
+        kind: TaskKind,
+        budget: Budget,
+    ) -> Result<Arc<TaskCell<Fut>>, SpawnError>
+    where
+        Fut: Future + Send + 'static,
+        Fut::Output: Send + 'static,
+    {
+        let fast_polls = kind == TaskKind::Spawned;
+        let cell = TaskCell::<Fut>::vacant(region, self.clone(), fast_polls);
+        let waker = Waker::from(cell.clone());
+        let attention = fast_polls.then(|| cell.clone() as Arc<dyn Attention>);
+        self.with_kernel(|k, now| {
+            let id = k.create_task_with(region, kind, waker, attention, budget, now)?;
+            cell.set_id(id, k.may_skip_first_poll(id));
+            Ok(cell)
+        })
+    }
+
     fn spawn_finalizer_task(self: &Arc<Self>, region: RegionId) {
-        let created = self.with_kernel(|k, now| {
-            k.create_task(
-                region,
-                TaskKind::Finalizer,
-                Waker::noop().clone(),
-                Budget::INFINITE,
-                now,
-            )
-        });
-        let Ok(id) = created else {
+        let created =
+            self.create_cell::<FinalizerRun>(region, TaskKind::Finalizer, Budget::INFINITE);
+        let Ok(cell) = created else {
             // Cannot happen while the region is Finalizing; never leave it stuck.
             self.with_kernel(|k, now| k.finalizers_not_started(region, now));
             return;
         };
-        let cell = TaskCell::new(
-            id,
-            region,
-            self.clone(),
-            FinalizerRun::new(self.clone(), region),
-            false,
-        );
+        cell.fill(FinalizerRun::new(self.clone(), region));
         self.schedule(cell);
     }
 }

@@ -90,10 +90,7 @@ impl Runtime {
             } else {
                 0
             };
-            let next_deadline = core.with_kernel(|k, now| {
-                k.fire_timers(now);
-                k.next_timer_deadline().map(|d| d.duration_since(now))
-            });
+            let next_deadline = core.fire_due_timers();
             // With workers, the queue is theirs: this thread only waits for
             // the root. Without, it parks only when nothing is runnable.
             let idle = !self.workers.is_empty() || (ran == 0 && self.queue.is_empty());
@@ -160,10 +157,7 @@ impl Runtime {
             } else {
                 0
             };
-            let next_timer = self.core.with_kernel(|k, now| {
-                k.fire_timers(now);
-                k.next_timer_deadline().map(|d| d.duration_since(now))
-            });
+            let next_timer = self.core.fire_due_timers();
             let idle = !self.workers.is_empty() || (ran == 0 && self.queue.is_empty());
             if idle && !wake.take_woken() {
                 let until_deadline = deadline - now;
@@ -274,10 +268,7 @@ fn worker_loop(
     let worker = queue.enter(index);
     while !shutdown.load(Ordering::Acquire) {
         let ran = queue.run_worker_batch(worker.ctx(), DRIVER_BATCH);
-        let next_deadline = core.with_kernel(|k, now| {
-            k.fire_timers(now);
-            k.next_timer_deadline().map(|d| d.duration_since(now))
-        });
+        let next_deadline = core.fire_due_timers();
         if ran == 0 && queue.prepare_sleep(worker.ctx()) {
             park(&parker, next_deadline);
             queue.finish_sleep(index);

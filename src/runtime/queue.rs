@@ -26,11 +26,15 @@
 //! Lanes (multi-thread only): `cancel lane > timed lane > ready lane`.
 //! - A task whose cell reports a cancel hint (`Runnable::cancel_hint`: the
 //!   kernel requested its cancellation, see `Attention::cancel_requested`)
-//!   is scheduled into the **cancel lane**, a FIFO shared by all workers.
-//!   Cancel-lane order is FIFO, not by cleanup priority.
+//!   is scheduled into the **cancel lane**, shared by all workers and
+//!   ordered by cleanup priority: one lock-free FIFO per
+//!   `CancelKind::severity` tier (the order of the cleanup budgets'
+//!   priorities), the most severe tier first (a `Shutdown` cleanup runs
+//!   before a `User` one: it has the shortest grace period), FIFO within a
+//!   tier.
 //! - A task whose cell reports a budget deadline (`Runnable::deadline_hint`,
-//!   given by the kernel when the task registers on its first poll, so its
-//!   first dispatch is a ready-lane one) goes to the **timed lane**, an
+//!   given by the kernel when it creates the task) goes to the **timed
+//!   lane**, an
 //!   earliest-deadline-first heap shared by all workers (FIFO among equal
 //!   deadlines).
 //! - Everything else is **ready-lane** work (LIFO slot, deque, injector).
@@ -79,9 +83,13 @@ const MAX_LIFO_STREAK: u32 = 3;
 /// Every this many dispatches a worker checks the injector first.
 const INJECTOR_INTERVAL: u32 = 61;
 
+/// Cleanup-priority tiers of the cancel lane (`CancelKind::severity` 0..=5).
+const CANCEL_TIERS: usize = 6;
+
 pub(crate) struct RunQueue {
     injector: Injector<TaskRef>,
-    cancel_lane: Injector<TaskRef>,
+    /// Indexed by severity; popped from the highest tier down.
+    cancel_lane: [Injector<TaskRef>; CANCEL_TIERS],
     timed_lane: Mutex<BinaryHeap<Timed>>,
     /// Entries in `timed_lane`, read without its lock.
     timed_len: AtomicUsize,
@@ -157,7 +165,7 @@ impl RunQueue {
             .collect();
         Self {
             injector: Injector::new(),
-            cancel_lane: Injector::new(),
+            cancel_lane: std::array::from_fn(|_| Injector::new()),
             timed_lane: Mutex::new(BinaryHeap::new()),
             timed_len: AtomicUsize::new(0),
             timed_seq: AtomicU64::new(0),
@@ -174,7 +182,7 @@ impl RunQueue {
 
     pub(crate) fn is_empty(&self) -> bool {
         self.injector.is_empty()
-            && self.cancel_lane.is_empty()
+            && self.cancel_lane.iter().all(Injector::is_empty)
             && self.timed_len.load(Ordering::SeqCst) == 0
     }
 
@@ -248,7 +256,7 @@ impl RunQueue {
         let counters = &self.counters[ctx.index];
         let streak = ctx.cancel_streak.get();
         if streak < CANCEL_STREAK_LIMIT
-            && let Some(task) = steal_one(&self.cancel_lane)
+            && let Some(task) = self.pop_cancel()
         {
             ctx.cancel_streak.set(streak + 1);
             counters.cancel_dispatch(u64::from(streak + 1));
@@ -260,7 +268,7 @@ impl RunQueue {
         if let Some(task) = self.next_timed_or_ready(ctx) {
             return Some(task);
         }
-        let task = steal_one(&self.cancel_lane)?;
+        let task = self.pop_cancel()?;
         ctx.cancel_streak.set(1);
         counters.cancel_dispatch(1);
         Some(task)
@@ -283,6 +291,11 @@ impl RunQueue {
         ctx.timed_streak.set(1);
         self.counters[ctx.index].timed_dispatch();
         Some(task)
+    }
+
+    /// The cancel lane's next task: the most severe tier first.
+    fn pop_cancel(&self) -> Option<TaskRef> {
+        self.cancel_lane.iter().rev().find_map(steal_one)
     }
 
     fn pop_timed(&self) -> Option<TaskRef> {
@@ -509,8 +522,9 @@ impl Schedule for RunQueue {
     fn schedule(&self, task: TaskRef) {
         let task = if !self.multi {
             task
-        } else if task.cancel_hint() {
-            self.cancel_lane.push(task);
+        } else if let Some(severity) = task.cancel_hint() {
+            let tier = usize::from(severity).min(CANCEL_TIERS - 1);
+            self.cancel_lane[tier].push(task);
             fence(Ordering::SeqCst); // Rule Q1: pairs with `prepare_sleep`.
             self.wake_one();
             return;
@@ -542,7 +556,7 @@ mod tests {
     /// A fake task that records its dispatch.
     struct Probe {
         name: usize,
-        cancel: bool,
+        cancel: Option<u8>,
         deadline: Option<u64>,
         log: Arc<Mutex<Vec<usize>>>,
     }
@@ -554,7 +568,7 @@ mod tests {
         fn id(&self) -> TaskId {
             unreachable!()
         }
-        fn cancel_hint(&self) -> bool {
+        fn cancel_hint(&self) -> Option<u8> {
             self.cancel
         }
         fn deadline_hint(&self) -> Option<u64> {
@@ -576,10 +590,10 @@ mod tests {
     fn a_ready_task_is_dispatched_within_limit_plus_one_dispatches_behind_cancelled_ones() {
         let q = queue(1);
         let log = Arc::new(Mutex::new(Vec::new()));
-        let probe = |name, cancel| -> TaskRef {
+        let probe = |name, cancel: bool| -> TaskRef {
             Arc::new(Probe {
                 name,
-                cancel,
+                cancel: cancel.then_some(0),
                 deadline: None,
                 log: log.clone(),
             })
@@ -605,10 +619,10 @@ mod tests {
     fn cancel_lane_goes_before_ready_work_and_a_worker_wake_lands_in_its_lifo_slot() {
         let q = queue(2);
         let log = Arc::new(Mutex::new(Vec::new()));
-        let probe = |name, cancel| -> TaskRef {
+        let probe = |name, cancel: bool| -> TaskRef {
             Arc::new(Probe {
                 name,
-                cancel,
+                cancel: cancel.then_some(0),
                 deadline: None,
                 log: log.clone(),
             })
@@ -623,13 +637,34 @@ mod tests {
     }
 
     #[test]
+    fn the_cancel_lane_runs_the_most_severe_cleanup_first_and_fifo_within_a_tier() {
+        let q = queue(1);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let probe = |name, severity: u8| -> TaskRef {
+            Arc::new(Probe {
+                name,
+                cancel: Some(severity),
+                deadline: None,
+                log: log.clone(),
+            })
+        };
+        // (name, severity): User 0, Deadline 1, FailFast 3, Shutdown 5.
+        for (name, severity) in [(1, 0), (2, 3), (3, 5), (4, 0), (5, 3), (6, 1), (7, 5)] {
+            q.schedule(probe(name, severity));
+        }
+        let guard = q.enter(0);
+        assert_eq!(q.run_worker_batch(guard.ctx(), 100), 7);
+        assert_eq!(*log.lock().unwrap(), vec![3, 7, 2, 5, 6, 1, 4]);
+    }
+
+    #[test]
     fn the_timed_lane_is_earliest_deadline_first_and_bounded_against_ready_work() {
         let q = queue(1);
         let log = Arc::new(Mutex::new(Vec::new()));
         let probe = |name, deadline| -> TaskRef {
             Arc::new(Probe {
                 name,
-                cancel: false,
+                cancel: None,
                 deadline,
                 log: log.clone(),
             })

@@ -154,7 +154,7 @@ impl<Fut: Future> RootTask<Fut> {
         };
         let (end, value) = match self
             .core
-            .poll_task(self.task, inner, &self.waker, None, None)
+            .poll_task(self.task, inner, &self.waker, None, false)
         {
             Step::Pending => return,
             Step::Ready(v) => (TaskEnd::Returned, Some(v)),

@@ -44,10 +44,11 @@ pub(crate) trait Runnable: Send + Sync {
     /// The task's id.
     #[allow(dead_code)]
     fn id(&self) -> TaskId;
-    /// Scheduler lane hint: whether the kernel requested this task's
-    /// cancellation (the multi-thread scheduler's cancel lane).
-    fn cancel_hint(&self) -> bool {
-        false
+    /// Scheduler lane hint: the cleanup priority (`CancelKind::severity`,
+    /// higher first) if the kernel requested this task's cancellation (the
+    /// multi-thread scheduler's cancel lane).
+    fn cancel_hint(&self) -> Option<u8> {
+        None
     }
     /// Scheduler lane hint: the task's budget deadline in nanoseconds, if
     /// it has one (the multi-thread scheduler's timed lane).
@@ -61,26 +62,32 @@ pub(crate) type TaskRef = Arc<dyn Runnable>;
 
 /// Where the future is in its life.
 enum Stage<F> {
+    /// The cell exists (and is registered with the kernel) but the spawn
+    /// closure has not produced the future yet; never queued in this stage.
+    Vacant,
     Running(F),
     Done,
 }
 
 pub(crate) struct TaskCell<F: Future> {
-    id: TaskId,
+    /// The kernel's id (`TaskId::to_bits`): set once, right after the kernel
+    /// creates the record and before the cell is first queued.
+    id: AtomicU64,
     region: RegionId,
     core: Arc<Core>,
     state: AtomicU8,
     /// Rule A1 (`kernel`): the next poll must go through the kernel.
     attention: AtomicBool,
-    /// Lane hint: set once by the kernel on a cancel request (never reset;
-    /// read by the scheduler on each schedule).
-    cancel_hint: AtomicBool,
+    /// Lane hint: `severity + 1` of the cancel reason (0: not cancelled),
+    /// set by the kernel on a cancel request and raised when the reason is
+    /// strengthened (never reset; read by the scheduler on each schedule).
+    cancel_hint: AtomicU8,
     /// Lane hint: the budget deadline in nanoseconds (`u64::MAX`: none),
     /// set by the kernel when the task registers.
     deadline_hint: AtomicU64,
-    /// The waker and attention flag still have to be handed to the kernel
-    /// (done on the first poll, saving the spawner a second lock).
-    unregistered: AtomicBool,
+    /// Whether the future has been polled (the kernel may not know: rule A1
+    /// lets the first poll skip it).
+    started: AtomicBool,
     /// Whether the kernel may use the attention flag (spawned tasks).
     fast_polls: bool,
     /// Locked only by the thread running the task (never on the wake path).
@@ -93,27 +100,42 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    /// Creates the cell in the SCHEDULED state (the spawner queues it).
-    pub(crate) fn new(
-        id: TaskId,
-        region: RegionId,
-        core: Arc<Core>,
-        future: F,
-        fast_polls: bool,
-    ) -> Arc<Self> {
+    /// Creates an empty cell in the SCHEDULED state, so wakes that arrive
+    /// before the spawner queues it are absorbed (W1). Next: the kernel
+    /// record ([`set_id`](Self::set_id)), then [`fill`](Self::fill).
+    pub(crate) fn vacant(region: RegionId, core: Arc<Core>, fast_polls: bool) -> Arc<Self> {
         Arc::new(Self {
-            id,
+            id: AtomicU64::new(u64::MAX),
             region,
             core,
             state: AtomicU8::new(SCHEDULED),
-            attention: AtomicBool::new(true), // the first poll always does
-            cancel_hint: AtomicBool::new(false),
+            attention: AtomicBool::new(true),
+            cancel_hint: AtomicU8::new(0),
             deadline_hint: AtomicU64::new(u64::MAX),
-            unregistered: AtomicBool::new(true),
+            started: AtomicBool::new(false),
             fast_polls,
-            stage: Mutex::new(Stage::Running(future)),
+            stage: Mutex::new(Stage::Vacant),
             join: JoinSlot::new(),
         })
+    }
+
+    /// Records the kernel's id. `fast_start` (rule A1, decided under the
+    /// kernel lock so that no later `request_attention` is overwritten)
+    /// lets the first poll skip the kernel.
+    pub(crate) fn set_id(&self, id: TaskId, fast_start: bool) {
+        self.id.store(id.to_bits(), Ordering::Relaxed);
+        if fast_start {
+            self.attention.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Installs the future; the spawner queues the cell next.
+    pub(crate) fn fill(&self, future: F) {
+        *self.stage.lock().unwrap_or_else(|e| e.into_inner()) = Stage::Running(future);
+    }
+
+    pub(crate) fn task_id(&self) -> TaskId {
+        TaskId::from_bits(self.id.load(Ordering::Relaxed))
     }
 
     pub(crate) fn region(&self) -> RegionId {
@@ -160,7 +182,7 @@ where
 
     fn finish(self: &Arc<Self>, end: TaskEnd, value: Option<F::Output>) {
         self.state.store(COMPLETE, Ordering::Release);
-        self.join.complete(&self.core, self.id, end, value);
+        self.join.complete(&self.core, self.task_id(), end, value);
     }
 }
 
@@ -186,16 +208,11 @@ where
         // assigns `Stage::Done` over it). So pinning it here is sound.
         let pinned = unsafe { Pin::new_unchecked(future) };
         let waker = Waker::from(self.clone());
-        let register = self.unregistered.swap(false, Ordering::AcqRel).then(|| {
-            let attention: Option<Arc<dyn crate::kernel::Attention>> = self
-                .fast_polls
-                .then(|| self.clone() as Arc<dyn crate::kernel::Attention>);
-            (waker.clone(), attention)
-        });
         let attention = self.fast_polls.then_some(&self.attention);
+        let polled_before = self.started.swap(true, Ordering::Relaxed);
         let step = self
             .core
-            .poll_task(self.id, pinned, &waker, attention, register);
+            .poll_task(self.task_id(), pinned, &waker, attention, polled_before);
         match step {
             Step::Pending => {
                 drop(stage);
@@ -230,11 +247,11 @@ where
     }
 
     fn id(&self) -> TaskId {
-        self.id
+        self.task_id()
     }
 
-    fn cancel_hint(&self) -> bool {
-        self.cancel_hint.load(Ordering::Relaxed)
+    fn cancel_hint(&self) -> Option<u8> {
+        self.cancel_hint.load(Ordering::Relaxed).checked_sub(1)
     }
 
     fn deadline_hint(&self) -> Option<u64> {
@@ -252,8 +269,8 @@ where
         self.attention.store(true, Ordering::Release);
     }
 
-    fn cancel_requested(&self) {
-        self.cancel_hint.store(true, Ordering::Relaxed);
+    fn cancel_requested(&self, severity: u8) {
+        self.cancel_hint.fetch_max(severity + 1, Ordering::Relaxed);
     }
 
     fn deadline_hint(&self, deadline: crate::types::Time) {

@@ -31,6 +31,18 @@ macro_rules! define_id {
                 Self::from_parts(index, generation)
             }
 
+            /// Packs the id into one word (for atomics).
+            #[allow(dead_code)]
+            pub(crate) const fn to_bits(self) -> u64 {
+                ((self.generation as u64) << 32) | self.index as u64
+            }
+
+            /// Unpacks [`to_bits`](Self::to_bits).
+            #[allow(dead_code)]
+            pub(crate) const fn from_bits(bits: u64) -> Self {
+                Self::from_parts(bits as u32, (bits >> 32) as u32)
+            }
+
             /// The arena slot this id points at.
             pub const fn index(self) -> u32 {
                 self.index
