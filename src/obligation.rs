@@ -72,7 +72,7 @@ impl Obligation {
         let moved = self
             .cx
             .core()
-            .with_kernel(|k, _| k.transfer_obligation(id, task, region));
+            .with_kernel_recent(|k, _| k.transfer_obligation(id, task, region));
         if moved {
             self.cx = cx.clone();
             Ok(())

@@ -413,3 +413,45 @@ fn a_sleep_of_duration_max_saturates_and_stays_cancellable() {
         });
     });
 }
+
+#[test]
+fn a_sleeper_wakes_while_busy_tasks_keep_every_worker_from_parking() {
+    on_both_drivers(|name, rt| {
+        let woke_while_busy = rt.block_on(move |cx: Cx| async move {
+            let stop = Arc::new(AtomicUsize::new(0));
+            let mut busy = Vec::new();
+            for _ in 0..4 {
+                let stop = stop.clone();
+                busy.push(
+                    cx.spawn(move |_| async move {
+                        // Gives up after 10 s so a missed timer fails the
+                        // assertion below instead of hanging the suite.
+                        let give_up = Instant::now() + Duration::from_secs(10);
+                        while stop.load(Ordering::SeqCst) == 0 && Instant::now() < give_up {
+                            asupersync::yield_now().await;
+                        }
+                        stop.load(Ordering::SeqCst) == 1
+                    })
+                    .unwrap(),
+                );
+            }
+            let s = stop.clone();
+            let sleeper = cx
+                .spawn(move |cx| async move {
+                    sleep(&cx, Duration::from_millis(20)).await.unwrap();
+                    s.store(1, Ordering::SeqCst);
+                })
+                .unwrap();
+            sleeper.join(&cx).await.unwrap();
+            let mut all = true;
+            for b in busy {
+                all &= b.join(&cx).await.unwrap();
+            }
+            all
+        });
+        assert!(
+            woke_while_busy,
+            "[{name}] the timer fired only after the busy tasks gave up"
+        );
+    });
+}

@@ -82,7 +82,7 @@ where
             let created = this
                 .cx
                 .core()
-                .with_kernel(|k, _| k.create_child_region(parent, owner, budget));
+                .with_kernel_recent(|k, _| k.create_child_region(parent, owner, budget));
             let region = match created {
                 Ok(r) => r,
                 Err(SpawnError::RegionCancelled(_, reason)) => {
@@ -124,7 +124,7 @@ where
         match this
             .cx
             .core()
-            .with_kernel(|k, _| k.poll_region_closed(region, waker))
+            .with_kernel_recent(|k, _| k.poll_region_closed(region, waker))
         {
             None => Poll::Pending,
             Some(report) => {

@@ -44,6 +44,7 @@ use obligation::ObligationRecord;
 pub use obligation::{LeakReport, ObligationState};
 pub use region::RegionState;
 pub(crate) use region::{BodyEnd, Finalizer, RegionRecord, RegionReport};
+use std::sync::Arc;
 pub use task::{ForceDropCause, TaskState};
 pub(crate) use task::{TaskEnd, TaskKind, TaskRecord};
 
@@ -176,7 +177,9 @@ pub(crate) enum PollDecision {
 #[derive(Clone, Debug)]
 pub(crate) enum TaskOutcome {
     Ok,
-    Cancelled(CancelReason),
+    /// Shared with the task record (and, for a region cancel, its siblings);
+    /// deep-copied only when someone reads it.
+    Cancelled(Arc<CancelReason>),
     Panicked(PanicPayload),
 }
 
@@ -248,6 +251,12 @@ fn cleanup_budget_on_ack(current: Budget, cleanup: Budget) -> Budget {
     budget
 }
 
+/// Whether [`Kernel::stamp`] would change `reason`.
+fn needs_stamp(reason: &CancelReason) -> bool {
+    reason.timestamp == Time::ZERO
+        || (reason.origin_region.is_none() && reason.origin_task.is_none())
+}
+
 fn task_key(t: TaskId) -> (u32, u32) {
     (t.index(), t.generation())
 }
@@ -300,6 +309,11 @@ impl Kernel {
     fn gauge_sub(&self) {
         self.cancel_gauge
             .fetch_sub(1, std::sync::atomic::Ordering::Release);
+    }
+
+    /// The time of the latest kernel call.
+    pub(crate) fn now(&self) -> Time {
+        self.now
     }
 
     /// Sets the time of the current kernel call.
@@ -956,7 +970,7 @@ impl Kernel {
         now: Time,
     ) -> (TaskOutcome, Vec<LeakReport>) {
         let Some(rec) = self.task_mut(t) else {
-            return (TaskOutcome::Cancelled(CancelReason::default()), Vec::new());
+            return (TaskOutcome::Cancelled(Arc::default()), Vec::new());
         };
         if rec.state == TaskState::Created {
             // Its only polls skipped the kernel (A1; an unpolled task is
@@ -974,7 +988,7 @@ impl Kernel {
             TaskEnd::Returned => TaskOutcome::Ok,
         };
         if let (TaskEnd::Dropped, Some(cause)) = (&end, rec.force_drop) {
-            let reason = rec.cancel.clone().unwrap_or_default();
+            let reason = rec.cancel.as_deref().cloned().unwrap_or_default();
             self.stats.forced_drop_count += 1;
             self.emit(TraceKind::ForceDrop { task: t, cause });
             if self.stats.forced_drops.len() < KernelStats::MAX_REPORTS {
@@ -1018,7 +1032,7 @@ impl Kernel {
         let rec = self.task_mut(t).expect("looked up above");
         rec.transition(t, TaskState::Completed);
         let (i, g) = task_key(t);
-        self.tasks.remove(i, g);
+        self.tasks.discard(i, g);
         self.stats.tasks_completed += 1;
         let completion = match &outcome {
             TaskOutcome::Ok => CompletionKind::Ok,
@@ -1105,6 +1119,7 @@ impl Kernel {
 
     // ----- cancellation --------------------------------------------------
 
+    #[allow(clippy::unused_self)]
     fn stamp(
         &self,
         mut reason: CancelReason,
@@ -1131,18 +1146,37 @@ impl Kernel {
     /// Requests cancellation of task `t` (K2, K3). Returns whether anything
     /// changed.
     pub(crate) fn request_cancel(&mut self, t: TaskId, reason: CancelReason, now: Time) -> bool {
+        self.request_cancel_shared(t, Arc::new(reason), now)
+    }
+
+    /// [`request_cancel`](Self::request_cancel) with a reason shared by many
+    /// tasks (a region cancel stores one `Arc` per task, not a deep copy).
+    fn request_cancel_shared(
+        &mut self,
+        t: TaskId,
+        mut reason: Arc<CancelReason>,
+        now: Time,
+    ) -> bool {
         let Some(rec) = self.task(t) else {
             return false;
         };
         if rec.kind == TaskKind::Finalizer || rec.state >= TaskState::Finalizing {
             return false;
         }
-        let reason = self.stamp(reason, now, rec.region, Some(t));
+        if needs_stamp(&reason) {
+            let region = rec.region;
+            let stamped = self.stamp((*reason).clone(), now, region, Some(t));
+            reason = Arc::new(stamped);
+        }
         let grace = self.grace_for(reason.kind);
         let rec = self.task_mut(t).expect("looked up above");
         let first = !rec.state.is_cancel_requested();
         let changed = match &mut rec.cancel {
-            Some(existing) => existing.strengthen(&reason),
+            Some(existing) if reason.outranks(existing) => {
+                *existing = reason;
+                true
+            }
+            Some(_) => false,
             None => {
                 rec.cancel = Some(reason);
                 true
@@ -1156,7 +1190,8 @@ impl Kernel {
             self.gauge_add();
         }
         let rec = self.task_mut(t).expect("looked up above");
-        let stored_kind = rec.cancel.as_ref().map_or(CancelKind::User, |c| c.kind);
+        let effective = rec.cancel.clone().expect("set above");
+        let stored_kind = effective.kind;
         // K4: the grace period only ever shortens.
         let deadline = now + grace;
         let old_timer = if rec.grace_deadline.is_none_or(|d| deadline < d) {
@@ -1166,8 +1201,7 @@ impl Kernel {
             None
         };
         let waker = rec.waker.clone();
-        let effective = rec.cancel.clone().expect("set above");
-        let owned = rec.owned_regions.clone();
+        let owned = (!rec.owned_regions.is_empty()).then(|| rec.owned_regions.clone());
         self.actions.wakes.push(waker);
         self.emit(TraceKind::CancelRequest {
             task: t,
@@ -1184,9 +1218,11 @@ impl Kernel {
             let key = self.arm_timer(deadline, TimerEvent::Grace(t));
             self.task_mut(t).expect("still live").grace_timer = Some(key);
         }
-        let child_reason = effective.to_parent_cancelled();
-        for r in owned {
-            self.cancel_region(r, child_reason.clone(), now);
+        if let Some(owned) = owned {
+            let child_reason = effective.to_parent_cancelled();
+            for r in owned {
+                self.cancel_region(r, child_reason.clone(), now);
+            }
         }
         true
     }
@@ -1235,10 +1271,11 @@ impl Kernel {
         if let Some(w) = owner.and_then(|o| self.task(o)).map(|o| o.waker.clone()) {
             self.actions.wakes.push(w);
         }
-        for t in self.region_tasks(r) {
-            self.request_cancel(t, effective.clone(), now);
-        }
         let child_reason = effective.to_parent_cancelled();
+        let shared = Arc::new(effective);
+        for t in self.region_tasks(r) {
+            self.request_cancel_shared(t, shared.clone(), now);
+        }
         for c in children {
             self.cancel_region(c, child_reason.clone(), now);
         }
@@ -1275,7 +1312,8 @@ impl Kernel {
             rec.transition(t, TaskState::Cancelling);
             let reason = rec
                 .cancel
-                .clone()
+                .as_deref()
+                .cloned()
                 .expect("cancel requested implies a reason");
             rec.budget = cleanup_budget_on_ack(rec.budget, reason.cleanup_budget());
             self.emit(TraceKind::CancelAck {
@@ -1285,7 +1323,7 @@ impl Kernel {
             return Some(reason);
         }
         if rec.state == TaskState::Cancelling {
-            return rec.cancel.clone();
+            return rec.cancel.as_deref().cloned();
         }
         self.region(r).and_then(|rec| rec.cancel.clone())
     }
@@ -1293,7 +1331,7 @@ impl Kernel {
     /// The cancellation visible to task `t` in region `r`, ignoring masks and
     /// without acknowledging it.
     pub(crate) fn cancel_requested(&self, t: TaskId, r: RegionId) -> Option<CancelReason> {
-        let task_reason = self.task(t).and_then(|rec| rec.cancel.clone());
+        let task_reason = self.task(t).and_then(|rec| rec.cancel.as_deref().cloned());
         let region_reason = self.region(r).and_then(|rec| rec.cancel.clone());
         match (task_reason, region_reason) {
             (Some(mut a), Some(b)) => {

@@ -94,7 +94,9 @@ pub(crate) struct TaskRecord {
     /// Tells the task's cell that its next poll must go through
     /// `Kernel::before_poll` (rule A1 in `kernel/mod.rs`).
     pub(crate) attention: Option<std::sync::Arc<dyn super::Attention>>,
-    pub(crate) cancel: Option<CancelReason>,
+    /// Shared with the other tasks of a cancelled region (no deep copy
+    /// per task).
+    pub(crate) cancel: Option<std::sync::Arc<CancelReason>>,
     pub(crate) mask_depth: u32,
     pub(crate) budget: Budget,
     pub(crate) polls: u32,

@@ -231,7 +231,7 @@ impl LabRuntime {
     {
         let region = self
             .core
-            .with_kernel(|k, _| k.create_root_region(crate::types::Budget::INFINITE));
+            .with_kernel_recent(|k, _| k.create_root_region(crate::types::Budget::INFINITE));
         let handle = self
             .core
             .spawn(

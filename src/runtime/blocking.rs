@@ -254,6 +254,6 @@ where
         },
     )?;
     let id = handle.task_id();
-    core.with_kernel(|k, _| k.mark_uninterruptible(id));
+    core.with_kernel_recent(|k, _| k.mark_uninterruptible(id));
     Ok(handle)
 }

@@ -31,25 +31,42 @@ pub(crate) trait Schedule: Send + Sync {
 /// The driver's notion of "now".
 pub(crate) trait Clock: Send + Sync {
     fn now(&self) -> Time;
+
+    /// Rule C1: a recent reading, possibly behind [`now`](Self::now) by up
+    /// to one scheduler batch or park, for bookkeeping that only records
+    /// when something happened (spawn and completion stamps). Never used
+    /// to decide whether a deadline passed or to stamp a cancel request.
+    fn recent(&self) -> Time {
+        self.now()
+    }
 }
 
 /// Monotonic wall clock; its epoch is the runtime's creation.
 pub(crate) struct MonotonicClock {
     start: std::time::Instant,
+    /// The latest reading (C1): refreshed by every `now`, which each driver
+    /// calls at least once per batch and after every park.
+    latest: std::sync::atomic::AtomicU64,
 }
 
 impl MonotonicClock {
     pub(crate) fn new() -> Self {
         Self {
             start: std::time::Instant::now(),
+            latest: std::sync::atomic::AtomicU64::new(0),
         }
     }
 }
 
 impl Clock for MonotonicClock {
     fn now(&self) -> Time {
-        let nanos = self.start.elapsed().as_nanos();
-        Time::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+        let nanos = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.latest.fetch_max(nanos, Ordering::Relaxed);
+        Time::from_nanos(nanos)
+    }
+
+    fn recent(&self) -> Time {
+        Time::from_nanos(self.latest.load(Ordering::Relaxed))
     }
 }
 
@@ -126,8 +143,16 @@ impl Core {
     /// Production drivers, between batches: fires the timers that are due
     /// (taking the kernel lock only if the T1 hint says one may be) and
     /// returns how long the driver may sleep before the next one.
-    pub(crate) fn fire_due_timers(self: &Arc<Self>) -> Option<std::time::Duration> {
-        let mut now = self.now();
+    ///
+    /// `precise: false` compares against the clock's recent reading (C1)
+    /// instead of reading it: a busy driver reads the clock only every so
+    /// many polls, an idle one before every park.
+    pub(crate) fn fire_due_timers(self: &Arc<Self>, precise: bool) -> Option<std::time::Duration> {
+        let mut now = if precise {
+            self.now()
+        } else {
+            self.clock.recent()
+        };
         if self.timer_hint.load(Ordering::Acquire) <= now.as_nanos() {
             now = self.with_kernel(|k, now| {
                 k.fire_timers(now);
@@ -174,6 +199,11 @@ impl Core {
         self.clock.now()
     }
 
+    /// Refreshes the clock's recent reading (rule C1), e.g. after a park.
+    pub(crate) fn refresh_clock(&self) {
+        self.clock.now();
+    }
+
     pub(crate) fn schedule(&self, task: TaskRef) {
         self.scheduler.schedule(task);
     }
@@ -190,6 +220,33 @@ impl Core {
         let (result, actions) = self.with_kernel_deferred(f);
         self.run_actions(actions);
         result
+    }
+
+    /// [`with_kernel`](Self::with_kernel) for calls that only record when
+    /// something happened (spawn, completion) or do not use the time at
+    /// all, timed by the clock's recent reading (rule C1) instead of a fresh
+    /// one. Kernel time never moves backwards.
+    pub(crate) fn with_kernel_recent<R>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&mut Kernel, Time) -> R,
+    ) -> R {
+        let (result, actions) = self.with_kernel_recent_deferred(f);
+        self.run_actions(actions);
+        result
+    }
+
+    /// [`with_kernel_recent`](Self::with_kernel_recent) handing the actions
+    /// back (see [`with_kernel_deferred`](Self::with_kernel_deferred)).
+    pub(crate) fn with_kernel_recent_deferred<R>(
+        &self,
+        f: impl FnOnce(&mut Kernel, Time) -> R,
+    ) -> (R, Actions) {
+        let recent = self.clock.recent();
+        let mut kernel = self.lock();
+        let now = kernel.now().max(recent);
+        kernel.set_now(now);
+        let result = f(&mut kernel, now);
+        (result, kernel.take_actions())
     }
 
     /// Like [`with_kernel`](Self::with_kernel), but hands the actions back so
@@ -293,7 +350,7 @@ impl Core {
         let cell = TaskCell::<Fut>::vacant(region, self.clone(), fast_polls);
         let waker = Waker::from(cell.clone());
         let attention = fast_polls.then(|| cell.clone() as Arc<dyn Attention>);
-        self.with_kernel(|k, now| {
+        self.with_kernel_recent(|k, now| {
             let id = k.create_task_with(region, kind, waker, attention, budget, now)?;
             cell.set_id(id, k.may_skip_first_poll(id));
             Ok(cell)

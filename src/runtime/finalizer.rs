@@ -32,7 +32,7 @@ impl FinalizerRun {
         let payload = PanicPayload::from_panic(payload);
         let region = self.region;
         self.core
-            .with_kernel(|k, _| k.finalizer_panicked(region, payload));
+            .with_kernel_recent(|k, _| k.finalizer_panicked(region, payload));
     }
 }
 
@@ -53,7 +53,7 @@ impl Future for FinalizerRun {
                 }
             }
             let region = this.region;
-            match this.core.with_kernel(|k, _| k.pop_finalizer(region)) {
+            match this.core.with_kernel_recent(|k, _| k.pop_finalizer(region)) {
                 None => return Poll::Ready(()),
                 Some(Finalizer::Sync(f)) => {
                     if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {

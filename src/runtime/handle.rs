@@ -47,7 +47,7 @@ impl ServiceRegion {
         }
         Ok(*st
             .region
-            .get_or_insert_with(|| core.with_kernel(|k, _| k.create_root_region(budget))))
+            .get_or_insert_with(|| core.with_kernel_recent(|k, _| k.create_root_region(budget))))
     }
 
     /// Marks the runtime as shutting down and returns the service region if

@@ -72,6 +72,21 @@ impl fmt::Display for JoinError {
 
 impl std::error::Error for JoinError {}
 
+/// A failed task's end as the slot keeps it.
+enum SlotError {
+    Cancelled(Arc<CancelReason>),
+    Panicked(crate::types::PanicPayload),
+}
+
+impl SlotError {
+    fn into_join_error(self) -> JoinError {
+        match self {
+            SlotError::Cancelled(r) => JoinError::Cancelled(Arc::unwrap_or_clone(r)),
+            SlotError::Panicked(p) => JoinError::Panicked(p),
+        }
+    }
+}
+
 /// The output side of a task, shared by the task and its handle.
 pub(crate) struct JoinSlot<T> {
     inner: Mutex<SlotInner<T>>,
@@ -79,7 +94,9 @@ pub(crate) struct JoinSlot<T> {
 }
 
 struct SlotInner<T> {
-    output: Option<Result<T, JoinError>>,
+    /// A cancel reason stays shared with the kernel's copy until a joiner
+    /// reads it (most cancelled tasks are never joined).
+    output: Option<Result<T, SlotError>>,
     waker: Option<Waker>,
     handle_alive: bool,
 }
@@ -110,12 +127,12 @@ impl<T> JoinSlot<T> {
         let mut inner = self.lock();
         let handle_alive = inner.handle_alive;
         let ((outcome, _leaks), actions) =
-            core.with_kernel_deferred(|k, now| k.complete_task(id, end, handle_alive, now));
+            core.with_kernel_recent_deferred(|k, now| k.complete_task(id, end, handle_alive, now));
         let (result, discarded) = match (outcome, value) {
             (TaskOutcome::Ok, Some(v)) => (Ok(v), None),
-            (TaskOutcome::Ok, None) => (Err(JoinError::Cancelled(CancelReason::default())), None),
-            (TaskOutcome::Cancelled(r), v) => (Err(JoinError::Cancelled(r)), v),
-            (TaskOutcome::Panicked(p), v) => (Err(JoinError::Panicked(p)), v),
+            (TaskOutcome::Ok, None) => (Err(SlotError::Cancelled(Arc::default())), None),
+            (TaskOutcome::Cancelled(r), v) => (Err(SlotError::Cancelled(r)), v),
+            (TaskOutcome::Panicked(p), v) => (Err(SlotError::Panicked(p)), v),
         };
         inner.output = Some(result);
         self.finished.store(true, Ordering::Release);
@@ -138,12 +155,12 @@ impl<T> JoinSlot<T> {
         let mut inner = self.lock();
         match inner.output.take() {
             Some(out) => {
-                let panicked = matches!(out, Err(JoinError::Panicked(_)));
+                let panicked = matches!(out, Err(SlotError::Panicked(_)));
                 drop(inner);
                 if panicked {
-                    core.with_kernel(|k, _| k.panic_joined(region, id));
+                    core.with_kernel_recent(|k, _| k.panic_joined(region, id));
                 }
-                Poll::Ready(out)
+                Poll::Ready(out.map_err(SlotError::into_join_error))
             }
             None => {
                 assert!(
@@ -162,7 +179,7 @@ impl<T> JoinSlot<T> {
     fn release_handle(&self, core: &Arc<Core>, id: TaskId, region: RegionId) {
         let mut inner = self.lock();
         inner.handle_alive = false;
-        let unjoined_panic = matches!(inner.output, Some(Err(JoinError::Panicked(_))));
+        let unjoined_panic = matches!(inner.output, Some(Err(SlotError::Panicked(_))));
         if unjoined_panic {
             let ((), actions) =
                 core.with_kernel_deferred(|k, now| k.panic_handle_dropped(region, id, now));

@@ -42,6 +42,9 @@ const DROP_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How many queued tasks a driver runs before it checks timers and the root.
 const DRIVER_BATCH: usize = 128;
+/// A busy worker reads the clock (and so checks timers against fresh time)
+/// at least once per this many polls (tokio's event interval).
+const CLOCK_INTERVAL: usize = 61;
 
 /// An asupersync runtime. Build one with [`RuntimeBuilder`].
 pub struct Runtime {
@@ -80,6 +83,7 @@ impl Runtime {
             Some(self.driver_unparker.clone()),
             f,
         );
+        let mut polls_since_clock = 0;
         while !root.is_done() {
             root.step();
             if root.is_done() {
@@ -90,15 +94,23 @@ impl Runtime {
             } else {
                 0
             };
-            let next_deadline = core.fire_due_timers();
             // With workers, the queue is theirs: this thread only waits for
             // the root. Without, it parks only when nothing is runnable.
             let idle = !self.workers.is_empty() || (ran == 0 && self.queue.is_empty());
+            // C1: a fresh clock reading before a possible park and every
+            // CLOCK_INTERVAL polls; otherwise the recent one.
+            polls_since_clock += ran + 1;
+            let precise = idle || polls_since_clock >= CLOCK_INTERVAL;
+            if precise {
+                polls_since_clock = 0;
+            }
+            let next_deadline = core.fire_due_timers(precise);
             if idle && !root.is_woken() {
                 if self.workers.is_empty() {
                     self.queue.driver_parked();
                 }
                 park(&parker, next_deadline);
+                core.refresh_clock(); // C1
             }
         }
         drop(parker);
@@ -141,7 +153,7 @@ impl Runtime {
         loop {
             if self
                 .core
-                .with_kernel(|k, _| k.poll_region_closed(region, &waker))
+                .with_kernel_recent(|k, _| k.poll_region_closed(region, &waker))
                 .is_some()
             {
                 return true;
@@ -157,7 +169,7 @@ impl Runtime {
             } else {
                 0
             };
-            let next_timer = self.core.fire_due_timers();
+            let next_timer = self.core.fire_due_timers(true);
             let idle = !self.workers.is_empty() || (ran == 0 && self.queue.is_empty());
             if idle && !wake.take_woken() {
                 let until_deadline = deadline - now;
@@ -266,12 +278,20 @@ fn worker_loop(
     // Installs this thread's scheduler context (LIFO slot, local deque);
     // dropping the guard uninstalls it and drops leftover tasks.
     let worker = queue.enter(index);
+    let mut polls_since_clock = 0;
     while !shutdown.load(Ordering::Acquire) {
         let ran = queue.run_worker_batch(worker.ctx(), DRIVER_BATCH);
-        let next_deadline = core.fire_due_timers();
+        // C1: read the clock before parking and every CLOCK_INTERVAL polls.
+        polls_since_clock += ran;
+        let precise = ran == 0 || polls_since_clock >= CLOCK_INTERVAL;
+        if precise {
+            polls_since_clock = 0;
+        }
+        let next_deadline = core.fire_due_timers(precise);
         if ran == 0 && queue.prepare_sleep(worker.ctx()) {
             park(&parker, next_deadline);
             queue.finish_sleep(index);
+            core.refresh_clock(); // C1: the next batch's stamps are fresh
         }
     }
 }

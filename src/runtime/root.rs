@@ -143,7 +143,7 @@ impl<Fut: Future> RootTask<Fut> {
             let (region, waker) = (self.region, &self.waker);
             self.report = self
                 .core
-                .with_kernel(|k, _| k.poll_region_closed(region, waker));
+                .with_kernel_recent(|k, _| k.poll_region_closed(region, waker));
         }
         true
     }
@@ -173,7 +173,7 @@ impl<Fut: Future> RootTask<Fut> {
         self.output = Some(match (outcome, value) {
             (TaskOutcome::Ok, Some(v)) => Ok(v),
             (TaskOutcome::Panicked(p), _) => Err(JoinError::Panicked(p)),
-            (TaskOutcome::Cancelled(r), _) => Err(JoinError::Cancelled(r)),
+            (TaskOutcome::Cancelled(r), _) => Err(JoinError::Cancelled(Arc::unwrap_or_clone(r))),
             (TaskOutcome::Ok, None) => Err(JoinError::Cancelled(CancelReason::default())),
         });
         // Check the region on the next step even if nothing else wakes us.

@@ -279,12 +279,17 @@ impl CancelReason {
     /// message, then the kind; a full tie keeps `self`.
     pub fn strengthen(&mut self, other: impl Borrow<CancelReason>) -> bool {
         let other = other.borrow();
-        if precedence(other, self) == Ordering::Less {
+        if other.outranks(self) {
             *self = other.clone();
             true
         } else {
             false
         }
+    }
+
+    /// Whether `strengthen` would replace `other` by `self`.
+    pub(crate) fn outranks(&self, other: &CancelReason) -> bool {
+        precedence(self, other) == Ordering::Less
     }
 }
 
