@@ -34,7 +34,7 @@ impl Cx {
         let (task, region) = (self.task_id(), self.region_id());
         let id = self
             .core()
-            .with_kernel(|k, now| k.reserve_obligation(task, region, kind, now))?;
+            .with_kernel_recent(|k, now| k.reserve_obligation(task, region, kind, now))?;
         Ok(Obligation {
             cx: self.clone(),
             id,

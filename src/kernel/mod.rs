@@ -25,6 +25,9 @@
 //!   task's are aborted.
 //! - K6 (finalizers): run after the last child, LIFO, masked, exactly once.
 //! - K7 (ids): stale ids never resolve (generational arenas).
+//! - K8 (timer hint): the shared hint never lies late: no pending timer is
+//!   due before it, so a driver that reads it without the lock, and locks
+//!   only once it has passed, never fires a timer late.
 
 mod arena;
 pub(crate) mod obligation;
@@ -234,7 +237,7 @@ pub(crate) struct Kernel {
     /// regions. Zero means no checkpoint anywhere can observe anything, so
     /// `Cx` skips the kernel lock (rule A2).
     cancel_gauge: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    /// Rule T1 (see [`Kernel::timer_hint`]).
+    /// Rule K8 (see [`Kernel::timer_hint`]).
     timer_hint: std::sync::Arc<std::sync::atomic::AtomicU64>,
     trace: Option<TraceBuffer>,
 }
@@ -282,14 +285,14 @@ impl Kernel {
         }
     }
 
-    /// Rule T1: no timer is due before this instant (nanoseconds;
+    /// Rule K8: no timer is due before this instant (nanoseconds;
     /// `u64::MAX`: no timer). Drivers read it without the lock and take the
     /// lock to fire timers only once it has passed.
     pub(crate) fn timer_hint(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
         self.timer_hint.clone()
     }
 
-    /// Inserts a timer, lowering the T1 hint if it is now the earliest.
+    /// Inserts a timer, lowering the K8 hint if it is now the earliest.
     fn arm_timer(&mut self, deadline: Time, event: TimerEvent) -> TimerKey {
         self.timer_hint
             .fetch_min(deadline.as_nanos(), std::sync::atomic::Ordering::Release);
@@ -1617,7 +1620,7 @@ impl Kernel {
                 }
             }
         }
-        // T1: a fresh lower bound (O(levels); cancelled timers and the
+        // K8: a fresh lower bound (O(levels); cancelled timers and the
         // wheel's slot granularity only ever make it early).
         let next = self
             .timers

@@ -32,7 +32,7 @@ pub(crate) trait Schedule: Send + Sync {
 pub(crate) trait Clock: Send + Sync {
     fn now(&self) -> Time;
 
-    /// Rule C1: a recent reading, possibly behind [`now`](Self::now) by up
+    /// Rule CL1: a recent reading, possibly behind [`now`](Self::now) by up
     /// to one scheduler batch or park, for bookkeeping that only records
     /// when something happened (spawn and completion stamps). Never used
     /// to decide whether a deadline passed or to stamp a cancel request.
@@ -44,7 +44,7 @@ pub(crate) trait Clock: Send + Sync {
 /// Monotonic wall clock; its epoch is the runtime's creation.
 pub(crate) struct MonotonicClock {
     start: std::time::Instant,
-    /// The latest reading (C1): refreshed by every `now`, which each driver
+    /// The latest reading (CL1): refreshed by every `now`, which each driver
     /// calls at least once per batch and after every park.
     latest: std::sync::atomic::AtomicU64,
 }
@@ -91,7 +91,7 @@ pub(crate) struct Core {
     blocking: Option<Arc<BlockingPool>>,
     /// Shared with the kernel (rule A2).
     cancel_gauge: Arc<std::sync::atomic::AtomicUsize>,
-    /// Shared with the kernel (rule T1): drivers skip the lock until it passes.
+    /// Shared with the kernel (rule K8): drivers skip the lock until it passes.
     timer_hint: Arc<std::sync::atomic::AtomicU64>,
 }
 
@@ -141,10 +141,10 @@ impl Core {
     }
 
     /// Production drivers, between batches: fires the timers that are due
-    /// (taking the kernel lock only if the T1 hint says one may be) and
+    /// (taking the kernel lock only if the K8 hint says one may be) and
     /// returns how long the driver may sleep before the next one.
     ///
-    /// `precise: false` compares against the clock's recent reading (C1)
+    /// `precise: false` compares against the clock's recent reading (CL1)
     /// instead of reading it: a busy driver reads the clock only every so
     /// many polls, an idle one before every park.
     pub(crate) fn fire_due_timers(self: &Arc<Self>, precise: bool) -> Option<std::time::Duration> {
@@ -199,7 +199,7 @@ impl Core {
         self.clock.now()
     }
 
-    /// Refreshes the clock's recent reading (rule C1), e.g. after a park.
+    /// Refreshes the clock's recent reading (rule CL1), e.g. after a park.
     pub(crate) fn refresh_clock(&self) {
         self.clock.now();
     }
@@ -224,7 +224,7 @@ impl Core {
 
     /// [`with_kernel`](Self::with_kernel) for calls that only record when
     /// something happened (spawn, completion) or do not use the time at
-    /// all, timed by the clock's recent reading (rule C1) instead of a fresh
+    /// all, timed by the clock's recent reading (rule CL1) instead of a fresh
     /// one. Kernel time never moves backwards.
     pub(crate) fn with_kernel_recent<R>(
         self: &Arc<Self>,

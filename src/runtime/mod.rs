@@ -97,7 +97,7 @@ impl Runtime {
             // With workers, the queue is theirs: this thread only waits for
             // the root. Without, it parks only when nothing is runnable.
             let idle = !self.workers.is_empty() || (ran == 0 && self.queue.is_empty());
-            // C1: a fresh clock reading before a possible park and every
+            // CL1: a fresh clock reading before a possible park and every
             // CLOCK_INTERVAL polls; otherwise the recent one.
             polls_since_clock += ran + 1;
             let precise = idle || polls_since_clock >= CLOCK_INTERVAL;
@@ -110,7 +110,7 @@ impl Runtime {
                     self.queue.driver_parked();
                 }
                 park(&parker, next_deadline);
-                core.refresh_clock(); // C1
+                core.refresh_clock(); // CL1
             }
         }
         drop(parker);
@@ -281,7 +281,7 @@ fn worker_loop(
     let mut polls_since_clock = 0;
     while !shutdown.load(Ordering::Acquire) {
         let ran = queue.run_worker_batch(worker.ctx(), DRIVER_BATCH);
-        // C1: read the clock before parking and every CLOCK_INTERVAL polls.
+        // CL1: read the clock before parking and every CLOCK_INTERVAL polls.
         polls_since_clock += ran;
         let precise = ran == 0 || polls_since_clock >= CLOCK_INTERVAL;
         if precise {
@@ -291,7 +291,7 @@ fn worker_loop(
         if ran == 0 && queue.prepare_sleep(worker.ctx()) {
             park(&parker, next_deadline);
             queue.finish_sleep(index);
-            core.refresh_clock(); // C1: the next batch's stamps are fresh
+            core.refresh_clock(); // CL1: the next batch's stamps are fresh
         }
     }
 }
