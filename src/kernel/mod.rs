@@ -62,12 +62,14 @@ pub(crate) use task::{TaskEnd, TaskKind, TaskRecord};
 /// cell then routes that poll through `before_poll`.
 pub(crate) trait Attention: Send + Sync {
     fn request_attention(&self);
-    /// Scheduler lane hint: the task is cancel-requested, so the
-    /// multi-thread scheduler queues it in its cancel lane, at the cleanup
-    /// priority of its (strongest) reason: `CancelKind::severity`, 0..=5,
-    /// higher first. Raised by `request_cancel` each time the stored reason
-    /// is set or strengthened.
-    fn cancel_requested(&self, _severity: u8) {}
+    /// The task is cancel-requested. Its next poll must go through
+    /// `before_poll` if the task has not started (so it is dropped
+    /// unpolled); a started one needs no kernel visit for this alone (A1).
+    /// Also a scheduler lane hint: the multi-thread scheduler queues it in
+    /// its cancel lane, at the cleanup priority of its (strongest) reason:
+    /// `CancelKind::severity`, 0..=5, higher first. Raised by
+    /// `request_cancel` each time the stored reason is set or strengthened.
+    fn cancel_requested(&self, severity: u8);
     /// Scheduler lane hint: the task's budget deadline (its timed-lane
     /// key). Given once, when the task is created.
     fn deadline_hint(&self, _deadline: Time) {}
@@ -1210,7 +1212,15 @@ impl Kernel {
             task: t,
             kind: stored_kind,
         });
-        self.raise_attention(t);
+        // A1: a started task with an unlimited poll quota needs nothing
+        // from `before_poll` until it acknowledges (the cancel hint alone
+        // routes an unstarted one through it, to be dropped unpolled).
+        let counted = self
+            .task(t)
+            .is_some_and(|rec| rec.budget.poll_quota != u32::MAX);
+        if counted || self.trace.is_some() {
+            self.raise_attention(t);
+        }
         if let Some(a) = self.task(t).and_then(|rec| rec.attention.as_ref()) {
             a.cancel_requested(stored_kind.severity());
         }
@@ -1323,6 +1333,8 @@ impl Kernel {
                 task: t,
                 kind: reason.kind,
             });
+            // A1: cleanup polls are counted against the cleanup budget.
+            self.raise_attention(t);
             return Some(reason);
         }
         if rec.state == TaskState::Cancelling {

@@ -12,9 +12,9 @@ use std::task::{Context, Poll, Waker};
 use super::blocking::BlockingPool;
 use super::finalizer::FinalizerRun;
 use super::join::TaskHandle;
-use super::task_cell::{TaskCell, TaskRef, poll_catching};
+use super::task_cell::{ATTENTION, CANCEL_ATTENTION, TaskCell, TaskRef, poll_catching};
 use crate::cx::{Capabilities, Cx};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::kernel::{
     Actions, Attention, Kernel, KernelConfig, PollDecision, SpawnError, TaskEnd, TaskKind,
@@ -32,10 +32,11 @@ pub(crate) trait Schedule: Send + Sync {
 pub(crate) trait Clock: Send + Sync {
     fn now(&self) -> Time;
 
-    /// Rule CL1: a recent reading, possibly behind [`now`](Self::now) by up
-    /// to one scheduler batch or park, for bookkeeping that only records
-    /// when something happened (spawn and completion stamps). Never used
-    /// to decide whether a deadline passed or to stamp a cancel request.
+    /// Rule CL1: a recent reading, never ahead of [`now`](Self::now) and
+    /// behind it by at most what a driver runs between fresh readings (61
+    /// polls, or one park). For stamps that only record when something
+    /// happened and for timer polls, which a lagging time can only delay
+    /// (never complete early). Never used to stamp a cancel request.
     fn recent(&self) -> Time {
         self.now()
     }
@@ -282,16 +283,19 @@ impl Core {
         id: TaskId,
         future: Pin<&mut F>,
         waker: &Waker,
-        attention: Option<&AtomicBool>,
+        attention: Option<&AtomicU8>,
         polled_before: bool,
     ) -> Step<F::Output> {
-        let through_kernel = attention.is_none_or(|a| a.swap(false, Ordering::AcqRel));
+        let through_kernel = attention.is_none_or(|a| {
+            let bits = a.swap(0, Ordering::AcqRel);
+            bits & ATTENTION != 0 || (bits & CANCEL_ATTENTION != 0 && !polled_before)
+        });
         if through_kernel {
             match self.with_kernel(|k, now| k.before_poll(id, now, polled_before)) {
                 PollDecision::Drop(_) => return Step::Drop,
                 PollDecision::Poll { fast_next } => {
                     if !fast_next && let Some(a) = attention {
-                        a.store(true, Ordering::Release);
+                        a.fetch_or(ATTENTION, Ordering::Release);
                     }
                 }
             }

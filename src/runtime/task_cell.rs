@@ -37,6 +37,10 @@ const RUNNING: u8 = 2;
 const NOTIFIED: u8 = 3;
 const COMPLETE: u8 = 4;
 
+/// Attention bits (rule A1 in `kernel`).
+pub(crate) const ATTENTION: u8 = 1;
+pub(crate) const CANCEL_ATTENTION: u8 = 2;
+
 /// A task the scheduler can run.
 pub(crate) trait Runnable: Send + Sync {
     /// Polls the task once (or drops it if the kernel says so).
@@ -76,8 +80,10 @@ pub(crate) struct TaskCell<F: Future> {
     region: RegionId,
     core: Arc<Core>,
     state: AtomicU8,
-    /// Rule A1 (`kernel`): the next poll must go through the kernel.
-    attention: AtomicBool,
+    /// Rule A1 (`kernel`): whether the next poll must go through the
+    /// kernel (`ATTENTION`), or only if the task has not started
+    /// (`CANCEL_ATTENTION`).
+    attention: AtomicU8,
     /// Lane hint: `severity + 1` of the cancel reason (0: not cancelled),
     /// set by the kernel on a cancel request and raised when the reason is
     /// strengthened (never reset; read by the scheduler on each schedule).
@@ -109,7 +115,7 @@ where
             region,
             core,
             state: AtomicU8::new(SCHEDULED),
-            attention: AtomicBool::new(true),
+            attention: AtomicU8::new(ATTENTION),
             cancel_hint: AtomicU8::new(0),
             deadline_hint: AtomicU64::new(u64::MAX),
             started: AtomicBool::new(false),
@@ -125,7 +131,7 @@ where
     pub(crate) fn set_id(&self, id: TaskId, fast_start: bool) {
         self.id.store(id.to_bits(), Ordering::Relaxed);
         if fast_start {
-            self.attention.store(false, Ordering::Relaxed);
+            self.attention.store(0, Ordering::Relaxed);
         }
     }
 
@@ -266,11 +272,12 @@ where
     F::Output: Send + 'static,
 {
     fn request_attention(&self) {
-        self.attention.store(true, Ordering::Release);
+        self.attention.fetch_or(ATTENTION, Ordering::Release);
     }
 
     fn cancel_requested(&self, severity: u8) {
         self.cancel_hint.fetch_max(severity + 1, Ordering::Relaxed);
+        self.attention.fetch_or(CANCEL_ATTENTION, Ordering::Release);
     }
 
     fn deadline_hint(&self, deadline: crate::types::Time) {

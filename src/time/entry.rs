@@ -31,7 +31,10 @@ impl TimerEntry {
     ) -> TimerPoll {
         let (task, region) = (cx.task_id(), cx.region_id());
         let key = &mut self.key;
-        cx.core().with_kernel(|k, now| {
+        // CL1: the recent clock reading. It is never ahead of the clock, so
+        // a timer never completes early (T1); if it lags, the timer is
+        // registered and fires at the driver's next fresh reading.
+        cx.core().with_kernel_recent(|k, now| {
             if cancel_aware && let Some(reason) = k.observe_cancel(task, region, now) {
                 if let Some(old) = key.take() {
                     k.cancel_timer(old);
