@@ -90,6 +90,11 @@ pub(crate) struct RunQueue {
     injector: Injector<TaskRef>,
     /// Indexed by severity; popped from the highest tier down.
     cancel_lane: [Injector<TaskRef>; CANCEL_TIERS],
+    /// Entries in `cancel_lane` (incremented after a push, decremented
+    /// after a pop), so a dispatch with no cancel work reads one word
+    /// instead of six queues. The sleep protocol (Q1) still looks at the
+    /// queues themselves.
+    cancel_len: AtomicUsize,
     timed_lane: Mutex<BinaryHeap<Timed>>,
     /// Entries in `timed_lane`, read without its lock.
     timed_len: AtomicUsize,
@@ -166,6 +171,7 @@ impl RunQueue {
         Self {
             injector: Injector::new(),
             cancel_lane: std::array::from_fn(|_| Injector::new()),
+            cancel_len: AtomicUsize::new(0),
             timed_lane: Mutex::new(BinaryHeap::new()),
             timed_len: AtomicUsize::new(0),
             timed_seq: AtomicU64::new(0),
@@ -295,7 +301,12 @@ impl RunQueue {
 
     /// The cancel lane's next task: the most severe tier first.
     fn pop_cancel(&self) -> Option<TaskRef> {
-        self.cancel_lane.iter().rev().find_map(steal_one)
+        if self.cancel_len.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let task = self.cancel_lane.iter().rev().find_map(steal_one)?;
+        self.cancel_len.fetch_sub(1, Ordering::AcqRel);
+        Some(task)
     }
 
     fn pop_timed(&self) -> Option<TaskRef> {
@@ -525,6 +536,7 @@ impl Schedule for RunQueue {
         } else if let Some(severity) = task.cancel_hint() {
             let tier = usize::from(severity).min(CANCEL_TIERS - 1);
             self.cancel_lane[tier].push(task);
+            self.cancel_len.fetch_add(1, Ordering::SeqCst);
             fence(Ordering::SeqCst); // Rule Q1: pairs with `prepare_sleep`.
             self.wake_one();
             return;
