@@ -352,7 +352,7 @@ impl Core {
     {
         let fast_polls = kind == TaskKind::Spawned;
         let cell = TaskCell::<Fut>::vacant(region, self.clone(), fast_polls);
-        let waker = Waker::from(cell.clone());
+        let waker = cell.waker();
         let attention = fast_polls.then(|| cell.clone() as Arc<dyn Attention>);
         self.with_kernel_recent(|k, now| {
             let id = k.create_task_with(region, kind, waker, attention, budget, now)?;

@@ -18,13 +18,21 @@
 //!   lock-free queue push. (On the multi-thread runtime a task with a budget
 //!   deadline goes to the timed lane, a small mutex-guarded heap.)
 //! - W4: waking a completed task does nothing.
+//! - W5: the future is touched only by the thread that holds the RUNNING
+//!   state (plus the spawner before the first queueing, and `Drop`), so it
+//!   lives in an `UnsafeCell`: a poll takes no lock.
+//! - W6: every waker of the cell points at its `Arc` allocation through one
+//!   vtable; an owned waker holds one strong reference, the waker lent to
+//!   a poll holds none (`waker_ref`), so a poll changes no reference count.
 
+use std::cell::UnsafeCell;
 use std::future::Future;
+use std::mem::ManuallyDrop;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 
 use super::core::{Core, Step};
 use super::join::JoinSlot;
@@ -96,10 +104,18 @@ pub(crate) struct TaskCell<F: Future> {
     started: AtomicBool,
     /// Whether the kernel may use the attention flag (spawned tasks).
     fast_polls: bool,
-    /// Locked only by the thread running the task (never on the wake path).
-    stage: Mutex<Stage<F>>,
+    /// Rule W5: touched only by the thread that owns the cell's RUNNING
+    /// state (won the SCHEDULED → RUNNING swap, until it leaves RUNNING),
+    /// by the spawner in `fill` before the cell is first queued, and by
+    /// `Drop`. The state's acquire/release transitions order the accesses.
+    stage: UnsafeCell<Stage<F>>,
     pub(crate) join: JoinSlot<F::Output>,
 }
+
+// SAFETY: the only field that is not `Sync` on its own is the stage, and
+// W5 gives one thread at a time access to it; the future (`F: Send`) only
+// ever moves between threads with the RUNNING state, as in a `Mutex<F>`.
+unsafe impl<F: Future + Send> Sync for TaskCell<F> where F::Output: Send {}
 
 impl<F> TaskCell<F>
 where
@@ -120,7 +136,7 @@ where
             deadline_hint: AtomicU64::new(u64::MAX),
             started: AtomicBool::new(false),
             fast_polls,
-            stage: Mutex::new(Stage::Vacant),
+            stage: UnsafeCell::new(Stage::Vacant),
             join: JoinSlot::new(),
         })
     }
@@ -135,9 +151,66 @@ where
         }
     }
 
-    /// Installs the future; the spawner queues the cell next.
+    /// Installs the future; the spawner queues the cell next. Must be
+    /// called once, before the cell is first queued.
     pub(crate) fn fill(&self, future: F) {
-        *self.stage.lock().unwrap_or_else(|e| e.into_inner()) = Stage::Running(future);
+        // SAFETY: W5: the cell has not been queued yet, and wakes before
+        // that find it SCHEDULED and never run it, so nobody else touches
+        // the stage; the queue push that follows publishes the write.
+        unsafe { *self.stage.get() = Stage::Running(future) };
+    }
+
+    /// A waker owning one reference to the cell (rule W6).
+    pub(crate) fn waker(self: &Arc<Self>) -> Waker {
+        let data = Arc::into_raw(self.clone()).cast::<()>();
+        // SAFETY: W6: `data` is an `Arc<Self>` reference from `into_raw`,
+        // which this waker owns; the vtable's functions treat it as such.
+        unsafe { Waker::from_raw(RawWaker::new(data, &Self::WAKER_VTABLE)) }
+    }
+
+    /// A waker borrowing the caller's reference (no count change): valid
+    /// while `self` is, and never dropped as an owner (`ManuallyDrop`).
+    fn waker_ref(self: &Arc<Self>) -> ManuallyDrop<Waker> {
+        let data = Arc::as_ptr(self).cast::<()>();
+        // SAFETY: W6: `data` points at a live `Arc<Self>` allocation for
+        // as long as `self` is borrowed; the `ManuallyDrop` keeps the drop
+        // function from releasing a reference this waker does not own, and
+        // clones take their own reference.
+        ManuallyDrop::new(unsafe { Waker::from_raw(RawWaker::new(data, &Self::WAKER_VTABLE)) })
+    }
+
+    /// W6: every waker of a task cell: the data pointer is an
+    /// `Arc<TaskCell<F>>` reference (owned, except in `waker_ref`).
+    const WAKER_VTABLE: RawWakerVTable = RawWakerVTable::new(
+        Self::clone_raw,
+        Self::wake_raw,
+        Self::wake_by_ref_raw,
+        Self::drop_raw,
+    );
+
+    unsafe fn clone_raw(data: *const ()) -> RawWaker {
+        // SAFETY: W6: `data` is a live `Arc<Self>` pointer; the new waker
+        // owns the reference taken here.
+        unsafe { Arc::increment_strong_count(data.cast::<Self>()) };
+        RawWaker::new(data, &Self::WAKER_VTABLE)
+    }
+
+    unsafe fn wake_raw(data: *const ()) {
+        // SAFETY: W6: waking by value consumes the waker's own reference.
+        let cell = unsafe { Arc::from_raw(data.cast::<Self>()) };
+        cell.schedule();
+    }
+
+    unsafe fn wake_by_ref_raw(data: *const ()) {
+        // SAFETY: W6: borrowed, so the reference is not released
+        // (`ManuallyDrop`).
+        let cell = ManuallyDrop::new(unsafe { Arc::from_raw(data.cast::<Self>()) });
+        cell.schedule();
+    }
+
+    unsafe fn drop_raw(data: *const ()) {
+        // SAFETY: W6: dropping a waker releases the reference it owns.
+        drop(unsafe { Arc::from_raw(data.cast::<Self>()) });
     }
 
     pub(crate) fn task_id(&self) -> TaskId {
@@ -205,15 +278,18 @@ where
         {
             return; // W4: completed (or a stale queue entry).
         }
-        let mut stage = self.stage.lock().unwrap_or_else(|e| e.into_inner());
-        let Stage::Running(future) = &mut *stage else {
+        // SAFETY: W5: this thread won SCHEDULED -> RUNNING, so it alone
+        // touches the stage until it moves the state on (every exit below
+        // ends its use of `stage` first).
+        let stage = unsafe { &mut *self.stage.get() };
+        let Stage::Running(future) = stage else {
             return;
         };
         // SAFETY: the future lives inside this Arc allocation and is never
         // moved out of it: it is only ever dropped in place (`drop_future`
         // assigns `Stage::Done` over it). So pinning it here is sound.
         let pinned = unsafe { Pin::new_unchecked(future) };
-        let waker = Waker::from(self.clone());
+        let waker = self.waker_ref();
         let attention = self.fast_polls.then_some(&self.attention);
         let polled_before = self.started.swap(true, Ordering::Relaxed);
         let step = self
@@ -221,7 +297,6 @@ where
             .poll_task(self.task_id(), pinned, &waker, attention, polled_before);
         match step {
             Step::Pending => {
-                drop(stage);
                 if self
                     .state
                     .compare_exchange(RUNNING, IDLE, Ordering::AcqRel, Ordering::Acquire)
@@ -233,19 +308,16 @@ where
                 }
             }
             Step::Ready(value) => {
-                let drop_panic = Self::drop_future(&mut stage);
-                drop(stage);
+                let drop_panic = Self::drop_future(stage);
                 let end = drop_panic.map_or(TaskEnd::Returned, TaskEnd::Panicked);
                 self.finish(end, Some(value));
             }
             Step::Panicked(payload) => {
-                Self::drop_future(&mut stage);
-                drop(stage);
+                Self::drop_future(stage);
                 self.finish(TaskEnd::Panicked(PanicPayload::from_panic(payload)), None);
             }
             Step::Drop => {
-                let drop_panic = Self::drop_future(&mut stage);
-                drop(stage);
+                let drop_panic = Self::drop_future(stage);
                 let end = drop_panic.map_or(TaskEnd::Dropped, TaskEnd::Panicked);
                 self.finish(end, None);
             }
@@ -283,20 +355,6 @@ where
     fn deadline_hint(&self, deadline: crate::types::Time) {
         self.deadline_hint
             .store(deadline.as_nanos().min(u64::MAX - 1), Ordering::Relaxed);
-    }
-}
-
-impl<F> Wake for TaskCell<F>
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    fn wake(self: Arc<Self>) {
-        self.schedule();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.schedule();
     }
 }
 
