@@ -147,7 +147,8 @@ impl<T, G> WaitQueue<T, G> {
     pub(crate) fn update_waker(&mut self, key: WaiterKey, waker: &Waker) -> bool {
         match self.entry_mut(key) {
             Some(e) => {
-                if !e.waker.will_wake(waker) {
+                // A notified entry keeps no waker (see `notify_front`).
+                if matches!(e.state, WaiterState::Waiting) && !e.waker.will_wake(waker) {
                     e.waker = waker.clone();
                 }
                 true
@@ -224,7 +225,9 @@ impl<T, G> WaitQueue<T, G> {
         self.unlink(h);
         let e = self.slots[h as usize].entry.as_mut().expect("head is live");
         e.state = WaiterState::Notified(grant);
-        Some(e.waker.clone())
+        // A notified entry is never woken again: hand its waker out instead
+        // of cloning it (no reference-count round trip per grant).
+        Some(std::mem::replace(&mut e.waker, Waker::noop().clone()))
     }
 
     /// Serves every waiting entry with a clone of `grant`; returns their
