@@ -230,6 +230,21 @@ impl<T, G> WaitQueue<T, G> {
         Some(std::mem::replace(&mut e.waker, Waker::noop().clone()))
     }
 
+    /// Serves the oldest waiter by removing it outright: returns its data
+    /// and its waker (to be woken after the primitive's lock is released),
+    /// and its key never resolves again. For primitives whose waiters learn
+    /// of their grant some other way (the mutex's hand-off ticket), so that
+    /// collecting it needs no lock.
+    pub(crate) fn pop_front(&mut self) -> Option<(T, Waker)> {
+        let h = self.head?;
+        self.unlink(h);
+        let slot = &mut self.slots[h as usize];
+        let entry = slot.entry.take().expect("head is live");
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(h);
+        Some((entry.data, entry.waker))
+    }
+
     /// Serves every waiting entry with a clone of `grant`; returns their
     /// wakers, to be woken once the primitive's lock is released.
     pub(crate) fn notify_all(&mut self, grant: G) -> WakeList
@@ -370,6 +385,25 @@ mod tests {
         q.notify_front(7);
         assert_eq!(q.remove(a), Some(((), Some(7))));
         assert_eq!(q.take_grant(a), None);
+    }
+
+    #[test]
+    fn pop_front_serves_in_order_and_retires_the_key() {
+        let mut q: WaitQueue<u32, ()> = WaitQueue::new();
+        let a = q.push_back(w(), 1);
+        let b = q.push_back(w(), 2);
+        assert_eq!(q.pop_front().map(|(d, _)| d), Some(1));
+        assert_eq!(q.len(), 1);
+        assert!(q.state(a).is_none(), "a popped key never resolves again");
+        assert_eq!(q.remove(a), None);
+        let c = q.push_back(w(), 3); // reuses a's slot under a new generation
+        assert!(q.state(a).is_none());
+        assert_eq!(q.iter().copied().collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(q.remove(b), Some((2, None)));
+        assert_eq!(q.pop_front().map(|(d, _)| d), Some(3));
+        assert!(q.state(c).is_none());
+        assert!(q.pop_front().is_none() && q.is_empty());
+        assert_eq!(q.slots.len(), 2);
     }
 
     #[test]
