@@ -49,10 +49,20 @@
 //!   it. Waits observe cancellation only when they would block; a grant
 //!   that came before the poll observing the cancellation is returned as
 //!   `Ok`.
+//!
+//! Implementation: the available count lives in one atomic word together
+//! with a `QUEUED` bit (the wait queue is not empty) and a `CLOSED` bit. An
+//! acquisition that finds enough permits, nobody queued and the semaphore
+//! open takes them with one compare-and-swap, and a release while nobody is
+//! queued returns them with one, without the queue's lock. `QUEUED` and
+//! `CLOSED` are only changed under the queue's lock, and while `QUEUED` is
+//! set every change of the count goes through that lock (S2: a newcomer's
+//! compare-and-swap fails and it queues behind).
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdMutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
@@ -66,14 +76,24 @@ pub const PERMIT_OBLIGATION: &str = "semaphore_permit";
 
 /// An async counting semaphore. See the module rules.
 pub struct Semaphore {
+    /// `available << SHIFT | CLOSED | QUEUED` (see the implementation note).
+    permits: AtomicUsize,
+    /// A copy of `State::total`, written under the queue's lock, so that a
+    /// request can fail fast with `TooMany` (S4) without taking it.
+    total_copy: AtomicUsize,
     state: StdMutex<State>,
 }
 
+/// The wait queue is not empty (changed only under the queue's lock).
+const QUEUED: usize = 1;
+/// [`Semaphore::close`] was called (set only under the queue's lock).
+const CLOSED: usize = 2;
+/// The available count sits above the two flag bits.
+const SHIFT: u32 = 2;
+
 struct State {
-    available: usize,
     /// Available plus held by permits (S4).
     total: usize,
-    closed: bool,
     /// Each waiter's request; grants say how it was served.
     waiters: WaitQueue<usize, Grant>,
 }
@@ -183,40 +203,62 @@ impl std::error::Error for TryAcquireError {}
 type Served = WakeList;
 
 impl State {
-    /// Serves the head of the queue while it can be served (S2, S4).
-    fn serve(&mut self) -> Served {
+    /// Serves the head of the queue while it can be served (S2, S4), taking
+    /// the permits from `permits`; clears `QUEUED` once nobody is left.
+    /// Called under the queue's lock.
+    fn serve(&mut self, permits: &AtomicUsize) -> Served {
         let mut served = Served::default();
         while let Some(&n) = self.waiters.front() {
             let grant = if n > self.total {
                 Grant::TooMany { max: self.total }
-            } else if n <= self.available {
-                self.available -= n;
+            } else if n <= permits.load(Ordering::Acquire) >> SHIFT {
+                // `QUEUED` is set: nobody changes the count without the
+                // queue's lock, so it cannot drop below `n` meanwhile.
+                permits.fetch_sub(n << SHIFT, Ordering::AcqRel);
                 Grant::Permits
             } else {
                 break;
             };
             served.push(self.waiters.notify_front(grant).expect("front exists"));
         }
+        if self.waiters.is_empty() {
+            permits.fetch_and(!QUEUED, Ordering::AcqRel);
+        }
         served
     }
 
-    /// What an acquisition of `n` that has not queued gets right now:
-    /// `Some(result)`, or `None` if it must wait.
-    fn try_take(&mut self, n: usize) -> Option<Result<(), TryAcquireError>> {
-        if self.closed {
-            return Some(Err(TryAcquireError::Closed));
+    /// What an acquisition of `n` that has not queued gets right now, under
+    /// the queue's lock: `Ok(result)`, or `Err(s)` if it must wait (`s` is
+    /// the permit word it saw).
+    fn try_take(
+        &self,
+        permits: &AtomicUsize,
+        n: usize,
+    ) -> Result<Result<(), TryAcquireError>, usize> {
+        let mut s = permits.load(Ordering::Acquire);
+        loop {
+            if s & CLOSED != 0 {
+                return Ok(Err(TryAcquireError::Closed));
+            }
+            if n > self.total {
+                return Ok(Err(TryAcquireError::TooMany {
+                    requested: n,
+                    max: self.total,
+                }));
+            }
+            if s & QUEUED != 0 || s >> SHIFT < n {
+                return Err(s);
+            }
+            match permits.compare_exchange_weak(
+                s,
+                s - (n << SHIFT),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Ok(Ok(())),
+                Err(actual) => s = actual,
+            }
         }
-        if n > self.total {
-            return Some(Err(TryAcquireError::TooMany {
-                requested: n,
-                max: self.total,
-            }));
-        }
-        if self.waiters.is_empty() && n <= self.available {
-            self.available -= n;
-            return Some(Ok(()));
-        }
-        None
     }
 }
 
@@ -234,10 +276,10 @@ impl Semaphore {
             "Semaphore::new: more than Semaphore::MAX_PERMITS permits"
         );
         Self {
+            permits: AtomicUsize::new(permits << SHIFT),
+            total_copy: AtomicUsize::new(permits),
             state: StdMutex::new(State {
-                available: permits,
                 total: permits,
-                closed: false,
                 waiters: WaitQueue::new(),
             }),
         }
@@ -245,6 +287,47 @@ impl Semaphore {
 
     fn state(&self) -> StdMutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes `n` permits without the queue's lock if they are available,
+    /// nobody is queued and the semaphore is open (S2); false otherwise
+    /// (including every failure case, which the locked path sorts out).
+    fn take_fast(&self, n: usize) -> bool {
+        let mut s = self.permits.load(Ordering::Relaxed);
+        loop {
+            if s & (QUEUED | CLOSED) != 0 || s >> SHIFT < n {
+                return false;
+            }
+            match self.permits.compare_exchange_weak(
+                s,
+                s - (n << SHIFT),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => s = actual,
+            }
+        }
+    }
+
+    /// Returns `n` permits without the queue's lock if nobody is queued;
+    /// false if someone is (the caller then serves the queue under it).
+    fn release_fast(&self, n: usize) -> bool {
+        let mut s = self.permits.load(Ordering::Relaxed);
+        loop {
+            if s & QUEUED != 0 {
+                return false;
+            }
+            match self.permits.compare_exchange_weak(
+                s,
+                s + (n << SHIFT),
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => s = actual,
+            }
+        }
     }
 
     /// Waits for `n` permits, all at once (S1), in FIFO order (S2).
@@ -324,8 +407,11 @@ impl Semaphore {
     }
 
     fn try_take(&self, n: usize) -> Result<(), TryAcquireError> {
+        if self.take_fast(n) {
+            return Ok(());
+        }
         self.state()
-            .try_take(n)
+            .try_take(&self.permits, n)
             .unwrap_or(Err(TryAcquireError::NoPermits))
     }
 
@@ -344,8 +430,9 @@ impl Semaphore {
                 "Semaphore::add_permits: more than Semaphore::MAX_PERMITS permits"
             );
             st.total += n;
-            st.available += n;
-            st.serve()
+            self.total_copy.store(st.total, Ordering::Release);
+            self.permits.fetch_add(n << SHIFT, Ordering::AcqRel);
+            st.serve(&self.permits)
         };
         served.wake();
     }
@@ -355,8 +442,10 @@ impl Semaphore {
     pub fn close(&self) {
         let wakers = {
             let mut st = self.state();
-            st.closed = true;
-            st.waiters.notify_all(Grant::Closed)
+            self.permits.fetch_or(CLOSED, Ordering::AcqRel);
+            let wakers = st.waiters.notify_all(Grant::Closed);
+            self.permits.fetch_and(!QUEUED, Ordering::AcqRel);
+            wakers
         };
         for w in wakers {
             w.wake();
@@ -365,12 +454,12 @@ impl Semaphore {
 
     /// Whether [`close`](Self::close) was called.
     pub fn is_closed(&self) -> bool {
-        self.state().closed
+        self.permits.load(Ordering::Acquire) & CLOSED != 0
     }
 
     /// Permits that could be acquired now (ignoring the queue).
     pub fn available_permits(&self) -> usize {
-        self.state().available
+        self.permits.load(Ordering::Acquire) >> SHIFT
     }
 
     /// Permits in total: available plus held (S4). Changed only by
@@ -398,13 +487,13 @@ impl Semaphore {
     }
 
     fn release(&self, n: usize) {
-        if n == 0 {
+        if n == 0 || self.release_fast(n) {
             return;
         }
         let served = {
             let mut st = self.state();
-            st.available += n;
-            st.serve()
+            self.permits.fetch_add(n << SHIFT, Ordering::AcqRel);
+            st.serve(&self.permits)
         };
         served.wake();
     }
@@ -416,8 +505,9 @@ impl Semaphore {
         let served = {
             let mut st = self.state();
             st.total -= n;
+            self.total_copy.store(st.total, Ordering::Release);
             // Queued requests may have become impossible (S4).
-            st.serve()
+            st.serve(&self.permits)
         };
         served.wake();
     }
@@ -452,9 +542,20 @@ impl Semaphore {
             }
             Err(TryAcquireError::NoPermits) => unreachable!("try_take never says NoPermits"),
         };
-        if let Some(r) = self.state().try_take(n) {
+        if self.take_fast(n) {
             *wait = Wait::Done;
-            return Poll::Ready(now(r));
+            return Poll::Ready(Ok(()));
+        }
+        // A request that fails at once (S4, S5) never looks at
+        // cancellation.
+        if self.permits.load(Ordering::Acquire) & CLOSED != 0 {
+            *wait = Wait::Done;
+            return Poll::Ready(Err(AcquireError::Closed));
+        }
+        let max = self.total_copy.load(Ordering::Acquire);
+        if n > max {
+            *wait = Wait::Done;
+            return Poll::Ready(Err(AcquireError::TooMany { requested: n, max }));
         }
         // Would block: observe cancellation, never under `state`.
         if let Some(reason) = cx.observe_cancel() {
@@ -462,9 +563,32 @@ impl Semaphore {
             return Poll::Ready(Err(AcquireError::Cancelled(Cancelled::new(reason))));
         }
         let mut st = self.state();
-        if let Some(r) = st.try_take(n) {
-            *wait = Wait::Done;
-            return Poll::Ready(now(r));
+        let mut s = match st.try_take(&self.permits, n) {
+            Ok(r) => {
+                *wait = Wait::Done;
+                return Poll::Ready(now(r));
+            }
+            Err(s) => s,
+        };
+        // Queue behind (S2): set `QUEUED` first, so that a release from now
+        // on goes through the queue's lock (which we hold).
+        while s & QUEUED == 0 {
+            match self.permits.compare_exchange_weak(
+                s,
+                s | QUEUED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                // A release may have made room meanwhile: take it if so.
+                Err(_) => match st.try_take(&self.permits, n) {
+                    Ok(r) => {
+                        *wait = Wait::Done;
+                        return Poll::Ready(now(r));
+                    }
+                    Err(actual) => s = actual,
+                },
+            }
         }
         *wait = Wait::Queued(st.waiters.push_back(waker.clone(), n));
         Poll::Pending
@@ -507,11 +631,12 @@ impl Semaphore {
             let mut st = self.state();
             match st.waiters.remove(key) {
                 Some((n, Some(Grant::Permits))) => {
-                    st.available += n;
-                    st.serve()
+                    self.permits.fetch_add(n << SHIFT, Ordering::AcqRel);
+                    st.serve(&self.permits)
                 }
-                // It may have been the head blocking smaller requests.
-                Some((_, None)) => st.serve(),
+                // It may have been the head blocking smaller requests (and
+                // if it was the last one, `QUEUED` is cleared).
+                Some((_, None)) => st.serve(&self.permits),
                 _ => Served::default(),
             }
         };
@@ -537,9 +662,9 @@ impl fmt::Debug for Semaphore {
         }
         let st = self.state();
         f.debug_struct("Semaphore")
-            .field("available", &st.available)
+            .field("available", &self.available_permits())
             .field("total", &st.total)
-            .field("closed", &st.closed)
+            .field("closed", &self.is_closed())
             .field("queued", &Queued(&st.waiters))
             .finish()
     }
@@ -767,22 +892,30 @@ mod tests {
 
     #[test]
     fn serve_is_fifo_all_or_nothing_and_fails_impossible_heads() {
+        const ONE: usize = 1 << SHIFT;
+        let permits = AtomicUsize::new(ONE | QUEUED);
         let mut st = State {
-            available: 1,
             total: 3,
-            closed: false,
             waiters: WaitQueue::new(),
         };
         let big = st.waiters.push_back(w(), 3);
         let small = st.waiters.push_back(w(), 1);
-        assert!(st.serve().len() == 0, "the big head blocks the small one");
+        assert!(
+            st.serve(&permits).len() == 0,
+            "the big head blocks the small one"
+        );
+        assert_eq!(permits.load(Ordering::Relaxed), ONE | QUEUED);
         st.total = 2; // a permit was forgotten: 3 can never be had
-        st.serve();
+        st.serve(&permits);
         assert!(matches!(
             st.waiters.take_grant(big),
             Some(Grant::TooMany { max: 2 })
         ));
         assert!(matches!(st.waiters.take_grant(small), Some(Grant::Permits)));
-        assert_eq!(st.available, 0);
+        assert_eq!(
+            permits.load(Ordering::Relaxed),
+            0,
+            "no permit left, and QUEUED cleared with the queue"
+        );
     }
 }
