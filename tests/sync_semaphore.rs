@@ -760,3 +760,63 @@ fn fast_and_queued_acquisitions_never_exceed_the_permits_on_two_workers() {
         }
     });
 }
+
+#[test]
+fn a_waiter_failed_with_too_many_is_not_mistaken_for_one_served_after_it() {
+    RuntimeBuilder::current_thread()
+        .build()
+        .unwrap()
+        .block_on(|cx| async move {
+            let sem = Semaphore::new(3);
+            let two = sem.acquire(&cx, 2).await.unwrap();
+            let one = sem.acquire(&cx, 1).await.unwrap();
+            let (cb, wb) = counting_waker();
+            let (cs, ws) = counting_waker();
+            let mut big = pin!(sem.acquire(&cx, 3));
+            let mut small = pin!(sem.acquire(&cx, 1));
+            assert!(
+                big.as_mut()
+                    .poll(&mut Context::from_waker(&wb))
+                    .is_pending()
+            );
+            assert!(
+                small
+                    .as_mut()
+                    .poll(&mut Context::from_waker(&ws))
+                    .is_pending()
+            );
+            // Forgetting one permit makes `big` impossible (S4); releasing
+            // another then serves `small`, queued after it.
+            one.forget();
+            assert_eq!(wakes(&cb), 1);
+            drop(two);
+            assert_eq!(wakes(&cs), 1);
+            let Poll::Ready(Ok(p)) = small.as_mut().poll(&mut Context::from_waker(&ws)) else {
+                panic!("`small` was served with a permit")
+            };
+            assert!(matches!(
+                big.as_mut().poll(&mut Context::from_waker(&wb)),
+                Poll::Ready(Err(AcquireError::TooMany {
+                    requested: 3,
+                    max: 2
+                }))
+            ));
+            drop(p);
+            assert_eq!(sem.available_permits(), 2);
+            // Later waits still collect their grants correctly.
+            let held = sem.acquire(&cx, 2).await.unwrap();
+            let (c, w) = counting_waker();
+            let mut next = pin!(sem.acquire(&cx, 2));
+            assert!(
+                next.as_mut()
+                    .poll(&mut Context::from_waker(&w))
+                    .is_pending()
+            );
+            drop(held);
+            assert_eq!(wakes(&c), 1);
+            assert!(matches!(
+                next.as_mut().poll(&mut Context::from_waker(&w)),
+                Poll::Ready(Ok(_))
+            ));
+        });
+}

@@ -57,16 +57,22 @@
 //! queued returns them with one, without the queue's lock. `QUEUED` and
 //! `CLOSED` are only changed under the queue's lock, and while `QUEUED` is
 //! set every change of the count goes through that lock (S2: a newcomer's
-//! compare-and-swap fails and it queues behind).
+//! compare-and-swap fails and it queues behind). Each queued waiter holds a
+//! ticket (increasing in queue order); a waiter granted its permits is
+//! removed from the queue and `served` advances to its ticket, so the woken
+//! waiter learns of its grant from one atomic load, without the lock. Error
+//! grants (`Closed`, `TooMany`) stay in the queue entry and set the sticky
+//! `errors_issued` flag, after which waiters collect under the lock (a
+//! ticket below `served` may then be an error).
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdMutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use super::waiters::{WaitQueue, WaiterKey, WakeList};
+use super::waiters::{WaitQueue, WaiterKey, WaiterState, WakeList};
 use crate::cx::Cx;
 use crate::obligation::Obligation;
 use crate::types::cancel::Cancelled;
@@ -81,7 +87,19 @@ pub struct Semaphore {
     /// A copy of `State::total`, written under the queue's lock, so that a
     /// request can fail fast with `TooMany` (S4) without taking it.
     total_copy: AtomicUsize,
+    grants: Grants,
     state: StdMutex<State>,
+}
+
+/// How queued waiters learn of their grants without the lock (see the
+/// implementation note). Written only under the queue's lock.
+struct Grants {
+    /// The ticket of the last waiter served with permits (FIFO: every
+    /// earlier ticket was served, with permits or an error, or left).
+    served: AtomicU64,
+    /// An error grant was ever issued: `served` alone no longer proves a
+    /// ticket got permits.
+    errors_issued: AtomicBool,
 }
 
 /// The wait queue is not empty (changed only under the queue's lock).
@@ -94,19 +112,17 @@ const SHIFT: u32 = 2;
 struct State {
     /// Available plus held by permits (S4).
     total: usize,
-    /// Each waiter's request; grants say how it was served.
-    waiters: WaitQueue<usize, Grant>,
+    /// Each waiter's request and ticket; error grants say how it failed.
+    waiters: WaitQueue<(usize, u64), Grant>,
+    next_ticket: u64,
 }
 
-/// How a queued waiter was served.
+/// How a queued waiter failed. (A waiter served with permits leaves the
+/// queue instead; see `Grants`.)
 #[derive(Clone, Copy, Debug)]
 enum Grant {
-    /// Its permits (already taken from `available`).
-    Permits,
     Closed,
-    TooMany {
-        max: usize,
-    },
+    TooMany { max: usize },
 }
 
 /// Why [`Semaphore::acquire`] failed.
@@ -206,20 +222,23 @@ impl State {
     /// Serves the head of the queue while it can be served (S2, S4), taking
     /// the permits from `permits`; clears `QUEUED` once nobody is left.
     /// Called under the queue's lock.
-    fn serve(&mut self, permits: &AtomicUsize) -> Served {
+    fn serve(&mut self, permits: &AtomicUsize, grants: &Grants) -> Served {
         let mut served = Served::default();
-        while let Some(&n) = self.waiters.front() {
-            let grant = if n > self.total {
-                Grant::TooMany { max: self.total }
+        while let Some(&(n, ticket)) = self.waiters.front() {
+            if n > self.total {
+                grants.errors_issued.store(true, Ordering::Release);
+                let grant = Grant::TooMany { max: self.total };
+                served.push(self.waiters.notify_front(grant).expect("front exists"));
             } else if n <= permits.load(Ordering::Acquire) >> SHIFT {
                 // `QUEUED` is set: nobody changes the count without the
                 // queue's lock, so it cannot drop below `n` meanwhile.
                 permits.fetch_sub(n << SHIFT, Ordering::AcqRel);
-                Grant::Permits
+                let (_, waker) = self.waiters.pop_front().expect("front exists");
+                grants.served.store(ticket, Ordering::Release);
+                served.push(waker);
             } else {
                 break;
-            };
-            served.push(self.waiters.notify_front(grant).expect("front exists"));
+            }
         }
         if self.waiters.is_empty() {
             permits.fetch_and(!QUEUED, Ordering::AcqRel);
@@ -278,9 +297,14 @@ impl Semaphore {
         Self {
             permits: AtomicUsize::new(permits << SHIFT),
             total_copy: AtomicUsize::new(permits),
+            grants: Grants {
+                served: AtomicU64::new(0),
+                errors_issued: AtomicBool::new(false),
+            },
             state: StdMutex::new(State {
                 total: permits,
                 waiters: WaitQueue::new(),
+                next_ticket: 1,
             }),
         }
     }
@@ -432,7 +456,7 @@ impl Semaphore {
             st.total += n;
             self.total_copy.store(st.total, Ordering::Release);
             self.permits.fetch_add(n << SHIFT, Ordering::AcqRel);
-            st.serve(&self.permits)
+            st.serve(&self.permits, &self.grants)
         };
         served.wake();
     }
@@ -443,6 +467,7 @@ impl Semaphore {
         let wakers = {
             let mut st = self.state();
             self.permits.fetch_or(CLOSED, Ordering::AcqRel);
+            self.grants.errors_issued.store(true, Ordering::Release);
             let wakers = st.waiters.notify_all(Grant::Closed);
             self.permits.fetch_and(!QUEUED, Ordering::AcqRel);
             wakers
@@ -493,7 +518,7 @@ impl Semaphore {
         let served = {
             let mut st = self.state();
             self.permits.fetch_add(n << SHIFT, Ordering::AcqRel);
-            st.serve(&self.permits)
+            st.serve(&self.permits, &self.grants)
         };
         served.wake();
     }
@@ -507,7 +532,7 @@ impl Semaphore {
             st.total -= n;
             self.total_copy.store(st.total, Ordering::Release);
             // Queued requests may have become impossible (S4).
-            st.serve(&self.permits)
+            st.serve(&self.permits, &self.grants)
         };
         served.wake();
     }
@@ -522,7 +547,7 @@ impl Semaphore {
         let taken = match *wait {
             Wait::Done => panic!("a semaphore acquire future was polled after it completed"),
             Wait::Start => self.poll_start(cx, n, wait, waker),
-            Wait::Queued(key) => self.poll_queued(cx, n, key, wait, waker),
+            Wait::Queued { key, ticket } => self.poll_queued(cx, n, key, ticket, wait, waker),
         };
         taken.map_ok(|()| self.reserve(cx, n))
     }
@@ -590,7 +615,10 @@ impl Semaphore {
                 },
             }
         }
-        *wait = Wait::Queued(st.waiters.push_back(waker.clone(), n));
+        let ticket = st.next_ticket;
+        st.next_ticket += 1;
+        let key = st.waiters.push_back(waker.clone(), (n, ticket));
+        *wait = Wait::Queued { key, ticket };
         Poll::Pending
     }
 
@@ -599,45 +627,76 @@ impl Semaphore {
         cx: &Cx,
         n: usize,
         key: WaiterKey,
+        ticket: u64,
         wait: &mut Wait,
         waker: &Waker,
     ) -> Poll<Result<(), AcquireError>> {
-        let served = |g: Grant| match g {
-            Grant::Permits => Ok(()),
-            Grant::Closed => Err(AcquireError::Closed),
-            Grant::TooMany { max } => Err(AcquireError::TooMany { requested: n, max }),
-        };
-        if let Some(g) = self.state().waiters.take_grant(key) {
+        // Served with permits? One load, no lock, unless an error grant was
+        // ever issued (`served` first: see `Grants`).
+        if self.grants.served.load(Ordering::Acquire) >= ticket
+            && !self.grants.errors_issued.load(Ordering::Acquire)
+        {
             *wait = Wait::Done;
-            return Poll::Ready(served(g));
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(r) = self.collect(&mut self.state(), n, key, ticket) {
+            *wait = Wait::Done;
+            return Poll::Ready(r);
         }
         if let Some(reason) = cx.observe_cancel() {
             *wait = Wait::Done;
-            self.abandon(key);
+            self.abandon(key, ticket, n);
             return Poll::Ready(Err(AcquireError::Cancelled(Cancelled::new(reason))));
         }
         let mut st = self.state();
-        if let Some(g) = st.waiters.take_grant(key) {
+        if let Some(r) = self.collect(&mut st, n, key, ticket) {
             *wait = Wait::Done;
-            return Poll::Ready(served(g));
+            return Poll::Ready(r);
         }
         st.waiters.update_waker(key, waker);
         Poll::Pending
     }
 
+    /// Under the queue's lock: the outcome for a queued waiter, if it was
+    /// served. Its entry is gone once it got permits; an error grant waits
+    /// in the entry.
+    fn collect(
+        &self,
+        st: &mut State,
+        n: usize,
+        key: WaiterKey,
+        ticket: u64,
+    ) -> Option<Result<(), AcquireError>> {
+        match st.waiters.state(key) {
+            Some(WaiterState::Waiting) => None,
+            Some(WaiterState::Notified(_)) => Some(match st.waiters.take_grant(key) {
+                Some(Grant::Closed) => Err(AcquireError::Closed),
+                Some(Grant::TooMany { max }) => Err(AcquireError::TooMany { requested: n, max }),
+                None => unreachable!("a notified entry holds its grant"),
+            }),
+            None => {
+                debug_assert!(self.grants.served.load(Ordering::Relaxed) >= ticket);
+                Some(Ok(()))
+            }
+        }
+    }
+
     /// A queued waiter leaves (S6).
-    fn abandon(&self, key: WaiterKey) {
+    fn abandon(&self, key: WaiterKey, ticket: u64, n: usize) {
         let served = {
             let mut st = self.state();
             match st.waiters.remove(key) {
-                Some((n, Some(Grant::Permits))) => {
-                    self.permits.fetch_add(n << SHIFT, Ordering::AcqRel);
-                    st.serve(&self.permits)
-                }
                 // It may have been the head blocking smaller requests (and
                 // if it was the last one, `QUEUED` is cleared).
-                Some((_, None)) => st.serve(&self.permits),
-                _ => Served::default(),
+                Some((_, None)) => st.serve(&self.permits, &self.grants),
+                // An error grant: nothing to give back.
+                Some((_, Some(_))) => Served::default(),
+                // Served with permits (the entry left the queue): they go on.
+                None => {
+                    debug_assert!(self.grants.served.load(Ordering::Relaxed) >= ticket);
+                    self.permits.fetch_add(n << SHIFT, Ordering::AcqRel);
+                    st.serve(&self.permits, &self.grants)
+                }
             }
         };
         served.wake();
@@ -654,10 +713,12 @@ impl Default for Semaphore {
 impl fmt::Debug for Semaphore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         /// The queued requests, oldest first.
-        struct Queued<'a>(&'a WaitQueue<usize, Grant>);
+        struct Queued<'a>(&'a WaitQueue<(usize, u64), Grant>);
         impl fmt::Debug for Queued<'_> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.debug_list().entries(self.0.iter()).finish()
+                f.debug_list()
+                    .entries(self.0.iter().map(|(n, _)| n))
+                    .finish()
             }
         }
         let st = self.state();
@@ -674,7 +735,7 @@ impl fmt::Debug for Semaphore {
 #[derive(Clone, Copy, Debug)]
 enum Wait {
     Start,
-    Queued(WaiterKey),
+    Queued { key: WaiterKey, ticket: u64 },
     Done,
 }
 
@@ -711,8 +772,8 @@ impl<'a> Future for Acquire<'a> {
 
 impl Drop for Acquire<'_> {
     fn drop(&mut self) {
-        if let Wait::Queued(key) = self.wait {
-            self.sem.abandon(key);
+        if let Wait::Queued { key, ticket } = self.wait {
+            self.sem.abandon(key, ticket, self.n);
         }
     }
 }
@@ -764,8 +825,8 @@ impl Future for AcquireOwned {
 
 impl Drop for AcquireOwned {
     fn drop(&mut self) {
-        if let (Wait::Queued(key), Some(sem)) = (self.wait, &self.sem) {
-            sem.abandon(key);
+        if let (Wait::Queued { key, ticket }, Some(sem)) = (self.wait, &self.sem) {
+            sem.abandon(key, ticket, self.n);
         }
     }
 }
@@ -894,24 +955,33 @@ mod tests {
     fn serve_is_fifo_all_or_nothing_and_fails_impossible_heads() {
         const ONE: usize = 1 << SHIFT;
         let permits = AtomicUsize::new(ONE | QUEUED);
+        let grants = Grants {
+            served: AtomicU64::new(0),
+            errors_issued: AtomicBool::new(false),
+        };
         let mut st = State {
             total: 3,
             waiters: WaitQueue::new(),
+            next_ticket: 3,
         };
-        let big = st.waiters.push_back(w(), 3);
-        let small = st.waiters.push_back(w(), 1);
+        let big = st.waiters.push_back(w(), (3, 1));
+        let small = st.waiters.push_back(w(), (1, 2));
         assert!(
-            st.serve(&permits).len() == 0,
+            st.serve(&permits, &grants).len() == 0,
             "the big head blocks the small one"
         );
         assert_eq!(permits.load(Ordering::Relaxed), ONE | QUEUED);
+        assert_eq!(grants.served.load(Ordering::Relaxed), 0);
         st.total = 2; // a permit was forgotten: 3 can never be had
-        st.serve(&permits);
+        assert_eq!(st.serve(&permits, &grants).len(), 2);
+        assert!(grants.errors_issued.load(Ordering::Relaxed));
         assert!(matches!(
             st.waiters.take_grant(big),
             Some(Grant::TooMany { max: 2 })
         ));
-        assert!(matches!(st.waiters.take_grant(small), Some(Grant::Permits)));
+        // Served with permits: out of the queue, its ticket published.
+        assert!(st.waiters.state(small).is_none());
+        assert_eq!(grants.served.load(Ordering::Relaxed), 2);
         assert_eq!(
             permits.load(Ordering::Relaxed),
             0,
