@@ -738,3 +738,86 @@ fn futures_and_handles_are_send(cx: &Cx) {
     is_send(&rx.recv(cx));
     let _: &dyn Future<Output = _> = &rx.recv(cx);
 }
+
+// ----- lock-free fast paths: wakes and queue order ---------------------------
+
+mod fast_path_wakes {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll, Wake, Waker};
+
+    use asupersync::RuntimeBuilder;
+    use asupersync::channel::mpsc::{self, TrySendError};
+
+    struct CountWakes(AtomicUsize);
+
+    impl Wake for CountWakes {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn counting_waker() -> (Arc<CountWakes>, Waker) {
+        let c = Arc::new(CountWakes(AtomicUsize::new(0)));
+        (c.clone(), Waker::from(c))
+    }
+
+    fn wakes(c: &CountWakes) -> usize {
+        c.0.load(Ordering::SeqCst)
+    }
+
+    #[test]
+    fn a_waiting_receiver_is_woken_once_per_registration_and_waiting_senders_keep_their_turn() {
+        RuntimeBuilder::current_thread()
+            .build()
+            .unwrap()
+            .block_on(|cx| async move {
+                let (tx, mut rx) = mpsc::channel::<u32>(2);
+                let (cr, wr) = counting_waker();
+                {
+                    let mut recv = pin!(rx.recv(&cx));
+                    assert!(
+                        recv.as_mut()
+                            .poll(&mut Context::from_waker(&wr))
+                            .is_pending()
+                    );
+                    tx.try_send(1).unwrap();
+                    assert_eq!(wakes(&cr), 1, "the send woke the waiting receiver");
+                    tx.try_send(2).unwrap();
+                    assert_eq!(wakes(&cr), 1, "no second wake without a new registration");
+                    assert_eq!(
+                        recv.as_mut().poll(&mut Context::from_waker(&wr)),
+                        Poll::Ready(Ok(1))
+                    );
+                }
+                // Full: a waiting send queues, and newcomers may not overtake it
+                // even once a slot frees (rule 3).
+                tx.try_send(3).unwrap();
+                let (cs, ws) = counting_waker();
+                let mut send4 = pin!(tx.send(&cx, 4));
+                assert!(
+                    send4
+                        .as_mut()
+                        .poll(&mut Context::from_waker(&ws))
+                        .is_pending()
+                );
+                assert!(matches!(tx.try_send(9), Err(TrySendError::Full(9))));
+                assert_eq!(rx.try_recv(), Ok(2)); // frees a slot: goes to `send4`
+                assert_eq!(wakes(&cs), 1);
+                assert!(matches!(tx.try_send(9), Err(TrySendError::Full(9))));
+                assert_eq!(
+                    send4.as_mut().poll(&mut Context::from_waker(&ws)),
+                    Poll::Ready(Ok(()))
+                );
+                assert_eq!(rx.try_recv(), Ok(3));
+                // The queue drained: newcomers take free slots directly again.
+                tx.try_send(5).unwrap();
+                assert_eq!(rx.try_recv(), Ok(4));
+                assert_eq!(rx.try_recv(), Ok(5));
+                assert_eq!(tx.capacity(), 2);
+                assert_eq!(wakes(&cs), 1, "no stray wakes");
+            });
+    }
+}

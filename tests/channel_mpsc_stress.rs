@@ -419,3 +419,149 @@ fn several_runtimes_on_os_threads_share_channels_with_cancelled_producers_and_co
         assert!(cancelled > 0 && rotations > 6);
     });
 }
+
+// ----- lock-free fast paths --------------------------------------------------
+
+/// Channels of every ring kind: preallocated (small capacities, including
+/// 1), growable (above the preallocation limit) and unbounded.
+/// Makes a channel of one ring kind.
+type MakeChannel = fn() -> (mpsc::Sender<u64>, mpsc::Receiver<u64>);
+
+fn every_ring_kind() -> Vec<(&'static str, MakeChannel)> {
+    vec![
+        ("capacity 1", || mpsc::channel(1)),
+        ("capacity 4", || mpsc::channel(4)),
+        ("capacity 2048", || mpsc::channel(2048)),
+        ("unbounded", mpsc::unbounded_channel),
+    ]
+}
+
+#[test]
+fn messages_sent_just_before_the_last_sender_drops_are_all_received_on_two_workers() {
+    watchdog("disconnect race", LIMIT, || {
+        let rt = multi_thread(2);
+        for (kind, make) in every_ring_kind() {
+            for round in 0..150u64 {
+                let got = rt.block_on(move |cx| async move {
+                    let (tx, mut rx) = make();
+                    for p in 0..3u64 {
+                        let tx = tx.clone();
+                        drop(
+                            cx.spawn(move |cx| async move {
+                                for i in 0..20u64 {
+                                    let v = p * 100 + i;
+                                    if (round + i) % 3 == 0 {
+                                        if let Err(TrySendError::Full(v)) = tx.try_send(v) {
+                                            tx.send(&cx, v).await.unwrap();
+                                        }
+                                    } else {
+                                        tx.send(&cx, v).await.unwrap();
+                                    }
+                                }
+                                // The last sender drops right after its last
+                                // send: the receiver must still get it.
+                            })
+                            .unwrap(),
+                        );
+                    }
+                    drop(tx);
+                    let mut last = [None::<u64>; 3];
+                    let mut n = 0;
+                    while let Ok(v) = rx.recv(&cx).await {
+                        let (p, i) = ((v / 100) as usize, v % 100);
+                        assert!(last[p].is_none_or(|prev| prev < i), "out of order");
+                        last[p] = Some(i);
+                        n += 1;
+                    }
+                    n
+                });
+                assert_eq!(got, 60, "{kind}, round {round}: messages lost");
+            }
+        }
+    });
+}
+
+/// A message that counts its drops and keeps a sender of its own channel
+/// alive (so one stranded in the ring would leak the channel).
+struct Tracked {
+    drops: Arc<AtomicU64>,
+    _tx: Option<mpsc::Sender<Tracked>>,
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn messages_racing_with_the_receivers_drop_are_each_dropped_once_on_two_workers() {
+    watchdog("receiver drop race", LIMIT, || {
+        let rt = multi_thread(2);
+        for capacity in [1usize, 8, 2048] {
+            for round in 0..100u64 {
+                let created = Arc::new(AtomicU64::new(0));
+                let drops = Arc::new(AtomicU64::new(0));
+                let weak = {
+                    let (created, drops) = (created.clone(), drops.clone());
+                    rt.block_on(move |cx| async move {
+                        let (tx, mut rx) = mpsc::channel::<Tracked>(capacity);
+                        let weak = tx.downgrade();
+                        let mut hs = Vec::new();
+                        for p in 0..2u64 {
+                            let (tx, created, drops) = (tx.clone(), created.clone(), drops.clone());
+                            hs.push(
+                                cx.spawn(move |cx| async move {
+                                    for i in 0u64.. {
+                                        created.fetch_add(1, Ordering::SeqCst);
+                                        let m = Tracked {
+                                            drops: drops.clone(),
+                                            _tx: Some(tx.clone()),
+                                        };
+                                        let r = if (p + i) % 2 == 0 {
+                                            tx.try_send(m).map_err(|e| match e {
+                                                TrySendError::Full(_) => false,
+                                                TrySendError::Disconnected(_) => true,
+                                            })
+                                        } else {
+                                            tx.send(&cx, m).await.map_err(|e| {
+                                                matches!(e, SendError::Disconnected(_))
+                                            })
+                                        };
+                                        if r == Err(true) {
+                                            return;
+                                        }
+                                        if i % 4 == 0 {
+                                            yield_now().await;
+                                        }
+                                    }
+                                })
+                                .unwrap(),
+                            );
+                        }
+                        drop(tx);
+                        for _ in 0..(round % 7) * 3 {
+                            if rx.recv(&cx).await.is_err() {
+                                break;
+                            }
+                        }
+                        drop(rx); // while the producers are still sending
+                        for h in hs {
+                            h.join(&cx).await.unwrap();
+                        }
+                        weak
+                    })
+                };
+                assert!(
+                    weak.upgrade().is_none(),
+                    "capacity {capacity}, round {round}: a message kept a sender alive"
+                );
+                assert_eq!(
+                    drops.load(Ordering::SeqCst),
+                    created.load(Ordering::SeqCst),
+                    "capacity {capacity}, round {round}: every message dropped exactly once"
+                );
+            }
+        }
+    });
+}

@@ -623,3 +623,145 @@ fn mutual_exclusion_holds_across_worker_and_plain_threads_with_random_aborts() {
         );
     });
 }
+
+// ===== fast paths and hand-off accounting =================================
+
+/// A waker that counts its wakes.
+struct CountWakes(AtomicUsize);
+
+impl Wake for CountWakes {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn counting_waker() -> (Arc<CountWakes>, Waker) {
+    let c = Arc::new(CountWakes(AtomicUsize::new(0)));
+    (c.clone(), Waker::from(c))
+}
+
+fn wakes(c: &CountWakes) -> usize {
+    c.0.load(Ordering::SeqCst)
+}
+
+#[test]
+fn the_uncontended_fast_path_and_the_hand_off_keep_fifo_and_wake_each_waiter_once() {
+    RuntimeBuilder::current_thread()
+        .build()
+        .unwrap()
+        .block_on(|cx| async move {
+            let m = Mutex::new(0u32);
+            // Free and unqueued: taken and released without waiting.
+            *m.lock(&cx).await.unwrap() += 1;
+            assert!(!m.is_locked() && m.waiters() == 0);
+
+            let held = m.lock(&cx).await.unwrap();
+            let (ca, wa) = counting_waker();
+            let (cb, wb) = counting_waker();
+            let mut a = pin!(m.lock(&cx));
+            let mut b = pin!(m.lock(&cx));
+            assert!(a.as_mut().poll(&mut Context::from_waker(&wa)).is_pending());
+            assert!(b.as_mut().poll(&mut Context::from_waker(&wb)).is_pending());
+            assert_eq!(m.waiters(), 2);
+            assert_eq!(m.try_lock().unwrap_err(), TryLockError::WouldBlock);
+
+            // Release: handed straight to `a` (never free in between, M2).
+            drop(held);
+            assert_eq!((wakes(&ca), wakes(&cb)), (1, 0));
+            assert!(m.is_locked(), "handed over, not freed");
+            assert_eq!(m.waiters(), 1);
+            assert_eq!(m.try_lock().unwrap_err(), TryLockError::WouldBlock);
+            // A re-poll of a waiter still queued neither wakes nor serves it.
+            assert!(b.as_mut().poll(&mut Context::from_waker(&wb)).is_pending());
+            assert_eq!(wakes(&cb), 0);
+
+            let Poll::Ready(Ok(mut ga)) = a.as_mut().poll(&mut Context::from_waker(&wa)) else {
+                panic!("the hand-off was lost")
+            };
+            *ga += 1;
+            drop(ga);
+            assert_eq!((wakes(&ca), wakes(&cb)), (1, 1));
+            assert_eq!(m.waiters(), 0);
+            assert!(m.is_locked(), "handed to `b`");
+            let Poll::Ready(Ok(mut gb)) = b.as_mut().poll(&mut Context::from_waker(&wb)) else {
+                panic!("the hand-off was lost")
+            };
+            *gb += 1;
+            drop(gb);
+            // The queue drained: the lock is free again and the fast path
+            // takes it.
+            assert!(!m.is_locked());
+            assert_eq!(*m.try_lock().unwrap(), 3);
+            assert_eq!((wakes(&ca), wakes(&cb)), (1, 1), "no stray wakes");
+        });
+}
+
+#[test]
+fn a_queued_waiter_that_leaves_lets_the_holder_free_the_lock() {
+    RuntimeBuilder::current_thread()
+        .build()
+        .unwrap()
+        .block_on(|cx| async move {
+            let m = Mutex::new(());
+            let held = m.lock(&cx).await.unwrap();
+            let (c, w) = counting_waker();
+            {
+                let mut a = pin!(m.lock(&cx));
+                assert!(a.as_mut().poll(&mut Context::from_waker(&w)).is_pending());
+                assert_eq!(m.waiters(), 1);
+            } // dropped while queued
+            assert_eq!(m.waiters(), 0);
+            drop(held);
+            assert!(!m.is_locked(), "nobody is queued: released, not handed");
+            assert_eq!(wakes(&c), 0);
+            assert!(m.try_lock().is_ok());
+        });
+}
+
+#[test]
+fn fast_and_queued_acquisitions_stay_exclusive_on_two_workers() {
+    with_watchdog("mutex fast-path stress", || {
+        for round in 0..3u64 {
+            let rt = RuntimeBuilder::new().worker_threads(2).build().unwrap();
+            rt.block_on(move |cx| async move {
+                let m = Arc::new(Mutex::new(0u64));
+                let inside = Arc::new(AtomicBool::new(false));
+                let mut hs = Vec::new();
+                for t in 0..8u64 {
+                    let (m, inside) = (m.clone(), inside.clone());
+                    hs.push(
+                        cx.spawn(move |cx| async move {
+                            let mut rng = XorShift(round * 100 + t + 1);
+                            for _ in 0..2_000 {
+                                let mut g = if rng.below(8) == 0 {
+                                    match m.try_lock() {
+                                        Ok(g) => g,
+                                        Err(_) => m.lock(&cx).await.unwrap(),
+                                    }
+                                } else {
+                                    m.lock(&cx).await.unwrap()
+                                };
+                                assert!(!inside.swap(true, Ordering::SeqCst), "two holders");
+                                *g += 1;
+                                inside.store(false, Ordering::SeqCst);
+                                drop(g);
+                                if rng.below(2) == 0 {
+                                    yield_now().await;
+                                }
+                            }
+                        })
+                        .unwrap(),
+                    );
+                }
+                for h in hs {
+                    h.join(&cx).await.unwrap();
+                }
+                assert!(!m.is_locked() && m.waiters() == 0, "{m:?}");
+                assert_eq!(*m.try_lock().unwrap(), 8 * 2_000);
+            });
+        }
+    });
+}

@@ -599,3 +599,224 @@ fn permit_accounting_holds_across_worker_and_plain_threads_with_random_aborts() 
         );
     });
 }
+
+// ===== fast paths and hand-off accounting =================================
+
+/// A waker that counts its wakes.
+struct CountWakes(AtomicUsize);
+
+impl Wake for CountWakes {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+fn counting_waker() -> (Arc<CountWakes>, Waker) {
+    let c = Arc::new(CountWakes(AtomicUsize::new(0)));
+    (c.clone(), Waker::from(c))
+}
+
+fn wakes(c: &CountWakes) -> usize {
+    c.0.load(Ordering::SeqCst)
+}
+
+#[test]
+fn released_permits_go_to_the_queue_not_to_newcomers_and_each_waiter_is_woken_once() {
+    RuntimeBuilder::current_thread()
+        .build()
+        .unwrap()
+        .block_on(|cx| async move {
+            let sem = Semaphore::new(2);
+            // Nobody queued: taken and returned without waiting.
+            drop(sem.acquire(&cx, 2).await.unwrap());
+            assert_eq!(sem.available_permits(), 2);
+
+            let one = sem.acquire(&cx, 1).await.unwrap();
+            let (ca, wa) = counting_waker();
+            let (cb, wb) = counting_waker();
+            let mut a = pin!(sem.acquire(&cx, 2));
+            let mut b = pin!(sem.acquire(&cx, 1));
+            assert!(a.as_mut().poll(&mut Context::from_waker(&wa)).is_pending());
+            assert!(b.as_mut().poll(&mut Context::from_waker(&wb)).is_pending());
+            assert_eq!(sem.waiters(), 2);
+            // A permit is available, but a newcomer may not jump the queue.
+            assert_eq!(sem.available_permits(), 1);
+            assert!(matches!(
+                sem.try_acquire(&cx, 1),
+                Err(TryAcquireError::NoPermits)
+            ));
+
+            drop(one);
+            assert_eq!((wakes(&ca), wakes(&cb)), (1, 0), "the head got both");
+            assert_eq!(sem.available_permits(), 0);
+            let Poll::Ready(Ok(pa)) = a.as_mut().poll(&mut Context::from_waker(&wa)) else {
+                panic!("the grant was lost")
+            };
+            assert!(b.as_mut().poll(&mut Context::from_waker(&wb)).is_pending());
+            drop(pa);
+            assert_eq!((wakes(&ca), wakes(&cb)), (1, 1));
+            assert_eq!(sem.waiters(), 0);
+            assert_eq!(sem.available_permits(), 1, "one went to `b`");
+            let Poll::Ready(Ok(pb)) = b.as_mut().poll(&mut Context::from_waker(&wb)) else {
+                panic!("the grant was lost")
+            };
+            drop(pb);
+            // The queue drained: newcomers take permits directly again.
+            assert_eq!(sem.available_permits(), 2);
+            drop(sem.try_acquire(&cx, 2).unwrap());
+            assert_eq!((wakes(&ca), wakes(&cb)), (1, 1), "no stray wakes");
+        });
+}
+
+#[test]
+fn a_departing_last_waiter_reopens_the_fast_path_and_close_stops_it() {
+    RuntimeBuilder::current_thread()
+        .build()
+        .unwrap()
+        .block_on(|cx| async move {
+            let sem = Semaphore::new(1);
+            let held = sem.acquire(&cx, 1).await.unwrap();
+            let (c, w) = counting_waker();
+            {
+                let mut a = pin!(sem.acquire(&cx, 1));
+                assert!(a.as_mut().poll(&mut Context::from_waker(&w)).is_pending());
+                assert_eq!(sem.waiters(), 1);
+            } // dropped while queued
+            assert_eq!(sem.waiters(), 0);
+            drop(held);
+            assert_eq!(wakes(&c), 0);
+            assert_eq!(sem.available_permits(), 1);
+            let p = sem.try_acquire(&cx, 1).unwrap();
+            drop(p);
+            sem.close();
+            assert!(matches!(
+                sem.try_acquire(&cx, 1),
+                Err(TryAcquireError::Closed)
+            ));
+            assert!(matches!(
+                sem.acquire(&cx, 1).await,
+                Err(AcquireError::Closed)
+            ));
+            assert!(matches!(
+                sem.acquire(&cx, 2).await,
+                Err(AcquireError::Closed)
+            ));
+            assert_eq!(
+                sem.available_permits(),
+                1,
+                "a closed semaphore keeps its count"
+            );
+        });
+}
+
+#[test]
+fn fast_and_queued_acquisitions_never_exceed_the_permits_on_two_workers() {
+    with_watchdog("semaphore fast-path stress", || {
+        for round in 0..3u64 {
+            let rt = RuntimeBuilder::new().worker_threads(2).build().unwrap();
+            rt.block_on(move |cx| async move {
+                const PERMITS: usize = 3;
+                let sem = Arc::new(Semaphore::new(PERMITS));
+                let in_use = Arc::new(AtomicUsize::new(0));
+                let mut hs = Vec::new();
+                for t in 0..8u64 {
+                    let (sem, in_use) = (sem.clone(), in_use.clone());
+                    hs.push(
+                        cx.spawn(move |cx| async move {
+                            let mut rng = XorShift(round * 100 + t + 1);
+                            for _ in 0..1_000 {
+                                let n = 1 + rng.below(PERMITS as u64) as usize;
+                                let p = if rng.below(8) == 0 {
+                                    match sem.try_acquire(&cx, n) {
+                                        Ok(p) => p,
+                                        Err(_) => sem.acquire(&cx, n).await.unwrap(),
+                                    }
+                                } else {
+                                    sem.acquire(&cx, n).await.unwrap()
+                                };
+                                let now = in_use.fetch_add(n, Ordering::SeqCst) + n;
+                                assert!(now <= PERMITS, "{now} permits in use");
+                                if rng.below(2) == 0 {
+                                    yield_now().await;
+                                }
+                                in_use.fetch_sub(n, Ordering::SeqCst);
+                                drop(p);
+                            }
+                        })
+                        .unwrap(),
+                    );
+                }
+                for h in hs {
+                    h.join(&cx).await.unwrap();
+                }
+                assert_eq!(sem.waiters(), 0);
+                assert_eq!(sem.available_permits(), PERMITS);
+                assert_eq!(sem.total_permits(), PERMITS);
+            });
+            assert_eq!(rt.pending_obligations(), 0);
+        }
+    });
+}
+
+#[test]
+fn a_waiter_failed_with_too_many_is_not_mistaken_for_one_served_after_it() {
+    RuntimeBuilder::current_thread()
+        .build()
+        .unwrap()
+        .block_on(|cx| async move {
+            let sem = Semaphore::new(3);
+            let two = sem.acquire(&cx, 2).await.unwrap();
+            let one = sem.acquire(&cx, 1).await.unwrap();
+            let (cb, wb) = counting_waker();
+            let (cs, ws) = counting_waker();
+            let mut big = pin!(sem.acquire(&cx, 3));
+            let mut small = pin!(sem.acquire(&cx, 1));
+            assert!(
+                big.as_mut()
+                    .poll(&mut Context::from_waker(&wb))
+                    .is_pending()
+            );
+            assert!(
+                small
+                    .as_mut()
+                    .poll(&mut Context::from_waker(&ws))
+                    .is_pending()
+            );
+            // Forgetting one permit makes `big` impossible (S4); releasing
+            // another then serves `small`, queued after it.
+            one.forget();
+            assert_eq!(wakes(&cb), 1);
+            drop(two);
+            assert_eq!(wakes(&cs), 1);
+            let Poll::Ready(Ok(p)) = small.as_mut().poll(&mut Context::from_waker(&ws)) else {
+                panic!("`small` was served with a permit")
+            };
+            assert!(matches!(
+                big.as_mut().poll(&mut Context::from_waker(&wb)),
+                Poll::Ready(Err(AcquireError::TooMany {
+                    requested: 3,
+                    max: 2
+                }))
+            ));
+            drop(p);
+            assert_eq!(sem.available_permits(), 2);
+            // Later waits still collect their grants correctly.
+            let held = sem.acquire(&cx, 2).await.unwrap();
+            let (c, w) = counting_waker();
+            let mut next = pin!(sem.acquire(&cx, 2));
+            assert!(
+                next.as_mut()
+                    .poll(&mut Context::from_waker(&w))
+                    .is_pending()
+            );
+            drop(held);
+            assert_eq!(wakes(&c), 1);
+            assert!(matches!(
+                next.as_mut().poll(&mut Context::from_waker(&w)),
+                Poll::Ready(Ok(_))
+            ));
+        });
+}

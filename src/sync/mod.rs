@@ -4,6 +4,7 @@
 //! cancelled; waiters are served FIFO; a cancelled waiter leaves the queue
 //! without disturbing the others (see `waiters`, rules WQ1–WQ4).
 
+pub(crate) mod atomic_waker;
 pub(crate) mod waiters;
 
 pub mod barrier;

@@ -48,6 +48,19 @@
 //!   guard without a panic) never poisons.
 //! - M6 (exclusive access): [`Mutex::get_mut`] and [`Mutex::into_inner`]
 //!   need no lock and ignore poisoning (check [`Mutex::is_poisoned`]).
+//!
+//! Implementation: one atomic word says whether the lock is held (`LOCKED`)
+//! and whether anyone is queued (`QUEUED`, which implies `LOCKED`). Taking a
+//! free, unqueued lock is one compare-and-swap from `0`, and releasing a lock
+//! nobody waits for is one compare-and-swap back to `0`; neither touches the
+//! wait queue's lock. `QUEUED` is only set or cleared under the queue's lock,
+//! and while it is set the lock is never free (it is handed over, M2), so a
+//! late arrival's compare-and-swap from `0` cannot barge. Each queued waiter
+//! holds a ticket (unique per mutex); a hand-off removes the oldest waiter
+//! from the queue and publishes its ticket in `granted`, so the woken waiter
+//! learns that it holds the lock from one atomic load, without the queue's
+//! lock. Only the waiter itself can move `granted` on (by releasing the lock
+//! or by abandoning the hand-off), so a ticket seen there is never stale.
 
 use std::cell::UnsafeCell;
 use std::fmt;
@@ -55,7 +68,7 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdMutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
@@ -65,10 +78,26 @@ use crate::types::cancel::Cancelled;
 
 /// An async mutex: FIFO, cancel-aware, poisoning. See the module rules.
 pub struct Mutex<T: ?Sized> {
-    state: StdMutex<State>,
+    /// `LOCKED` and `QUEUED` bits (see the module's implementation note).
+    state: AtomicU8,
     poisoned: AtomicBool,
+    /// The ticket of the waiter the lock was last handed to.
+    granted: AtomicU64,
+    waiters: StdMutex<Queue>,
     data: UnsafeCell<T>,
 }
+
+/// The waiters (each entry's data is its ticket) and the next ticket.
+struct Queue {
+    waiters: WaitQueue<u64, ()>,
+    next_ticket: u64,
+}
+
+/// Held by a guard, or handed to a waiter that has not collected it yet.
+const LOCKED: u8 = 1;
+/// The wait queue is not empty (only changed under its lock; implies
+/// `LOCKED`).
+const QUEUED: u8 = 2;
 
 // SAFETY: the data is only reached through a guard (one at a time, M1) or
 // through `&mut self`, so sharing the mutex only ever moves `T` between
@@ -76,12 +105,6 @@ pub struct Mutex<T: ?Sized> {
 unsafe impl<T: ?Sized + Send> Send for Mutex<T> {}
 // SAFETY: as above.
 unsafe impl<T: ?Sized + Send> Sync for Mutex<T> {}
-
-struct State {
-    /// Held by a guard, or handed to a waiter that has not collected it yet.
-    locked: bool,
-    waiters: WaitQueue<(), ()>,
-}
 
 /// Why [`Mutex::lock`] failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -153,11 +176,13 @@ impl<T> Mutex<T> {
     /// A new, unlocked mutex holding `value`.
     pub const fn new(value: T) -> Self {
         Self {
-            state: StdMutex::new(State {
-                locked: false,
-                waiters: WaitQueue::new(),
-            }),
+            state: AtomicU8::new(0),
             poisoned: AtomicBool::new(false),
+            granted: AtomicU64::new(0),
+            waiters: StdMutex::new(Queue {
+                waiters: WaitQueue::new(),
+                next_ticket: 1,
+            }),
             data: UnsafeCell::new(value),
         }
     }
@@ -170,10 +195,18 @@ impl<T> Mutex<T> {
 }
 
 impl<T: ?Sized> Mutex<T> {
-    fn state(&self) -> StdMutexGuard<'_, State> {
+    fn queue(&self) -> StdMutexGuard<'_, Queue> {
         // No user code runs under this lock, so it is never poisoned in
         // practice; recover anyway rather than propagate.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.waiters.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes the lock if it is free and nobody is queued (M2): one
+    /// compare-and-swap, no queue lock.
+    fn acquire_if_free(&self) -> bool {
+        self.state
+            .compare_exchange(0, LOCKED, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
     }
 
     /// Waits for the lock.
@@ -239,15 +272,17 @@ impl<T: ?Sized> Mutex<T> {
     }
 
     fn try_acquire(&self) -> Result<(), TryLockError> {
-        let mut st = self.state();
-        if st.locked || !st.waiters.is_empty() {
+        if self.state.load(Ordering::Relaxed) != 0 {
             return Err(TryLockError::WouldBlock);
         }
         if self.is_poisoned() {
             return Err(TryLockError::Poisoned);
         }
-        st.locked = true;
-        Ok(())
+        if self.acquire_if_free() {
+            Ok(())
+        } else {
+            Err(TryLockError::WouldBlock)
+        }
     }
 
     /// Whether a holder panicked (rule M5) and the poison was not cleared.
@@ -264,12 +299,12 @@ impl<T: ?Sized> Mutex<T> {
 
     /// Whether the lock is held (or being handed to a waiter).
     pub fn is_locked(&self) -> bool {
-        self.state().locked
+        self.state.load(Ordering::Acquire) & LOCKED != 0
     }
 
     /// How many tasks are queued for the lock.
     pub fn waiters(&self) -> usize {
-        self.state().waiters.len()
+        self.queue().waiters.len()
     }
 
     /// The value, through exclusive access: no locking needed (rule M6).
@@ -292,53 +327,78 @@ impl<T: ?Sized> Mutex<T> {
                     *wait = Wait::Done;
                     return Poll::Ready(Err(Cancelled::new(reason)));
                 }
-                let mut st = self.state();
-                if !st.locked && st.waiters.is_empty() {
-                    st.locked = true;
+                let mut q = self.queue();
+                if !self.mark_queued() {
+                    // Freed meanwhile, and nobody is queued (we hold the
+                    // queue's lock): ours.
                     *wait = Wait::Done;
                     return Poll::Ready(Ok(()));
                 }
-                *wait = Wait::Queued(st.waiters.push_back(waker.clone(), ()));
+                let ticket = q.next_ticket;
+                q.next_ticket += 1;
+                let key = q.waiters.push_back(waker.clone(), ticket);
+                *wait = Wait::Queued { key, ticket };
                 Poll::Pending
             }
-            Wait::Queued(key) => {
-                if self.state().waiters.take_grant(key).is_some() {
+            Wait::Queued { key, ticket } => {
+                // Handed to us? One load, no lock (see the module note).
+                if self.granted.load(Ordering::Acquire) == ticket {
                     *wait = Wait::Done;
                     return Poll::Ready(Ok(()));
                 }
                 if let Some(reason) = cx.observe_cancel() {
                     *wait = Wait::Done;
-                    self.abandon(key);
+                    self.abandon(key, ticket);
                     return Poll::Ready(Err(Cancelled::new(reason)));
                 }
-                let mut st = self.state();
-                if st.waiters.take_grant(key).is_some() {
+                let mut q = self.queue();
+                // `granted` only changes under the queue's lock.
+                if self.granted.load(Ordering::Acquire) == ticket {
                     *wait = Wait::Done;
                     return Poll::Ready(Ok(()));
                 }
-                st.waiters.update_waker(key, waker);
+                q.waiters.update_waker(key, waker);
                 Poll::Pending
             }
         }
     }
 
-    fn acquire_if_free(&self) -> bool {
-        let mut st = self.state();
-        if !st.locked && st.waiters.is_empty() {
-            st.locked = true;
-            true
-        } else {
-            false
+    /// Called under the queue's lock by a task about to queue: sets `QUEUED`
+    /// (so the holder's release goes through the queue), or takes the lock
+    /// if it was freed meanwhile (returns false then).
+    fn mark_queued(&self) -> bool {
+        let mut s = self.state.load(Ordering::Relaxed);
+        loop {
+            let (next, ordering) = match s {
+                // Only changed under the queue's lock, which we hold.
+                s if s & QUEUED != 0 => return true,
+                0 => (LOCKED, Ordering::Acquire),
+                _ => (LOCKED | QUEUED, Ordering::Relaxed),
+            };
+            match self
+                .state
+                .compare_exchange_weak(s, next, ordering, Ordering::Relaxed)
+            {
+                Ok(_) => return next & QUEUED != 0,
+                Err(actual) => s = actual,
+            }
         }
     }
 
     /// A queued waiter leaves (M3); a lock it was handed goes to the next.
-    fn abandon(&self, key: WaiterKey) {
+    fn abandon(&self, key: WaiterKey, ticket: u64) {
         let waker = {
-            let mut st = self.state();
-            match st.waiters.remove(key) {
-                Some((_, Some(()))) => Self::hand_on(&mut st),
-                _ => None,
+            let mut q = self.queue();
+            if self.granted.load(Ordering::Relaxed) == ticket {
+                // Handed to us (and already out of the queue): pass it on.
+                self.hand_on(&mut q)
+            } else {
+                let removed = q.waiters.remove(key);
+                debug_assert!(removed.is_some(), "a waiter not handed the lock is queued");
+                if q.waiters.is_empty() {
+                    self.state.fetch_and(!QUEUED, Ordering::Relaxed);
+                }
+                None
             }
         };
         if let Some(w) = waker {
@@ -346,22 +406,47 @@ impl<T: ?Sized> Mutex<T> {
         }
     }
 
-    /// Releases the lock held by the caller: straight to the oldest waiter
-    /// (M2), or free if nobody waits.
-    fn hand_on(st: &mut State) -> Option<Waker> {
-        debug_assert!(st.locked, "releasing a mutex that is not locked");
-        let next = st.waiters.notify_front(());
-        if next.is_none() {
-            st.locked = false;
+    /// Releases the lock held by the caller, with the queue's lock held:
+    /// straight to the oldest waiter (M2), or free if nobody waits.
+    fn hand_on(&self, q: &mut Queue) -> Option<Waker> {
+        debug_assert!(self.is_locked(), "releasing a mutex that is not locked");
+        // While `QUEUED` is set nobody else changes the state (the fast paths
+        // need it clear, and we are the holder), so plain stores suffice.
+        match q.waiters.pop_front() {
+            Some((ticket, waker)) => {
+                // Publishes our writes to the data along with the lock.
+                self.granted.store(ticket, Ordering::Release);
+                if q.waiters.is_empty() {
+                    // Handed over (still `LOCKED`); the queue is now empty.
+                    self.state.store(LOCKED, Ordering::Relaxed);
+                }
+                Some(waker)
+            }
+            None => {
+                self.state.store(0, Ordering::Release);
+                None
+            }
         }
-        next
     }
 
     fn unlock(&self) {
         if std::thread::panicking() {
             self.poisoned.store(true, Ordering::Release);
         }
-        let waker = Self::hand_on(&mut self.state());
+        self.release();
+    }
+
+    /// Releases the lock the caller holds: one compare-and-swap if nobody is
+    /// queued, else a hand-off under the queue's lock.
+    fn release(&self) {
+        if self
+            .state
+            .compare_exchange(LOCKED, 0, Ordering::Release, Ordering::Relaxed)
+            .is_ok()
+        {
+            return;
+        }
+        let waker = self.hand_on(&mut self.queue());
         if let Some(w) = waker {
             w.wake();
         }
@@ -369,10 +454,7 @@ impl<T: ?Sized> Mutex<T> {
 
     /// A waiter that holds the lock but will not keep it (poisoned).
     fn release_unpoisoned(&self) {
-        let waker = Self::hand_on(&mut self.state());
-        if let Some(w) = waker {
-            w.wake();
-        }
+        self.release();
     }
 
     /// After acquiring for `lock`: fail on poison, passing the lock on.
@@ -400,10 +482,9 @@ impl<T> From<T> for Mutex<T> {
 
 impl<T: ?Sized> fmt::Debug for Mutex<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let st = self.state();
         f.debug_struct("Mutex")
-            .field("locked", &st.locked)
-            .field("waiters", &st.waiters.len())
+            .field("locked", &self.is_locked())
+            .field("waiters", &self.waiters())
             .field("poisoned", &self.is_poisoned())
             .finish_non_exhaustive()
     }
@@ -413,7 +494,7 @@ impl<T: ?Sized> fmt::Debug for Mutex<T> {
 #[derive(Clone, Copy, Debug)]
 enum Wait {
     Start,
-    Queued(WaiterKey),
+    Queued { key: WaiterKey, ticket: u64 },
     Done,
 }
 
@@ -447,8 +528,8 @@ impl<'a, T: ?Sized> Future for Lock<'a, T> {
 
 impl<T: ?Sized> Drop for Lock<'_, T> {
     fn drop(&mut self) {
-        if let Wait::Queued(key) = self.wait {
-            self.mutex.abandon(key);
+        if let Wait::Queued { key, ticket } = self.wait {
+            self.mutex.abandon(key, ticket);
         }
     }
 }
@@ -485,8 +566,8 @@ impl<'a, T: ?Sized> Future for LockIgnoringPoison<'a, T> {
 
 impl<T: ?Sized> Drop for LockIgnoringPoison<'_, T> {
     fn drop(&mut self) {
-        if let Wait::Queued(key) = self.wait {
-            self.mutex.abandon(key);
+        if let Wait::Queued { key, ticket } = self.wait {
+            self.mutex.abandon(key, ticket);
         }
     }
 }
@@ -534,8 +615,8 @@ impl<T: ?Sized> Future for LockOwned<T> {
 
 impl<T: ?Sized> Drop for LockOwned<T> {
     fn drop(&mut self) {
-        if let (Wait::Queued(key), Some(mutex)) = (self.wait, &self.mutex) {
-            mutex.abandon(key);
+        if let (Wait::Queued { key, ticket }, Some(mutex)) = (self.wait, &self.mutex) {
+            mutex.abandon(key, ticket);
         }
     }
 }

@@ -49,14 +49,30 @@
 //!   it. Waits observe cancellation only when they would block; a grant
 //!   that came before the poll observing the cancellation is returned as
 //!   `Ok`.
+//!
+//! Implementation: the available count lives in one atomic word together
+//! with a `QUEUED` bit (the wait queue is not empty) and a `CLOSED` bit. An
+//! acquisition that finds enough permits, nobody queued and the semaphore
+//! open takes them with one compare-and-swap, and a release while nobody is
+//! queued returns them with one, without the queue's lock. `QUEUED` and
+//! `CLOSED` are only changed under the queue's lock, and while `QUEUED` is
+//! set every change of the count goes through that lock (S2: a newcomer's
+//! compare-and-swap fails and it queues behind). Each queued waiter holds a
+//! ticket (increasing in queue order); a waiter granted its permits is
+//! removed from the queue and `served` advances to its ticket, so the woken
+//! waiter learns of its grant from one atomic load, without the lock. Error
+//! grants (`Closed`, `TooMany`) stay in the queue entry and set the sticky
+//! `errors_issued` flag, after which waiters collect under the lock (a
+//! ticket below `served` may then be an error).
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdMutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use super::waiters::{WaitQueue, WaiterKey, WakeList};
+use super::waiters::{WaitQueue, WaiterKey, WaiterState, WakeList};
 use crate::cx::Cx;
 use crate::obligation::Obligation;
 use crate::types::cancel::Cancelled;
@@ -66,27 +82,47 @@ pub const PERMIT_OBLIGATION: &str = "semaphore_permit";
 
 /// An async counting semaphore. See the module rules.
 pub struct Semaphore {
+    /// `available << SHIFT | CLOSED | QUEUED` (see the implementation note).
+    permits: AtomicUsize,
+    /// A copy of `State::total`, written under the queue's lock, so that a
+    /// request can fail fast with `TooMany` (S4) without taking it.
+    total_copy: AtomicUsize,
+    grants: Grants,
     state: StdMutex<State>,
 }
 
-struct State {
-    available: usize,
-    /// Available plus held by permits (S4).
-    total: usize,
-    closed: bool,
-    /// Each waiter's request; grants say how it was served.
-    waiters: WaitQueue<usize, Grant>,
+/// How queued waiters learn of their grants without the lock (see the
+/// implementation note). Written only under the queue's lock.
+struct Grants {
+    /// The ticket of the last waiter served with permits (FIFO: every
+    /// earlier ticket was served, with permits or an error, or left).
+    served: AtomicU64,
+    /// An error grant was ever issued: `served` alone no longer proves a
+    /// ticket got permits.
+    errors_issued: AtomicBool,
 }
 
-/// How a queued waiter was served.
+/// The wait queue is not empty (changed only under the queue's lock).
+const QUEUED: usize = 1;
+/// [`Semaphore::close`] was called (set only under the queue's lock).
+const CLOSED: usize = 2;
+/// The available count sits above the two flag bits.
+const SHIFT: u32 = 2;
+
+struct State {
+    /// Available plus held by permits (S4).
+    total: usize,
+    /// Each waiter's request and ticket; error grants say how it failed.
+    waiters: WaitQueue<(usize, u64), Grant>,
+    next_ticket: u64,
+}
+
+/// How a queued waiter failed. (A waiter served with permits leaves the
+/// queue instead; see `Grants`.)
 #[derive(Clone, Copy, Debug)]
 enum Grant {
-    /// Its permits (already taken from `available`).
-    Permits,
     Closed,
-    TooMany {
-        max: usize,
-    },
+    TooMany { max: usize },
 }
 
 /// Why [`Semaphore::acquire`] failed.
@@ -183,40 +219,65 @@ impl std::error::Error for TryAcquireError {}
 type Served = WakeList;
 
 impl State {
-    /// Serves the head of the queue while it can be served (S2, S4).
-    fn serve(&mut self) -> Served {
+    /// Serves the head of the queue while it can be served (S2, S4), taking
+    /// the permits from `permits`; clears `QUEUED` once nobody is left.
+    /// Called under the queue's lock.
+    fn serve(&mut self, permits: &AtomicUsize, grants: &Grants) -> Served {
         let mut served = Served::default();
-        while let Some(&n) = self.waiters.front() {
-            let grant = if n > self.total {
-                Grant::TooMany { max: self.total }
-            } else if n <= self.available {
-                self.available -= n;
-                Grant::Permits
+        while let Some(&(n, ticket)) = self.waiters.front() {
+            if n > self.total {
+                grants.errors_issued.store(true, Ordering::Release);
+                let grant = Grant::TooMany { max: self.total };
+                served.push(self.waiters.notify_front(grant).expect("front exists"));
+            } else if n <= permits.load(Ordering::Acquire) >> SHIFT {
+                // `QUEUED` is set: nobody changes the count without the
+                // queue's lock, so it cannot drop below `n` meanwhile.
+                permits.fetch_sub(n << SHIFT, Ordering::AcqRel);
+                let (_, waker) = self.waiters.pop_front().expect("front exists");
+                grants.served.store(ticket, Ordering::Release);
+                served.push(waker);
             } else {
                 break;
-            };
-            served.push(self.waiters.notify_front(grant).expect("front exists"));
+            }
+        }
+        if self.waiters.is_empty() {
+            permits.fetch_and(!QUEUED, Ordering::AcqRel);
         }
         served
     }
 
-    /// What an acquisition of `n` that has not queued gets right now:
-    /// `Some(result)`, or `None` if it must wait.
-    fn try_take(&mut self, n: usize) -> Option<Result<(), TryAcquireError>> {
-        if self.closed {
-            return Some(Err(TryAcquireError::Closed));
+    /// What an acquisition of `n` that has not queued gets right now, under
+    /// the queue's lock: `Ok(result)`, or `Err(s)` if it must wait (`s` is
+    /// the permit word it saw).
+    fn try_take(
+        &self,
+        permits: &AtomicUsize,
+        n: usize,
+    ) -> Result<Result<(), TryAcquireError>, usize> {
+        let mut s = permits.load(Ordering::Acquire);
+        loop {
+            if s & CLOSED != 0 {
+                return Ok(Err(TryAcquireError::Closed));
+            }
+            if n > self.total {
+                return Ok(Err(TryAcquireError::TooMany {
+                    requested: n,
+                    max: self.total,
+                }));
+            }
+            if s & QUEUED != 0 || s >> SHIFT < n {
+                return Err(s);
+            }
+            match permits.compare_exchange_weak(
+                s,
+                s - (n << SHIFT),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Ok(Ok(())),
+                Err(actual) => s = actual,
+            }
         }
-        if n > self.total {
-            return Some(Err(TryAcquireError::TooMany {
-                requested: n,
-                max: self.total,
-            }));
-        }
-        if self.waiters.is_empty() && n <= self.available {
-            self.available -= n;
-            return Some(Ok(()));
-        }
-        None
     }
 }
 
@@ -234,17 +295,63 @@ impl Semaphore {
             "Semaphore::new: more than Semaphore::MAX_PERMITS permits"
         );
         Self {
+            permits: AtomicUsize::new(permits << SHIFT),
+            total_copy: AtomicUsize::new(permits),
+            grants: Grants {
+                served: AtomicU64::new(0),
+                errors_issued: AtomicBool::new(false),
+            },
             state: StdMutex::new(State {
-                available: permits,
                 total: permits,
-                closed: false,
                 waiters: WaitQueue::new(),
+                next_ticket: 1,
             }),
         }
     }
 
     fn state(&self) -> StdMutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes `n` permits without the queue's lock if they are available,
+    /// nobody is queued and the semaphore is open (S2); false otherwise
+    /// (including every failure case, which the locked path sorts out).
+    fn take_fast(&self, n: usize) -> bool {
+        let mut s = self.permits.load(Ordering::Relaxed);
+        loop {
+            if s & (QUEUED | CLOSED) != 0 || s >> SHIFT < n {
+                return false;
+            }
+            match self.permits.compare_exchange_weak(
+                s,
+                s - (n << SHIFT),
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => s = actual,
+            }
+        }
+    }
+
+    /// Returns `n` permits without the queue's lock if nobody is queued;
+    /// false if someone is (the caller then serves the queue under it).
+    fn release_fast(&self, n: usize) -> bool {
+        let mut s = self.permits.load(Ordering::Relaxed);
+        loop {
+            if s & QUEUED != 0 {
+                return false;
+            }
+            match self.permits.compare_exchange_weak(
+                s,
+                s + (n << SHIFT),
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => s = actual,
+            }
+        }
     }
 
     /// Waits for `n` permits, all at once (S1), in FIFO order (S2).
@@ -324,8 +431,11 @@ impl Semaphore {
     }
 
     fn try_take(&self, n: usize) -> Result<(), TryAcquireError> {
+        if self.take_fast(n) {
+            return Ok(());
+        }
         self.state()
-            .try_take(n)
+            .try_take(&self.permits, n)
             .unwrap_or(Err(TryAcquireError::NoPermits))
     }
 
@@ -344,8 +454,9 @@ impl Semaphore {
                 "Semaphore::add_permits: more than Semaphore::MAX_PERMITS permits"
             );
             st.total += n;
-            st.available += n;
-            st.serve()
+            self.total_copy.store(st.total, Ordering::Release);
+            self.permits.fetch_add(n << SHIFT, Ordering::AcqRel);
+            st.serve(&self.permits, &self.grants)
         };
         served.wake();
     }
@@ -355,8 +466,11 @@ impl Semaphore {
     pub fn close(&self) {
         let wakers = {
             let mut st = self.state();
-            st.closed = true;
-            st.waiters.notify_all(Grant::Closed)
+            self.permits.fetch_or(CLOSED, Ordering::AcqRel);
+            self.grants.errors_issued.store(true, Ordering::Release);
+            let wakers = st.waiters.notify_all(Grant::Closed);
+            self.permits.fetch_and(!QUEUED, Ordering::AcqRel);
+            wakers
         };
         for w in wakers {
             w.wake();
@@ -365,12 +479,12 @@ impl Semaphore {
 
     /// Whether [`close`](Self::close) was called.
     pub fn is_closed(&self) -> bool {
-        self.state().closed
+        self.permits.load(Ordering::Acquire) & CLOSED != 0
     }
 
     /// Permits that could be acquired now (ignoring the queue).
     pub fn available_permits(&self) -> usize {
-        self.state().available
+        self.permits.load(Ordering::Acquire) >> SHIFT
     }
 
     /// Permits in total: available plus held (S4). Changed only by
@@ -398,13 +512,13 @@ impl Semaphore {
     }
 
     fn release(&self, n: usize) {
-        if n == 0 {
+        if n == 0 || self.release_fast(n) {
             return;
         }
         let served = {
             let mut st = self.state();
-            st.available += n;
-            st.serve()
+            self.permits.fetch_add(n << SHIFT, Ordering::AcqRel);
+            st.serve(&self.permits, &self.grants)
         };
         served.wake();
     }
@@ -416,8 +530,9 @@ impl Semaphore {
         let served = {
             let mut st = self.state();
             st.total -= n;
+            self.total_copy.store(st.total, Ordering::Release);
             // Queued requests may have become impossible (S4).
-            st.serve()
+            st.serve(&self.permits, &self.grants)
         };
         served.wake();
     }
@@ -432,7 +547,7 @@ impl Semaphore {
         let taken = match *wait {
             Wait::Done => panic!("a semaphore acquire future was polled after it completed"),
             Wait::Start => self.poll_start(cx, n, wait, waker),
-            Wait::Queued(key) => self.poll_queued(cx, n, key, wait, waker),
+            Wait::Queued { key, ticket } => self.poll_queued(cx, n, key, ticket, wait, waker),
         };
         taken.map_ok(|()| self.reserve(cx, n))
     }
@@ -452,9 +567,20 @@ impl Semaphore {
             }
             Err(TryAcquireError::NoPermits) => unreachable!("try_take never says NoPermits"),
         };
-        if let Some(r) = self.state().try_take(n) {
+        if self.take_fast(n) {
             *wait = Wait::Done;
-            return Poll::Ready(now(r));
+            return Poll::Ready(Ok(()));
+        }
+        // A request that fails at once (S4, S5) never looks at
+        // cancellation.
+        if self.permits.load(Ordering::Acquire) & CLOSED != 0 {
+            *wait = Wait::Done;
+            return Poll::Ready(Err(AcquireError::Closed));
+        }
+        let max = self.total_copy.load(Ordering::Acquire);
+        if n > max {
+            *wait = Wait::Done;
+            return Poll::Ready(Err(AcquireError::TooMany { requested: n, max }));
         }
         // Would block: observe cancellation, never under `state`.
         if let Some(reason) = cx.observe_cancel() {
@@ -462,11 +588,37 @@ impl Semaphore {
             return Poll::Ready(Err(AcquireError::Cancelled(Cancelled::new(reason))));
         }
         let mut st = self.state();
-        if let Some(r) = st.try_take(n) {
-            *wait = Wait::Done;
-            return Poll::Ready(now(r));
+        let mut s = match st.try_take(&self.permits, n) {
+            Ok(r) => {
+                *wait = Wait::Done;
+                return Poll::Ready(now(r));
+            }
+            Err(s) => s,
+        };
+        // Queue behind (S2): set `QUEUED` first, so that a release from now
+        // on goes through the queue's lock (which we hold).
+        while s & QUEUED == 0 {
+            match self.permits.compare_exchange_weak(
+                s,
+                s | QUEUED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                // A release may have made room meanwhile: take it if so.
+                Err(_) => match st.try_take(&self.permits, n) {
+                    Ok(r) => {
+                        *wait = Wait::Done;
+                        return Poll::Ready(now(r));
+                    }
+                    Err(actual) => s = actual,
+                },
+            }
         }
-        *wait = Wait::Queued(st.waiters.push_back(waker.clone(), n));
+        let ticket = st.next_ticket;
+        st.next_ticket += 1;
+        let key = st.waiters.push_back(waker.clone(), (n, ticket));
+        *wait = Wait::Queued { key, ticket };
         Poll::Pending
     }
 
@@ -475,44 +627,76 @@ impl Semaphore {
         cx: &Cx,
         n: usize,
         key: WaiterKey,
+        ticket: u64,
         wait: &mut Wait,
         waker: &Waker,
     ) -> Poll<Result<(), AcquireError>> {
-        let served = |g: Grant| match g {
-            Grant::Permits => Ok(()),
-            Grant::Closed => Err(AcquireError::Closed),
-            Grant::TooMany { max } => Err(AcquireError::TooMany { requested: n, max }),
-        };
-        if let Some(g) = self.state().waiters.take_grant(key) {
+        // Served with permits? One load, no lock, unless an error grant was
+        // ever issued (`served` first: see `Grants`).
+        if self.grants.served.load(Ordering::Acquire) >= ticket
+            && !self.grants.errors_issued.load(Ordering::Acquire)
+        {
             *wait = Wait::Done;
-            return Poll::Ready(served(g));
+            return Poll::Ready(Ok(()));
+        }
+        if let Some(r) = self.collect(&mut self.state(), n, key, ticket) {
+            *wait = Wait::Done;
+            return Poll::Ready(r);
         }
         if let Some(reason) = cx.observe_cancel() {
             *wait = Wait::Done;
-            self.abandon(key);
+            self.abandon(key, ticket, n);
             return Poll::Ready(Err(AcquireError::Cancelled(Cancelled::new(reason))));
         }
         let mut st = self.state();
-        if let Some(g) = st.waiters.take_grant(key) {
+        if let Some(r) = self.collect(&mut st, n, key, ticket) {
             *wait = Wait::Done;
-            return Poll::Ready(served(g));
+            return Poll::Ready(r);
         }
         st.waiters.update_waker(key, waker);
         Poll::Pending
     }
 
+    /// Under the queue's lock: the outcome for a queued waiter, if it was
+    /// served. Its entry is gone once it got permits; an error grant waits
+    /// in the entry.
+    fn collect(
+        &self,
+        st: &mut State,
+        n: usize,
+        key: WaiterKey,
+        ticket: u64,
+    ) -> Option<Result<(), AcquireError>> {
+        match st.waiters.state(key) {
+            Some(WaiterState::Waiting) => None,
+            Some(WaiterState::Notified(_)) => Some(match st.waiters.take_grant(key) {
+                Some(Grant::Closed) => Err(AcquireError::Closed),
+                Some(Grant::TooMany { max }) => Err(AcquireError::TooMany { requested: n, max }),
+                None => unreachable!("a notified entry holds its grant"),
+            }),
+            None => {
+                debug_assert!(self.grants.served.load(Ordering::Relaxed) >= ticket);
+                Some(Ok(()))
+            }
+        }
+    }
+
     /// A queued waiter leaves (S6).
-    fn abandon(&self, key: WaiterKey) {
+    fn abandon(&self, key: WaiterKey, ticket: u64, n: usize) {
         let served = {
             let mut st = self.state();
             match st.waiters.remove(key) {
-                Some((n, Some(Grant::Permits))) => {
-                    st.available += n;
-                    st.serve()
+                // It may have been the head blocking smaller requests (and
+                // if it was the last one, `QUEUED` is cleared).
+                Some((_, None)) => st.serve(&self.permits, &self.grants),
+                // An error grant: nothing to give back.
+                Some((_, Some(_))) => Served::default(),
+                // Served with permits (the entry left the queue): they go on.
+                None => {
+                    debug_assert!(self.grants.served.load(Ordering::Relaxed) >= ticket);
+                    self.permits.fetch_add(n << SHIFT, Ordering::AcqRel);
+                    st.serve(&self.permits, &self.grants)
                 }
-                // It may have been the head blocking smaller requests.
-                Some((_, None)) => st.serve(),
-                _ => Served::default(),
             }
         };
         served.wake();
@@ -529,17 +713,19 @@ impl Default for Semaphore {
 impl fmt::Debug for Semaphore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         /// The queued requests, oldest first.
-        struct Queued<'a>(&'a WaitQueue<usize, Grant>);
+        struct Queued<'a>(&'a WaitQueue<(usize, u64), Grant>);
         impl fmt::Debug for Queued<'_> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.debug_list().entries(self.0.iter()).finish()
+                f.debug_list()
+                    .entries(self.0.iter().map(|(n, _)| n))
+                    .finish()
             }
         }
         let st = self.state();
         f.debug_struct("Semaphore")
-            .field("available", &st.available)
+            .field("available", &self.available_permits())
             .field("total", &st.total)
-            .field("closed", &st.closed)
+            .field("closed", &self.is_closed())
             .field("queued", &Queued(&st.waiters))
             .finish()
     }
@@ -549,7 +735,7 @@ impl fmt::Debug for Semaphore {
 #[derive(Clone, Copy, Debug)]
 enum Wait {
     Start,
-    Queued(WaiterKey),
+    Queued { key: WaiterKey, ticket: u64 },
     Done,
 }
 
@@ -586,8 +772,8 @@ impl<'a> Future for Acquire<'a> {
 
 impl Drop for Acquire<'_> {
     fn drop(&mut self) {
-        if let Wait::Queued(key) = self.wait {
-            self.sem.abandon(key);
+        if let Wait::Queued { key, ticket } = self.wait {
+            self.sem.abandon(key, ticket, self.n);
         }
     }
 }
@@ -639,8 +825,8 @@ impl Future for AcquireOwned {
 
 impl Drop for AcquireOwned {
     fn drop(&mut self) {
-        if let (Wait::Queued(key), Some(sem)) = (self.wait, &self.sem) {
-            sem.abandon(key);
+        if let (Wait::Queued { key, ticket }, Some(sem)) = (self.wait, &self.sem) {
+            sem.abandon(key, ticket, self.n);
         }
     }
 }
@@ -767,22 +953,39 @@ mod tests {
 
     #[test]
     fn serve_is_fifo_all_or_nothing_and_fails_impossible_heads() {
-        let mut st = State {
-            available: 1,
-            total: 3,
-            closed: false,
-            waiters: WaitQueue::new(),
+        const ONE: usize = 1 << SHIFT;
+        let permits = AtomicUsize::new(ONE | QUEUED);
+        let grants = Grants {
+            served: AtomicU64::new(0),
+            errors_issued: AtomicBool::new(false),
         };
-        let big = st.waiters.push_back(w(), 3);
-        let small = st.waiters.push_back(w(), 1);
-        assert!(st.serve().len() == 0, "the big head blocks the small one");
+        let mut st = State {
+            total: 3,
+            waiters: WaitQueue::new(),
+            next_ticket: 3,
+        };
+        let big = st.waiters.push_back(w(), (3, 1));
+        let small = st.waiters.push_back(w(), (1, 2));
+        assert!(
+            st.serve(&permits, &grants).len() == 0,
+            "the big head blocks the small one"
+        );
+        assert_eq!(permits.load(Ordering::Relaxed), ONE | QUEUED);
+        assert_eq!(grants.served.load(Ordering::Relaxed), 0);
         st.total = 2; // a permit was forgotten: 3 can never be had
-        st.serve();
+        assert_eq!(st.serve(&permits, &grants).len(), 2);
+        assert!(grants.errors_issued.load(Ordering::Relaxed));
         assert!(matches!(
             st.waiters.take_grant(big),
             Some(Grant::TooMany { max: 2 })
         ));
-        assert!(matches!(st.waiters.take_grant(small), Some(Grant::Permits)));
-        assert_eq!(st.available, 0);
+        // Served with permits: out of the queue, its ticket published.
+        assert!(st.waiters.state(small).is_none());
+        assert_eq!(grants.served.load(Ordering::Relaxed), 2);
+        assert_eq!(
+            permits.load(Ordering::Relaxed),
+            0,
+            "no permit left, and QUEUED cleared with the queue"
+        );
     }
 }

@@ -147,7 +147,8 @@ impl<T, G> WaitQueue<T, G> {
     pub(crate) fn update_waker(&mut self, key: WaiterKey, waker: &Waker) -> bool {
         match self.entry_mut(key) {
             Some(e) => {
-                if !e.waker.will_wake(waker) {
+                // A notified entry keeps no waker (see `notify_front`).
+                if matches!(e.state, WaiterState::Waiting) && !e.waker.will_wake(waker) {
                     e.waker = waker.clone();
                 }
                 true
@@ -224,7 +225,24 @@ impl<T, G> WaitQueue<T, G> {
         self.unlink(h);
         let e = self.slots[h as usize].entry.as_mut().expect("head is live");
         e.state = WaiterState::Notified(grant);
-        Some(e.waker.clone())
+        // A notified entry is never woken again: hand its waker out instead
+        // of cloning it (no reference-count round trip per grant).
+        Some(std::mem::replace(&mut e.waker, Waker::noop().clone()))
+    }
+
+    /// Serves the oldest waiter by removing it outright: returns its data
+    /// and its waker (to be woken after the primitive's lock is released),
+    /// and its key never resolves again. For primitives whose waiters learn
+    /// of their grant some other way (the mutex's hand-off ticket), so that
+    /// collecting it needs no lock.
+    pub(crate) fn pop_front(&mut self) -> Option<(T, Waker)> {
+        let h = self.head?;
+        self.unlink(h);
+        let slot = &mut self.slots[h as usize];
+        let entry = slot.entry.take().expect("head is live");
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(h);
+        Some((entry.data, entry.waker))
     }
 
     /// Serves every waiting entry with a clone of `grant`; returns their
@@ -310,9 +328,19 @@ impl WakeList {
     }
 
     /// Wakes them all, in the order they were added.
-    pub(crate) fn wake(self) {
-        for w in self {
-            w.wake();
+    pub(crate) fn wake(mut self) {
+        // Plain indexing rather than the chained iterator: this runs after
+        // every grant, usually for one waker.
+        let inline = self.len.min(self.inline.len());
+        for slot in &mut self.inline[..inline] {
+            if let Some(w) = slot.take() {
+                w.wake();
+            }
+        }
+        if !self.spill.is_empty() {
+            for w in std::mem::take(&mut self.spill) {
+                w.wake();
+            }
         }
     }
 }
@@ -370,6 +398,25 @@ mod tests {
     }
 
     #[test]
+    fn pop_front_serves_in_order_and_retires_the_key() {
+        let mut q: WaitQueue<u32, ()> = WaitQueue::new();
+        let a = q.push_back(w(), 1);
+        let b = q.push_back(w(), 2);
+        assert_eq!(q.pop_front().map(|(d, _)| d), Some(1));
+        assert_eq!(q.len(), 1);
+        assert!(q.state(a).is_none(), "a popped key never resolves again");
+        assert_eq!(q.remove(a), None);
+        let c = q.push_back(w(), 3); // reuses a's slot under a new generation
+        assert!(q.state(a).is_none());
+        assert_eq!(q.iter().copied().collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(q.remove(b), Some((2, None)));
+        assert_eq!(q.pop_front().map(|(d, _)| d), Some(3));
+        assert!(q.state(c).is_none());
+        assert!(q.pop_front().is_none() && q.is_empty());
+        assert_eq!(q.slots.len(), 2);
+    }
+
+    #[test]
     fn slots_are_reused_without_growing() {
         let mut q: WaitQueue<u32, ()> = WaitQueue::new();
         for i in 0..100 {
@@ -389,6 +436,27 @@ mod tests {
         assert_eq!(list.len(), 6);
         assert_eq!(list.spill.len(), 2);
         assert_eq!(list.into_iter().count(), 6);
+    }
+
+    #[test]
+    fn a_wake_list_wakes_each_waker_once_in_order() {
+        use std::sync::{Arc, Mutex};
+        use std::task::Wake;
+        struct Record(usize, Arc<Mutex<Vec<usize>>>);
+        impl Wake for Record {
+            fn wake(self: Arc<Self>) {
+                self.1.lock().unwrap().push(self.0);
+            }
+        }
+        for n in [0, 1, 4, 7] {
+            let log = Arc::new(Mutex::new(Vec::new()));
+            let mut list = WakeList::default();
+            for i in 0..n {
+                list.push(Waker::from(Arc::new(Record(i, log.clone()))));
+            }
+            list.wake();
+            assert_eq!(*log.lock().unwrap(), (0..n).collect::<Vec<_>>());
+        }
     }
 
     #[test]

@@ -87,7 +87,11 @@
 //!    `reserve` records one obligation (reserve, then commit or abort: two
 //!    short ledger updates under the kernel lock); `send`, `try_send`,
 //!    `recv` and `try_recv` record none, since the value changes hands at
-//!    once. An unbounded channel's ring grows as needed.
+//!    once. An unbounded channel's ring grows as needed. While no sender
+//!    waits for capacity, a send or reservation that finds room and a
+//!    receive take no lock: an atomic slot count, a lock-free ring up to
+//!    capacity 1024 (larger and unbounded rings sit behind their own short
+//!    lock) and an atomic receiver waker.
 
 mod error;
 
@@ -95,9 +99,11 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
+use crossbeam_queue::ArrayQueue;
 use futures_core::Stream;
 
 pub use error::{RecvError, ReserveError, SendError, TryRecvError, TrySendError};
@@ -105,6 +111,7 @@ pub use error::{RecvError, ReserveError, SendError, TryRecvError, TrySendError};
 use crate::cx::Cx;
 use crate::kernel::SpawnError;
 use crate::obligation::Obligation;
+use crate::sync::atomic_waker::AtomicWaker;
 use crate::sync::waiters::{WaitQueue, WaiterKey, WaiterState, WakeList};
 use crate::types::CancelReason;
 use crate::types::cancel::Cancelled;
@@ -123,63 +130,136 @@ const PREALLOC_LIMIT: usize = 1024;
 /// If `capacity` is 0 (a rendezvous channel is not supported).
 pub fn channel<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
     assert!(capacity > 0, "mpsc::channel: capacity must be at least 1");
-    new_chan(capacity, capacity.min(PREALLOC_LIMIT))
+    let ring = if capacity <= PREALLOC_LIMIT {
+        Ring::Fixed(ArrayQueue::new(capacity))
+    } else {
+        Ring::Growable(Mutex::new(VecDeque::with_capacity(PREALLOC_LIMIT)))
+    };
+    new_chan(capacity, ring)
 }
 
 /// Creates an unbounded channel: sends never wait for capacity.
 pub fn unbounded_channel<T>() -> (Sender<T>, Receiver<T>) {
-    new_chan(usize::MAX, 0)
+    new_chan(usize::MAX, Ring::Growable(Mutex::new(VecDeque::new())))
 }
 
-fn new_chan<T>(bound: usize, prealloc: usize) -> (Sender<T>, Receiver<T>) {
+fn new_chan<T>(bound: usize, ring: Ring<T>) -> (Sender<T>, Receiver<T>) {
     let chan = Arc::new(Chan {
+        slots: AtomicUsize::new(0),
+        bound,
+        ring,
+        rx_waker: AtomicWaker::new(),
+        senders: AtomicUsize::new(1),
+        rx_dropped: AtomicBool::new(false),
         state: Mutex::new(State {
-            queue: VecDeque::with_capacity(prealloc),
-            bound,
-            reserved: 0,
-            senders: 1,
-            closed: false,
-            rx_dropped: false,
             send_waiters: WaitQueue::new(),
-            recv_waker: None,
         }),
     });
     (Sender { chan: chan.clone() }, Receiver { chan })
 }
 
 // ----- shared state ---------------------------------------------------------
+//
+// Implementation. `slots` is one atomic word: the slots in use (queued
+// messages, reserved slots, and sends between taking a slot and queueing
+// their value) shifted above two flags, `QUEUED` (senders are waiting) and
+// `CLOSED`. A send or reservation that finds room, nobody waiting and the
+// channel open takes a slot with one compare-and-swap and queues its value
+// in the ring (a lock-free `ArrayQueue` up to `PREALLOC_LIMIT`, else a
+// `VecDeque` behind its own short lock), then wakes the receiver through an
+// `AtomicWaker`; the receiver pops without a lock and returns the slot with
+// one compare-and-swap while nobody waits. `QUEUED` and `CLOSED` change only
+// under `state`'s lock, and while `QUEUED` is set every slot change goes
+// through that lock: a freed slot passes straight to the oldest waiter
+// (rule 3; a waiting send's value enters the ring then, rule 4) and a
+// newcomer's compare-and-swap fails, so it queues behind.
+
+/// Senders are waiting (changed only under `state`'s lock).
+const QUEUED: usize = 1;
+/// The channel was closed or the receiver dropped (set under the lock).
+const CLOSED: usize = 2;
+/// The slot count sits above the two flags.
+const SHIFT: u32 = 2;
+/// One slot in the `slots` word.
+const ONE: usize = 1 << SHIFT;
 
 /// What a waiting sender is handed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Grant {
-    /// One slot for a waiting `reserve`, already counted in `reserved`.
+    /// One slot for a waiting `reserve`, already counted in `slots`.
     Slot,
-    /// A waiting `send`'s value was moved into the queue at grant time.
+    /// A waiting `send`'s value was moved into the ring at grant time.
     Sent,
     /// The receiver is gone or closed: give up.
     Closed,
 }
 
+/// The message ring. Every value pushed holds a slot, so a push never
+/// finds it full (`len <= slots in use <= bound`).
+// One per channel, inside its `Arc`: boxing the (cache-padded) `ArrayQueue`
+// would only add an indirection to every message.
+#[allow(clippy::large_enum_variant)]
+enum Ring<T> {
+    Fixed(ArrayQueue<T>),
+    Growable(Mutex<VecDeque<T>>),
+}
+
+impl<T> Ring<T> {
+    fn push(&self, value: T) {
+        match self {
+            Ring::Fixed(q) => {
+                if q.push(value).is_err() {
+                    unreachable!("a pushed value holds a slot");
+                }
+            }
+            Ring::Growable(q) => q
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push_back(value),
+        }
+    }
+
+    fn pop(&self) -> Option<T> {
+        match self {
+            Ring::Fixed(q) => q.pop(),
+            Ring::Growable(q) => q.lock().unwrap_or_else(PoisonError::into_inner).pop_front(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Ring::Fixed(q) => q.len(),
+            Ring::Growable(q) => q.lock().unwrap_or_else(PoisonError::into_inner).len(),
+        }
+    }
+}
+
+/// What a new send or reservation finds.
+enum Claim {
+    /// It took a slot.
+    Taken,
+    /// No free slot, or senders are waiting: it must queue.
+    Wait,
+    Closed,
+}
+
 struct Chan<T> {
+    /// `in_use << SHIFT | CLOSED | QUEUED` (see the implementation note).
+    slots: AtomicUsize,
+    /// `usize::MAX` when unbounded.
+    bound: usize,
+    ring: Ring<T>,
+    rx_waker: AtomicWaker,
+    /// Strong senders.
+    senders: AtomicUsize,
+    rx_dropped: AtomicBool,
     state: Mutex<State<T>>,
 }
 
 struct State<T> {
-    queue: VecDeque<T>,
-    /// `usize::MAX` when unbounded.
-    bound: usize,
-    /// Slots held by permits and by notified waiters that have not yet
-    /// collected their grant. Invariant: `queue.len() + reserved <= bound`.
-    reserved: usize,
-    /// Strong senders.
-    senders: usize,
-    /// `close()` was called or the receiver was dropped.
-    closed: bool,
-    rx_dropped: bool,
     /// Waiting senders; a waiting `send` parks its value in its entry so
     /// that it is queued the moment a slot is granted (rule 3).
     send_waiters: WaitQueue<Option<T>, Grant>,
-    recv_waker: Option<Waker>,
 }
 
 impl<T> Chan<T> {
@@ -189,49 +269,212 @@ impl<T> Chan<T> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    fn in_use(&self) -> usize {
+        self.slots.load(Ordering::Acquire) >> SHIFT
+    }
+
+    fn is_closed(&self) -> bool {
+        self.slots.load(Ordering::Acquire) & CLOSED != 0
+    }
+
+    /// Nothing queued and nothing can ever be (read without the lock; a
+    /// reader that then registers re-checks, see `poll_take`).
+    fn is_disconnected(&self) -> bool {
+        // Senders first: once none is left (final, `upgrade` refuses), every
+        // send they made is counted in `slots`, read after.
+        if self.senders.load(Ordering::Acquire) == 0 {
+            return self.in_use() == 0;
+        }
+        // Otherwise only `CLOSED` ends it, and no slot is taken after it is
+        // set, so one load decides.
+        let s = self.slots.load(Ordering::Acquire);
+        s >> SHIFT == 0 && s & CLOSED != 0
+    }
+
+    /// Takes a slot without the lock if one is free and nobody waits.
+    fn claim(&self) -> Claim {
+        let mut s = self.slots.load(Ordering::Relaxed);
+        loop {
+            if s & CLOSED != 0 {
+                return Claim::Closed;
+            }
+            if s & QUEUED != 0 || s >> SHIFT >= self.bound {
+                return Claim::Wait;
+            }
+            match self
+                .slots
+                .compare_exchange_weak(s, s + ONE, Ordering::Acquire, Ordering::Relaxed)
+            {
+                Ok(_) => return Claim::Taken,
+                Err(actual) => s = actual,
+            }
+        }
+    }
+
+    /// Under the lock, for a sender about to queue: takes a slot if one is
+    /// free after all (`Taken`), fails on `Closed`, or sets `QUEUED` so that
+    /// from now on freed slots come through the queue (`Wait`).
+    fn claim_or_mark_queued(&self) -> Claim {
+        let mut s = self.slots.load(Ordering::Acquire);
+        loop {
+            if s & CLOSED != 0 {
+                return Claim::Closed;
+            }
+            let (next, claim) = if s & QUEUED == 0 && s >> SHIFT < self.bound {
+                (s + ONE, Claim::Taken)
+            } else if s & QUEUED == 0 {
+                (s | QUEUED, Claim::Wait)
+            } else {
+                // Only changed under the lock, which we hold.
+                return Claim::Wait;
+            };
+            match self
+                .slots
+                .compare_exchange_weak(s, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return claim,
+                Err(actual) => s = actual,
+            }
+        }
+    }
+
+    /// Queues a value whose slot the caller holds and wakes the receiver.
+    fn deliver(&self, value: T) {
+        self.ring.push(value);
+        // Pairs with the fence in `Receiver::drop`: either its drain sees
+        // this value, or we see `rx_dropped` and drain it ourselves (so no
+        // message outlives the receiver, rule 6).
+        fence(Ordering::SeqCst);
+        if self.rx_dropped.load(Ordering::Relaxed) {
+            while let Some(v) = self.ring.pop() {
+                drop(v);
+            }
+            return;
+        }
+        self.rx_waker.wake();
+    }
+
+    /// Returns `n` slots: without the lock while nobody waits, else each
+    /// goes to the oldest waiting sender (rule 3). Wakes the receiver if a
+    /// waiting send's value entered the ring and `wake_rx`, or if the
+    /// channel may have become disconnected.
+    fn release_slots(&self, n: usize, wake_rx: bool) {
+        if n == 0 {
+            return;
+        }
+        let mut s = self.slots.load(Ordering::Relaxed);
+        loop {
+            if s & QUEUED != 0 {
+                break;
+            }
+            match self.slots.compare_exchange_weak(
+                s,
+                s - n * ONE,
+                Ordering::Release,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    if wake_rx && s >> SHIFT == n {
+                        // Last slot returned: the receiver may be waiting
+                        // for the disconnection.
+                        self.rx_waker.wake();
+                    }
+                    return;
+                }
+                Err(actual) => s = actual,
+            }
+        }
+        let mut wakers = WakeList::default();
+        let mut rx = false;
+        {
+            let mut st = self.lock();
+            for _ in 0..n {
+                rx |= self.free_slot_locked(&mut st, &mut wakers);
+            }
+        }
+        wakers.wake();
+        if wake_rx && (rx || self.in_use() == 0) {
+            self.rx_waker.wake();
+        }
+    }
+
+    /// Under the lock: one slot is free. Hands it to the oldest waiting
+    /// sender (a waiting `send`'s value is queued right away, a waiting
+    /// `reserve` gets the slot), or returns it. Returns whether a value
+    /// entered the ring.
+    fn free_slot_locked(&self, st: &mut State<T>, wakers: &mut WakeList) -> bool {
+        let parked = if self.is_closed() {
+            None
+        } else {
+            st.send_waiters.front_mut().map(Option::take)
+        };
+        let Some(parked) = parked else {
+            self.slots.fetch_sub(ONE, Ordering::AcqRel);
+            return false;
+        };
+        let (grant, queued) = match parked {
+            Some(value) => {
+                self.ring.push(value);
+                (Grant::Sent, true)
+            }
+            None => (Grant::Slot, false),
+        };
+        wakers.push(st.send_waiters.notify_front(grant));
+        if st.send_waiters.is_empty() {
+            self.slots.fetch_and(!QUEUED, Ordering::AcqRel);
+        }
+        queued
+    }
+
     /// Gives up a waiter registration (cancelled or dropped wait); a slot
     /// granted in the meantime goes to the next waiter (WQ3). Returns the
     /// parked value (if it was not sent) and the grant, if any.
     fn abandon_wait(&self, key: WaiterKey) -> (Option<T>, Option<Grant>) {
         let mut wakers = WakeList::default();
+        let mut rx = false;
         let removed = {
             let mut st = self.lock();
             let removed = st.send_waiters.remove(key);
             if let Some((_, Some(Grant::Slot))) = removed {
-                st.release_slot(&mut wakers);
+                rx = self.free_slot_locked(&mut st, &mut wakers);
+            }
+            if st.send_waiters.is_empty() {
+                self.slots.fetch_and(!QUEUED, Ordering::AcqRel);
             }
             removed
         };
         wakers.wake();
+        if rx || self.is_disconnected() {
+            self.rx_waker.wake();
+        }
         removed.unwrap_or((None, None))
     }
 
     /// Returns a reserved slot that will not be used.
     fn release_slot(&self) {
-        let mut wakers = WakeList::default();
-        self.lock().release_slot(&mut wakers);
-        wakers.wake();
+        self.release_slots(1, true);
     }
 
     /// Commits a reserved slot with `value`.
     fn commit(&self, value: T) -> Result<(), T> {
-        let waker = self.lock().commit(value)?;
-        if let Some(w) = waker {
-            w.wake();
+        if self.rx_dropped.load(Ordering::Acquire) {
+            self.slots.fetch_sub(ONE, Ordering::AcqRel);
+            return Err(value);
         }
+        self.deliver(value);
         Ok(())
     }
 
     /// One poll of a `reserve`: take a slot or wait for one, observing
     /// cancellation when it would block. `Ready(Ok)` means a slot is now
-    /// counted in `reserved` for the caller.
+    /// counted in `slots` for the caller.
     fn poll_slot(
         &self,
         cx: &Cx,
         key: &mut Option<WaiterKey>,
         waker: &Waker,
     ) -> Poll<Result<(), ReserveError>> {
-        let polled = self.lock().poll_acquire(key, waker);
+        let polled = self.poll_acquire(key, waker);
         match polled {
             Poll::Ready(r) => Poll::Ready(r),
             Poll::Pending => match cx.observe_cancel() {
@@ -246,113 +489,22 @@ impl<T> Chan<T> {
         }
     }
 
-    /// One poll of a receive: if anything is queued, `take` moves some of
-    /// it out (returning how many) and as many freed slots are granted to
-    /// waiting senders; otherwise the receiver's waker is registered.
-    /// `Ready(false)`: disconnected and drained.
-    fn poll_take(
-        &self,
-        waker: &Waker,
-        mut take: impl FnMut(&mut VecDeque<T>) -> usize,
-    ) -> Poll<bool> {
-        let mut wakers = WakeList::default();
-        let ready = {
-            let mut st = self.lock();
-            if !st.queue.is_empty() {
-                let n = take(&mut st.queue);
-                for _ in 0..n {
-                    if !st.grant_one(&mut wakers, false) {
-                        break;
-                    }
-                }
-                Poll::Ready(true)
-            } else if st.is_disconnected() {
-                Poll::Ready(false)
-            } else {
-                match &st.recv_waker {
-                    Some(w) if w.will_wake(waker) => {}
-                    _ => st.recv_waker = Some(waker.clone()),
-                }
-                Poll::Pending
-            }
-        };
-        wakers.wake();
-        ready
-    }
-}
-
-impl<T> State<T> {
-    fn has_room(&self) -> bool {
-        self.queue.len() + self.reserved < self.bound
-    }
-
-    /// Nothing queued and nothing can ever be.
-    fn is_disconnected(&self) -> bool {
-        self.queue.is_empty() && self.reserved == 0 && (self.senders == 0 || self.closed)
-    }
-
-    /// Hands one free slot to the oldest waiting sender (rule 3): a
-    /// waiting `send`'s value is queued right away, a waiting `reserve` gets
-    /// the slot. Returns whether anyone was served.
-    fn grant_one(&mut self, wakers: &mut WakeList, wake_rx: bool) -> bool {
-        if self.closed || !self.has_room() {
-            return false;
-        }
-        let Some(parked) = self.send_waiters.front_mut().map(Option::take) else {
-            return false;
-        };
-        let grant = match parked {
-            Some(value) => {
-                self.queue.push_back(value);
-                if wake_rx {
-                    wakers.push(self.recv_waker.take());
-                }
-                Grant::Sent
-            }
-            None => {
-                self.reserved += 1;
-                Grant::Slot
-            }
-        };
-        wakers.push(self.send_waiters.notify_front(grant));
-        true
-    }
-
-    fn release_slot(&mut self, wakers: &mut WakeList) {
-        self.reserved -= 1;
-        if self.closed {
-            if self.is_disconnected() {
-                wakers.push(self.recv_waker.take());
-            }
-        } else {
-            self.grant_one(wakers, true);
-        }
-    }
-
-    fn commit(&mut self, value: T) -> Result<Option<Waker>, T> {
-        self.reserved -= 1;
-        if self.rx_dropped {
-            return Err(value);
-        }
-        self.queue.push_back(value);
-        Ok(self.recv_waker.take())
-    }
-
     /// Takes a slot for a sender, or registers (refreshes) its waiter.
     fn poll_acquire(
-        &mut self,
+        &self,
         key: &mut Option<WaiterKey>,
         waker: &Waker,
     ) -> Poll<Result<(), ReserveError>> {
         if let Some(k) = *key {
-            match self.send_waiters.state(k) {
+            let mut st = self.lock();
+            match st.send_waiters.state(k) {
                 Some(WaiterState::Waiting) => {
-                    self.send_waiters.update_waker(k, waker);
+                    st.send_waiters.update_waker(k, waker);
                     return Poll::Pending;
                 }
                 Some(WaiterState::Notified(_)) => {
                     *key = None;
-                    return Poll::Ready(match self.send_waiters.take_grant(k) {
+                    return Poll::Ready(match st.send_waiters.take_grant(k) {
                         Some(Grant::Slot) => Ok(()),
                         Some(Grant::Sent) => unreachable!("a reserve parks no value"),
                         Some(Grant::Closed) | None => Err(ReserveError::Disconnected),
@@ -361,35 +513,40 @@ impl<T> State<T> {
                 None => *key = None,
             }
         }
-        if self.closed {
-            return Poll::Ready(Err(ReserveError::Disconnected));
+        match self.claim() {
+            Claim::Taken => return Poll::Ready(Ok(())),
+            Claim::Closed => return Poll::Ready(Err(ReserveError::Disconnected)),
+            Claim::Wait => {}
         }
-        if self.send_waiters.is_empty() && self.has_room() {
-            self.reserved += 1;
-            return Poll::Ready(Ok(()));
+        let mut st = self.lock();
+        match self.claim_or_mark_queued() {
+            Claim::Taken => Poll::Ready(Ok(())),
+            Claim::Closed => Poll::Ready(Err(ReserveError::Disconnected)),
+            Claim::Wait => {
+                *key = Some(st.send_waiters.push_back(waker.clone(), None));
+                Poll::Pending
+            }
         }
-        *key = Some(self.send_waiters.push_back(waker.clone(), None));
-        Poll::Pending
     }
 
     /// One step of a `send`: queue the value now, or park it in a waiter
     /// entry, or collect the outcome of a parked one.
     fn poll_send(
-        &mut self,
+        &self,
         key: &mut Option<WaiterKey>,
         value: &mut Option<T>,
         waker: &Waker,
-        wakers: &mut WakeList,
     ) -> Poll<Result<(), SendError<T>>> {
         if let Some(k) = *key {
-            match self.send_waiters.state(k) {
+            let mut st = self.lock();
+            match st.send_waiters.state(k) {
                 Some(WaiterState::Waiting) => {
-                    self.send_waiters.update_waker(k, waker);
+                    st.send_waiters.update_waker(k, waker);
                     return Poll::Pending;
                 }
                 Some(WaiterState::Notified(_)) => {
                     *key = None;
-                    let (parked, grant) = self.send_waiters.remove(k).expect("a live key");
+                    let (parked, grant) = st.send_waiters.remove(k).expect("a live key");
                     return Poll::Ready(match (grant, parked) {
                         (Some(Grant::Sent), _) => Ok(()),
                         (_, Some(v)) => Err(SendError::Disconnected(v)),
@@ -400,15 +557,55 @@ impl<T> State<T> {
             }
         }
         let v = value.take().expect("SendFuture polled after completion");
-        if self.closed {
-            return Poll::Ready(Err(SendError::Disconnected(v)));
+        match self.claim() {
+            Claim::Taken => {
+                self.deliver(v);
+                return Poll::Ready(Ok(()));
+            }
+            Claim::Closed => return Poll::Ready(Err(SendError::Disconnected(v))),
+            Claim::Wait => {}
         }
-        if self.send_waiters.is_empty() && self.has_room() {
-            self.queue.push_back(v);
-            wakers.push(self.recv_waker.take());
-            return Poll::Ready(Ok(()));
+        let mut st = self.lock();
+        match self.claim_or_mark_queued() {
+            Claim::Taken => {
+                drop(st);
+                self.deliver(v);
+                Poll::Ready(Ok(()))
+            }
+            Claim::Closed => Poll::Ready(Err(SendError::Disconnected(v))),
+            Claim::Wait => {
+                *key = Some(st.send_waiters.push_back(waker.clone(), Some(v)));
+                Poll::Pending
+            }
         }
-        *key = Some(self.send_waiters.push_back(waker.clone(), Some(v)));
+    }
+
+    /// One poll of a receive: `take` moves queued messages out (one or up
+    /// to a limit, via `pop`) and returns how many; their slots are returned
+    /// (granted to waiting senders first). If nothing is queued the
+    /// receiver's waker is registered. `Ready(false)`: disconnected and
+    /// drained.
+    fn poll_take(
+        &self,
+        waker: &Waker,
+        mut take: impl FnMut(&dyn Fn() -> Option<T>) -> usize,
+    ) -> Poll<bool> {
+        let pop = || self.ring.pop();
+        for attempt in 0..2 {
+            let n = take(&pop);
+            if n > 0 {
+                self.release_slots(n, false);
+                return Poll::Ready(true);
+            }
+            if self.is_disconnected() {
+                return Poll::Ready(false);
+            }
+            if attempt == 0 {
+                // Register, then look again (AW1): a value queued or a
+                // disconnection after the first look wakes this waker.
+                self.rx_waker.register(waker);
+            }
+        }
         Poll::Pending
     }
 }
@@ -495,38 +692,30 @@ impl<T> Sender<T> {
     /// senders are waiting (rule 3), `Disconnected(value)` if the receiver is
     /// gone or closed.
     pub fn try_send(&self, value: T) -> Result<(), TrySendError<T>> {
-        let waker = {
-            let mut st = self.chan.lock();
-            if st.closed {
-                return Err(TrySendError::Disconnected(value));
+        match self.chan.claim() {
+            Claim::Taken => {
+                self.chan.deliver(value);
+                Ok(())
             }
-            if !st.send_waiters.is_empty() || !st.has_room() {
-                return Err(TrySendError::Full(value));
-            }
-            st.queue.push_back(value);
-            st.recv_waker.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
+            Claim::Wait => Err(TrySendError::Full(value)),
+            Claim::Closed => Err(TrySendError::Disconnected(value)),
         }
-        Ok(())
     }
 
     /// Whether the receiver is gone or closed (sends will fail).
     pub fn is_closed(&self) -> bool {
-        self.chan.lock().closed
+        self.chan.is_closed()
     }
 
     /// Free slots right now (`usize::MAX` minus the queue for an unbounded
     /// channel).
     pub fn capacity(&self) -> usize {
-        let st = self.chan.lock();
-        st.bound - st.queue.len() - st.reserved
+        self.chan.bound - self.chan.in_use()
     }
 
     /// The capacity given at creation (`usize::MAX` when unbounded).
     pub fn max_capacity(&self) -> usize {
-        self.chan.lock().bound
+        self.chan.bound
     }
 
     /// Whether both senders belong to the same channel.
@@ -544,7 +733,7 @@ impl<T> Sender<T> {
 
 impl<T> Clone for Sender<T> {
     fn clone(&self) -> Self {
-        self.chan.lock().senders += 1;
+        self.chan.senders.fetch_add(1, Ordering::Relaxed);
         Sender {
             chan: self.chan.clone(),
         }
@@ -553,29 +742,25 @@ impl<T> Clone for Sender<T> {
 
 impl<T> Drop for Sender<T> {
     fn drop(&mut self) {
-        let waker = {
-            let mut st = self.chan.lock();
-            st.senders -= 1;
-            if st.senders == 0 {
-                st.recv_waker.take()
-            } else {
-                None
-            }
-        };
-        if let Some(w) = waker {
-            w.wake();
+        if self.chan.senders.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.chan.rx_waker.wake();
         }
     }
 }
 
 impl<T> fmt::Debug for Sender<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let st = self.chan.lock();
-        f.debug_struct("Sender")
-            .field("max_capacity", &st.bound)
-            .field("queued", &st.queue.len())
-            .field("reserved", &st.reserved)
-            .field("closed", &st.closed)
+        self.chan.fmt_fields(f.debug_struct("Sender"))
+    }
+}
+
+impl<T> Chan<T> {
+    fn fmt_fields(&self, mut d: fmt::DebugStruct<'_, '_>) -> fmt::Result {
+        let queued = self.ring.len();
+        d.field("max_capacity", &self.bound)
+            .field("queued", &queued)
+            .field("reserved", &self.in_use().saturating_sub(queued))
+            .field("closed", &self.is_closed())
             .finish()
     }
 }
@@ -584,14 +769,26 @@ impl<T> WeakSender<T> {
     /// A strong sender, unless every strong sender is already gone (then
     /// the channel is disconnected for good and this returns `None`).
     pub fn upgrade(&self) -> Option<Sender<T>> {
-        let mut st = self.chan.lock();
-        if st.senders == 0 {
-            return None;
+        let mut n = self.chan.senders.load(Ordering::Acquire);
+        loop {
+            // Zero is final: the channel is disconnected for good.
+            if n == 0 {
+                return None;
+            }
+            match self.chan.senders.compare_exchange_weak(
+                n,
+                n + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    return Some(Sender {
+                        chan: self.chan.clone(),
+                    });
+                }
+                Err(actual) => n = actual,
+            }
         }
-        st.senders += 1;
-        Some(Sender {
-            chan: self.chan.clone(),
-        })
     }
 }
 
@@ -732,11 +929,7 @@ impl<T> Future for SendFuture<'_, T> {
     fn poll(self: Pin<&mut Self>, task_cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
         let chan = &*this.sender.chan;
-        let mut wakers = WakeList::default();
-        let polled =
-            chan.lock()
-                .poll_send(&mut this.key, &mut this.value, task_cx.waker(), &mut wakers);
-        wakers.wake();
+        let polled = chan.poll_send(&mut this.key, &mut this.value, task_cx.waker());
         if polled.is_ready() {
             return polled;
         }
@@ -823,20 +1016,14 @@ impl<T> Receiver<T> {
     /// Errors: `Empty` if nothing is queued now but more may come,
     /// `Disconnected` if nothing ever will.
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
-        let mut wakers = WakeList::default();
-        let result = {
-            let mut st = self.chan.lock();
-            match st.queue.pop_front() {
-                Some(v) => {
-                    st.grant_one(&mut wakers, false);
-                    Ok(v)
-                }
-                None if st.is_disconnected() => Err(TryRecvError::Disconnected),
-                None => Err(TryRecvError::Empty),
+        match self.chan.ring.pop() {
+            Some(v) => {
+                self.chan.release_slots(1, false);
+                Ok(v)
             }
-        };
-        wakers.wake();
-        result
+            None if self.chan.is_disconnected() => Err(TryRecvError::Disconnected),
+            None => Err(TryRecvError::Empty),
+        }
     }
 
     /// Closes the channel without dropping the receiver: sends and
@@ -844,25 +1031,17 @@ impl<T> Receiver<T> {
     /// sender is woken. Queued messages, and those committed through permits
     /// granted earlier, can still be received.
     pub fn close(&mut self) {
-        let wakers = {
-            let mut st = self.chan.lock();
-            st.closed = true;
-            st.send_waiters.notify_all(Grant::Closed)
-        };
-        for w in wakers {
-            w.wake();
-        }
+        self.chan.close().wake();
     }
 
     /// Whether no more messages can be sent (closed, or every sender gone).
     pub fn is_closed(&self) -> bool {
-        let st = self.chan.lock();
-        st.closed || st.senders == 0
+        self.chan.is_closed() || self.chan.senders.load(Ordering::Acquire) == 0
     }
 
     /// Messages queued now.
     pub fn len(&self) -> usize {
-        self.chan.lock().queue.len()
+        self.chan.ring.len()
     }
 
     /// Whether nothing is queued now.
@@ -872,20 +1051,19 @@ impl<T> Receiver<T> {
 
     /// Free slots right now (see [`Sender::capacity`]).
     pub fn capacity(&self) -> usize {
-        let st = self.chan.lock();
-        st.bound - st.queue.len() - st.reserved
+        self.chan.bound - self.chan.in_use()
     }
 
     /// The capacity given at creation (`usize::MAX` when unbounded).
     pub fn max_capacity(&self) -> usize {
-        self.chan.lock().bound
+        self.chan.bound
     }
 
     fn poll_recv(&mut self, waker: &Waker) -> Poll<Option<T>> {
         let mut got = None;
-        match self.chan.poll_take(waker, |q| {
-            got = q.pop_front();
-            1
+        match self.chan.poll_take(waker, |pop| {
+            got = pop();
+            usize::from(got.is_some())
         }) {
             Poll::Ready(true) => Poll::Ready(got),
             Poll::Ready(false) => Poll::Ready(None),
@@ -896,33 +1074,36 @@ impl<T> Receiver<T> {
 
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
-        let (queued, wakers) = {
-            let mut st = self.chan.lock();
-            st.closed = true;
-            st.rx_dropped = true;
-            st.recv_waker = None;
-            (
-                std::mem::take(&mut st.queue),
-                st.send_waiters.notify_all(Grant::Closed),
-            )
-        };
-        // Dropped outside the lock: a message may own a sender of this channel.
-        drop(queued);
-        for w in wakers {
-            w.wake();
+        self.chan.rx_dropped.store(true, Ordering::Release);
+        let wakers = self.chan.close();
+        // Pairs with the fence in `Chan::deliver`: a value queued after our
+        // drain is drained by its sender (rule 6).
+        fence(Ordering::SeqCst);
+        // Dropped outside every lock: a message may own a sender of this
+        // channel.
+        while let Some(v) = self.chan.ring.pop() {
+            drop(v);
         }
+        drop(self.chan.rx_waker.take());
+        wakers.wake();
+    }
+}
+
+impl<T> Chan<T> {
+    /// Sets `CLOSED` and serves every waiting sender with `Closed`; returns
+    /// their wakers.
+    fn close(&self) -> WakeList {
+        let mut st = self.lock();
+        self.slots.fetch_or(CLOSED, Ordering::AcqRel);
+        let wakers = st.send_waiters.notify_all(Grant::Closed);
+        self.slots.fetch_and(!QUEUED, Ordering::AcqRel);
+        wakers
     }
 }
 
 impl<T> fmt::Debug for Receiver<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let st = self.chan.lock();
-        f.debug_struct("Receiver")
-            .field("max_capacity", &st.bound)
-            .field("queued", &st.queue.len())
-            .field("reserved", &st.reserved)
-            .field("closed", &st.closed)
-            .finish()
+        self.chan.fmt_fields(f.debug_struct("Receiver"))
     }
 }
 
@@ -984,9 +1165,14 @@ impl<T> Future for RecvMany<'_, T> {
         }
         let (buf, limit) = (&mut *this.buf, this.limit);
         let mut moved = 0;
-        match this.rx.chan.poll_take(task_cx.waker(), |q| {
-            moved = q.len().min(limit);
-            buf.extend(q.drain(..moved));
+        match this.rx.chan.poll_take(task_cx.waker(), |pop| {
+            while moved < limit {
+                match pop() {
+                    Some(v) => buf.push(v),
+                    None => break,
+                }
+                moved += 1;
+            }
             moved
         }) {
             Poll::Ready(true) => Poll::Ready(Ok(moved)),
