@@ -288,7 +288,7 @@ fn worker_loop(
             polls_since_clock = 0;
         }
         let next_deadline = core.fire_due_timers(precise);
-        if ran == 0 && queue.prepare_sleep(worker.ctx()) {
+        if ran == 0 && !queue.spin_for_work() && queue.prepare_sleep(worker.ctx()) {
             park(&parker, next_deadline);
             queue.finish_sleep(index);
             core.refresh_clock(); // CL1: the next batch's stamps are fresh

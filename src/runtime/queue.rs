@@ -80,6 +80,10 @@ use super::task_cell::TaskRef;
 pub(crate) const CANCEL_STREAK_LIMIT: u32 = 16;
 /// Consecutive LIFO-slot dispatches after which the local deque goes first.
 const MAX_LIFO_STREAK: u32 = 3;
+/// How often an idle worker looks for work before it sleeps, and the CPU
+/// pause hints between two looks.
+const SPIN_CHECKS: u32 = 16;
+const SPIN_PAUSES: u32 = 8;
 /// Every this many dispatches a worker checks the injector first.
 const INJECTOR_INTERVAL: u32 = 61;
 
@@ -404,6 +408,21 @@ impl RunQueue {
     /// Whether any shared or stealable work is queued.
     fn has_visible_work(&self) -> bool {
         !self.is_empty() || self.stealers.iter().any(|s| !s.is_empty())
+    }
+
+    /// Before sleeping, looks for visible work for a short while (a few
+    /// microseconds): a worker that finds some skips a park/unpark round
+    /// trip, which costs a system call on each side.
+    pub(crate) fn spin_for_work(&self) -> bool {
+        for _ in 0..SPIN_CHECKS {
+            if self.has_visible_work() {
+                return true;
+            }
+            for _ in 0..SPIN_PAUSES {
+                std::hint::spin_loop();
+            }
+        }
+        false
     }
 
     /// Announces that worker `index` wants to sleep; returns false if work
