@@ -6,6 +6,7 @@
 //! before B" is a fact of the test, not a scheduling accident.
 
 mod support;
+mod wake_counter;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -744,29 +745,12 @@ fn futures_and_handles_are_send(cx: &Cx) {
 mod fast_path_wakes {
     use std::future::Future;
     use std::pin::pin;
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::task::{Context, Poll, Wake, Waker};
+    use std::task::{Context, Poll};
 
     use asupersync::RuntimeBuilder;
     use asupersync::channel::mpsc::{self, TrySendError};
 
-    struct CountWakes(AtomicUsize);
-
-    impl Wake for CountWakes {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-
-    fn counting_waker() -> (Arc<CountWakes>, Waker) {
-        let c = Arc::new(CountWakes(AtomicUsize::new(0)));
-        (c.clone(), Waker::from(c))
-    }
-
-    fn wakes(c: &CountWakes) -> usize {
-        c.0.load(Ordering::SeqCst)
-    }
+    use super::wake_counter::{counting_waker, wakes};
 
     #[test]
     fn a_waiting_receiver_is_woken_once_per_registration_and_waiting_senders_keep_their_turn() {

@@ -4,6 +4,7 @@
 //! under OS-thread stress with random aborts.
 
 mod common;
+mod wake_counter;
 
 use std::future::Future;
 use std::pin::pin;
@@ -18,6 +19,7 @@ use asupersync::lab::{
 use asupersync::sync::{LockError, Mutex, TryLockError};
 use asupersync::{Cx, RuntimeBuilder, TaskHandle, yield_now};
 use common::{Gate, Log, Slot, until, with_watchdog};
+use wake_counter::{counting_waker, wakes};
 
 /// Joins a task that may have been cancelled; any other failure fails the
 /// test.
@@ -625,27 +627,6 @@ fn mutual_exclusion_holds_across_worker_and_plain_threads_with_random_aborts() {
 }
 
 // ===== fast paths and hand-off accounting =================================
-
-/// A waker that counts its wakes.
-struct CountWakes(AtomicUsize);
-
-impl Wake for CountWakes {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-fn counting_waker() -> (Arc<CountWakes>, Waker) {
-    let c = Arc::new(CountWakes(AtomicUsize::new(0)));
-    (c.clone(), Waker::from(c))
-}
-
-fn wakes(c: &CountWakes) -> usize {
-    c.0.load(Ordering::SeqCst)
-}
 
 #[test]
 fn the_uncontended_fast_path_and_the_hand_off_keep_fifo_and_wake_each_waiter_once() {

@@ -5,6 +5,7 @@
 //! obligation oracles) and under OS-thread stress with random aborts.
 
 mod common;
+mod wake_counter;
 
 use std::future::Future;
 use std::pin::pin;
@@ -18,6 +19,7 @@ use asupersync::sync::semaphore::PERMIT_OBLIGATION;
 use asupersync::sync::{AcquireError, Semaphore, TryAcquireError};
 use asupersync::{Cx, RuntimeBuilder, TaskHandle, yield_now};
 use common::{Gate, Log, until, with_watchdog};
+use wake_counter::{counting_waker, wakes};
 
 async fn join_tolerating_cancel<T: Send + 'static>(cx: &Cx, h: TaskHandle<T>) -> Option<T> {
     match h.join(cx).await {
@@ -601,27 +603,6 @@ fn permit_accounting_holds_across_worker_and_plain_threads_with_random_aborts() 
 }
 
 // ===== fast paths and hand-off accounting =================================
-
-/// A waker that counts its wakes.
-struct CountWakes(AtomicUsize);
-
-impl Wake for CountWakes {
-    fn wake(self: Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-fn counting_waker() -> (Arc<CountWakes>, Waker) {
-    let c = Arc::new(CountWakes(AtomicUsize::new(0)));
-    (c.clone(), Waker::from(c))
-}
-
-fn wakes(c: &CountWakes) -> usize {
-    c.0.load(Ordering::SeqCst)
-}
 
 #[test]
 fn released_permits_go_to_the_queue_not_to_newcomers_and_each_waiter_is_woken_once() {
