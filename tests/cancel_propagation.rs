@@ -15,6 +15,14 @@ use asupersync::types::{CancelKind, CancelReason, Outcome};
 use asupersync::{Cx, JoinError, TaskHandle, time, yield_now};
 use common::*;
 
+/// CPU work that takes `d` (a long poll), without sleeping the thread.
+fn busy_for(d: Duration) {
+    let start = std::time::Instant::now();
+    while start.elapsed() < d {
+        std::hint::spin_loop();
+    }
+}
+
 const HOUR: Duration = Duration::from_secs(3600);
 
 /// A shared map `name → reason observed`.
@@ -668,6 +676,57 @@ on_both_drivers! {
             assert_eq!(h.join(&cx).await, Ok(11));
         });
         assert_quiescent(&rt);
+    }
+
+    /// Rule CL1 regression: a cancel request made by a completion (here an
+    /// unjoined panic failing its region) is stamped with the time of the
+    /// panic and gets its full grace period, even though completions run
+    /// on the driver's recent clock reading, which lags behind a long poll.
+    fn a_cancel_made_by_a_completion_is_stamped_now_and_gets_its_full_grace(d: Driver) {
+        let rt = d.rt_with_grace(Duration::from_millis(300));
+        let (cleaned, stamp, start) = (Flag::new(), Slot::new(), Slot::new());
+        let (c2, s2, st) = (cleaned.clone(), stamp.clone(), start.clone());
+        rt.block_on(move |cx: Cx| async move {
+            st.set(cx.now());
+            let _ = cx
+                .region(move |rcx| async move {
+                    drop(
+                        rcx.spawn(move |c| async move {
+                            let e = time::sleep(&c, Duration::from_secs(3600))
+                                .await
+                                .unwrap_err();
+                            s2.set((e.reason().kind, e.reason().timestamp));
+                            yield_now().await; // the grace timer may fire here
+                            busy_for(Duration::from_millis(100)); // cleanup work
+                            c2.set();
+                        })
+                        .unwrap(),
+                    );
+                    drop(
+                        rcx.spawn(|_| async {
+                            yield_now().await;
+                            busy_for(Duration::from_millis(400)); // one long poll
+                            panic!("sibling crashed");
+                        })
+                        .unwrap(),
+                    );
+                    Ok::<(), ()>(())
+                })
+                .await;
+        });
+        let (kind, at) = stamp.get().expect("the sleeper saw its cancellation");
+        assert_eq!(kind, CancelKind::FailFast);
+        let start = start.get().unwrap();
+        assert!(
+            at >= start + Duration::from_millis(400),
+            "stamped {:?} after start, before the panic",
+            at.duration_since(start)
+        );
+        assert!(
+            cleaned.is_set(),
+            "cleanup cut short: {:?}",
+            rt.stats().forced_drops
+        );
     }
 
     /// K4, second arm: a task that acknowledged cancellation but keeps

@@ -241,6 +241,12 @@ pub(crate) struct Kernel {
     cancel_gauge: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Rule K8 (see [`Kernel::timer_hint`]).
     timer_hint: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Whether `now` came from the driver's recent clock reading (rule CL1
+    /// in `runtime::core`) rather than a fresh one.
+    now_is_recent: bool,
+    /// The driver's clock, read only to replace a recent `now` where a
+    /// stamp must be exact (see [`Kernel::exact_now`]).
+    fresh_clock: Option<Arc<dyn Fn() -> Time + Send + Sync>>,
     trace: Option<TraceBuffer>,
 }
 
@@ -283,6 +289,8 @@ impl Kernel {
             now: start,
             cancel_gauge: Default::default(),
             timer_hint: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
+            now_is_recent: false,
+            fresh_clock: None,
             trace: None,
         }
     }
@@ -324,6 +332,36 @@ impl Kernel {
     /// Sets the time of the current kernel call.
     pub(crate) fn set_now(&mut self, now: Time) {
         self.now = now;
+        self.now_is_recent = false;
+    }
+
+    /// Sets the time of the current kernel call from the driver's recent
+    /// clock reading (rule CL1): good for stamps that only record roughly
+    /// when something happened; [`exact_now`](Self::exact_now) replaces it
+    /// where a stamp must be exact.
+    pub(crate) fn set_now_recent(&mut self, now: Time) {
+        self.now = now;
+        self.now_is_recent = true;
+    }
+
+    /// Gives the kernel the driver's clock, for [`exact_now`](Self::exact_now).
+    pub(crate) fn set_fresh_clock(&mut self, clock: Arc<dyn Fn() -> Time + Send + Sync>) {
+        self.fresh_clock = Some(clock);
+    }
+
+    /// The time for a stamp that must be exact (a cancel request's
+    /// timestamp and grace deadline, a forced drop, a leak report): `now`,
+    /// unless this call runs on a recent reading, which is then refreshed
+    /// once from the driver's clock.
+    fn exact_now(&mut self, now: Time) -> Time {
+        if !self.now_is_recent {
+            return now;
+        }
+        if let Some(clock) = &self.fresh_clock {
+            self.now = self.now.max(clock());
+        }
+        self.now_is_recent = false;
+        self.now.max(now)
     }
 
     /// Starts recording trace events.
@@ -982,6 +1020,13 @@ impl Kernel {
             // always cancel-requested before it completes).
             rec.transition(t, TaskState::Running);
         }
+        // Exact stamps for what this completion may report or cancel: a
+        // forced drop, leaked obligations, a panic that fails the region.
+        let reports = rec.force_drop.is_some()
+            || !rec.obligations.is_empty()
+            || matches!(end, TaskEnd::Panicked(_));
+        let now = if reports { self.exact_now(now) } else { now };
+        let rec = self.task(t).expect("looked up above");
         let region = rec.region;
         let kind = rec.kind;
         let mut outcome = match &end {
@@ -1168,6 +1213,8 @@ impl Kernel {
         if rec.kind == TaskKind::Finalizer || rec.state >= TaskState::Finalizing {
             return false;
         }
+        let now = self.exact_now(now);
+        let rec = self.task(t).expect("looked up above");
         if needs_stamp(&reason) {
             let region = rec.region;
             let stamped = self.stamp((*reason).clone(), now, region, Some(t));
@@ -1247,6 +1294,7 @@ impl Kernel {
         if rec.state == RegionState::Closed {
             return;
         }
+        let now = self.exact_now(now);
         let reason = self.stamp(reason, now, r, None);
         let rec = self.region_mut(r).expect("looked up above");
         let (changed, first) = match &mut rec.cancel {
@@ -1515,6 +1563,7 @@ impl Kernel {
 
     fn leak_obligation(&mut self, o: ObligationId, now: Time) -> Option<LeakReport> {
         let rec = self.obligations.remove(o.index(), o.generation())?;
+        let now = self.exact_now(now);
         if let Some(r) = self.region_mut(rec.region) {
             r.pending_obligations -= 1;
         }
@@ -1633,13 +1682,47 @@ impl Kernel {
             }
         }
         // K8: a fresh lower bound (O(levels); cancelled timers and the
-        // wheel's slot granularity only ever make it early).
-        let next = self
-            .timers
-            .next_deadline_bound()
-            .map_or(u64::MAX, Time::as_nanos);
+        // wheel's slot granularity only ever make it early). When the cursor
+        // already sits in the slot of a pending deadline the bound is `now`,
+        // which would make an idle driver spin until it; the exact deadline
+        // (a scan of that one small slot) lets it sleep instead.
+        let next = match self.timers.next_deadline_bound() {
+            Some(bound) if bound <= now => self.timers.next_deadline(),
+            other => other,
+        }
+        .map_or(u64::MAX, Time::as_nanos);
         self.timer_hint
             .store(next, std::sync::atomic::Ordering::Release);
         n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    fn ms(n: u64) -> Time {
+        Time::from_nanos(n * 1_000_000)
+    }
+
+    /// K8: the hint never passes the next deadline, and once the wheel's
+    /// cursor is inside the deadline's millisecond it is the exact deadline
+    /// (not `now`, which would keep an idle driver from sleeping).
+    #[test]
+    fn the_timer_hint_is_early_but_exact_inside_the_deadlines_millisecond() {
+        let mut k = Kernel::new(KernelConfig::default(), Time::ZERO);
+        let hint = k.timer_hint();
+        assert_eq!(hint.load(Ordering::Acquire), u64::MAX, "no timer: no hint");
+        let deadline = ms(20) + Duration::from_micros(500);
+        k.insert_timer(deadline, Waker::noop().clone());
+        assert_eq!(hint.load(Ordering::Acquire), deadline.as_nanos());
+        k.fire_timers(ms(5));
+        let early = hint.load(Ordering::Acquire);
+        assert!(early <= deadline.as_nanos(), "the hint passed the deadline");
+        k.fire_timers(ms(20) + Duration::from_micros(100));
+        assert_eq!(hint.load(Ordering::Acquire), deadline.as_nanos());
+        assert_eq!(k.fire_timers(deadline), 1);
+        assert_eq!(hint.load(Ordering::Acquire), u64::MAX);
     }
 }

@@ -33,10 +33,11 @@ pub(crate) trait Clock: Send + Sync {
     fn now(&self) -> Time;
 
     /// Rule CL1: a recent reading, never ahead of [`now`](Self::now) and
-    /// behind it by at most what a driver runs between fresh readings (61
-    /// polls, or one park). For stamps that only record when something
-    /// happened and for timer polls, which a lagging time can only delay
-    /// (never complete early). Never used to stamp a cancel request.
+    /// behind it by at most what a driver runs between fresh readings (up
+    /// to a batch, or one long poll). For stamps that only record when
+    /// something happened and for timer polls, which a lagging time can
+    /// only delay (never complete early). The kernel replaces it with a
+    /// fresh reading for stamps that must be exact (`Kernel::exact_now`).
     fn recent(&self) -> Time {
         self.now()
     }
@@ -124,6 +125,8 @@ impl Core {
     ) -> Arc<Self> {
         let start = clock.now();
         let mut kernel = Kernel::new(config, start);
+        let fresh = clock.clone();
+        kernel.set_fresh_clock(Arc::new(move || fresh.now()));
         if options.tracing {
             kernel.enable_trace();
         }
@@ -245,7 +248,7 @@ impl Core {
         let recent = self.clock.recent();
         let mut kernel = self.lock();
         let now = kernel.now().max(recent);
-        kernel.set_now(now);
+        kernel.set_now_recent(now);
         let result = f(&mut kernel, now);
         (result, kernel.take_actions())
     }

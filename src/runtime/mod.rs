@@ -42,8 +42,9 @@ const DROP_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How many queued tasks a driver runs before it checks timers and the root.
 const DRIVER_BATCH: usize = 128;
-/// A busy worker reads the clock (and so checks timers against fresh time)
-/// at least once per this many polls (tokio's event interval).
+/// A busy driver reads the clock (and so checks timers against fresh time)
+/// at the first batch boundary after this many polls (tokio's event
+/// interval is the same number).
 const CLOCK_INTERVAL: usize = 61;
 
 /// An asupersync runtime. Build one with [`RuntimeBuilder`].
@@ -97,8 +98,8 @@ impl Runtime {
             // With workers, the queue is theirs: this thread only waits for
             // the root. Without, it parks only when nothing is runnable.
             let idle = !self.workers.is_empty() || (ran == 0 && self.queue.is_empty());
-            // CL1: a fresh clock reading before a possible park and every
-            // CLOCK_INTERVAL polls; otherwise the recent one.
+            // CL1: a fresh clock reading before a possible park and once
+            // CLOCK_INTERVAL polls have run; otherwise the recent one.
             polls_since_clock += ran + 1;
             let precise = idle || polls_since_clock >= CLOCK_INTERVAL;
             if precise {
@@ -281,7 +282,8 @@ fn worker_loop(
     let mut polls_since_clock = 0;
     while !shutdown.load(Ordering::Acquire) {
         let ran = queue.run_worker_batch(worker.ctx(), DRIVER_BATCH);
-        // CL1: read the clock before parking and every CLOCK_INTERVAL polls.
+        // CL1: read the clock before parking and once CLOCK_INTERVAL polls
+        // have run.
         polls_since_clock += ran;
         let precise = ran == 0 || polls_since_clock >= CLOCK_INTERVAL;
         if precise {

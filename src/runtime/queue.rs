@@ -309,6 +309,9 @@ impl RunQueue {
 
     /// The cancel lane's next task: the most severe tier first.
     fn pop_cancel(&self) -> Option<TaskRef> {
+        // A pop may take an entry whose pusher has not counted it yet, so
+        // the counter can wrap below zero for a moment; that only costs a
+        // scan of the tiers, and Q1 looks at the queues, not the counter.
         if self.cancel_len.load(Ordering::Acquire) == 0 {
             return None;
         }

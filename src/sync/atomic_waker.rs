@@ -55,10 +55,11 @@ impl AtomicWaker {
                 // SAFETY: we moved the state from WAITING to REGISTERING, so
                 // we have exclusive access to the cell until we move it back.
                 let slot = unsafe { &mut *self.waker.get() };
-                match slot {
-                    Some(old) if old.will_wake(waker) => {}
-                    _ => *slot = Some(waker.clone()),
-                }
+                // AW3: a replaced waker is dropped after the slot is released.
+                let replaced = match slot {
+                    Some(old) if old.will_wake(waker) => None,
+                    _ => slot.replace(waker.clone()),
+                };
                 if let Err(actual) = self.state.compare_exchange(
                     REGISTERING,
                     WAITING,
@@ -74,6 +75,7 @@ impl AtomicWaker {
                         w.wake();
                     }
                 }
+                drop(replaced);
             }
             WAKING => {
                 // A producer is taking the old waker right now: it may not
