@@ -21,7 +21,9 @@
 //! worker of runtime A waking a task of runtime B goes through B's
 //! injector (the thread-local is tagged with the queue it belongs to).
 //! A task re-scheduled while it is the one running (a self-wake such as
-//! `yield_now`) goes to the back of the local deque, not the LIFO slot.
+//! `yield_now`) goes to the back of the local deque, not the LIFO slot,
+//! and wakes no sleeping worker (like tokio's deferred yields): the worker
+//! that pushed it is awake and runs it.
 //!
 //! Lanes (multi-thread only): `cancel lane > timed lane > ready lane`.
 //! - A task whose cell reports a cancel hint (`Runnable::cancel_hint`: the
@@ -60,7 +62,8 @@
 //! and parkers keep an unpark token, so a task pushed while every worker
 //! dozes off always gets a worker. Pushes to a worker's own LIFO slot or
 //! deque need no wakeup for Q1 (that worker is awake and runs them), but
-//! a push to the deque still unparks one sleeper so it can steal.
+//! a task displaced from the LIFO slot into the deque still unparks one
+//! sleeper so it can steal.
 //!
 //! Before announcing sleep, an idle worker looks for visible work for about
 //! 3 µs (`spin_for_work`): hand-offs between workers then rarely cost a
@@ -502,12 +505,15 @@ impl RunQueue {
                 return;
             };
             let task = task.take().expect("set above");
-            let displaced = if task_addr(&task) == ctx.running.get() {
-                Some(task) // a self-wake: to the back, behind its peers
-            } else {
-                ctx.lifo.replace(Some(task))
-            };
-            if let Some(older) = displaced {
+            if task_addr(&task) == ctx.running.get() {
+                // A self-wake (`yield_now`): to the back, behind its peers.
+                // This worker is awake and runs it, so no sleeper is woken
+                // for it (as tokio defers yields): a task that yields in a
+                // loop does not drag an idle worker into its contention.
+                ctx.local.push(task);
+                return;
+            }
+            if let Some(older) = ctx.lifo.replace(Some(task)) {
                 ctx.local.push(older);
                 fence(Ordering::SeqCst);
                 self.wake_one();
