@@ -363,9 +363,19 @@ fn metrics_counters_move_on_both_drivers() {
             let after = rt.metrics();
             assert!(after.total_polls() >= 64, "{after:?}");
             if after.workers.len() > 1 {
-                // Idle workers park (they start with nothing to run).
-                let parks: u64 = after.workers.iter().map(|w| w.parks).sum();
-                assert!(parks >= 1, "{after:?}");
+                // Idle workers park once their short spin finds nothing (a
+                // worker may still be spinning, or not yet scheduled, when
+                // `block_on` returns: wait for the counter itself).
+                let parked = || rt.metrics().workers.iter().map(|w| w.parks).sum::<u64>();
+                let deadline = Instant::now() + LIMIT;
+                while parked() == 0 {
+                    assert!(
+                        Instant::now() < deadline,
+                        "no worker parked: {:?}",
+                        rt.metrics()
+                    );
+                    std::thread::yield_now();
+                }
             }
             assert!(after.workers.iter().all(|w| w.cancel_lane_dispatches == 0));
         }

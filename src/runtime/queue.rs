@@ -65,9 +65,12 @@
 //! a task displaced from the LIFO slot into the deque still unparks one
 //! sleeper so it can steal.
 //!
-//! Before announcing sleep, an idle worker looks for visible work for about
-//! 3 µs (`spin_for_work`): hand-offs between workers then rarely cost a
-//! futex park and unpark. The spin only reads, so Q1 is unaffected.
+//! Before announcing sleep, an idle worker looks for visible work a few
+//! times (`spin_for_work`: a sub-microsecond busy spin, then four looks
+//! that each yield the CPU first): hand-offs between workers then rarely
+//! cost a futex park and unpark, and a spinning worker does not starve the
+//! thread it is waiting for when threads outnumber cores. The spin only
+//! reads, so Q1 is unaffected.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BinaryHeap;
@@ -87,10 +90,12 @@ use super::task_cell::TaskRef;
 pub(crate) const CANCEL_STREAK_LIMIT: u32 = 16;
 /// Consecutive LIFO-slot dispatches after which the local deque goes first.
 const MAX_LIFO_STREAK: u32 = 3;
-/// How often an idle worker looks for work before it sleeps, and the CPU
-/// pause hints between two looks.
-const SPIN_CHECKS: u32 = 16;
+/// How often an idle worker looks for work while busy-spinning before it
+/// sleeps, the CPU pause hints between two looks, and how many more looks
+/// it takes after yielding its CPU.
+const SPIN_CHECKS: u32 = 4;
 const SPIN_PAUSES: u32 = 8;
+const YIELD_CHECKS: u32 = 4;
 /// Every this many dispatches a worker checks the injector first.
 const INJECTOR_INTERVAL: u32 = 61;
 
@@ -420,9 +425,12 @@ impl RunQueue {
         !self.is_empty() || self.stealers.iter().any(|s| !s.is_empty())
     }
 
-    /// Before sleeping, looks for visible work for a short while (a few
-    /// microseconds): a worker that finds some skips a park/unpark round
-    /// trip, which costs a system call on each side.
+    /// Before sleeping, looks for visible work for a short while: a worker
+    /// that finds some skips a park/unpark round trip, which costs a system
+    /// call on each side. First a brief busy spin (under a microsecond,
+    /// for hand-offs already in flight), then a few looks that each yield
+    /// the CPU first, so that on an oversubscribed machine the spinner
+    /// lets the thread it waits for (a spawner, a lock holder) run.
     pub(crate) fn spin_for_work(&self) -> bool {
         for _ in 0..SPIN_CHECKS {
             if self.has_visible_work() {
@@ -430,6 +438,12 @@ impl RunQueue {
             }
             for _ in 0..SPIN_PAUSES {
                 std::hint::spin_loop();
+            }
+        }
+        for _ in 0..YIELD_CHECKS {
+            std::thread::yield_now();
+            if self.has_visible_work() {
+                return true;
             }
         }
         false
