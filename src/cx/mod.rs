@@ -219,6 +219,7 @@ impl Cx {
         let (task, region) = (self.task, self.region);
         self.core
             .with_kernel(|k, now| k.observe_cancel(task, region, now))
+            .map(std::sync::Arc::unwrap_or_clone) // copied outside the lock
     }
 
     /// Whether cancellation was requested for this task or region (masking

@@ -192,6 +192,8 @@ pub(crate) enum TaskOutcome {
 pub(crate) enum TimerEvent {
     Wake(Waker),
     Grace(TaskId),
+    /// The shared grace deadline of the tasks a region cancel cancelled.
+    RegionGrace(RegionId),
     Deadline(TaskId),
 }
 
@@ -788,6 +790,10 @@ impl Kernel {
         }
         let rec = self.region_mut(r)?;
         rec.advance(r);
+        if let Some(key) = rec.grace_timer.take() {
+            self.timers.cancel(key);
+        }
+        let rec = self.region_mut(r)?;
         if rec.report.panic.is_none()
             && let Some((_, p)) = rec.pending_panics.first()
         {
@@ -1196,7 +1202,7 @@ impl Kernel {
     /// Requests cancellation of task `t` (K2, K3). Returns whether anything
     /// changed.
     pub(crate) fn request_cancel(&mut self, t: TaskId, reason: CancelReason, now: Time) -> bool {
-        self.request_cancel_shared(t, Arc::new(reason), now)
+        self.request_cancel_shared(t, Arc::new(reason), now, None)
     }
 
     /// [`request_cancel`](Self::request_cancel) with a reason shared by many
@@ -1206,6 +1212,7 @@ impl Kernel {
         t: TaskId,
         mut reason: Arc<CancelReason>,
         now: Time,
+        region_grace: Option<Time>,
     ) -> bool {
         let Some(rec) = self.task(t) else {
             return false;
@@ -1275,8 +1282,12 @@ impl Kernel {
             if let Some(key) = old {
                 self.timers.cancel(key);
             }
-            let key = self.arm_timer(deadline, TimerEvent::Grace(t));
-            self.task_mut(t).expect("still live").grace_timer = Some(key);
+            // K4: the region's shared timer covers this deadline, if it is
+            // the same; otherwise the task gets its own.
+            if region_grace != Some(deadline) {
+                let key = self.arm_timer(deadline, TimerEvent::Grace(t));
+                self.task_mut(t).expect("still live").grace_timer = Some(key);
+            }
         }
         if let Some(owned) = owned {
             let child_reason = effective.to_parent_cancelled();
@@ -1333,9 +1344,21 @@ impl Kernel {
             self.actions.wakes.push(w);
         }
         let child_reason = effective.to_parent_cancelled();
+        let tasks = self.region_tasks(r);
+        // One grace timer for the whole batch (K4): every task cancelled
+        // here with this reason shares the deadline.
+        let grace = (!tasks.is_empty()).then(|| now + self.grace_for(effective.kind));
+        if let Some(deadline) = grace {
+            let old = self.region_mut(r).and_then(|rec| rec.grace_timer.take());
+            if let Some(key) = old {
+                self.timers.cancel(key);
+            }
+            let key = self.arm_timer(deadline, TimerEvent::RegionGrace(r));
+            self.region_mut(r).expect("looked up above").grace_timer = Some(key);
+        }
         let shared = Arc::new(effective);
-        for t in self.region_tasks(r) {
-            self.request_cancel_shared(t, shared.clone(), now);
+        for t in tasks {
+            self.request_cancel_shared(t, shared.clone(), now, grace);
         }
         for c in children {
             self.cancel_region(c, child_reason.clone(), now);
@@ -1345,12 +1368,13 @@ impl Kernel {
     /// What a checkpoint on a `Cx` of task `t` in region `r` observes. An
     /// observation of the task's own cancellation is its acknowledgement:
     /// the task moves to `Cancelling` under the reason's cleanup budget.
+    /// The reason is shared: the caller copies it after releasing the lock.
     pub(crate) fn observe_cancel(
         &mut self,
         t: TaskId,
         r: RegionId,
         now: Time,
-    ) -> Option<CancelReason> {
+    ) -> Option<Arc<CancelReason>> {
         if self
             .region(r)
             .is_some_and(|rec| rec.state == RegionState::Finalizing)
@@ -1373,8 +1397,7 @@ impl Kernel {
             rec.transition(t, TaskState::Cancelling);
             let reason = rec
                 .cancel
-                .as_deref()
-                .cloned()
+                .clone()
                 .expect("cancel requested implies a reason");
             rec.budget = cleanup_budget_on_ack(rec.budget, reason.cleanup_budget());
             self.emit(TraceKind::CancelAck {
@@ -1386,9 +1409,11 @@ impl Kernel {
             return Some(reason);
         }
         if rec.state == TaskState::Cancelling {
-            return rec.cancel.as_deref().cloned();
+            return rec.cancel.clone();
         }
-        self.region(r).and_then(|rec| rec.cancel.clone())
+        self.region(r)
+            .and_then(|rec| rec.cancel.clone())
+            .map(Arc::new)
     }
 
     /// The cancellation visible to task `t` in region `r`, ignoring masks and
@@ -1643,6 +1668,25 @@ impl Kernel {
         self.timers.cancel(key);
     }
 
+    /// K4: task `t`'s grace period is over if its deadline passed: it is
+    /// force-dropped at its next poll (unless it is finishing already or
+    /// runs uninterruptible code).
+    fn grace_expired(&mut self, t: TaskId, now: Time) {
+        let Some(rec) = self.task_mut(t) else { return };
+        if rec.grace_deadline.is_some_and(|d| d <= now)
+            && rec.state.is_cancel_requested()
+            && rec.force_drop.is_none()
+            && !rec.uninterruptible
+        {
+            rec.force_drop = Some(ForceDropCause::GraceExpired);
+            if let Some(a) = &rec.attention {
+                a.request_attention();
+            }
+            let waker = rec.waker.clone();
+            self.actions.wakes.push(waker);
+        }
+    }
+
     /// Fires every timer due at `now`.
     pub(crate) fn fire_timers(&mut self, now: Time) -> usize {
         let mut fired = Vec::new();
@@ -1655,18 +1699,17 @@ impl Kernel {
             match event {
                 TimerEvent::Wake(w) => self.actions.wakes.push(w),
                 TimerEvent::Grace(t) => {
-                    if let Some(rec) = self.tasks.get_mut(t.index(), t.generation()) {
+                    if let Some(rec) = self.task_mut(t) {
                         rec.grace_timer = None;
-                        if rec.state < TaskState::Finalizing
-                            && rec.force_drop.is_none()
-                            && !rec.uninterruptible
-                        {
-                            rec.force_drop = Some(ForceDropCause::GraceExpired);
-                            if let Some(a) = &rec.attention {
-                                a.request_attention();
-                            }
-                            self.actions.wakes.push(rec.waker.clone());
-                        }
+                    }
+                    self.grace_expired(t, now);
+                }
+                TimerEvent::RegionGrace(r) => {
+                    if let Some(rec) = self.region_mut(r) {
+                        rec.grace_timer = None;
+                    }
+                    for t in self.region_tasks(r) {
+                        self.grace_expired(t, now);
                     }
                 }
                 TimerEvent::Deadline(t) => {
@@ -1704,6 +1747,58 @@ mod tests {
 
     fn ms(n: u64) -> Time {
         Time::from_nanos(n * 1_000_000)
+    }
+
+    fn spawn(k: &mut Kernel, r: RegionId) -> TaskId {
+        k.create_task(
+            r,
+            TaskKind::Spawned,
+            Waker::noop().clone(),
+            Budget::INFINITE,
+            Time::ZERO,
+        )
+        .expect("open region")
+    }
+
+    /// K4 with the region's shared grace timer: a region cancel arms one
+    /// timer for all its tasks, shortens a longer individual grace period,
+    /// leaves a shorter one alone, and force-drops exactly the tasks whose
+    /// deadline passed.
+    #[test]
+    fn a_region_cancel_shares_one_grace_timer_and_grace_only_shortens() {
+        let mut k = Kernel::new(KernelConfig::default(), Time::ZERO);
+        let r = k.create_root_region(Budget::INFINITE);
+        let (long, short, plain) = (spawn(&mut k, r), spawn(&mut k, r), spawn(&mut k, r));
+        // `long`: a User cancel (10 s grace) before the region's FailFast (1 s).
+        k.request_cancel(long, CancelReason::user("first"), ms(0));
+        // `short`: a Shutdown cancel (200 ms grace) that the region must keep.
+        k.request_cancel(short, CancelReason::shutdown(), ms(500));
+        assert_eq!(k.pending_timer_count(), 2);
+        k.cancel_region(r, CancelReason::fail_fast(), ms(1_000));
+        let deadline = |k: &Kernel, t| k.task(t).unwrap().grace_deadline;
+        assert_eq!(
+            deadline(&k, long),
+            Some(ms(2_000)),
+            "shortened to the region's"
+        );
+        assert_eq!(deadline(&k, plain), Some(ms(2_000)));
+        assert_eq!(
+            deadline(&k, short),
+            Some(ms(700)),
+            "a shorter grace is kept"
+        );
+        // `short`'s own timer and the region's: `long`'s timer is gone.
+        assert_eq!(k.pending_timer_count(), 2);
+        let dropped = |k: &Kernel, t| k.task(t).unwrap().force_drop;
+        k.fire_timers(ms(700));
+        assert_eq!(dropped(&k, short), Some(ForceDropCause::GraceExpired));
+        assert_eq!(dropped(&k, long), None);
+        k.fire_timers(ms(1_999));
+        assert_eq!(dropped(&k, plain), None);
+        k.fire_timers(ms(2_000));
+        assert_eq!(dropped(&k, long), Some(ForceDropCause::GraceExpired));
+        assert_eq!(dropped(&k, plain), Some(ForceDropCause::GraceExpired));
+        assert_eq!(k.pending_timer_count(), 0);
     }
 
     /// K8: the hint never passes the next deadline, and once the wheel's

@@ -117,6 +117,9 @@ pub(crate) struct RegionRecord {
     /// Panicked children whose handle may still join them.
     pub(crate) pending_panics: Vec<(TaskId, PanicPayload)>,
     pub(crate) pending_obligations: usize,
+    /// One grace timer for the tasks a region cancel cancelled together
+    /// (they share a grace deadline): fires as `TimerEvent::RegionGrace`.
+    pub(crate) grace_timer: Option<crate::timer_wheel::TimerKey>,
 }
 
 impl RegionRecord {
@@ -141,6 +144,7 @@ impl RegionRecord {
             report: RegionReport::default(),
             pending_panics: Vec::new(),
             pending_obligations: 0,
+            grace_timer: None,
         }
     }
 

@@ -34,24 +34,28 @@ impl TimerEntry {
         // CL1: the recent clock reading. It is never ahead of the clock, so
         // a timer never completes early (T1); if it lags, the timer is
         // registered and fires at the driver's next fresh reading.
-        cx.core().with_kernel_recent(|k, now| {
+        let observed = cx.core().with_kernel_recent(|k, now| {
             if cancel_aware && let Some(reason) = k.observe_cancel(task, region, now) {
                 if let Some(old) = key.take() {
                     k.cancel_timer(old);
                 }
-                return TimerPoll::Cancelled(Cancelled::new(reason));
+                return Err(reason);
             }
             if now >= deadline {
                 if let Some(old) = key.take() {
                     k.cancel_timer(old);
                 }
-                return TimerPoll::Elapsed;
+                return Ok(TimerPoll::Elapsed);
             }
             match key {
                 Some(existing) if k.update_timer_waker(*existing, waker) => {}
                 slot => *slot = Some(k.insert_timer(deadline, waker.clone())),
             }
-            TimerPoll::Pending
+            Ok(TimerPoll::Pending)
+        });
+        // The shared reason is copied after the kernel lock is released.
+        observed.unwrap_or_else(|reason| {
+            TimerPoll::Cancelled(Cancelled::new(std::sync::Arc::unwrap_or_clone(reason)))
         })
     }
 
