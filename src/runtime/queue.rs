@@ -21,9 +21,11 @@
 //! worker of runtime A waking a task of runtime B goes through B's
 //! injector (the thread-local is tagged with the queue it belongs to).
 //! A task re-scheduled while it is the one running (a self-wake such as
-//! `yield_now`) goes to the back of the local deque, not the LIFO slot,
-//! and wakes no sleeping worker (like tokio's deferred yields): the worker
-//! that pushed it is awake and runs it.
+//! `yield_now`) goes to the worker's private deferred list, run after its
+//! LIFO slot and deque, and wakes no sleeping worker (like tokio's deferred
+//! yields): the worker that pushed it is awake and runs it. Every
+//! [`INJECTOR_INTERVAL`] dispatches the deferred tasks move into the
+//! stealable deque, so an idle worker can still share a yielding workload.
 //!
 //! Lanes (multi-thread only): `cancel lane > timed lane > ready lane`.
 //! - A task whose cell reports a cancel hint (`Runnable::cancel_hint`: the
@@ -135,6 +137,10 @@ pub(crate) struct WorkerCtx {
     index: usize,
     local: Worker<TaskRef>,
     lifo: Cell<Option<TaskRef>>,
+    /// Tasks that woke themselves while running (`yield_now`), in order:
+    /// private to this worker until the next flush into the local deque
+    /// (see `next_ready`), so a yielding task is not stolen right away.
+    deferred: std::cell::RefCell<std::collections::VecDeque<TaskRef>>,
     /// The task being run, to tell self-wakes apart (identity only).
     running: Cell<*const ()>,
     lifo_streak: Cell<u32>,
@@ -165,6 +171,7 @@ impl Drop for WorkerGuard {
         // Leftover tasks are dropped here, after the thread-local is clear,
         // so a destructor that wakes something goes through the injector.
         drop(self.ctx.lifo.take());
+        self.ctx.deferred.borrow_mut().clear();
         while self.ctx.local.pop().is_some() {}
     }
 }
@@ -246,6 +253,7 @@ impl RunQueue {
             index,
             local,
             lifo: Cell::new(None),
+            deferred: std::cell::RefCell::new(std::collections::VecDeque::new()),
             running: Cell::new(std::ptr::null()),
             lifo_streak: Cell::new(0),
             cancel_streak: Cell::new(0),
@@ -355,10 +363,13 @@ impl RunQueue {
     fn next_ready(&self, ctx: &WorkerCtx) -> Option<TaskRef> {
         let tick = ctx.tick.get().wrapping_add(1);
         ctx.tick.set(tick);
-        if tick % INJECTOR_INTERVAL == 0
-            && let Some(task) = self.steal_injector(ctx)
-        {
-            return Some(task);
+        if tick % INJECTOR_INTERVAL == 0 {
+            // Deferred tasks become stealable now and then, so an idle
+            // worker can still take over part of a yielding workload.
+            self.flush_deferred(ctx);
+            if let Some(task) = self.steal_injector(ctx) {
+                return Some(task);
+            }
         }
         if ctx.lifo_streak.get() < MAX_LIFO_STREAK
             && let Some(task) = ctx.lifo.take()
@@ -370,6 +381,10 @@ impl RunQueue {
         if let Some(task) = ctx.local.pop() {
             return Some(task);
         }
+        let deferred = ctx.deferred.borrow_mut().pop_front();
+        if let Some(task) = deferred {
+            return Some(task);
+        }
         if let Some(task) = self.steal_injector(ctx) {
             return Some(task);
         }
@@ -377,6 +392,21 @@ impl RunQueue {
             return Some(task);
         }
         ctx.lifo.take()
+    }
+
+    /// Moves this worker's deferred (self-woken) tasks into its stealable
+    /// deque, in order.
+    fn flush_deferred(&self, ctx: &WorkerCtx) {
+        let mut deferred = ctx.deferred.borrow_mut();
+        if deferred.is_empty() {
+            return;
+        }
+        for task in deferred.drain(..) {
+            ctx.local.push(task);
+        }
+        drop(deferred);
+        fence(Ordering::SeqCst);
+        self.wake_one();
     }
 
     fn steal_injector(&self, ctx: &WorkerCtx) -> Option<TaskRef> {
@@ -457,7 +487,7 @@ impl RunQueue {
     pub(crate) fn prepare_sleep(&self, ctx: &WorkerCtx) -> bool {
         let index = ctx.index;
         let lifo = ctx.lifo.take();
-        let lifo_busy = lifo.is_some();
+        let lifo_busy = lifo.is_some() || !ctx.deferred.borrow().is_empty();
         ctx.lifo.set(lifo);
         if lifo_busy {
             return false;
@@ -520,11 +550,13 @@ impl RunQueue {
             };
             let task = task.take().expect("set above");
             if task_addr(&task) == ctx.running.get() {
-                // A self-wake (`yield_now`): to the back, behind its peers.
-                // This worker is awake and runs it, so no sleeper is woken
-                // for it (as tokio defers yields): a task that yields in a
-                // loop does not drag an idle worker into its contention.
-                ctx.local.push(task);
+                // A self-wake (`yield_now`): behind this worker's other
+                // work, in its private deferred list. This worker is awake
+                // and runs it, so no sleeper is woken for it, and no idle
+                // worker steals it at once (as tokio defers yields): a task
+                // that yields in a loop does not drag another worker into
+                // its contention.
+                ctx.deferred.borrow_mut().push_back(task);
                 return;
             }
             if let Some(older) = ctx.lifo.replace(Some(task)) {
@@ -692,6 +724,50 @@ mod tests {
         assert!(q.injector.is_empty());
         assert_eq!(q.run_worker_batch(guard.ctx(), 10), 3);
         assert_eq!(*log.lock().unwrap(), vec![3, 2, 1]);
+    }
+
+    /// A task that re-schedules itself (a `yield_now`) `yields` times.
+    struct Yielder {
+        queue: Arc<RunQueue>,
+        name: usize,
+        yields: std::sync::atomic::AtomicUsize,
+        log: Arc<Mutex<Vec<usize>>>,
+    }
+
+    impl Runnable for Yielder {
+        fn run(self: Arc<Self>) {
+            self.log.lock().unwrap().push(self.name);
+            if self.yields.fetch_sub(1, Ordering::SeqCst) > 0 {
+                self.queue.clone().schedule(self.clone());
+            } else {
+                self.yields.store(0, Ordering::SeqCst);
+            }
+        }
+        fn id(&self) -> TaskId {
+            unreachable!()
+        }
+    }
+
+    #[test]
+    fn a_self_woken_task_runs_after_the_workers_other_work_and_is_not_stealable_at_once() {
+        let q = Arc::new(queue(2));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let guard = q.enter(0);
+        let task = |name, yields| -> TaskRef {
+            Arc::new(Yielder {
+                queue: q.clone(),
+                name,
+                yields: std::sync::atomic::AtomicUsize::new(yields),
+                log: log.clone(),
+            })
+        };
+        q.schedule(task(1, 1)); // yields once
+        q.schedule(task(2, 0)); // LIFO; 1 goes to the deque
+        q.schedule(task(3, 0)); // LIFO; 2 goes to the deque
+        assert_eq!(q.run_worker_batch(guard.ctx(), 2), 2); // 3, then 1 (yields)
+        assert_eq!(q.stealers[0].len(), 1, "only 2 is stealable; 1 is deferred");
+        assert_eq!(q.run_worker_batch(guard.ctx(), 10), 2);
+        assert_eq!(*log.lock().unwrap(), vec![3, 1, 2, 1]);
     }
 
     #[test]
