@@ -85,6 +85,9 @@ impl Runtime {
             f,
         );
         let mut polls_since_clock = 0;
+        // The current-thread driver: tasks this thread wakes skip the
+        // injector.
+        let _driver = self.workers.is_empty().then(|| self.queue.enter_driver());
         while !root.is_done() {
             root.step();
             if root.is_done() {
@@ -106,6 +109,9 @@ impl Runtime {
                 polls_since_clock = 0;
             }
             let next_deadline = core.fire_due_timers(precise);
+            // Timers fired just now may have woken tasks into this thread's
+            // local queue, which (unlike the injector) unparks nobody.
+            let idle = idle && (!self.workers.is_empty() || self.queue.is_empty());
             if idle && !root.is_woken() {
                 if self.workers.is_empty() {
                     self.queue.driver_parked();

@@ -1,7 +1,12 @@
 //! The production run queue.
 //!
-//! Current-thread runtime: one lock-free FIFO (the injector) drained by the
-//! thread inside `block_on`.
+//! Current-thread runtime: the thread inside `block_on` drains a plain local
+//! FIFO of the tasks it woke itself (no atomics; a thread-local set only
+//! while it drives, by [`RunQueue::enter_driver`]) and the lock-free
+//! injector for wakes from other threads, which it looks at first every
+//! [`INJECTOR_INTERVAL`] dispatches and whenever the local FIFO is empty.
+//! Only injector pushes unpark it: the driver re-checks its local FIFO
+//! after firing timers, just before it would park.
 //!
 //! Multi-thread runtime, per worker:
 //! - a **LIFO slot** holding the task most recently woken *by this worker*
@@ -76,6 +81,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::BinaryHeap;
+use std::collections::VecDeque;
 use std::rc::Rc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
@@ -152,6 +158,31 @@ pub(crate) struct WorkerCtx {
 thread_local! {
     /// Set on worker threads only, by `RunQueue::enter` (scheduler-internal).
     static CURRENT: RefCell<Option<Rc<WorkerCtx>>> = const { RefCell::new(None) };
+    /// Current-thread runtime: set on the thread inside `block_on` while it
+    /// drives the queue (`RunQueue::enter_driver`): the queue it drives and
+    /// the tasks that thread woke itself, run before the injector (no
+    /// atomic read-modify-write per schedule or dispatch).
+    static DRIVER: RefCell<Option<(*const RunQueue, VecDeque<TaskRef>)>> =
+        const { RefCell::new(None) };
+}
+
+/// Uninstalls the current-thread driver context when `block_on` returns;
+/// tasks still in its local queue move to the injector.
+pub(crate) struct DriverGuard<'a> {
+    queue: &'a RunQueue,
+    previous: Option<(*const RunQueue, VecDeque<TaskRef>)>,
+}
+
+impl Drop for DriverGuard<'_> {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        let ours = DRIVER.try_with(|d| std::mem::replace(&mut *d.borrow_mut(), previous));
+        if let Ok(Some((_, leftover))) = ours {
+            for task in leftover {
+                self.queue.injector.push(task);
+            }
+        }
+    }
 }
 
 /// Uninstalls the worker context when the worker loop ends.
@@ -210,7 +241,8 @@ impl RunQueue {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.injector.is_empty()
+        self.driver_local_is_empty()
+            && self.injector.is_empty()
             && self.cancel_lane.iter().all(Injector::is_empty)
             && self.timed_len.load(Ordering::SeqCst) == 0
     }
@@ -221,19 +253,73 @@ impl RunQueue {
         }
     }
 
-    /// Current-thread driver: runs up to `max` queued tasks; returns how
-    /// many ran.
+    /// Current-thread driver: makes the calling thread (inside
+    /// `block_on`) the driver of this queue until the guard drops, so the
+    /// tasks it wakes go to its plain local queue.
+    pub(crate) fn enter_driver(&self) -> DriverGuard<'_> {
+        let me: *const RunQueue = self;
+        let previous = DRIVER.with(|d| d.borrow_mut().replace((me, VecDeque::new())));
+        DriverGuard {
+            queue: self,
+            previous,
+        }
+    }
+
+    /// Pushes `task` onto the driver thread's local queue if the caller is
+    /// this queue's driver; hands it back otherwise.
+    fn push_driver_local(&self, task: TaskRef) -> Option<TaskRef> {
+        let me: *const RunQueue = self;
+        let mut task = Some(task);
+        let _ = DRIVER.try_with(|d| {
+            if let Some((queue, local)) = d.borrow_mut().as_mut()
+                && std::ptr::eq(*queue, me)
+            {
+                local.push_back(task.take().expect("set above"));
+            }
+        });
+        task
+    }
+
+    /// The driver thread's next local task (none on other threads).
+    fn pop_driver_local(&self) -> Option<TaskRef> {
+        let me: *const RunQueue = self;
+        DRIVER
+            .try_with(|d| match d.borrow_mut().as_mut() {
+                Some((queue, local)) if std::ptr::eq(*queue, me) => local.pop_front(),
+                _ => None,
+            })
+            .ok()
+            .flatten()
+    }
+
+    /// Whether the driver thread's local queue is empty (true elsewhere).
+    fn driver_local_is_empty(&self) -> bool {
+        let me: *const RunQueue = self;
+        DRIVER
+            .try_with(|d| match d.borrow().as_ref() {
+                Some((queue, local)) if std::ptr::eq(*queue, me) => local.is_empty(),
+                _ => true,
+            })
+            .unwrap_or(true)
+    }
+
+    /// Current-thread driver: runs up to `max` queued tasks (local ones
+    /// first, the injector every [`INJECTOR_INTERVAL`] dispatches and when
+    /// the local queue is empty); returns how many ran.
     pub(crate) fn run_batch(&self, max: usize) -> usize {
         let mut ran = 0;
         while ran < max {
-            match steal_one(&self.injector) {
-                Some(task) => {
-                    self.counters[0].poll();
-                    task.run();
-                    ran += 1;
-                }
-                None => break,
-            }
+            let injector_turn = ran % INJECTOR_INTERVAL as usize == INJECTOR_INTERVAL as usize - 1;
+            let next = if injector_turn {
+                steal_one(&self.injector).or_else(|| self.pop_driver_local())
+            } else {
+                self.pop_driver_local()
+                    .or_else(|| steal_one(&self.injector))
+            };
+            let Some(task) = next else { break };
+            self.counters[0].poll();
+            task.run();
+            ran += 1;
         }
         ran
     }
@@ -610,7 +696,10 @@ fn steal_one(from: &Injector<TaskRef>) -> Option<TaskRef> {
 impl Schedule for RunQueue {
     fn schedule(&self, task: TaskRef) {
         let task = if !self.multi {
-            task
+            match self.push_driver_local(task) {
+                None => return, // the driver thread runs it next
+                Some(task) => task,
+            }
         } else if let Some(severity) = task.cancel_hint() {
             let tier = usize::from(severity).min(CANCEL_TIERS - 1);
             self.cancel_lane[tier].push(task);
