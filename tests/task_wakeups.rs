@@ -559,3 +559,42 @@ fn racing_wakes_from_many_threads_never_poll_a_task_concurrently_or_lose_it() {
         }
     });
 }
+
+#[test]
+fn a_task_woken_from_another_thread_runs_while_local_tasks_yield_in_a_loop() {
+    // The yielders keep the driver's local queue non-empty forever; the task
+    // woken from a plain thread must still get dispatched (the injector's
+    // turn comes every so many dispatches), and it stops them.
+    on_both_drivers(|name, rt| {
+        rt.block_on(|cx: Cx| async move {
+            let stop = Arc::new(AtomicBool::new(false));
+            let mut yielders = Vec::new();
+            for _ in 0..3 {
+                let stop = stop.clone();
+                yielders.push(
+                    cx.spawn(move |_| async move {
+                        let mut rounds = 0u64;
+                        while !stop.load(Ordering::SeqCst) {
+                            yield_now().await;
+                            rounds += 1;
+                        }
+                        rounds
+                    })
+                    .unwrap(),
+                );
+            }
+            let s = stop.clone();
+            let woken = cx
+                .spawn(move |_| async move {
+                    let polls = ThreadWake::new(None).await;
+                    s.store(true, Ordering::SeqCst);
+                    polls
+                })
+                .unwrap();
+            assert!(woken.join(&cx).await.unwrap() >= 2, "[{name}]");
+            for y in yielders {
+                y.join(&cx).await.unwrap();
+            }
+        });
+    });
+}
