@@ -23,23 +23,38 @@ struct Shared {
     waker: Option<Waker>,
 }
 
+/// Reads a runtime's total park count (`Runtime::metrics`).
+type Parks = Arc<dyn Fn() -> u64 + Send + Sync>;
+
 /// Hands its waker to a freshly spawned std::thread, which sets the flag and
-/// wakes it. Optionally the thread pauses first so the runtime can go idle.
+/// wakes it. Optionally the thread first waits for the runtime to park.
 struct ThreadWake {
     shared: Arc<Mutex<Shared>>,
     started: bool,
-    pause: Option<Duration>,
+    /// If set, the thread waits until the runtime has parked (the count
+    /// moved past its value at the poll) before waking, so the wake has to
+    /// unpark it.
+    after_park: Option<Parks>,
     polls: u32,
 }
 
 impl ThreadWake {
-    fn new(pause: Option<Duration>) -> Self {
+    fn new(after_park: Option<Parks>) -> Self {
         Self {
             shared: Arc::default(),
             started: false,
-            pause,
+            after_park,
             polls: 0,
         }
+    }
+}
+
+/// Waits until `parks` moves past `before` (bounded, so a runtime that
+/// never parks cannot hang the test: the wake then merely finds it awake).
+fn wait_for_a_park(parks: &Parks, before: u64) {
+    let give_up = std::time::Instant::now() + Duration::from_secs(5);
+    while parks() == before && std::time::Instant::now() < give_up {
+        std::thread::yield_now();
     }
 }
 
@@ -57,12 +72,14 @@ impl Future for ThreadWake {
         if !self.started {
             self.started = true;
             let shared = self.shared.clone();
-            let pause = self.pause;
+            // Read while this poll runs: the runtime cannot have parked yet.
+            let after_park = self.after_park.clone().map(|p| {
+                let before = p();
+                (p, before)
+            });
             std::thread::spawn(move || {
-                if let Some(p) = pause {
-                    // Not synchronisation: only gives the driver time to park,
-                    // so the wake has to unpark it.
-                    std::thread::sleep(p);
+                if let Some((parks, before)) = after_park {
+                    wait_for_a_park(&parks, before);
                 }
                 let w = {
                     let mut s = shared.lock().unwrap();
@@ -94,20 +111,25 @@ fn a_waker_woken_from_a_plain_thread_completes_the_task() {
 #[test]
 fn a_wake_from_a_plain_thread_unparks_an_idle_runtime() {
     on_both_drivers(|name, rt| {
+        let rt = Arc::new(rt);
+        let counter = rt.clone();
+        let parks: Parks =
+            Arc::new(move || counter.metrics().workers.iter().map(|w| w.parks).sum());
         rt.block_on(|cx: Cx| async move {
             // Every task (and the root, via join) is parked on a foreign
-            // wake; no timers exist, so the driver parks without a timeout.
+            // wake; no timers exist, so the driver parks without a timeout,
+            // and each wake comes only after a park.
             let hs: Vec<_> = (0..4)
                 .map(|_| {
-                    cx.spawn(|_| ThreadWake::new(Some(Duration::from_millis(20))))
-                        .unwrap()
+                    let parks = parks.clone();
+                    cx.spawn(move |_| ThreadWake::new(Some(parks))).unwrap()
                 })
                 .collect();
             for h in hs {
                 h.join(&cx).await.unwrap();
             }
-            ThreadWake::new(Some(Duration::from_millis(20))).await;
-            let _ = name;
+            let polls = ThreadWake::new(Some(parks)).await;
+            assert!(polls >= 2, "[{name}]");
         });
     });
 }

@@ -926,14 +926,20 @@ impl Kernel {
     /// then recorded by whichever kernel call comes first (the task's next
     /// `before_poll` or its `complete_task`).
     pub(crate) fn may_skip_first_poll(&self, t: TaskId) -> bool {
+        self.task(t).is_some_and(|rec| {
+            rec.attention.is_some()
+                && rec.budget.deadline.is_none()
+                && self.polls_may_skip(rec, TaskState::Created)
+        })
+    }
+
+    /// Rule A1's common condition: nothing traces polls, none needs
+    /// counting, no drop is pending, and the task is in `state`.
+    fn polls_may_skip(&self, rec: &TaskRecord, state: TaskState) -> bool {
         self.trace.is_none()
-            && self.task(t).is_some_and(|rec| {
-                rec.attention.is_some()
-                    && rec.state == TaskState::Created
-                    && rec.budget.poll_quota == u32::MAX
-                    && rec.budget.deadline.is_none()
-                    && rec.force_drop.is_none()
-            })
+            && rec.state == state
+            && rec.budget.poll_quota == u32::MAX
+            && rec.force_drop.is_none()
     }
 
     /// Bookkeeping before each poll: first-poll transition, poll quota,
@@ -999,12 +1005,9 @@ impl Kernel {
         // Rule A1: polls may skip the kernel while nothing is pending. Poll
         // quotas need counting and the lab's trace needs every poll; deadlines
         // and cancellations raise attention themselves.
-        let fast_next = self.trace.is_none()
-            && self.task(t).is_some_and(|rec| {
-                rec.state == TaskState::Running
-                    && rec.budget.poll_quota == u32::MAX
-                    && rec.force_drop.is_none()
-            });
+        let fast_next = self
+            .task(t)
+            .is_some_and(|rec| self.polls_may_skip(rec, TaskState::Running));
         PollDecision::Poll { fast_next }
     }
 

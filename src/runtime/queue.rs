@@ -241,7 +241,8 @@ impl RunQueue {
     }
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.driver_local_is_empty()
+        // Only the current-thread runtime has a driver-local queue.
+        (self.multi || self.with_driver_local(|local| local.is_empty()) != Some(false))
             && self.injector.is_empty()
             && self.cancel_lane.iter().all(Injector::is_empty)
             && self.timed_len.load(Ordering::SeqCst) == 0
@@ -265,42 +266,30 @@ impl RunQueue {
         }
     }
 
-    /// Pushes `task` onto the driver thread's local queue if the caller is
-    /// this queue's driver; hands it back otherwise.
-    fn push_driver_local(&self, task: TaskRef) -> Option<TaskRef> {
-        let me: *const RunQueue = self;
-        let mut task = Some(task);
-        let _ = DRIVER.try_with(|d| {
-            if let Some((queue, local)) = d.borrow_mut().as_mut()
-                && std::ptr::eq(*queue, me)
-            {
-                local.push_back(task.take().expect("set above"));
-            }
-        });
-        task
-    }
-
-    /// The driver thread's next local task (none on other threads).
-    fn pop_driver_local(&self) -> Option<TaskRef> {
+    /// Runs `f` on the calling thread's local queue if it is this queue's
+    /// current-thread driver (`None` on any other thread).
+    fn with_driver_local<R>(&self, f: impl FnOnce(&mut VecDeque<TaskRef>) -> R) -> Option<R> {
         let me: *const RunQueue = self;
         DRIVER
             .try_with(|d| match d.borrow_mut().as_mut() {
-                Some((queue, local)) if std::ptr::eq(*queue, me) => local.pop_front(),
+                Some((queue, local)) if std::ptr::eq(*queue, me) => Some(f(local)),
                 _ => None,
             })
             .ok()
             .flatten()
     }
 
-    /// Whether the driver thread's local queue is empty (true elsewhere).
-    fn driver_local_is_empty(&self) -> bool {
-        let me: *const RunQueue = self;
-        DRIVER
-            .try_with(|d| match d.borrow().as_ref() {
-                Some((queue, local)) if std::ptr::eq(*queue, me) => local.is_empty(),
-                _ => true,
-            })
-            .unwrap_or(true)
+    /// Pushes `task` onto the driver thread's local queue if the caller is
+    /// this queue's driver; hands it back otherwise.
+    fn push_driver_local(&self, task: TaskRef) -> Option<TaskRef> {
+        let mut task = Some(task);
+        self.with_driver_local(|local| local.push_back(task.take().expect("set above")));
+        task
+    }
+
+    /// The driver thread's next local task (none on other threads).
+    fn pop_driver_local(&self) -> Option<TaskRef> {
+        self.with_driver_local(VecDeque::pop_front).flatten()
     }
 
     /// Current-thread driver: runs up to `max` queued tasks (local ones
