@@ -4,6 +4,10 @@
 
 pub mod channel;
 pub mod cx;
+/// The kernel's plain data (regions, tasks, obligations, timers). Not part
+/// of the supported API: the types users meet are re-exported where they
+/// are used (`runtime`, `obligation`, `cx`).
+#[doc(hidden)]
 pub mod kernel;
 pub mod lab;
 pub mod link;

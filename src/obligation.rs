@@ -11,10 +11,10 @@
 use std::fmt;
 
 use crate::cx::Cx;
-use crate::kernel::{ObligationState, SpawnError};
+use crate::kernel::SpawnError;
 use crate::types::ObligationId;
 
-pub use crate::kernel::{LeakPolicy, LeakReport};
+pub use crate::kernel::{LeakPolicy, LeakReport, ObligationState};
 
 /// A reserved effect that must be committed or aborted.
 #[must_use = "dropping an Obligation aborts it; call commit() to make the effect happen"]

@@ -201,6 +201,7 @@ impl fmt::Display for TraceEvent {
 }
 
 /// A resource an event touches, for the independence relation.
+#[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Resource {
     /// A task.
@@ -213,6 +214,7 @@ pub enum Resource {
 
 /// The resources one event touches: at most three, stored inline (no
 /// allocation — fingerprints compute one per event).
+#[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Footprint {
     items: [Resource; 3],
@@ -257,6 +259,7 @@ impl IntoIterator for Footprint {
 impl TraceKind {
     /// The resources this event touches. `None` means "everything" (time
     /// moves): such an event depends on every other.
+    #[doc(hidden)]
     pub fn footprint(&self) -> Option<Footprint> {
         use Resource::*;
         use TraceKind as K;
@@ -300,6 +303,7 @@ impl TraceKind {
     }
 
     /// Whether two events may be swapped without changing the run.
+    #[doc(hidden)]
     pub fn independent_of(&self, other: &TraceKind) -> bool {
         match (self.footprint(), other.footprint()) {
             (Some(a), Some(b)) => !a.iter().any(|r| b.contains(r)),
@@ -368,6 +372,7 @@ pub fn schedule_fingerprint(events: &[TraceEvent]) -> u64 {
 
 /// The Foata layers of a trace: `layers[i]` holds the indices of the events
 /// in layer `i`, each layer sorted canonically.
+#[doc(hidden)]
 pub fn foata_layers(events: &[TraceEvent]) -> Vec<Vec<usize>> {
     let mut last_layer: HashMap<Resource, usize, BuildHasherDefault<Fnv>> = HashMap::default();
     let mut barrier = 0usize; // first layer allowed after the latest global event

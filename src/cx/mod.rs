@@ -18,6 +18,8 @@ use std::sync::Arc;
 pub use caps::Capabilities;
 pub use region::RegionFuture;
 
+pub use crate::kernel::MAX_MASK_DEPTH;
+
 use crate::kernel::{Finalizer, SpawnError};
 use crate::runtime::core::Core;
 use crate::runtime::join::TaskHandle;
@@ -136,6 +138,19 @@ impl Cx {
     ///
     /// Errors: the region no longer accepts tasks (finalizing/closed), is
     /// being cancelled, or this `Cx` lacks [`Capabilities::SPAWN`].
+    ///
+    /// # Cancellation
+    /// A task cancelled before its first poll (its region cancelled, or
+    /// [`TaskHandle::abort`] right after the spawn) is dropped unpolled: its
+    /// code never runs, it holds nothing to clean up, and it joins as
+    /// `Err(JoinError::Cancelled(..))`. Cleanup that must run whatever
+    /// happens belongs in a region finalizer ([`defer_sync`](Self::defer_sync)
+    /// / [`defer_async`](Self::defer_async)), not at the start of the task.
+    /// Once started, the task sees a cancel request at its next checkpoint or
+    /// cancel-aware wait; one that finishes without observing it returns its
+    /// value.
+    ///
+    /// [`TaskHandle::abort`]: crate::TaskHandle::abort
     pub fn spawn<F, Fut>(&self, f: F) -> Result<TaskHandle<Fut::Output>, SpawnError>
     where
         F: FnOnce(Cx) -> Fut,
@@ -235,7 +250,7 @@ impl Cx {
 
     /// Runs `f` with cancellation masked: checkpoints inside return `Ok`,
     /// and the request stays pending until the mask ends. Masks nest up to
-    /// [`crate::kernel::MAX_MASK_DEPTH`] levels.
+    /// [`MAX_MASK_DEPTH`] levels.
     ///
     /// # Panics
     /// If nesting exceeds the bound (a bug in the caller).

@@ -254,6 +254,15 @@ impl<T: Send + 'static> TaskHandle<T> {
 
     /// Waits for the task and returns its output.
     ///
+    /// A task that *observed* its cancellation (a checkpoint or a
+    /// cancel-aware wait returned its cancelled error) joins as
+    /// `Err(JoinError::Cancelled(reason))` even if it then returned a value:
+    /// the value was computed while cleaning up and is dropped. A task that
+    /// was asked to cancel but finished without ever observing the request
+    /// joins with its value (`Ok`). A task dropped unpolled (cancelled before
+    /// its first poll) or force-dropped after its grace period joins as
+    /// `Cancelled` too.
+    ///
     /// # Cancellation
     /// The wait is cancel-aware. If the *joining* task is cancelled while
     /// waiting, `join` returns `Err(JoinError::Cancelled(reason))` with the

@@ -30,11 +30,12 @@ pub use handle::Handle;
 pub use join::{Join, JoinError, TaskHandle};
 pub use metrics::{RuntimeMetrics, WorkerMetrics};
 
+pub use crate::kernel::{ForceDropCause, ForcedDrop, KernelStats, RegionState, TaskState};
+
 use self::core::Core;
 use self::queue::RunQueue;
 use self::root::RootTask;
 use crate::cx::Cx;
-use crate::kernel::KernelStats;
 use crate::types::Budget;
 
 /// How long dropping a runtime waits for handle-spawned tasks to drain.
@@ -215,13 +216,13 @@ impl Runtime {
 
     /// The lifecycle state of task `id`; `None` once it completed (ids of
     /// completed tasks are stale and never resolve again).
-    pub fn task_state(&self, id: crate::types::TaskId) -> Option<crate::kernel::TaskState> {
+    pub fn task_state(&self, id: crate::types::TaskId) -> Option<TaskState> {
         self.core.lock().task_state(id)
     }
 
     /// The lifecycle state of region `id`; `None` once it closed and was
     /// collected.
-    pub fn region_state(&self, id: crate::types::RegionId) -> Option<crate::kernel::RegionState> {
+    pub fn region_state(&self, id: crate::types::RegionId) -> Option<RegionState> {
         self.core.lock().region_state(id)
     }
 
