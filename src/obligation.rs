@@ -31,10 +31,26 @@ impl Cx {
     ///
     /// Errors: the region is already closed.
     pub fn reserve_obligation(&self, kind: &'static str) -> Result<Obligation, SpawnError> {
+        self.reserve(kind, false)
+    }
+
+    /// Reserves an *owned* obligation of `kind`: one that backs a permit
+    /// which may move to any task (`Semaphore::acquire_owned`,
+    /// `Sender::reserve_owned`). It is held by this `Cx`'s region, not by
+    /// the task: no task's completion reports it, the region's close does
+    /// if it is still pending (see the module docs).
+    pub(crate) fn reserve_owned_obligation(
+        &self,
+        kind: &'static str,
+    ) -> Result<Obligation, SpawnError> {
+        self.reserve(kind, true)
+    }
+
+    fn reserve(&self, kind: &'static str, owned: bool) -> Result<Obligation, SpawnError> {
         let (task, region) = (self.task_id(), self.region_id());
         let id = self
             .core()
-            .with_kernel_recent(|k, now| k.reserve_obligation(task, region, kind, now))?;
+            .with_kernel_recent(|k, now| k.reserve_obligation(task, region, kind, owned, now))?;
         Ok(Obligation {
             cx: self.clone(),
             id,

@@ -1072,11 +1072,12 @@ impl Kernel {
         for key in timers.into_iter().flatten() {
             self.timers.cancel(key);
         }
-        let cancelled = matches!(outcome, TaskOutcome::Cancelled(_));
-        let leaks = self.settle_obligations(held, cancelled, now);
+        let leaks = self.settle_obligations(held, now);
+        // K5: a leak fails the task also when it was cancelled (a panic
+        // outcome is kept as it is).
         if !leaks.is_empty()
             && self.config.leak_policy == LeakPolicy::Panic
-            && matches!(outcome, TaskOutcome::Ok)
+            && !matches!(outcome, TaskOutcome::Panicked(_))
         {
             let msg = leaks
                 .iter()
@@ -1473,12 +1474,17 @@ impl Kernel {
 
     // ----- obligations ---------------------------------------------------
 
-    /// Reserves an obligation held by task `t` in region `r`.
+    /// Reserves an obligation by task `t` in region `r`. A task-held one
+    /// (`owned == false`) is `t`'s until it is resolved or transferred; an
+    /// owned one (rule 5 of `obligation.rs`: an owned permit, which may move
+    /// to any task) is held by region `r` from the start, so no task's
+    /// completion counts it, and `r`'s close reports it if still pending.
     pub(crate) fn reserve_obligation(
         &mut self,
         t: TaskId,
         r: RegionId,
         kind: &'static str,
+        owned: bool,
         now: Time,
     ) -> Result<ObligationId, SpawnError> {
         let region = self.region(r).ok_or(SpawnError::RegionClosed(r))?;
@@ -1490,6 +1496,7 @@ impl Kernel {
             holder: t,
             region: r,
             reserved_at: now,
+            owned,
         });
         let o = ObligationId::from_parts(i, g);
         self.region_mut(r)
@@ -1500,7 +1507,17 @@ impl Kernel {
             task: t,
             region: r,
         });
-        if let Some(rec) = self.task_mut(t) {
+        if owned {
+            // Traced as handed to the region at once (the oracles follow
+            // holders through transfers).
+            self.emit(TraceKind::ObligationTransfer {
+                obligation: o,
+                from: Some(t),
+                to: None,
+                from_region: r,
+                region: r,
+            });
+        } else if let Some(rec) = self.task_mut(t) {
             rec.obligations.push(o);
         }
         Ok(o)
@@ -1549,12 +1566,19 @@ impl Kernel {
         let Some(rec) = self.obligations.get_mut(o.index(), o.generation()) else {
             return false;
         };
-        let (old_task, old_region) = (rec.holder, rec.region);
+        let (old_task, old_region, was_owned) = (rec.holder, rec.region, rec.owned);
         rec.holder = t;
         rec.region = r;
-        if let Some(old) = self.task_mut(old_task) {
-            old.obligations.retain(|&x| x != o);
-        }
+        rec.owned = false;
+        // A region-held (owned) obligation is in no task's list.
+        let from = if was_owned {
+            None
+        } else {
+            self.task_mut(old_task).map(|old| {
+                old.obligations.retain(|&x| x != o);
+                old_task
+            })
+        };
         if let Some(old) = self.region_mut(old_region) {
             old.pending_obligations -= 1;
         }
@@ -1562,6 +1586,13 @@ impl Kernel {
         self.region_mut(r)
             .expect("checked above")
             .pending_obligations += 1;
+        self.emit(TraceKind::ObligationTransfer {
+            obligation: o,
+            from,
+            to: Some(t),
+            from_region: old_region,
+            region: r,
+        });
         true
     }
 
@@ -1571,22 +1602,16 @@ impl Kernel {
             .map(|_| ObligationState::Reserved)
     }
 
-    /// K5: a finished task's leftovers are aborted (cancelled) or leaked.
-    fn settle_obligations(
-        &mut self,
-        held: Vec<ObligationId>,
-        cancelled: bool,
-        now: Time,
-    ) -> Vec<LeakReport> {
-        let mut leaks = Vec::new();
-        for o in held {
-            if cancelled {
-                self.resolve_obligation(o, ObligationState::Aborted);
-            } else if let Some(report) = self.leak_obligation(o, now) {
-                leaks.push(report);
-            }
-        }
-        leaks
+    /// K5: a finished task's leftovers are leaks, whatever its outcome. Its
+    /// future (and every permit it still owned) was dropped before it
+    /// completed, and dropping a permit resolves it; so whatever is still
+    /// pending here was forgotten or escaped the task (stashed, returned),
+    /// also when the task was cancelled. Owned obligations are not in the
+    /// list: their region holds them.
+    fn settle_obligations(&mut self, held: Vec<ObligationId>, now: Time) -> Vec<LeakReport> {
+        held.into_iter()
+            .filter_map(|o| self.leak_obligation(o, now))
+            .collect()
     }
 
     fn leak_obligation(&mut self, o: ObligationId, now: Time) -> Option<LeakReport> {
