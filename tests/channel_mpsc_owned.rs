@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use asupersync::channel::mpsc::{self, OwnedSendPermit, ReserveError, SendError};
 use asupersync::kernel::LeakPolicy;
+use asupersync::lab::{ExploreConfig, explore};
 use asupersync::types::Outcome;
 use asupersync::{Cx, time, yield_now};
 use common::*;
@@ -140,16 +141,22 @@ on_both_drivers! {
     /// join `Ok`), by the close of the region it was reserved in.
     fn a_forgotten_owned_send_permit_is_reported_when_its_region_closes(d: Driver) {
         let rt = d.rt();
-        rt.block_on(|cx: Cx| async move {
+        let joins: Slot<(bool, bool)> = Slot::new();
+        let jn = joins.clone();
+        rt.block_on(move |cx: Cx| async move {
             let (tx, _rx) = mpsc::channel::<u32>(1);
             let out = cx.region(move |rcx| async move {
-                let holder = rcx.spawn(move |cx| async move {
+                let reserver = rcx.spawn(move |cx| async move {
                     let permit = tx.reserve_owned(&cx).await.unwrap();
                     cx.spawn(move |_cx| async move { std::mem::forget(permit) }).unwrap()
                 }).unwrap();
-                holder.join(&rcx).await.unwrap().join(&rcx).await.unwrap();
+                match reserver.join(&rcx).await {
+                    Ok(holder) => jn.set((true, holder.join(&rcx).await.is_ok())),
+                    Err(_) => jn.set((false, false)),
+                }
                 Ok::<_, ()>(())
             }).await;
+            assert_eq!(joins.get(), Some((true, true)), "neither task holds the owned permit");
             match out {
                 Outcome::Panicked(p) => assert!(
                     p.message().contains("obligation leak") && p.message().contains("send_permit"),
@@ -180,33 +187,39 @@ on_both_drivers! {
     }
 }
 
-/// In the lab over many seeds: producers reserve owned permits and hand
-/// them to worker tasks that send after a virtual delay; the producers
-/// finish first. Every value arrives, every oracle passes.
-#[asupersync::lab_test(seeds = 100)]
-async fn in_the_lab_owned_send_permits_moved_into_tasks_pass_every_oracle(cx: Cx) {
-    let (tx, mut rx) = mpsc::channel::<u64>(2);
-    for p in 0..3u64 {
-        let tx = tx.clone();
-        drop(cx.spawn(move |cx| async move {
-            for i in 0..2u64 {
-                let permit = tx.clone().reserve_owned(&cx).await.unwrap();
-                drop(
-                    cx.spawn(move |cx| async move {
-                        time::sleep(&cx, Duration::from_millis(1 + i)).await.unwrap();
-                        drop(permit.send(p * 10 + i).unwrap());
-                    })
-                    .unwrap(),
-                );
-            }
-        })
-        .unwrap());
-    }
-    drop(tx);
-    let mut got = Vec::new();
-    while let Ok(v) = rx.recv(&cx).await {
-        got.push(v);
-    }
-    got.sort_unstable();
-    assert_eq!(got, [0, 1, 10, 11, 20, 21]);
+/// In the lab over many schedules (`explore` checks every oracle):
+/// producers reserve owned permits and hand them to worker tasks that send
+/// after a virtual delay; the producers finish first. Every value arrives.
+#[test]
+fn in_the_lab_owned_send_permits_moved_into_tasks_pass_every_oracle() {
+    let report = explore(ExploreConfig::new().schedules(100), |cx: Cx| async move {
+        let (tx, mut rx) = mpsc::channel::<u64>(2);
+        for p in 0..3u64 {
+            let tx = tx.clone();
+            drop(
+                cx.spawn(move |cx| async move {
+                    for i in 0..2u64 {
+                        let permit = tx.clone().reserve_owned(&cx).await.unwrap();
+                        drop(
+                            cx.spawn(move |cx| async move {
+                                time::sleep(&cx, Duration::from_millis(1 + i)).await.unwrap();
+                                drop(permit.send(p * 10 + i).unwrap());
+                            })
+                            .unwrap(),
+                        );
+                    }
+                })
+                .unwrap(),
+            );
+        }
+        drop(tx);
+        let mut got = Vec::new();
+        while let Ok(v) = rx.recv(&cx).await {
+            got.push(v);
+        }
+        got.sort_unstable();
+        assert_eq!(got, [0, 1, 10, 11, 20, 21]);
+    });
+    assert!(report.is_ok(), "{report}");
+    assert!(report.distinct_schedules() > 1, "{report}");
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use asupersync::Cx;
 use asupersync::channel::mpsc;
 use asupersync::lab::oracle::{self, EndState};
-use asupersync::lab::{LabConfig, LabRuntime};
+use asupersync::lab::{ExploreConfig, LabConfig, LabRuntime, explore};
 use asupersync::obligation::Obligation;
 use asupersync::sync::Semaphore;
 use asupersync::time::sleep;
@@ -149,11 +149,15 @@ fn an_obligation_transferred_to_another_region_and_committed_there_passes_every_
     }
 }
 
-/// The same program checked by `#[lab_test]` (which fails a seed whose
-/// oracles fail).
-#[asupersync::lab_test(seeds = 30)]
-async fn a_cross_region_hand_off_passes_under_lab_test(cx: Cx) {
-    hand_off_across_regions(cx).await;
+/// The same program over many schedules with `explore`, which fails a run
+/// whose oracles fail.
+#[test]
+fn a_cross_region_hand_off_passes_every_oracle_in_every_explored_schedule() {
+    let report = explore(ExploreConfig::new().schedules(100), |cx: Cx| async move {
+        hand_off_across_regions(cx).await;
+    });
+    assert!(report.is_ok(), "{report}");
+    assert!(report.distinct_schedules() > 1, "{report}");
 }
 
 /// An owned permit is traced as its region's right after its reservation:
