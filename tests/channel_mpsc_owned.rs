@@ -202,7 +202,9 @@ fn in_the_lab_owned_send_permits_moved_into_tasks_pass_every_oracle() {
                         let permit = tx.clone().reserve_owned(&cx).await.unwrap();
                         drop(
                             cx.spawn(move |cx| async move {
-                                time::sleep(&cx, Duration::from_millis(1 + i)).await.unwrap();
+                                time::sleep(&cx, Duration::from_millis(1 + i))
+                                    .await
+                                    .unwrap();
                                 drop(permit.send(p * 10 + i).unwrap());
                             })
                             .unwrap(),

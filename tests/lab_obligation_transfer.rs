@@ -205,10 +205,34 @@ fn futurelock_does_not_blame_the_task_that_gave_an_owned_permit_away() {
 #[test]
 fn region_quiescence_follows_a_transfer_to_another_region() {
     let base = vec![
-        (0, TraceKind::RegionCreate { region: r(0), parent: None }),
-        (0, TraceKind::RegionCreate { region: r(1), parent: Some(r(0)) }),
-        (0, TraceKind::Spawn { task: t(1), region: r(1) }),
-        (0, TraceKind::Spawn { task: t(2), region: r(0) }),
+        (
+            0,
+            TraceKind::RegionCreate {
+                region: r(0),
+                parent: None,
+            },
+        ),
+        (
+            0,
+            TraceKind::RegionCreate {
+                region: r(1),
+                parent: Some(r(0)),
+            },
+        ),
+        (
+            0,
+            TraceKind::Spawn {
+                task: t(1),
+                region: r(1),
+            },
+        ),
+        (
+            0,
+            TraceKind::Spawn {
+                task: t(2),
+                region: r(0),
+            },
+        ),
         (0, reserve(o(1), t(1), r(1))),
         (1, transfer(o(1), Some(t(1)), Some(t(2)), r(1), r(0))),
         (1, complete(t(1))),
@@ -272,8 +296,20 @@ fn futurelock_follows_the_holder_through_transfers() {
     let poll = |task| TraceKind::Poll { task };
     // T1 reserves, hands O1 to T2; T2 then sits unpolled while T1 runs.
     let events = trace(vec![
-        (0, TraceKind::Spawn { task: t(1), region: r(0) }),
-        (0, TraceKind::Spawn { task: t(2), region: r(0) }),
+        (
+            0,
+            TraceKind::Spawn {
+                task: t(1),
+                region: r(0),
+            },
+        ),
+        (
+            0,
+            TraceKind::Spawn {
+                task: t(2),
+                region: r(0),
+            },
+        ),
         (0, reserve(o(1), t(1), r(0))),
         (0, transfer(o(1), Some(t(1)), Some(t(2)), r(0), r(0))),
         (0, poll(t(2))),
@@ -288,8 +324,20 @@ fn futurelock_follows_the_holder_through_transfers() {
 
     // Handed to its region (an owned permit): nobody is blamed.
     let events = trace(vec![
-        (0, TraceKind::Spawn { task: t(1), region: r(0) }),
-        (0, TraceKind::Spawn { task: t(2), region: r(0) }),
+        (
+            0,
+            TraceKind::Spawn {
+                task: t(1),
+                region: r(0),
+            },
+        ),
+        (
+            0,
+            TraceKind::Spawn {
+                task: t(2),
+                region: r(0),
+            },
+        ),
         (0, reserve(o(1), t(1), r(0))),
         (0, transfer(o(1), Some(t(1)), None, r(0), r(0))),
         (0, poll(t(1))),

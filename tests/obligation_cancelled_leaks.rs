@@ -214,8 +214,14 @@ fn in_the_lab_a_forgotten_permit_is_given_back_or_reported_on_every_seed() {
         } else {
             leaked += 1;
             assert_eq!(stats.obligations_leaked, 1, "seed {seed}: lost silently");
-            assert!(!oracle_ok, "seed {seed}: the oracle must see the leak\n{report}");
+            assert!(
+                !oracle_ok,
+                "seed {seed}: the oracle must see the leak\n{report}"
+            );
         }
     }
-    assert!(unstarted > 0 && leaked > 0, "{unstarted} unstarted, {leaked} leaked");
+    assert!(
+        unstarted > 0 && leaked > 0,
+        "{unstarted} unstarted, {leaked} leaked"
+    );
 }

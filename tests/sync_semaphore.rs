@@ -757,8 +757,17 @@ fn a_waiter_failed_by_close_is_not_mistaken_for_one_served_before_it() {
             let (cl, wl) = counting_waker();
             let mut served = pin!(sem.acquire(&cx, 1));
             let mut late = pin!(sem.acquire(&cx, 1));
-            assert!(served.as_mut().poll(&mut Context::from_waker(&ws)).is_pending());
-            assert!(late.as_mut().poll(&mut Context::from_waker(&wl)).is_pending());
+            assert!(
+                served
+                    .as_mut()
+                    .poll(&mut Context::from_waker(&ws))
+                    .is_pending()
+            );
+            assert!(
+                late.as_mut()
+                    .poll(&mut Context::from_waker(&wl))
+                    .is_pending()
+            );
             // `served` gets the permit (its ticket is published), then the
             // close fails `late`, which sits after it.
             drop(held);

@@ -20,9 +20,16 @@
 //!   reason (see `CancelReason::strengthen`).
 //! - K4 (termination): a task whose cancellation was requested is force-
 //!   dropped when its grace period expires or its cleanup poll quota runs out.
-//! - K5 (obligations): a region never closes with a pending obligation; a
-//!   normally-completing task's unresolved obligations are leaks, a cancelled
-//!   task's are aborted.
+//! - K5 (obligations): a region never closes with a pending obligation
+//!   (leftovers are leaks). A task's unresolved obligations are leaks when
+//!   it completes, whatever its outcome: its future, and every permit in
+//!   it, is dropped first (a dropped permit aborts itself), so what is left
+//!   was forgotten or escaped; under `LeakPolicy::Panic` the task's outcome
+//!   becomes `Panicked` (a cancelled one's too). Owned obligations (owned
+//!   permits, which move between tasks) are held by their region from the
+//!   start: no task's completion counts them, the region's close reports
+//!   one still pending. Transfers and owned reservations are traced
+//!   (`ObligationTransfer`). See `obligation.rs` for the numbered rules.
 //! - K6 (finalizers): run after the last child, LIFO, masked, exactly once.
 //! - K7 (ids): stale ids never resolve (generational arenas).
 //! - K8 (timer hint): the shared hint never lies late: no pending timer is
@@ -82,7 +89,10 @@ pub const MAX_MASK_DEPTH: u32 = 64;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LeakPolicy {
     /// The leaking task's outcome becomes a panic whose message contains
-    /// "obligation leak" (it then propagates like any unjoined panic).
+    /// "obligation leak" (it then propagates like any unjoined panic), also
+    /// when the task was cancelled; a leak found when a region closes (an
+    /// owned permit, an escaped obligation) makes the region's outcome
+    /// such a panic.
     #[default]
     Panic,
     /// The leak is recorded and logged (`tracing::error!`); execution goes on.

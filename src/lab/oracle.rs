@@ -491,11 +491,7 @@ pub fn region_quiescence(trace: &[TraceEvent], end: &EndState) -> OracleResult {
                 obligation, region, ..
             } => {
                 if let Some(r) = obligation_region.insert(*obligation, *region) {
-                    regions
-                        .entry(r)
-                        .or_default()
-                        .obligations
-                        .remove(obligation);
+                    regions.entry(r).or_default().obligations.remove(obligation);
                 }
                 regions
                     .entry(*region)

@@ -1022,7 +1022,10 @@ mod tests {
         assert_eq!(st.serve(&permits, &grants).len(), 1);
         assert!(st.waiters.state(big).is_none(), "served: out of the queue");
         assert_eq!(grants.served.load(Ordering::Relaxed), 1);
-        assert!(matches!(st.waiters.state(small), Some(WaiterState::Waiting)));
+        assert!(matches!(
+            st.waiters.state(small),
+            Some(WaiterState::Waiting)
+        ));
         assert_eq!(permits.load(Ordering::Relaxed), QUEUED);
         // One comes back: `small` is served and `QUEUED` is cleared.
         permits.fetch_add(ONE, Ordering::Relaxed);
