@@ -5,8 +5,32 @@
 //! reservation that is never resolved (for example `mem::forget` of a
 //! permit, or a task that returns while holding one) is an *obligation
 //! leak*: by default the holder's outcome becomes a panic whose message
-//! contains "obligation leak" (see `RuntimeBuilder::obligation_leak_policy`).
-//! A cancelled task's obligations are aborted, not leaked.
+//! contains "obligation leak" (see `RuntimeBuilder::obligation_leak_policy`);
+//! the runtime's stats and the lab's `obligation_leaks` oracle record it.
+//!
+//! Who reports a leak (rule K5, `docs/ARCHITECTURE.md`):
+//! - An obligation reserved with [`Cx::reserve_obligation`] (and the
+//!   permits built on it: `SemaphorePermit`, mpsc `SendPermit`, ...)
+//!   belongs to the reserving task, or to the task it was handed to with
+//!   [`Obligation::transfer`]. One still pending when that task completes
+//!   is reported by its completion, *whatever the outcome*: a cancelled or
+//!   force-dropped task has had its future, and every permit in it,
+//!   dropped (which aborts them), so a pending one was forgotten or escaped
+//!   — it is reported as a leak, never counted as aborted (a permit that is
+//!   neither given back nor reported would vanish silently). Under the
+//!   panic policy a cancelled task that leaked joins `Panicked`.
+//! - An *owned* permit (`Semaphore::acquire_owned`, `Sender::reserve_owned`)
+//!   follows its holder: it may move into any task, so its obligation is
+//!   held by the region of the `Cx` it was taken with, not by a task. The
+//!   acquiring task may finish first; a permit still pending when that
+//!   region closes (forgotten, or moved out of the region) is reported by
+//!   the region's close (under the panic policy the region's outcome is
+//!   `Panicked`).
+//! - Any obligation still pending when its region closes is a leak of that
+//!   region.
+//!
+//! Transfers and owned reservations appear in the lab's trace as
+//! `TraceKind::ObligationTransfer`; the oracles follow them.
 
 use std::fmt;
 
@@ -31,10 +55,26 @@ impl Cx {
     ///
     /// Errors: the region is already closed.
     pub fn reserve_obligation(&self, kind: &'static str) -> Result<Obligation, SpawnError> {
+        self.reserve(kind, false)
+    }
+
+    /// Reserves an *owned* obligation of `kind`: one that backs a permit
+    /// which may move to any task (`Semaphore::acquire_owned`,
+    /// `Sender::reserve_owned`). It is held by this `Cx`'s region, not by
+    /// the task: no task's completion reports it, the region's close does
+    /// if it is still pending (see the module docs).
+    pub(crate) fn reserve_owned_obligation(
+        &self,
+        kind: &'static str,
+    ) -> Result<Obligation, SpawnError> {
+        self.reserve(kind, true)
+    }
+
+    fn reserve(&self, kind: &'static str, owned: bool) -> Result<Obligation, SpawnError> {
         let (task, region) = (self.task_id(), self.region_id());
         let id = self
             .core()
-            .with_kernel_recent(|k, now| k.reserve_obligation(task, region, kind, now))?;
+            .with_kernel_recent(|k, now| k.reserve_obligation(task, region, kind, owned, now))?;
         Ok(Obligation {
             cx: self.clone(),
             id,
@@ -63,7 +103,9 @@ impl Obligation {
     /// Hands this obligation to the task and region of `cx` (call it from
     /// the receiving task after moving the obligation there). From then on
     /// that task must resolve it; the reserver's completion no longer counts
-    /// it as a leak.
+    /// it as a leak, and the reserving region may close before it is
+    /// resolved (the receiving region holds it). Traced as an
+    /// `ObligationTransfer`.
     ///
     /// Errors: the receiving region is closed, or the obligation is no
     /// longer pending (it was already reported as leaked).

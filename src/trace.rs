@@ -123,6 +123,23 @@ pub enum TraceKind {
         /// Its holder.
         task: TaskId,
     },
+    /// An obligation changed hands: `Obligation::transfer` gave it to task
+    /// `to` in `region`, or (`to: None`) its region holds it: an owned
+    /// permit's obligation, handed to its region right after its
+    /// `ObligationReserve` (the permit may move to any task; a pending one
+    /// is a leak when the region closes).
+    ObligationTransfer {
+        /// The obligation.
+        obligation: ObligationId,
+        /// The task that held it (`None` if its region held it).
+        from: Option<TaskId>,
+        /// The task that holds it now (`None`: its region does).
+        to: Option<TaskId>,
+        /// The region it belonged to.
+        from_region: RegionId,
+        /// The region it belongs to now.
+        region: RegionId,
+    },
     /// Timers fired.
     TimerFire {
         /// How many.
@@ -212,24 +229,40 @@ pub enum Resource {
     Obligation(ObligationId),
 }
 
-/// The resources one event touches: at most three, stored inline (no
+/// Most resources one event touches (an obligation transfer: the
+/// obligation, two tasks, two regions).
+const FOOTPRINT_MAX: usize = 5;
+
+/// The resources one event touches: at most five, stored inline (no
 /// allocation — fingerprints compute one per event).
 #[doc(hidden)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Footprint {
-    items: [Resource; 3],
+    items: [Resource; FOOTPRINT_MAX],
     len: u8,
 }
 
 impl Footprint {
     fn of(resources: &[Resource]) -> Self {
         let filler = resources[0];
-        let mut items = [filler; 3];
+        let mut items = [filler; FOOTPRINT_MAX];
         items[..resources.len()].copy_from_slice(resources);
         Self {
             items,
             len: resources.len() as u8,
         }
+    }
+
+    /// `resources` without the `None`s and repeats.
+    fn of_some(resources: &[Option<Resource>]) -> Self {
+        let mut f = Self::of(&[resources[0].expect("the first resource is always there")]);
+        for r in resources[1..].iter().flatten() {
+            if !f.contains(r) {
+                f.items[usize::from(f.len)] = *r;
+                f.len += 1;
+            }
+        }
+        f
     }
 
     /// The resources, as a slice.
@@ -250,7 +283,7 @@ impl Footprint {
 
 impl IntoIterator for Footprint {
     type Item = Resource;
-    type IntoIter = std::iter::Take<std::array::IntoIter<Resource, 3>>;
+    type IntoIter = std::iter::Take<std::array::IntoIter<Resource, FOOTPRINT_MAX>>;
     fn into_iter(self) -> Self::IntoIter {
         self.items.into_iter().take(usize::from(self.len))
     }
@@ -298,6 +331,19 @@ impl TraceKind {
                 f(&[Obligation(*obligation)])
             }
             K::ObligationLeak { obligation, task } => f(&[Obligation(*obligation), Task(*task)]),
+            K::ObligationTransfer {
+                obligation,
+                from,
+                to,
+                from_region,
+                region,
+            } => Footprint::of_some(&[
+                Some(Obligation(*obligation)),
+                from.map(Task),
+                to.map(Task),
+                Some(Region(*from_region)),
+                Some(Region(*region)),
+            ]),
             K::TimerFire { .. } | K::TimeAdvance { .. } => return None,
         })
     }

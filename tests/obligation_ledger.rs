@@ -1,8 +1,9 @@
 //! K5: the obligation ledger. Commit / abort / drop resolve exactly once;
 //! `mem::forget` or holding an obligation when a task completes normally is
 //! a leak (a panic containing "obligation leak" by default, a record with
-//! `LeakPolicy::Log`); a cancelled task's obligations are aborted, not
-//! leaked; ids print as `O<n>` and stale ids never resolve.
+//! `LeakPolicy::Log`); a cancelled task aborts what it drops, and what it
+//! forgot or stashed away is a leak too (nothing is counted as aborted that
+//! was not given back); ids print as `O<n>` and stale ids never resolve.
 //! Every test runs on both drivers.
 
 mod common;
@@ -174,9 +175,12 @@ on_both_drivers! {
         assert_quiescent(&rt);
     }
 
-    /// A cancelled task's unresolved obligations are aborted, not leaked —
-    /// whether it acknowledged and returned, or was force-dropped.
-    fn cancelled_holder_aborts_instead_of_leaking(d: Driver) {
+    /// K5: a cancelled task's obligations that it did not give back —
+    /// stashed away or forgotten — are leaks, not aborts (it used to count
+    /// them as aborted, so a forgotten permit vanished silently), whether
+    /// it acknowledged and returned or was force-dropped. Under the panic
+    /// policy its outcome becomes `Panicked` naming the leak.
+    fn cancelled_holder_leaks_what_it_did_not_give_back(d: Driver) {
         let rt = d.rt_with_grace(Duration::from_millis(50));
         rt.block_on(|cx: Cx| async move {
             // Acknowledges, then finishes while still holding (stashed) obligations.
@@ -186,6 +190,8 @@ on_both_drivers! {
             let h = cx.spawn(move |c| async move {
                 let p = c.reserve_obligation("held").unwrap();
                 std::mem::forget(c.reserve_obligation("forgotten").unwrap());
+                // Dropped when the future is: aborted, not a leak.
+                let _dropped = c.reserve_obligation("dropped").unwrap();
                 st2.set();
                 let r = time::sleep(&c, HOUR).await;
                 sh.set(p);
@@ -193,10 +199,16 @@ on_both_drivers! {
             }).unwrap();
             until(|| started.is_set()).await;
             h.abort();
-            let r = h.join(&cx).await;
-            assert!(r.as_ref().is_err_and(JoinError::is_cancelled), "cancelled, not panicked: {r:?}");
+            match h.join(&cx).await {
+                Err(JoinError::Panicked(p)) => {
+                    let m = p.message();
+                    assert!(m.contains("obligation leak") && m.contains("held") && m.contains("forgotten"), "{m}");
+                    assert!(!m.contains("dropped"), "{m}");
+                }
+                other => panic!("a cancelled task that leaked must join Panicked, got {other:?}"),
+            }
             let late = stash.take().unwrap();
-            assert_eq!(cx.obligation_state(late.id()), None, "aborted by the kernel");
+            assert_eq!(cx.obligation_state(late.id()), None, "settled as a leak");
             drop(late);
 
             // Ignores cancellation and is force-dropped after the grace period.
@@ -209,12 +221,39 @@ on_both_drivers! {
             }).unwrap();
             until(|| started.is_set()).await;
             h.abort();
+            let err = h.join(&cx).await.unwrap_err();
+            assert!(err.is_panicked() && err.to_string().contains("stuck"), "{err}");
+        });
+        let s = rt.stats();
+        assert_eq!(s.obligations_leaked, 3, "{:?}", s.leaks);
+        assert_eq!(s.obligations_aborted, 1, "only the dropped one: {s:?}");
+        assert_eq!(s.forced_drop_count, 1);
+        assert_quiescent(&rt);
+    }
+
+    /// With `LeakPolicy::Log` a cancelled task that leaked still joins
+    /// `Cancelled`; the leak is recorded.
+    fn cancelled_holder_under_the_log_policy_joins_cancelled_and_records_the_leak(d: Driver) {
+        let rt = d.builder().obligation_leak_policy(LeakPolicy::Log).build().unwrap();
+        let oid = Slot::new();
+        let o2 = oid.clone();
+        rt.block_on(move |cx: Cx| async move {
+            let started = Flag::new();
+            let st = started.clone();
+            let h = cx.spawn(move |c| async move {
+                let p = c.reserve_obligation("forgotten").unwrap();
+                o2.set(p.id());
+                std::mem::forget(p);
+                st.set();
+                time::sleep(&c, HOUR).await
+            }).unwrap();
+            until(|| started.is_set()).await;
+            h.abort();
             assert!(h.join(&cx).await.unwrap_err().is_cancelled());
         });
         let s = rt.stats();
-        assert_eq!(s.obligations_leaked, 0, "{:?}", s.leaks);
-        assert_eq!(s.obligations_aborted, 3, "{s:?}");
-        assert_eq!(s.forced_drop_count, 1);
+        assert_eq!((s.obligations_leaked, s.obligations_aborted), (1, 0), "{s:?}");
+        assert_eq!(s.leaks[0].obligation, oid.get().unwrap());
         assert_quiescent(&rt);
     }
 

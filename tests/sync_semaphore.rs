@@ -1,5 +1,6 @@
 //! `sync::Semaphore`: all-or-nothing FIFO acquisition with head-of-line
-//! blocking, immediate errors for impossible requests, close, add_permits
+//! blocking, immediate errors for impossible requests (above
+//! `MAX_PERMITS`; a gate waits: see `sync_semaphore_gate.rs`), close, add_permits
 //! and forget accounting, permits as obligations, cancel-safe waits — on
 //! both drivers, in the lab (cancellation injection at every await point,
 //! obligation oracles) and under OS-thread stress with random aborts.
@@ -149,44 +150,46 @@ on_both_drivers! {
         });
     }
 
-    /// Asking for more than the semaphore has in total is an immediate,
-    /// clear error, never a hang.
+    /// Asking for more than any semaphore can have is an immediate, clear
+    /// error, never a hang (a request above the current total waits: S4).
     fn an_impossible_request_fails_at_once(d: Driver) {
         d.rt().block_on(|cx| async move {
             let sem = Semaphore::new(3);
             let _held = sem.acquire(&cx, 3).await.unwrap();
-            let err = sem.acquire(&cx, 4).await.unwrap_err();
-            assert_eq!(err, AcquireError::TooMany { requested: 4, max: 3 });
-            assert!(err.to_string().contains("requested 4 permits"), "{err}");
+            let too_many = Semaphore::MAX_PERMITS + 1;
+            let err = sem.acquire(&cx, too_many).await.unwrap_err();
             assert_eq!(
-                sem.try_acquire(&cx, 4).unwrap_err(),
-                TryAcquireError::TooMany { requested: 4, max: 3 }
+                err,
+                AcquireError::TooMany { requested: too_many, max: Semaphore::MAX_PERMITS }
             );
+            assert!(err.to_string().contains("MAX_PERMITS"), "{err}");
+            assert_eq!(
+                sem.try_acquire(&cx, too_many).unwrap_err(),
+                TryAcquireError::TooMany { requested: too_many, max: Semaphore::MAX_PERMITS }
+            );
+            assert_eq!(sem.try_acquire(&cx, 4).unwrap_err(), TryAcquireError::NoPermits);
         });
     }
 
-    /// Forgetting permits shrinks the total; a queued request that can no
-    /// longer be met fails with `TooMany` instead of waiting forever, and
-    /// the waiters behind it are served.
-    fn forget_shrinks_the_total_and_fails_requests_that_became_impossible(d: Driver) {
+    /// Forgetting permits shrinks the total; a queued request larger than
+    /// the new total keeps waiting at the head (blocking smaller ones,
+    /// S2) until `add_permits` makes room (S4).
+    fn forget_shrinks_the_total_and_a_larger_queued_request_waits_for_add_permits(d: Driver) {
         d.rt().block_on(|cx| async move {
             let sem = Arc::new(Semaphore::new(3));
             let log = Log::new();
-            let release = Gate::new();
+            let release = open_gate();
             let p = sem.acquire(&cx, 2).await.unwrap();
             let three = spawn_acquirer(&cx, &sem, 3, "three", &log, &release).await;
             let one = spawn_acquirer(&cx, &sem, 1, "one", &log, &release).await;
             p.forget();
-            // "three" failed, "one" holds the last permit.
-            assert_eq!((sem.total_permits(), sem.available_permits()), (1, 0));
-            assert_eq!(
-                three.join(&cx).await.unwrap(),
-                Err(AcquireError::TooMany { requested: 3, max: 1 })
-            );
-            release.open();
-            one.join(&cx).await.unwrap().unwrap();
-            assert_eq!(log.snapshot(), ["one"]);
             assert_eq!((sem.total_permits(), sem.available_permits()), (1, 1));
+            assert_eq!(sem.waiters(), 2, "nobody failed or overtook the head");
+            sem.add_permits(2);
+            three.join(&cx).await.unwrap().unwrap();
+            one.join(&cx).await.unwrap().unwrap();
+            assert_eq!(log.snapshot(), ["three", "one"]);
+            assert_eq!((sem.total_permits(), sem.available_permits()), (3, 3));
         });
     }
 
@@ -743,61 +746,42 @@ fn fast_and_queued_acquisitions_never_exceed_the_permits_on_two_workers() {
 }
 
 #[test]
-fn a_waiter_failed_with_too_many_is_not_mistaken_for_one_served_after_it() {
+fn a_waiter_failed_by_close_is_not_mistaken_for_one_served_before_it() {
     RuntimeBuilder::current_thread()
         .build()
         .unwrap()
         .block_on(|cx| async move {
-            let sem = Semaphore::new(3);
-            let two = sem.acquire(&cx, 2).await.unwrap();
-            let one = sem.acquire(&cx, 1).await.unwrap();
-            let (cb, wb) = counting_waker();
+            let sem = Semaphore::new(1);
+            let held = sem.acquire(&cx, 1).await.unwrap();
             let (cs, ws) = counting_waker();
-            let mut big = pin!(sem.acquire(&cx, 3));
-            let mut small = pin!(sem.acquire(&cx, 1));
+            let (cl, wl) = counting_waker();
+            let mut served = pin!(sem.acquire(&cx, 1));
+            let mut late = pin!(sem.acquire(&cx, 1));
             assert!(
-                big.as_mut()
-                    .poll(&mut Context::from_waker(&wb))
-                    .is_pending()
-            );
-            assert!(
-                small
+                served
                     .as_mut()
                     .poll(&mut Context::from_waker(&ws))
                     .is_pending()
             );
-            // Forgetting one permit makes `big` impossible (S4); releasing
-            // another then serves `small`, queued after it.
-            one.forget();
-            assert_eq!(wakes(&cb), 1);
-            drop(two);
-            assert_eq!(wakes(&cs), 1);
-            let Poll::Ready(Ok(p)) = small.as_mut().poll(&mut Context::from_waker(&ws)) else {
-                panic!("`small` was served with a permit")
-            };
-            assert!(matches!(
-                big.as_mut().poll(&mut Context::from_waker(&wb)),
-                Poll::Ready(Err(AcquireError::TooMany {
-                    requested: 3,
-                    max: 2
-                }))
-            ));
-            drop(p);
-            assert_eq!(sem.available_permits(), 2);
-            // Later waits still collect their grants correctly.
-            let held = sem.acquire(&cx, 2).await.unwrap();
-            let (c, w) = counting_waker();
-            let mut next = pin!(sem.acquire(&cx, 2));
             assert!(
-                next.as_mut()
-                    .poll(&mut Context::from_waker(&w))
+                late.as_mut()
+                    .poll(&mut Context::from_waker(&wl))
                     .is_pending()
             );
+            // `served` gets the permit (its ticket is published), then the
+            // close fails `late`, which sits after it.
             drop(held);
-            assert_eq!(wakes(&c), 1);
+            assert_eq!(wakes(&cs), 1);
+            sem.close();
+            assert_eq!(wakes(&cl), 1);
             assert!(matches!(
-                next.as_mut().poll(&mut Context::from_waker(&w)),
-                Poll::Ready(Ok(_))
+                late.as_mut().poll(&mut Context::from_waker(&wl)),
+                Poll::Ready(Err(AcquireError::Closed))
             ));
+            let Poll::Ready(Ok(p)) = served.as_mut().poll(&mut Context::from_waker(&ws)) else {
+                panic!("`served` got its permit before the close")
+            };
+            drop(p);
+            assert_eq!(sem.available_permits(), 1);
         });
 }

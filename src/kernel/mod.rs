@@ -20,9 +20,16 @@
 //!   reason (see `CancelReason::strengthen`).
 //! - K4 (termination): a task whose cancellation was requested is force-
 //!   dropped when its grace period expires or its cleanup poll quota runs out.
-//! - K5 (obligations): a region never closes with a pending obligation; a
-//!   normally-completing task's unresolved obligations are leaks, a cancelled
-//!   task's are aborted.
+//! - K5 (obligations): a region never closes with a pending obligation
+//!   (leftovers are leaks). A task's unresolved obligations are leaks when
+//!   it completes, whatever its outcome: its future, and every permit in
+//!   it, is dropped first (a dropped permit aborts itself), so what is left
+//!   was forgotten or escaped; under `LeakPolicy::Panic` the task's outcome
+//!   becomes `Panicked` (a cancelled one's too). Owned obligations (owned
+//!   permits, which move between tasks) are held by their region from the
+//!   start: no task's completion counts them, the region's close reports
+//!   one still pending. Transfers and owned reservations are traced
+//!   (`ObligationTransfer`). See `obligation.rs` for the numbered rules.
 //! - K6 (finalizers): run after the last child, LIFO, masked, exactly once.
 //! - K7 (ids): stale ids never resolve (generational arenas).
 //! - K8 (timer hint): the shared hint never lies late: no pending timer is
@@ -82,7 +89,10 @@ pub const MAX_MASK_DEPTH: u32 = 64;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LeakPolicy {
     /// The leaking task's outcome becomes a panic whose message contains
-    /// "obligation leak" (it then propagates like any unjoined panic).
+    /// "obligation leak" (it then propagates like any unjoined panic), also
+    /// when the task was cancelled; a leak found when a region closes (an
+    /// owned permit, an escaped obligation) makes the region's outcome
+    /// such a panic.
     #[default]
     Panic,
     /// The leak is recorded and logged (`tracing::error!`); execution goes on.
@@ -1072,11 +1082,12 @@ impl Kernel {
         for key in timers.into_iter().flatten() {
             self.timers.cancel(key);
         }
-        let cancelled = matches!(outcome, TaskOutcome::Cancelled(_));
-        let leaks = self.settle_obligations(held, cancelled, now);
+        let leaks = self.settle_obligations(held, now);
+        // K5: a leak fails the task also when it was cancelled (a panic
+        // outcome is kept as it is).
         if !leaks.is_empty()
             && self.config.leak_policy == LeakPolicy::Panic
-            && matches!(outcome, TaskOutcome::Ok)
+            && !matches!(outcome, TaskOutcome::Panicked(_))
         {
             let msg = leaks
                 .iter()
@@ -1473,12 +1484,17 @@ impl Kernel {
 
     // ----- obligations ---------------------------------------------------
 
-    /// Reserves an obligation held by task `t` in region `r`.
+    /// Reserves an obligation by task `t` in region `r`. A task-held one
+    /// (`owned == false`) is `t`'s until it is resolved or transferred; an
+    /// owned one (rule 5 of `obligation.rs`: an owned permit, which may move
+    /// to any task) is held by region `r` from the start, so no task's
+    /// completion counts it, and `r`'s close reports it if still pending.
     pub(crate) fn reserve_obligation(
         &mut self,
         t: TaskId,
         r: RegionId,
         kind: &'static str,
+        owned: bool,
         now: Time,
     ) -> Result<ObligationId, SpawnError> {
         let region = self.region(r).ok_or(SpawnError::RegionClosed(r))?;
@@ -1490,6 +1506,7 @@ impl Kernel {
             holder: t,
             region: r,
             reserved_at: now,
+            owned,
         });
         let o = ObligationId::from_parts(i, g);
         self.region_mut(r)
@@ -1500,7 +1517,17 @@ impl Kernel {
             task: t,
             region: r,
         });
-        if let Some(rec) = self.task_mut(t) {
+        if owned {
+            // Traced as handed to the region at once (the oracles follow
+            // holders through transfers).
+            self.emit(TraceKind::ObligationTransfer {
+                obligation: o,
+                from: Some(t),
+                to: None,
+                from_region: r,
+                region: r,
+            });
+        } else if let Some(rec) = self.task_mut(t) {
             rec.obligations.push(o);
         }
         Ok(o)
@@ -1549,12 +1576,19 @@ impl Kernel {
         let Some(rec) = self.obligations.get_mut(o.index(), o.generation()) else {
             return false;
         };
-        let (old_task, old_region) = (rec.holder, rec.region);
+        let (old_task, old_region, was_owned) = (rec.holder, rec.region, rec.owned);
         rec.holder = t;
         rec.region = r;
-        if let Some(old) = self.task_mut(old_task) {
-            old.obligations.retain(|&x| x != o);
-        }
+        rec.owned = false;
+        // A region-held (owned) obligation is in no task's list.
+        let from = if was_owned {
+            None
+        } else {
+            self.task_mut(old_task).map(|old| {
+                old.obligations.retain(|&x| x != o);
+                old_task
+            })
+        };
         if let Some(old) = self.region_mut(old_region) {
             old.pending_obligations -= 1;
         }
@@ -1562,6 +1596,13 @@ impl Kernel {
         self.region_mut(r)
             .expect("checked above")
             .pending_obligations += 1;
+        self.emit(TraceKind::ObligationTransfer {
+            obligation: o,
+            from,
+            to: Some(t),
+            from_region: old_region,
+            region: r,
+        });
         true
     }
 
@@ -1571,22 +1612,16 @@ impl Kernel {
             .map(|_| ObligationState::Reserved)
     }
 
-    /// K5: a finished task's leftovers are aborted (cancelled) or leaked.
-    fn settle_obligations(
-        &mut self,
-        held: Vec<ObligationId>,
-        cancelled: bool,
-        now: Time,
-    ) -> Vec<LeakReport> {
-        let mut leaks = Vec::new();
-        for o in held {
-            if cancelled {
-                self.resolve_obligation(o, ObligationState::Aborted);
-            } else if let Some(report) = self.leak_obligation(o, now) {
-                leaks.push(report);
-            }
-        }
-        leaks
+    /// K5: a finished task's leftovers are leaks, whatever its outcome. Its
+    /// future (and every permit it still owned) was dropped before it
+    /// completed, and dropping a permit resolves it; so whatever is still
+    /// pending here was forgotten or escaped the task (stashed, returned),
+    /// also when the task was cancelled. Owned obligations are not in the
+    /// list: their region holds them.
+    fn settle_obligations(&mut self, held: Vec<ObligationId>, now: Time) -> Vec<LeakReport> {
+        held.into_iter()
+            .filter_map(|o| self.leak_obligation(o, now))
+            .collect()
     }
 
     fn leak_obligation(&mut self, o: ObligationId, now: Time) -> Option<LeakReport> {

@@ -23,11 +23,13 @@
 //! 1. `no_orphan_tasks`: every spawned task completes exactly once, before
 //!    its region closes; no task is live at the end of the run. Tracks tasks.
 //! 2. `obligation_leaks`: no obligation leaks; every reservation is resolved
-//!    (committed, aborted) exactly once, and only after it was made; the
-//!    kernel's leak counter agrees with the trace. Tracks obligations.
+//!    (committed, aborted) exactly once, and only after it was made; only a
+//!    pending obligation is transferred; the kernel's leak counter agrees
+//!    with the trace. Tracks obligations.
 //! 3. `region_quiescence`: when a region closes, every task spawned in it has
-//!    completed, every child region has closed and every obligation reserved
-//!    in it is resolved; every region closes by the end of the run. Tracks
+//!    completed, every child region has closed and every obligation it
+//!    holds is resolved (one reserved in it, unless transferred away; one
+//!    transferred to it); every region closes by the end of the run. Tracks
 //!    regions.
 //! 4. `region_tree`: each region is created once, under a parent that was
 //!    created earlier and is not closed; a region closes once, after all its
@@ -52,7 +54,11 @@
 //! 9. `futurelock`: a task holding at least one obligation is not left
 //!    unpolled for longer than `futurelock_after` (virtual time) while other
 //!    tasks are polled, nor at the end of the run. Tracks tasks that held an
-//!    obligation.
+//!    obligation. Holders follow transfers; an obligation its region holds
+//!    (an owned permit, which any task may hold) counts for no task.
+//!
+//! Every oracle that tracks obligations follows `ObligationTransfer`
+//! events: the obligation then belongs to the new task and region.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -364,11 +370,12 @@ pub fn obligation_leaks(trace: &[TraceEvent], end: &EndState) -> OracleResult {
     let mut reserved: BTreeMap<ObligationId, (TaskId, RegionId, u64)> = BTreeMap::new();
     let mut resolved: BTreeSet<ObligationId> = BTreeSet::new();
     let mut leaks = 0u64;
-    let mut resolve = |o: &ObligationId,
-                       e: &TraceEvent,
-                       reserved: &BTreeMap<ObligationId, (TaskId, RegionId, u64)>,
-                       v: &mut Vec<String>,
-                       how: &str| {
+    let resolve = |o: &ObligationId,
+                   e: &TraceEvent,
+                   reserved: &BTreeMap<ObligationId, (TaskId, RegionId, u64)>,
+                   resolved: &mut BTreeSet<ObligationId>,
+                   v: &mut Vec<String>,
+                   how: &str| {
         if !reserved.contains_key(o) {
             v.push(format!("{o} {how} but never reserved ({})", at(e)));
         } else if !resolved.insert(*o) {
@@ -391,10 +398,23 @@ pub fn obligation_leaks(trace: &[TraceEvent], end: &EndState) -> OracleResult {
                 }
             }
             TraceKind::ObligationCommit { obligation } => {
-                resolve(obligation, e, &reserved, &mut v, "committed");
+                resolve(obligation, e, &reserved, &mut resolved, &mut v, "committed");
             }
             TraceKind::ObligationAbort { obligation } => {
-                resolve(obligation, e, &reserved, &mut v, "aborted");
+                resolve(obligation, e, &reserved, &mut resolved, &mut v, "aborted");
+            }
+            TraceKind::ObligationTransfer { obligation, .. } => {
+                if !reserved.contains_key(obligation) {
+                    v.push(format!(
+                        "{obligation} transferred but never reserved ({})",
+                        at(e)
+                    ));
+                } else if resolved.contains(obligation) {
+                    v.push(format!(
+                        "{obligation} transferred after it was resolved ({})",
+                        at(e)
+                    ));
+                }
             }
             TraceKind::ObligationLeak { obligation, task } => {
                 leaks += 1;
@@ -405,7 +425,7 @@ pub fn obligation_leaks(trace: &[TraceEvent], end: &EndState) -> OracleResult {
                     "{obligation} held by {task} leaked{kind}: never committed or aborted ({})",
                     at(e)
                 ));
-                resolve(obligation, e, &reserved, &mut v, "leaked");
+                resolve(obligation, e, &reserved, &mut resolved, &mut v, "leaked");
             }
             _ => {}
         }
@@ -461,6 +481,18 @@ pub fn region_quiescence(trace: &[TraceEvent], end: &EndState) -> OracleResult {
                 obligation, region, ..
             } => {
                 obligation_region.insert(*obligation, *region);
+                regions
+                    .entry(*region)
+                    .or_default()
+                    .obligations
+                    .insert(*obligation);
+            }
+            TraceKind::ObligationTransfer {
+                obligation, region, ..
+            } => {
+                if let Some(r) = obligation_region.insert(*obligation, *region) {
+                    regions.entry(r).or_default().obligations.remove(obligation);
+                }
                 regions
                     .entry(*region)
                     .or_default()
@@ -971,7 +1003,8 @@ pub fn futurelock(trace: &[TraceEvent], end: &EndState, after: Duration) -> Orac
             }
             TraceKind::ObligationCommit { obligation }
             | TraceKind::ObligationAbort { obligation }
-            | TraceKind::ObligationLeak { obligation, .. } => {
+            | TraceKind::ObligationLeak { obligation, .. }
+            | TraceKind::ObligationTransfer { obligation, .. } => {
                 if let Some(t) = holder.remove(obligation)
                     && let Some(set) = held.get_mut(&t)
                 {
@@ -979,6 +1012,11 @@ pub fn futurelock(trace: &[TraceEvent], end: &EndState, after: Duration) -> Orac
                     if set.is_empty() {
                         held.remove(&t);
                     }
+                }
+                if let TraceKind::ObligationTransfer { to: Some(t), .. } = &e.kind {
+                    holder.insert(*obligation, *t);
+                    held.entry(*t).or_default().insert(*obligation);
+                    ever_held.insert(*t);
                 }
             }
             TraceKind::Complete { task, .. } => {

@@ -30,16 +30,28 @@
 //!   obligation `"semaphore_permit"` with the acquiring task's `Cx`.
 //!   Dropping a permit returns its permits and aborts the obligation;
 //!   [`SemaphorePermit::forget`] removes the permits from the semaphore for
-//!   good and commits it. A permit that is `mem::forget`-ed, or still held
-//!   when the acquiring task returns, is an obligation leak the kernel
-//!   reports (see [`crate::obligation`]): hand a permit to another task only
-//!   if the acquiring task outlives it.
-//! - S4 (impossible requests fail fast): a request for more permits than the
-//!   semaphore has in total ([`Semaphore::total_permits`]: available plus
-//!   held) fails at once with `TooMany`, and a queued request that becomes
-//!   impossible because permits were forgotten fails with `TooMany` when it
-//!   reaches the head of the queue. Nothing waits for permits that cannot
-//!   exist (until more are added with [`Semaphore::add_permits`]).
+//!   good and commits it. A permit that is `mem::forget`-ed is an
+//!   obligation leak the kernel reports (see [`crate::obligation`]); it is
+//!   never counted as aborted, also when its task is then cancelled (its
+//!   permits are not given back, so the leak is what tells).
+//!   - A [`SemaphorePermit`] belongs to the acquiring task: one still held
+//!     when that task completes is a leak reported by the task's join.
+//!   - An [`OwnedSemaphorePermit`] ([`Semaphore::acquire_owned`]) follows
+//!     its holder: it may move into another task (tokio's
+//!     concurrency-limit idiom: an acceptor acquires, each connection's
+//!     task holds and drops its permit) and the acquiring task may finish
+//!     first. Its obligation is held by the region of the `Cx` it was
+//!     acquired with; it must be dropped or forgotten (through
+//!     [`OwnedSemaphorePermit::forget`]) by some task before that region
+//!     closes, or the region's close reports it as a leak.
+//! - S4 (a gate waits): a request that the semaphore could ever serve
+//!   waits, whatever its current total: `Semaphore::new(0)` is a gate whose
+//!   `acquire` waits until [`Semaphore::add_permits`] makes room, and a
+//!   queued request larger than the total (after
+//!   [`SemaphorePermit::forget`]) waits for permits to be added. A request
+//!   fails at once only when it can never be met: with `Closed` (S5), or
+//!   with `TooMany` when it asks for more than
+//!   [`Semaphore::MAX_PERMITS`].
 //! - S5 (close): [`Semaphore::close`] fails every queued waiter and every
 //!   later acquisition with `Closed`. Permits already held stay valid, and
 //!   dropping them still returns them.
@@ -60,8 +72,8 @@
 //! compare-and-swap fails and it queues behind). Each queued waiter holds a
 //! ticket (increasing in queue order); a waiter granted its permits is
 //! removed from the queue and `served` advances to its ticket, so the woken
-//! waiter learns of its grant from one atomic load, without the lock. Error
-//! grants (`Closed`, `TooMany`) stay in the queue entry and set the sticky
+//! waiter learns of its grant from one atomic load, without the lock. The
+//! error grant (`Closed`) stays in the queue entry and sets the sticky
 //! `errors_issued` flag, after which waiters collect under the lock (a
 //! ticket below `served` may then be an error).
 
@@ -84,9 +96,6 @@ pub const PERMIT_OBLIGATION: &str = "semaphore_permit";
 pub struct Semaphore {
     /// `available << SHIFT | CLOSED | QUEUED` (see the implementation note).
     permits: AtomicUsize,
-    /// A copy of `State::total`, written under the queue's lock, so that a
-    /// request can fail fast with `TooMany` (S4) without taking it.
-    total_copy: AtomicUsize,
     grants: Grants,
     state: StdMutex<State>,
 }
@@ -110,20 +119,17 @@ const CLOSED: usize = 2;
 const SHIFT: u32 = 2;
 
 struct State {
-    /// Available plus held by permits (S4).
+    /// Available plus held by permits ([`Semaphore::total_permits`]).
     total: usize,
     /// Each waiter's request and ticket; error grants say how it failed.
-    waiters: WaitQueue<(usize, u64), Grant>,
+    waiters: WaitQueue<(usize, u64), Closed>,
     next_ticket: u64,
 }
 
-/// How a queued waiter failed. (A waiter served with permits leaves the
-/// queue instead; see `Grants`.)
+/// How a queued waiter failed: the semaphore was closed (S5). (A waiter
+/// served with permits leaves the queue instead; see `Grants`.)
 #[derive(Clone, Copy, Debug)]
-enum Grant {
-    Closed,
-    TooMany { max: usize },
-}
+struct Closed;
 
 /// Why [`Semaphore::acquire`] failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,11 +138,12 @@ pub enum AcquireError {
     Cancelled(Cancelled),
     /// The semaphore is closed (rule S5).
     Closed,
-    /// More permits were requested than the semaphore has in total (S4).
+    /// More permits were requested than any semaphore can have
+    /// ([`Semaphore::MAX_PERMITS`]): the request can never be met (S4).
     TooMany {
         /// How many were requested.
         requested: usize,
-        /// The semaphore's total when the request failed.
+        /// [`Semaphore::MAX_PERMITS`].
         max: usize,
     },
 }
@@ -166,7 +173,7 @@ impl fmt::Display for AcquireError {
             AcquireError::Closed => f.write_str("semaphore closed"),
             AcquireError::TooMany { requested, max } => write!(
                 f,
-                "requested {requested} permits from a semaphore that has {max} in total"
+                "requested {requested} permits, more than a semaphore can have (Semaphore::MAX_PERMITS = {max})"
             ),
         }
     }
@@ -188,11 +195,12 @@ pub enum TryAcquireError {
     NoPermits,
     /// The semaphore is closed (rule S5).
     Closed,
-    /// More permits were requested than the semaphore has in total (S4).
+    /// More permits were requested than any semaphore can have
+    /// ([`Semaphore::MAX_PERMITS`], S4).
     TooMany {
         /// How many were requested.
         requested: usize,
-        /// The semaphore's total.
+        /// [`Semaphore::MAX_PERMITS`].
         max: usize,
     },
 }
@@ -206,7 +214,7 @@ impl fmt::Display for TryAcquireError {
             TryAcquireError::Closed => f.write_str("semaphore closed"),
             TryAcquireError::TooMany { requested, max } => write!(
                 f,
-                "requested {requested} permits from a semaphore that has {max} in total"
+                "requested {requested} permits, more than a semaphore can have (Semaphore::MAX_PERMITS = {max})"
             ),
         }
     }
@@ -219,17 +227,13 @@ impl std::error::Error for TryAcquireError {}
 type Served = WakeList;
 
 impl State {
-    /// Serves the head of the queue while it can be served (S2, S4), taking
+    /// Serves the head of the queue while it can be served (S2), taking
     /// the permits from `permits`; clears `QUEUED` once nobody is left.
     /// Called under the queue's lock.
     fn serve(&mut self, permits: &AtomicUsize, grants: &Grants) -> Served {
         let mut served = Served::default();
         while let Some(&(n, ticket)) = self.waiters.front() {
-            if n > self.total {
-                grants.errors_issued.store(true, Ordering::Release);
-                let grant = Grant::TooMany { max: self.total };
-                served.push(self.waiters.notify_front(grant).expect("front exists"));
-            } else if n <= permits.load(Ordering::Acquire) >> SHIFT {
+            if n <= permits.load(Ordering::Acquire) >> SHIFT {
                 // `QUEUED` is set: nobody changes the count without the
                 // queue's lock, so it cannot drop below `n` meanwhile.
                 permits.fetch_sub(n << SHIFT, Ordering::AcqRel);
@@ -259,10 +263,10 @@ impl State {
             if s & CLOSED != 0 {
                 return Ok(Err(TryAcquireError::Closed));
             }
-            if n > self.total {
+            if n > Semaphore::MAX_PERMITS {
                 return Ok(Err(TryAcquireError::TooMany {
                     requested: n,
-                    max: self.total,
+                    max: Semaphore::MAX_PERMITS,
                 }));
             }
             if s & QUEUED != 0 || s >> SHIFT < n {
@@ -282,10 +286,13 @@ impl State {
 }
 
 impl Semaphore {
-    /// The most permits a semaphore can have in total.
+    /// The most permits a semaphore can have in total; a request for more
+    /// fails at once with `TooMany` (S4).
     pub const MAX_PERMITS: usize = usize::MAX >> 4;
 
-    /// A semaphore with `permits` permits.
+    /// A semaphore with `permits` permits. `Semaphore::new(0)` is a gate:
+    /// acquisitions wait until [`add_permits`](Self::add_permits) makes room
+    /// (S4).
     ///
     /// # Panics
     /// If `permits` exceeds [`Semaphore::MAX_PERMITS`].
@@ -296,7 +303,6 @@ impl Semaphore {
         );
         Self {
             permits: AtomicUsize::new(permits << SHIFT),
-            total_copy: AtomicUsize::new(permits),
             grants: Grants {
                 served: AtomicU64::new(0),
                 errors_issued: AtomicBool::new(false),
@@ -356,8 +362,15 @@ impl Semaphore {
 
     /// Waits for `n` permits, all at once (S1), in FIFO order (S2).
     ///
-    /// Errors at once with `TooMany` if `n` exceeds the total (S4) and with
-    /// `Closed` once the semaphore is closed (S5).
+    /// Waits also when `n` exceeds the permits the semaphore has now (a
+    /// gate, S4): [`add_permits`](Self::add_permits) may make room. Errors
+    /// at once with `TooMany` if `n` exceeds [`Semaphore::MAX_PERMITS`]
+    /// (S4) and with `Closed` once the semaphore is closed (S5).
+    ///
+    /// The permit is an obligation of `cx`'s task (S3): it must be dropped
+    /// (or forgotten through [`SemaphorePermit::forget`]) before that task
+    /// completes. Use [`acquire_owned`](Self::acquire_owned) for a permit
+    /// that moves into another task.
     ///
     /// # Cancellation
     /// Cancel-aware while queued (S6): once the task's cancellation is
@@ -384,7 +397,32 @@ impl Semaphore {
     }
 
     /// [`acquire`](Self::acquire) for a semaphore in an `Arc`: the permit
-    /// owns a reference and is `'static`.
+    /// owns a reference, is `'static` and follows its holder (S3): it may
+    /// be moved into another task, which drops it when done, and the
+    /// acquiring task may finish first. It must be dropped before the region
+    /// of `cx` closes (else that close reports a leak).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use asupersync::sync::Semaphore;
+    ///
+    /// asupersync::RuntimeBuilder::current_thread().build().unwrap().block_on(|cx| async move {
+    ///     let limit = Arc::new(Semaphore::new(2));
+    ///     let acceptor = {
+    ///         let limit = limit.clone();
+    ///         cx.spawn(move |cx| async move {
+    ///             for _connection in 0..5 {
+    ///                 let permit = limit.clone().acquire_owned(&cx, 1).await.unwrap();
+    ///                 // Served in its own task, which releases the permit.
+    ///                 cx.spawn(move |_cx| async move { drop(permit) }).unwrap();
+    ///             }
+    ///             // Returns before the last connections are served: fine.
+    ///         })
+    ///         .unwrap()
+    ///     };
+    ///     acceptor.join(&cx).await.unwrap();
+    /// });
+    /// ```
     ///
     /// # Cancellation
     /// As for [`acquire`](Self::acquire).
@@ -401,6 +439,9 @@ impl Semaphore {
     /// The permit is an obligation of `cx`'s task (S3), which is why this
     /// takes a `Cx` although it never waits.
     ///
+    /// Errors: `NoPermits` if it would have to wait, `Closed` (S5),
+    /// `TooMany` above [`Semaphore::MAX_PERMITS`] (S4).
+    ///
     /// # Panics
     /// As for [`acquire`](Self::acquire).
     pub fn try_acquire(&self, cx: &Cx, n: usize) -> Result<SemaphorePermit<'_>, TryAcquireError> {
@@ -408,11 +449,13 @@ impl Semaphore {
         Ok(SemaphorePermit {
             sem: self,
             n,
-            obligation: Some(self.reserve(cx, n)),
+            obligation: Some(self.reserve(cx, n, false)),
         })
     }
 
-    /// [`try_acquire`](Self::try_acquire) for a semaphore in an `Arc`.
+    /// [`try_acquire`](Self::try_acquire) for a semaphore in an `Arc`; the
+    /// permit follows its holder as for
+    /// [`acquire_owned`](Self::acquire_owned).
     ///
     /// # Panics
     /// As for [`acquire`](Self::acquire).
@@ -422,7 +465,7 @@ impl Semaphore {
         n: usize,
     ) -> Result<OwnedSemaphorePermit, TryAcquireError> {
         self.try_take(n)?;
-        let obligation = Some(self.reserve(cx, n));
+        let obligation = Some(self.reserve(cx, n, true));
         Ok(OwnedSemaphorePermit {
             sem: self,
             n,
@@ -454,7 +497,6 @@ impl Semaphore {
                 "Semaphore::add_permits: more than Semaphore::MAX_PERMITS permits"
             );
             st.total += n;
-            self.total_copy.store(st.total, Ordering::Release);
             self.permits.fetch_add(n << SHIFT, Ordering::AcqRel);
             st.serve(&self.permits, &self.grants)
         };
@@ -468,7 +510,7 @@ impl Semaphore {
             let mut st = self.state();
             self.permits.fetch_or(CLOSED, Ordering::AcqRel);
             self.grants.errors_issued.store(true, Ordering::Release);
-            let wakers = st.waiters.notify_all(Grant::Closed);
+            let wakers = st.waiters.notify_all(Closed);
             self.permits.fetch_and(!QUEUED, Ordering::AcqRel);
             wakers
         };
@@ -487,9 +529,9 @@ impl Semaphore {
         self.permits.load(Ordering::Acquire) >> SHIFT
     }
 
-    /// Permits in total: available plus held (S4). Changed only by
+    /// Permits in total: available plus held. Changed only by
     /// [`add_permits`](Self::add_permits) and
-    /// [`SemaphorePermit::forget`].
+    /// [`SemaphorePermit::forget`]. A request for more waits (S4).
     pub fn total_permits(&self) -> usize {
         self.state().total
     }
@@ -499,10 +541,16 @@ impl Semaphore {
         self.state().waiters.len()
     }
 
-    /// Reserves the obligation for `n` permits just taken; on failure gives
+    /// Reserves the obligation for `n` permits just taken (an owned one,
+    /// held by `cx`'s region, for an owned permit: S3); on failure gives
     /// them back and panics.
-    fn reserve(&self, cx: &Cx, n: usize) -> Obligation {
-        match cx.reserve_obligation(PERMIT_OBLIGATION) {
+    fn reserve(&self, cx: &Cx, n: usize, owned: bool) -> Obligation {
+        let reserved = if owned {
+            cx.reserve_owned_obligation(PERMIT_OBLIGATION)
+        } else {
+            cx.reserve_obligation(PERMIT_OBLIGATION)
+        };
+        match reserved {
             Ok(o) => o,
             Err(e) => {
                 self.release(n);
@@ -523,18 +571,12 @@ impl Semaphore {
         served.wake();
     }
 
+    /// The total shrinks; nothing is served (no permit became available),
+    /// and no queued request fails: more may be added (S4).
     fn forget_held(&self, n: usize) {
-        if n == 0 {
-            return;
+        if n > 0 {
+            self.state().total -= n;
         }
-        let served = {
-            let mut st = self.state();
-            st.total -= n;
-            self.total_copy.store(st.total, Ordering::Release);
-            // Queued requests may have become impossible (S4).
-            st.serve(&self.permits, &self.grants)
-        };
-        served.wake();
     }
 
     fn poll_acquire(
@@ -543,13 +585,14 @@ impl Semaphore {
         n: usize,
         wait: &mut Wait,
         waker: &Waker,
+        owned: bool,
     ) -> Poll<Result<Obligation, AcquireError>> {
         let taken = match *wait {
             Wait::Done => panic!("a semaphore acquire future was polled after it completed"),
             Wait::Start => self.poll_start(cx, n, wait, waker),
             Wait::Queued { key, ticket } => self.poll_queued(cx, n, key, ticket, wait, waker),
         };
-        taken.map_ok(|()| self.reserve(cx, n))
+        taken.map_ok(|()| self.reserve(cx, n, owned))
     }
 
     fn poll_start(
@@ -577,10 +620,12 @@ impl Semaphore {
             *wait = Wait::Done;
             return Poll::Ready(Err(AcquireError::Closed));
         }
-        let max = self.total_copy.load(Ordering::Acquire);
-        if n > max {
+        if n > Self::MAX_PERMITS {
             *wait = Wait::Done;
-            return Poll::Ready(Err(AcquireError::TooMany { requested: n, max }));
+            return Poll::Ready(Err(AcquireError::TooMany {
+                requested: n,
+                max: Self::MAX_PERMITS,
+            }));
         }
         // Would block: observe cancellation, never under `state`.
         if let Some(reason) = cx.observe_cancel() {
@@ -639,7 +684,7 @@ impl Semaphore {
             *wait = Wait::Done;
             return Poll::Ready(Ok(()));
         }
-        if let Some(r) = self.collect(&mut self.state(), n, key, ticket) {
+        if let Some(r) = self.collect(&mut self.state(), key, ticket) {
             *wait = Wait::Done;
             return Poll::Ready(r);
         }
@@ -649,7 +694,7 @@ impl Semaphore {
             return Poll::Ready(Err(AcquireError::Cancelled(Cancelled::new(reason))));
         }
         let mut st = self.state();
-        if let Some(r) = self.collect(&mut st, n, key, ticket) {
+        if let Some(r) = self.collect(&mut st, key, ticket) {
             *wait = Wait::Done;
             return Poll::Ready(r);
         }
@@ -663,15 +708,13 @@ impl Semaphore {
     fn collect(
         &self,
         st: &mut State,
-        n: usize,
         key: WaiterKey,
         ticket: u64,
     ) -> Option<Result<(), AcquireError>> {
         match st.waiters.state(key) {
             Some(WaiterState::Waiting) => None,
             Some(WaiterState::Notified(_)) => Some(match st.waiters.take_grant(key) {
-                Some(Grant::Closed) => Err(AcquireError::Closed),
-                Some(Grant::TooMany { max }) => Err(AcquireError::TooMany { requested: n, max }),
+                Some(Closed) => Err(AcquireError::Closed),
                 None => unreachable!("a notified entry holds its grant"),
             }),
             None => {
@@ -713,7 +756,7 @@ impl Default for Semaphore {
 impl fmt::Debug for Semaphore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         /// The queued requests, oldest first.
-        struct Queued<'a>(&'a WaitQueue<(usize, u64), Grant>);
+        struct Queued<'a>(&'a WaitQueue<(usize, u64), Closed>);
         impl fmt::Debug for Queued<'_> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.debug_list()
@@ -759,7 +802,7 @@ impl<'a> Future for Acquire<'a> {
         let this = self.get_mut();
         let sem = this.sem;
         let n = this.n;
-        sem.poll_acquire(&this.cx, n, &mut this.wait, task_cx.waker())
+        sem.poll_acquire(&this.cx, n, &mut this.wait, task_cx.waker(), false)
             .map(|r| {
                 r.map(|obligation| SemaphorePermit {
                     sem,
@@ -811,7 +854,7 @@ impl Future for AcquireOwned {
             .sem
             .as_ref()
             .expect("a semaphore acquire future was polled after it completed");
-        match sem.poll_acquire(&this.cx, n, &mut this.wait, task_cx.waker()) {
+        match sem.poll_acquire(&this.cx, n, &mut this.wait, task_cx.waker(), true) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Ready(Ok(obligation)) => Poll::Ready(Ok(OwnedSemaphorePermit {
@@ -952,7 +995,7 @@ mod tests {
     }
 
     #[test]
-    fn serve_is_fifo_all_or_nothing_and_fails_impossible_heads() {
+    fn serve_is_fifo_all_or_nothing_and_a_head_larger_than_the_total_waits() {
         const ONE: usize = 1 << SHIFT;
         let permits = AtomicUsize::new(ONE | QUEUED);
         let grants = Grants {
@@ -960,7 +1003,7 @@ mod tests {
             errors_issued: AtomicBool::new(false),
         };
         let mut st = State {
-            total: 3,
+            total: 1,
             waiters: WaitQueue::new(),
             next_ticket: 3,
         };
@@ -968,24 +1011,26 @@ mod tests {
         let small = st.waiters.push_back(w(), (1, 2));
         assert!(
             st.serve(&permits, &grants).len() == 0,
-            "the big head blocks the small one"
+            "the big head blocks the small one, although the total is below it (S4: it waits)"
         );
         assert_eq!(permits.load(Ordering::Relaxed), ONE | QUEUED);
-        assert_eq!(grants.served.load(Ordering::Relaxed), 0);
-        st.total = 2; // a permit was forgotten: 3 can never be had
-        assert_eq!(st.serve(&permits, &grants).len(), 2);
-        assert!(grants.errors_issued.load(Ordering::Relaxed));
+        assert!(!grants.errors_issued.load(Ordering::Relaxed));
+        // Two more permits added: the head takes all three, then nothing is
+        // left for `small`.
+        st.total = 3;
+        permits.fetch_add(2 * ONE, Ordering::Relaxed);
+        assert_eq!(st.serve(&permits, &grants).len(), 1);
+        assert!(st.waiters.state(big).is_none(), "served: out of the queue");
+        assert_eq!(grants.served.load(Ordering::Relaxed), 1);
         assert!(matches!(
-            st.waiters.take_grant(big),
-            Some(Grant::TooMany { max: 2 })
+            st.waiters.state(small),
+            Some(WaiterState::Waiting)
         ));
-        // Served with permits: out of the queue, its ticket published.
-        assert!(st.waiters.state(small).is_none());
+        assert_eq!(permits.load(Ordering::Relaxed), QUEUED);
+        // One comes back: `small` is served and `QUEUED` is cleared.
+        permits.fetch_add(ONE, Ordering::Relaxed);
+        assert_eq!(st.serve(&permits, &grants).len(), 1);
         assert_eq!(grants.served.load(Ordering::Relaxed), 2);
-        assert_eq!(
-            permits.load(Ordering::Relaxed),
-            0,
-            "no permit left, and QUEUED cleared with the queue"
-        );
+        assert_eq!(permits.load(Ordering::Relaxed), 0);
     }
 }

@@ -39,7 +39,10 @@
 //!    (and aborts the obligation instead of committing it). Dropping an
 //!    unused permit returns its slot (to the oldest waiting sender, if any)
 //!    and aborts the obligation. A forgotten permit (`mem::forget`) is an
-//!    obligation leak, and its slot stays taken.
+//!    obligation leak, and its slot stays taken. A [`SendPermit`] belongs
+//!    to the reserving task: one still held (forgotten, stashed) when that
+//!    task completes is reported as a leak, also when the task was
+//!    cancelled. For a permit that moves into another task, see rule 9.
 //! 2. **Capacity.** A bounded channel of capacity `n` never holds more than
 //!    `n` queued messages plus reserved slots. An unbounded channel never
 //!    waits for capacity.
@@ -92,8 +95,20 @@
 //!    receive take no lock: an atomic slot count, a lock-free ring up to
 //!    capacity 1024 (larger and unbounded rings sit behind their own short
 //!    lock) and an atomic receiver waker.
+//! 9. **Owned permits.** [`Sender::reserve_owned`] consumes a sender and
+//!    gives an [`OwnedSendPermit`], which owns it and is `'static`: it can
+//!    move into another task. [`OwnedSendPermit::send`] commits and gives
+//!    the sender back; [`OwnedSendPermit::release`] gives the slot and the
+//!    sender back without sending; dropping it returns the slot. Its
+//!    obligation follows its holder: it is held by the region of the `Cx`
+//!    it was reserved with, so the reserving task may finish first; it must
+//!    be used or dropped before that region closes, and one forgotten is
+//!    reported as an obligation leak by the region's close. Waits and
+//!    cancellation are as for [`Sender::reserve`]; an error gives the
+//!    sender back ([`ReserveOwnedError`]).
 
 mod error;
+mod owned;
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -107,6 +122,7 @@ use crossbeam_queue::ArrayQueue;
 use futures_core::Stream;
 
 pub use error::{RecvError, ReserveError, SendError, TryRecvError, TrySendError};
+pub use owned::{OwnedSendPermit, ReserveOwned, ReserveOwnedError};
 
 use crate::cx::Cx;
 use crate::kernel::SpawnError;
