@@ -15,6 +15,7 @@ mod metrics;
 mod queue;
 pub(crate) mod root;
 pub(crate) mod task_cell;
+pub(crate) mod park;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -166,6 +166,19 @@ thread_local! {
         const { RefCell::new(None) };
 }
 
+/// Whether the calling thread runs runtime tasks right now: it is a
+/// multi-thread worker, or it is driving a current-thread runtime inside
+/// `block_on` (rule TB1 in `park`).
+pub(crate) fn runs_tasks_on_this_thread() -> bool {
+    let worker = CURRENT
+        .try_with(|c| c.try_borrow().map_or(true, |c| c.is_some()))
+        .unwrap_or(false);
+    worker
+        || DRIVER
+            .try_with(|d| d.try_borrow().map_or(true, |d| d.is_some()))
+            .unwrap_or(false)
+}
+
 /// Uninstalls the current-thread driver context when `block_on` returns;
 /// tasks still in its local queue move to the injector.
 pub(crate) struct DriverGuard<'a> {
