@@ -4,11 +4,13 @@
 
 pub mod channel;
 pub mod cx;
+mod error;
 pub mod kernel;
 pub mod lab;
 pub mod link;
 pub mod monitor;
 pub mod obligation;
+pub mod prelude;
 pub mod runtime;
 pub mod sync;
 pub mod time;
@@ -18,8 +20,11 @@ pub mod types;
 mod yield_now;
 
 pub use cx::Cx;
+pub use error::{Error, ErrorKind};
 pub use kernel::SpawnError;
-pub use runtime::{Handle, JoinError, Runtime, RuntimeBuilder, TaskHandle, spawn_blocking};
+pub use runtime::{
+    AbortHandle, Handle, JoinError, Runtime, RuntimeBuilder, TaskHandle, spawn_blocking,
+};
 pub use types::{Budget, Outcome, Time};
 pub use yield_now::{YieldNow, yield_now};
 

@@ -1,7 +1,7 @@
 //! Blocking forms for plain threads: [`Sender::blocking_send`] and
 //! [`Receiver::blocking_recv`] (rules TB1–TB2 of `runtime::park`).
 
-use super::{Chan, RecvError, Receiver, SendError, Sender};
+use super::{Chan, Receiver, RecvError, SendError, Sender};
 use crate::runtime::park::{assert_may_block, park_until};
 use crate::sync::waiters::WaiterKey;
 
