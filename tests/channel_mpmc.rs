@@ -443,7 +443,11 @@ async fn pool_under_cancellation(cx: Cx) {
     assert_eq!(rx.capacity(), 2, "every slot came back");
     let received = received.lock().unwrap().clone();
     let set: BTreeSet<u32> = received.iter().copied().collect();
-    assert_eq!(set.len(), received.len(), "a job was received twice: {received:?}");
+    assert_eq!(
+        set.len(),
+        received.len(),
+        "a job was received twice: {received:?}"
+    );
     assert_eq!(set, *sent.lock().unwrap(), "received exactly what was sent");
 }
 

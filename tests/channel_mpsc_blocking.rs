@@ -342,7 +342,11 @@ async fn timed_producers(cx: Cx) {
     let received = received.lock().unwrap().clone();
     let set: BTreeSet<_> = received.iter().copied().collect();
     assert_eq!(set.len(), received.len(), "duplicated: {received:?}");
-    assert_eq!(set, *delivered.lock().unwrap(), "received exactly what was delivered");
+    assert_eq!(
+        set,
+        *delivered.lock().unwrap(),
+        "received exactly what was delivered"
+    );
     assert!(set.is_disjoint(&returned.lock().unwrap()));
 }
 
