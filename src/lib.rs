@@ -23,7 +23,8 @@ pub use cx::Cx;
 pub use error::{Error, ErrorKind};
 pub use kernel::SpawnError;
 pub use runtime::{
-    AbortHandle, Handle, JoinError, Runtime, RuntimeBuilder, TaskHandle, spawn_blocking,
+    AbortHandle, Handle, JoinError, Runtime, RuntimeBuilder, TaskHandle, block_in_place,
+    spawn_blocking,
 };
 pub use types::{Budget, Outcome, Time};
 pub use yield_now::{YieldNow, yield_now};

@@ -6,6 +6,7 @@
 //! future need not be `Send`) and returns once the root region is closed.
 
 mod abort;
+mod block_in_place;
 mod blocking;
 mod builder;
 pub(crate) mod core;
@@ -27,6 +28,7 @@ use std::time::Duration;
 use crossbeam_utils::sync::{Parker, Unparker};
 
 pub use abort::AbortHandle;
+pub use block_in_place::block_in_place;
 pub use blocking::spawn_blocking;
 pub use builder::{BuildError, RuntimeBuilder};
 pub use handle::Handle;
