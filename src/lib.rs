@@ -4,7 +4,7 @@
 
 pub mod channel;
 pub mod cx;
-mod error;
+pub mod error;
 pub mod kernel;
 pub mod lab;
 pub mod link;

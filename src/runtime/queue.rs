@@ -60,6 +60,9 @@
 //! waits at most `(limit + 1) * limit + 1` dispatches). When a worker finds
 //! no lower-lane work, its streak restarts.
 //!
+//! `block_in_place` helpers (see "block_in_place support" below) run the
+//! same loop as workers, each with its own sleep slot and deque.
+//!
 //! Rule Q1 (no lost wakeups): a worker announces it is going to sleep
 //! (`prepare_sleep`: its `sleeping` flag, the `sleepers` count, a SeqCst
 //! fence), then re-checks the injector, the cancel lane and every local
