@@ -144,6 +144,8 @@ pub(crate) struct RunQueue {
     helper_unparkers: Vec<Mutex<Option<Unparker>>>,
     /// Helper slots not in use.
     helper_free: Mutex<Vec<usize>>,
+    /// Helpers running (their deques are looked at only while some run).
+    helpers_active: AtomicUsize,
     sleepers: AtomicUsize,
     next_wake: AtomicUsize,
     counters: Vec<WorkerCounters>,
@@ -272,6 +274,7 @@ impl RunQueue {
             sleeping,
             helper_unparkers: (0..helpers).map(|_| Mutex::new(None)).collect(),
             helper_free: Mutex::new((workers..workers + helpers).rev().collect()),
+            helpers_active: AtomicUsize::new(0),
             sleepers: AtomicUsize::new(0),
             next_wake: AtomicUsize::new(0),
             counters,
@@ -546,8 +549,19 @@ impl RunQueue {
         }
     }
 
+    /// The deques worth looking at: the workers', plus the helpers' while
+    /// any helper runs (an unused helper deque is empty).
+    fn live_stealers(&self) -> &[Stealer<TaskRef>] {
+        if self.helpers_active.load(Ordering::SeqCst) == 0 {
+            &self.stealers[..self.stealers.len().min(self.unparkers.len())]
+        } else {
+            &self.stealers
+        }
+    }
+
     fn steal_other(&self, ctx: &WorkerCtx) -> Option<TaskRef> {
-        let n = self.stealers.len();
+        let stealers = self.live_stealers();
+        let n = stealers.len();
         let start = self
             .next_wake
             .load(Ordering::Relaxed)
@@ -558,7 +572,7 @@ impl RunQueue {
                 continue;
             }
             loop {
-                match self.stealers[victim].steal_batch_and_pop(&ctx.local) {
+                match stealers[victim].steal_batch_and_pop(&ctx.local) {
                     Steal::Success(task) => {
                         self.counters[ctx.counter].steal();
                         return Some(task);
@@ -573,7 +587,7 @@ impl RunQueue {
 
     /// Whether any shared or stealable work is queued.
     fn has_visible_work(&self) -> bool {
-        !self.is_empty() || self.stealers.iter().any(|s| !s.is_empty())
+        !self.is_empty() || self.live_stealers().iter().any(|s| !s.is_empty())
     }
 
     /// Before sleeping, looks for visible work for a short while: a worker
@@ -802,6 +816,7 @@ impl HelperSlot {
             .lock()
             .unwrap_or_else(|e| e.into_inner()) = Some(unparker);
         let ctx = q.new_ctx(self.slot, self.counter);
+        q.helpers_active.fetch_add(1, Ordering::SeqCst);
         self.entered = true;
         CURRENT.with(|c| *c.borrow_mut() = Some(ctx.clone()));
         HelperGuard {
@@ -856,6 +871,7 @@ impl Drop for HelperGuard {
         let q = self.slot.queue.clone();
         q.finish_sleep(ctx.index);
         q.hand_off(&ctx);
+        q.helpers_active.fetch_sub(1, Ordering::SeqCst);
         if let Ok(ctx) = Rc::try_unwrap(ctx) {
             q.locals.lock().unwrap_or_else(|e| e.into_inner())[ctx.index] = Some(ctx.local);
         }
