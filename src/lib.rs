@@ -4,6 +4,7 @@
 
 pub mod channel;
 pub mod cx;
+pub mod error;
 /// The kernel's plain data (regions, tasks, obligations, timers). Not part
 /// of the supported API: the types users meet are re-exported where they
 /// are used (`runtime`, `obligation`, `cx`).
@@ -13,6 +14,7 @@ pub mod lab;
 pub mod link;
 pub mod monitor;
 pub mod obligation;
+pub mod prelude;
 pub mod runtime;
 pub mod sync;
 pub mod time;
@@ -22,8 +24,12 @@ pub mod types;
 mod yield_now;
 
 pub use cx::Cx;
+pub use error::{Error, ErrorKind};
 pub use kernel::SpawnError;
-pub use runtime::{Handle, JoinError, Runtime, RuntimeBuilder, TaskHandle, spawn_blocking};
+pub use runtime::{
+    AbortHandle, Handle, JoinError, Runtime, RuntimeBuilder, TaskHandle, block_in_place,
+    spawn_blocking,
+};
 pub use types::{Budget, Outcome, Time};
 pub use yield_now::{YieldNow, yield_now};
 

@@ -9,6 +9,7 @@
 //! capability (time, where the signature has no error channel).
 
 mod caps;
+mod masked;
 mod region;
 
 use std::fmt;
@@ -16,6 +17,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 pub use caps::Capabilities;
+pub use masked::MaskedAsync;
 pub use region::RegionFuture;
 
 pub use crate::kernel::MAX_MASK_DEPTH;

@@ -84,7 +84,7 @@ impl BlockingPool {
     }
 
     /// Queues `job`, starting a thread if none is idle (B2).
-    fn submit(self: &Arc<Self>, job: Job) {
+    pub(crate) fn submit(self: &Arc<Self>, job: Job) {
         let mut st = self.lock();
         st.jobs.push_back(job);
         if st.idle > 0 {

@@ -392,3 +392,11 @@ impl Drop for UnspawnOnUnwind<'_> {
         });
     }
 }
+
+impl Core {
+    /// Whether `queue` is this core's scheduler (identity only; used by
+    /// `block_in_place` to check that a `Cx` belongs to the worker's runtime).
+    pub(crate) fn is_scheduled_by(&self, queue: *const ()) -> bool {
+        std::ptr::addr_eq(Arc::as_ptr(&self.scheduler), queue)
+    }
+}

@@ -89,3 +89,27 @@ impl std::fmt::Debug for Handle {
         f.debug_struct("Handle").finish_non_exhaustive()
     }
 }
+
+impl super::Runtime {
+    /// Spawns `f(cx)` into the runtime's service region, as
+    /// [`Handle::spawn`] does (rules H1–H3), without going through a
+    /// handle. The closure runs on the calling thread to build the future.
+    ///
+    /// On the multi-thread runtime the task starts on a worker at once; on
+    /// the current-thread runtime it runs while some thread is inside
+    /// [`block_on`](super::Runtime::block_on) (H2). Join it from a task with
+    /// `handle.join(&cx).await` (e.g. inside `block_on`); shutdown or
+    /// dropping the runtime cancels it with `Shutdown` and drains it (H3).
+    ///
+    /// Errors: `SpawnError::RuntimeShutdown` once shutdown began.
+    pub fn spawn<F, Fut>(&self, f: F) -> Result<TaskHandle<Fut::Output>, SpawnError>
+    where
+        F: FnOnce(Cx) -> Fut,
+        Fut: Future + Send + 'static,
+        Fut::Output: Send + 'static,
+    {
+        let region = self.service.get_or_create(&self.core, self.root_budget)?;
+        self.core
+            .spawn(region, Budget::INFINITE, Capabilities::ALL, f)
+    }
+}

@@ -329,3 +329,70 @@ impl<T> fmt::Debug for Join<T> {
             .finish()
     }
 }
+
+// ----- abort handles and joining by reference --------------------------------
+
+impl<T: Send + 'static> TaskHandle<T> {
+    /// A cloneable [`AbortHandle`](super::AbortHandle) for this task: it can
+    /// abort the task and ask whether it finished from anywhere, without
+    /// owning this handle (which alone can join).
+    pub fn abort_handle(&self) -> super::AbortHandle {
+        super::AbortHandle::new(self.id, self.target.core().clone())
+    }
+
+    /// Waits for the task without consuming the handle: for joining from a
+    /// `select` loop, where a wait that loses a round must leave the handle
+    /// usable.
+    ///
+    /// Once it has returned the task's result (`Ok`, or the task's own
+    /// `Err`), the handle is spent: joining it again panics (rule J1, the
+    /// output is delivered once); [`is_finished`](Self::is_finished) tells
+    /// whether a join would return at once. A wait that ends because the
+    /// *joiner* was cancelled, or that is dropped, leaves the handle as it
+    /// was.
+    ///
+    /// # Cancellation
+    /// As for [`join`](Self::join): if the joining task is cancelled while
+    /// waiting, this returns `Err(JoinError::Cancelled(reason))` with the
+    /// joiner's reason and the joined task is not affected; the handle can
+    /// still be joined (e.g. in the joiner's cleanup, where cancellation is
+    /// already acknowledged and an available output is returned at once).
+    pub fn join_mut<'a>(&'a mut self, cx: &'a Cx) -> JoinMut<'a, T> {
+        JoinMut { handle: self, cx }
+    }
+}
+
+/// The future returned by [`TaskHandle::join_mut`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct JoinMut<'a, T> {
+    handle: &'a mut TaskHandle<T>,
+    cx: &'a Cx,
+}
+
+impl<T: Send + 'static> Future for JoinMut<'_, T> {
+    type Output = Result<T, JoinError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let target = &this.handle.target;
+        if let Poll::Ready(out) =
+            target
+                .slot()
+                .poll_join(target.core(), this.handle.id, target.region(), cx.waker())
+        {
+            return Poll::Ready(out);
+        }
+        match this.cx.observe_cancel() {
+            Some(reason) => Poll::Ready(Err(JoinError::Cancelled(reason))),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl<T> fmt::Debug for JoinMut<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinMut")
+            .field("task", &self.handle.id)
+            .finish()
+    }
+}

@@ -5,6 +5,8 @@
 //! `block_on` always polls the root task on the calling thread (so the root
 //! future need not be `Send`) and returns once the root region is closed.
 
+mod abort;
+mod block_in_place;
 mod blocking;
 mod builder;
 pub(crate) mod core;
@@ -12,6 +14,7 @@ pub(crate) mod finalizer;
 mod handle;
 pub(crate) mod join;
 mod metrics;
+pub(crate) mod park;
 mod queue;
 pub(crate) mod root;
 pub(crate) mod task_cell;
@@ -24,9 +27,12 @@ use std::time::Duration;
 
 use crossbeam_utils::sync::{Parker, Unparker};
 
+pub use abort::AbortHandle;
+pub use block_in_place::block_in_place;
 pub use blocking::spawn_blocking;
 pub use builder::{BuildError, RuntimeBuilder};
 pub use handle::Handle;
+pub use join::JoinMut;
 pub use join::{Join, JoinError, TaskHandle};
 pub use metrics::{RuntimeMetrics, WorkerMetrics};
 

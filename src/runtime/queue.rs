@@ -60,6 +60,9 @@
 //! waits at most `(limit + 1) * limit + 1` dispatches). When a worker finds
 //! no lower-lane work, its streak restarts.
 //!
+//! `block_in_place` helpers (see "block_in_place support" below) run the
+//! same loop as workers, each with its own sleep slot and deque.
+//!
 //! Rule Q1 (no lost wakeups): a worker announces it is going to sleep
 //! (`prepare_sleep`: its `sleeping` flag, the `sleepers` count, a SeqCst
 //! fence), then re-checks the injector, the cancel lane and every local
@@ -83,8 +86,8 @@ use std::cell::{Cell, RefCell};
 use std::collections::BinaryHeap;
 use std::collections::VecDeque;
 use std::rc::Rc;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
+use std::sync::{Arc, Mutex};
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use crossbeam_utils::sync::Unparker;
@@ -106,6 +109,10 @@ const SPIN_PAUSES: u32 = 8;
 const YIELD_CHECKS: u32 = 4;
 /// Every this many dispatches a worker checks the injector first.
 const INJECTOR_INTERVAL: u32 = 61;
+
+/// `block_in_place` helper slots per worker: how many threads can be
+/// blocked in it at once while the runtime keeps its full set of runners.
+const HELPERS_PER_WORKER: usize = 2;
 
 /// Cleanup-priority tiers of the cancel lane (`CancelKind::severity` 0..=5).
 const CANCEL_TIERS: usize = 6;
@@ -130,7 +137,15 @@ pub(crate) struct RunQueue {
     locals: Mutex<Vec<Option<Worker<TaskRef>>>>,
     /// One per worker; for the current-thread runtime, the `block_on` thread.
     unparkers: Vec<Unparker>,
+    /// Sleep announcements (rule Q1), one per slot: the workers', then the
+    /// `block_in_place` helpers' (multi-thread only).
     sleeping: Vec<AtomicBool>,
+    /// The parked helper behind each helper slot (`None` while unused).
+    helper_unparkers: Vec<Mutex<Option<Unparker>>>,
+    /// Helper slots not in use.
+    helper_free: Mutex<Vec<usize>>,
+    /// Helpers running (their deques are looked at only while some run).
+    helpers_active: AtomicUsize,
     sleepers: AtomicUsize,
     next_wake: AtomicUsize,
     counters: Vec<WorkerCounters>,
@@ -140,7 +155,12 @@ pub(crate) struct RunQueue {
 pub(crate) struct WorkerCtx {
     /// Identity of the queue this worker belongs to (compared, never read).
     queue: *const RunQueue,
+    /// The same queue, owned (for `block_in_place` helpers).
+    owner: Arc<RunQueue>,
+    /// Slot: sleep flag and local deque (a worker's index, or a helper slot).
     index: usize,
+    /// Which worker's metrics its dispatches count towards.
+    counter: usize,
     local: Worker<TaskRef>,
     lifo: Cell<Option<TaskRef>>,
     /// Tasks that woke themselves while running (`yield_now`), in order:
@@ -164,6 +184,19 @@ thread_local! {
     /// atomic read-modify-write per schedule or dispatch).
     static DRIVER: RefCell<Option<(*const RunQueue, VecDeque<TaskRef>)>> =
         const { RefCell::new(None) };
+}
+
+/// Whether the calling thread runs runtime tasks right now: it is a
+/// multi-thread worker, or it is driving a current-thread runtime inside
+/// `block_on` (rule TB1 in `park`).
+pub(crate) fn runs_tasks_on_this_thread() -> bool {
+    let worker = CURRENT
+        .try_with(|c| c.try_borrow().map_or(true, |c| c.is_some()))
+        .unwrap_or(false);
+    worker
+        || DRIVER
+            .try_with(|d| d.try_borrow().map_or(true, |d| d.is_some()))
+            .unwrap_or(false)
 }
 
 /// Uninstalls the current-thread driver context when `block_on` returns;
@@ -215,8 +248,13 @@ impl RunQueue {
     /// `workers == 0`: the current-thread runtime (`unparkers` holds the
     /// `block_on` thread's); otherwise one unparker per worker.
     pub(crate) fn new(unparkers: Vec<Unparker>, workers: usize) -> Self {
-        let sleeping = unparkers.iter().map(|_| AtomicBool::new(false)).collect();
-        let locals: Vec<Worker<TaskRef>> = (0..workers).map(|_| Worker::new_fifo()).collect();
+        // `block_in_place` helper slots (see "block_in_place support").
+        let helpers = workers * HELPERS_PER_WORKER;
+        let sleeping = (0..unparkers.len() + helpers)
+            .map(|_| AtomicBool::new(false))
+            .collect();
+        let locals: Vec<Worker<TaskRef>> =
+            (0..workers + helpers).map(|_| Worker::new_fifo()).collect();
         let stealers = locals.iter().map(Worker::stealer).collect();
         let counters = unparkers
             .iter()
@@ -234,6 +272,9 @@ impl RunQueue {
             locals: Mutex::new(locals.into_iter().map(Some).collect()),
             unparkers,
             sleeping,
+            helper_unparkers: (0..helpers).map(|_| Mutex::new(None)).collect(),
+            helper_free: Mutex::new((workers..workers + helpers).rev().collect()),
+            helpers_active: AtomicUsize::new(0),
             sleepers: AtomicUsize::new(0),
             next_wake: AtomicUsize::new(0),
             counters,
@@ -319,13 +360,23 @@ impl RunQueue {
     }
 
     /// Makes the calling thread worker `index` (once, at worker start).
-    pub(crate) fn enter(&self, index: usize) -> WorkerGuard {
+    pub(crate) fn enter(self: &Arc<Self>, index: usize) -> WorkerGuard {
+        let ctx = self.new_ctx(index, index);
+        CURRENT.with(|c| *c.borrow_mut() = Some(ctx.clone()));
+        WorkerGuard { ctx }
+    }
+
+    /// A scheduling context for slot `index` (its deque is taken), counting
+    /// towards worker `counter`'s metrics.
+    fn new_ctx(self: &Arc<Self>, index: usize, counter: usize) -> Rc<WorkerCtx> {
         let local = self.locals.lock().unwrap_or_else(|e| e.into_inner())[index]
             .take()
-            .expect("each worker enters once");
-        let ctx = Rc::new(WorkerCtx {
-            queue: self,
+            .expect("a slot's deque is used by one thread at a time");
+        Rc::new(WorkerCtx {
+            queue: Arc::as_ptr(self),
+            owner: self.clone(),
             index,
+            counter,
             local,
             lifo: Cell::new(None),
             deferred: std::cell::RefCell::new(std::collections::VecDeque::new()),
@@ -334,9 +385,7 @@ impl RunQueue {
             cancel_streak: Cell::new(0),
             timed_streak: Cell::new(0),
             tick: Cell::new(0),
-        });
-        CURRENT.with(|c| *c.borrow_mut() = Some(ctx.clone()));
-        WorkerGuard { ctx }
+        })
     }
 
     /// Worker driver: runs up to `max` tasks; returns how many ran.
@@ -346,7 +395,7 @@ impl RunQueue {
             let Some(task) = self.next_task(ctx) else {
                 break;
             };
-            self.counters[ctx.index].poll();
+            self.counters[ctx.counter].poll();
             ctx.running.set(task_addr(&task));
             task.run();
             ctx.running.set(std::ptr::null());
@@ -358,7 +407,7 @@ impl RunQueue {
     /// The next task for worker `ctx`: cancel lane, timed lane, ready
     /// work, each upper lane bounded by the streak limit.
     fn next_task(&self, ctx: &WorkerCtx) -> Option<TaskRef> {
-        let counters = &self.counters[ctx.index];
+        let counters = &self.counters[ctx.counter];
         let streak = ctx.cancel_streak.get();
         if streak < CANCEL_STREAK_LIMIT
             && let Some(task) = self.pop_cancel()
@@ -385,7 +434,7 @@ impl RunQueue {
             && let Some(task) = self.pop_timed()
         {
             ctx.timed_streak.set(streak + 1);
-            self.counters[ctx.index].timed_dispatch();
+            self.counters[ctx.counter].timed_dispatch();
             return Some(task);
         }
         ctx.timed_streak.set(0);
@@ -394,7 +443,7 @@ impl RunQueue {
         }
         let task = self.pop_timed()?;
         ctx.timed_streak.set(1);
-        self.counters[ctx.index].timed_dispatch();
+        self.counters[ctx.counter].timed_dispatch();
         Some(task)
     }
 
@@ -500,8 +549,19 @@ impl RunQueue {
         }
     }
 
+    /// The deques worth looking at: the workers', plus the helpers' while
+    /// any helper runs (an unused helper deque is empty).
+    fn live_stealers(&self) -> &[Stealer<TaskRef>] {
+        if self.helpers_active.load(Ordering::SeqCst) == 0 {
+            &self.stealers[..self.stealers.len().min(self.unparkers.len())]
+        } else {
+            &self.stealers
+        }
+    }
+
     fn steal_other(&self, ctx: &WorkerCtx) -> Option<TaskRef> {
-        let n = self.stealers.len();
+        let stealers = self.live_stealers();
+        let n = stealers.len();
         let start = self
             .next_wake
             .load(Ordering::Relaxed)
@@ -512,9 +572,9 @@ impl RunQueue {
                 continue;
             }
             loop {
-                match self.stealers[victim].steal_batch_and_pop(&ctx.local) {
+                match stealers[victim].steal_batch_and_pop(&ctx.local) {
                     Steal::Success(task) => {
-                        self.counters[ctx.index].steal();
+                        self.counters[ctx.counter].steal();
                         return Some(task);
                     }
                     Steal::Empty => break,
@@ -527,7 +587,7 @@ impl RunQueue {
 
     /// Whether any shared or stealable work is queued.
     fn has_visible_work(&self) -> bool {
-        !self.is_empty() || self.stealers.iter().any(|s| !s.is_empty())
+        !self.is_empty() || self.live_stealers().iter().any(|s| !s.is_empty())
     }
 
     /// Before sleeping, looks for visible work for a short while: a worker
@@ -574,7 +634,7 @@ impl RunQueue {
             self.finish_sleep(index);
             false
         } else {
-            self.counters[index].park();
+            self.counters[ctx.counter].park();
             true
         }
     }
@@ -589,13 +649,32 @@ impl RunQueue {
         for u in &self.unparkers {
             u.unpark();
         }
+        for i in self.unparkers.len()..self.sleeping.len() {
+            self.unpark_slot(i);
+        }
+    }
+
+    /// Unparks whoever sleeps behind slot `i`: a worker, or a helper.
+    fn unpark_slot(&self, i: usize) {
+        match i.checked_sub(self.unparkers.len()) {
+            None => self.unparkers[i].unpark(),
+            Some(h) => {
+                let helper = self.helper_unparkers[h]
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                if let Some(u) = helper.as_ref() {
+                    u.unpark();
+                }
+            }
+        }
     }
 
     /// Unparks one sleeping worker, claiming it (so the next call picks
     /// another); does nothing if none sleeps.
     fn wake_one(&self) {
-        let n = self.unparkers.len();
+        let n = self.sleeping.len();
         if n == 1 {
+            // The current-thread runtime: its driver parks on its own.
             self.unparkers[0].unpark();
             return;
         }
@@ -607,7 +686,7 @@ impl RunQueue {
             let i = (start + offset) % n;
             if self.sleeping[i].swap(false, Ordering::SeqCst) {
                 self.sleepers.fetch_sub(1, Ordering::SeqCst);
-                self.unparkers[i].unpark();
+                self.unpark_slot(i);
                 return;
             }
         }
@@ -641,6 +720,187 @@ impl RunQueue {
             }
         });
         task
+    }
+}
+
+// ----- block_in_place support ------------------------------------------------
+//
+// A worker that is about to block (`block_in_place`) detaches its context:
+// from then on the thread is a plain thread (its wakes go to the injector,
+// rule TB1 lets it block); its queued tasks move to the injector, and a
+// *helper* — a thread holding one of the queue's helper slots, with its own
+// sleep flag, deque and parker — runs the worker loop in its place until
+// the blocking code returns. The worker then re-attaches; the helper stops
+// at its next batch boundary and moves what it still holds to the injector.
+// Q1 holds for helpers as for workers (same `prepare_sleep` protocol, their
+// own slot). There are `HELPERS_PER_WORKER` helper slots per worker: a
+// `block_in_place` that finds none free runs without a helper (the other
+// runners, if any, take its tasks).
+
+/// A worker context detached from its thread (see above).
+pub(crate) struct Detached {
+    ctx: Option<Rc<WorkerCtx>>,
+}
+
+/// If the calling thread is a worker (or helper) of a multi-thread queue,
+/// detaches its context; re-attached when the result is dropped.
+pub(crate) fn detach_worker() -> Option<Detached> {
+    let ctx = CURRENT.try_with(|c| c.borrow_mut().take()).ok().flatten()?;
+    Some(Detached { ctx: Some(ctx) })
+}
+
+/// Whether the calling thread is driving a current-thread runtime.
+pub(crate) fn drives_current_thread_runtime() -> bool {
+    DRIVER
+        .try_with(|d| d.try_borrow().map_or(true, |d| d.is_some()))
+        .unwrap_or(false)
+}
+
+impl Detached {
+    fn ctx(&self) -> &WorkerCtx {
+        self.ctx.as_ref().expect("attached until dropped")
+    }
+
+    /// The queue the worker belongs to.
+    pub(crate) fn queue(&self) -> &Arc<RunQueue> {
+        &self.ctx().owner
+    }
+
+    /// Moves every task queued on this worker to the injector, waking a
+    /// sleeper for each.
+    pub(crate) fn hand_off(&self) {
+        let ctx = self.ctx();
+        ctx.owner.hand_off(ctx);
+    }
+
+    /// Reserves a helper slot for this worker, if one is free.
+    pub(crate) fn reserve_helper(&self) -> Option<HelperSlot> {
+        let ctx = self.ctx();
+        let slot = ctx
+            .owner
+            .helper_free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()?;
+        Some(HelperSlot {
+            queue: ctx.owner.clone(),
+            slot,
+            counter: ctx.counter,
+            entered: false,
+        })
+    }
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        let ctx = self.ctx.take();
+        let _ = CURRENT.try_with(|c| *c.borrow_mut() = ctx);
+    }
+}
+
+/// A reserved helper slot; released when dropped (also if the helper never
+/// started).
+pub(crate) struct HelperSlot {
+    queue: Arc<RunQueue>,
+    slot: usize,
+    counter: usize,
+    entered: bool,
+}
+
+impl HelperSlot {
+    /// Makes the calling thread the helper of this slot: installs its
+    /// scheduling context and registers `unparker` as the slot's sleeper.
+    pub(crate) fn enter(mut self, unparker: Unparker) -> HelperGuard {
+        let q = self.queue.clone();
+        *q.helper_unparkers[self.slot - q.unparkers.len()]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(unparker);
+        let ctx = q.new_ctx(self.slot, self.counter);
+        q.helpers_active.fetch_add(1, Ordering::SeqCst);
+        self.entered = true;
+        CURRENT.with(|c| *c.borrow_mut() = Some(ctx.clone()));
+        HelperGuard {
+            ctx: Some(ctx),
+            slot: self,
+        }
+    }
+}
+
+impl Drop for HelperSlot {
+    fn drop(&mut self) {
+        let q = &self.queue;
+        if self.entered {
+            *q.helper_unparkers[self.slot - q.unparkers.len()]
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = None;
+        }
+        q.helper_free
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(self.slot);
+    }
+}
+
+/// A helper's scheduling context, installed on its thread; dropping it
+/// moves the tasks it still holds to the injector and frees the slot.
+pub(crate) struct HelperGuard {
+    ctx: Option<Rc<WorkerCtx>>,
+    slot: HelperSlot,
+}
+
+impl HelperGuard {
+    pub(crate) fn ctx(&self) -> &WorkerCtx {
+        self.ctx.as_ref().expect("live until dropped")
+    }
+
+    /// The slot's index (for `finish_sleep`).
+    pub(crate) fn index(&self) -> usize {
+        self.slot.slot
+    }
+
+    /// The queue it serves.
+    pub(crate) fn queue(&self) -> &Arc<RunQueue> {
+        &self.slot.queue
+    }
+}
+
+impl Drop for HelperGuard {
+    fn drop(&mut self) {
+        let _ = CURRENT.try_with(|c| c.borrow_mut().take());
+        let ctx = self.ctx.take().expect("dropped once");
+        let q = self.slot.queue.clone();
+        q.finish_sleep(ctx.index);
+        q.hand_off(&ctx);
+        q.helpers_active.fetch_sub(1, Ordering::SeqCst);
+        if let Ok(ctx) = Rc::try_unwrap(ctx) {
+            q.locals.lock().unwrap_or_else(|e| e.into_inner())[ctx.index] = Some(ctx.local);
+        }
+        // `self.slot` drops after this: unregisters and frees the slot.
+    }
+}
+
+impl RunQueue {
+    /// Moves the tasks queued on `ctx` (LIFO slot, deferred list, local
+    /// deque) to the injector, waking a sleeper for each.
+    fn hand_off(&self, ctx: &WorkerCtx) {
+        let mut moved = 0;
+        let deferred: Vec<TaskRef> = ctx.deferred.borrow_mut().drain(..).collect();
+        let tasks = ctx
+            .lifo
+            .take()
+            .into_iter()
+            .chain(deferred)
+            .chain(std::iter::from_fn(|| ctx.local.pop()));
+        for task in tasks {
+            self.injector.push(task);
+            moved += 1;
+        }
+        if moved > 0 {
+            fence(Ordering::SeqCst); // Rule Q1: pairs with `prepare_sleep`.
+            for _ in 0..moved.min(self.sleeping.len()) {
+                self.wake_one();
+            }
+        }
     }
 }
 
@@ -744,14 +1004,14 @@ mod tests {
         }
     }
 
-    fn queue(workers: usize) -> RunQueue {
+    fn queue(workers: usize) -> Arc<RunQueue> {
         let parkers: Vec<_> = (0..workers)
             .map(|_| crossbeam_utils::sync::Parker::new())
             .collect();
-        RunQueue::new(
+        Arc::new(RunQueue::new(
             parkers.iter().map(|p| p.unparker().clone()).collect(),
             workers,
-        )
+        ))
     }
 
     #[test]
@@ -828,7 +1088,7 @@ mod tests {
 
     #[test]
     fn a_self_woken_task_runs_after_the_workers_other_work_and_is_not_stealable_at_once() {
-        let q = Arc::new(queue(2));
+        let q = queue(2);
         let log = Arc::new(Mutex::new(Vec::new()));
         let guard = q.enter(0);
         let task = |name, yields| -> TaskRef {

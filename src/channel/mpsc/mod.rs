@@ -31,6 +31,11 @@
 //! assert_eq!(received, [0, 1, 2, 3, 4]);
 //! ```
 //!
+//! Plain threads (no `Cx`) use [`Sender::blocking_send`] and
+//! [`Receiver::blocking_recv`], which park the thread and panic on a thread
+//! that runs runtime tasks; [`Sender::send_timeout`] bounds how long a send
+//! waits for capacity. Both queue with the async senders (rule 3).
+//!
 //! Rules:
 //! 1. **Two-phase send.** [`Sender::reserve`] waits for a free slot and
 //!    returns a [`SendPermit`] that holds the slot and an obligation of kind
@@ -107,8 +112,10 @@
 //!    cancellation are as for [`Sender::reserve`]; an error gives the
 //!    sender back ([`ReserveOwnedError`]).
 
+mod blocking;
 mod error;
 mod owned;
+mod send_timeout;
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -123,6 +130,7 @@ use futures_core::Stream;
 
 pub use error::{RecvError, ReserveError, SendError, TryRecvError, TrySendError};
 pub use owned::{OwnedSendPermit, ReserveOwned, ReserveOwnedError};
+pub use send_timeout::{SendTimeout, SendTimeoutError};
 
 use crate::cx::Cx;
 use crate::kernel::SpawnError;
@@ -1222,6 +1230,8 @@ const _: () = {
     send::<SendFuture<'static, u8>>();
     send::<Recv<'static, u8>>();
     send::<RecvMany<'static, u8>>();
+    send::<SendTimeout<'static, u8>>();
+    send_sync::<SendTimeoutError<u8>>();
     send_sync::<SendError<u8>>();
     send_sync::<TrySendError<u8>>();
     send_sync::<RecvError>();

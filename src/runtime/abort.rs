@@ -1,0 +1,65 @@
+//! `AbortHandle`: cancel a task from anywhere without owning its
+//! `TaskHandle`.
+
+use std::fmt;
+use std::sync::Arc;
+
+use super::core::Core;
+use crate::types::{CancelKind, CancelReason, TaskId};
+
+/// A cloneable handle that can request a task's cancellation and ask
+/// whether it finished, from any thread; it cannot join the task. Get one
+/// from [`TaskHandle::abort_handle`](super::TaskHandle::abort_handle).
+///
+/// It does not keep the task's output alive, and dropping it does nothing.
+/// Aborting a task that already finished does nothing.
+#[derive(Clone)]
+pub struct AbortHandle {
+    id: TaskId,
+    core: Arc<Core>,
+}
+
+impl AbortHandle {
+    pub(crate) fn new(id: TaskId, core: Arc<Core>) -> Self {
+        Self { id, core }
+    }
+
+    /// The task's id.
+    pub fn task_id(&self) -> TaskId {
+        self.id
+    }
+
+    /// Requests cancellation with a `User` reason (as
+    /// [`TaskHandle::abort`](super::TaskHandle::abort)).
+    pub fn abort(&self) {
+        self.abort_with(CancelReason::new(CancelKind::User));
+    }
+
+    /// Requests cancellation with `reason`. Repeated requests only
+    /// strengthen the reason.
+    pub fn abort_with(&self, reason: CancelReason) {
+        let id = self.id;
+        self.core
+            .with_kernel(|k, now| k.request_cancel(id, reason, now));
+    }
+
+    /// Whether the task has completed (the kernel recorded its end; a
+    /// `TaskHandle` reports it a moment later, once the output is stored).
+    pub fn is_finished(&self) -> bool {
+        let id = self.id;
+        self.core.lock().task_state(id).is_none()
+    }
+}
+
+impl fmt::Debug for AbortHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AbortHandle")
+            .field("task", &self.id)
+            .finish()
+    }
+}
+
+const _: () = {
+    const fn send_sync<X: Send + Sync>() {}
+    send_sync::<AbortHandle>();
+};
