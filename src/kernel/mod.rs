@@ -1254,8 +1254,9 @@ impl Kernel {
         let rec = self.task_mut(t).expect("looked up above");
         let effective = rec.cancel.clone().expect("set above");
         let stored_kind = effective.kind;
-        // K4: the grace period only ever shortens.
-        let deadline = now + grace;
+        // K4: the grace period only ever shortens; a region cancel's tasks
+        // get at most the region's shared deadline.
+        let deadline = region_grace.map_or(now + grace, |shared| shared.min(now + grace));
         let old_timer = if rec.grace_deadline.is_none_or(|d| deadline < d) {
             rec.grace_deadline = Some(deadline);
             Some(rec.grace_timer.take())
@@ -1349,16 +1350,27 @@ impl Kernel {
         let child_reason = effective.to_parent_cancelled();
         let tasks = self.region_tasks(r);
         // One grace timer for the whole batch (K4): every task cancelled
-        // here with this reason shares the deadline.
-        let grace = (!tasks.is_empty()).then(|| now + self.grace_for(effective.kind));
-        if let Some(deadline) = grace {
-            let old = self.region_mut(r).and_then(|rec| rec.grace_timer.take());
-            if let Some(key) = old {
-                self.timers.cancel(key);
+        // here shares the region's grace deadline, which only ever moves
+        // earlier (a stronger reason arriving later may shorten it, never
+        // lengthen it).
+        let grace = if tasks.is_empty() {
+            None
+        } else {
+            let proposed = now + self.grace_for(effective.kind);
+            let rec = self.region_mut(r).expect("looked up above");
+            match rec.grace_deadline {
+                Some(current) if current <= proposed => Some(current),
+                _ => {
+                    rec.grace_deadline = Some(proposed);
+                    if let Some(key) = rec.grace_timer.take() {
+                        self.timers.cancel(key);
+                    }
+                    let key = self.arm_timer(proposed, TimerEvent::RegionGrace(r));
+                    self.region_mut(r).expect("looked up above").grace_timer = Some(key);
+                    Some(proposed)
+                }
             }
-            let key = self.arm_timer(deadline, TimerEvent::RegionGrace(r));
-            self.region_mut(r).expect("looked up above").grace_timer = Some(key);
-        }
+        };
         let shared = Arc::new(effective);
         for t in tasks {
             self.request_cancel_shared(t, shared.clone(), now, grace);
@@ -1802,6 +1814,67 @@ mod tests {
         assert_eq!(dropped(&k, long), Some(ForceDropCause::GraceExpired));
         assert_eq!(dropped(&k, plain), Some(ForceDropCause::GraceExpired));
         assert_eq!(k.pending_timer_count(), 0);
+    }
+
+    /// K4 for the region's shared grace deadline: a stronger reason arriving
+    /// later (here the owner aborted, which re-cancels the region with
+    /// `ParentCancelled`) may shorten it but never lengthen it, with the
+    /// default per-kind grace periods and with a uniform one.
+    #[test]
+    fn a_region_grace_deadline_only_shortens_when_the_cancel_is_strengthened() {
+        for (uniform, later_grace) in [(None, 500), (Some(Duration::from_secs(1)), 1_000)] {
+            let config = KernelConfig {
+                cleanup_grace: uniform,
+                ..KernelConfig::default()
+            };
+            let mut k = Kernel::new(config, Time::ZERO);
+            let root = k.create_root_region(Budget::INFINITE);
+            let owner = spawn(&mut k, root);
+            let r = k
+                .create_child_region(root, owner, Budget::INFINITE)
+                .expect("open parent");
+            let stubborn = spawn(&mut k, r);
+            // The body fails at 1 ms: FailFast, 1 s of grace.
+            k.region_body_done(r, BodyEnd::Err, ms(1));
+            let first = ms(1) + Duration::from_secs(1);
+            assert_eq!(k.region(r).unwrap().grace_deadline, Some(first));
+            assert_eq!(k.task(stubborn).unwrap().grace_deadline, Some(first));
+            // The owner is aborted at 900 ms: the region's reason becomes
+            // ParentCancelled, whose own grace would end later.
+            k.request_cancel(owner, CancelReason::user("abort"), ms(900));
+            let reason = k.region(r).unwrap().cancel.clone().unwrap();
+            assert_eq!(reason.kind, CancelKind::ParentCancelled);
+            assert!(ms(900 + later_grace) > first);
+            assert_eq!(
+                k.region(r).unwrap().grace_deadline,
+                Some(first),
+                "lengthened"
+            );
+            assert_eq!(k.task(stubborn).unwrap().grace_deadline, Some(first));
+            let dropped = |k: &Kernel| k.task(stubborn).unwrap().force_drop;
+            k.fire_timers(Time::from_nanos(first.as_nanos() - 1));
+            assert_eq!(dropped(&k), None, "dropped before its grace ended");
+            k.fire_timers(first);
+            assert_eq!(
+                dropped(&k),
+                Some(ForceDropCause::GraceExpired),
+                "{uniform:?}"
+            );
+        }
+        // A stronger reason with a shorter grace does shorten it.
+        let mut k = Kernel::new(KernelConfig::default(), Time::ZERO);
+        let r = k.create_root_region(Budget::INFINITE);
+        let t = spawn(&mut k, r);
+        k.cancel_region(r, CancelReason::fail_fast(), ms(0));
+        k.cancel_region(r, CancelReason::shutdown(), ms(100));
+        assert_eq!(k.region(r).unwrap().grace_deadline, Some(ms(300)));
+        assert_eq!(k.task(t).unwrap().grace_deadline, Some(ms(300)));
+        assert_eq!(k.pending_timer_count(), 1, "the old region timer is gone");
+        k.fire_timers(ms(300));
+        assert_eq!(
+            k.task(t).unwrap().force_drop,
+            Some(ForceDropCause::GraceExpired)
+        );
     }
 
     /// K8: the hint never passes the next deadline, and once the wheel's
