@@ -20,6 +20,10 @@
 //!   reason (see `CancelReason::strengthen`).
 //! - K4 (termination): a task whose cancellation was requested is force-
 //!   dropped when its grace period expires or its cleanup poll quota runs out.
+//!   Grace periods only ever shorten: a later, stronger request may move a
+//!   task's deadline earlier, never later; the tasks a region cancel
+//!   cancels together share the region's grace deadline (one timer), which
+//!   likewise only moves earlier when the region's reason is strengthened.
 //! - K5 (obligations): a region never closes with a pending obligation; a
 //!   normally-completing task's unresolved obligations are leaks, a cancelled
 //!   task's are aborted.
@@ -28,6 +32,17 @@
 //! - K8 (timer hint): the shared hint never lies late: no pending timer is
 //!   due before it, so a driver that reads it without the lock, and locks
 //!   only once it has passed, never fires a timer late.
+//! - K9 (region budgets): a region's budget (its own met with its
+//!   parent's) bounds its body as well as its tasks. A region whose
+//!   deadline is tighter than its parent's has a deadline timer that
+//!   cancels it with `Deadline` (its tasks, its child regions, and the
+//!   checkpoints and waits of its body, which runs in the owner task); an
+//!   inherited deadline is enforced by the ancestor's timer or, for the
+//!   root region, by the root task's own deadline. A checkpoint that finds
+//!   a region deadline passed before its timer fired fires it at once. The
+//!   body's polls count against a poll quota the region asked for
+//!   (`RegionFuture`): the poll that finds it spent cancels the region with
+//!   `PollQuota`. The owner task itself is not cancelled.
 
 mod arena;
 pub(crate) mod obligation;
@@ -195,6 +210,8 @@ pub(crate) enum TimerEvent {
     /// The shared grace deadline of the tasks a region cancel cancelled.
     RegionGrace(RegionId),
     Deadline(TaskId),
+    /// A region's budget deadline (K9).
+    RegionDeadline(RegionId),
 }
 
 /// Counters for diagnostics and the lab's oracles.
@@ -239,7 +256,8 @@ pub(crate) struct Kernel {
     now: Time,
     /// Tasks with a pending/acknowledged cancellation plus cancelled open
     /// regions. Zero means no checkpoint anywhere can observe anything, so
-    /// `Cx` skips the kernel lock (rule A2).
+    /// `Cx` skips the kernel lock (rule A2), unless its budget deadline has
+    /// passed (a deadline is a cancellation even before its timer fires).
     cancel_gauge: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Rule K8 (see [`Kernel::timer_hint`]).
     timer_hint: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -590,6 +608,7 @@ impl Kernel {
         if let Some(reason) = &parent_rec.cancel {
             return Err(SpawnError::RegionCancelled(parent, reason.clone()));
         }
+        let parent_deadline = parent_rec.budget.deadline;
         let budget = parent_rec.budget.meet(budget);
         let (i, g) = self
             .regions
@@ -607,7 +626,62 @@ impl Kernel {
         if let Some(o) = self.task_mut(owner) {
             o.owned_regions.push(r);
         }
+        // K9: a deadline tighter than the parent's gets its own timer (an
+        // inherited one is covered by the ancestor's timer, or for the root
+        // region by the root task's own deadline timer).
+        if let Some(deadline) = budget.deadline
+            && parent_deadline.is_none_or(|p| deadline < p)
+        {
+            let key = self.arm_timer(deadline.max(self.now), TimerEvent::RegionDeadline(r));
+            self.region_mut(r).expect("just inserted").deadline_timer = Some(key);
+        }
         Ok(r)
+    }
+
+    /// The budget of region `r` (its own, met with its ancestors').
+    pub(crate) fn region_budget(&self, r: RegionId) -> Budget {
+        self.region(r).map_or(Budget::INFINITE, |rec| rec.budget)
+    }
+
+    /// K9: region `r`'s deadline passed: cancel it with `Deadline` (its
+    /// tasks, its child regions and the checkpoints and waits of its body).
+    fn region_deadline_passed(&mut self, r: RegionId, now: Time) {
+        if let Some(key) = self.region_mut(r).and_then(|rec| rec.deadline_timer.take()) {
+            self.timers.cancel(key);
+        }
+        self.cancel_region(
+            r,
+            CancelReason::deadline().with_message("region deadline passed"),
+            now,
+        );
+    }
+
+    /// K9 without waiting for the timer: a checkpoint in region `r` found
+    /// its deadline passed (rule A2's deadline exception reads the clock).
+    /// Fires the deadline of `r` and of every ancestor whose deadline also
+    /// passed, innermost first, as the timers would.
+    fn region_deadlines_due(&mut self, r: RegionId, now: Time) {
+        let mut cursor = Some(r);
+        while let Some(x) = cursor {
+            let Some(rec) = self.region(x) else { return };
+            if !rec.budget.is_past_deadline(now) {
+                return; // ancestors' deadlines are no earlier
+            }
+            cursor = rec.parent;
+            if rec.deadline_timer.is_some() {
+                self.region_deadline_passed(x, now);
+            }
+        }
+    }
+
+    /// K9 for a region body's polls: the body of a region with a poll quota
+    /// used it up; cancel the region with `PollQuota`.
+    pub(crate) fn region_polls_exhausted(&mut self, r: RegionId, now: Time) {
+        self.cancel_region(
+            r,
+            CancelReason::poll_quota().with_message("region poll quota exhausted"),
+            now,
+        );
     }
 
     /// Sets which task runs a root region's body.
@@ -790,7 +864,8 @@ impl Kernel {
         }
         let rec = self.region_mut(r)?;
         rec.advance(r);
-        if let Some(key) = rec.grace_timer.take() {
+        let timers = [rec.grace_timer.take(), rec.deadline_timer.take()];
+        for key in timers.into_iter().flatten() {
             self.timers.cancel(key);
         }
         let rec = self.region_mut(r)?;
@@ -1407,6 +1482,12 @@ impl Kernel {
                 now,
             );
         }
+        if self
+            .region(r)
+            .is_some_and(|rec| rec.budget.is_past_deadline(now))
+        {
+            self.region_deadlines_due(r, now);
+        }
         let rec = self.task_mut(t).expect("looked up above");
         if rec.state == TaskState::CancelRequested {
             rec.transition(t, TaskState::Cancelling);
@@ -1727,6 +1808,12 @@ impl Kernel {
                         self.grace_expired(t, now);
                     }
                 }
+                TimerEvent::RegionDeadline(r) => {
+                    if let Some(rec) = self.region_mut(r) {
+                        rec.deadline_timer = None;
+                    }
+                    self.region_deadline_passed(r, now);
+                }
                 TimerEvent::Deadline(t) => {
                     if let Some(rec) = self.task_mut(t) {
                         rec.deadline_timer = None;
@@ -1874,6 +1961,42 @@ mod tests {
         assert_eq!(
             k.task(t).unwrap().force_drop,
             Some(ForceDropCause::GraceExpired)
+        );
+    }
+
+    /// K9: only a region whose deadline is tighter than its parent's gets a
+    /// deadline timer; it cancels the region with `Deadline` and cascades;
+    /// a checkpoint that finds the deadline passed first fires it itself.
+    #[test]
+    fn a_region_deadline_timer_is_armed_only_when_tighter_and_cancels_the_region() {
+        let mut k = Kernel::new(KernelConfig::default(), Time::ZERO);
+        let root = k.create_root_region(Budget::INFINITE);
+        let owner = spawn(&mut k, root);
+        let at = |n| Budget::INFINITE.with_deadline(ms(n));
+        let outer = k.create_child_region(root, owner, at(30)).unwrap();
+        let same = k.create_child_region(outer, owner, at(50)).unwrap();
+        let inner = k.create_child_region(outer, owner, at(10)).unwrap();
+        let timer = |k: &Kernel, r| k.region(r).unwrap().deadline_timer.is_some();
+        assert!(timer(&k, outer) && timer(&k, inner));
+        assert!(
+            !timer(&k, same),
+            "an inherited deadline needs no timer of its own"
+        );
+        assert_eq!(k.region(same).unwrap().budget.deadline, Some(ms(30)));
+        let kind = |k: &Kernel, r| k.region(r).unwrap().cancel.as_ref().map(|c| c.kind);
+        k.fire_timers(ms(10));
+        assert_eq!(kind(&k, inner), Some(CancelKind::Deadline));
+        assert_eq!(kind(&k, outer), None);
+        // A checkpoint in `same` at 30 ms, before any timer fired.
+        let seen = k.observe_cancel(owner, same, ms(30)).map(|r| r.kind);
+        assert_eq!(seen, Some(CancelKind::ParentCancelled));
+        assert_eq!(kind(&k, outer), Some(CancelKind::Deadline));
+        assert!(!timer(&k, outer), "fired early, so disarmed");
+        assert_eq!(k.pending_timer_count(), 0);
+        let owner_state = k.task_state(owner).unwrap();
+        assert!(
+            !owner_state.is_cancel_requested(),
+            "the owner is not cancelled"
         );
     }
 

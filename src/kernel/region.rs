@@ -123,6 +123,9 @@ pub(crate) struct RegionRecord {
     /// The shared grace deadline of the region's cancelled tasks (K4): set
     /// by the first cancel, afterwards only ever moved earlier.
     pub(crate) grace_deadline: Option<crate::types::Time>,
+    /// The budget deadline of a region whose deadline is tighter than its
+    /// parent's: cancels the region with `Deadline` (kernel rule K9).
+    pub(crate) deadline_timer: Option<crate::timer_wheel::TimerKey>,
 }
 
 impl RegionRecord {
@@ -149,6 +152,7 @@ impl RegionRecord {
             pending_obligations: 0,
             grace_timer: None,
             grace_deadline: None,
+            deadline_timer: None,
         }
     }
 
