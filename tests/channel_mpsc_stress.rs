@@ -161,7 +161,7 @@ async fn consume(cx: Cx, rx: &mut mpsc::Receiver<Msg>, producers: usize, totals:
     let mut round = 0u64;
     loop {
         round += 1;
-        if round % 3 == 0 {
+        if round.is_multiple_of(3) {
             buf.clear();
             match rx.recv_many(&cx, &mut buf, 16).await {
                 Ok(_) => {

@@ -438,7 +438,7 @@ impl RunQueue {
     fn next_ready(&self, ctx: &WorkerCtx) -> Option<TaskRef> {
         let tick = ctx.tick.get().wrapping_add(1);
         ctx.tick.set(tick);
-        if tick % INJECTOR_INTERVAL == 0 {
+        if tick.is_multiple_of(INJECTOR_INTERVAL) {
             // Deferred tasks become stealable now and then, so an idle
             // worker can still take over part of a yielding workload.
             self.flush_deferred(ctx);
