@@ -18,7 +18,8 @@ use asupersync::channel::mpsc::{self, SendError, TrySendError};
 use asupersync::{Cx, Runtime, RuntimeBuilder, yield_now};
 use support::{XorShift, watchdog};
 
-const LIMIT: Duration = Duration::from_secs(30);
+/// Watchdog for each scenario: only a true hang reaches it.
+const LIMIT: Duration = support::WATCHDOG;
 
 /// A message: producer id and its sequence number.
 type Msg = (u32, u64);
