@@ -219,11 +219,11 @@ fn waiting_sends_are_received_in_the_order_they_started_waiting_even_if_polled_o
                 // Collect the outcomes newest first: the values were already
                 // queued in the order the sends started waiting.
                 for slot in futs.iter_mut().rev() {
-                    if let Some(f) = slot {
-                        if let Poll::Ready(r) = poll_once(f).await {
-                            assert_eq!(r, Ok(()));
-                            *slot = None;
-                        }
+                    if let Some(f) = slot
+                        && let Poll::Ready(r) = poll_once(f).await
+                    {
+                        assert_eq!(r, Ok(()));
+                        *slot = None;
                     }
                 }
             }

@@ -18,7 +18,8 @@ use asupersync::channel::mpsc::{self, SendError, TrySendError};
 use asupersync::{Cx, Runtime, RuntimeBuilder, yield_now};
 use support::{XorShift, watchdog};
 
-const LIMIT: Duration = Duration::from_secs(30);
+/// Watchdog for each scenario: only a true hang reaches it.
+const LIMIT: Duration = support::WATCHDOG;
 
 /// A message: producer id and its sequence number.
 type Msg = (u32, u64);
@@ -161,7 +162,7 @@ async fn consume(cx: Cx, rx: &mut mpsc::Receiver<Msg>, producers: usize, totals:
     let mut round = 0u64;
     loop {
         round += 1;
-        if round % 3 == 0 {
+        if round.is_multiple_of(3) {
             buf.clear();
             match rx.recv_many(&cx, &mut buf, 16).await {
                 Ok(_) => {

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use asupersync::cx::Capabilities;
 use asupersync::time::{sleep, timeout};
@@ -365,7 +365,6 @@ fn a_budget_deadline_cancels_a_sleeping_task_with_deadline_never_early() {
             let deadline = cx.now() + Duration::from_millis(15);
             let seen = Arc::new(Mutex::new(None));
             let s2 = seen.clone();
-            let wall = Instant::now();
             let h = cx
                 .spawn_with_budget(
                     Budget::new().with_deadline(deadline),
@@ -379,7 +378,6 @@ fn a_budget_deadline_cancels_a_sleeping_task_with_deadline_never_early() {
                 .join(&cx)
                 .await
                 .expect_err("the deadline cancels the task");
-            let took = wall.elapsed();
             assert_eq!(
                 e.cancel_reason().unwrap().kind,
                 CancelKind::Deadline,
@@ -391,7 +389,6 @@ fn a_budget_deadline_cancels_a_sleeping_task_with_deadline_never_early() {
                 at >= deadline,
                 "[{name}] cancelled at {at:?}, before the deadline {deadline:?}"
             );
-            assert!(took < Duration::from_secs(5), "[{name}] prompt: {took:?}");
         });
     });
 }

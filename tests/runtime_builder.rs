@@ -439,11 +439,17 @@ fn cleanup_grace_bounds_how_long_a_task_ignoring_its_cancel_can_run() {
                     took >= grace,
                     "[{name}] dropped after {took:?}, before the grace"
                 );
-                assert!(
-                    took < Duration::from_secs(5),
-                    "[{name}] grace {grace:?} but the task lived {took:?}"
+                // The task never ends on its own: that it joined at all shows
+                // the grace period bounded it (how late on a loaded machine is
+                // not bounded here; a drop that never comes hangs, and the
+                // watchdog reports it).
+                let stats = rt_ref.stats();
+                assert_eq!(stats.forced_drop_count, 1, "[{name}]");
+                assert_eq!(
+                    stats.forced_drops[0].cause,
+                    asupersync::kernel::ForceDropCause::GraceExpired,
+                    "[{name}]"
                 );
-                assert_eq!(rt_ref.stats().forced_drop_count, 1, "[{name}]");
             });
             assert!(dropped.is_dropped(), "[{name}] the future was dropped");
             assert_eq!(rt.pending_timers(), 0, "[{name}]");

@@ -14,13 +14,15 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use asupersync::{RuntimeBuilder, yield_now};
 use support::watchdog;
 
 /// Every scenario must finish well inside this (a hang means a lost wakeup).
-const LIMIT: Duration = Duration::from_secs(2);
+/// Watchdog for each scenario: only a true hang (a lost wakeup, a worker
+/// that never steals or parks) reaches it, never a slow run.
+const LIMIT: Duration = support::WATCHDOG;
 
 /// Some CPU work the optimizer cannot remove.
 fn spin(rounds: u64) -> u64 {
@@ -35,7 +37,6 @@ fn spin(rounds: u64) -> u64 {
 fn work_is_stolen_when_one_worker_spawns_many_cpu_bound_tasks() {
     watchdog("stealing", LIMIT, || {
         let rt = RuntimeBuilder::new().worker_threads(4).build().unwrap();
-        let started = Instant::now();
         // Rounds until at least two workers stole (normally the first).
         loop {
             rt.block_on(|cx| async move {
@@ -65,10 +66,10 @@ fn work_is_stolen_when_one_worker_spawns_many_cpu_bound_tasks() {
                 assert!(m.total_polls() >= 401);
                 break;
             }
-            assert!(
-                started.elapsed() < Duration::from_millis(1500),
-                "fewer than two workers stole: {m:?}"
-            );
+            // Otherwise run another round: stealing is expected within a
+            // round or two; a runtime that never steals hangs here, which
+            // the watchdog reports.
+            eprintln!("fewer than two workers stole, another round: {m:?}");
         }
     });
 }
@@ -365,15 +366,10 @@ fn metrics_counters_move_on_both_drivers() {
             if after.workers.len() > 1 {
                 // Idle workers park once their short spin finds nothing (a
                 // worker may still be spinning, or not yet scheduled, when
-                // `block_on` returns: wait for the counter itself).
+                // `block_on` returns: wait for the counter itself; a worker
+                // that never parks hangs here, which the watchdog reports).
                 let parked = || rt.metrics().workers.iter().map(|w| w.parks).sum::<u64>();
-                let deadline = Instant::now() + LIMIT;
                 while parked() == 0 {
-                    assert!(
-                        Instant::now() < deadline,
-                        "no worker parked: {:?}",
-                        rt.metrics()
-                    );
                     std::thread::yield_now();
                 }
             }

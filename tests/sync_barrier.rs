@@ -14,13 +14,13 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use asupersync::lab::{InjectionConfig, LabConfig, LabRuntime, SchedulePolicy, cancel_injection};
 use asupersync::sync::{Barrier, BarrierWaitResult};
 use asupersync::time::timeout;
 use asupersync::{Cx, RuntimeBuilder, yield_now};
-use support::{SOON, XorShift, on_both_drivers, poll_once, watchdog, yield_until};
+use support::{SOON, WATCHDOG, XorShift, on_both_drivers, poll_once, watchdog, yield_until};
 
 /// Yields until `cond` holds (lab-friendly: no wall clock).
 async fn until(mut cond: impl FnMut() -> bool) {
@@ -438,9 +438,8 @@ fn counted<F: Future>(finished: Arc<AtomicUsize>, body: F) -> impl Future<Output
 #[test]
 fn stress_on_four_worker_threads_with_random_aborts_keeps_one_leader_and_n_arrivals_per_generation()
 {
-    watchdog("barrier stress", Duration::from_secs(30), || {
+    watchdog("barrier stress", WATCHDOG, || {
         let rt = RuntimeBuilder::new().worker_threads(4).build().unwrap();
-        let start = Instant::now();
         rt.block_on(|cx: Cx| async move {
             const TASKS: usize = 12;
             const N: usize = 4;
@@ -502,10 +501,5 @@ fn stress_on_four_worker_threads_with_random_aborts_keeps_one_leader_and_n_arriv
                 barrier.generation()
             );
         });
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "took {:?}",
-            start.elapsed()
-        );
     });
 }

@@ -11,7 +11,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use asupersync::lab::{
     ExploreConfig, ExploreMode, InjectionConfig, LabConfig, LabRuntime, cancel_injection, explore,
@@ -534,7 +534,6 @@ fn block_on_thread<F: Future>(fut: F) -> F::Output {
 #[test]
 fn mutual_exclusion_holds_across_worker_and_plain_threads_with_random_aborts() {
     with_watchdog("mutex stress", || {
-        let started = Instant::now();
         let rt = RuntimeBuilder::new().worker_threads(2).build().unwrap();
         rt.block_on(|cx| async move {
             let m = Arc::new(Mutex::new(0u64));
@@ -618,11 +617,6 @@ fn mutual_exclusion_holds_across_worker_and_plain_threads_with_random_aborts() {
             );
         });
         assert_eq!(rt.pending_obligations(), 0);
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{:?}",
-            started.elapsed()
-        );
     });
 }
 

@@ -14,14 +14,16 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use asupersync::lab::{InjectionConfig, LabConfig, LabRuntime, cancel_injection};
 use asupersync::sync::{InitError, OnceCell, SetError};
 use asupersync::time::{sleep, timeout};
 use asupersync::types::cancel::Cancelled;
 use asupersync::{Cx, RuntimeBuilder, yield_now};
-use support::{SOON, Signal, XorShift, on_both_drivers, poll_once, watchdog, yield_until};
+use support::{
+    SOON, Signal, WATCHDOG, XorShift, on_both_drivers, poll_once, watchdog, yield_until,
+};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -495,9 +497,8 @@ async fn unless_slept<F: Future>(cx: &Cx, d: Duration, fut: F) -> Option<F::Outp
 
 #[test]
 fn stress_on_four_worker_threads_with_random_cancellation_keeps_one_value_per_cell() {
-    watchdog("once_cell stress", Duration::from_secs(30), || {
+    watchdog("once_cell stress", WATCHDOG, || {
         let rt = RuntimeBuilder::new().worker_threads(4).build().unwrap();
-        let start = Instant::now();
         rt.block_on(|cx: Cx| async move {
             let mut rng = XorShift::new(0x0CE11);
             for round in 0..600u64 {
@@ -563,10 +564,5 @@ fn stress_on_four_worker_threads_with_random_cancellation_keeps_one_value_per_ce
                 );
             }
         });
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "took {:?}",
-            start.elapsed()
-        );
     });
 }

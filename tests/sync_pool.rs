@@ -15,14 +15,16 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use asupersync::lab::{InjectionConfig, LabConfig, LabRuntime, cancel_injection};
 use asupersync::sync::{Pool, PoolError, PoolStatus};
 use asupersync::time::{sleep, timeout};
 use asupersync::trace::TraceKind;
 use asupersync::{Cx, RuntimeBuilder, yield_now};
-use support::{SOON, Signal, XorShift, on_both_drivers, poll_once, watchdog, yield_until};
+use support::{
+    SOON, Signal, WATCHDOG, XorShift, on_both_drivers, poll_once, watchdog, yield_until,
+};
 
 type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
@@ -729,9 +731,8 @@ async fn unless_slept<F: Future>(cx: &Cx, d: Duration, fut: F) -> Option<F::Outp
 
 #[test]
 fn stress_on_four_worker_threads_with_random_cancellation_keeps_the_accounting_exact() {
-    watchdog("pool stress", Duration::from_secs(30), || {
+    watchdog("pool stress", WATCHDOG, || {
         let rt = RuntimeBuilder::new().worker_threads(4).build().unwrap();
-        let start = Instant::now();
         let f = Factory::default();
         let f_check = f.clone();
         rt.block_on(move |cx: Cx| async move {
@@ -822,10 +823,5 @@ fn stress_on_four_worker_threads_with_random_cancellation_keeps_the_accounting_e
         });
         assert_eq!(f_check.live(), 0, "every connection dropped with the pool");
         assert_eq!(rt.pending_obligations(), 0);
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "took {:?}",
-            start.elapsed()
-        );
     });
 }

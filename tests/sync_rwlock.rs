@@ -7,7 +7,6 @@ mod common;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 use asupersync::lab::{InjectionConfig, LabConfig, LabRuntime, cancel_injection};
 use asupersync::sync::RwLock;
@@ -379,7 +378,6 @@ impl XorShift {
 #[test]
 fn exclusion_holds_on_the_multi_thread_runtime_with_random_aborts() {
     with_watchdog("rwlock stress", || {
-        let started = Instant::now();
         let rt = RuntimeBuilder::new().worker_threads(2).build().unwrap();
         rt.block_on(|cx| async move {
             let lock = Arc::new(RwLock::with_max_consecutive_writers(0u64, 3));
@@ -450,10 +448,5 @@ fn exclusion_holds_on_the_multi_thread_runtime_with_random_aborts() {
             );
             eprintln!("rwlock stress: {} operations", ops.load(Ordering::SeqCst));
         });
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{:?}",
-            started.elapsed()
-        );
     });
 }

@@ -13,7 +13,7 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use asupersync::lab::{InjectionConfig, LabConfig, LabRuntime, cancel_injection, oracle};
 use asupersync::sync::semaphore::PERMIT_OBLIGATION;
@@ -506,7 +506,6 @@ fn block_on_thread<F: Future>(fut: F) -> F::Output {
 #[test]
 fn permit_accounting_holds_across_worker_and_plain_threads_with_random_aborts() {
     with_watchdog("semaphore stress", || {
-        let started = Instant::now();
         let rt = RuntimeBuilder::new().worker_threads(2).build().unwrap();
         let before = rt.stats();
         rt.block_on(|cx| async move {
@@ -597,11 +596,6 @@ fn permit_accounting_holds_across_worker_and_plain_threads_with_random_aborts() 
             "obligation leak"
         );
         assert_eq!(rt.pending_obligations(), 0);
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{:?}",
-            started.elapsed()
-        );
     });
 }
 

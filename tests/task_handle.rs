@@ -4,7 +4,7 @@ mod support;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use asupersync::cx::Capabilities;
 use asupersync::time::sleep;
@@ -305,7 +305,7 @@ fn a_cancelled_joiner_gets_its_own_reason_and_the_joined_task_runs_on() {
             "[{name}] the joined task is not cancelled by its joiner's cancellation"
         );
         assert!(
-            payload_dropped.wait_dropped(Duration::from_secs(5)),
+            payload_dropped.wait_dropped(SOON),
             "[{name}] the unjoined output is dropped once the task finished"
         );
     });
@@ -450,7 +450,6 @@ fn public_types_are_send_and_sync() {
 #[test]
 fn a_handle_can_be_joined_from_another_task() {
     on_both_drivers(|name, rt| {
-        let t0 = Instant::now();
         let v = rt.block_on(|cx: Cx| async move {
             let h = cx
                 .spawn(|cx| async move {
@@ -465,6 +464,5 @@ fn a_handle_can_be_joined_from_another_task() {
             j.join(&cx).await.unwrap()
         });
         assert_eq!(v, Ok(9), "[{name}]");
-        assert!(t0.elapsed() < Duration::from_secs(10));
     });
 }

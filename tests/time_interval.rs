@@ -227,11 +227,9 @@ fn a_cancelled_tick_returns_err_and_leaves_the_schedule_unchanged() {
                 })
                 .unwrap();
             started.wait().await;
-            let wall = Instant::now();
             h.abort();
             let err = h.join(&cx).await.expect_err("cancelled");
             assert!(err.is_cancelled(), "[{name}]");
-            assert!(wall.elapsed() < Duration::from_secs(2), "[{name}] prompt");
             let (r, before, after) = (*seen.lock().unwrap()).expect("recorded");
             assert_eq!(
                 r,

@@ -56,7 +56,6 @@ fn many_concurrent_sleepers_never_wake_before_their_deadlines() {
         let done = Arc::new(AtomicUsize::new(0));
         let early = Arc::new(Mutex::new(Vec::new()));
         let (d2, e2) = (done.clone(), early.clone());
-        let wall = Instant::now();
         rt.block_on(move |cx: Cx| async move {
             let mut rng = XorShift::new(0x5EED_0002);
             for i in 0..N {
@@ -81,12 +80,8 @@ fn many_concurrent_sleepers_never_wake_before_their_deadlines() {
             N,
             "[{name}] every sleeper completes before block_on returns"
         );
-        // Late is allowed, but not absurdly: every sleep is at most 20ms.
-        assert!(
-            wall.elapsed() < Duration::from_secs(5),
-            "[{name}] {N} sleeps of <= 20ms took {:?}",
-            wall.elapsed()
-        );
+        // Late is allowed (a loaded machine may run them late); a sleeper
+        // that never wakes hangs `block_on`, which the watchdog reports.
         let early = early.lock().unwrap();
         assert!(
             early.is_empty(),
@@ -114,10 +109,12 @@ fn sleep_until_a_past_time_and_a_zero_sleep_are_ready_on_the_first_poll() {
                 matches!(poll_once(&mut s).await, Poll::Ready(Ok(()))),
                 "[{name}] sleep(0) must be ready at once"
             );
-            // And awaiting it from scratch takes no measurable wall time.
-            let wall = Instant::now();
-            sleep_until(&cx, Time::ZERO).await.unwrap();
-            assert!(wall.elapsed() < Duration::from_secs(1), "[{name}]");
+            // And awaiting one from scratch completes in that first poll.
+            let mut s = sleep_until(&cx, Time::ZERO);
+            assert!(
+                matches!(poll_once(&mut s).await, Poll::Ready(Ok(()))),
+                "[{name}] awaiting a past sleep_until"
+            );
         });
     });
 }
@@ -154,22 +151,23 @@ fn an_aborted_sleeper_joins_cancelled_user_promptly() {
                 })
                 .unwrap();
             started.wait().await;
-            let wall = Instant::now();
+            let start = cx.now();
             h.abort();
             let err = h
                 .join(&cx)
                 .await
                 .expect_err("an aborted task does not return Ok");
-            let took = wall.elapsed();
             assert!(err.is_cancelled(), "[{name}] {err:?}");
             assert_eq!(
                 err.cancel_reason().map(|r| r.kind),
                 Some(CancelKind::User),
                 "[{name}]"
             );
+            // Promptly: long before the hour the sleep asked for (the sleep
+            // itself returned its cancelled error, checked below).
             assert!(
-                took < Duration::from_secs(2),
-                "[{name}] abort of a 1h sleeper took {took:?} to join"
+                cx.now() < start + HOUR,
+                "[{name}] the aborted 1h sleeper joined only after the hour"
             );
             assert_eq!(
                 *seen.lock().unwrap(),
@@ -184,7 +182,6 @@ fn an_aborted_sleeper_joins_cancelled_user_promptly() {
 fn aborted_one_hour_sleepers_release_their_timers_and_do_not_hold_up_block_on() {
     on_both_drivers(|name, rt| {
         const N: usize = 400;
-        let wall = Instant::now();
         let rt_ref = &rt;
         let cancelled = rt.block_on(|cx: Cx| async move {
             let asleep = Arc::new(AtomicUsize::new(0));
@@ -222,15 +219,12 @@ fn aborted_one_hour_sleepers_release_their_timers_and_do_not_hold_up_block_on() 
             }
             cancelled
         });
-        let took = wall.elapsed();
+        // `block_on` returned, so the aborted 1h sleepers did not hold it up
+        // (had they, the watchdog would have reported a hang).
         assert_eq!(
             cancelled,
             N / 2,
             "[{name}] every joined sleeper was cancelled"
-        );
-        assert!(
-            took < Duration::from_secs(10),
-            "[{name}] block_on with {N} aborted 1h sleepers took {took:?}"
         );
         assert_eq!(
             rt.pending_timers(),
@@ -424,10 +418,14 @@ fn a_sleeper_wakes_while_busy_tasks_keep_every_worker_from_parking() {
                 let stop = stop.clone();
                 busy.push(
                     cx.spawn(move |_| async move {
-                        // Gives up after 10 s so a missed timer fails the
-                        // assertion below instead of hanging the suite.
-                        let give_up = Instant::now() + Duration::from_secs(10);
-                        while stop.load(Ordering::SeqCst) == 0 && Instant::now() < give_up {
+                        // Busy until the sleeper wakes. The give-up is a poll
+                        // count, not a wall-clock limit: a loaded machine
+                        // runs fewer polls in the sleeper's 20 ms, never
+                        // more, so only a timer that does not fire while
+                        // every worker is busy exhausts it.
+                        let mut polls: u64 = 0;
+                        while stop.load(Ordering::SeqCst) == 0 && polls < 10_000_000 {
+                            polls += 1;
                             asupersync::yield_now().await;
                         }
                         stop.load(Ordering::SeqCst) == 1

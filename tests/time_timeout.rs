@@ -165,18 +165,12 @@ fn the_inner_cancel_aware_wait_still_sees_task_cancellation() {
                 })
                 .unwrap();
             started.wait().await;
-            let wall = Instant::now();
             h.abort();
             let err = h.join(&cx).await.expect_err("cancelled");
             assert_eq!(
                 err.cancel_reason().map(|r| r.kind),
                 Some(CancelKind::User),
                 "[{name}]"
-            );
-            assert!(
-                wall.elapsed() < Duration::from_secs(2),
-                "[{name}] the cancel reached the inner sleep promptly ({:?})",
-                wall.elapsed()
             );
             assert_eq!(
                 *seen.lock().unwrap(),

@@ -421,13 +421,13 @@ fn check_signature(kind: Kind, func: &ItemFn) -> syn::Result<()> {
             format!("{name} does not accept variadic parameters"),
         ));
     }
-    if kind != Kind::Main {
-        if let Some(attr) = func.attrs.iter().find(|a| is_test_attr(a)) {
-            errors.push(syn::Error::new_spanned(
-                attr,
-                format!("{name} already emits `#[test]`; remove this extra test attribute"),
-            ));
-        }
+    if kind != Kind::Main
+        && let Some(attr) = func.attrs.iter().find(|a| is_test_attr(a))
+    {
+        errors.push(syn::Error::new_spanned(
+            attr,
+            format!("{name} already emits `#[test]`; remove this extra test attribute"),
+        ));
     }
 
     let mut errors = errors.into_iter();

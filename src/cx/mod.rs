@@ -7,6 +7,17 @@
 //! code handed a `Cx` cannot spawn or read time; the check is at run time and
 //! a denied effect returns an error (spawn) or panics naming the missing
 //! capability (time, where the signature has no error channel).
+//!
+//! Cancellation checks (`checkpoint` and every cancel-aware wait) follow
+//! rule A2 (`docs/ARCHITECTURE.md`): while nothing anywhere is cancelled
+//! they skip the kernel lock. Exception: a `Cx` carries the earliest budget
+//! deadline that bounds it (its task's, fixed at spawn, met with the
+//! deadline of each region body it runs in, rule K9), and a `Cx` with a
+//! deadline reads the clock on that path: once the deadline has passed the
+//! check goes to the kernel, which cancels the task (or region) with
+//! `Deadline` if its timer has not done so yet. So a task that runs past its
+//! deadline without yielding fails its next checkpoint. A `Cx` without a
+//! deadline never reads the clock there.
 
 mod caps;
 mod masked;
@@ -35,6 +46,11 @@ pub struct Cx {
     task: TaskId,
     region: RegionId,
     caps: Capabilities,
+    /// The earliest budget deadline that bounds this context: the task's
+    /// (its budget met with its region's, fixed at spawn), met with the
+    /// deadline of every region body it runs in. Rule A2's exception: a
+    /// `Cx` with a deadline reads the clock on the lock-free path.
+    deadline: Option<Time>,
 }
 
 /// A finalizer could not be registered because its region already closed.
@@ -62,17 +78,32 @@ impl Cx {
             task,
             region,
             caps,
+            deadline: None,
         }
+    }
+
+    /// This context with its task's budget deadline (rule A2's exception);
+    /// given where the `Cx` of a new task is made, from the budget the
+    /// kernel settled on.
+    pub(crate) fn with_deadline(mut self, deadline: Option<Time>) -> Self {
+        self.deadline = deadline;
+        self
     }
 
     pub(crate) fn core(&self) -> &Arc<Core> {
         &self.core
     }
 
-    /// The same task seen from another region (used for region bodies).
-    pub(crate) fn with_region(&self, region: RegionId) -> Cx {
+    /// The same task seen from another region (used for region bodies),
+    /// bounded also by that region's deadline.
+    pub(crate) fn with_region(&self, region: RegionId, deadline: Option<Time>) -> Cx {
+        let deadline = match (self.deadline, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         Cx {
             region,
+            deadline,
             ..self.clone()
         }
     }
@@ -204,7 +235,34 @@ impl Cx {
         RegionFuture::new(self.clone(), Budget::INFINITE, body)
     }
 
-    /// Like [`region`](Self::region), with a budget for the region's tasks.
+    /// Like [`region`](Self::region), with a budget that bounds everything
+    /// in the region, its body included.
+    ///
+    /// The budget is met with the enclosing region's (it only tightens).
+    /// Every task spawned in the region gets it (met with what
+    /// [`spawn_with_budget`](Self::spawn_with_budget) asks for), and the
+    /// body, which runs inline in the calling task, is bounded by it too:
+    /// - **Deadline**: when it passes, the region is cancelled with a
+    ///   `Deadline` reason: its tasks and child regions are cancelled, and
+    ///   the body's checkpoints and cancel-aware waits fail from then on
+    ///   (a body that runs past the deadline without yielding sees it at
+    ///   its next checkpoint).
+    /// - **Poll quota**: the body's polls are counted like a task's; the
+    ///   poll that finds the quota spent cancels the region with
+    ///   `PollQuota` (so with a quota of `n`, the body's `n + 1`-th poll
+    ///   sees the cancellation). Each task of the region has its own quota.
+    /// - Cost quota and priority apply to the region's tasks only.
+    ///
+    /// The calling task itself is not cancelled: once the region future
+    /// resolves, the caller goes on under its own budget.
+    ///
+    /// # Cancellation
+    /// As for [`region`](Self::region). Running out of the budget is a
+    /// region cancellation: if the body then returns `Err`, the outcome is
+    /// `Outcome::Cancelled(reason)` with the `Deadline` or `PollQuota`
+    /// reason (or a stronger one that arrived meanwhile); a body that
+    /// returns `Ok` anyway gives `Outcome::Ok`, after the region's
+    /// cancelled children have drained.
     pub fn region_with_budget<F, Fut, T, E>(
         &self,
         budget: Budget,
@@ -230,8 +288,12 @@ impl Cx {
 
     /// The acknowledgement step shared by every cancel-aware wait.
     pub(crate) fn observe_cancel(&self) -> Option<CancelReason> {
-        if !self.core.any_cancellation() {
-            return None; // Rule A2: nothing anywhere is cancelled.
+        // Rule A2: nothing anywhere is cancelled, so nothing to observe;
+        // except that a deadline that has passed is a cancellation even
+        // before its timer fires (the task may not have yielded since), so a
+        // `Cx` with a deadline reads the clock first.
+        if !self.core.any_cancellation() && self.deadline.is_none_or(|d| self.core.now() < d) {
+            return None;
         }
         let (task, region) = (self.task, self.region);
         self.core

@@ -23,6 +23,9 @@ pin_project! {
         body: Option<Fut>,
         region: Option<RegionId>,
         result: Option<Outcome<T, E>>,
+        // K9: polls of the body the region's poll quota still allows
+        // (`u32::MAX`: not counted here; see `RegionFuture::poll`).
+        body_polls_left: u32,
     }
 
     impl<F, Fut, T, E> PinnedDrop for RegionFuture<F, Fut, T, E> {
@@ -50,6 +53,7 @@ where
             body: None,
             region: None,
             result: None,
+            body_polls_left: u32::MAX,
         }
     }
 }
@@ -79,11 +83,11 @@ where
                 return Poll::Ready(Outcome::Cancelled(reason));
             }
             let (parent, owner, budget) = (this.cx.region_id(), this.cx.task_id(), *this.budget);
-            let created = this
-                .cx
-                .core()
-                .with_kernel_recent(|k, _| k.create_child_region(parent, owner, budget));
-            let region = match created {
+            let created = this.cx.core().with_kernel_recent(|k, _| {
+                let r = k.create_child_region(parent, owner, budget)?;
+                Ok((r, k.region_budget(r)))
+            });
+            let (region, region_budget) = match created {
                 Ok(r) => r,
                 Err(SpawnError::RegionCancelled(_, reason)) => {
                     return Poll::Ready(Outcome::Cancelled(reason));
@@ -91,7 +95,13 @@ where
                 Err(e) => return Poll::Ready(Outcome::Panicked(PanicPayload::new(e.to_string()))),
             };
             *this.region = Some(region);
-            let child = this.cx.with_region(region);
+            // K9: a poll quota asked for here counts the body's polls (an
+            // inherited one is counted by whoever asked for it: the
+            // enclosing body or task, whose polls include these).
+            if budget.poll_quota != u32::MAX {
+                *this.body_polls_left = region_budget.poll_quota;
+            }
+            let child = this.cx.with_region(region, region_budget.deadline);
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body_fn(child))) {
                 Ok(body) => this.body.set(Some(body)),
                 Err(payload) => {
@@ -105,6 +115,19 @@ where
         }
         let region = this.region.expect("region future polled after completion");
         if let Some(body) = this.body.as_mut().as_pin_mut() {
+            // K9: like a task's quota, the allowance counts down one per
+            // poll; the poll that finds it spent cancels the region first,
+            // so that poll's checkpoints already fail. Counted once.
+            match *this.body_polls_left {
+                u32::MAX => {}
+                0 => {
+                    *this.body_polls_left = u32::MAX;
+                    this.cx
+                        .core()
+                        .with_kernel(|k, now| k.region_polls_exhausted(region, now));
+                }
+                left => *this.body_polls_left = left - 1,
+            }
             let (outcome, end) = match poll_catching(body, cx) {
                 Ok(Poll::Pending) => return Poll::Pending,
                 Ok(Poll::Ready(Ok(v))) => (Outcome::Ok(v), BodyEnd::Ok),

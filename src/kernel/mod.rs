@@ -20,6 +20,10 @@
 //!   reason (see `CancelReason::strengthen`).
 //! - K4 (termination): a task whose cancellation was requested is force-
 //!   dropped when its grace period expires or its cleanup poll quota runs out.
+//!   Grace periods only ever shorten: a later, stronger request may move a
+//!   task's deadline earlier, never later; the tasks a region cancel
+//!   cancels together share the region's grace deadline (one timer), which
+//!   likewise only moves earlier when the region's reason is strengthened.
 //! - K5 (obligations): a region never closes with a pending obligation
 //!   (leftovers are leaks). A task's unresolved obligations are leaks when
 //!   it completes, whatever its outcome: its future, and every permit in
@@ -35,6 +39,17 @@
 //! - K8 (timer hint): the shared hint never lies late: no pending timer is
 //!   due before it, so a driver that reads it without the lock, and locks
 //!   only once it has passed, never fires a timer late.
+//! - K9 (region budgets): a region's budget (its own met with its
+//!   parent's) bounds its body as well as its tasks. A region whose
+//!   deadline is tighter than its parent's has a deadline timer that
+//!   cancels it with `Deadline` (its tasks, its child regions, and the
+//!   checkpoints and waits of its body, which runs in the owner task); an
+//!   inherited deadline is enforced by the ancestor's timer or, for the
+//!   root region, by the root task's own deadline. A checkpoint that finds
+//!   a region deadline passed before its timer fired fires it at once. The
+//!   body's polls count against a poll quota the region asked for
+//!   (`RegionFuture`): the poll that finds it spent cancels the region with
+//!   `PollQuota`. The owner task itself is not cancelled.
 
 mod arena;
 pub(crate) mod obligation;
@@ -205,6 +220,8 @@ pub(crate) enum TimerEvent {
     /// The shared grace deadline of the tasks a region cancel cancelled.
     RegionGrace(RegionId),
     Deadline(TaskId),
+    /// A region's budget deadline (K9).
+    RegionDeadline(RegionId),
 }
 
 /// Counters for diagnostics and the lab's oracles.
@@ -249,7 +266,8 @@ pub(crate) struct Kernel {
     now: Time,
     /// Tasks with a pending/acknowledged cancellation plus cancelled open
     /// regions. Zero means no checkpoint anywhere can observe anything, so
-    /// `Cx` skips the kernel lock (rule A2).
+    /// `Cx` skips the kernel lock (rule A2), unless its budget deadline has
+    /// passed (a deadline is a cancellation even before its timer fires).
     cancel_gauge: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Rule K8 (see [`Kernel::timer_hint`]).
     timer_hint: std::sync::Arc<std::sync::atomic::AtomicU64>,
@@ -600,6 +618,7 @@ impl Kernel {
         if let Some(reason) = &parent_rec.cancel {
             return Err(SpawnError::RegionCancelled(parent, reason.clone()));
         }
+        let parent_deadline = parent_rec.budget.deadline;
         let budget = parent_rec.budget.meet(budget);
         let (i, g) = self
             .regions
@@ -617,7 +636,62 @@ impl Kernel {
         if let Some(o) = self.task_mut(owner) {
             o.owned_regions.push(r);
         }
+        // K9: a deadline tighter than the parent's gets its own timer (an
+        // inherited one is covered by the ancestor's timer, or for the root
+        // region by the root task's own deadline timer).
+        if let Some(deadline) = budget.deadline
+            && parent_deadline.is_none_or(|p| deadline < p)
+        {
+            let key = self.arm_timer(deadline.max(self.now), TimerEvent::RegionDeadline(r));
+            self.region_mut(r).expect("just inserted").deadline_timer = Some(key);
+        }
         Ok(r)
+    }
+
+    /// The budget of region `r` (its own, met with its ancestors').
+    pub(crate) fn region_budget(&self, r: RegionId) -> Budget {
+        self.region(r).map_or(Budget::INFINITE, |rec| rec.budget)
+    }
+
+    /// K9: region `r`'s deadline passed: cancel it with `Deadline` (its
+    /// tasks, its child regions and the checkpoints and waits of its body).
+    fn region_deadline_passed(&mut self, r: RegionId, now: Time) {
+        if let Some(key) = self.region_mut(r).and_then(|rec| rec.deadline_timer.take()) {
+            self.timers.cancel(key);
+        }
+        self.cancel_region(
+            r,
+            CancelReason::deadline().with_message("region deadline passed"),
+            now,
+        );
+    }
+
+    /// K9 without waiting for the timer: a checkpoint in region `r` found
+    /// its deadline passed (rule A2's deadline exception reads the clock).
+    /// Fires the deadline of `r` and of every ancestor whose deadline also
+    /// passed, innermost first, as the timers would.
+    fn region_deadlines_due(&mut self, r: RegionId, now: Time) {
+        let mut cursor = Some(r);
+        while let Some(x) = cursor {
+            let Some(rec) = self.region(x) else { return };
+            if !rec.budget.is_past_deadline(now) {
+                return; // ancestors' deadlines are no earlier
+            }
+            cursor = rec.parent;
+            if rec.deadline_timer.is_some() {
+                self.region_deadline_passed(x, now);
+            }
+        }
+    }
+
+    /// K9 for a region body's polls: the body of a region with a poll quota
+    /// used it up; cancel the region with `PollQuota`.
+    pub(crate) fn region_polls_exhausted(&mut self, r: RegionId, now: Time) {
+        self.cancel_region(
+            r,
+            CancelReason::poll_quota().with_message("region poll quota exhausted"),
+            now,
+        );
     }
 
     /// Sets which task runs a root region's body.
@@ -800,7 +874,8 @@ impl Kernel {
         }
         let rec = self.region_mut(r)?;
         rec.advance(r);
-        if let Some(key) = rec.grace_timer.take() {
+        let timers = [rec.grace_timer.take(), rec.deadline_timer.take()];
+        for key in timers.into_iter().flatten() {
             self.timers.cancel(key);
         }
         let rec = self.region_mut(r)?;
@@ -1265,8 +1340,9 @@ impl Kernel {
         let rec = self.task_mut(t).expect("looked up above");
         let effective = rec.cancel.clone().expect("set above");
         let stored_kind = effective.kind;
-        // K4: the grace period only ever shortens.
-        let deadline = now + grace;
+        // K4: the grace period only ever shortens; a region cancel's tasks
+        // get at most the region's shared deadline.
+        let deadline = region_grace.map_or(now + grace, |shared| shared.min(now + grace));
         let old_timer = if rec.grace_deadline.is_none_or(|d| deadline < d) {
             rec.grace_deadline = Some(deadline);
             Some(rec.grace_timer.take())
@@ -1360,16 +1436,27 @@ impl Kernel {
         let child_reason = effective.to_parent_cancelled();
         let tasks = self.region_tasks(r);
         // One grace timer for the whole batch (K4): every task cancelled
-        // here with this reason shares the deadline.
-        let grace = (!tasks.is_empty()).then(|| now + self.grace_for(effective.kind));
-        if let Some(deadline) = grace {
-            let old = self.region_mut(r).and_then(|rec| rec.grace_timer.take());
-            if let Some(key) = old {
-                self.timers.cancel(key);
+        // here shares the region's grace deadline, which only ever moves
+        // earlier (a stronger reason arriving later may shorten it, never
+        // lengthen it).
+        let grace = if tasks.is_empty() {
+            None
+        } else {
+            let proposed = now + self.grace_for(effective.kind);
+            let rec = self.region_mut(r).expect("looked up above");
+            match rec.grace_deadline {
+                Some(current) if current <= proposed => Some(current),
+                _ => {
+                    rec.grace_deadline = Some(proposed);
+                    if let Some(key) = rec.grace_timer.take() {
+                        self.timers.cancel(key);
+                    }
+                    let key = self.arm_timer(proposed, TimerEvent::RegionGrace(r));
+                    self.region_mut(r).expect("looked up above").grace_timer = Some(key);
+                    Some(proposed)
+                }
             }
-            let key = self.arm_timer(deadline, TimerEvent::RegionGrace(r));
-            self.region_mut(r).expect("looked up above").grace_timer = Some(key);
-        }
+        };
         let shared = Arc::new(effective);
         for t in tasks {
             self.request_cancel_shared(t, shared.clone(), now, grace);
@@ -1405,6 +1492,12 @@ impl Kernel {
                 CancelReason::deadline().with_message("budget deadline passed"),
                 now,
             );
+        }
+        if self
+            .region(r)
+            .is_some_and(|rec| rec.budget.is_past_deadline(now))
+        {
+            self.region_deadlines_due(r, now);
         }
         let rec = self.task_mut(t).expect("looked up above");
         if rec.state == TaskState::CancelRequested {
@@ -1750,6 +1843,12 @@ impl Kernel {
                         self.grace_expired(t, now);
                     }
                 }
+                TimerEvent::RegionDeadline(r) => {
+                    if let Some(rec) = self.region_mut(r) {
+                        rec.deadline_timer = None;
+                    }
+                    self.region_deadline_passed(r, now);
+                }
                 TimerEvent::Deadline(t) => {
                     if let Some(rec) = self.task_mut(t) {
                         rec.deadline_timer = None;
@@ -1837,6 +1936,103 @@ mod tests {
         assert_eq!(dropped(&k, long), Some(ForceDropCause::GraceExpired));
         assert_eq!(dropped(&k, plain), Some(ForceDropCause::GraceExpired));
         assert_eq!(k.pending_timer_count(), 0);
+    }
+
+    /// K4 for the region's shared grace deadline: a stronger reason arriving
+    /// later (here the owner aborted, which re-cancels the region with
+    /// `ParentCancelled`) may shorten it but never lengthen it, with the
+    /// default per-kind grace periods and with a uniform one.
+    #[test]
+    fn a_region_grace_deadline_only_shortens_when_the_cancel_is_strengthened() {
+        for (uniform, later_grace) in [(None, 500), (Some(Duration::from_secs(1)), 1_000)] {
+            let config = KernelConfig {
+                cleanup_grace: uniform,
+                ..KernelConfig::default()
+            };
+            let mut k = Kernel::new(config, Time::ZERO);
+            let root = k.create_root_region(Budget::INFINITE);
+            let owner = spawn(&mut k, root);
+            let r = k
+                .create_child_region(root, owner, Budget::INFINITE)
+                .expect("open parent");
+            let stubborn = spawn(&mut k, r);
+            // The body fails at 1 ms: FailFast, 1 s of grace.
+            k.region_body_done(r, BodyEnd::Err, ms(1));
+            let first = ms(1) + Duration::from_secs(1);
+            assert_eq!(k.region(r).unwrap().grace_deadline, Some(first));
+            assert_eq!(k.task(stubborn).unwrap().grace_deadline, Some(first));
+            // The owner is aborted at 900 ms: the region's reason becomes
+            // ParentCancelled, whose own grace would end later.
+            k.request_cancel(owner, CancelReason::user("abort"), ms(900));
+            let reason = k.region(r).unwrap().cancel.clone().unwrap();
+            assert_eq!(reason.kind, CancelKind::ParentCancelled);
+            assert!(ms(900 + later_grace) > first);
+            assert_eq!(
+                k.region(r).unwrap().grace_deadline,
+                Some(first),
+                "lengthened"
+            );
+            assert_eq!(k.task(stubborn).unwrap().grace_deadline, Some(first));
+            let dropped = |k: &Kernel| k.task(stubborn).unwrap().force_drop;
+            k.fire_timers(Time::from_nanos(first.as_nanos() - 1));
+            assert_eq!(dropped(&k), None, "dropped before its grace ended");
+            k.fire_timers(first);
+            assert_eq!(
+                dropped(&k),
+                Some(ForceDropCause::GraceExpired),
+                "{uniform:?}"
+            );
+        }
+        // A stronger reason with a shorter grace does shorten it.
+        let mut k = Kernel::new(KernelConfig::default(), Time::ZERO);
+        let r = k.create_root_region(Budget::INFINITE);
+        let t = spawn(&mut k, r);
+        k.cancel_region(r, CancelReason::fail_fast(), ms(0));
+        k.cancel_region(r, CancelReason::shutdown(), ms(100));
+        assert_eq!(k.region(r).unwrap().grace_deadline, Some(ms(300)));
+        assert_eq!(k.task(t).unwrap().grace_deadline, Some(ms(300)));
+        assert_eq!(k.pending_timer_count(), 1, "the old region timer is gone");
+        k.fire_timers(ms(300));
+        assert_eq!(
+            k.task(t).unwrap().force_drop,
+            Some(ForceDropCause::GraceExpired)
+        );
+    }
+
+    /// K9: only a region whose deadline is tighter than its parent's gets a
+    /// deadline timer; it cancels the region with `Deadline` and cascades;
+    /// a checkpoint that finds the deadline passed first fires it itself.
+    #[test]
+    fn a_region_deadline_timer_is_armed_only_when_tighter_and_cancels_the_region() {
+        let mut k = Kernel::new(KernelConfig::default(), Time::ZERO);
+        let root = k.create_root_region(Budget::INFINITE);
+        let owner = spawn(&mut k, root);
+        let at = |n| Budget::INFINITE.with_deadline(ms(n));
+        let outer = k.create_child_region(root, owner, at(30)).unwrap();
+        let same = k.create_child_region(outer, owner, at(50)).unwrap();
+        let inner = k.create_child_region(outer, owner, at(10)).unwrap();
+        let timer = |k: &Kernel, r| k.region(r).unwrap().deadline_timer.is_some();
+        assert!(timer(&k, outer) && timer(&k, inner));
+        assert!(
+            !timer(&k, same),
+            "an inherited deadline needs no timer of its own"
+        );
+        assert_eq!(k.region(same).unwrap().budget.deadline, Some(ms(30)));
+        let kind = |k: &Kernel, r| k.region(r).unwrap().cancel.as_ref().map(|c| c.kind);
+        k.fire_timers(ms(10));
+        assert_eq!(kind(&k, inner), Some(CancelKind::Deadline));
+        assert_eq!(kind(&k, outer), None);
+        // A checkpoint in `same` at 30 ms, before any timer fired.
+        let seen = k.observe_cancel(owner, same, ms(30)).map(|r| r.kind);
+        assert_eq!(seen, Some(CancelKind::ParentCancelled));
+        assert_eq!(kind(&k, outer), Some(CancelKind::Deadline));
+        assert!(!timer(&k, outer), "fired early, so disarmed");
+        assert_eq!(k.pending_timer_count(), 0);
+        let owner_state = k.task_state(owner).unwrap();
+        assert!(
+            !owner_state.is_cancel_requested(),
+            "the owner is not cancelled"
+        );
     }
 
     /// K8: the hint never passes the next deadline, and once the wheel's

@@ -120,6 +120,12 @@ pub(crate) struct RegionRecord {
     /// One grace timer for the tasks a region cancel cancelled together
     /// (they share a grace deadline): fires as `TimerEvent::RegionGrace`.
     pub(crate) grace_timer: Option<crate::timer_wheel::TimerKey>,
+    /// The shared grace deadline of the region's cancelled tasks (K4): set
+    /// by the first cancel, afterwards only ever moved earlier.
+    pub(crate) grace_deadline: Option<crate::types::Time>,
+    /// The budget deadline of a region whose deadline is tighter than its
+    /// parent's: cancels the region with `Deadline` (kernel rule K9).
+    pub(crate) deadline_timer: Option<crate::timer_wheel::TimerKey>,
 }
 
 impl RegionRecord {
@@ -145,6 +151,8 @@ impl RegionRecord {
             pending_panics: Vec::new(),
             pending_obligations: 0,
             grace_timer: None,
+            grace_deadline: None,
+            deadline_timer: None,
         }
     }
 

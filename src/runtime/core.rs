@@ -331,7 +331,10 @@ impl Core {
     {
         let cell = self.create_cell::<Fut>(region, TaskKind::Spawned, budget)?;
         let id = cell.task_id();
-        let cx = Cx::new(self.clone(), id, region, caps);
+        // Rule A2's deadline exception: the budget deadline the kernel
+        // settled on (its timed-lane hint, set when the record was made).
+        let deadline = super::task_cell::Runnable::deadline_hint(&*cell).map(Time::from_nanos);
+        let cx = Cx::new(self.clone(), id, region, caps).with_deadline(deadline);
         // If the closure panics, the half-made task must not linger.
         let guard = UnspawnOnUnwind { core: self, id };
         let future = f(cx);

@@ -14,6 +14,10 @@ pub struct RuntimeMetrics {
     /// One entry per worker thread. The current-thread runtime has exactly
     /// one entry: the thread inside `block_on`.
     pub workers: Vec<WorkerMetrics>,
+    /// Times the thread inside `block_on` parked (nothing for it to run and
+    /// the root task not woken). On the current-thread runtime it is the
+    /// one worker, so this equals `workers[0].parks`.
+    pub block_on_parks: u64,
 }
 
 impl RuntimeMetrics {

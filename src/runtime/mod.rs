@@ -120,9 +120,7 @@ impl Runtime {
             // local queue, which (unlike the injector) unparks nobody.
             let idle = idle && (!self.workers.is_empty() || self.queue.is_empty());
             if idle && !root.is_woken() {
-                if self.workers.is_empty() {
-                    self.queue.driver_parked();
-                }
+                self.queue.driver_parked();
                 park(&parker, next_deadline);
                 core.refresh_clock(); // CL1
             }

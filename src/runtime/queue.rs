@@ -149,6 +149,8 @@ pub(crate) struct RunQueue {
     sleepers: AtomicUsize,
     next_wake: AtomicUsize,
     counters: Vec<WorkerCounters>,
+    /// Parks of the thread inside `block_on` (`RuntimeMetrics::block_on_parks`).
+    block_on_parks: AtomicU64,
 }
 
 /// One worker's private scheduling state, reachable from its thread-local.
@@ -278,6 +280,7 @@ impl RunQueue {
             sleepers: AtomicUsize::new(0),
             next_wake: AtomicUsize::new(0),
             counters,
+            block_on_parks: AtomicU64::new(0),
         }
     }
 
@@ -292,6 +295,7 @@ impl RunQueue {
     pub(crate) fn metrics(&self) -> RuntimeMetrics {
         RuntimeMetrics {
             workers: self.counters.iter().map(WorkerCounters::snapshot).collect(),
+            block_on_parks: self.block_on_parks.load(Ordering::Relaxed),
         }
     }
 
@@ -354,9 +358,13 @@ impl RunQueue {
         ran
     }
 
-    /// Current-thread driver: counts a park of the `block_on` thread.
+    /// Counts a park of the `block_on` thread (on the current-thread
+    /// runtime it is also the one worker).
     pub(crate) fn driver_parked(&self) {
-        self.counters[0].park();
+        self.block_on_parks.fetch_add(1, Ordering::Relaxed);
+        if !self.multi {
+            self.counters[0].park();
+        }
     }
 
     /// Makes the calling thread worker `index` (once, at worker start).
@@ -487,7 +495,7 @@ impl RunQueue {
     fn next_ready(&self, ctx: &WorkerCtx) -> Option<TaskRef> {
         let tick = ctx.tick.get().wrapping_add(1);
         ctx.tick.set(tick);
-        if tick % INJECTOR_INTERVAL == 0 {
+        if tick.is_multiple_of(INJECTOR_INTERVAL) {
             // Deferred tasks become stealable now and then, so an idle
             // worker can still take over part of a yielding workload.
             self.flush_deferred(ctx);

@@ -104,7 +104,8 @@ impl<Fut: Future> RootTask<Fut> {
         if let Some((_, id)) = &wake.tracer {
             let _ = id.set(task);
         }
-        let cx = Cx::new(core.clone(), task, region, Capabilities::ALL);
+        let cx =
+            Cx::new(core.clone(), task, region, Capabilities::ALL).with_deadline(budget.deadline);
         let future = Box::pin(Some(f(cx)));
         Self {
             core: core.clone(),

@@ -183,7 +183,9 @@ mod tests {
                     aw.wake();
                 })
             };
-            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            // Minutes: only a lost wake (a consumer that would wait
+            // forever) reaches it, never a slow run on a loaded machine.
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
             loop {
                 let woken = c.0.load(Ordering::SeqCst);
                 aw.register(&w);

@@ -91,7 +91,7 @@ impl fmt::Display for Time {
         let nanos = self.0 % 1_000_000_000;
         if nanos == 0 {
             write!(f, "{secs}s")
-        } else if nanos % 1_000_000 == 0 {
+        } else if nanos.is_multiple_of(1_000_000) {
             write!(f, "{secs}.{:03}s", nanos / 1_000_000)
         } else {
             write!(f, "{secs}.{nanos:09}s")
