@@ -213,6 +213,7 @@ impl Cx {
 
     /// The acknowledgement step shared by every cancel-aware wait.
     pub(crate) fn observe_cancel(&self) -> Option<CancelReason> {
+        crate::runtime::context::check_cx(&self.core, self.task); // rule CX1
         if !self.core.any_cancellation() {
             return None; // Rule A2: nothing anywhere is cancelled.
         }
