@@ -6,14 +6,13 @@
 
 mod common;
 
-use std::future::Future;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::mpsc;
 
 use asupersync::lab::{LabConfig, LabRuntime};
 use asupersync::runtime::spawn_blocking;
-use asupersync::{Cx, JoinError, Runtime, RuntimeBuilder};
+use asupersync::{Cx, JoinError, RuntimeBuilder};
 use common::*;
 
 // ----- BO1: no nested block_on --------------------------------------------
@@ -187,21 +186,17 @@ on_both_drivers! {
 /// Set in the child process to the scenario it must run.
 const CHILD_ENV: &str = "ASUPERSYNC_BLOCK_ON_CHILD";
 
-fn leak_in_root(cx: Cx) -> impl Future<Output = ()> {
-    async move {
-        std::mem::forget(cx.reserve_obligation("x").unwrap());
-    }
+async fn leak_in_root(cx: Cx) {
+    std::mem::forget(cx.reserve_obligation("x").unwrap());
 }
 
-fn leak_in_unjoined_child(cx: Cx) -> impl Future<Output = ()> {
-    async move {
-        drop(
-            cx.spawn(|c| async move {
-                std::mem::forget(c.reserve_obligation("y").unwrap());
-            })
-            .unwrap(),
-        );
-    }
+async fn leak_in_unjoined_child(cx: Cx) {
+    drop(
+        cx.spawn(|c| async move {
+            std::mem::forget(c.reserve_obligation("y").unwrap());
+        })
+        .unwrap(),
+    );
 }
 
 /// The scenarios a child process runs; each ends by panicking out of
@@ -280,9 +275,4 @@ fn a_root_panic_keeps_its_payload() {
     })
     .expect_err("the body panicked");
     assert_eq!(payload.downcast_ref::<u32>(), Some(&43));
-}
-
-#[allow(dead_code)]
-fn _assert_runtime_is_sync(rt: Runtime) -> impl Send + Sync {
-    rt
 }

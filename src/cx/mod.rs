@@ -7,6 +7,16 @@
 //! code handed a `Cx` cannot spawn or read time; the check is at run time and
 //! a denied effect returns an error (spawn) or panics naming the missing
 //! capability (time, where the signature has no error channel).
+//!
+//! Rule CX1: a `Cx` is used by its own task. Checkpoints and cancel-aware
+//! waits (sleeps, joins, channel and lock waits) observe the cancellation
+//! of the `Cx`'s task, so they must run inside that task: a child that
+//! waits on its parent's `cx` panics, naming the rule, instead of missing
+//! its own abort (use the `cx` the spawn closure receives). A region body
+//! runs in its owner task and may use its `cx`; finalizers may wait on the
+//! `Cx` they captured; code outside any task is not checked, except that a
+//! timer on the `Cx` of a completed task panics rather than pend forever.
+//! See `runtime::context`.
 
 mod caps;
 mod region;

@@ -4,6 +4,15 @@
 //! differ only in where runnable tasks wait and which thread polls them.
 //! `block_on` always polls the root task on the calling thread (so the root
 //! future need not be `Send`) and returns once the root region is closed.
+//! Several threads may be inside `block_on` at once (see its docs); calling
+//! it from inside a task panics (rule BO1, `context`).
+//!
+//! Rule P1 (contract 3): no user code the runtime runs — a poll, the drop of
+//! a future, of an unread output or of a finalizer, a waker woken outside a
+//! task — unwinds through a driver, a worker or the kernel; each such panic
+//! is caught where the runtime calls the code and reported as the task's or
+//! region's `Panicked` outcome (a waker's panic, whose owner is unknown, only
+//! by the panic hook).
 
 mod blocking;
 mod builder;
@@ -94,7 +103,7 @@ impl Runtime {
     /// task, a root future, a finalizer), at once: the call would block the
     /// thread that runs the task and could never finish. Await the future
     /// instead, or call `block_on` from a
-    /// [`spawn_blocking`](crate::runtime::spawn_blocking) closure or a plain
+    /// [`spawn_blocking`] closure or a plain
     /// thread.
     #[track_caller]
     pub fn block_on<F, Fut>(&self, f: F) -> Fut::Output

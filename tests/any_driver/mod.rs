@@ -14,7 +14,7 @@ use crate::common::{Driver, assert_quiescent};
 /// One of the three drivers.
 pub enum AnyRt {
     Rt(Runtime),
-    Lab(LabRuntime),
+    Lab(Box<LabRuntime>),
 }
 
 /// Which driver [`AnyRt::new`] builds.
@@ -30,7 +30,7 @@ impl AnyRt {
         match kind {
             Kind::CurrentThread => AnyRt::Rt(Driver::CurrentThread.rt()),
             Kind::MultiThread => AnyRt::Rt(Driver::MultiThread.rt()),
-            Kind::Lab => AnyRt::Lab(LabRuntime::new(LabConfig::new(11))),
+            Kind::Lab => AnyRt::Lab(Box::new(LabRuntime::new(LabConfig::new(11)))),
         }
     }
 
