@@ -239,12 +239,14 @@ impl<T> JoinSlot<T> {
     /// catching panics: the runtime may be the one dropping it.
     pub(crate) fn clear(&mut self) {
         let inner = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
-        let (output, discarded, waker) = (
+        let held = (
             inner.output.take(),
             inner.discarded.take(),
             inner.waker.take(),
         );
-        let _ = drop_catching((output, discarded, waker));
+        if !matches!(held, (None, None, None)) {
+            let _ = drop_catching(held);
+        }
     }
 }
 

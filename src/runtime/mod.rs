@@ -102,9 +102,8 @@ impl Runtime {
     /// Rule BO1: when called from inside a task of any runtime (a spawned
     /// task, a root future, a finalizer), at once: the call would block the
     /// thread that runs the task and could never finish. Await the future
-    /// instead, or call `block_on` from a
-    /// [`spawn_blocking`] closure or a plain
-    /// thread.
+    /// instead, or call `block_on` from a [`spawn_blocking`] closure or a
+    /// plain thread.
     #[track_caller]
     pub fn block_on<F, Fut>(&self, f: F) -> Fut::Output
     where
