@@ -18,6 +18,16 @@
 //! `Deadline` if its timer has not done so yet. So a task that runs past its
 //! deadline without yielding fails its next checkpoint. A `Cx` without a
 //! deadline never reads the clock there.
+//!
+//! Rule CX1: a `Cx` is used by its own task. Checkpoints and cancel-aware
+//! waits (sleeps, joins, channel and lock waits) observe the cancellation
+//! of the `Cx`'s task, so they must run inside that task: a child that
+//! waits on its parent's `cx` panics, naming the rule, instead of missing
+//! its own abort (use the `cx` the spawn closure receives). A region body
+//! runs in its owner task and may use its `cx`; finalizers may wait on the
+//! `Cx` they captured; code outside any task is not checked, except that a
+//! timer on the `Cx` of a completed task panics rather than pend forever.
+//! See `runtime::context`.
 
 mod caps;
 mod masked;
@@ -288,6 +298,7 @@ impl Cx {
 
     /// The acknowledgement step shared by every cancel-aware wait.
     pub(crate) fn observe_cancel(&self) -> Option<CancelReason> {
+        crate::runtime::context::check_cx(&self.core, self.task); // rule CX1
         // Rule A2: nothing anywhere is cancelled, so nothing to observe;
         // except that a deadline that has passed is a cancellation even
         // before its timer fires (the task may not have yielded since), so a

@@ -1255,6 +1255,25 @@ impl Kernel {
         self.escalate_panic(r, t, payload, now);
     }
 
+    /// Completed task `t`'s unread value panicked when dropped (rule J4 in
+    /// `runtime::join`): fail its region like an unjoined panic. Returns
+    /// false if the region has closed already (nothing to fail).
+    pub(crate) fn late_task_panic(
+        &mut self,
+        r: RegionId,
+        t: TaskId,
+        payload: PanicPayload,
+        now: Time,
+    ) -> bool {
+        let open = self
+            .region(r)
+            .is_some_and(|rec| rec.state != RegionState::Closed);
+        if open {
+            self.escalate_panic(r, t, payload, now);
+        }
+        open
+    }
+
     /// Rule A1: make task `t`'s next poll go through `before_poll`.
     fn raise_attention(&self, t: TaskId) {
         if let Some(a) = self.task(t).and_then(|rec| rec.attention.as_ref()) {

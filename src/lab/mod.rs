@@ -195,13 +195,17 @@ impl LabRuntime {
     ///
     /// # Panics
     /// Resumes the body's panic (or an unjoined child panic); panics on a
-    /// deadlock or when the step limit is exceeded (rule L3).
+    /// deadlock or when the step limit is exceeded (rule L3). Panics at once
+    /// when called from inside a task of any runtime, this lab included
+    /// (rule BO1, see `Runtime::block_on`).
+    #[track_caller]
     pub fn block_on<F, Fut>(&self, f: F) -> Fut::Output
     where
         F: FnOnce(Cx) -> Fut,
         Fut: Future,
     {
-        let mut root = RootTask::new(&self.core, crate::types::Budget::INFINITE, None, f);
+        crate::runtime::context::assert_not_in_task("LabRuntime::block_on");
+        let mut root = RootTask::new(&self.core, crate::types::Budget::INFINITE, Vec::new(), f);
         while !root.is_done() {
             let root_ready = root.is_woken();
             match self.pick(root_ready, root.task) {
@@ -582,11 +586,13 @@ impl Drop for LabRuntime {
     fn drop(&mut self) {
         // A run abandoned mid-way (deadlock, panic) leaves tasks whose
         // wakers and futures point back at the core; break the cycles.
+        // Task cells catch panics of the futures they drop; timer wakers
+        // may be anyone's (contract 3: never unwind out of the runtime).
         let ready: Vec<ReadyTask> = std::mem::take(&mut *self.queue.lock());
         let (wakers, timers) = self.core.lock().teardown();
         drop(ready);
         drop(wakers);
-        drop(timers);
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(timers)));
     }
 }
 

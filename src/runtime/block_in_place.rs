@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_utils::sync::{Parker, Unparker};
 
+use super::context;
 use super::core::Core;
 use super::queue::{self, Detached, HelperSlot};
 use super::{CLOCK_INTERVAL, park};
@@ -70,6 +71,10 @@ pub fn block_in_place<R>(cx: &Cx, f: impl FnOnce() -> R) -> R {
              every task, so blocking it stops them all); use `spawn_blocking`, or a multi-thread \
              runtime"
         );
+        // Blocking calls (rule TB1) are allowed in `f`, except in the lab
+        // (no blocking pool: one thread runs everything, so a blocking wait
+        // could never end; it panics instead of hanging).
+        let _may_block = cx.core().blocking_pool().is_some().then(context::exit_task);
         return f();
     };
     // `worker` re-attaches when dropped, on every path (panics included).
@@ -82,6 +87,7 @@ pub fn block_in_place<R>(cx: &Cx, f: impl FnOnce() -> R) -> R {
     worker.hand_off();
     // Dropped before `worker`: the helper is told to stop first.
     let _helper = start_helper(cx.core(), &worker);
+    let _may_block = context::exit_task(); // TB1: blocking calls allowed in `f`
     f()
 }
 

@@ -175,7 +175,10 @@ where
         match std::mem::replace(&mut this.stage, Stage::Done) {
             Stage::Start(f) => {
                 let Some(pool) = &this.pool else {
-                    // The lab: run inline, deterministically (B5).
+                    // The lab: run inline, deterministically (B5); the
+                    // closure is not part of the task (rule BO1 in
+                    // `context`: it may call another runtime's `block_on`).
+                    let _outside = super::context::exit_task();
                     return Poll::Ready(f());
                 };
                 let slot = Arc::new(Mutex::new(Slot {

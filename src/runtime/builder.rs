@@ -14,6 +14,12 @@ use super::{Runtime, worker_loop};
 use crate::kernel::{KernelConfig, LeakPolicy};
 use crate::types::Budget;
 
+/// The most worker threads a runtime may have (`worker_threads` above it is
+/// a [`BuildError`]): far beyond any useful count for an async runtime
+/// (one worker per core is the default), and low enough that a typo such
+/// as `100_000` fails at once instead of starting thousands of threads.
+pub const MAX_WORKER_THREADS: usize = 1024;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Flavor {
     CurrentThread,
@@ -28,6 +34,7 @@ pub struct RuntimeBuilder {
     kernel: KernelConfig,
     root_budget: Budget,
     thread_name: String,
+    stack_size: Option<usize>,
     blocking: BlockingConfig,
 }
 
@@ -61,6 +68,7 @@ impl RuntimeBuilder {
             kernel: KernelConfig::default(),
             root_budget: Budget::INFINITE,
             thread_name: "asupersync-worker".to_string(),
+            stack_size: None,
             blocking: BlockingConfig::default(),
         }
     }
@@ -73,7 +81,9 @@ impl RuntimeBuilder {
         }
     }
 
-    /// Number of worker threads (multi-thread runtime). Must be at least 1.
+    /// Number of worker threads (multi-thread runtime). Must be at least 1
+    /// and at most [`MAX_WORKER_THREADS`] (1024); `build` reports other
+    /// counts as a [`BuildError`].
     pub fn worker_threads(mut self, n: usize) -> Self {
         self.worker_threads = Some(n);
         self
@@ -113,21 +123,49 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Name prefix of worker threads.
+    /// Name prefix of worker threads (and of blocking-pool threads). It
+    /// may not contain a NUL byte (`build` reports one as a
+    /// [`BuildError`]).
     pub fn thread_name(mut self, name: impl Into<String>) -> Self {
         self.thread_name = name.into();
         self
     }
 
+    /// Stack size of worker threads in bytes (default: the standard
+    /// library's, 2 MiB unless `RUST_MIN_STACK` says otherwise). A size the
+    /// system cannot provide makes `build` fail with a [`BuildError`].
+    pub fn thread_stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+
     /// Builds the runtime.
     ///
-    /// Errors: `worker_threads(0)`, `worker_threads` on a current-thread
-    /// builder, or a worker thread that could not be started.
+    /// Errors: `worker_threads(0)` or above [`MAX_WORKER_THREADS`],
+    /// `worker_threads` on a current-thread builder, a thread name with a
+    /// NUL byte, or a worker thread that could not be started (the workers
+    /// already started are stopped again).
     pub fn build(self) -> Result<Runtime, BuildError> {
+        if self.thread_name.contains('\0') {
+            return Err(BuildError {
+                message: format!(
+                    "thread_name {:?} contains a NUL byte, which thread names cannot hold",
+                    self.thread_name
+                ),
+            });
+        }
         let workers = match (self.flavor, self.worker_threads) {
             (_, Some(0)) => {
                 return Err(BuildError {
                     message: "worker_threads must be at least 1".to_string(),
+                });
+            }
+            (_, Some(n)) if n > MAX_WORKER_THREADS => {
+                return Err(BuildError {
+                    message: format!(
+                        "worker_threads({n}) is above the maximum of {MAX_WORKER_THREADS} \
+                         (asupersync::runtime::MAX_WORKER_THREADS)"
+                    ),
                 });
             }
             (Flavor::CurrentThread, Some(_)) => {
@@ -165,9 +203,13 @@ impl RuntimeBuilder {
         let mut handles = Vec::with_capacity(workers);
         for (index, parker) in worker_parkers.into_iter().enumerate() {
             let (w_core, w_queue, w_shutdown) = (core.clone(), queue.clone(), shutdown.clone());
-            let spawned = std::thread::Builder::new()
-                .name(format!("{}-{index}", self.thread_name))
-                .spawn(move || worker_loop(w_core, w_queue, index, parker, w_shutdown));
+            let mut thread =
+                std::thread::Builder::new().name(format!("{}-{index}", self.thread_name));
+            if let Some(bytes) = self.stack_size {
+                thread = thread.stack_size(bytes);
+            }
+            let spawned =
+                thread.spawn(move || worker_loop(w_core, w_queue, index, parker, w_shutdown));
             match spawned {
                 Ok(h) => handles.push(h),
                 Err(e) => {
@@ -187,6 +229,7 @@ impl RuntimeBuilder {
             queue,
             driver: std::sync::Mutex::new(driver),
             driver_unparker,
+            driver_waiters: std::sync::Mutex::new(Vec::new()),
             workers: handles,
             shutdown,
             root_budget: self.root_budget,

@@ -271,7 +271,7 @@ impl Core {
             return;
         }
         for w in actions.wakes {
-            w.wake();
+            wake_catching(w);
         }
         for region in actions.start_finalizers {
             self.spawn_finalizer_task(region);
@@ -304,7 +304,11 @@ impl Core {
             }
         }
         let mut cx = Context::from_waker(waker);
-        match poll_catching(future, &mut cx) {
+        // Rules BO1 and CX1 (`context`): this thread is inside task `id`.
+        let entered = super::context::enter_task(self, id);
+        let polled = poll_catching(future, &mut cx);
+        drop(entered);
+        match polled {
             Ok(Poll::Pending) => {
                 self.trace(crate::trace::TraceKind::Pending { task: id });
                 Step::Pending
@@ -378,6 +382,14 @@ impl Core {
         cell.fill(FinalizerRun::new(self.clone(), region));
         self.schedule(cell);
     }
+}
+
+/// Wakes `waker`, catching a panic from its `wake` (or its drop): the
+/// runtime wakes wakers outside any task (completions, timers), where a
+/// panic must not unwind (contract 3). The panic hook already reported it;
+/// the waker's owner is unknown here, so nothing else is done with it.
+pub(crate) fn wake_catching(waker: Waker) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake()));
 }
 
 /// Completes a task record whose spawn closure panicked.

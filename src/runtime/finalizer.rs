@@ -1,6 +1,9 @@
 //! The finalizer task: runs a closing region's finalizers LIFO, masked,
-//! each exactly once, catching panics so one failing finalizer cannot skip
-//! the others.
+//! each exactly once, catching panics (in a finalizer's body and in its
+//! destructor) so one failing finalizer cannot skip the others; a panic
+//! makes the region's outcome `Panicked`. While a finalizer runs, rule CX1
+//! (`context`) is off: it may wait on the `Cx` it captured, typically the
+//! region owner's.
 
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -8,6 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use super::context;
 use super::core::Core;
 use super::task_cell::poll_catching;
 use crate::kernel::Finalizer;
@@ -43,20 +47,30 @@ impl Future for FinalizerRun {
         let this = self.get_mut();
         loop {
             if let Some(fut) = this.current.as_mut() {
-                match poll_catching(fut.as_mut(), cx) {
+                // CX1: a finalizer may wait on the `Cx` it captured.
+                let finalizer = context::enter_finalizer();
+                let polled = poll_catching(fut.as_mut(), cx);
+                drop(finalizer);
+                let ended = match polled {
                     Ok(Poll::Pending) => return Poll::Pending,
-                    Ok(Poll::Ready(())) => this.current = None,
-                    Err(payload) => {
-                        this.current = None;
-                        this.report_panic(payload);
-                    }
+                    Ok(Poll::Ready(())) => None,
+                    Err(payload) => Some(payload),
+                };
+                // The finalizer's destructor is user code too (contract 3).
+                let current = this.current.take();
+                let dropped = catch_unwind(AssertUnwindSafe(move || drop(current)));
+                if let Some(payload) = ended.or(dropped.err()) {
+                    this.report_panic(payload);
                 }
             }
             let region = this.region;
             match this.core.with_kernel_recent(|k, _| k.pop_finalizer(region)) {
                 None => return Poll::Ready(()),
                 Some(Finalizer::Sync(f)) => {
-                    if let Err(payload) = catch_unwind(AssertUnwindSafe(f)) {
+                    let finalizer = context::enter_finalizer();
+                    let ran = catch_unwind(AssertUnwindSafe(f));
+                    drop(finalizer);
+                    if let Err(payload) = ran {
                         this.report_panic(payload);
                     }
                 }

@@ -9,6 +9,13 @@
 //!   handle is gone (dropped before or after the panic, without joining) is
 //!   escalated: the region's other children are cancelled with `FailFast`
 //!   and the region's outcome becomes `Panicked`.
+//! - J4: a value nobody will read (its handle is gone, or the task ended
+//!   cancelled or panicked so the joiner gets an error) is dropped without
+//!   letting a panic escape into the runtime: by the task's completion if
+//!   the handle is already gone (a destructor panic makes the task
+//!   `Panicked`, escalated as in J3), otherwise by the joiner or the
+//!   handle's drop, where a destructor panic fails the task's region the
+//!   same way (contract 3).
 
 use std::fmt;
 use std::future::Future;
@@ -97,6 +104,10 @@ struct SlotInner<T> {
     /// A cancel reason stays shared with the kernel's copy until a joiner
     /// reads it (most cancelled tasks are never joined).
     output: Option<Result<T, SlotError>>,
+    /// A value the task returned that its joiner will not get (the task
+    /// ended cancelled or panicked anyway): dropped by the joiner or with
+    /// the handle, outside the runtime's own code (J4).
+    discarded: Option<T>,
     waker: Option<Waker>,
     handle_alive: bool,
 }
@@ -106,6 +117,7 @@ impl<T> JoinSlot<T> {
         Self {
             inner: Mutex::new(SlotInner {
                 output: None,
+                discarded: None,
                 waker: None,
                 handle_alive: true,
             }),
@@ -123,8 +135,28 @@ impl<T> JoinSlot<T> {
 
     /// Records the task's end with the kernel and stores the output.
     /// Lock order: slot, then kernel (the kernel never takes a slot lock).
+    ///
+    /// J4: if the handle is gone, nobody can read the value, so it is
+    /// dropped here, before the kernel hears of the completion; a panic in
+    /// its destructor makes the task `Panicked` (escalated to its region,
+    /// which is still open). A value the kernel discards (the task ended
+    /// cancelled, or panicked by leaking) stays in the slot for the joiner
+    /// or the handle's drop.
     pub(crate) fn complete(&self, core: &Arc<Core>, id: TaskId, end: TaskEnd, value: Option<T>) {
-        let mut inner = self.lock();
+        let (mut end, mut value) = (end, value);
+        let mut inner = loop {
+            let inner = self.lock();
+            if inner.handle_alive || value.is_none() {
+                break inner;
+            }
+            // The handle is gone for good: nobody can read the value.
+            drop(inner);
+            if let Some(Err(payload)) = value.take().map(drop_catching)
+                && matches!(end, TaskEnd::Returned)
+            {
+                end = TaskEnd::Panicked(PanicPayload::from_panic(payload));
+            }
+        };
         let handle_alive = inner.handle_alive;
         let ((outcome, _leaks), actions) =
             core.with_kernel_recent_deferred(|k, now| k.complete_task(id, end, handle_alive, now));
@@ -135,14 +167,14 @@ impl<T> JoinSlot<T> {
             (TaskOutcome::Panicked(p), v) => (Err(SlotError::Panicked(p)), v),
         };
         inner.output = Some(result);
+        inner.discarded = discarded;
         self.finished.store(true, Ordering::Release);
         let waker = inner.waker.take();
         drop(inner);
         core.run_actions(actions);
         if let Some(w) = waker {
-            w.wake();
+            super::core::wake_catching(w);
         }
-        drop(discarded);
     }
 
     fn poll_join(
@@ -156,10 +188,12 @@ impl<T> JoinSlot<T> {
         match inner.output.take() {
             Some(out) => {
                 let panicked = matches!(out, Err(SlotError::Panicked(_)));
+                let discarded = inner.discarded.take();
                 drop(inner);
                 if panicked {
                     core.with_kernel_recent(|k, _| k.panic_joined(region, id));
                 }
+                drop_unread(discarded, core, id, region);
                 Poll::Ready(out.map_err(SlotError::into_join_error))
             }
             None => {
@@ -180,12 +214,59 @@ impl<T> JoinSlot<T> {
         let mut inner = self.lock();
         inner.handle_alive = false;
         let unjoined_panic = matches!(inner.output, Some(Err(SlotError::Panicked(_))));
+        // J4: a value nobody will read now (the task already completed).
+        let unread = match inner.output.take() {
+            Some(Ok(v)) => Some(v),
+            other => {
+                inner.output = other;
+                inner.discarded.take()
+            }
+        };
+        let waker = inner.waker.take();
         if unjoined_panic {
             let ((), actions) =
                 core.with_kernel_deferred(|k, now| k.panic_handle_dropped(region, id, now));
             drop(inner);
             core.run_actions(actions);
+        } else {
+            drop(inner);
         }
+        drop(waker);
+        drop_unread(unread, core, id, region);
+    }
+
+    /// Drops whatever the slot still holds (the cell is going away),
+    /// catching panics: the runtime may be the one dropping it.
+    pub(crate) fn clear(&mut self) {
+        let inner = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
+        let held = (
+            inner.output.take(),
+            inner.discarded.take(),
+            inner.waker.take(),
+        );
+        if !matches!(held, (None, None, None)) {
+            let _ = drop_catching(held);
+        }
+    }
+}
+
+/// Drops `value`, returning the panic its destructor raised, if any.
+fn drop_catching<V>(value: V) -> Result<(), Box<dyn std::any::Any + Send>> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(value)))
+}
+
+/// J4: drops a completed task's value that nobody will read. A panic in its
+/// destructor fails the task's region like an unjoined panic; if that
+/// region has closed already (the handle outlived it), the panic continues
+/// in the code that dropped the handle or joined, which is user code.
+fn drop_unread<T>(value: Option<T>, core: &Arc<Core>, id: TaskId, region: RegionId) {
+    let Some(Err(payload)) = value.map(drop_catching) else {
+        return;
+    };
+    let report = PanicPayload::from_panic_ref(&*payload);
+    let reported = core.with_kernel(|k, now| k.late_task_panic(region, id, report, now));
+    if !reported && !std::thread::panicking() {
+        std::panic::resume_unwind(payload);
     }
 }
 

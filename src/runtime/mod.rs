@@ -4,11 +4,21 @@
 //! differ only in where runnable tasks wait and which thread polls them.
 //! `block_on` always polls the root task on the calling thread (so the root
 //! future need not be `Send`) and returns once the root region is closed.
+//! Several threads may be inside `block_on` at once (see its docs); calling
+//! it from inside a task panics (rule BO1, `context`).
+//!
+//! Rule P1 (contract 3): no user code the runtime runs — a poll, the drop of
+//! a future, of an unread output or of a finalizer, a waker woken outside a
+//! task — unwinds through a driver, a worker or the kernel; each such panic
+//! is caught where the runtime calls the code and reported as the task's or
+//! region's `Panicked` outcome (a waker's panic, whose owner is unknown, only
+//! by the panic hook).
 
 mod abort;
 mod block_in_place;
 mod blocking;
 mod builder;
+pub(crate) mod context;
 pub(crate) mod core;
 pub(crate) mod finalizer;
 mod handle;
@@ -30,7 +40,7 @@ use crossbeam_utils::sync::{Parker, Unparker};
 pub use abort::AbortHandle;
 pub use block_in_place::block_in_place;
 pub use blocking::spawn_blocking;
-pub use builder::{BuildError, RuntimeBuilder};
+pub use builder::{BuildError, MAX_WORKER_THREADS, RuntimeBuilder};
 pub use handle::Handle;
 pub use join::JoinMut;
 pub use join::{Join, JoinError, TaskHandle};
@@ -43,6 +53,9 @@ use self::queue::RunQueue;
 use self::root::RootTask;
 use crate::cx::Cx;
 use crate::types::Budget;
+
+/// Identifies `block_on` calls waiting for the current-thread driver.
+static NEXT_CALL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// How long dropping a runtime waits for handle-spawned tasks to drain.
 const DROP_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
@@ -58,9 +71,13 @@ const CLOCK_INTERVAL: usize = 61;
 pub struct Runtime {
     core: Arc<Core>,
     queue: Arc<RunQueue>,
-    /// Held by whichever thread is inside `block_on`.
+    /// The current-thread runtime's driver: held by the `block_on` call
+    /// that runs the tasks (and by shutdown).
     driver: Mutex<Parker>,
     driver_unparker: Unparker,
+    /// Current-thread `block_on` calls waiting for the driver: unparked
+    /// when the driving call returns (one of them takes over).
+    driver_waiters: Mutex<Vec<(u64, Unparker)>>,
     workers: Vec<JoinHandle<()>>,
     shutdown: Arc<AtomicBool>,
     root_budget: Budget,
@@ -74,40 +91,119 @@ impl Runtime {
     /// spawned under it has completed and every finalizer ran.
     ///
     /// A panic in the body is resumed on the caller's thread after the region
-    /// drained. An unjoined child panic (which fails the root region) is
-    /// resumed the same way.
+    /// drained, with its original payload. A failure that fails the root
+    /// region without a panic of the body (an unjoined child panic, an
+    /// obligation leak, a panicking finalizer) is raised as a panic with the
+    /// same message, which the panic hook prints.
     ///
-    /// Calls from several threads are serialized.
+    /// Several threads may call `block_on` on one runtime at the same time;
+    /// the calls run side by side and each returns when its own root region
+    /// is quiescent. On the multi-thread runtime the workers run every
+    /// call's tasks. On the current-thread runtime one of the calling
+    /// threads at a time drives the runtime (runs the tasks of every call
+    /// and fires timers); the others poll their own root future on their
+    /// own thread, and one of them takes over driving when the driving call
+    /// returns.
+    ///
+    /// # Panics
+    /// Rule BO1: when called from inside a task of any runtime (a spawned
+    /// task, a root future, a finalizer), at once: the call would block the
+    /// thread that runs the task and could never finish. Await the future
+    /// instead, or call `block_on` from a [`spawn_blocking`] closure or a
+    /// plain thread.
+    #[track_caller]
     pub fn block_on<F, Fut>(&self, f: F) -> Fut::Output
     where
         F: FnOnce(Cx) -> Fut,
         Fut: Future,
     {
-        let parker = self.driver.lock().unwrap_or_else(|e| e.into_inner());
+        context::assert_not_in_task("Runtime::block_on");
+        // Each call waits for its own root on its own parker; on the
+        // current-thread runtime the driving call also parks on the
+        // runtime's driver parker, which the root wakes too.
+        let own = Parker::new();
+        let mut unparkers = vec![own.unparker().clone()];
+        if self.workers.is_empty() {
+            unparkers.push(self.driver_unparker.clone());
+        }
+        let mut root = RootTask::new(&self.core, self.root_budget, unparkers, f);
+        if self.workers.is_empty() {
+            self.drive_current_thread(&mut root, &own);
+        } else {
+            self.wait_for_root(&mut root, &own, None);
+        }
+        root.into_output()
+    }
+
+    /// Polls `root` on this thread, fires due timers and parks on `own`
+    /// until the root region closed, or (with `driver_free`) until the
+    /// current-thread runtime's driver is free to take.
+    fn wait_for_root<Fut: Future>(
+        &self,
+        root: &mut RootTask<Fut>,
+        own: &Parker,
+        driver_free: Option<&dyn Fn() -> bool>,
+    ) {
+        while !root.is_done() {
+            root.step();
+            if root.is_done() || driver_free.is_some_and(|free| free()) {
+                return;
+            }
+            let next_deadline = self.core.fire_due_timers(true);
+            if !root.is_woken() {
+                self.queue.block_on_parked();
+                park(own, next_deadline);
+                self.core.refresh_clock(); // CL1
+            }
+        }
+    }
+
+    /// The current-thread runtime: drives the runtime while this thread
+    /// holds the driver; otherwise waits for its root like a multi-thread
+    /// `block_on` (the driver runs its tasks) until the driver is free.
+    fn drive_current_thread<Fut: Future>(&self, root: &mut RootTask<Fut>, own: &Parker) {
+        let me = NEXT_CALL.fetch_add(1, Ordering::Relaxed);
+        while !root.is_done() {
+            // Registered before trying the lock: a driver that returns
+            // after the attempt failed unparks this thread (no lost
+            // hand-off).
+            self.register_waiter(me, own);
+            let parker = match self.driver.try_lock() {
+                Ok(guard) => guard,
+                Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => {
+                    let try_driver = || self.driver_released(me);
+                    self.wait_for_root(root, own, Some(&try_driver));
+                    continue;
+                }
+            };
+            self.forget_waiter(me);
+            self.drive(root, &parker);
+            drop(parker);
+            // Hand the driver to a waiting call, if any.
+            let waiters = std::mem::take(&mut *self.waiters());
+            for (_, u) in waiters {
+                u.unpark();
+            }
+        }
+        self.forget_waiter(me);
+    }
+
+    /// The current-thread driver loop: runs the tasks, fires timers and
+    /// parks on the driver parker, until `root` is done.
+    fn drive<Fut: Future>(&self, root: &mut RootTask<Fut>, parker: &Parker) {
         let core = &self.core;
-        let mut root = RootTask::new(
-            core,
-            self.root_budget,
-            Some(self.driver_unparker.clone()),
-            f,
-        );
         let mut polls_since_clock = 0;
-        // The current-thread driver: tasks this thread wakes skip the
-        // injector.
-        let _driver = self.workers.is_empty().then(|| self.queue.enter_driver());
+        // Tasks this thread wakes skip the injector.
+        let _driver = self.queue.enter_driver();
         while !root.is_done() {
             root.step();
             if root.is_done() {
                 break;
             }
-            let ran = if self.workers.is_empty() {
-                self.queue.run_batch(DRIVER_BATCH)
-            } else {
-                0
-            };
-            // With workers, the queue is theirs: this thread only waits for
-            // the root. Without, it parks only when nothing is runnable.
-            let idle = !self.workers.is_empty() || (ran == 0 && self.queue.is_empty());
+            let ran = self.queue.run_batch(DRIVER_BATCH);
+            // Park only when nothing is runnable.
+            let idle = ran == 0 && self.queue.is_empty();
             // CL1: a fresh clock reading before a possible park and once
             // CLOCK_INTERVAL polls have run; otherwise the recent one.
             polls_since_clock += ran + 1;
@@ -118,15 +214,36 @@ impl Runtime {
             let next_deadline = core.fire_due_timers(precise);
             // Timers fired just now may have woken tasks into this thread's
             // local queue, which (unlike the injector) unparks nobody.
-            let idle = idle && (!self.workers.is_empty() || self.queue.is_empty());
+            let idle = idle && self.queue.is_empty();
             if idle && !root.is_woken() {
                 self.queue.driver_parked();
-                park(&parker, next_deadline);
+                park(parker, next_deadline);
                 core.refresh_clock(); // CL1
             }
         }
-        drop(parker);
-        root.into_output()
+    }
+
+    fn waiters(&self) -> std::sync::MutexGuard<'_, Vec<(u64, Unparker)>> {
+        self.driver_waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn register_waiter(&self, me: u64, own: &Parker) {
+        let mut waiters = self.waiters();
+        if !waiters.iter().any(|(id, _)| *id == me) {
+            waiters.push((me, own.unparker().clone()));
+        }
+    }
+
+    fn forget_waiter(&self, me: u64) {
+        self.waiters().retain(|(id, _)| *id != me);
+    }
+
+    /// Whether the driver was released since call `me` registered (its
+    /// entry was consumed by the releasing call's hand-off).
+    fn driver_released(&self, me: u64) -> bool {
+        !self.waiters().iter().any(|(id, _)| *id == me)
     }
 
     /// A handle for spawning into this runtime from plain threads.
@@ -155,7 +272,7 @@ impl Runtime {
         };
         let deadline = std::time::Instant::now() + timeout;
         let parker = self.driver.lock().unwrap_or_else(|e| e.into_inner());
-        let wake = Arc::new(root::RootWake::new(Some(self.driver_unparker.clone())));
+        let wake = Arc::new(root::RootWake::new(vec![self.driver_unparker.clone()]));
         let waker = std::task::Waker::from(wake.clone());
         let reason = crate::types::CancelReason::shutdown().with_message("runtime shutdown");
         self.core.with_kernel(|k, now| {

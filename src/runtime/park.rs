@@ -35,10 +35,12 @@ impl Wake for ThreadUnpark {
 /// Rule TB1: panics if the calling thread runs runtime tasks.
 ///
 /// The single point every blocking API checks; it looks at the scheduler's
-/// own thread-locals (worker threads and current-thread drivers).
+/// own thread-locals (worker threads and current-thread drivers) and at the
+/// runtime context (a thread polling any task: a multi-thread root, a lab
+/// task; `block_in_place` clears it while its closure may block).
 #[track_caller]
 pub(crate) fn assert_may_block(api: &str) {
-    if super::queue::runs_tasks_on_this_thread() {
+    if super::queue::runs_tasks_on_this_thread() || super::context::in_task() {
         panic!(
             "{api} called on a thread that runs asupersync tasks (rule TB1: blocking calls are \
              for plain threads; blocking here would stall every task this thread runs). Inside \

@@ -361,10 +361,17 @@ impl RunQueue {
     /// Counts a park of the `block_on` thread (on the current-thread
     /// runtime it is also the one worker).
     pub(crate) fn driver_parked(&self) {
-        self.block_on_parks.fetch_add(1, Ordering::Relaxed);
+        self.block_on_parked();
         if !self.multi {
             self.counters[0].park();
         }
+    }
+
+    /// Counts a park of a thread inside `block_on` that only waits for its
+    /// root (multi-thread runtime, or a current-thread call that does not
+    /// hold the driver).
+    pub(crate) fn block_on_parked(&self) {
+        self.block_on_parks.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Makes the calling thread worker `index` (once, at worker start).

@@ -3,7 +3,7 @@
 //! Shared by the production drivers and the lab.
 
 use std::future::Future;
-use std::panic::resume_unwind;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
@@ -19,10 +19,11 @@ use crate::trace::TraceKind;
 use crate::types::{Budget, CancelReason, PanicPayload, RegionId, TaskId};
 
 /// Wakes the root task: a flag plus, in production, an unpark of the
-/// `block_on` thread.
+/// `block_on` thread (its own parker and, on the current-thread runtime,
+/// the driver's, whichever it is parked on).
 pub(crate) struct RootWake {
     woken: AtomicBool,
-    unparker: Option<Unparker>,
+    unparkers: Vec<Unparker>,
     /// Set when the core traces (the lab): wakes of the root are recorded
     /// like any task's.
     tracer: Option<(Weak<Core>, OnceLock<TaskId>)>,
@@ -30,10 +31,10 @@ pub(crate) struct RootWake {
 
 impl RootWake {
     /// A flag-and-unpark waker not tied to a root task (shutdown uses it).
-    pub(crate) fn new(unparker: Option<Unparker>) -> Self {
+    pub(crate) fn new(unparkers: Vec<Unparker>) -> Self {
         Self {
             woken: AtomicBool::new(false),
-            unparker,
+            unparkers,
             tracer: None,
         }
     }
@@ -50,7 +51,7 @@ impl Wake for RootWake {
     }
     fn wake_by_ref(self: &Arc<Self>) {
         self.woken.store(true, Ordering::Release);
-        if let Some(u) = &self.unparker {
+        for u in &self.unparkers {
             u.unpark();
         }
         if let Some((core, task)) = &self.tracer
@@ -75,13 +76,13 @@ pub(crate) struct RootTask<Fut: Future> {
 
 impl<Fut: Future> RootTask<Fut> {
     /// Creates the root region and task and builds the root future.
-    pub(crate) fn new<F>(core: &Arc<Core>, budget: Budget, unparker: Option<Unparker>, f: F) -> Self
+    pub(crate) fn new<F>(core: &Arc<Core>, budget: Budget, unparkers: Vec<Unparker>, f: F) -> Self
     where
         F: FnOnce(Cx) -> Fut,
     {
         let wake = Arc::new(RootWake {
             woken: AtomicBool::new(true),
-            unparker,
+            unparkers,
             tracer: core
                 .is_tracing()
                 .then(|| (Arc::downgrade(core), OnceLock::new())),
@@ -153,7 +154,7 @@ impl<Fut: Future> RootTask<Fut> {
         let Some(inner) = self.future.as_mut().as_pin_mut() else {
             return;
         };
-        let (end, value) = match self
+        let (mut end, value) = match self
             .core
             .poll_task(self.task, inner, &self.waker, None, false)
         {
@@ -166,23 +167,46 @@ impl<Fut: Future> RootTask<Fut> {
             }
             Step::Drop => (TaskEnd::Dropped, None),
         };
-        self.future.set(None);
+        // Contract 3: the root future's destructor is user code; a panic
+        // in it is the root task's panic (resumed by `block_on` after the
+        // region drained), not an unwind out of the driver.
+        if let Err(p) = catch_unwind(AssertUnwindSafe(|| self.future.set(None)))
+            && self.raw_panic.is_none()
+        {
+            end = TaskEnd::Panicked(PanicPayload::from_panic_ref(&*p));
+            self.raw_panic = Some(p);
+        }
         let task = self.task;
         let (outcome, _) = self
             .core
             .with_kernel(|k, now| k.complete_task(task, end, true, now));
-        self.output = Some(match (outcome, value) {
-            (TaskOutcome::Ok, Some(v)) => Ok(v),
-            (TaskOutcome::Panicked(p), _) => Err(JoinError::Panicked(p)),
-            (TaskOutcome::Cancelled(r), _) => Err(JoinError::Cancelled(Arc::unwrap_or_clone(r))),
-            (TaskOutcome::Ok, None) => Err(JoinError::Cancelled(CancelReason::default())),
-        });
+        let (output, discarded) = match (outcome, value) {
+            (TaskOutcome::Ok, Some(v)) => (Ok(v), None),
+            (TaskOutcome::Ok, None) => (Err(JoinError::Cancelled(CancelReason::default())), None),
+            (TaskOutcome::Panicked(p), v) => (Err(JoinError::Panicked(p)), v),
+            (TaskOutcome::Cancelled(r), v) => {
+                (Err(JoinError::Cancelled(Arc::unwrap_or_clone(r))), v)
+            }
+        };
+        self.output = Some(output);
+        // A value `block_on` will not return (it panics instead): its
+        // destructor's panic is reported by the hook and otherwise dropped,
+        // since `block_on` already fails with the root's own error.
+        let _ = catch_unwind(AssertUnwindSafe(move || drop(discarded)));
         // Check the region on the next step even if nothing else wakes us.
         self.wake.woken.store(true, Ordering::Release);
     }
 
     /// The body's output; resumes the body's panic, or an unjoined child's
     /// panic that failed the root region, on the caller's thread.
+    ///
+    /// A panic of the body itself is resumed with its original payload (the
+    /// panic hook reported it when it happened). A failure that never went
+    /// through the hook on its own — an obligation leak, a panic escalated
+    /// from a child, a finalizer or a dropped output — is raised as a new
+    /// panic with the same message, so that the hook prints it: a `main`
+    /// ending this way must not exit silently.
+    #[track_caller]
     pub(crate) fn into_output(mut self) -> Fut::Output {
         let report = self
             .report
@@ -195,15 +219,26 @@ impl<Fut: Future> RootTask<Fut> {
         {
             Ok(v) => {
                 if let Some(p) = report.panic {
-                    resume_unwind(Box::new(p.message().to_string()));
+                    drop(v);
+                    std::panic::panic_any(p.message().to_string());
                 }
                 v
             }
             Err(JoinError::Panicked(p)) => match self.raw_panic.take() {
                 Some(raw) => resume_unwind(raw),
-                None => resume_unwind(Box::new(p.message().to_string())),
+                None => std::panic::panic_any(p.message().to_string()),
             },
             Err(JoinError::Cancelled(r)) => panic!("the root task of block_on was cancelled: {r}"),
         }
+    }
+}
+
+impl<Fut: Future> Drop for RootTask<Fut> {
+    /// A root future still alive here (a `block_on` that unwinds, e.g. a
+    /// lab deadlock) is dropped without letting a panic in its destructor
+    /// turn the unwind into an abort.
+    fn drop(&mut self) {
+        let future = &mut self.future;
+        let _ = catch_unwind(AssertUnwindSafe(|| future.set(None)));
     }
 }

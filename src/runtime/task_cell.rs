@@ -265,6 +265,23 @@ where
     }
 }
 
+impl<F: Future> Drop for TaskCell<F> {
+    /// The cell's last reference may be dropped by the runtime (a worker
+    /// after a poll, a queue or kernel teardown dropping leftover tasks):
+    /// a future that never completed, a value or a waker left in the join
+    /// slot are user code whose panic must not unwind there (contract 3).
+    /// The panic hook reported it; the task has completed or the runtime is
+    /// going away, so there is no outcome left to report it in.
+    fn drop(&mut self) {
+        let stage = self.stage.get_mut();
+        if matches!(stage, Stage::Running(_)) {
+            // Dropped in place (the pinning guarantee).
+            let _ = catch_unwind(AssertUnwindSafe(|| *stage = Stage::Done));
+        }
+        self.join.clear();
+    }
+}
+
 impl<F> Runnable for TaskCell<F>
 where
     F: Future + Send + 'static,

@@ -30,16 +30,21 @@ impl TimerEntry {
         cancel_aware: bool,
     ) -> TimerPoll {
         let (task, region) = (cx.task_id(), cx.region_id());
+        crate::runtime::context::check_cx(cx.core(), task); // rule CX1
+        let in_finalizer = crate::runtime::context::in_finalizer();
         let key = &mut self.key;
         // CL1: the recent clock reading. It is never ahead of the clock, so
         // a timer never completes early (T1); if it lags, the timer is
         // registered and fires at the driver's next fresh reading.
         let observed = cx.core().with_kernel_recent(|k, now| {
+            if !in_finalizer && k.task(task).is_none() {
+                return Err(None); // CX1: nothing would ever wake it
+            }
             if cancel_aware && let Some(reason) = k.observe_cancel(task, region, now) {
                 if let Some(old) = key.take() {
                     k.cancel_timer(old);
                 }
-                return Err(reason);
+                return Err(Some(reason));
             }
             if now >= deadline {
                 if let Some(old) = key.take() {
@@ -54,9 +59,13 @@ impl TimerEntry {
             Ok(TimerPoll::Pending)
         });
         // The shared reason is copied after the kernel lock is released.
-        observed.unwrap_or_else(|reason| {
-            TimerPoll::Cancelled(Cancelled::new(std::sync::Arc::unwrap_or_clone(reason)))
-        })
+        match observed {
+            Ok(poll) => poll,
+            Err(Some(reason)) => {
+                TimerPoll::Cancelled(Cancelled::new(std::sync::Arc::unwrap_or_clone(reason)))
+            }
+            Err(None) => crate::runtime::context::completed_task_cx(task),
+        }
     }
 
     /// Removes the registration, if any (rule T3).

@@ -1,0 +1,175 @@
+//! Which task this thread is polling: one thread-local word pair, set by
+//! `Core::poll_task` around every poll (spawned tasks, finalizer tasks and
+//! the root task alike) and restored afterwards.
+//!
+//! Rules:
+//! - BO1 (no nested `block_on`): `Runtime::block_on` and
+//!   `LabRuntime::block_on` panic at once, naming this rule, when called
+//!   while the thread is polling a task of any runtime: the call would block
+//!   the thread that runs the task (and, on the current-thread runtime, the
+//!   only thread that runs any task), so it could never finish. Code in a
+//!   `spawn_blocking` closure is not inside a task (in the lab, where the
+//!   closure runs inline, the context is cleared while it runs), so it may
+//!   call `block_on` of another runtime.
+//! - CX1 (a `Cx` is used by its own task): a cancel-aware wait or checkpoint
+//!   (`Cx::observe_cancel`, timer polls) on a `Cx` must run inside the task
+//!   that `Cx` belongs to (a region body runs in its owner task, so its `Cx`
+//!   qualifies). A wait on another task's `Cx` — a child sleeping on its
+//!   parent's `cx` — would watch the wrong task's cancellation: the waiting
+//!   task's own abort would not wake it. Such a use panics naming this rule
+//!   (the task then completes `Panicked`). A region's finalizers run in the
+//!   finalizer task but may wait on the `Cx` they captured (the region
+//!   owner's, whose task may already have completed), so the check is off
+//!   while a finalizer runs. Code outside any task (plain threads, the
+//!   blocking pool) is not checked, except that a timer on the `Cx` of a
+//!   task that has completed panics too (nothing would ever wake it).
+//!
+//! The cost is a thread-local read per checked wait and two writes per poll.
+
+use std::cell::Cell;
+use std::sync::Arc;
+
+use super::core::Core;
+use crate::types::TaskId;
+
+/// What the thread is polling. `core == 0`: no task.
+#[derive(Clone, Copy)]
+struct Current {
+    /// `Arc::as_ptr` of the task's core (identity only, never dereferenced).
+    core: usize,
+    task: u64,
+    /// A region finalizer is running (CX1 does not apply).
+    finalizer: bool,
+}
+
+const NONE: Current = Current {
+    core: 0,
+    task: 0,
+    finalizer: false,
+};
+
+thread_local! {
+    static CURRENT: Cell<Current> = const { Cell::new(NONE) };
+}
+
+fn core_key(core: &Arc<Core>) -> usize {
+    Arc::as_ptr(core) as usize
+}
+
+/// Restores the previous context when dropped.
+pub(crate) struct ContextGuard {
+    previous: Current,
+}
+
+impl Drop for ContextGuard {
+    fn drop(&mut self) {
+        let previous = self.previous;
+        let _ = CURRENT.try_with(|c| c.set(previous));
+    }
+}
+
+fn replace(next: Current) -> ContextGuard {
+    ContextGuard {
+        previous: CURRENT.with(|c| c.replace(next)),
+    }
+}
+
+/// Marks the thread as polling `task` of `core` until the guard drops.
+#[inline]
+pub(crate) fn enter_task(core: &Arc<Core>, task: TaskId) -> ContextGuard {
+    replace(Current {
+        core: core_key(core),
+        task: task.to_bits(),
+        finalizer: false,
+    })
+}
+
+/// Marks the current poll as running a region finalizer (CX1 exemption)
+/// until the guard drops.
+pub(crate) fn enter_finalizer() -> ContextGuard {
+    let mut current = CURRENT.with(Cell::get);
+    current.finalizer = true;
+    replace(current)
+}
+
+/// Clears the context until the guard drops: code run inline that is not
+/// part of the task (the lab's blocking closures).
+pub(crate) fn exit_task() -> ContextGuard {
+    replace(NONE)
+}
+
+/// Whether the thread is polling a task (of any runtime).
+pub(crate) fn in_task() -> bool {
+    CURRENT.try_with(|c| c.get().core != 0).unwrap_or(false)
+}
+
+/// Whether a region finalizer is running on this thread.
+pub(crate) fn in_finalizer() -> bool {
+    CURRENT.try_with(|c| c.get().finalizer).unwrap_or(false)
+}
+
+/// Rule BO1: panics if the thread is polling a task. `what` names the
+/// caller (`Runtime::block_on`, `LabRuntime::block_on`).
+#[track_caller]
+pub(crate) fn assert_not_in_task(what: &str) {
+    if in_task() {
+        nested_block_on(what);
+    }
+}
+
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn nested_block_on(what: &str) -> ! {
+    panic!(
+        "{what} called from inside a task (rule BO1: block_on cannot be nested in a task; \
+         it would block the thread that runs the task and never finish). Await the future \
+         instead, or call block_on from a spawn_blocking closure or a plain thread"
+    )
+}
+
+/// Rule CX1: panics if the thread is polling a task other than `task` of
+/// `core` (outside finalizers). Outside any task nothing is checked.
+#[inline]
+#[track_caller]
+pub(crate) fn check_cx(core: &Arc<Core>, task: TaskId) {
+    let current = CURRENT.try_with(Cell::get).unwrap_or(NONE);
+    if current.core == 0 {
+        return;
+    }
+    let same_core = current.core == core_key(core);
+    if same_core && (current.finalizer || current.task == task.to_bits()) {
+        return;
+    }
+    foreign_cx(task, TaskId::from_bits(current.task), same_core);
+}
+
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn foreign_cx(owner: TaskId, running: TaskId, same_core: bool) -> ! {
+    if same_core {
+        panic!(
+            "a Cx of task {owner} was used to wait inside task {running} (rule CX1: a Cx is used \
+             only by its own task, whose cancellation it observes). Use the cx the spawn closure \
+             receives (`cx.spawn(|cx| async move {{ .. }})`), not a captured parent's"
+        )
+    }
+    panic!(
+        "a Cx of another runtime was used to wait inside task {running} (rule CX1: a Cx is used \
+         only by its own task, on its own runtime)"
+    )
+}
+
+/// Rule CX1: a timer on the `Cx` of task `task`, which has completed, can
+/// never be woken for it (outside finalizers, which may use a completed
+/// owner's `Cx`).
+#[cold]
+#[inline(never)]
+#[track_caller]
+pub(crate) fn completed_task_cx(task: TaskId) -> ! {
+    panic!(
+        "a Cx of task {task}, which has completed, was used to wait (rule CX1: a Cx is used only \
+         by its own task, while it runs; its region has closed and nothing would wake the wait)"
+    )
+}
