@@ -26,6 +26,10 @@ use crate::types::{Budget, CancelReason, RegionId, TaskId, Time};
 pub(crate) trait Schedule: Send + Sync {
     /// Makes `task` runnable. Must not block and must not run the task inline.
     fn schedule(&self, task: TaskRef);
+
+    /// A timer was armed by a thread that runs no task (rule T4): wake a
+    /// parked driver so it parks again with the new deadline in view.
+    fn timer_armed(&self) {}
 }
 
 /// The driver's notion of "now".
@@ -167,6 +171,21 @@ impl Core {
         let hint = self.timer_hint.load(Ordering::Acquire);
         (hint != u64::MAX)
             .then(|| std::time::Duration::from_nanos(hint.saturating_sub(now.as_nanos())))
+    }
+
+    /// Rule T4: how long a driver that has announced its sleep may park,
+    /// re-read from the K8 hint (a timer armed by a plain thread after the
+    /// driver's last look lowers it; the arming thread's wake-up then finds
+    /// the driver asleep, or the driver sees the hint here).
+    pub(crate) fn until_timer_hint(&self) -> Option<std::time::Duration> {
+        let hint = self.timer_hint.load(Ordering::SeqCst);
+        (hint != u64::MAX)
+            .then(|| std::time::Duration::from_nanos(hint.saturating_sub(self.now().as_nanos())))
+    }
+
+    /// Rule T4: tells the driver a thread outside the runtime armed a timer.
+    pub(crate) fn timer_armed_outside(&self) {
+        self.scheduler.timer_armed();
     }
 
     pub(crate) fn blocking_pool(&self) -> Option<Arc<BlockingPool>> {

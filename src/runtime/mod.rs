@@ -419,6 +419,9 @@ fn worker_loop(
         }
         let next_deadline = core.fire_due_timers(precise);
         if ran == 0 && !queue.spin_for_work() && queue.prepare_sleep(worker.ctx()) {
+            // T4: a timer armed by a plain thread since `next_deadline` was
+            // read either shows in the hint now or finds this worker asleep.
+            let next_deadline = core.until_timer_hint().or(next_deadline);
             park(&parker, next_deadline);
             queue.finish_sleep(index);
             core.refresh_clock(); // CL1: the next batch's stamps are fresh

@@ -958,6 +958,11 @@ fn steal_one(from: &Injector<TaskRef>) -> Option<TaskRef> {
 }
 
 impl Schedule for RunQueue {
+    fn timer_armed(&self) {
+        fence(Ordering::SeqCst); // T4: pairs with `prepare_sleep`.
+        self.wake_one();
+    }
+
     fn schedule(&self, task: TaskRef) {
         let task = if !self.multi {
             match self.push_driver_local(task) {

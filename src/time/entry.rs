@@ -58,6 +58,12 @@ impl TimerEntry {
             }
             Ok(TimerPoll::Pending)
         });
+        // T4: a driver parked with a later deadline would oversleep a timer
+        // armed by a thread that runs no task (runtime threads look at the
+        // hint before they park).
+        if matches!(observed, Ok(TimerPoll::Pending)) && !crate::runtime::context::in_task() {
+            cx.core().timer_armed_outside();
+        }
         // The shared reason is copied after the kernel lock is released.
         match observed {
             Ok(poll) => poll,

@@ -8,6 +8,11 @@
 //! - T2: every wait that can be cancelled returns `Err(Cancelled)` promptly
 //!   when its task is cancelled, and deregisters its timer.
 //! - T3: dropping a timer future deregisters it (no stale wakeups pile up).
+//! - T4: a timer armed by a thread that runs no task (a plain thread polling
+//!   a sleep on a live task's `Cx`) wakes a parked driver, which parks again
+//!   with the new deadline in view; a worker re-reads the K8 hint after
+//!   announcing its sleep, so an arming that races its park is not missed.
+//!   Tests: `tests/time_plain_thread.rs`.
 
 mod entry;
 mod interval;
