@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use asupersync::channel::oneshot;
 use asupersync::{Cx, time};
-use common::*;
 
 /// Unparks the plain thread that polls the sleep.
 struct Unpark(Thread);
