@@ -388,18 +388,7 @@ impl<T: Send + 'static> Future for Join<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let target = &this.handle.target;
-        if let Poll::Ready(out) =
-            target
-                .slot()
-                .poll_join(target.core(), this.handle.id, target.region(), cx.waker())
-        {
-            return Poll::Ready(out);
-        }
-        match this.cx.observe_cancel() {
-            Some(reason) => Poll::Ready(Err(JoinError::Cancelled(reason))),
-            None => Poll::Pending,
-        }
+        this.handle.poll_join_as(&this.cx, cx.waker())
     }
 }
 
@@ -408,6 +397,26 @@ impl<T> fmt::Debug for Join<T> {
         f.debug_struct("Join")
             .field("task", &self.handle.id)
             .finish()
+    }
+}
+
+impl<T: Send + 'static> TaskHandle<T> {
+    /// One poll of a join by the task of `joiner`: the output if it is
+    /// there (even for a cancelled joiner), else the joiner's cancellation,
+    /// else `Pending` with `waker` registered.
+    fn poll_join_as(&self, joiner: &Cx, waker: &Waker) -> Poll<Result<T, JoinError>> {
+        let target = &self.target;
+        if let Poll::Ready(out) =
+            target
+                .slot()
+                .poll_join(target.core(), self.id, target.region(), waker)
+        {
+            return Poll::Ready(out);
+        }
+        match joiner.observe_cancel() {
+            Some(reason) => Poll::Ready(Err(JoinError::Cancelled(reason))),
+            None => Poll::Pending,
+        }
     }
 }
 
@@ -455,18 +464,7 @@ impl<T: Send + 'static> Future for JoinMut<'_, T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        let target = &this.handle.target;
-        if let Poll::Ready(out) =
-            target
-                .slot()
-                .poll_join(target.core(), this.handle.id, target.region(), cx.waker())
-        {
-            return Poll::Ready(out);
-        }
-        match this.cx.observe_cancel() {
-            Some(reason) => Poll::Ready(Err(JoinError::Cancelled(reason))),
-            None => Poll::Pending,
-        }
+        this.handle.poll_join_as(this.cx, cx.waker())
     }
 }
 
