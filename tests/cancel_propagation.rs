@@ -2,7 +2,7 @@
 //! K4 (termination by forced drop), the request → acknowledge protocol,
 //! masking, and cancel-before-first-poll. Every test runs on both drivers.
 
-mod common;
+mod support;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -13,7 +13,7 @@ use asupersync::kernel::{ForceDropCause, MAX_MASK_DEPTH};
 use asupersync::types::cancel::MAX_CAUSE_DEPTH;
 use asupersync::types::{CancelKind, CancelReason, Outcome};
 use asupersync::{Cx, JoinError, TaskHandle, time, yield_now};
-use common::*;
+use support::*;
 
 /// CPU work that takes `d` (a long poll), without sleeping the thread.
 fn busy_for(d: Duration) {

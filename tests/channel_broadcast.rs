@@ -2,7 +2,7 @@
 //! drivers, and a property test of random send / receive / subscribe / drop
 //! sequences against a model.
 
-mod common;
+mod support;
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use asupersync::channel::broadcast::{self, Lagged, RecvError, SendError, TryRecvError};
 use asupersync::types::CancelKind;
 use asupersync::{Cx, RuntimeBuilder, yield_now};
-use common::*;
 use futures_core::Stream;
 use proptest::prelude::*;
+use support::*;
 
 /// The next item of a stream (no `futures-util` here).
 async fn next<S: Stream + Unpin>(s: &mut S) -> Option<S::Item> {

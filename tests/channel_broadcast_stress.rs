@@ -3,7 +3,7 @@
 //! every value accounted for (received or reported lost), cancelled
 //! receives consume nothing, no value leaked.
 
-mod common;
+mod support;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use asupersync::channel::broadcast::{self, RecvError, TryRecvError};
 use asupersync::{Runtime, RuntimeBuilder, yield_now};
-use common::{Counter, Flag, Slot, until, with_watchdog};
+use support::{Counter, Flag, Slot, until, with_watchdog};
 
 fn rt() -> Runtime {
     RuntimeBuilder::new().worker_threads(4).build().unwrap()

@@ -4,7 +4,7 @@
 //! pool over many seeds, with chaos cancellations, and with cancellation
 //! injected at every await point.
 
-mod common;
+mod support;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -15,7 +15,7 @@ use std::task::Poll;
 use asupersync::channel::mpmc::{self, RecvError, SendError, TryRecvError, TrySendError};
 use asupersync::lab::{ChaosConfig, ExploreConfig, InjectionConfig, cancel_injection, explore};
 use asupersync::{Cx, yield_now};
-use common::{Driver, Flag, Log, assert_quiescent, expect_panic, until};
+use support::{Driver, Flag, Log, assert_quiescent, expect_panic, until};
 
 /// Polls `fut` exactly once from inside a task.
 async fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {
@@ -360,7 +360,7 @@ on_both_drivers! {
 /// next waiting receiver, else back to the front of the queue.
 #[test]
 fn a_handed_value_is_passed_on_when_its_receiver_goes_away() {
-    let rt = common::Driver::CurrentThread.rt();
+    let rt = support::Driver::CurrentThread.rt();
     rt.block_on(|cx| async move {
         let (tx, rx) = mpmc::channel::<u32>(1);
         let mut first = rx.recv(&cx);

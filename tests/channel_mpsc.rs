@@ -6,7 +6,6 @@
 //! before B" is a fact of the test, not a scheduling accident.
 
 mod support;
-mod wake_counter;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,7 +17,7 @@ use asupersync::channel::mpsc::{
 };
 use asupersync::{Cx, yield_now};
 use futures_core::Stream;
-use support::{SOON, on_both_drivers, poll_once, yield_until};
+use support::{SOON, for_each_driver, poll_once, yield_until};
 
 /// `StreamExt::next` without the dependency.
 async fn next<S: Stream + Unpin>(s: &mut S) -> Option<S::Item> {
@@ -31,7 +30,7 @@ fn is_pending<T>(p: &Poll<T>) -> bool {
 
 #[test]
 fn messages_arrive_in_order_and_recv_reports_disconnected_after_the_last_sender_drops() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, mut rx) = mpsc::channel::<u32>(4);
             let tx2 = tx.clone();
@@ -62,7 +61,7 @@ fn messages_arrive_in_order_and_recv_reports_disconnected_after_the_last_sender_
 
 #[test]
 fn a_permit_holds_its_slot_until_it_is_sent_or_dropped() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, mut rx) = mpsc::channel::<u32>(2);
             let p1 = tx.reserve(&cx).await.unwrap();
@@ -83,7 +82,7 @@ fn a_permit_holds_its_slot_until_it_is_sent_or_dropped() {
 
 #[test]
 fn a_permit_borrows_only_its_sender_not_the_cx() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, mut rx) = mpsc::channel::<u32>(1);
             let permit = tx.reserve(&cx.clone()).await.unwrap();
@@ -95,7 +94,7 @@ fn a_permit_borrows_only_its_sender_not_the_cx() {
 
 #[test]
 fn permits_record_an_obligation_that_is_committed_on_send_and_aborted_on_drop() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, _rx) = mpsc::channel::<u32>(2);
             let p = tx.reserve(&cx).await.unwrap();
@@ -119,7 +118,7 @@ fn permits_record_an_obligation_that_is_committed_on_send_and_aborted_on_drop() 
 
 #[test]
 fn permit_send_gives_the_value_back_and_aborts_its_obligation_when_the_receiver_is_gone() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, rx) = mpsc::channel::<String>(1);
             let p = tx.reserve(&cx).await.unwrap();
@@ -136,7 +135,7 @@ fn permit_send_gives_the_value_back_and_aborts_its_obligation_when_the_receiver_
 
 #[test]
 fn send_try_send_and_reserve_fail_with_the_value_back_once_the_receiver_is_gone() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, rx) = mpsc::channel::<u32>(1);
             assert!(!tx.is_closed());
@@ -154,7 +153,7 @@ fn send_try_send_and_reserve_fail_with_the_value_back_once_the_receiver_is_gone(
 
 #[test]
 fn try_send_reports_full_with_the_value_and_succeeds_again_after_a_recv() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|_cx| async move {
             let (tx, mut rx) = mpsc::channel::<u32>(1);
             tx.try_send(1).unwrap();
@@ -170,7 +169,7 @@ fn try_send_reports_full_with_the_value_and_succeeds_again_after_a_recv() {
 
 #[test]
 fn waiting_senders_are_served_in_the_order_they_started_waiting() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, mut rx) = mpsc::channel::<&'static str>(1);
             tx.try_send("first").unwrap();
@@ -201,7 +200,7 @@ fn waiting_senders_are_served_in_the_order_they_started_waiting() {
 
 #[test]
 fn waiting_sends_are_received_in_the_order_they_started_waiting_even_if_polled_out_of_order() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, mut rx) = mpsc::channel::<u32>(2);
             tx.try_send(0).unwrap();
@@ -235,7 +234,7 @@ fn waiting_sends_are_received_in_the_order_they_started_waiting_even_if_polled_o
 
 #[test]
 fn try_send_never_overtakes_a_waiting_sender() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, mut rx) = mpsc::channel::<u32>(1);
             tx.try_send(1).unwrap();
@@ -253,7 +252,7 @@ fn try_send_never_overtakes_a_waiting_sender() {
 
 #[test]
 fn a_dropped_permit_hands_its_slot_to_the_oldest_waiting_sender() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, mut rx) = mpsc::channel::<u32>(1);
             let permit = tx.reserve(&cx).await.unwrap();
@@ -276,7 +275,7 @@ fn a_dropped_permit_hands_its_slot_to_the_oldest_waiting_sender() {
 
 #[test]
 fn a_dropped_waiting_sender_leaves_the_queue_without_disturbing_the_others() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, mut rx) = mpsc::channel::<u32>(1);
             tx.try_send(0).unwrap();
@@ -300,7 +299,7 @@ fn a_dropped_waiting_sender_leaves_the_queue_without_disturbing_the_others() {
 
 #[test]
 fn close_wakes_waiting_senders_with_disconnected_and_lets_granted_permits_finish() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, mut rx) = mpsc::channel::<u32>(2);
             tx.try_send(1).unwrap();
@@ -337,7 +336,7 @@ fn close_wakes_waiting_senders_with_disconnected_and_lets_granted_permits_finish
 
 #[test]
 fn dropping_the_receiver_wakes_a_parked_sender_with_its_value() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, rx) = mpsc::channel::<u32>(1);
             tx.try_send(1).unwrap();
@@ -361,7 +360,7 @@ fn dropping_the_receiver_wakes_a_parked_sender_with_its_value() {
 
 #[test]
 fn a_parked_receiver_is_woken_by_a_send_from_another_task() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, mut rx) = mpsc::channel::<u32>(1);
             let consumer = cx
@@ -385,7 +384,7 @@ fn a_parked_receiver_is_woken_by_a_send_from_another_task() {
 
 #[test]
 fn weak_senders_do_not_keep_the_channel_open_and_upgrade_only_while_a_sender_lives() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, mut rx) = mpsc::channel::<u32>(4);
             let weak = tx.downgrade();
@@ -404,7 +403,7 @@ fn weak_senders_do_not_keep_the_channel_open_and_upgrade_only_while_a_sender_liv
 
 #[test]
 fn recv_many_moves_up_to_the_limit_in_order_and_waits_for_at_least_one() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, mut rx) = mpsc::channel::<u32>(8);
             for i in 0..5 {
@@ -439,7 +438,7 @@ fn recv_many_moves_up_to_the_limit_in_order_and_waits_for_at_least_one() {
 
 #[test]
 fn recv_many_serves_as_many_waiting_senders_as_it_frees_slots() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, mut rx) = mpsc::channel::<u32>(3);
             for i in 0..3 {
@@ -464,7 +463,7 @@ fn recv_many_serves_as_many_waiting_senders_as_it_frees_slots() {
 
 #[test]
 fn unbounded_sends_never_wait() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, mut rx) = mpsc::unbounded_channel::<u32>();
             assert_eq!(tx.max_capacity(), usize::MAX);
@@ -491,7 +490,7 @@ type SharedRx<T> = Arc<Mutex<Option<mpsc::Receiver<T>>>>;
 
 #[test]
 fn a_cancelled_recv_consumes_nothing_and_the_next_recv_gets_the_message() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, rx) = mpsc::channel::<u32>(1);
             let shared: SharedRx<u32> = Arc::new(Mutex::new(Some(rx)));
@@ -522,7 +521,7 @@ fn a_cancelled_recv_consumes_nothing_and_the_next_recv_gets_the_message() {
 
 #[test]
 fn a_message_already_queued_is_received_even_by_a_cancelled_task() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, mut rx) = mpsc::channel::<u32>(1);
             tx.try_send(1).unwrap();
@@ -559,7 +558,7 @@ fn a_message_already_queued_is_received_even_by_a_cancelled_task() {
 
 #[test]
 fn a_cancelled_send_returns_its_value_and_a_cancelled_reserve_holds_no_slot() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, mut rx) = mpsc::channel::<u32>(1);
             tx.try_send(0).unwrap();
@@ -595,7 +594,7 @@ fn a_cancelled_send_returns_its_value_and_a_cancelled_reserve_holds_no_slot() {
 
 #[test]
 fn a_forgotten_permit_is_an_obligation_leak_and_its_slot_stays_taken() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, _rx) = mpsc::channel::<u32>(2);
             let tx2 = tx.clone();
@@ -615,7 +614,7 @@ fn a_forgotten_permit_is_an_obligation_leak_and_its_slot_stays_taken() {
 
 #[test]
 fn the_receiver_is_a_stream_that_ends_when_the_channel_disconnects() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, mut rx) = mpsc::channel::<u32>(2);
             let producer = cx
@@ -637,7 +636,7 @@ fn the_receiver_is_a_stream_that_ends_when_the_channel_disconnects() {
 
 #[test]
 fn a_dropped_stream_poll_consumes_nothing() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|_cx| async move {
             let (tx, mut rx) = mpsc::channel::<u32>(2);
             {
@@ -654,7 +653,7 @@ fn a_dropped_stream_poll_consumes_nothing() {
 fn messages_left_in_a_dropped_receiver_are_dropped_outside_the_lock() {
     // A queued message that owns a sender of the same channel: dropping it
     // runs `Sender::drop`, which takes the channel's lock.
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|_cx| async move {
             struct Msg(#[allow(dead_code)] mpsc::Sender<Msg>);
             let (tx, rx) = mpsc::channel::<Msg>(2);
@@ -667,7 +666,7 @@ fn messages_left_in_a_dropped_receiver_are_dropped_outside_the_lock() {
 
 #[test]
 fn senders_on_many_tasks_deliver_every_message_once() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, mut rx) = mpsc::channel::<(u32, u32)>(3);
             let mut handles = Vec::new();
@@ -750,7 +749,7 @@ mod fast_path_wakes {
     use asupersync::RuntimeBuilder;
     use asupersync::channel::mpsc::{self, TrySendError};
 
-    use super::wake_counter::{counting_waker, wakes};
+    use super::support::{counting_waker, wakes};
 
     #[test]
     fn a_waiting_receiver_is_woken_once_per_registration_and_waiting_senders_keep_their_turn() {

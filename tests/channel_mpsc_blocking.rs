@@ -2,7 +2,7 @@
 //! `Sender::send_timeout`, on both production drivers (under a watchdog)
 //! and in the lab (exact virtual times, cancellation at every await point).
 
-mod common;
+mod support;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -14,7 +14,7 @@ use std::time::Duration;
 use asupersync::channel::mpsc::{self, RecvError, SendError, SendTimeoutError};
 use asupersync::lab::{InjectionConfig, LabConfig, LabRuntime, cancel_injection};
 use asupersync::{Cx, Time, yield_now};
-use common::{Driver, Flag, Slot, assert_quiescent, expect_panic, until};
+use support::{Driver, Flag, Slot, assert_quiescent, expect_panic, until};
 
 /// Polls `fut` exactly once from inside a task.
 async fn poll_once<F: Future + Unpin>(fut: &mut F) -> Poll<F::Output> {

@@ -5,7 +5,7 @@
 //! the sender back, `release` gives the slot and the sender back, errors
 //! give the sender back. Both drivers and the lab.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use asupersync::kernel::LeakPolicy;
 use asupersync::lab::{ExploreConfig, explore};
 use asupersync::types::Outcome;
 use asupersync::{Cx, time, yield_now};
-use common::*;
+use support::*;
 
 on_both_drivers! {
     /// tokio's idiom: reserve the slot, move the permit into a task that

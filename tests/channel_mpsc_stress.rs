@@ -12,14 +12,10 @@ mod support;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use asupersync::channel::mpsc::{self, SendError, TrySendError};
 use asupersync::{Cx, Runtime, RuntimeBuilder, yield_now};
-use support::{XorShift, watchdog};
-
-/// Watchdog for each scenario: only a true hang reaches it.
-const LIMIT: Duration = support::WATCHDOG;
+use support::{XorShift, with_watchdog};
 
 /// A message: producer id and its sequence number.
 type Msg = (u32, u64);
@@ -256,7 +252,7 @@ fn multi_thread(n: usize) -> Runtime {
 
 #[test]
 fn producers_with_random_aborts_on_the_current_thread_driver_keep_the_totals() {
-    watchdog("current_thread", LIMIT, || {
+    with_watchdog("current_thread", || {
         let returned: usize = (1..=4)
             .map(|seed| producers_with_random_aborts(current_thread(), 8, 500, 4, seed))
             .sum();
@@ -267,7 +263,7 @@ fn producers_with_random_aborts_on_the_current_thread_driver_keep_the_totals() {
 
 #[test]
 fn producers_with_random_aborts_on_the_multi_thread_driver_keep_the_totals() {
-    watchdog("multi_thread", LIMIT, || {
+    with_watchdog("multi_thread", || {
         let mut returned: usize = (1..=4)
             .map(|seed| producers_with_random_aborts(multi_thread(2), 8, 500, 4, seed))
             .sum();
@@ -409,7 +405,7 @@ fn several_runtimes_sharing_channels(seed: u64) -> (usize, u64) {
 
 #[test]
 fn several_runtimes_on_os_threads_share_channels_with_cancelled_producers_and_consumers() {
-    watchdog("several runtimes", LIMIT, || {
+    with_watchdog("several runtimes", || {
         let (mut cancelled, mut rotations) = (0, 0);
         for seed in 1..=3 {
             let (c, r) = several_runtimes_sharing_channels(seed);
@@ -439,7 +435,7 @@ fn every_ring_kind() -> Vec<(&'static str, MakeChannel)> {
 
 #[test]
 fn messages_sent_just_before_the_last_sender_drops_are_all_received_on_two_workers() {
-    watchdog("disconnect race", LIMIT, || {
+    with_watchdog("disconnect race", || {
         let rt = multi_thread(2);
         for (kind, make) in every_ring_kind() {
             for round in 0..150u64 {
@@ -497,7 +493,7 @@ impl Drop for Tracked {
 
 #[test]
 fn messages_racing_with_the_receivers_drop_are_each_dropped_once_on_two_workers() {
-    watchdog("receiver drop race", LIMIT, || {
+    with_watchdog("receiver drop race", || {
         let rt = multi_thread(2);
         for capacity in [1usize, 8, 2048] {
             for round in 0..100u64 {

@@ -9,7 +9,7 @@ use std::task::Poll;
 use asupersync::channel::oneshot::{self, RecvError, ReserveError, SendError, TryRecvError};
 use asupersync::yield_now;
 use futures_core::Stream;
-use support::{SOON, on_both_drivers, poll_once, yield_until};
+use support::{SOON, for_each_driver, poll_once, yield_until};
 
 async fn next<S: Stream + Unpin>(s: &mut S) -> Option<S::Item> {
     std::future::poll_fn(|tcx| Pin::new(&mut *s).poll_next(tcx)).await
@@ -17,7 +17,7 @@ async fn next<S: Stream + Unpin>(s: &mut S) -> Option<S::Item> {
 
 #[test]
 fn a_value_sent_from_another_task_is_received_once_then_the_channel_is_disconnected() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, mut rx) = oneshot::channel::<String>();
             let h = cx
@@ -37,7 +37,7 @@ fn a_value_sent_from_another_task_is_received_once_then_the_channel_is_disconnec
 
 #[test]
 fn try_recv_reports_empty_then_the_value_then_disconnected() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|_cx| async move {
             let (tx, mut rx) = oneshot::channel::<u32>();
             assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
@@ -51,7 +51,7 @@ fn try_recv_reports_empty_then_the_value_then_disconnected() {
 
 #[test]
 fn dropping_the_sender_without_sending_disconnects_a_waiting_receiver() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, mut rx) = oneshot::channel::<u32>();
             let h = cx
@@ -68,7 +68,7 @@ fn dropping_the_sender_without_sending_disconnects_a_waiting_receiver() {
 
 #[test]
 fn send_gives_the_value_back_when_the_receiver_is_dropped_or_closed() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|_cx| async move {
             let (tx, rx) = oneshot::channel::<u32>();
             assert!(!tx.is_closed());
@@ -90,7 +90,7 @@ fn send_gives_the_value_back_when_the_receiver_is_dropped_or_closed() {
 
 #[test]
 fn close_keeps_a_value_that_was_already_sent() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, mut rx) = oneshot::channel::<u32>();
             tx.send(5).unwrap();
@@ -102,7 +102,7 @@ fn close_keeps_a_value_that_was_already_sent() {
 
 #[test]
 fn reserve_records_an_obligation_that_send_commits() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, mut rx) = oneshot::channel::<u32>();
             let permit = tx.reserve(&cx).unwrap();
@@ -121,7 +121,7 @@ fn reserve_records_an_obligation_that_send_commits() {
 
 #[test]
 fn a_dropped_permit_aborts_its_obligation_and_disconnects_the_receiver() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, mut rx) = oneshot::channel::<u32>();
             let permit = tx.reserve(&cx).unwrap();
@@ -141,7 +141,7 @@ fn a_dropped_permit_aborts_its_obligation_and_disconnects_the_receiver() {
 
 #[test]
 fn reserve_fails_when_the_receiver_is_gone_and_a_permit_gives_the_value_back() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, rx) = oneshot::channel::<u32>();
             drop(rx);
@@ -161,7 +161,7 @@ fn reserve_fails_when_the_receiver_is_gone_and_a_permit_gives_the_value_back() {
 
 #[test]
 fn a_forgotten_permit_is_an_obligation_leak() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, _rx) = oneshot::channel::<u32>();
             let h = cx
@@ -180,7 +180,7 @@ fn a_forgotten_permit_is_an_obligation_leak() {
 
 #[test]
 fn a_cancelled_recv_leaves_the_value_retrievable_by_a_later_recv() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, rx) = oneshot::channel::<u32>();
             let slot = Arc::new(Mutex::new(Some(rx)));
@@ -211,7 +211,7 @@ fn a_cancelled_recv_leaves_the_value_retrievable_by_a_later_recv() {
 
 #[test]
 fn a_value_already_sent_is_received_even_by_a_cancelled_task() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, mut rx) = oneshot::channel::<u32>();
             tx.send(1).unwrap();
@@ -237,7 +237,7 @@ fn a_value_already_sent_is_received_even_by_a_cancelled_task() {
 
 #[test]
 fn a_dropped_recv_future_consumes_nothing() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, mut rx) = oneshot::channel::<u32>();
             {
@@ -252,7 +252,7 @@ fn a_dropped_recv_future_consumes_nothing() {
 
 #[test]
 fn closed_resolves_when_the_receiver_goes_away_and_observes_cancellation() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (mut tx, rx) = oneshot::channel::<u32>();
             let h = cx
@@ -289,7 +289,7 @@ fn closed_resolves_when_the_receiver_goes_away_and_observes_cancellation() {
 
 #[test]
 fn the_receiver_is_a_stream_that_yields_the_value_once() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let (tx, mut rx) = oneshot::channel::<u32>();
             let h = cx
@@ -311,7 +311,7 @@ fn the_receiver_is_a_stream_that_yields_the_value_once() {
 
 #[test]
 fn a_reply_travels_between_tasks_through_a_permit() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|cx| async move {
             let mut handles = Vec::new();
             let mut receivers = Vec::new();
@@ -340,7 +340,7 @@ fn a_reply_travels_between_tasks_through_a_permit() {
 
 #[test]
 fn a_value_left_in_a_dropped_receiver_is_dropped_outside_the_lock() {
-    on_both_drivers(|_, rt| {
+    for_each_driver(|_, rt| {
         rt.block_on(|_cx| async move {
             // The value owns the receiver of another oneshot whose sender
             // it also holds; dropping must not deadlock or panic.

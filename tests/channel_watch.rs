@@ -2,7 +2,7 @@
 //! drivers, and a property test of random send / modify / subscribe / clone
 //! / drop / look sequences against a model.
 
-mod common;
+mod support;
 
 use std::future::poll_fn;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -12,9 +12,9 @@ use std::task::{Context, Poll, Waker};
 use asupersync::channel::watch::{self, RecvError, SendError};
 use asupersync::types::CancelKind;
 use asupersync::{Cx, RuntimeBuilder, yield_now};
-use common::*;
 use futures_core::Stream;
 use proptest::prelude::*;
+use support::*;
 
 async fn next<S: Stream + Unpin>(s: &mut S) -> Option<S::Item> {
     poll_fn(|task_cx| Pin::new(&mut *s).poll_next(task_cx)).await

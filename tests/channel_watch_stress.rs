@@ -3,13 +3,13 @@
 //! final value is always observed, cancelled waits consume nothing, and
 //! `closed` completes exactly when the last receiver goes.
 
-mod common;
+mod support;
 
 use std::sync::Arc;
 
 use asupersync::channel::watch::{self, RecvError};
 use asupersync::{Runtime, RuntimeBuilder, yield_now};
-use common::{Counter, Flag, Slot, until, with_watchdog};
+use support::{Counter, Flag, Slot, until, with_watchdog};
 
 fn rt() -> Runtime {
     RuntimeBuilder::new().worker_threads(4).build().unwrap()

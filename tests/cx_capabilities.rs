@@ -14,7 +14,7 @@ use asupersync::cx::Capabilities;
 use asupersync::time::{sleep, timeout};
 use asupersync::types::{CancelKind, CancelReason};
 use asupersync::{Budget, Cx, JoinError, RuntimeBuilder, SpawnError, Time, yield_now};
-use support::{Signal, on_both_drivers};
+use support::{Gate, for_each_driver};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -29,7 +29,7 @@ fn panic_message(e: &JoinError) -> String {
 
 #[test]
 fn a_cx_without_spawn_cannot_spawn() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             assert_eq!(
                 cx.capabilities(),
@@ -65,7 +65,7 @@ fn a_cx_without_spawn_cannot_spawn() {
 
 #[test]
 fn narrowing_can_never_widen() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let narrowed = cx.restrict(Capabilities::ALL.without(Capabilities::SPAWN));
             let again = narrowed.restrict(Capabilities::ALL);
@@ -97,7 +97,7 @@ fn narrowing_can_never_widen() {
 
 #[test]
 fn tasks_and_regions_inherit_the_narrowed_capabilities() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let no_time = cx.restrict(Capabilities::ALL.without(Capabilities::TIME));
             let h = no_time
@@ -126,7 +126,7 @@ fn tasks_and_regions_inherit_the_narrowed_capabilities() {
 
 #[test]
 fn now_without_time_panics_naming_the_capability_and_try_now_is_none() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let none = cx.restrict(Capabilities::NONE);
             assert_eq!(none.try_now(), None, "[{name}]");
@@ -192,7 +192,7 @@ fn capabilities_set_algebra() {
 
 #[test]
 fn spawn_with_budget_is_met_with_the_region_budget() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             assert_eq!(
                 cx.budget(),
@@ -294,7 +294,7 @@ impl Future for CheckpointSpinner {
 
 #[test]
 fn exhausting_the_poll_quota_cancels_with_poll_quota() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             for quota in [1u32, 5, 40] {
                 let ok_polls = Arc::new(AtomicU32::new(0));
@@ -333,7 +333,7 @@ fn exhausting_the_poll_quota_cancels_with_poll_quota() {
 
 #[test]
 fn a_task_yielding_forever_under_a_poll_quota_hits_a_checkpoint_error() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let h = cx
                 .spawn_with_budget(Budget::new().with_poll_quota(5), |cx| async move {
@@ -360,7 +360,7 @@ fn a_task_yielding_forever_under_a_poll_quota_hits_a_checkpoint_error() {
 
 #[test]
 fn a_budget_deadline_cancels_a_sleeping_task_with_deadline_never_early() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let deadline = cx.now() + Duration::from_millis(15);
             let seen = Arc::new(Mutex::new(None));
@@ -395,7 +395,7 @@ fn a_budget_deadline_cancels_a_sleeping_task_with_deadline_never_early() {
 
 #[test]
 fn a_task_spawned_with_a_past_deadline_joins_cancelled_deadline() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             sleep(&cx, Duration::from_millis(1)).await.unwrap();
             let h = cx
@@ -416,7 +416,7 @@ fn a_task_spawned_with_a_past_deadline_joins_cancelled_deadline() {
 
 #[test]
 fn a_task_that_finishes_before_its_deadline_is_not_cancelled() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         let rt_ref = &rt;
         rt.block_on(|cx: Cx| async move {
             let h = cx
@@ -440,7 +440,7 @@ fn a_task_that_finishes_before_its_deadline_is_not_cancelled() {
 
 #[test]
 fn charging_past_the_cost_quota_cancels_with_cost_budget() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let seen = Arc::new(Mutex::new(Vec::new()));
             let s2 = seen.clone();
@@ -476,7 +476,7 @@ fn charging_past_the_cost_quota_cancels_with_cost_budget() {
 
 #[test]
 fn acknowledging_a_cancel_tightens_the_budget_to_the_cleanup_budget() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             for reason in [
                 CancelReason::user("u"),
@@ -486,13 +486,13 @@ fn acknowledging_a_cancel_tightens_the_budget_to_the_cleanup_budget() {
             ] {
                 let kind = reason.kind;
                 let seen = Arc::new(Mutex::new(None));
-                let started = Signal::new();
-                let gate = Signal::new();
+                let started = Gate::new();
+                let gate = Gate::new();
                 let (s2, st, g) = (seen.clone(), started.clone(), gate.clone());
                 let h = cx
                     .spawn(move |cx| async move {
                         let before = cx.budget();
-                        st.set();
+                        st.open();
                         g.wait().await;
                         let ack = cx.checkpoint().map_err(|c| c.reason().kind);
                         *s2.lock().unwrap() = Some((before, ack, cx.budget()));
@@ -500,7 +500,7 @@ fn acknowledging_a_cancel_tightens_the_budget_to_the_cleanup_budget() {
                     .unwrap();
                 started.wait().await;
                 h.abort_with(reason);
-                gate.set();
+                gate.open();
                 let e = h.join(&cx).await.expect_err("cancelled");
                 assert_eq!(e.cancel_reason().unwrap().kind, kind, "[{name}]");
                 let (before, ack, after) = (*seen.lock().unwrap()).unwrap();
@@ -523,18 +523,18 @@ fn acknowledging_a_cancel_tightens_the_budget_to_the_cleanup_budget() {
 /// cleans up for a few polls. Its cleanup polls must not be mistaken for an
 /// exhausted poll quota (that would replace the reason it joins with).
 fn cancel_after_many_polls(reason: CancelReason, polls_before: u32) {
-    on_both_drivers(move |name, rt| {
+    for_each_driver(move |name, rt| {
         let reason = reason.clone();
         rt.block_on(|cx: Cx| async move {
             let kind = reason.kind;
             let msg = reason.message.clone();
-            let spinning = Signal::new();
+            let spinning = Gate::new();
             let sp = spinning.clone();
             let h = cx
                 .spawn(move |cx| async move {
                     for i in 0..polls_before {
                         if i == polls_before - 1 {
-                            sp.set();
+                            sp.open();
                         }
                         yield_now().await;
                     }
@@ -583,15 +583,15 @@ fn a_long_running_task_cancelled_with_timeout_still_joins_with_its_own_reason() 
 
 #[test]
 fn masked_sections_defer_the_checkpoint_error() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let seen = Arc::new(Mutex::new(None));
-            let started = Signal::new();
-            let gate = Signal::new();
+            let started = Gate::new();
+            let gate = Gate::new();
             let (s2, st, g) = (seen.clone(), started.clone(), gate.clone());
             let h = cx
                 .spawn(move |cx| async move {
-                    st.set();
+                    st.open();
                     g.wait().await;
                     let inside = cx.masked(|| cx.checkpoint().is_ok());
                     let requested = cx.is_cancel_requested();
@@ -601,7 +601,7 @@ fn masked_sections_defer_the_checkpoint_error() {
                 .unwrap();
             started.wait().await;
             h.abort();
-            gate.set();
+            gate.open();
             let _ = h.join(&cx).await;
             assert_eq!(
                 *seen.lock().unwrap(),

@@ -14,7 +14,7 @@ use asupersync::lab::{LabConfig, LabRuntime};
 use asupersync::time::sleep;
 use asupersync::types::{CancelKind, Outcome};
 use asupersync::{Budget, Cx, JoinError, Time};
-use support::{Signal, on_both_drivers};
+use support::{Gate, for_each_driver};
 
 type Seen = Arc<Mutex<Option<(Option<CancelKind>, Option<CancelKind>)>>>;
 
@@ -42,7 +42,7 @@ fn assert_both_failed(name: &str, seen: &Seen) {
 
 #[test]
 fn a_task_that_runs_past_its_deadline_fails_its_next_checkpoint_and_sleep() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         let seen = Seen::default();
         let s = seen.clone();
         rt.block_on(move |cx: Cx| async move {
@@ -64,7 +64,7 @@ fn a_task_that_runs_past_its_deadline_fails_its_next_checkpoint_and_sleep() {
 
 #[test]
 fn a_region_body_that_runs_past_the_regions_deadline_fails_its_next_checkpoint_and_sleep() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         let seen = Seen::default();
         let s = seen.clone();
         rt.block_on(move |cx: Cx| async move {
@@ -98,7 +98,7 @@ fn in_the_lab_a_task_woken_past_its_deadline_fails_its_checkpoint_and_sleep() {
         let seen = Seen::default();
         let s = seen.clone();
         lab.block_on(move |cx: Cx| async move {
-            let gate = Signal::new();
+            let gate = Gate::new();
             let g = gate.clone();
             let budget = Budget::new().with_deadline(Time::from_millis(10));
             let h = cx
@@ -111,7 +111,7 @@ fn in_the_lab_a_task_woken_past_its_deadline_fails_its_checkpoint_and_sleep() {
                 })
                 .unwrap();
             sleep(&cx, Duration::from_millis(30)).await.unwrap();
-            gate.set();
+            gate.open();
             assert!(h.join(&cx).await.is_err());
         });
         // The first checkpoint acknowledged; the recorded pair comes after.

@@ -2,7 +2,7 @@
 //! future. Both production drivers (under a watchdog), the lab with exact
 //! virtual times, and cancellation injected at every await point.
 
-mod common;
+mod support;
 
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -13,7 +13,7 @@ use asupersync::lab::{InjectionConfig, LabConfig, LabRuntime, cancel_injection};
 use asupersync::time::sleep;
 use asupersync::types::CancelKind;
 use asupersync::{Cx, Time, yield_now};
-use common::{Flag, Slot, assert_quiescent, until};
+use support::{Flag, Slot, assert_quiescent, until};
 
 /// What a masked section saw, and what the task saw right after it.
 #[derive(Debug, Default, Clone, PartialEq)]

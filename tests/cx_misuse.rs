@@ -6,18 +6,16 @@
 //! the `Cx` it captured, code outside any task — keep working. Every
 //! scenario runs on both production drivers and the lab.
 
-mod any_driver;
-mod common;
+mod support;
 
 use std::future::Future;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use any_driver::AnyRt;
 use asupersync::sync::Notify;
 use asupersync::types::Outcome;
 use asupersync::{Cx, JoinError, time};
-use common::*;
+use support::*;
 
 const HOUR: Duration = Duration::from_secs(3600);
 

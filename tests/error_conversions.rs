@@ -3,7 +3,7 @@
 //! and cancel reasons survive, values come back (`downcast`), and `?` works
 //! in a worker loop that meets many error types (both drivers).
 
-mod common;
+mod support;
 
 use std::cell::Cell;
 use std::time::Duration;
@@ -15,7 +15,7 @@ use asupersync::types::CancelReason;
 use asupersync::types::cancel::{CancelKind, Cancelled};
 use asupersync::types::outcome::OutcomeError;
 use asupersync::{Cx, Error, ErrorKind, JoinError};
-use common::{Driver, Flag, Slot, until};
+use support::{Driver, Flag, Slot, until};
 
 // ----- rule E1 at compile time ----------------------------------------------
 

@@ -3,13 +3,13 @@
 //! or was cancelled — and a panicking finalizer does not stop the others.
 //! Every test runs on both drivers.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
 use asupersync::types::{CancelKind, Outcome};
 use asupersync::{Cx, time, yield_now};
-use common::*;
+use support::*;
 
 const HOUR: Duration = Duration::from_secs(3600);
 

@@ -7,7 +7,7 @@
 //! are traced as handed to their region, so `futurelock` no longer blames
 //! the task that acquired one and gave it away.
 
-mod common;
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,7 +21,7 @@ use asupersync::sync::Semaphore;
 use asupersync::time::sleep;
 use asupersync::trace::{CompletionKind, TraceEvent, TraceKind};
 use asupersync::types::{ObligationId, RegionId, TaskId, Time};
-use common::Gate;
+use support::Gate;
 
 fn t(i: u32) -> TaskId {
     TaskId::new_for_test(i, 0)

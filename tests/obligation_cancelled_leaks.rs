@@ -7,7 +7,7 @@
 //! forgotten that way is reported by its region's close.
 //! Runtime tests run on both drivers; the lab explores the schedules.
 
-mod common;
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +18,7 @@ use asupersync::lab::{InjectionConfig, LabConfig, LabRuntime, cancel_injection, 
 use asupersync::sync::Semaphore;
 use asupersync::types::Outcome;
 use asupersync::{Cx, JoinError, time, yield_now};
-use common::*;
+use support::*;
 
 const HOUR: Duration = Duration::from_secs(3600);
 

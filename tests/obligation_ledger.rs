@@ -6,7 +6,7 @@
 //! was not given back); ids print as `O<n>` and stale ids never resolve.
 //! Every test runs on both drivers.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use asupersync::kernel::ObligationState;
 use asupersync::obligation::{LeakPolicy, Obligation};
 use asupersync::types::{CancelKind, ObligationId, Outcome};
 use asupersync::{Cx, JoinError, time};
-use common::*;
+use support::*;
 
 const HOUR: Duration = Duration::from_secs(3600);
 

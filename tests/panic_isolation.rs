@@ -3,14 +3,14 @@
 //! `Panicked`) and nothing above it; `block_on` drains, then resumes a body
 //! panic with the original payload. Every test runs on both drivers.
 
-mod common;
+mod support;
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
 use asupersync::types::{CancelKind, CancelReason, Outcome};
 use asupersync::{Cx, JoinError, time, yield_now};
-use common::*;
+use support::*;
 
 const HOUR: Duration = Duration::from_secs(3600);
 

@@ -15,7 +15,7 @@ use asupersync::lab::{LabConfig, LabRuntime};
 use asupersync::time::sleep;
 use asupersync::types::{CancelKind, Outcome};
 use asupersync::{Budget, Cx, JoinError, Runtime, yield_now};
-use support::on_both_drivers;
+use support::for_each_driver;
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -117,7 +117,7 @@ async fn a_region_deadline_bounds_the_body(cx: Cx, name: &'static str, exact: bo
 
 #[test]
 fn a_region_deadline_cancels_the_bodys_sleep_on_both_drivers() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(move |cx: Cx| a_region_deadline_bounds_the_body(cx, name, false));
         assert_clean(name, &rt);
     });
@@ -219,7 +219,7 @@ async fn nested_regions_inherit_and_tighten(cx: Cx, name: &'static str, exact: b
 
 #[test]
 fn nested_regions_are_bounded_by_the_tightest_deadline_on_both_drivers() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(move |cx: Cx| nested_regions_inherit_and_tighten(cx, name, false));
         assert_clean(name, &rt);
     });
@@ -235,7 +235,7 @@ fn nested_regions_are_bounded_by_the_tightest_deadline_in_the_lab() {
 /// not cancelled later.
 #[test]
 fn a_region_that_finishes_in_time_is_not_cancelled_and_leaves_no_timer() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(move |cx: Cx| async move {
             let budget = Budget::new().with_deadline(cx.now() + HOUR);
             let out = cx
@@ -289,7 +289,7 @@ async fn a_region_poll_quota_bounds_the_body(cx: Cx, name: &'static str) {
 
 #[test]
 fn a_region_poll_quota_counts_the_bodys_polls_on_both_drivers() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(move |cx: Cx| a_region_poll_quota_bounds_the_body(cx, name));
         assert_clean(name, &rt);
     });
@@ -306,7 +306,7 @@ fn a_region_poll_quota_counts_the_bodys_polls_in_the_lab() {
 /// task that runs the body, here a spawned task rather than the root.
 #[test]
 fn a_region_poll_quota_counts_the_bodys_polls_in_a_spawned_task() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(move |cx: Cx| async move {
             let h = cx
                 .spawn(move |cx| async move { a_region_poll_quota_bounds_the_body(cx, name).await })

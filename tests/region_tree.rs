@@ -2,7 +2,7 @@
 //! closed or cancelled regions, id relationships (K7) and deep nesting.
 //! Every test runs on both production drivers.
 
-mod common;
+mod support;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,7 +11,7 @@ use std::time::Duration;
 use asupersync::kernel::RegionState;
 use asupersync::types::{CancelKind, RegionId, TaskId};
 use asupersync::{Cx, Outcome, SpawnError, time, yield_now};
-use common::*;
+use support::*;
 
 const HOUR: Duration = Duration::from_secs(3600);
 

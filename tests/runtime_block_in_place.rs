@@ -3,7 +3,7 @@
 //! watchdog: a starved task shows up as a hang), inline in the lab and in a
 //! multi-thread root task, and refused on the current-thread runtime.
 
-mod common;
+mod support;
 
 use std::sync::mpsc as std_mpsc;
 use std::time::Duration;
@@ -12,7 +12,7 @@ use asupersync::channel::mpsc;
 use asupersync::lab::{LabConfig, LabRuntime};
 use asupersync::time::sleep;
 use asupersync::{Cx, Runtime, RuntimeBuilder, block_in_place};
-use common::{assert_quiescent, expect_panic, with_watchdog};
+use support::{assert_quiescent, expect_panic, with_watchdog};
 
 fn multi(workers: usize) -> Runtime {
     RuntimeBuilder::new()
@@ -189,7 +189,7 @@ fn a_cancel_during_the_closure_is_observed_after_it() {
         rt.block_on(|cx| async move {
             let (go_tx, go_rx) = std_mpsc::channel::<()>();
             let (entered_tx, entered_rx) = std_mpsc::channel::<()>();
-            let result = common::Slot::new();
+            let result = support::Slot::new();
             let r2 = result.clone();
             let h = cx
                 .spawn(move |cx: Cx| async move {

@@ -4,7 +4,7 @@
 //! obligation leak, an escalated child failure) still prints a message when
 //! it ends the process.
 
-mod common;
+mod support;
 
 use std::process::Command;
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use std::sync::mpsc;
 use asupersync::lab::{LabConfig, LabRuntime};
 use asupersync::runtime::spawn_blocking;
 use asupersync::{Cx, JoinError, RuntimeBuilder};
-use common::*;
+use support::*;
 
 // ----- BO1: no nested block_on --------------------------------------------
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use asupersync::time::sleep;
 use asupersync::types::CancelReason;
 use asupersync::{Cx, Runtime, RuntimeBuilder, yield_now};
-use support::{DRIVERS, XorShift, on_both_drivers};
+use support::{DRIVERS, XorShift, for_each_driver};
 
 #[test]
 fn zero_worker_threads_is_a_build_error_with_a_clear_message() {
@@ -48,8 +48,8 @@ fn worker_threads_on_a_current_thread_builder_is_an_error() {
 
 #[test]
 fn the_builder_reports_the_worker_count() {
-    assert_eq!(support::current_thread().worker_threads(), 0);
-    assert_eq!(support::multi_thread().worker_threads(), 2);
+    assert_eq!(support::Driver::CurrentThread.rt().worker_threads(), 0);
+    assert_eq!(support::Driver::MultiThread.rt().worker_threads(), 2);
     let rt = RuntimeBuilder::new().worker_threads(1).build().unwrap();
     assert_eq!(rt.worker_threads(), 1);
     assert_eq!(rt.block_on(|_cx: Cx| async { 5 }), 5);
@@ -63,7 +63,7 @@ fn the_builder_reports_the_worker_count() {
 
 #[test]
 fn block_on_can_be_called_many_times_on_one_runtime() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         let mut roots = Vec::new();
         for round in 0..5u32 {
             let (v, region) = rt.block_on(|cx: Cx| async move {
@@ -99,7 +99,7 @@ fn block_on_can_be_called_many_times_on_one_runtime() {
 
 #[test]
 fn a_panicking_block_on_body_is_resumed_and_the_runtime_stays_usable() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         let r = catch_unwind(AssertUnwindSafe(|| {
             rt.block_on(|_cx: Cx| async {
                 panic!("root body failed");
@@ -126,9 +126,10 @@ fn a_panicking_block_on_body_is_resumed_and_the_runtime_stays_usable() {
 
 #[test]
 fn block_on_from_two_threads_at_once_completes_both() {
-    for (name, make) in DRIVERS {
-        let rt: Arc<Runtime> = Arc::new(make());
-        support::watchdog(name, support::WATCHDOG, move || {
+    for d in DRIVERS {
+        let name = d.name();
+        let rt: Arc<Runtime> = Arc::new(d.rt());
+        support::with_watchdog(name, move || {
             let barrier = Arc::new(Barrier::new(2));
             let handles: Vec<_> = (0..2u64)
                 .map(|t| {
@@ -167,10 +168,11 @@ fn block_on_from_two_threads_at_once_completes_both() {
 
 #[test]
 fn the_root_future_need_not_be_send() {
-    for (name, make) in DRIVERS {
+    for d in DRIVERS {
+        let name = d.name();
         // The closure below is Send; the future it builds is not.
-        support::watchdog(name, support::WATCHDOG, move || {
-            let rt = make();
+        support::with_watchdog(name, move || {
+            let rt = d.rt();
             let v = rt.block_on(|cx: Cx| async move {
                 let shared = Rc::new(RefCell::new(Vec::new()));
                 for i in 0..5u32 {
@@ -281,10 +283,9 @@ fn stress_ten_thousand_tasks_in_nested_regions_with_random_aborts_leaks_nothing(
         0x0123_4567_89AB_CDEF,
         0xDEAD_BEEF_F00D_0001,
     ] {
-        for (name, make) in DRIVERS {
-            support::watchdog(name, support::WATCHDOG, move || {
-                stress_run(name, make(), seed)
-            });
+        for d in DRIVERS {
+            let name = d.name();
+            support::with_watchdog(name, move || stress_run(name, d.rt(), seed));
         }
     }
 }
@@ -404,7 +405,7 @@ fn stress_run(name: &str, rt: Runtime, seed: u64) {
 #[test]
 fn cleanup_grace_bounds_how_long_a_task_ignoring_its_cancel_can_run() {
     for (name, flavor) in [("current_thread", 0usize), ("multi_thread(2)", 2)] {
-        support::watchdog(name, support::WATCHDOG, move || {
+        support::with_watchdog(name, move || {
             let grace = Duration::from_millis(20);
             let builder = if flavor == 0 {
                 RuntimeBuilder::current_thread()
@@ -415,12 +416,12 @@ fn cleanup_grace_bounds_how_long_a_task_ignoring_its_cancel_can_run() {
             let (flag, dropped) = support::DropFlag::new();
             let rt_ref = &rt;
             rt.block_on(|cx: Cx| async move {
-                let started = support::Signal::new();
+                let started = support::Gate::new();
                 let st = started.clone();
                 let h = cx
                     .spawn(move |_| async move {
                         let _keep = flag;
-                        st.set();
+                        st.open();
                         // Never observes its Cx: only the grace period ends it.
                         std::future::pending::<()>().await;
                     })
@@ -459,7 +460,7 @@ fn cleanup_grace_bounds_how_long_a_task_ignoring_its_cancel_can_run() {
 
 #[test]
 fn worker_threads_carry_the_configured_name() {
-    support::watchdog("thread_name", support::WATCHDOG, || {
+    support::with_watchdog("thread_name", || {
         let rt = RuntimeBuilder::new()
             .worker_threads(2)
             .thread_name("tester-pool")

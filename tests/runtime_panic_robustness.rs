@@ -6,8 +6,7 @@
 //! multi-thread runtime and the lab, under a watchdog; afterwards the same
 //! runtime must run a second `block_on` cleanly and be quiescent.
 
-mod any_driver;
-mod common;
+mod support;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -15,11 +14,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::Duration;
 
-use any_driver::AnyRt;
 use asupersync::lab::{LabConfig, LabRuntime};
 use asupersync::types::Outcome;
 use asupersync::{Cx, time, yield_now};
-use common::*;
+use support::*;
 
 /// Panics when dropped (outside an unwind, so a test never aborts).
 struct Bomb(&'static str);

@@ -17,12 +17,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use asupersync::{RuntimeBuilder, yield_now};
-use support::watchdog;
-
-/// Every scenario must finish well inside this (a hang means a lost wakeup).
-/// Watchdog for each scenario: only a true hang (a lost wakeup, a worker
-/// that never steals or parks) reaches it, never a slow run.
-const LIMIT: Duration = support::WATCHDOG;
+use support::with_watchdog;
 
 /// Some CPU work the optimizer cannot remove.
 fn spin(rounds: u64) -> u64 {
@@ -35,7 +30,7 @@ fn spin(rounds: u64) -> u64 {
 
 #[test]
 fn work_is_stolen_when_one_worker_spawns_many_cpu_bound_tasks() {
-    watchdog("stealing", LIMIT, || {
+    with_watchdog("stealing", || {
         let rt = RuntimeBuilder::new().worker_threads(4).build().unwrap();
         // Rounds until at least two workers stole (normally the first).
         loop {
@@ -144,7 +139,7 @@ impl Acks {
 fn no_wakeup_is_lost_when_plain_threads_wake_tasks_that_just_went_to_sleep() {
     const TASKS: usize = 16;
     const ROUNDS: u64 = 150;
-    watchdog("cross-thread wakes", LIMIT, || {
+    with_watchdog("cross-thread wakes", || {
         let rt = RuntimeBuilder::new().worker_threads(2).build().unwrap();
         let boxes: Arc<Vec<Mailbox>> = Arc::new((0..TASKS).map(|_| Mailbox::default()).collect());
         let acks = Arc::new(Acks {
@@ -205,7 +200,7 @@ fn no_wakeup_is_lost_when_plain_threads_wake_tasks_that_just_went_to_sleep() {
 fn no_wakeup_is_lost_when_tasks_pass_a_token_around_a_ring_across_workers() {
     const TASKS: usize = 24;
     const LAPS: u64 = 60;
-    watchdog("token ring", LIMIT, || {
+    with_watchdog("token ring", || {
         let rt = RuntimeBuilder::new().worker_threads(3).build().unwrap();
         let boxes: Arc<Vec<Mailbox>> = Arc::new((0..TASKS).map(|_| Mailbox::default()).collect());
         let hops = Arc::new(AtomicU64::new(0));
@@ -261,7 +256,7 @@ impl Future for UntilWokenByCancel {
 fn cancelled_tasks_go_to_the_cancel_lane_and_ready_work_is_served_within_the_streak_limit() {
     const CANCELLED: usize = 200;
     const CLEANUP_YIELDS: usize = 40;
-    watchdog("cancel lane", LIMIT, || {
+    with_watchdog("cancel lane", || {
         let rt = RuntimeBuilder::new()
             .worker_threads(1)
             .cleanup_grace(Duration::from_secs(30))
@@ -338,7 +333,7 @@ fn cancelled_tasks_go_to_the_cancel_lane_and_ready_work_is_served_within_the_str
 
 #[test]
 fn metrics_counters_move_on_both_drivers() {
-    watchdog("metrics", LIMIT, || {
+    with_watchdog("metrics", || {
         let current = RuntimeBuilder::current_thread().build().unwrap();
         let multi = RuntimeBuilder::new().worker_threads(2).build().unwrap();
         assert_eq!(current.metrics().workers.len(), 1);
@@ -382,7 +377,7 @@ fn metrics_counters_move_on_both_drivers() {
 fn tasks_with_a_budget_deadline_run_in_the_timed_lane_without_starving_ready_work() {
     const TIMED: usize = 8;
     const YIELDS: u64 = 50;
-    watchdog("timed lane", LIMIT, || {
+    with_watchdog("timed lane", || {
         let rt = RuntimeBuilder::new().worker_threads(1).build().unwrap();
         let ticks = Arc::new(AtomicU64::new(0));
         let t2 = ticks.clone();
@@ -438,7 +433,7 @@ fn tasks_with_a_budget_deadline_run_in_the_timed_lane_without_starving_ready_wor
 #[test]
 fn cancelled_tasks_are_dispatched_by_cleanup_priority_most_severe_first() {
     use asupersync::types::cancel::{CancelKind, CancelReason};
-    watchdog("cancel lane priority", LIMIT, || {
+    with_watchdog("cancel lane priority", || {
         let rt = RuntimeBuilder::new().worker_threads(1).build().unwrap();
         let order = Arc::new(Mutex::new(Vec::new()));
         let kinds = [

@@ -20,7 +20,7 @@ use asupersync::lab::{InjectionConfig, LabConfig, LabRuntime, SchedulePolicy, ca
 use asupersync::sync::{Barrier, BarrierWaitResult};
 use asupersync::time::timeout;
 use asupersync::{Cx, RuntimeBuilder, yield_now};
-use support::{SOON, WATCHDOG, XorShift, on_both_drivers, poll_once, watchdog, yield_until};
+use support::{SOON, XorShift, for_each_driver, poll_once, with_watchdog, yield_until};
 
 /// Yields until `cond` holds (lab-friendly: no wall clock).
 async fn until(mut cond: impl FnMut() -> bool) {
@@ -68,7 +68,7 @@ fn check_generations(arrivals: &[Arrival], n: usize, generations: u64) {
 
 #[test]
 fn exactly_one_leader_is_elected_per_generation() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             const N: usize = 4;
             const ROUNDS: u64 = 10;
@@ -99,7 +99,7 @@ fn exactly_one_leader_is_elected_per_generation() {
 
 #[test]
 fn the_barrier_releases_nobody_until_n_tasks_arrived_and_the_last_one_leads() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let barrier = Arc::new(Barrier::new(3));
             let mut handles = Vec::new();
@@ -132,7 +132,7 @@ fn the_barrier_releases_nobody_until_n_tasks_arrived_and_the_last_one_leads() {
 
 #[test]
 fn a_cancelled_waiter_leaves_the_count_so_the_barrier_still_needs_n_live_arrivals() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let barrier = Arc::new(Barrier::new(3));
             let spawn_waiter = |cx: &Cx| {
@@ -174,7 +174,7 @@ fn a_cancelled_waiter_leaves_the_count_so_the_barrier_still_needs_n_live_arrival
 
 #[test]
 fn a_dropped_wait_withdraws_its_arrival() {
-    on_both_drivers(|_name, rt| {
+    for_each_driver(|_name, rt| {
         rt.block_on(|cx: Cx| async move {
             let barrier = Barrier::new(2);
             let mut w = barrier.wait(&cx);
@@ -193,7 +193,7 @@ fn a_dropped_wait_withdraws_its_arrival() {
 
 #[test]
 fn a_wait_that_times_out_withdraws_its_arrival() {
-    on_both_drivers(|_name, rt| {
+    for_each_driver(|_name, rt| {
         rt.block_on(|cx: Cx| async move {
             let barrier = Barrier::new(2);
             let r = timeout(&cx, Duration::from_millis(3), barrier.wait(&cx)).await;
@@ -206,7 +206,7 @@ fn a_wait_that_times_out_withdraws_its_arrival() {
 
 #[test]
 fn a_wait_future_arrives_on_its_first_poll_not_when_it_is_created() {
-    on_both_drivers(|_name, rt| {
+    for_each_driver(|_name, rt| {
         rt.block_on(|cx: Cx| async move {
             let barrier = Barrier::new(2);
             let created = barrier.wait(&cx);
@@ -224,7 +224,7 @@ fn a_wait_future_arrives_on_its_first_poll_not_when_it_is_created() {
 
 #[test]
 fn a_barrier_of_one_or_zero_parties_never_blocks_and_every_wait_leads() {
-    on_both_drivers(|_name, rt| {
+    for_each_driver(|_name, rt| {
         rt.block_on(|cx: Cx| async move {
             for parties in [0, 1] {
                 let barrier = Barrier::new(parties);
@@ -240,11 +240,11 @@ fn a_barrier_of_one_or_zero_parties_never_blocks_and_every_wait_leads() {
 
 #[test]
 fn a_task_cancelled_before_it_arrives_never_arrives() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let barrier = Arc::new(Barrier::new(2));
             let b = barrier.clone();
-            let gate = support::Signal::new();
+            let gate = support::Gate::new();
             let g = gate.clone();
             let h = cx
                 .spawn(move |cx| async move {
@@ -254,7 +254,7 @@ fn a_task_cancelled_before_it_arrives_never_arrives() {
                 .unwrap();
             yield_now().await;
             h.abort();
-            gate.set();
+            gate.open();
             let r = h.join(&cx).await;
             assert!(r.unwrap_err().is_cancelled(), "[{name}]");
             assert_eq!(
@@ -438,7 +438,7 @@ fn counted<F: Future>(finished: Arc<AtomicUsize>, body: F) -> impl Future<Output
 #[test]
 fn stress_on_four_worker_threads_with_random_aborts_keeps_one_leader_and_n_arrivals_per_generation()
 {
-    watchdog("barrier stress", WATCHDOG, || {
+    with_watchdog("barrier stress", || {
         let rt = RuntimeBuilder::new().worker_threads(4).build().unwrap();
         rt.block_on(|cx: Cx| async move {
             const TASKS: usize = 12;

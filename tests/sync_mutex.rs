@@ -3,8 +3,7 @@
 //! cancellation injection at every await point, schedule exploration) and
 //! under OS-thread stress with random aborts.
 
-mod common;
-mod wake_counter;
+mod support;
 
 use std::future::Future;
 use std::pin::pin;
@@ -18,8 +17,7 @@ use asupersync::lab::{
 };
 use asupersync::sync::{LockError, Mutex, TryLockError};
 use asupersync::{Cx, RuntimeBuilder, TaskHandle, yield_now};
-use common::{Gate, Log, Slot, until, with_watchdog};
-use wake_counter::{counting_waker, wakes};
+use support::{Gate, Log, Slot, counting_waker, until, wakes, with_watchdog};
 
 /// Joins a task that may have been cancelled; any other failure fails the
 /// test.

@@ -20,7 +20,7 @@ use asupersync::lab::{ChaosConfig, ExploreConfig, InjectionConfig, LabConfig, La
 use asupersync::sync::Notify;
 use asupersync::time::{sleep, timeout};
 use asupersync::{Cx, RuntimeBuilder, yield_now};
-use support::{SOON, WATCHDOG, XorShift, on_both_drivers, poll_once, watchdog, yield_until};
+use support::{SOON, XorShift, for_each_driver, poll_once, with_watchdog, yield_until};
 
 /// Yields until `cond` holds (lab-friendly: no wall clock).
 async fn until(mut cond: impl FnMut() -> bool) {
@@ -37,7 +37,7 @@ fn lab(seed: u64) -> LabRuntime {
 
 #[test]
 fn notify_one_wakes_a_task_that_is_waiting() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let notify = Arc::new(Notify::new());
             let n = notify.clone();
@@ -54,7 +54,7 @@ fn notify_one_wakes_a_task_that_is_waiting() {
 
 #[test]
 fn notify_one_with_nobody_waiting_stores_one_permit_and_only_one() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let notify = Notify::new();
             notify.notify_one();
@@ -76,7 +76,7 @@ fn notify_one_with_nobody_waiting_stores_one_permit_and_only_one() {
 
 #[test]
 fn notify_waiters_wakes_every_current_waiter_and_stores_no_permit() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             const K: usize = 5;
             let notify = Arc::new(Notify::new());
@@ -106,7 +106,7 @@ fn notify_waiters_wakes_every_current_waiter_and_stores_no_permit() {
 
 #[test]
 fn a_notified_future_created_before_notify_waiters_completes_even_if_not_yet_polled() {
-    on_both_drivers(|_name, rt| {
+    for_each_driver(|_name, rt| {
         rt.block_on(|cx: Cx| async move {
             let notify = Notify::new();
             let before = notify.notified(&cx);
@@ -124,7 +124,7 @@ fn a_notified_future_created_before_notify_waiters_completes_even_if_not_yet_pol
 
 #[test]
 fn a_cancelled_waiter_returns_err_acknowledges_and_joins_as_cancelled() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let notify = Arc::new(Notify::new());
             let saw = Arc::new(Mutex::new(None));
@@ -154,7 +154,7 @@ fn a_cancelled_waiter_returns_err_acknowledges_and_joins_as_cancelled() {
 
 #[test]
 fn a_waiter_dropped_after_notify_one_passes_the_notification_to_the_next_waiter() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let notify = Notify::new();
             let mut a = notify.notified(&cx);
@@ -174,7 +174,7 @@ fn a_waiter_dropped_after_notify_one_passes_the_notification_to_the_next_waiter(
 
 #[test]
 fn a_waiter_dropped_after_notify_one_with_nobody_behind_it_restores_the_permit() {
-    on_both_drivers(|_name, rt| {
+    for_each_driver(|_name, rt| {
         rt.block_on(|cx: Cx| async move {
             let notify = Notify::new();
             let mut a = notify.notified(&cx);
@@ -189,7 +189,7 @@ fn a_waiter_dropped_after_notify_one_with_nobody_behind_it_restores_the_permit()
 
 #[test]
 fn a_waiter_dropped_after_notify_waiters_does_not_pass_it_on() {
-    on_both_drivers(|_name, rt| {
+    for_each_driver(|_name, rt| {
         rt.block_on(|cx: Cx| async move {
             let notify = Notify::new();
             let mut a = notify.notified(&cx);
@@ -209,7 +209,7 @@ fn a_waiter_dropped_after_notify_waiters_does_not_pass_it_on() {
 
 #[test]
 fn a_waiter_whose_wait_times_out_leaves_the_queue() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let notify = Notify::new();
             let r = timeout(&cx, Duration::from_millis(5), notify.notified(&cx)).await;
@@ -554,14 +554,12 @@ fn conservation_stress(seed: u64, aborts: usize) {
 
 #[test]
 fn stress_on_four_worker_threads_every_notify_one_is_received_despite_dropped_waits() {
-    watchdog("notify stress", WATCHDOG, || {
-        conservation_stress(0x5EED_0001, 0)
-    });
+    with_watchdog("notify stress", || conservation_stress(0x5EED_0001, 0));
 }
 
 #[test]
 fn stress_on_four_worker_threads_with_random_aborts_loses_no_notify_one() {
-    watchdog("notify stress aborts", WATCHDOG, || {
+    with_watchdog("notify stress aborts", || {
         conservation_stress(0x5EED_0002, 3);
     });
 }

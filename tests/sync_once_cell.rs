@@ -21,9 +21,7 @@ use asupersync::sync::{InitError, OnceCell, SetError};
 use asupersync::time::{sleep, timeout};
 use asupersync::types::cancel::Cancelled;
 use asupersync::{Cx, RuntimeBuilder, yield_now};
-use support::{
-    SOON, Signal, WATCHDOG, XorShift, on_both_drivers, poll_once, watchdog, yield_until,
-};
+use support::{Gate, SOON, XorShift, for_each_driver, poll_once, with_watchdog, yield_until};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
@@ -40,7 +38,7 @@ type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
 #[test]
 fn get_or_init_runs_exactly_one_initializer_among_concurrent_callers() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let cell = Arc::new(OnceCell::<u64>::new());
             let inits = Arc::new(AtomicUsize::new(0));
@@ -80,7 +78,7 @@ fn get_or_init_runs_exactly_one_initializer_among_concurrent_callers() {
 
 #[test]
 fn an_initialized_cell_returns_its_value_without_running_the_initializer() {
-    on_both_drivers(|_name, rt| {
+    for_each_driver(|_name, rt| {
         rt.block_on(|cx: Cx| async move {
             let cell = OnceCell::from(5u32);
             let v = cell.get_or_init(&cx, || async { unreachable!() }).await;
@@ -95,15 +93,15 @@ fn an_initialized_cell_returns_its_value_without_running_the_initializer() {
 
 #[test]
 fn a_failed_initializer_leaves_the_cell_empty_and_the_next_caller_initializes() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let cell = Arc::new(OnceCell::<&'static str>::new());
-            let (gate, started) = (Signal::new(), Signal::new());
+            let (gate, started) = (Gate::new(), Gate::new());
             let (c, g, st) = (cell.clone(), gate.clone(), started.clone());
             let first = cx
                 .spawn(move |cx| async move {
                     c.get_or_try_init(&cx, || async move {
-                        st.set();
+                        st.open();
                         g.wait().await;
                         Err("boom")
                     })
@@ -111,7 +109,7 @@ fn a_failed_initializer_leaves_the_cell_empty_and_the_next_caller_initializes() 
                     .copied()
                 })
                 .unwrap();
-            yield_until("the first initializer runs", SOON, || started.is_set()).await;
+            yield_until("the first initializer runs", SOON, || started.is_open()).await;
             assert_eq!(cell.set("x"), Err(SetError::Initializing("x")));
             let c = cell.clone();
             let second = cx
@@ -122,7 +120,7 @@ fn a_failed_initializer_leaves_the_cell_empty_and_the_next_caller_initializes() 
                 })
                 .unwrap();
             yield_until("the second caller waits", SOON, || cell.waiters() == 1).await;
-            gate.set();
+            gate.open();
             assert_eq!(
                 first.join(&cx).await.unwrap(),
                 Err(InitError::Failed("boom")),
@@ -136,7 +134,7 @@ fn a_failed_initializer_leaves_the_cell_empty_and_the_next_caller_initializes() 
 
 #[test]
 fn a_cancelled_initializer_leaves_the_cell_empty_and_the_oldest_waiter_takes_over() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let cell = Arc::new(OnceCell::<u32>::new());
             let ran = Arc::new(Mutex::new(Vec::new()));
@@ -177,10 +175,10 @@ fn a_cancelled_initializer_leaves_the_cell_empty_and_the_oldest_waiter_takes_ove
 
 #[test]
 fn an_initializer_dropped_mid_flight_leaves_the_cell_empty_and_hands_the_role_on() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let cell = Arc::new(OnceCell::<u32>::new());
-            let (never, started) = (Signal::new(), Signal::new());
+            let (never, started) = (Gate::new(), Gate::new());
             let (c, st) = (cell.clone(), started.clone());
             let dropped = cx
                 .spawn(move |cx| async move {
@@ -190,7 +188,7 @@ fn an_initializer_dropped_mid_flight_leaves_the_cell_empty_and_hands_the_role_on
                         &cx,
                         Duration::from_millis(20),
                         c.get_or_init(&cx, || async move {
-                            st.set();
+                            st.open();
                             never.wait().await;
                             1
                         }),
@@ -199,7 +197,7 @@ fn an_initializer_dropped_mid_flight_leaves_the_cell_empty_and_hands_the_role_on
                     .is_err()
                 })
                 .unwrap();
-            yield_until("the first initializer runs", SOON, || started.is_set()).await;
+            yield_until("the first initializer runs", SOON, || started.is_open()).await;
             let c = cell.clone();
             let next = cx
                 .spawn(move |cx| async move { *c.get_or_init(&cx, || async { 2 }).await.unwrap() })
@@ -212,7 +210,7 @@ fn an_initializer_dropped_mid_flight_leaves_the_cell_empty_and_hands_the_role_on
 
 #[test]
 fn a_panicking_initializer_leaves_the_cell_empty_and_the_next_caller_initializes() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let cell = Arc::new(OnceCell::<u32>::new());
             let c = cell.clone();
@@ -237,15 +235,15 @@ fn a_panicking_initializer_leaves_the_cell_empty_and_the_next_caller_initializes
 
 #[test]
 fn a_cancelled_waiter_returns_err_and_leaves_the_queue_while_the_others_get_the_value() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let cell = Arc::new(OnceCell::<u32>::new());
-            let (gate, started) = (Signal::new(), Signal::new());
+            let (gate, started) = (Gate::new(), Gate::new());
             let (c, g, st) = (cell.clone(), gate.clone(), started.clone());
             let init = cx
                 .spawn(move |cx| async move {
                     *c.get_or_init(&cx, || async move {
-                        st.set();
+                        st.open();
                         g.wait().await;
                         7
                     })
@@ -253,7 +251,7 @@ fn a_cancelled_waiter_returns_err_and_leaves_the_queue_while_the_others_get_the_
                     .unwrap()
                 })
                 .unwrap();
-            yield_until("initializing", SOON, || started.is_set()).await;
+            yield_until("initializing", SOON, || started.is_open()).await;
             let mut waiters = Vec::new();
             for _ in 0..3 {
                 let c = cell.clone();
@@ -274,7 +272,7 @@ fn a_cancelled_waiter_returns_err_and_leaves_the_queue_while_the_others_get_the_
                 "[{name}]"
             );
             assert_eq!(cell.waiters(), 2, "[{name}] it left the queue");
-            gate.set();
+            gate.open();
             assert_eq!(init.join(&cx).await.unwrap(), 7);
             for w in waiters {
                 assert_eq!(w.join(&cx).await.unwrap(), Ok(7), "[{name}]");
@@ -285,10 +283,10 @@ fn a_cancelled_waiter_returns_err_and_leaves_the_queue_while_the_others_get_the_
 
 #[test]
 fn a_waiter_handed_the_initializer_role_and_dropped_passes_it_to_the_next_waiter() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let cell = OnceCell::<u32>::new();
-            let gate = Signal::new();
+            let gate = Gate::new();
             let g = gate.clone();
             let mut first: Boxed<'_, _> = Box::pin(cell.get_or_try_init(&cx, || async move {
                 g.wait().await;
@@ -300,7 +298,7 @@ fn a_waiter_handed_the_initializer_role_and_dropped_passes_it_to_the_next_waiter
             assert!(poll_once(&mut a).await.is_pending());
             assert!(poll_once(&mut b).await.is_pending());
             assert_eq!(cell.waiters(), 2);
-            gate.set();
+            gate.open();
             // The failure hands the role to `a` (the oldest waiter)...
             assert!(matches!(
                 poll_once(&mut first).await,
@@ -319,10 +317,10 @@ fn a_waiter_handed_the_initializer_role_and_dropped_passes_it_to_the_next_waiter
 
 #[test]
 fn set_is_refused_while_an_initializer_runs_and_once_the_cell_is_initialized() {
-    on_both_drivers(|_name, rt| {
+    for_each_driver(|_name, rt| {
         rt.block_on(|cx: Cx| async move {
             let cell = OnceCell::<u32>::new();
-            let gate = Signal::new();
+            let gate = Gate::new();
             let g = gate.clone();
             let mut init: Boxed<'_, _> = Box::pin(cell.get_or_init(&cx, || async move {
                 g.wait().await;
@@ -330,7 +328,7 @@ fn set_is_refused_while_an_initializer_runs_and_once_the_cell_is_initialized() {
             }));
             assert!(poll_once(&mut init).await.is_pending());
             assert_eq!(cell.set(5), Err(SetError::Initializing(5)));
-            gate.set();
+            gate.open();
             assert_eq!(init.await, Ok(&1));
             assert_eq!(cell.set(6).unwrap_err().into_inner(), 6);
             let mut cell = cell;
@@ -497,7 +495,7 @@ async fn unless_slept<F: Future>(cx: &Cx, d: Duration, fut: F) -> Option<F::Outp
 
 #[test]
 fn stress_on_four_worker_threads_with_random_cancellation_keeps_one_value_per_cell() {
-    watchdog("once_cell stress", WATCHDOG, || {
+    with_watchdog("once_cell stress", || {
         let rt = RuntimeBuilder::new().worker_threads(4).build().unwrap();
         rt.block_on(|cx: Cx| async move {
             let mut rng = XorShift::new(0x0CE11);

@@ -22,9 +22,7 @@ use asupersync::sync::{Pool, PoolError, PoolStatus};
 use asupersync::time::{sleep, timeout};
 use asupersync::trace::TraceKind;
 use asupersync::{Cx, RuntimeBuilder, yield_now};
-use support::{
-    SOON, Signal, WATCHDOG, XorShift, on_both_drivers, poll_once, watchdog, yield_until,
-};
+use support::{Gate, SOON, XorShift, for_each_driver, poll_once, with_watchdog, yield_until};
 
 type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
@@ -118,7 +116,7 @@ fn assert_at_rest(s: PoolStatus, live: usize) {
 
 #[test]
 fn a_returned_resource_is_reused_instead_of_creating_a_new_one() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let f = Factory::default();
             let pool = instant_pool(2, &f);
@@ -139,7 +137,7 @@ fn a_returned_resource_is_reused_instead_of_creating_a_new_one() {
 
 #[test]
 fn the_pool_never_holds_more_than_max_size_resources_under_concurrency() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             const MAX: usize = 3;
             let f = Factory::default();
@@ -178,7 +176,7 @@ fn the_pool_never_holds_more_than_max_size_resources_under_concurrency() {
 
 #[test]
 fn an_unhealthy_resource_is_discarded_on_checkout_and_replaced() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let f = Factory::default();
             let checks = Arc::new(AtomicUsize::new(0));
@@ -215,7 +213,7 @@ fn an_unhealthy_resource_is_discarded_on_checkout_and_replaced() {
 
 #[test]
 fn an_exhausted_pool_makes_acquirers_wait_and_a_cancelled_waiter_leaves_the_queue() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let f = Factory::default();
             let pool = Arc::new(instant_pool(1, &f));
@@ -245,7 +243,7 @@ fn an_exhausted_pool_makes_acquirers_wait_and_a_cancelled_waiter_leaves_the_queu
 
 #[test]
 fn a_waiter_whose_wait_times_out_gets_a_cancelled_error_free_of_side_effects() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let f = Factory::default();
             let pool = instant_pool(1, &f);
@@ -261,14 +259,14 @@ fn a_waiter_whose_wait_times_out_gets_a_cancelled_error_free_of_side_effects() {
 
 #[test]
 fn a_cancelled_acquire_while_the_factory_runs_frees_the_slot() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
-            let started = Signal::new();
+            let started = Gate::new();
             let st = started.clone();
             let pool: Arc<Pool<u32, String>> = Arc::new(Pool::new(1, move |cx: Cx| {
                 let st = st.clone();
                 async move {
-                    st.set();
+                    st.open();
                     // A cancel-aware factory: its error comes back.
                     sleep(&cx, HOUR).await.map_err(|c| c.to_string())?;
                     Ok(1)
@@ -278,7 +276,7 @@ fn a_cancelled_acquire_while_the_factory_runs_frees_the_slot() {
             let h = cx
                 .spawn(move |cx| async move { p.acquire(&cx).await.map(|r| *r) })
                 .unwrap();
-            yield_until("the factory runs", SOON, || started.is_set()).await;
+            yield_until("the factory runs", SOON, || started.is_open()).await;
             assert_eq!(pool.status().creating, 1);
             h.abort();
             match h.join(&cx).await {
@@ -298,7 +296,7 @@ fn a_cancelled_acquire_while_the_factory_runs_frees_the_slot() {
 
 #[test]
 fn an_acquire_dropped_while_the_factory_runs_drops_the_half_created_resource_and_frees_the_slot() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let calls = Arc::new(AtomicUsize::new(0));
             let half_dropped = Arc::new(AtomicBool::new(false));
@@ -316,7 +314,7 @@ fn an_acquire_dropped_while_the_factory_runs_drops_the_half_created_resource_and
                     let half = Half(hd);
                     if n == 0 {
                         // Ignores cancellation: only dropping stops it.
-                        Signal::new().wait().await;
+                        Gate::new().wait().await;
                     }
                     std::mem::forget(half);
                     Ok(n as u32)
@@ -345,7 +343,7 @@ fn an_acquire_dropped_while_the_factory_runs_drops_the_half_created_resource_and
 
 #[test]
 fn a_factory_error_frees_the_slot_for_the_next_acquirer() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let calls = Arc::new(AtomicUsize::new(0));
             let c2 = calls.clone();
@@ -374,7 +372,7 @@ fn a_factory_error_frees_the_slot_for_the_next_acquirer() {
 
 #[test]
 fn discard_drops_the_resource_and_hands_its_slot_to_the_oldest_waiter() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let f = Factory::default();
             let pool = Arc::new(instant_pool(1, &f));
@@ -399,7 +397,7 @@ fn discard_drops_the_resource_and_hands_its_slot_to_the_oldest_waiter() {
 
 #[test]
 fn detach_takes_the_resource_out_of_the_pool_for_good() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let f = Factory::default();
             let pool = instant_pool(1, &f);
@@ -417,7 +415,7 @@ fn detach_takes_the_resource_out_of_the_pool_for_good() {
 
 #[test]
 fn a_panicking_health_check_discards_the_resource_and_frees_its_slot() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let f = Factory::default();
             let f2 = f.clone();
@@ -447,7 +445,7 @@ fn a_panicking_health_check_discards_the_resource_and_frees_its_slot() {
 
 #[test]
 fn a_waiter_dropped_after_being_handed_a_resource_passes_it_to_the_next_waiter() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let f = Factory::default();
             let pool = instant_pool(1, &f);
@@ -474,7 +472,7 @@ fn a_waiter_dropped_after_being_handed_a_resource_passes_it_to_the_next_waiter()
 
 #[test]
 fn a_waiter_dropped_after_being_handed_a_free_slot_passes_it_on_or_shrinks_the_pool() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let f = Factory::default();
             let pool = instant_pool(1, &f);
@@ -731,7 +729,7 @@ async fn unless_slept<F: Future>(cx: &Cx, d: Duration, fut: F) -> Option<F::Outp
 
 #[test]
 fn stress_on_four_worker_threads_with_random_cancellation_keeps_the_accounting_exact() {
-    watchdog("pool stress", WATCHDOG, || {
+    with_watchdog("pool stress", || {
         let rt = RuntimeBuilder::new().worker_threads(4).build().unwrap();
         let f = Factory::default();
         let f_check = f.clone();

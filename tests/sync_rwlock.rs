@@ -3,7 +3,7 @@
 //! drivers, in the lab (cancellation injection at every await point) and
 //! under OS-thread stress with random aborts.
 
-mod common;
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,7 +12,7 @@ use asupersync::lab::{InjectionConfig, LabConfig, LabRuntime, cancel_injection};
 use asupersync::sync::RwLock;
 use asupersync::sync::rwlock::DEFAULT_MAX_CONSECUTIVE_WRITERS;
 use asupersync::{Cx, RuntimeBuilder, TaskHandle, yield_now};
-use common::{Gate, Log, until, with_watchdog};
+use support::{Gate, Log, until, with_watchdog};
 
 async fn join_tolerating_cancel<T: Send + 'static>(cx: &Cx, h: TaskHandle<T>) -> Option<T> {
     match h.join(cx).await {

@@ -5,8 +5,7 @@
 //! both drivers, in the lab (cancellation injection at every await point,
 //! obligation oracles) and under OS-thread stress with random aborts.
 
-mod common;
-mod wake_counter;
+mod support;
 
 use std::future::Future;
 use std::pin::pin;
@@ -19,8 +18,7 @@ use asupersync::lab::{InjectionConfig, LabConfig, LabRuntime, cancel_injection, 
 use asupersync::sync::semaphore::PERMIT_OBLIGATION;
 use asupersync::sync::{AcquireError, Semaphore, TryAcquireError};
 use asupersync::{Cx, RuntimeBuilder, TaskHandle, yield_now};
-use common::{Gate, Log, until, with_watchdog};
-use wake_counter::{counting_waker, wakes};
+use support::{Gate, Log, counting_waker, until, wakes, with_watchdog};
 
 async fn join_tolerating_cancel<T: Send + 'static>(cx: &Cx, h: TaskHandle<T>) -> Option<T> {
     match h.join(cx).await {

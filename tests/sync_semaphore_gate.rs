@@ -4,7 +4,7 @@
 //! fails at once only when it can never be met: a closed semaphore, or more
 //! than `Semaphore::MAX_PERMITS`. Both drivers and the lab.
 
-mod common;
+mod support;
 
 use std::future::Future;
 use std::pin::pin;
@@ -14,7 +14,7 @@ use std::task::{Context, Poll, Waker};
 use asupersync::lab::{InjectionConfig, cancel_injection};
 use asupersync::sync::{AcquireError, Semaphore, TryAcquireError};
 use asupersync::{Cx, TaskHandle, yield_now};
-use common::*;
+use support::*;
 
 /// A task waiting on `gate` for `n` permits; logs `name` once through.
 /// Returns once it is queued.

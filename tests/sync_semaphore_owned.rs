@@ -6,7 +6,7 @@
 //! some task still holds it, every permit comes back, and a forgotten one is
 //! still reported (by the region's close). Both drivers and the lab.
 
-mod common;
+mod support;
 
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ use asupersync::lab::{ExploreConfig, explore};
 use asupersync::sync::{OwnedSemaphorePermit, Semaphore};
 use asupersync::types::Outcome;
 use asupersync::{Cx, TaskHandle, yield_now};
-use common::*;
+use support::*;
 
 /// The acceptor: takes `connections` permits one at a time (at most
 /// `limit` outstanding) and moves each into a new task serving the

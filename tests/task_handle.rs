@@ -13,13 +13,13 @@ use asupersync::types::{CancelKind, CancelReason, ObligationId, RegionId, TaskId
 use asupersync::{
     Budget, Cx, JoinError, Outcome, Runtime, SpawnError, TaskHandle, Time, yield_now,
 };
-use support::{DropFlag, SOON, Signal, on_both_drivers, yield_until};
+use support::{DropFlag, Gate, SOON, for_each_driver, yield_until};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
 #[test]
 fn join_returns_the_task_value() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         let v = rt.block_on(|cx: Cx| async move {
             let hs: Vec<TaskHandle<u64>> = (0..20u64)
                 .map(|i| cx.spawn(move |_| async move { i * i }).unwrap())
@@ -36,9 +36,9 @@ fn join_returns_the_task_value() {
 
 #[test]
 fn is_finished_is_false_while_running_and_true_once_done() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
-            let gate = Signal::new();
+            let gate = Gate::new();
             let g = gate.clone();
             let h = cx
                 .spawn(move |_| async move {
@@ -53,7 +53,7 @@ fn is_finished_is_false_while_running_and_true_once_done() {
                     "[{name}] the task is still waiting on its gate"
                 );
             }
-            gate.set();
+            gate.open();
             yield_until("the task to finish", SOON, || h.is_finished()).await;
             assert!(h.is_finished(), "[{name}]");
             assert_eq!(
@@ -67,13 +67,13 @@ fn is_finished_is_false_while_running_and_true_once_done() {
 
 #[test]
 fn abort_makes_join_return_cancelled_with_kind_user() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
-            let started = Signal::new();
+            let started = Gate::new();
             let st = started.clone();
             let h = cx
                 .spawn(move |cx| async move {
-                    st.set();
+                    st.open();
                     sleep(&cx, HOUR).await.ok();
                     1u8
                 })
@@ -93,7 +93,7 @@ fn abort_makes_join_return_cancelled_with_kind_user() {
 fn a_task_aborted_before_its_first_poll_never_runs_and_joins_cancelled() {
     // Deterministic only on the current-thread driver: nothing runs until
     // the root task yields.
-    let rt = support::current_thread();
+    let rt = support::Driver::CurrentThread.rt();
     rt.block_on(|cx: Cx| async move {
         let ran = Arc::new(AtomicBool::new(false));
         let r2 = ran.clone();
@@ -111,7 +111,7 @@ fn a_task_aborted_before_its_first_poll_never_runs_and_joins_cancelled() {
 
 #[test]
 fn abort_with_keeps_the_kind_and_the_message() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             for reason in [
                 CancelReason::timeout().with_message("too slow"),
@@ -120,11 +120,11 @@ fn abort_with_keeps_the_kind_and_the_message() {
                 CancelReason::race_lost(),
             ] {
                 let seen = Arc::new(Mutex::new(None));
-                let started = Signal::new();
+                let started = Gate::new();
                 let (s2, st) = (seen.clone(), started.clone());
                 let h = cx
                     .spawn(move |cx| async move {
-                        st.set();
+                        st.open();
                         let r = sleep(&cx, HOUR).await;
                         *s2.lock().unwrap() = r.err().map(|c| c.into_reason());
                     })
@@ -148,14 +148,14 @@ fn abort_with_keeps_the_kind_and_the_message() {
 
 #[test]
 fn repeated_aborts_only_strengthen_the_reason() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
-            let started = Signal::new();
-            let gate = Signal::new();
+            let started = Gate::new();
+            let gate = Gate::new();
             let (st, g) = (started.clone(), gate.clone());
             let h = cx
                 .spawn(move |cx| async move {
-                    st.set();
+                    st.open();
                     g.wait().await; // not cancel-aware: cannot acknowledge yet
                     cx.checkpoint().map_err(|c| c.into_reason())
                 })
@@ -165,7 +165,7 @@ fn repeated_aborts_only_strengthen_the_reason() {
             h.abort_with(CancelReason::shutdown().with_message("bye"));
             h.abort(); // weaker: must not replace Shutdown
             h.abort_with(CancelReason::timeout());
-            gate.set();
+            gate.open();
             let e = h.join(&cx).await.expect_err("cancelled");
             let r = e.cancel_reason().unwrap();
             assert_eq!(r.kind, CancelKind::Shutdown, "[{name}] {r:?}");
@@ -176,7 +176,7 @@ fn repeated_aborts_only_strengthen_the_reason() {
 
 #[test]
 fn abort_after_completion_is_a_no_op() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let h = cx.spawn(|_| async { String::from("done") }).unwrap();
             yield_until("the task to finish", SOON, || h.is_finished()).await;
@@ -193,7 +193,7 @@ fn abort_after_completion_is_a_no_op() {
 
 #[test]
 fn dropping_a_handle_does_not_cancel_the_task_and_the_region_waits_for_it() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         const N: usize = 40;
         let completed = Arc::new(AtomicUsize::new(0));
         let slept_ok = Arc::new(AtomicUsize::new(0));
@@ -247,13 +247,13 @@ fn dropping_a_handle_does_not_cancel_the_task_and_the_region_waits_for_it() {
 
 #[test]
 fn a_cancelled_joiner_gets_its_own_reason_and_the_joined_task_runs_on() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         let (payload, payload_dropped) = DropFlag::new();
         let b_finished_normally = Arc::new(AtomicBool::new(false));
         let joiner_saw = Arc::new(Mutex::new(None));
         let (bfn, js) = (b_finished_normally.clone(), joiner_saw.clone());
         rt.block_on(move |cx: Cx| async move {
-            let b_gate = Signal::new();
+            let b_gate = Gate::new();
             let bg = b_gate.clone();
             let bfn2 = bfn.clone();
             let hb = cx
@@ -265,11 +265,11 @@ fn a_cancelled_joiner_gets_its_own_reason_and_the_joined_task_runs_on() {
                     payload
                 })
                 .unwrap();
-            let a_started = Signal::new();
+            let a_started = Gate::new();
             let ast = a_started.clone();
             let ha = cx
                 .spawn(move |cx| async move {
-                    ast.set();
+                    ast.open();
                     let r = hb.join(&cx).await;
                     *js.lock().unwrap() = Some(r.map(|_| ()));
                 })
@@ -281,7 +281,7 @@ fn a_cancelled_joiner_gets_its_own_reason_and_the_joined_task_runs_on() {
                 ea.cancel_reason().unwrap().message.as_deref(),
                 Some("joiner stop")
             );
-            b_gate.set();
+            b_gate.open();
             yield_until("B to finish", SOON, || bfn.load(Ordering::SeqCst)).await;
         });
         let seen = joiner_saw
@@ -313,17 +313,17 @@ fn a_cancelled_joiner_gets_its_own_reason_and_the_joined_task_runs_on() {
 
 #[test]
 fn an_output_already_available_is_returned_even_to_a_cancelled_joiner() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         let slot = Arc::new(Mutex::new(None));
         let s2 = slot.clone();
         rt.block_on(move |cx: Cx| async move {
             let hb = cx.spawn(|_| async { 11u32 }).unwrap();
-            let a_started = Signal::new();
-            let gate = Signal::new();
+            let a_started = Gate::new();
+            let gate = Gate::new();
             let (ast, g) = (a_started.clone(), gate.clone());
             let ha = cx
                 .spawn(move |cx| async move {
-                    ast.set();
+                    ast.open();
                     g.wait().await; // not cancel-aware
                     assert!(cx.is_cancel_requested());
                     yield_until("B to finish", SOON, || hb.is_finished()).await;
@@ -333,7 +333,7 @@ fn an_output_already_available_is_returned_even_to_a_cancelled_joiner() {
                 .unwrap();
             a_started.wait().await;
             ha.abort();
-            gate.set();
+            gate.open();
             let _ = ha.join(&cx).await;
         });
         assert_eq!(
@@ -346,7 +346,7 @@ fn an_output_already_available_is_returned_even_to_a_cancelled_joiner() {
 
 #[test]
 fn a_panicking_task_joins_as_panicked_with_its_message() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let h = cx
                 .spawn(|_| async {
@@ -395,7 +395,7 @@ fn join_error_predicates_accessors_and_display() {
 
 #[test]
 fn task_ids_are_distinct_and_match_the_spawned_task() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let mut ids = std::collections::HashSet::new();
             let mut hs = Vec::new();
@@ -449,7 +449,7 @@ fn public_types_are_send_and_sync() {
 
 #[test]
 fn a_handle_can_be_joined_from_another_task() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         let v = rt.block_on(|cx: Cx| async move {
             let h = cx
                 .spawn(|cx| async move {

@@ -1,7 +1,7 @@
 //! `AbortHandle`, `TaskHandle::join_mut` and `Runtime::spawn`, on both
 //! production drivers (each under a watchdog).
 
-mod common;
+mod support;
 
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -13,7 +13,7 @@ use asupersync::channel::mpsc;
 use asupersync::time::sleep;
 use asupersync::types::{CancelKind, CancelReason};
 use asupersync::{AbortHandle, JoinError, SpawnError};
-use common::{Driver, Flag, Gate, Slot, assert_quiescent, panic_message, until};
+use support::{Driver, Flag, Gate, Slot, assert_quiescent, panic_message, until};
 
 const HOUR: Duration = Duration::from_secs(3600);
 

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use asupersync::{Cx, yield_now};
-use support::{SOON, Signal, on_both_drivers, yield_until};
+use support::{Gate, SOON, for_each_driver, yield_until};
 
 // ----- a future completed by a plain std::thread ---------------------------
 
@@ -96,7 +96,7 @@ impl Future for ThreadWake {
 
 #[test]
 fn a_waker_woken_from_a_plain_thread_completes_the_task() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let h = cx.spawn(|_| ThreadWake::new(None)).unwrap();
             let polls = h.join(&cx).await.unwrap();
@@ -110,7 +110,7 @@ fn a_waker_woken_from_a_plain_thread_completes_the_task() {
 
 #[test]
 fn a_wake_from_a_plain_thread_unparks_an_idle_runtime() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         let rt = Arc::new(rt);
         // Spawned tasks run on the workers (the current-thread runtime's one
         // worker is the `block_on` thread); the root runs on the `block_on`
@@ -235,7 +235,7 @@ impl WakerPool {
 
 #[test]
 fn stress_every_task_woken_from_plain_threads_completes() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         const TASKS: usize = 64;
         const WAKES: usize = 60;
         let pool = WakerPool::new(3);
@@ -321,7 +321,7 @@ impl Future for SelfWake {
 
 #[test]
 fn a_task_that_wakes_itself_during_its_poll_is_polled_again_exactly_once_per_wake_round() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             for wakes_per_poll in [1, 3] {
                 let mut hs = Vec::new();
@@ -390,7 +390,7 @@ impl Future for WokenWhileRunning {
 
 #[test]
 fn a_task_woken_from_another_thread_while_running_is_polled_again() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         let (tx, rx) = mpsc::channel::<(Waker, mpsc::Sender<()>)>();
         let helper = std::thread::spawn(move || {
             let mut n = 0usize;
@@ -434,7 +434,7 @@ fn a_task_woken_from_another_thread_while_running_is_polled_again() {
 
 #[test]
 fn yield_now_interleaves_tasks_round_robin_on_the_current_thread_driver() {
-    let rt = support::current_thread();
+    let rt = support::Driver::CurrentThread.rt();
     let log = Arc::new(Mutex::new(Vec::new()));
     let l2 = log.clone();
     rt.block_on(move |cx: Cx| async move {
@@ -464,7 +464,7 @@ fn yield_now_interleaves_tasks_round_robin_on_the_current_thread_driver() {
 
 #[test]
 fn a_task_spinning_on_yield_now_lets_the_task_it_waits_for_run() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let flag = Arc::new(AtomicBool::new(false));
             // More spinners than workers, spawned before the setter.
@@ -487,10 +487,10 @@ fn a_task_spinning_on_yield_now_lets_the_task_it_waits_for_run() {
             }
             setter.join(&cx).await.unwrap();
             // The root task spinning on yield_now lets a spawned task run.
-            let done = Signal::new();
+            let done = Gate::new();
             let d = done.clone();
-            let _ = cx.spawn(move |_| async move { d.set() }).unwrap();
-            yield_until("the spawned task", SOON, || done.is_set()).await;
+            let _ = cx.spawn(move |_| async move { d.open() }).unwrap();
+            yield_until("the spawned task", SOON, || done.is_open()).await;
             let _ = name;
         });
     });
@@ -498,7 +498,7 @@ fn a_task_spinning_on_yield_now_lets_the_task_it_waits_for_run() {
 
 #[test]
 fn yield_now_completes_on_its_second_poll() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|_cx: Cx| async move {
             let mut y = yield_now();
             assert!(support::poll_once(&mut y).await.is_pending(), "[{name}]");
@@ -547,7 +547,7 @@ impl Future for Racy {
 
 #[test]
 fn racing_wakes_from_many_threads_never_poll_a_task_concurrently_or_lose_it() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         let mut txs = Vec::new();
         let mut threads = Vec::new();
         for _ in 0..4 {
@@ -593,7 +593,7 @@ fn a_task_woken_from_another_thread_runs_while_local_tasks_yield_in_a_loop() {
     // The yielders keep the driver's local queue non-empty forever; the task
     // woken from a plain thread must still get dispatched (the injector's
     // turn comes every so many dispatches), and it stops them.
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let stop = Arc::new(AtomicBool::new(false));
             let mut yielders = Vec::new();

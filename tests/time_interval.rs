@@ -10,7 +10,7 @@ use asupersync::cx::Capabilities;
 use asupersync::time::{MissedTickBehavior, interval, interval_at, sleep, timeout};
 use asupersync::types::CancelKind;
 use asupersync::{Cx, Time};
-use support::{Signal, on_both_drivers, poll_once};
+use support::{Gate, for_each_driver, poll_once};
 
 const HOUR: Duration = Duration::from_secs(3600);
 /// Period used by the late-consumer scenarios.
@@ -22,7 +22,7 @@ fn t_plus(t: Time, periods: u32) -> Time {
 
 #[test]
 fn the_first_tick_is_immediate_and_returns_the_start_time() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let before = cx.now();
             let mut iv = interval(&cx, HOUR);
@@ -47,7 +47,7 @@ fn the_first_tick_is_immediate_and_returns_the_start_time() {
 
 #[test]
 fn ticks_are_spaced_by_the_period_and_never_early() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let period = Duration::from_millis(3);
             let mut iv = interval(&cx, period);
@@ -76,7 +76,7 @@ fn ticks_are_spaced_by_the_period_and_never_early() {
 
 #[test]
 fn interval_at_a_future_start_does_not_tick_before_it() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let start = cx.now() + Duration::from_millis(5);
             let mut iv = interval_at(&cx, start, HOUR);
@@ -91,7 +91,7 @@ fn interval_at_a_future_start_does_not_tick_before_it() {
 
 #[test]
 fn burst_fires_every_missed_tick_back_to_back_on_the_original_phase() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let mut iv = interval(&cx, P);
             assert_eq!(
@@ -126,7 +126,7 @@ fn burst_fires_every_missed_tick_back_to_back_on_the_original_phase() {
 
 #[test]
 fn delay_restarts_the_schedule_one_period_after_the_late_tick() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let mut iv = interval(&cx, P);
             iv.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -167,7 +167,7 @@ fn delay_restarts_the_schedule_one_period_after_the_late_tick() {
 
 #[test]
 fn skip_drops_missed_ticks_and_resumes_on_the_original_phase() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let mut iv = interval(&cx, P);
             iv.set_missed_tick_behavior(MissedTickBehavior::Skip);
@@ -210,17 +210,17 @@ fn skip_drops_missed_ticks_and_resumes_on_the_original_phase() {
 
 #[test]
 fn a_cancelled_tick_returns_err_and_leaves_the_schedule_unchanged() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let seen = Arc::new(Mutex::new(None));
-            let started = Signal::new();
+            let started = Gate::new();
             let (s2, st) = (seen.clone(), started.clone());
             let h = cx
                 .spawn(move |cx| async move {
                     let mut iv = interval(&cx, HOUR);
                     iv.tick().await.unwrap();
                     let before = iv.next_deadline();
-                    st.set();
+                    st.open();
                     let r = iv.tick().await;
                     *s2.lock().unwrap() =
                         Some((r.map_err(|c| c.reason().kind), before, iv.next_deadline()));
@@ -246,7 +246,7 @@ fn a_cancelled_tick_returns_err_and_leaves_the_schedule_unchanged() {
 
 #[test]
 fn a_dropped_tick_leaves_the_schedule_unchanged() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let period = Duration::from_millis(20);
             let mut iv = interval(&cx, period);
@@ -271,7 +271,7 @@ fn a_dropped_tick_leaves_the_schedule_unchanged() {
 
 #[test]
 fn dropping_a_pending_tick_releases_its_timer() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         let rt_ref = &rt;
         rt.block_on(|cx: Cx| async move {
             let base = rt_ref.pending_timers();
@@ -295,7 +295,7 @@ fn dropping_a_pending_tick_releases_its_timer() {
 
 #[test]
 fn dropping_the_interval_releases_its_timer() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         let rt_ref = &rt;
         rt.block_on(|cx: Cx| async move {
             let base = rt_ref.pending_timers();
@@ -310,7 +310,7 @@ fn dropping_the_interval_releases_its_timer() {
 
 #[test]
 fn reset_restarts_the_schedule_one_period_from_now() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let mut iv = interval(&cx, HOUR);
             iv.tick().await.unwrap();
@@ -329,7 +329,7 @@ fn reset_restarts_the_schedule_one_period_from_now() {
 
 #[test]
 fn a_zero_period_panics_with_a_clear_message() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             for at in [false, true] {
                 let h = cx
@@ -354,7 +354,7 @@ fn a_zero_period_panics_with_a_clear_message() {
 
 #[test]
 fn an_interval_needs_the_time_capability() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let h = cx
                 .spawn(|cx| async move {

@@ -3,7 +3,7 @@
 //! the rule, every driver was parked without that deadline in view, so the
 //! sleep ended only when something else happened to wake the runtime.
 
-mod common;
+mod support;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -14,13 +14,13 @@ use std::time::{Duration, Instant};
 use asupersync::time::{sleep, sleep_until};
 use asupersync::types::CancelKind;
 use asupersync::{Cx, Time};
-use support::{Signal, XorShift, on_both_drivers, poll_once};
+use support::{Gate, XorShift, for_each_driver, poll_once};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
 #[test]
 fn a_sleep_never_completes_before_its_deadline_for_random_durations() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let mut rng = XorShift::new(0x5EED_0001);
             for i in 0..25 {
@@ -51,7 +51,7 @@ fn a_sleep_never_completes_before_its_deadline_for_random_durations() {
 
 #[test]
 fn many_concurrent_sleepers_never_wake_before_their_deadlines() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         const N: usize = 150;
         let done = Arc::new(AtomicUsize::new(0));
         let early = Arc::new(Mutex::new(Vec::new()));
@@ -92,7 +92,7 @@ fn many_concurrent_sleepers_never_wake_before_their_deadlines() {
 
 #[test]
 fn sleep_until_a_past_time_and_a_zero_sleep_are_ready_on_the_first_poll() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             // Let some time pass so that "the past" is not the epoch itself.
             sleep(&cx, Duration::from_millis(2)).await.unwrap();
@@ -121,7 +121,7 @@ fn sleep_until_a_past_time_and_a_zero_sleep_are_ready_on_the_first_poll() {
 
 #[test]
 fn a_pending_sleep_is_not_ready_before_its_deadline() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let mut s = sleep(&cx, HOUR);
             assert!(
@@ -138,14 +138,14 @@ fn a_pending_sleep_is_not_ready_before_its_deadline() {
 
 #[test]
 fn an_aborted_sleeper_joins_cancelled_user_promptly() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
-            let started = Signal::new();
+            let started = Gate::new();
             let seen = Arc::new(Mutex::new(None));
             let (st, seen2) = (started.clone(), seen.clone());
             let h = cx
                 .spawn(move |cx| async move {
-                    st.set();
+                    st.open();
                     let r = sleep(&cx, HOUR).await;
                     *seen2.lock().unwrap() = Some(r.map_err(|c| c.reason().kind));
                 })
@@ -180,12 +180,12 @@ fn an_aborted_sleeper_joins_cancelled_user_promptly() {
 
 #[test]
 fn aborted_one_hour_sleepers_release_their_timers_and_do_not_hold_up_block_on() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         const N: usize = 400;
         let rt_ref = &rt;
         let cancelled = rt.block_on(|cx: Cx| async move {
             let asleep = Arc::new(AtomicUsize::new(0));
-            let all_started = Signal::new();
+            let all_started = Gate::new();
             let mut handles = Vec::new();
             for _ in 0..N {
                 let (asleep, all) = (asleep.clone(), all_started.clone());
@@ -193,7 +193,7 @@ fn aborted_one_hour_sleepers_release_their_timers_and_do_not_hold_up_block_on() 
                     cx.spawn(move |cx| async move {
                         let s = sleep(&cx, HOUR);
                         if asleep.fetch_add(1, Ordering::SeqCst) + 1 == N {
-                            all.set();
+                            all.open();
                         }
                         s.await
                     })
@@ -237,7 +237,7 @@ fn aborted_one_hour_sleepers_release_their_timers_and_do_not_hold_up_block_on() 
 
 #[test]
 fn dropping_a_pending_sleep_deregisters_its_timer() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         let rt_ref = &rt;
         rt.block_on(|cx: Cx| async move {
             let base = rt_ref.pending_timers();
@@ -270,7 +270,7 @@ fn dropping_a_pending_sleep_deregisters_its_timer() {
 
 #[test]
 fn cx_now_is_monotonic_within_a_task_and_across_worker_threads() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         let log = Arc::new(Mutex::new(Vec::<Time>::new()));
         let l2 = log.clone();
         rt.block_on(move |cx: Cx| async move {
@@ -312,7 +312,7 @@ fn cx_now_is_monotonic_within_a_task_and_across_worker_threads() {
 
 #[test]
 fn the_clock_keeps_running_across_block_on_calls_and_sleeps_advance_it() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         let t1 = rt.block_on(|cx: Cx| async move { cx.now() });
         let (t2, t3) = rt.block_on(|cx: Cx| async move {
             let a = cx.now();
@@ -377,7 +377,7 @@ fn time_arithmetic_is_saturating_and_totally_ordered() {
 
 #[test]
 fn a_sleep_of_duration_max_saturates_and_stays_cancellable() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         let rt_ref = &rt;
         rt.block_on(|cx: Cx| async move {
             let s = sleep(&cx, Duration::MAX);
@@ -387,11 +387,11 @@ fn a_sleep_of_duration_max_saturates_and_stays_cancellable() {
             drop(s);
             assert_eq!(rt_ref.pending_timers(), 0, "[{name}]");
 
-            let started = Signal::new();
+            let started = Gate::new();
             let st = started.clone();
             let h = cx
                 .spawn(move |cx| async move {
-                    st.set();
+                    st.open();
                     sleep_until(&cx, Time::MAX).await
                 })
                 .unwrap();
@@ -410,7 +410,7 @@ fn a_sleep_of_duration_max_saturates_and_stays_cancellable() {
 
 #[test]
 fn a_sleeper_wakes_while_busy_tasks_keep_every_worker_from_parking() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         let woke_while_busy = rt.block_on(move |cx: Cx| async move {
             let stop = Arc::new(AtomicUsize::new(0));
             let mut busy = Vec::new();

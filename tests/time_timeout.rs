@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 use asupersync::time::{Elapsed, sleep, sleep_until, timeout, timeout_at};
 use asupersync::types::CancelKind;
 use asupersync::{Cx, Time};
-use support::{DropFlag, Signal, XorShift, on_both_drivers, poll_once};
+use support::{DropFlag, Gate, XorShift, for_each_driver, poll_once};
 
 const HOUR: Duration = Duration::from_secs(3600);
 
 #[test]
 fn timeout_returns_ok_when_the_future_finishes_first() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         let rt_ref = &rt;
         rt.block_on(|cx: Cx| async move {
             assert_eq!(timeout(&cx, HOUR, async { 42 }).await, Ok(42), "[{name}]");
@@ -37,7 +37,7 @@ fn timeout_returns_ok_when_the_future_finishes_first() {
 
 #[test]
 fn timeout_elapses_when_the_future_does_not_finish_and_drops_the_future() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         let rt_ref = &rt;
         rt.block_on(|cx: Cx| async move {
             let (flag, dropped) = DropFlag::new();
@@ -77,7 +77,7 @@ fn timeout_elapses_when_the_future_does_not_finish_and_drops_the_future() {
 
 #[test]
 fn timeout_never_elapses_early_for_random_durations() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let mut rng = XorShift::new(0x7173_0003);
             for i in 0..20 {
@@ -105,7 +105,7 @@ fn timeout_never_elapses_early_for_random_durations() {
 
 #[test]
 fn a_ready_future_wins_a_tie_with_the_deadline() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             assert_eq!(
                 timeout(&cx, Duration::ZERO, async { 7 }).await,
@@ -137,7 +137,7 @@ fn a_ready_future_wins_a_tie_with_the_deadline() {
 
 #[test]
 fn a_pending_timeout_is_not_ready_before_its_deadline() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let mut t = timeout(&cx, HOUR, std::future::pending::<u8>());
             assert!(poll_once(&mut t).await.is_pending(), "[{name}]");
@@ -147,14 +147,14 @@ fn a_pending_timeout_is_not_ready_before_its_deadline() {
 
 #[test]
 fn the_inner_cancel_aware_wait_still_sees_task_cancellation() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let seen = Arc::new(Mutex::new(None));
-            let started = Signal::new();
+            let started = Gate::new();
             let (s2, st) = (seen.clone(), started.clone());
             let h = cx
                 .spawn(move |cx| async move {
-                    st.set();
+                    st.open();
                     let r = timeout(&cx, HOUR, sleep(&cx, HOUR)).await;
                     let summary = match r {
                         Ok(Err(c)) => Ok(Err(c.reason().kind)),
@@ -183,7 +183,7 @@ fn the_inner_cancel_aware_wait_still_sees_task_cancellation() {
 
 #[test]
 fn timeouts_nest_and_the_inner_shorter_one_fires_first() {
-    on_both_drivers(|name, rt| {
+    for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let c = cx.clone();
             let r = timeout(&cx, HOUR, async move {

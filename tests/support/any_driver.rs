@@ -1,15 +1,14 @@
 //! The three drivers behind one type, for scenarios that must hold on the
 //! current-thread runtime, the multi-thread runtime and the lab alike:
 //! [`AnyRt`] and [`on_all_drivers!`] (one test per driver, each under the
-//! watchdog of `common`).
-#![allow(dead_code)]
+//! watchdog).
 
 use std::future::Future;
 
 use asupersync::lab::{LabConfig, LabRuntime};
 use asupersync::{Cx, Runtime};
 
-use crate::common::{Driver, assert_quiescent};
+use super::{Driver, assert_quiescent};
 
 /// One of the three drivers.
 pub enum AnyRt {
@@ -72,11 +71,11 @@ macro_rules! on_all_drivers {
                 #[allow(unused_imports)]
                 use super::*;
 
-                fn run($rt: &$crate::any_driver::AnyRt) $body
+                fn run($rt: &$crate::support::AnyRt) $body
 
-                fn check(kind: $crate::any_driver::Kind, label: &'static str) {
-                    $crate::common::with_watchdog(label, move || {
-                        let rt = $crate::any_driver::AnyRt::new(kind);
+                fn check(kind: $crate::support::Kind, label: &'static str) {
+                    $crate::support::with_watchdog(label, move || {
+                        let rt = $crate::support::AnyRt::new(kind);
                         run(&rt);
                         $after(&rt);
                     });
@@ -84,17 +83,17 @@ macro_rules! on_all_drivers {
 
                 #[test]
                 fn on_current_thread() {
-                    check($crate::any_driver::Kind::CurrentThread, concat!(stringify!($name), "::on_current_thread"));
+                    check($crate::support::Kind::CurrentThread, concat!(stringify!($name), "::on_current_thread"));
                 }
 
                 #[test]
                 fn on_multi_thread() {
-                    check($crate::any_driver::Kind::MultiThread, concat!(stringify!($name), "::on_multi_thread"));
+                    check($crate::support::Kind::MultiThread, concat!(stringify!($name), "::on_multi_thread"));
                 }
 
                 #[test]
                 fn on_lab() {
-                    check($crate::any_driver::Kind::Lab, concat!(stringify!($name), "::on_lab"));
+                    check($crate::support::Kind::Lab, concat!(stringify!($name), "::on_lab"));
                 }
             }
         )*

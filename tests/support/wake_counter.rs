@@ -1,6 +1,5 @@
 //! A waker that counts its wakes, for tests that prove each waiter is woken
 //! exactly once.
-#![allow(dead_code)]
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
