@@ -28,7 +28,15 @@
 //!   `bytes_per_spawn ours=<n> tokio=<n>`: bytes allocated (not net) per
 //!   task in the spawn-and-join pass (reallocs count their new size).
 //!
+//! - `idle_cpu ours=<pct>% tokio=<pct>%`: CPU time (user + system, all
+//!   threads) the process uses while a 2-worker runtime sits idle for 5 s
+//!   (a `block_on` parked on a 5 s sleep), as a percentage of one core;
+//!   Linux only (`/proc/self/task/*/schedstat`), `n/a` elsewhere.
+//!
 //! `--only a,b` runs just the named workloads (for profiling one of them).
+//!
+//! Without `--bench` (which `cargo bench` passes), `main` returns at once:
+//! `cargo test --all-targets` builds and runs benches with no arguments.
 //!
 //! A watchdog aborts the process (exit 2, naming the workload) if one
 //! workload takes more than 120 s, so a hang fails loudly instead of stalling.
@@ -1221,6 +1229,59 @@ fn alloc_pass(workers: usize, n: u64) {
     println!("bytes_per_spawn ours={:.0} tokio={:.0}", per(ob), per(tb));
 }
 
+// ------------------------------------------------------------ idle CPU
+
+/// How long each runtime sits idle in `idle_cpu`.
+const IDLE_FOR: Duration = Duration::from_secs(5);
+
+/// On-CPU time of every live thread of this process so far (the first field
+/// of each `/proc/self/task/<tid>/schedstat`, in nanoseconds), or `None`
+/// where that is not available (not Linux).
+fn process_cpu_time() -> Option<Duration> {
+    let mut total = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let path = task.ok()?.path().join("schedstat");
+        // A thread that exited since `read_dir` has no file any more.
+        if let Ok(stat) = std::fs::read_to_string(path) {
+            total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+    }
+    Some(Duration::from_nanos(total))
+}
+
+/// CPU used while `idle` runs (it should just wait), as a percentage of
+/// one core over its wall time.
+fn idle_percent(idle: impl FnOnce()) -> Option<f64> {
+    let (cpu0, t0) = (process_cpu_time()?, Instant::now());
+    idle();
+    let (cpu1, wall) = (process_cpu_time()?, t0.elapsed());
+    Some(cpu1.saturating_sub(cpu0).as_secs_f64() / wall.as_secs_f64() * 100.0)
+}
+
+/// An idle 2-worker runtime of each kind: the workers have run once (so
+/// they exist and went idle), then the only thing pending is one 5 s sleep
+/// in `block_on`. Each runtime is measured alone (the other one is dropped).
+fn idle_cpu() {
+    let ours = {
+        let rt = ours_mt(2);
+        spawn_many_ours(&rt, 100);
+        idle_percent(|| {
+            rt.block_on(|cx: Cx| async move {
+                asupersync::time::sleep(&cx, IDLE_FOR)
+                    .await
+                    .expect("idle sleep");
+            })
+        })
+    };
+    let theirs = {
+        let rt = tokio_mt(2);
+        spawn_many_tokio(&rt, 100);
+        idle_percent(|| rt.block_on(async { tokio::time::sleep(IDLE_FOR).await }))
+    };
+    let show = |p: Option<f64>| p.map_or_else(|| "n/a".to_string(), |p| format!("{p:.2}%"));
+    println!("idle_cpu ours={} tokio={}", show(ours), show(theirs));
+}
+
 fn channel_workloads(s: &Settings, suffix: &str, ours: &Ours, theirs: &Tokio) {
     let k = s.scale;
     compare(
@@ -1256,6 +1317,9 @@ fn channel_workloads(s: &Settings, suffix: &str, ours: &Ours, theirs: &Tokio) {
 }
 
 fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
     start_watchdog();
     let s = settings();
     let k = s.scale;
@@ -1338,6 +1402,10 @@ fn main() {
     if selected("alloc_pass") {
         watch("alloc_pass");
         alloc_pass(w, 10_000);
+    }
+    if selected("idle_cpu") {
+        watch("idle_cpu");
+        idle_cpu();
     }
     set_watched(None);
 }
