@@ -192,12 +192,12 @@ fn the_original_error_comes_back_value_included() {
         other => panic!("expected the original error, got {other:?}"),
     }
     // Errors without a value are reachable by reference too.
-    let e: Error = Elapsed::clone(&elapsed()).into();
+    let e: Error = Elapsed::clone(&an_elapsed_error()).into();
     assert!(e.downcast_ref::<Elapsed>().is_some());
-    assert_eq!(e.downcast::<Elapsed>().unwrap(), elapsed());
+    assert_eq!(e.downcast::<Elapsed>().unwrap(), an_elapsed_error());
 }
 
-fn elapsed() -> Elapsed {
+fn an_elapsed_error() -> Elapsed {
     let lab = asupersync::lab::LabRuntime::new(asupersync::lab::LabConfig::new(1));
     lab.block_on(|cx| async move {
         timeout(&cx, Duration::from_secs(1), std::future::pending::<()>())
