@@ -61,6 +61,7 @@ use std::time::Duration;
 
 use crate::timer_wheel::{TimerKey, TimerWheel};
 use crate::trace::{CompletionKind, TraceBuffer, TraceEvent, TraceKind};
+pub use crate::types::ForceDropCause;
 use crate::types::{
     Budget, CancelKind, CancelReason, ObligationId, PanicPayload, RegionId, TaskId, Time,
 };
@@ -70,7 +71,7 @@ pub use obligation::{LeakReport, ObligationState};
 pub use region::RegionState;
 pub(crate) use region::{BodyEnd, Finalizer, RegionRecord, RegionReport};
 use std::sync::Arc;
-pub use task::{ForceDropCause, TaskState};
+pub use task::TaskState;
 pub(crate) use task::{TaskEnd, TaskKind, TaskRecord};
 
 /// A task cell's "poll through the kernel next time" flag.

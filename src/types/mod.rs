@@ -12,7 +12,7 @@ pub mod outcome;
 mod time;
 
 pub use budget::Budget;
-pub use cancel::{CancelKind, CancelReason};
+pub use cancel::{CancelKind, CancelReason, ForceDropCause};
 pub use id::{ObligationId, RegionId, TaskId};
 pub use outcome::{Outcome, PanicPayload, Severity};
 pub use time::Time;
