@@ -34,7 +34,6 @@ mod inject;
 pub mod oracle;
 mod queue;
 mod replay;
-mod rng;
 mod seeds;
 
 use std::cell::RefCell;
@@ -56,7 +55,7 @@ pub use oracle::{OracleReport, OracleResult};
 pub use replay::{
     Recording, ReplayMismatch, TraceDivergence, check_replay, first_divergence, replay,
 };
-pub use rng::DetRng;
+pub use crate::types::rng::DetRng;
 pub use seeds::{
     LabTestOutput, SEED_ENV, SEEDS_ENV, SeedFailure, SeedOverrides, SeedRange, libtest_name,
     replay_command, run_seeds, run_seeds_with, try_run_seeds,

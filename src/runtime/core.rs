@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use crate::kernel::{
     Actions, Attention, Kernel, KernelConfig, PollDecision, SpawnError, TaskEnd, TaskKind,
 };
-use crate::lab::DetRng;
+use crate::types::rng::DetRng;
 use crate::types::{Budget, CancelReason, RegionId, TaskId, Time};
 
 /// Where runnable tasks go. Each driver has its own queue discipline.

@@ -1,5 +1,6 @@
 //! Core value types shared by every layer: identifiers, time, outcomes,
-//! cancellation reasons and budgets.
+//! cancellation reasons and budgets, and the seeded generator (`DetRng`)
+//! that every layer's randomness comes from.
 //!
 //! These types are plain data. They know nothing about threads, clocks or
 //! schedulers, which is what lets the same kernel run under the production
@@ -9,6 +10,7 @@ pub mod budget;
 pub mod cancel;
 mod id;
 pub mod outcome;
+pub(crate) mod rng;
 mod time;
 
 pub use budget::Budget;
