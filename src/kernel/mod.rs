@@ -273,7 +273,7 @@ pub(crate) struct Kernel {
     /// Rule K8 (see [`Kernel::timer_hint`]).
     timer_hint: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Whether `now` came from the driver's recent clock reading (rule CL1
-    /// in `runtime::core`) rather than a fresh one.
+    /// in `exec::core`) rather than a fresh one.
     now_is_recent: bool,
     /// The driver's clock, read only to replace a recent `now` where a
     /// stamp must be exact (see [`Kernel::exact_now`]).
@@ -1257,7 +1257,7 @@ impl Kernel {
     }
 
     /// Completed task `t`'s unread value panicked when dropped (rule J4 in
-    /// `runtime::join`): fail its region like an unjoined panic. Returns
+    /// `exec::join`): fail its region like an unjoined panic. Returns
     /// false if the region has closed already (nothing to fail).
     pub(crate) fn late_task_panic(
         &mut self,

@@ -43,6 +43,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+pub use crate::types::rng::DetRng;
 pub use config::{ChaosConfig, LabConfig, SchedulePolicy};
 pub use explore::{
     Access, Dependence, ExploreConfig, ExploreFailure, ExploreMode, ExploreReport,
@@ -55,7 +56,6 @@ pub use oracle::{OracleReport, OracleResult};
 pub use replay::{
     Recording, ReplayMismatch, TraceDivergence, check_replay, first_divergence, replay,
 };
-pub use crate::types::rng::DetRng;
 pub use seeds::{
     LabTestOutput, SEED_ENV, SEEDS_ENV, SeedFailure, SeedOverrides, SeedRange, libtest_name,
     replay_command, run_seeds, run_seeds_with, try_run_seeds,
@@ -64,9 +64,9 @@ pub use seeds::{
 use self::clock::VirtualClock;
 use self::queue::{LabQueue, ReadyTask};
 use crate::cx::Cx;
+use crate::exec::core::{Clock, Core, CoreOptions};
+use crate::exec::root::RootTask;
 use crate::kernel::{KernelStats, TaskState};
-use crate::runtime::core::{Clock, Core, CoreOptions};
-use crate::runtime::root::RootTask;
 use crate::trace::{TraceEvent, TraceKind, canonical_fingerprint, schedule_fingerprint};
 use crate::types::{CancelReason, RegionId, TaskId, Time};
 
@@ -203,7 +203,7 @@ impl LabRuntime {
         F: FnOnce(Cx) -> Fut,
         Fut: Future,
     {
-        crate::runtime::context::assert_not_in_task("LabRuntime::block_on");
+        crate::exec::context::assert_not_in_task("LabRuntime::block_on");
         let mut root = RootTask::new(&self.core, crate::types::Budget::INFINITE, Vec::new(), f);
         while !root.is_done() {
             let root_ready = root.is_woken();
