@@ -9,10 +9,10 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
+use super::cx::{Capabilities, Cx};
 use super::finalizer::FinalizerRun;
 use super::join::TaskHandle;
 use super::task_cell::{ATTENTION, CANCEL_ATTENTION, TaskCell, TaskRef, poll_catching};
-use crate::cx::{Capabilities, Cx};
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::kernel::{

@@ -63,8 +63,8 @@ pub use seeds::{
 
 use self::clock::VirtualClock;
 use self::queue::{LabQueue, ReadyTask};
-use crate::cx::Cx;
 use crate::exec::core::{Clock, Core, CoreOptions};
+use crate::exec::cx::Cx;
 use crate::exec::root::RootTask;
 use crate::kernel::{KernelStats, TaskState};
 use crate::trace::{TraceEvent, TraceKind, canonical_fingerprint, schedule_fingerprint};
@@ -226,7 +226,7 @@ impl LabRuntime {
     /// Spawns `f(cx)` in a fresh root region without running it; drive it
     /// with [`run_until_idle`](Self::run_until_idle) or
     /// [`run_until_quiescent`](Self::run_until_quiescent).
-    pub fn spawn<F, Fut>(&self, f: F) -> crate::TaskHandle<Fut::Output>
+    pub fn spawn<F, Fut>(&self, f: F) -> crate::exec::TaskHandle<Fut::Output>
     where
         F: FnOnce(Cx) -> Fut,
         Fut: Future + Send + 'static,
@@ -240,7 +240,7 @@ impl LabRuntime {
             .spawn(
                 region,
                 crate::types::Budget::INFINITE,
-                crate::cx::Capabilities::ALL,
+                crate::exec::cx::Capabilities::ALL,
                 f,
             )
             .expect("a fresh root region accepts tasks");

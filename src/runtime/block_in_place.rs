@@ -29,9 +29,9 @@ use crossbeam_utils::sync::{Parker, Unparker};
 
 use super::queue::{self, Detached, HelperSlot};
 use super::{CLOCK_INTERVAL, park};
-use crate::cx::Cx;
 use crate::exec::context;
 use crate::exec::core::Core;
+use crate::exec::cx::Cx;
 
 /// Tasks a helper runs between two looks at its stop flag.
 const HELPER_BATCH: usize = 16;

@@ -25,8 +25,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use crate::cx::{Capabilities, Cx};
 use crate::exec::core::BlockingRunner;
+use crate::exec::cx::{Capabilities, Cx};
 use crate::exec::join::TaskHandle;
 use crate::kernel::SpawnError;
 use crate::types::Budget;

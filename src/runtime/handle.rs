@@ -16,8 +16,8 @@
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use crate::cx::{Capabilities, Cx};
 use crate::exec::core::Core;
+use crate::exec::cx::{Capabilities, Cx};
 use crate::exec::join::TaskHandle;
 use crate::kernel::SpawnError;
 use crate::types::{Budget, RegionId};

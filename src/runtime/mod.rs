@@ -40,8 +40,8 @@ pub use metrics::{RuntimeMetrics, WorkerMetrics};
 pub use crate::kernel::{ForceDropCause, ForcedDrop, KernelStats, RegionState, TaskState};
 
 use self::queue::RunQueue;
-use crate::cx::Cx;
 use crate::exec::core::Core;
+use crate::exec::cx::Cx;
 use crate::exec::root::RootTask;
 use crate::types::Budget;
 
