@@ -5,7 +5,7 @@
 //! `block_on` always polls the root task on the calling thread (so the root
 //! future need not be `Send`) and returns once the root region is closed.
 //! Several threads may be inside `block_on` at once (see its docs); calling
-//! it from inside a task panics (rule BO1, `context`).
+//! it from inside a task panics (rule BO1, `exec::context`).
 //!
 //! Rule P1 (contract 3): no user code the runtime runs — a poll, the drop of
 //! a future, of an unread output or of a finalizer, a waker woken outside a
