@@ -3,8 +3,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod channel;
-pub mod cx;
 pub mod error;
+mod exec;
 /// The kernel's plain data (regions, tasks, obligations, timers). Not part
 /// of the supported API: the types users meet are re-exported where they
 /// are used (`runtime`, `obligation`, `cx`).
@@ -22,6 +22,8 @@ pub(crate) mod timer_wheel;
 pub mod trace;
 pub mod types;
 mod yield_now;
+
+pub use exec::cx;
 
 pub use cx::Cx;
 pub use error::{Error, ErrorKind};

@@ -18,8 +18,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::hash::BuildHasherDefault;
 
-use crate::kernel::ForceDropCause;
-use crate::types::{Budget, CancelKind, ObligationId, RegionId, TaskId, Time};
+use crate::types::{Budget, CancelKind, ForceDropCause, ObligationId, RegionId, TaskId, Time};
 
 /// How a task ended, as recorded in the trace.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

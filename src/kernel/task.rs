@@ -19,7 +19,7 @@
 use std::task::Waker;
 
 use crate::timer_wheel::TimerKey;
-use crate::types::{Budget, CancelReason, ObligationId, RegionId, TaskId};
+use crate::types::{Budget, CancelReason, ForceDropCause, ObligationId, RegionId, TaskId};
 
 /// Lifecycle state of a task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -118,17 +118,6 @@ pub(crate) struct TaskRecord {
     /// Intrusive sibling list within the region (insertion order).
     pub(crate) prev: Option<TaskId>,
     pub(crate) next: Option<TaskId>,
-}
-
-/// Why the runtime dropped a task's future instead of polling it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum ForceDropCause {
-    /// Cancelled before it was ever polled: it never started.
-    CancelledBeforeStart,
-    /// The cleanup grace period ran out.
-    GraceExpired,
-    /// Cleanup used up the cleanup poll quota.
-    CleanupPollsExhausted,
 }
 
 impl TaskRecord {

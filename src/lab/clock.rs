@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::runtime::core::Clock;
+use crate::exec::core::Clock;
 use crate::types::Time;
 
 /// A clock that reads whatever the lab set last.

@@ -92,7 +92,7 @@ use std::sync::{Arc, Once};
 use std::task::{Context, Poll, Wake, Waker};
 
 use super::{ChaosConfig, Divergence, LabConfig, LabRuntime, SchedulePolicy};
-use crate::cx::Cx;
+use crate::exec::cx::Cx;
 use crate::trace::{Resource, TraceEvent, TraceKind};
 use crate::types::TaskId;
 

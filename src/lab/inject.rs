@@ -49,7 +49,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use super::oracle::OracleReport;
 use super::{DetRng, LabConfig, LabRuntime};
-use crate::cx::Cx;
+use crate::exec::cx::Cx;
 use crate::trace::{TraceEvent, TraceKind};
 use crate::types::TaskId;
 

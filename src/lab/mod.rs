@@ -34,7 +34,6 @@ mod inject;
 pub mod oracle;
 mod queue;
 mod replay;
-mod rng;
 mod seeds;
 
 use std::cell::RefCell;
@@ -44,6 +43,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+pub use crate::types::rng::DetRng;
 pub use config::{ChaosConfig, LabConfig, SchedulePolicy};
 pub use explore::{
     Access, Dependence, ExploreConfig, ExploreFailure, ExploreMode, ExploreReport,
@@ -56,7 +56,6 @@ pub use oracle::{OracleReport, OracleResult};
 pub use replay::{
     Recording, ReplayMismatch, TraceDivergence, check_replay, first_divergence, replay,
 };
-pub use rng::DetRng;
 pub use seeds::{
     LabTestOutput, SEED_ENV, SEEDS_ENV, SeedFailure, SeedOverrides, SeedRange, libtest_name,
     replay_command, run_seeds, run_seeds_with, try_run_seeds,
@@ -64,10 +63,10 @@ pub use seeds::{
 
 use self::clock::VirtualClock;
 use self::queue::{LabQueue, ReadyTask};
-use crate::cx::Cx;
+use crate::exec::core::{Clock, Core, CoreOptions};
+use crate::exec::cx::Cx;
+use crate::exec::root::RootTask;
 use crate::kernel::{KernelStats, TaskState};
-use crate::runtime::core::{Clock, Core, CoreOptions};
-use crate::runtime::root::RootTask;
 use crate::trace::{TraceEvent, TraceKind, canonical_fingerprint, schedule_fingerprint};
 use crate::types::{CancelReason, RegionId, TaskId, Time};
 
@@ -204,7 +203,7 @@ impl LabRuntime {
         F: FnOnce(Cx) -> Fut,
         Fut: Future,
     {
-        crate::runtime::context::assert_not_in_task("LabRuntime::block_on");
+        crate::exec::context::assert_not_in_task("LabRuntime::block_on");
         let mut root = RootTask::new(&self.core, crate::types::Budget::INFINITE, Vec::new(), f);
         while !root.is_done() {
             let root_ready = root.is_woken();
@@ -227,7 +226,7 @@ impl LabRuntime {
     /// Spawns `f(cx)` in a fresh root region without running it; drive it
     /// with [`run_until_idle`](Self::run_until_idle) or
     /// [`run_until_quiescent`](Self::run_until_quiescent).
-    pub fn spawn<F, Fut>(&self, f: F) -> crate::TaskHandle<Fut::Output>
+    pub fn spawn<F, Fut>(&self, f: F) -> crate::exec::TaskHandle<Fut::Output>
     where
         F: FnOnce(Cx) -> Fut,
         Fut: Future + Send + 'static,
@@ -241,7 +240,7 @@ impl LabRuntime {
             .spawn(
                 region,
                 crate::types::Budget::INFINITE,
-                crate::cx::Capabilities::ALL,
+                crate::exec::cx::Capabilities::ALL,
                 f,
             )
             .expect("a fresh root region accepts tasks");

@@ -47,7 +47,7 @@ use std::future::Future;
 
 use super::explore::{Capture, run_lab};
 use super::{Divergence, LabConfig};
-use crate::cx::Cx;
+use crate::exec::cx::Cx;
 use crate::trace::TraceEvent;
 use crate::types::TaskId;
 

@@ -39,7 +39,7 @@ use std::ops::Range;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 use super::{LabConfig, LabRuntime};
-use crate::cx::Cx;
+use crate::exec::cx::Cx;
 
 /// `ASUPERSYNC_LAB_SEED=<n>`: run only seed `n` (decimal, or hex with `0x`).
 pub const SEED_ENV: &str = "ASUPERSYNC_LAB_SEED";

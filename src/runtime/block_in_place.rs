@@ -27,11 +27,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_utils::sync::{Parker, Unparker};
 
-use super::context;
-use super::core::Core;
 use super::queue::{self, Detached, HelperSlot};
 use super::{CLOCK_INTERVAL, park};
-use crate::cx::Cx;
+use crate::exec::context;
+use crate::exec::core::Core;
+use crate::exec::cx::Cx;
 
 /// Tasks a helper runs between two looks at its stop flag.
 const HELPER_BATCH: usize = 16;

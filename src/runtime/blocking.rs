@@ -25,8 +25,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use super::join::TaskHandle;
-use crate::cx::{Capabilities, Cx};
+use crate::exec::core::BlockingRunner;
+use crate::exec::cx::{Capabilities, Cx};
+use crate::exec::join::TaskHandle;
 use crate::kernel::SpawnError;
 use crate::types::Budget;
 
@@ -61,6 +62,12 @@ pub(crate) struct BlockingPool {
     work: Condvar,
     config: BlockingConfig,
     name: String,
+}
+
+impl BlockingRunner for BlockingPool {
+    fn submit(self: Arc<Self>, job: Job) {
+        BlockingPool::submit(&self, job);
+    }
 }
 
 impl BlockingPool {
@@ -159,7 +166,7 @@ enum Stage<F, T> {
 
 /// The future of a blocking task: submit on first poll, then wait.
 struct BlockingTask<F, T> {
-    pool: Option<Arc<BlockingPool>>,
+    pool: Option<Arc<dyn BlockingRunner>>,
     stage: Stage<F, T>,
 }
 
@@ -178,7 +185,7 @@ where
                     // The lab: run inline, deterministically (B5); the
                     // closure is not part of the task (rule BO1 in
                     // `context`: it may call another runtime's `block_on`).
-                    let _outside = super::context::exit_task();
+                    let _outside = crate::exec::context::exit_task();
                     return Poll::Ready(f());
                 };
                 let slot = Arc::new(Mutex::new(Slot {
@@ -186,7 +193,7 @@ where
                     waker: Some(cx.waker().clone()),
                 }));
                 let done = slot.clone();
-                pool.submit(Box::new(move || {
+                pool.clone().submit(Box::new(move || {
                     let result = catch_unwind(AssertUnwindSafe(f));
                     let waker = {
                         let mut s = done.lock().unwrap_or_else(|e| e.into_inner());

@@ -8,9 +8,9 @@ use std::time::Duration;
 use crossbeam_utils::sync::Parker;
 
 use super::blocking::{BlockingConfig, BlockingPool};
-use super::core::{Core, CoreOptions, MonotonicClock};
 use super::queue::RunQueue;
 use super::{Runtime, worker_loop};
+use crate::exec::core::{Core, CoreOptions, MonotonicClock};
 use crate::kernel::{KernelConfig, LeakPolicy};
 use crate::types::Budget;
 

@@ -16,9 +16,9 @@
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
-use super::core::Core;
-use super::join::TaskHandle;
-use crate::cx::{Capabilities, Cx};
+use crate::exec::core::Core;
+use crate::exec::cx::{Capabilities, Cx};
+use crate::exec::join::TaskHandle;
 use crate::kernel::SpawnError;
 use crate::types::{Budget, RegionId};
 

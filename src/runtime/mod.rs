@@ -5,7 +5,7 @@
 //! `block_on` always polls the root task on the calling thread (so the root
 //! future need not be `Send`) and returns once the root region is closed.
 //! Several threads may be inside `block_on` at once (see its docs); calling
-//! it from inside a task panics (rule BO1, `context`).
+//! it from inside a task panics (rule BO1, `exec::context`).
 //!
 //! Rule P1 (contract 3): no user code the runtime runs — a poll, the drop of
 //! a future, of an unread output or of a finalizer, a waker woken outside a
@@ -14,20 +14,13 @@
 //! region's `Panicked` outcome (a waker's panic, whose owner is unknown, only
 //! by the panic hook).
 
-mod abort;
 mod block_in_place;
 mod blocking;
 mod builder;
-pub(crate) mod context;
-pub(crate) mod core;
-pub(crate) mod finalizer;
 mod handle;
-pub(crate) mod join;
 mod metrics;
 pub(crate) mod park;
 mod queue;
-pub(crate) mod root;
-pub(crate) mod task_cell;
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,21 +30,19 @@ use std::time::Duration;
 
 use crossbeam_utils::sync::{Parker, Unparker};
 
-pub use abort::AbortHandle;
+pub use crate::exec::{AbortHandle, Join, JoinError, JoinMut, TaskHandle};
 pub use block_in_place::block_in_place;
 pub use blocking::spawn_blocking;
 pub use builder::{BuildError, MAX_WORKER_THREADS, RuntimeBuilder};
 pub use handle::Handle;
-pub use join::JoinMut;
-pub use join::{Join, JoinError, TaskHandle};
 pub use metrics::{RuntimeMetrics, WorkerMetrics};
 
 pub use crate::kernel::{ForceDropCause, ForcedDrop, KernelStats, RegionState, TaskState};
 
-use self::core::Core;
 use self::queue::RunQueue;
-use self::root::RootTask;
-use crate::cx::Cx;
+use crate::exec::core::Core;
+use crate::exec::cx::Cx;
+use crate::exec::root::RootTask;
 use crate::types::Budget;
 
 /// Identifies `block_on` calls waiting for the current-thread driver.
@@ -117,7 +108,7 @@ impl Runtime {
         F: FnOnce(Cx) -> Fut,
         Fut: Future,
     {
-        context::assert_not_in_task("Runtime::block_on");
+        crate::exec::context::assert_not_in_task("Runtime::block_on");
         // Each call waits for its own root on its own parker; on the
         // current-thread runtime the driving call also parks on the
         // runtime's driver parker, which the root wakes too.
@@ -272,7 +263,9 @@ impl Runtime {
         };
         let deadline = std::time::Instant::now() + timeout;
         let parker = self.driver.lock().unwrap_or_else(|e| e.into_inner());
-        let wake = Arc::new(root::RootWake::new(vec![self.driver_unparker.clone()]));
+        let wake = Arc::new(crate::exec::root::RootWake::new(vec![
+            self.driver_unparker.clone(),
+        ]));
         let waker = std::task::Waker::from(wake.clone());
         let reason = crate::types::CancelReason::shutdown().with_message("runtime shutdown");
         self.core.with_kernel(|k, now| {

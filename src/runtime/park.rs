@@ -40,7 +40,7 @@ impl Wake for ThreadUnpark {
 /// task; `block_in_place` clears it while its closure may block).
 #[track_caller]
 pub(crate) fn assert_may_block(api: &str) {
-    if super::queue::runs_tasks_on_this_thread() || super::context::in_task() {
+    if super::queue::runs_tasks_on_this_thread() || crate::exec::context::in_task() {
         panic!(
             "{api} called on a thread that runs asupersync tasks (rule TB1: blocking calls are \
              for plain threads; blocking here would stall every task this thread runs). Inside \

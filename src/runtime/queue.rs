@@ -92,9 +92,9 @@ use std::sync::{Arc, Mutex};
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use crossbeam_utils::sync::Unparker;
 
-use super::core::Schedule;
 use super::metrics::{RuntimeMetrics, WorkerCounters};
-use super::task_cell::TaskRef;
+use crate::exec::core::Schedule;
+use crate::exec::task_cell::TaskRef;
 
 /// Consecutive cancel-lane dispatches after which a worker looks for ready
 /// work first.
@@ -998,7 +998,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::runtime::task_cell::Runnable;
+    use crate::exec::task_cell::Runnable;
     use crate::types::TaskId;
 
     /// A fake task that records its dispatch.

@@ -30,8 +30,8 @@ impl TimerEntry {
         cancel_aware: bool,
     ) -> TimerPoll {
         let (task, region) = (cx.task_id(), cx.region_id());
-        crate::runtime::context::check_cx(cx.core(), task); // rule CX1
-        let in_finalizer = crate::runtime::context::in_finalizer();
+        crate::exec::context::check_cx(cx.core(), task); // rule CX1
+        let in_finalizer = crate::exec::context::in_finalizer();
         let key = &mut self.key;
         // CL1: the recent clock reading. It is never ahead of the clock, so
         // a timer never completes early (T1); if it lags, the timer is
@@ -61,7 +61,7 @@ impl TimerEntry {
         // T4: a driver parked with a later deadline would oversleep a timer
         // armed by a thread that runs no task (runtime threads look at the
         // hint before they park).
-        if matches!(observed, Ok(TimerPoll::Pending)) && !crate::runtime::context::in_task() {
+        if matches!(observed, Ok(TimerPoll::Pending)) && !crate::exec::context::in_task() {
             cx.core().timer_armed_outside();
         }
         // The shared reason is copied after the kernel lock is released.
@@ -70,7 +70,7 @@ impl TimerEntry {
             Err(Some(reason)) => {
                 TimerPoll::Cancelled(Cancelled::new(std::sync::Arc::unwrap_or_clone(reason)))
             }
-            Err(None) => crate::runtime::context::completed_task_cx(task),
+            Err(None) => crate::exec::context::completed_task_cx(task),
         }
     }
 

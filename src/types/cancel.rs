@@ -401,6 +401,19 @@ impl fmt::Display for Cancelled {
 
 impl std::error::Error for Cancelled {}
 
+/// Why the runtime dropped a task's future instead of polling it (rule K4,
+/// and a cancel before the first poll). Recorded by the kernel, reported in
+/// `ForcedDrop` stats and in the trace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ForceDropCause {
+    /// Cancelled before it was ever polled: it never started.
+    CancelledBeforeStart,
+    /// The cleanup grace period ran out.
+    GraceExpired,
+    /// Cleanup used up the cleanup poll quota.
+    CleanupPollsExhausted,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,5 +1,6 @@
 //! Core value types shared by every layer: identifiers, time, outcomes,
-//! cancellation reasons and budgets.
+//! cancellation reasons and budgets, and the seeded generator (`DetRng`)
+//! that every layer's randomness comes from.
 //!
 //! These types are plain data. They know nothing about threads, clocks or
 //! schedulers, which is what lets the same kernel run under the production
@@ -9,10 +10,11 @@ pub mod budget;
 pub mod cancel;
 mod id;
 pub mod outcome;
+pub(crate) mod rng;
 mod time;
 
 pub use budget::Budget;
-pub use cancel::{CancelKind, CancelReason};
+pub use cancel::{CancelKind, CancelReason, ForceDropCause};
 pub use id::{ObligationId, RegionId, TaskId};
 pub use outcome::{Outcome, PanicPayload, Severity};
 pub use time::Time;

@@ -7,8 +7,8 @@ use std::task::{Context, Poll};
 use pin_project_lite::pin_project;
 
 use super::Cx;
+use crate::exec::task_cell::poll_catching;
 use crate::kernel::{BodyEnd, RegionReport, SpawnError};
-use crate::runtime::task_cell::poll_catching;
 use crate::types::{Budget, Outcome, PanicPayload, RegionId};
 
 pin_project! {

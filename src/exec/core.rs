@@ -9,17 +9,16 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use super::blocking::BlockingPool;
+use super::cx::{Capabilities, Cx};
 use super::finalizer::FinalizerRun;
 use super::join::TaskHandle;
 use super::task_cell::{ATTENTION, CANCEL_ATTENTION, TaskCell, TaskRef, poll_catching};
-use crate::cx::{Capabilities, Cx};
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use crate::kernel::{
     Actions, Attention, Kernel, KernelConfig, PollDecision, SpawnError, TaskEnd, TaskKind,
 };
-use crate::lab::DetRng;
+use crate::types::rng::DetRng;
 use crate::types::{Budget, CancelReason, RegionId, TaskId, Time};
 
 /// Where runnable tasks go. Each driver has its own queue discipline.
@@ -30,6 +29,14 @@ pub(crate) trait Schedule: Send + Sync {
     /// A timer was armed by a thread that runs no task (rule T4): wake a
     /// parked driver so it parks again with the new deadline in view.
     fn timer_armed(&self) {}
+}
+
+/// Where a production driver runs blocking closures (`spawn_blocking`,
+/// `block_in_place` helpers; rules B1–B5 in `runtime::blocking`). The lab
+/// has none: it runs blocking closures inline.
+pub(crate) trait BlockingRunner: Send + Sync {
+    /// Queues `job` to run on a thread that may block.
+    fn submit(self: Arc<Self>, job: Box<dyn FnOnce() + Send>);
 }
 
 /// The driver's notion of "now".
@@ -94,7 +101,7 @@ pub(crate) struct Core {
     /// `Cx` randomness: seeded by the lab, from the OS hasher seed otherwise.
     rng: Mutex<DetRng>,
     /// Where blocking closures run; `None` (the lab) runs them inline.
-    blocking: Option<Arc<BlockingPool>>,
+    blocking: Option<Arc<dyn BlockingRunner>>,
     /// Shared with the kernel (rule A2).
     cancel_gauge: Arc<std::sync::atomic::AtomicUsize>,
     /// Shared with the kernel (rule K8): drivers skip the lock until it passes.
@@ -105,12 +112,12 @@ pub(crate) struct Core {
 pub(crate) struct CoreOptions {
     pub(crate) tracing: bool,
     pub(crate) seed: u64,
-    pub(crate) blocking: Option<Arc<BlockingPool>>,
+    pub(crate) blocking: Option<Arc<dyn BlockingRunner>>,
 }
 
 impl CoreOptions {
     /// Production defaults: no trace, a seed that differs per runtime.
-    pub(crate) fn production(blocking: Arc<BlockingPool>) -> Self {
+    pub(crate) fn production(blocking: Arc<dyn BlockingRunner>) -> Self {
         use std::hash::{BuildHasher, RandomState};
         Self {
             tracing: false,
@@ -188,7 +195,7 @@ impl Core {
         self.scheduler.timer_armed();
     }
 
-    pub(crate) fn blocking_pool(&self) -> Option<Arc<BlockingPool>> {
+    pub(crate) fn blocking_pool(&self) -> Option<Arc<dyn BlockingRunner>> {
         self.blocking.clone()
     }
 

@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use super::core::Core;
+use super::cx::Cx;
 use super::task_cell::TaskCell;
-use crate::cx::Cx;
 use crate::kernel::{TaskEnd, TaskOutcome};
 use crate::types::{CancelReason, PanicPayload, RegionId, TaskId};
 

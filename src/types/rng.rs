@@ -1,4 +1,6 @@
-//! The lab's one source of randomness: a seeded SplitMix64 generator.
+//! Seeded randomness for every layer (the lab's schedule, chaos and worker
+//! streams, `Cx::random_u64`): a SplitMix64 generator, re-exported as
+//! `lab::DetRng`.
 
 /// A small, fast, seedable generator (SplitMix64). Same seed, same stream,
 /// on every platform.

@@ -27,7 +27,7 @@
 //! runs in its owner task and may use its `cx`; finalizers may wait on the
 //! `Cx` they captured; code outside any task is not checked, except that a
 //! timer on the `Cx` of a completed task panics rather than pend forever.
-//! See `runtime::context`.
+//! See `exec::context`.
 
 mod caps;
 mod masked;
@@ -43,9 +43,9 @@ pub use region::RegionFuture;
 
 pub use crate::kernel::MAX_MASK_DEPTH;
 
+use crate::exec::core::Core;
+use crate::exec::join::TaskHandle;
 use crate::kernel::{Finalizer, SpawnError};
-use crate::runtime::core::Core;
-use crate::runtime::join::TaskHandle;
 use crate::types::cancel::Cancelled;
 use crate::types::{Budget, CancelReason, RegionId, TaskId, Time};
 
@@ -298,7 +298,7 @@ impl Cx {
 
     /// The acknowledgement step shared by every cancel-aware wait.
     pub(crate) fn observe_cancel(&self) -> Option<CancelReason> {
-        crate::runtime::context::check_cx(&self.core, self.task); // rule CX1
+        crate::exec::context::check_cx(&self.core, self.task); // rule CX1
         // Rule A2: nothing anywhere is cancelled, so nothing to observe;
         // except that a deadline that has passed is a cancellation even
         // before its timer fires (the task may not have yielded since), so a

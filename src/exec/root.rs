@@ -12,8 +12,8 @@ use std::task::{Wake, Waker};
 use crossbeam_utils::sync::Unparker;
 
 use super::core::{Core, Step};
+use super::cx::{Capabilities, Cx};
 use super::join::JoinError;
-use crate::cx::{Capabilities, Cx};
 use crate::kernel::{RegionReport, TaskEnd, TaskKind, TaskOutcome};
 use crate::trace::TraceKind;
 use crate::types::{Budget, CancelReason, PanicPayload, RegionId, TaskId};

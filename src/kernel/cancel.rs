@@ -1,0 +1,331 @@
+//! Cancellation: requests on tasks and regions, acknowledgement,
+//! masking, budgets and cost charging.
+//!
+//! Invariants upheld here (numbered as in `docs/ARCHITECTURE.md`):
+//! - K2 (downward cancellation): cancelling a region cancels its tasks with
+//!   the region's reason and its child regions with `ParentCancelled` caused
+//!   by it; cancelling a task cancels the regions its body opened. Nothing
+//!   flows to a parent.
+//! - K3 (monotone cancellation): a second request only strengthens the stored
+//!   reason (see `CancelReason::strengthen`).
+//! - K4 (termination): a task whose cancellation was requested is force-
+//!   dropped when its grace period expires or its cleanup poll quota runs out.
+//!   Grace periods only ever shorten: a later, stronger request may move a
+//!   task's deadline earlier, never later; the tasks a region cancel
+//!   cancels together share the region's grace deadline (one timer), which
+//!   likewise only moves earlier when the region's reason is strengthened.
+
+use super::*;
+
+impl Kernel {
+    #[allow(clippy::unused_self)]
+    pub(super) fn stamp(
+        &self,
+        mut reason: CancelReason,
+        now: Time,
+        r: RegionId,
+        t: Option<TaskId>,
+    ) -> CancelReason {
+        if reason.timestamp == Time::ZERO {
+            reason.timestamp = now;
+        }
+        if reason.origin_region.is_none() && reason.origin_task.is_none() {
+            reason.origin_region = Some(r);
+            reason.origin_task = t;
+        }
+        reason
+    }
+
+    pub(super) fn grace_for(&self, kind: CancelKind) -> Duration {
+        self.config
+            .cleanup_grace
+            .unwrap_or_else(|| kind.grace_period())
+    }
+
+    /// Requests cancellation of task `t` (K2, K3). Returns whether anything
+    /// changed.
+    pub(crate) fn request_cancel(&mut self, t: TaskId, reason: CancelReason, now: Time) -> bool {
+        self.request_cancel_shared(t, Arc::new(reason), now, None)
+    }
+
+    /// [`request_cancel`](Self::request_cancel) with a reason shared by many
+    /// tasks (a region cancel stores one `Arc` per task, not a deep copy).
+    pub(super) fn request_cancel_shared(
+        &mut self,
+        t: TaskId,
+        mut reason: Arc<CancelReason>,
+        now: Time,
+        region_grace: Option<Time>,
+    ) -> bool {
+        let Some(rec) = self.task(t) else {
+            return false;
+        };
+        if rec.kind == TaskKind::Finalizer || rec.state >= TaskState::Finalizing {
+            return false;
+        }
+        let now = self.exact_now(now);
+        let rec = self.task(t).expect("looked up above");
+        if needs_stamp(&reason) {
+            let region = rec.region;
+            let stamped = self.stamp((*reason).clone(), now, region, Some(t));
+            reason = Arc::new(stamped);
+        }
+        let grace = self.grace_for(reason.kind);
+        let rec = self.task_mut(t).expect("looked up above");
+        let first = !rec.state.is_cancel_requested();
+        let changed = match &mut rec.cancel {
+            Some(existing) if reason.outranks(existing) => {
+                *existing = reason;
+                true
+            }
+            Some(_) => false,
+            None => {
+                rec.cancel = Some(reason);
+                true
+            }
+        };
+        if !first && !changed {
+            return false;
+        }
+        if first {
+            rec.transition(t, TaskState::CancelRequested);
+            self.gauge_add();
+        }
+        let rec = self.task_mut(t).expect("looked up above");
+        let effective = rec.cancel.clone().expect("set above");
+        let stored_kind = effective.kind;
+        // K4: the grace period only ever shortens; a region cancel's tasks
+        // get at most the region's shared deadline.
+        let deadline = region_grace.map_or(now + grace, |shared| shared.min(now + grace));
+        let old_timer = if rec.grace_deadline.is_none_or(|d| deadline < d) {
+            rec.grace_deadline = Some(deadline);
+            Some(rec.grace_timer.take())
+        } else {
+            None
+        };
+        let waker = rec.waker.clone();
+        let owned = (!rec.owned_regions.is_empty()).then(|| rec.owned_regions.clone());
+        self.actions.wakes.push(waker);
+        self.emit(TraceKind::CancelRequest {
+            task: t,
+            kind: stored_kind,
+        });
+        // A1: a started task with an unlimited poll quota needs nothing
+        // from `before_poll` until it acknowledges (the cancel hint alone
+        // routes an unstarted one through it, to be dropped unpolled).
+        let counted = self
+            .task(t)
+            .is_some_and(|rec| rec.budget.poll_quota != u32::MAX);
+        if counted || self.trace.is_some() {
+            self.raise_attention(t);
+        }
+        if let Some(a) = self.task(t).and_then(|rec| rec.attention.as_ref()) {
+            a.cancel_requested(stored_kind.severity());
+        }
+        if let Some(old) = old_timer {
+            if let Some(key) = old {
+                self.timers.cancel(key);
+            }
+            // K4: the region's shared timer covers this deadline, if it is
+            // the same; otherwise the task gets its own.
+            if region_grace != Some(deadline) {
+                let key = self.arm_timer(deadline, TimerEvent::Grace(t));
+                self.task_mut(t).expect("still live").grace_timer = Some(key);
+            }
+        }
+        if let Some(owned) = owned {
+            let child_reason = effective.to_parent_cancelled();
+            for r in owned {
+                self.cancel_region(r, child_reason.clone(), now);
+            }
+        }
+        true
+    }
+
+    /// Cancels region `r`: its tasks get `reason`, its child regions get
+    /// `ParentCancelled` caused by it (K2).
+    pub(crate) fn cancel_region(&mut self, r: RegionId, reason: CancelReason, now: Time) {
+        let Some(rec) = self.region(r) else { return };
+        if rec.state == RegionState::Closed {
+            return;
+        }
+        let now = self.exact_now(now);
+        let reason = self.stamp(reason, now, r, None);
+        let rec = self.region_mut(r).expect("looked up above");
+        let (changed, first) = match &mut rec.cancel {
+            Some(existing) => (existing.strengthen(&reason), false),
+            None => {
+                rec.cancel = Some(reason);
+                (true, true)
+            }
+        };
+        if first {
+            self.gauge_add();
+        }
+        if !changed {
+            return;
+        }
+        let rec = self.region_mut(r).expect("looked up above");
+        let effective = rec.cancel.clone().expect("set above");
+        let body_done = rec.body_done;
+        self.emit(TraceKind::RegionCancel {
+            region: r,
+            kind: effective.kind,
+        });
+        let rec = self.region_mut(r).expect("looked up above");
+        if !body_done {
+            match &mut rec.report.cancelled_during_body {
+                Some(existing) => {
+                    existing.strengthen(&effective);
+                }
+                slot => *slot = Some(effective.clone()),
+            }
+        }
+        let owner = if rec.body_done { None } else { rec.owner };
+        let children = rec.children.clone();
+        // The body runs in the owner task; wake it so a parked wait sees this.
+        if let Some(w) = owner.and_then(|o| self.task(o)).map(|o| o.waker.clone()) {
+            self.actions.wakes.push(w);
+        }
+        let child_reason = effective.to_parent_cancelled();
+        let tasks = self.region_tasks(r);
+        // One grace timer for the whole batch (K4): every task cancelled
+        // here shares the region's grace deadline, which only ever moves
+        // earlier (a stronger reason arriving later may shorten it, never
+        // lengthen it).
+        let grace = if tasks.is_empty() {
+            None
+        } else {
+            let proposed = now + self.grace_for(effective.kind);
+            let rec = self.region_mut(r).expect("looked up above");
+            match rec.grace_deadline {
+                Some(current) if current <= proposed => Some(current),
+                _ => {
+                    rec.grace_deadline = Some(proposed);
+                    if let Some(key) = rec.grace_timer.take() {
+                        self.timers.cancel(key);
+                    }
+                    let key = self.arm_timer(proposed, TimerEvent::RegionGrace(r));
+                    self.region_mut(r).expect("looked up above").grace_timer = Some(key);
+                    Some(proposed)
+                }
+            }
+        };
+        let shared = Arc::new(effective);
+        for t in tasks {
+            self.request_cancel_shared(t, shared.clone(), now, grace);
+        }
+        for c in children {
+            self.cancel_region(c, child_reason.clone(), now);
+        }
+    }
+
+    /// What a checkpoint on a `Cx` of task `t` in region `r` observes. An
+    /// observation of the task's own cancellation is its acknowledgement:
+    /// the task moves to `Cancelling` under the reason's cleanup budget.
+    /// The reason is shared: the caller copies it after releasing the lock.
+    pub(crate) fn observe_cancel(
+        &mut self,
+        t: TaskId,
+        r: RegionId,
+        now: Time,
+    ) -> Option<Arc<CancelReason>> {
+        if self
+            .region(r)
+            .is_some_and(|rec| rec.state == RegionState::Finalizing)
+        {
+            return None; // K6: finalizers run masked.
+        }
+        let rec = self.task(t)?;
+        if rec.mask_depth > 0 {
+            return None;
+        }
+        if rec.budget.is_past_deadline(now) && !rec.state.is_cancel_requested() {
+            self.request_cancel(
+                t,
+                CancelReason::deadline().with_message("budget deadline passed"),
+                now,
+            );
+        }
+        if self
+            .region(r)
+            .is_some_and(|rec| rec.budget.is_past_deadline(now))
+        {
+            self.region_deadlines_due(r, now);
+        }
+        let rec = self.task_mut(t).expect("looked up above");
+        if rec.state == TaskState::CancelRequested {
+            rec.transition(t, TaskState::Cancelling);
+            let reason = rec
+                .cancel
+                .clone()
+                .expect("cancel requested implies a reason");
+            rec.budget = cleanup_budget_on_ack(rec.budget, reason.cleanup_budget());
+            self.emit(TraceKind::CancelAck {
+                task: t,
+                kind: reason.kind,
+            });
+            // A1: cleanup polls are counted against the cleanup budget.
+            self.raise_attention(t);
+            return Some(reason);
+        }
+        if rec.state == TaskState::Cancelling {
+            return rec.cancel.clone();
+        }
+        self.region(r)
+            .and_then(|rec| rec.cancel.clone())
+            .map(Arc::new)
+    }
+
+    /// The cancellation visible to task `t` in region `r`, ignoring masks and
+    /// without acknowledging it.
+    pub(crate) fn cancel_requested(&self, t: TaskId, r: RegionId) -> Option<CancelReason> {
+        let task_reason = self.task(t).and_then(|rec| rec.cancel.as_deref().cloned());
+        let region_reason = self.region(r).and_then(|rec| rec.cancel.clone());
+        match (task_reason, region_reason) {
+            (Some(mut a), Some(b)) => {
+                a.strengthen(b);
+                Some(a)
+            }
+            (a, b) => a.or(b),
+        }
+    }
+
+    pub(crate) fn mask_enter(&mut self, t: TaskId) {
+        if let Some(rec) = self.task_mut(t) {
+            assert!(
+                rec.mask_depth < MAX_MASK_DEPTH,
+                "task {t}: Cx::masked nested deeper than {MAX_MASK_DEPTH} levels (rule: mask nesting is bounded)"
+            );
+            rec.mask_depth += 1;
+        }
+    }
+
+    pub(crate) fn mask_exit(&mut self, t: TaskId) {
+        if let Some(rec) = self.task_mut(t) {
+            rec.mask_depth = rec.mask_depth.saturating_sub(1);
+        }
+    }
+
+    pub(crate) fn task_budget(&self, t: TaskId) -> Budget {
+        self.task(t).map_or(Budget::INFINITE, |rec| rec.budget)
+    }
+
+    /// Charges `cost` to task `t`; past its cost quota it is cancelled with
+    /// `CostBudget`. Returns whether the quota still holds.
+    pub(crate) fn charge_cost(&mut self, t: TaskId, cost: u64, now: Time) -> bool {
+        let Some(rec) = self.task_mut(t) else {
+            return true;
+        };
+        rec.cost = rec.cost.saturating_add(cost);
+        let over = rec.budget.cost_quota.is_some_and(|q| rec.cost > q);
+        if over {
+            self.request_cancel(
+                t,
+                CancelReason::cost_budget().with_message("cost quota exhausted"),
+                now,
+            );
+        }
+        !over
+    }
+}
