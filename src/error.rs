@@ -77,7 +77,7 @@ use std::fmt;
 use std::sync::Mutex;
 
 use crate::channel::{broadcast, mpsc, watch};
-use crate::cx::DeferError;
+use crate::exec::cx::DeferError;
 use crate::kernel::SpawnError;
 use crate::lab::ReplayMismatch;
 use crate::obligation::TransferError;

@@ -34,7 +34,7 @@
 
 use std::fmt;
 
-use crate::cx::Cx;
+use crate::exec::cx::Cx;
 use crate::kernel::SpawnError;
 use crate::types::ObligationId;
 

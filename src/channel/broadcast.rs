@@ -76,7 +76,7 @@ use std::task::{Context, Poll, Waker};
 
 use futures_core::Stream;
 
-use crate::cx::Cx;
+use crate::exec::cx::Cx;
 use crate::sync::waiters::{WaitQueue, WaiterKey, WaiterState};
 use crate::types::cancel::Cancelled;
 

@@ -100,7 +100,7 @@ use std::time::Duration;
 
 pub use super::mpsc::{RecvError, SendError, SendTimeoutError, TryRecvError, TrySendError};
 
-use crate::cx::Cx;
+use crate::exec::cx::Cx;
 use crate::runtime::park::{assert_may_block, park_until};
 use crate::sync::waiters::{WaitQueue, WaiterKey, WaiterState, WakeList};
 use crate::time::Sleep;

@@ -56,7 +56,7 @@ use std::task::{Context, Poll, Waker};
 use futures_core::Stream;
 
 pub use super::mpsc::{RecvError, ReserveError, SendError, TryRecvError};
-use crate::cx::Cx;
+use crate::exec::cx::Cx;
 use crate::obligation::Obligation;
 use crate::types::CancelReason;
 use crate::types::cancel::Cancelled;

@@ -76,7 +76,7 @@ use std::task::{Context, Poll, Waker};
 use futures_core::Stream;
 
 use super::broadcast::{WakeBatch, enter_queue, leave_queue};
-use crate::cx::Cx;
+use crate::exec::cx::Cx;
 use crate::sync::waiters::{WaitQueue, WaiterKey};
 use crate::types::cancel::Cancelled;
 

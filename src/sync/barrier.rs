@@ -56,7 +56,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
 use super::waiters::{WaitQueue, WaiterKey, WaiterState, WakeList};
-use crate::cx::Cx;
+use crate::exec::cx::Cx;
 use crate::types::cancel::Cancelled;
 
 /// A reusable barrier for `n` tasks with leader election. See the

@@ -73,7 +73,7 @@ use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdMutexGuard, PoisonError
 use std::task::{Context, Poll, Waker};
 
 use super::waiters::{WaitQueue, WaiterKey};
-use crate::cx::Cx;
+use crate::exec::cx::Cx;
 use crate::types::cancel::Cancelled;
 
 /// An async mutex: FIFO, cancel-aware, poisoning. See the module rules.

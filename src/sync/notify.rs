@@ -49,7 +49,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use super::waiters::{WaitQueue, WaiterKey, WaiterState};
-use crate::cx::Cx;
+use crate::exec::cx::Cx;
 use crate::types::cancel::Cancelled;
 
 /// Notifies one waiting task (storing a permit if none waits) or all of

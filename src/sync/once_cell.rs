@@ -53,7 +53,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use super::waiters::{WaitQueue, WaiterKey, WaiterState, WakeList};
-use crate::cx::Cx;
+use crate::exec::cx::Cx;
 use crate::types::cancel::Cancelled;
 
 /// A cell written at most once, by one async initializer at a time. See the

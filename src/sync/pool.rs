@@ -63,7 +63,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use super::waiters::{WaitQueue, WaiterKey, WaiterState};
-use crate::cx::Cx;
+use crate::exec::cx::Cx;
 use crate::kernel::SpawnError;
 use crate::obligation::Obligation;
 use crate::types::cancel::Cancelled;

@@ -57,7 +57,7 @@ use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdMutexGuard, PoisonError
 use std::task::{Context, Poll, Waker};
 
 use super::waiters::{WaitQueue, WaiterKey, WakeList};
-use crate::cx::Cx;
+use crate::exec::cx::Cx;
 use crate::types::cancel::Cancelled;
 
 /// The default reader-starvation bound `K` (rule RW4).

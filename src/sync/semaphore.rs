@@ -85,7 +85,7 @@ use std::sync::{Arc, Mutex as StdMutex, MutexGuard as StdMutexGuard, PoisonError
 use std::task::{Context, Poll, Waker};
 
 use super::waiters::{WaitQueue, WaiterKey, WaiterState, WakeList};
-use crate::cx::Cx;
+use crate::exec::cx::Cx;
 use crate::obligation::Obligation;
 use crate::types::cancel::Cancelled;
 

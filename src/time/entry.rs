@@ -2,7 +2,7 @@
 
 use std::task::Waker;
 
-use crate::cx::Cx;
+use crate::exec::cx::Cx;
 use crate::timer_wheel::TimerKey;
 use crate::types::Time;
 use crate::types::cancel::Cancelled;

@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::entry::{TimerEntry, TimerPoll};
-use crate::cx::{Capabilities, Cx};
+use crate::exec::cx::{Capabilities, Cx};
 use crate::types::Time;
 use crate::types::cancel::Cancelled;
 

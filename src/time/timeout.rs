@@ -9,7 +9,7 @@ use std::time::Duration;
 use pin_project_lite::pin_project;
 
 use super::entry::{TimerEntry, TimerPoll};
-use crate::cx::{Capabilities, Cx};
+use crate::exec::cx::{Capabilities, Cx};
 use crate::types::Time;
 
 /// The error of a [`timeout`] whose deadline passed first.

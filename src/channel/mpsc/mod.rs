@@ -132,7 +132,7 @@ pub use error::{RecvError, ReserveError, SendError, TryRecvError, TrySendError};
 pub use owned::{OwnedSendPermit, ReserveOwned, ReserveOwnedError};
 pub use send_timeout::{SendTimeout, SendTimeoutError};
 
-use crate::cx::Cx;
+use crate::exec::cx::Cx;
 use crate::kernel::SpawnError;
 use crate::obligation::Obligation;
 use crate::sync::atomic_waker::AtomicWaker;

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use super::{Chan, PERMIT_KIND, ReserveError, SendError, Sender, region_closed};
-use crate::cx::Cx;
+use crate::exec::cx::Cx;
 use crate::obligation::Obligation;
 use crate::sync::waiters::WaiterKey;
 

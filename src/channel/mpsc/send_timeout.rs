@@ -8,7 +8,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use super::{Grant, SendError, Sender};
-use crate::cx::Cx;
+use crate::exec::cx::Cx;
 use crate::sync::waiters::WaiterKey;
 use crate::time::Sleep;
 
