@@ -329,3 +329,111 @@ impl Kernel {
         !over
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::*;
+    use super::*;
+
+    /// K4 with the region's shared grace timer: a region cancel arms one
+    /// timer for all its tasks, shortens a longer individual grace period,
+    /// leaves a shorter one alone, and force-drops exactly the tasks whose
+    /// deadline passed.
+    #[test]
+    fn a_region_cancel_shares_one_grace_timer_and_grace_only_shortens() {
+        let mut k = Kernel::new(KernelConfig::default(), Time::ZERO);
+        let r = k.create_root_region(Budget::INFINITE);
+        let (long, short, plain) = (spawn(&mut k, r), spawn(&mut k, r), spawn(&mut k, r));
+        // `long`: a User cancel (10 s grace) before the region's FailFast (1 s).
+        k.request_cancel(long, CancelReason::user("first"), ms(0));
+        // `short`: a Shutdown cancel (200 ms grace) that the region must keep.
+        k.request_cancel(short, CancelReason::shutdown(), ms(500));
+        assert_eq!(k.pending_timer_count(), 2);
+        k.cancel_region(r, CancelReason::fail_fast(), ms(1_000));
+        let deadline = |k: &Kernel, t| k.task(t).unwrap().grace_deadline;
+        assert_eq!(
+            deadline(&k, long),
+            Some(ms(2_000)),
+            "shortened to the region's"
+        );
+        assert_eq!(deadline(&k, plain), Some(ms(2_000)));
+        assert_eq!(
+            deadline(&k, short),
+            Some(ms(700)),
+            "a shorter grace is kept"
+        );
+        // `short`'s own timer and the region's: `long`'s timer is gone.
+        assert_eq!(k.pending_timer_count(), 2);
+        let dropped = |k: &Kernel, t| k.task(t).unwrap().force_drop;
+        k.fire_timers(ms(700));
+        assert_eq!(dropped(&k, short), Some(ForceDropCause::GraceExpired));
+        assert_eq!(dropped(&k, long), None);
+        k.fire_timers(ms(1_999));
+        assert_eq!(dropped(&k, plain), None);
+        k.fire_timers(ms(2_000));
+        assert_eq!(dropped(&k, long), Some(ForceDropCause::GraceExpired));
+        assert_eq!(dropped(&k, plain), Some(ForceDropCause::GraceExpired));
+        assert_eq!(k.pending_timer_count(), 0);
+    }
+
+    /// K4 for the region's shared grace deadline: a stronger reason arriving
+    /// later (here the owner aborted, which re-cancels the region with
+    /// `ParentCancelled`) may shorten it but never lengthen it, with the
+    /// default per-kind grace periods and with a uniform one.
+    #[test]
+    fn a_region_grace_deadline_only_shortens_when_the_cancel_is_strengthened() {
+        for (uniform, later_grace) in [(None, 500), (Some(Duration::from_secs(1)), 1_000)] {
+            let config = KernelConfig {
+                cleanup_grace: uniform,
+                ..KernelConfig::default()
+            };
+            let mut k = Kernel::new(config, Time::ZERO);
+            let root = k.create_root_region(Budget::INFINITE);
+            let owner = spawn(&mut k, root);
+            let r = k
+                .create_child_region(root, owner, Budget::INFINITE)
+                .expect("open parent");
+            let stubborn = spawn(&mut k, r);
+            // The body fails at 1 ms: FailFast, 1 s of grace.
+            k.region_body_done(r, BodyEnd::Err, ms(1));
+            let first = ms(1) + Duration::from_secs(1);
+            assert_eq!(k.region(r).unwrap().grace_deadline, Some(first));
+            assert_eq!(k.task(stubborn).unwrap().grace_deadline, Some(first));
+            // The owner is aborted at 900 ms: the region's reason becomes
+            // ParentCancelled, whose own grace would end later.
+            k.request_cancel(owner, CancelReason::user("abort"), ms(900));
+            let reason = k.region(r).unwrap().cancel.clone().unwrap();
+            assert_eq!(reason.kind, CancelKind::ParentCancelled);
+            assert!(ms(900 + later_grace) > first);
+            assert_eq!(
+                k.region(r).unwrap().grace_deadline,
+                Some(first),
+                "lengthened"
+            );
+            assert_eq!(k.task(stubborn).unwrap().grace_deadline, Some(first));
+            let dropped = |k: &Kernel| k.task(stubborn).unwrap().force_drop;
+            k.fire_timers(Time::from_nanos(first.as_nanos() - 1));
+            assert_eq!(dropped(&k), None, "dropped before its grace ended");
+            k.fire_timers(first);
+            assert_eq!(
+                dropped(&k),
+                Some(ForceDropCause::GraceExpired),
+                "{uniform:?}"
+            );
+        }
+        // A stronger reason with a shorter grace does shorten it.
+        let mut k = Kernel::new(KernelConfig::default(), Time::ZERO);
+        let r = k.create_root_region(Budget::INFINITE);
+        let t = spawn(&mut k, r);
+        k.cancel_region(r, CancelReason::fail_fast(), ms(0));
+        k.cancel_region(r, CancelReason::shutdown(), ms(100));
+        assert_eq!(k.region(r).unwrap().grace_deadline, Some(ms(300)));
+        assert_eq!(k.task(t).unwrap().grace_deadline, Some(ms(300)));
+        assert_eq!(k.pending_timer_count(), 1, "the old region timer is gone");
+        k.fire_timers(ms(300));
+        assert_eq!(
+            k.task(t).unwrap().force_drop,
+            Some(ForceDropCause::GraceExpired)
+        );
+    }
+}

@@ -336,3 +336,45 @@ impl Kernel {
         parent
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::*;
+    use super::*;
+
+    /// K9: only a region whose deadline is tighter than its parent's gets a
+    /// deadline timer; it cancels the region with `Deadline` and cascades;
+    /// a checkpoint that finds the deadline passed first fires it itself.
+    #[test]
+    fn a_region_deadline_timer_is_armed_only_when_tighter_and_cancels_the_region() {
+        let mut k = Kernel::new(KernelConfig::default(), Time::ZERO);
+        let root = k.create_root_region(Budget::INFINITE);
+        let owner = spawn(&mut k, root);
+        let at = |n| Budget::INFINITE.with_deadline(ms(n));
+        let outer = k.create_child_region(root, owner, at(30)).unwrap();
+        let same = k.create_child_region(outer, owner, at(50)).unwrap();
+        let inner = k.create_child_region(outer, owner, at(10)).unwrap();
+        let timer = |k: &Kernel, r| k.region(r).unwrap().deadline_timer.is_some();
+        assert!(timer(&k, outer) && timer(&k, inner));
+        assert!(
+            !timer(&k, same),
+            "an inherited deadline needs no timer of its own"
+        );
+        assert_eq!(k.region(same).unwrap().budget.deadline, Some(ms(30)));
+        let kind = |k: &Kernel, r| k.region(r).unwrap().cancel.as_ref().map(|c| c.kind);
+        k.fire_timers(ms(10));
+        assert_eq!(kind(&k, inner), Some(CancelKind::Deadline));
+        assert_eq!(kind(&k, outer), None);
+        // A checkpoint in `same` at 30 ms, before any timer fired.
+        let seen = k.observe_cancel(owner, same, ms(30)).map(|r| r.kind);
+        assert_eq!(seen, Some(CancelKind::ParentCancelled));
+        assert_eq!(kind(&k, outer), Some(CancelKind::Deadline));
+        assert!(!timer(&k, outer), "fired early, so disarmed");
+        assert_eq!(k.pending_timer_count(), 0);
+        let owner_state = k.task_state(owner).unwrap();
+        assert!(
+            !owner_state.is_cancel_requested(),
+            "the owner is not cancelled"
+        );
+    }
+}

@@ -106,3 +106,30 @@ impl Kernel {
         n
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::*;
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    /// K8: the hint never passes the next deadline, and once the wheel's
+    /// cursor is inside the deadline's millisecond it is the exact deadline
+    /// (not `now`, which would keep an idle driver from sleeping).
+    #[test]
+    fn the_timer_hint_is_early_but_exact_inside_the_deadlines_millisecond() {
+        let mut k = Kernel::new(KernelConfig::default(), Time::ZERO);
+        let hint = k.timer_hint();
+        assert_eq!(hint.load(Ordering::Acquire), u64::MAX, "no timer: no hint");
+        let deadline = ms(20) + Duration::from_micros(500);
+        k.insert_timer(deadline, Waker::noop().clone());
+        assert_eq!(hint.load(Ordering::Acquire), deadline.as_nanos());
+        k.fire_timers(ms(5));
+        let early = hint.load(Ordering::Acquire);
+        assert!(early <= deadline.as_nanos(), "the hint passed the deadline");
+        k.fire_timers(ms(20) + Duration::from_micros(100));
+        assert_eq!(hint.load(Ordering::Acquire), deadline.as_nanos());
+        assert_eq!(k.fire_timers(deadline), 1);
+        assert_eq!(hint.load(Ordering::Acquire), u64::MAX);
+    }
+}
