@@ -12,13 +12,20 @@
 //! (original names), then again on the multi-thread flavour (`*_mt`). The
 //! scheduler workloads (`spawn_many`, `spawn_remote`, `yield_many`,
 //! `ping_pong`, `chained_spawn`, `request_reply`, `timers_100k`,
-//! `cancel_storm`, `ext_wake_rtt`) run on the multi-thread flavour only.
+//! `cancel_storm`, `ext_wake_rtt`, and the shapes of issue 12: `spawn_tree`
+//! (a binary tree of depth 12, each node spawning and joining two children),
+//! `sleep_storm` (10k tasks sleeping 1 ms at once), `oneshot_ring` (a token
+//! passed around a ring of 10k tasks over oneshots), `abort_sleepers` (10k
+//! tasks sleeping an hour, each aborted through its handle and joined)) run
+//! on the multi-thread flavour only.
 //! Both multi-thread runtimes get the same worker count: `--workers N`
 //! (default: available parallelism).
 //!
 //! Extra lines:
 //! - `region_overhead ours_region=<ns> ours_bare=<ns> ratio=<median of per-run region/bare>`
 //!   (ours only: one task in a fresh `cx.region` vs a bare spawn + join).
+//! - `region_open_close ours_region=<ns> ours_bare=<ns> ratio=<..>` (ours
+//!   only: an empty region opened and closed vs a bare spawn + join).
 //! - From a counting global allocator, enabled only for these passes
 //!   (allocation counts, not timing, so immune to machine noise):
 //!   `allocs_per_spawn ours=<n> tokio=<n>`: heap allocations per task for
@@ -1133,6 +1140,222 @@ fn bare_spawn_join(rt: &Ours, n: u64) -> Duration {
     start.elapsed()
 }
 
+// ============================================ issue-12 shapes (multi-thread)
+
+// ---------------------------------------------------------- spawn_tree
+// A binary tree of tasks: every node spawns two children and joins both.
+
+fn tree_ours(cx: Cx, depth: u32) -> Pin<Box<dyn Future<Output = u64> + Send>> {
+    Box::pin(async move {
+        if depth == 0 {
+            return 1;
+        }
+        let left = cx.spawn(move |cx| tree_ours(cx, depth - 1)).expect("spawn");
+        let right = cx.spawn(move |cx| tree_ours(cx, depth - 1)).expect("spawn");
+        1 + left.join(&cx).await.expect("joined") + right.join(&cx).await.expect("joined")
+    })
+}
+
+fn spawn_tree_ours(rt: &Ours, depth: u32) -> Duration {
+    let start = Instant::now();
+    let nodes = rt.block_on(move |cx: Cx| tree_ours(cx, depth));
+    assert_eq!(black_box(nodes), (1u64 << (depth + 1)) - 1);
+    start.elapsed()
+}
+
+fn tree_tokio(depth: u32) -> Pin<Box<dyn Future<Output = u64> + Send>> {
+    Box::pin(async move {
+        if depth == 0 {
+            return 1;
+        }
+        let left = tokio::spawn(tree_tokio(depth - 1));
+        let right = tokio::spawn(tree_tokio(depth - 1));
+        1 + left.await.expect("joined") + right.await.expect("joined")
+    })
+}
+
+fn spawn_tree_tokio(rt: &Tokio, depth: u32) -> Duration {
+    let start = Instant::now();
+    let nodes = rt.block_on(tree_tokio(depth));
+    assert_eq!(black_box(nodes), (1u64 << (depth + 1)) - 1);
+    start.elapsed()
+}
+
+// --------------------------------------------------------- sleep_storm
+// `n` tasks each sleep `ms` milliseconds at once; the root joins them all.
+
+fn sleep_storm_ours(rt: &Ours, n: u64, ms: u64) -> Duration {
+    let start = Instant::now();
+    let woke = rt.block_on(move |cx: Cx| async move {
+        let handles: Vec<_> = (0..n)
+            .map(|_| {
+                cx.spawn(move |cx| async move {
+                    asupersync::time::sleep(&cx, Duration::from_millis(ms))
+                        .await
+                        .expect("not cancelled");
+                    1u64
+                })
+                .expect("spawn")
+            })
+            .collect();
+        let mut woke = 0u64;
+        for h in handles {
+            woke += h.join(&cx).await.expect("joined");
+        }
+        woke
+    });
+    assert_eq!(black_box(woke), n);
+    start.elapsed()
+}
+
+fn sleep_storm_tokio(rt: &Tokio, n: u64, ms: u64) -> Duration {
+    let start = Instant::now();
+    let woke = rt.block_on(async move {
+        let handles: Vec<_> = (0..n)
+            .map(|_| {
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    1u64
+                })
+            })
+            .collect();
+        let mut woke = 0u64;
+        for h in handles {
+            woke += h.await.expect("joined");
+        }
+        woke
+    });
+    assert_eq!(black_box(woke), n);
+    start.elapsed()
+}
+
+// -------------------------------------------------------- oneshot_ring
+// `n` tasks in a ring of oneshot channels: each waits for the token from
+// its predecessor and passes it on incremented; the root closes the ring.
+
+fn oneshot_ring_ours(rt: &Ours, n: u64) -> Duration {
+    let start = Instant::now();
+    let token = rt.block_on(move |cx: Cx| async move {
+        let (first_tx, mut prev_rx) = oneshot::channel::<u64>();
+        for _ in 0..n {
+            let (tx, rx) = oneshot::channel::<u64>();
+            let mut rx_in = std::mem::replace(&mut prev_rx, rx);
+            drop(
+                cx.spawn(move |cx| async move {
+                    let t = rx_in.recv(&cx).await.expect("token");
+                    tx.send(t + 1).expect("next alive");
+                })
+                .expect("spawn"),
+            );
+        }
+        first_tx.send(0).expect("ring alive");
+        prev_rx.recv(&cx).await.expect("token back")
+    });
+    assert_eq!(black_box(token), n);
+    start.elapsed()
+}
+
+fn oneshot_ring_tokio(rt: &Tokio, n: u64) -> Duration {
+    let start = Instant::now();
+    let token = rt.block_on(async move {
+        let (first_tx, mut prev_rx) = tokio::sync::oneshot::channel::<u64>();
+        for _ in 0..n {
+            let (tx, rx) = tokio::sync::oneshot::channel::<u64>();
+            let rx_in = std::mem::replace(&mut prev_rx, rx);
+            tokio::spawn(async move {
+                let t = rx_in.await.expect("token");
+                tx.send(t + 1).expect("next alive");
+            });
+        }
+        first_tx.send(0).expect("ring alive");
+        prev_rx.await.expect("token back")
+    });
+    assert_eq!(black_box(token), n);
+    start.elapsed()
+}
+
+// ------------------------------------------------------ abort_sleepers
+// `n` tasks sleep an hour; once all are parked each is aborted through its
+// handle and joined (timed from the first abort to the last join).
+
+fn abort_sleepers_ours(rt: &Ours, n: u64) -> Duration {
+    let elapsed = rt.block_on(move |cx: Cx| async move {
+        let parked = Arc::new(AtomicU64::new(0));
+        let notify = Arc::new(asupersync::sync::Notify::new());
+        let handles: Vec<_> = (0..n)
+            .map(|_| {
+                let (parked, notify) = (parked.clone(), notify.clone());
+                cx.spawn(move |cx| async move {
+                    let sleep = asupersync::time::sleep(&cx, Duration::from_secs(3600));
+                    if parked.fetch_add(1, Ordering::AcqRel) + 1 == n {
+                        notify.notify_one();
+                    }
+                    let r = sleep.await;
+                    assert!(r.is_err(), "sleep ended without cancellation");
+                })
+                .expect("spawn")
+            })
+            .collect();
+        notify.notified(&cx).await.expect("not cancelled");
+        let start = Instant::now();
+        for h in &handles {
+            h.abort();
+        }
+        for h in handles {
+            let e = h.join(&cx).await.expect_err("aborted");
+            assert!(e.is_cancelled(), "task: {e}");
+        }
+        start.elapsed()
+    });
+    black_box(elapsed)
+}
+
+fn abort_sleepers_tokio(rt: &Tokio, n: u64) -> Duration {
+    let elapsed = rt.block_on(async move {
+        let parked = Arc::new(AtomicU64::new(0));
+        let notify = Arc::new(tokio::sync::Notify::new());
+        let handles: Vec<_> = (0..n)
+            .map(|_| {
+                let (parked, notify) = (parked.clone(), notify.clone());
+                tokio::spawn(async move {
+                    let sleep = tokio::time::sleep(Duration::from_secs(3600));
+                    if parked.fetch_add(1, Ordering::AcqRel) + 1 == n {
+                        notify.notify_one();
+                    }
+                    sleep.await;
+                    panic!("sleep ended without cancellation");
+                })
+            })
+            .collect();
+        notify.notified().await;
+        let start = Instant::now();
+        for h in &handles {
+            h.abort();
+        }
+        for h in handles {
+            let e = h.await.expect_err("aborted");
+            assert!(e.is_cancelled(), "task: {e}");
+        }
+        start.elapsed()
+    });
+    black_box(elapsed)
+}
+
+// ---------------------------------------------------- region_open_close
+// An empty region opened and closed (ours only; compared with a bare
+// spawn + join on the same runtime).
+
+fn region_open_close(rt: &Ours, n: u64) -> Duration {
+    let start = Instant::now();
+    rt.block_on(move |cx: Cx| async move {
+        for _ in 0..n {
+            let out = cx.region(|_cx| async move { Ok::<(), ()>(()) }).await;
+            assert!(matches!(out, asupersync::Outcome::Ok(())));
+        }
+    });
+    start.elapsed()
+}
+
 // ------------------------------------------------------- allocation pass
 
 /// Live heap bytes while `n` tasks are parked on a `Notify` (counted from
@@ -1398,6 +1621,38 @@ fn main() {
     ) {
         println!("region_overhead ours_region={region:.0} ours_bare={bare:.0} ratio={ratio:.3}");
     }
+    if let Some((region, bare, ratio)) = alternate(
+        "region_open_close",
+        &s,
+        || region_open_close(&ours, 2_000 * k),
+        || bare_spawn_join(&ours, 2_000 * k),
+    ) {
+        println!("region_open_close ours_region={region:.0} ours_bare={bare:.0} ratio={ratio:.3}");
+    }
+    compare(
+        "spawn_tree",
+        &s,
+        || spawn_tree_ours(&ours, 12),
+        || spawn_tree_tokio(&theirs, 12),
+    );
+    compare(
+        "sleep_storm",
+        &s,
+        || sleep_storm_ours(&ours, 10_000, 1),
+        || sleep_storm_tokio(&theirs, 10_000, 1),
+    );
+    compare(
+        "oneshot_ring",
+        &s,
+        || oneshot_ring_ours(&ours, 10_000),
+        || oneshot_ring_tokio(&theirs, 10_000),
+    );
+    compare(
+        "abort_sleepers",
+        &s,
+        || abort_sleepers_ours(&ours, 10_000),
+        || abort_sleepers_tokio(&theirs, 10_000),
+    );
     drop((ours, theirs));
     if selected("alloc_pass") {
         watch("alloc_pass");
