@@ -230,6 +230,7 @@ impl RuntimeBuilder {
             driver: std::sync::Mutex::new(driver),
             driver_unparker,
             driver_waiters: std::sync::Mutex::new(Vec::new()),
+            next_call: std::sync::atomic::AtomicU64::new(0),
             workers: handles,
             shutdown,
             root_budget: self.root_budget,

@@ -45,9 +45,6 @@ use crate::exec::cx::Cx;
 use crate::exec::root::RootTask;
 use crate::types::Budget;
 
-/// Identifies `block_on` calls waiting for the current-thread driver.
-static NEXT_CALL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-
 /// How long dropping a runtime waits for handle-spawned tasks to drain.
 const DROP_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -69,6 +66,9 @@ pub struct Runtime {
     /// Current-thread `block_on` calls waiting for the driver: unparked
     /// when the driving call returns (one of them takes over).
     driver_waiters: Mutex<Vec<(u64, Unparker)>>,
+    /// Identifies `block_on` calls waiting for the current-thread driver
+    /// (a per-runtime counter).
+    next_call: std::sync::atomic::AtomicU64,
     workers: Vec<JoinHandle<()>>,
     shutdown: Arc<AtomicBool>,
     root_budget: Budget,
@@ -153,7 +153,7 @@ impl Runtime {
     /// holds the driver; otherwise waits for its root like a multi-thread
     /// `block_on` (the driver runs its tasks) until the driver is free.
     fn drive_current_thread<Fut: Future>(&self, root: &mut RootTask<Fut>, own: &Parker) {
-        let me = NEXT_CALL.fetch_add(1, Ordering::Relaxed);
+        let me = self.next_call.fetch_add(1, Ordering::Relaxed);
         while !root.is_done() {
             // Registered before trying the lock: a driver that returns
             // after the attempt failed unparks this thread (no lost
