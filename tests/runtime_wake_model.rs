@@ -502,9 +502,7 @@ impl Checker {
                             Next::Continue(u) => y.runners[r].pc = RunnerPc::Start(u),
                             Next::Done(Some(before)) => {
                                 if s.completed {
-                                    return Err(format!(
-                                        "W4: {who} starts a poll after COMPLETE"
-                                    ));
+                                    return Err(format!("W4: {who} starts a poll after COMPLETE"));
                                 }
                                 if polling > 0 {
                                     return Err(format!(
@@ -783,7 +781,10 @@ fn model_the_wake_state_machine_is_correct_in_every_interleaving() {
         bit_failures > 0,
         "CAS failures caused by another field of the word were explored"
     );
-    assert!(taken > 0, "attention raised by the kernel was taken by a run");
+    assert!(
+        taken > 0,
+        "attention raised by the kernel was taken by a run"
+    );
     assert!(after_complete > 0, "wakes of a COMPLETE task were explored");
     assert_eq!(stale, 0, "W1: a popped entry always finds SCHEDULED");
     assert!(total_states > 1000, "{total_states} states");

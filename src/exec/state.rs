@@ -223,7 +223,10 @@ impl CellState {
         let hint = (u64::from(severity) + 1).min(HINT >> HINT_SHIFT) << HINT_SHIFT;
         self.update(|s| {
             let raised = (s.0 & HINT).max(hint);
-            ((), Some(Snapshot((s.0 & !HINT) | raised | CANCEL_ATTENTION)))
+            (
+                (),
+                Some(Snapshot((s.0 & !HINT) | raised | CANCEL_ATTENTION)),
+            )
         });
     }
 }
@@ -331,7 +334,11 @@ mod tests {
         assert!(!after.has_attention() && !after.has_cancel_attention());
         assert_eq!(after.lifecycle(), SCHEDULED);
         assert!(after.is_started());
-        assert_eq!(after.cancel_severity(), Some(0), "taking attention keeps the hint");
+        assert_eq!(
+            after.cancel_severity(),
+            Some(0),
+            "taking attention keeps the hint"
+        );
     }
 
     #[test]
