@@ -1,16 +1,22 @@
 //! Issue #5: model checks of the task wake state machine (rules W1–W4 in
-//! `src/runtime/task_cell.rs`).
+//! `src/exec/task_cell.rs`, on the state word of `src/exec/state.rs`,
+//! rules SW1–SW6).
 //!
 //! # Model 1: exhaustive explicit-state check of a transcription
 //!
-//! `Machine` is a self-contained transcription of `TaskCell::schedule` (the
-//! waker side) and `TaskCell::run` (the runner side) over one shared state
-//! byte (IDLE / SCHEDULED / RUNNING / NOTIFIED / COMPLETE) and a run queue
-//! kept as a multiset (a count of entries of this task). Every atomic
-//! operation is one step: the `load` in `schedule`, each
-//! `compare_exchange(_weak)` (success, failure with the actual value, and —
-//! for the `_weak` one — spurious failure, each followed by the retry), the
-//! unconditional `store`s, and each queue push / pop. Threads:
+//! `Checker` runs a self-contained transcription of `TaskCell::schedule`
+//! (the waker side) and `TaskCell::run` with `Core::poll_task`'s
+//! `take_attention` (the runner side) over the cell's state word — its
+//! lifecycle field (IDLE / SCHEDULED / RUNNING / NOTIFIED / COMPLETE) plus
+//! the STARTED and ATTENTION bits (ATTENTION stands for every bit other
+//! threads set; the cancel hint and CANCEL_ATTENTION change the word the
+//! same way) — and a run queue kept as a multiset (a count of entries of
+//! this task). Every transition is `CellState::update`'s loop (rule SW1):
+//! its `load`, then each `compare_exchange_weak` on the whole word
+//! (success, failure with the actual value — also when only another
+//! field changed — and spurious failure, each followed by the retry); the
+//! `fetch_or` / `fetch_and` of the attention bits and each queue push / pop
+//! are one step each. Threads:
 //! - `wakers` waker threads, each calling `wake` `wakes_each` times. Before
 //!   each call it performs its *event* (the write the future observes, e.g.
 //!   setting a flag), so the event happens-before the wake.
@@ -23,6 +29,8 @@
 //!   seen every event, or returns Pending. With `eager_ready` it may also
 //!   return Ready at any poll (it completes for another reason, e.g. a
 //!   forced drop), so wakes keep arriving after COMPLETE.
+//! - optionally the kernel, calling `request_attention` `raises` times
+//!   (one `fetch_or` each) at any point.
 //!
 //! The search is a depth-first search over all interleavings of these steps
 //! with a visited set (the waker threads are interchangeable, as are the
@@ -34,6 +42,10 @@
 //!   left, and no poll starts after COMPLETE;
 //! - state/queue agreement: every queue entry is matched by SCHEDULED (or a
 //!   push about to happen) — no stale entries;
+//! - SW1 / SW3: the word's ATTENTION bit is set exactly while a raise has
+//!   not been taken yet, and STARTED exactly from the first run edge on
+//!   (no transition overwrites another's bit); each run edge replaces a
+//!   STARTED bit that says whether an earlier run edge happened;
 //!
 //! and in every terminal state (no thread can move):
 //! - W2 / no lost wake: the task is COMPLETE, i.e. every event issued after
@@ -43,19 +55,22 @@
 //! - the queue is empty.
 //!
 //! The search also records which edges of the diagram were taken and asserts
-//! all of them were (including CAS failures and the NOTIFIED re-queue), so
-//! the check is not vacuous, and mutated machines (a lost-wake bug and a
-//! double-queue bug) are shown to be caught.
+//! all of them were (including CAS failures, failures caused by another
+//! field of the word, and the NOTIFIED re-queue), so the check is not
+//! vacuous, and mutated machines (a lost-wake bug, a double-queue bug and
+//! a re-queue written as a plain store that wipes the other bits) are
+//! shown to be caught.
 //!
-//! Bounds: up to 3 waker threads × 2 wakes, 1–2 runners, up to 2 self-wakes
-//! (see `CONFIGS`): 35 to ~30,000 distinct states per configuration, under
-//! a second in the debug profile. With one task and W1 there is at most one
-//! entry to pop, so a second runner adds no state beyond the first after
-//! symmetry reduction (the mutual-exclusion check still runs on it).
+//! Bounds: up to 3 waker threads × 2 wakes, 1–2 runners, up to 2 self-wakes,
+//! up to 2 attention raises (see `CONFIGS`): 63 to ~84,000 distinct states
+//! per configuration, a few seconds in the debug profile. With one task and
+//! W1 there is at most one entry to pop, so a second runner adds no state
+//! beyond the first after symmetry reduction (the mutual-exclusion check
+//! still runs on it).
 //! Memory model: sequentially consistent interleavings of the atomic steps.
-//! All accesses in the state machine are to one atomic location, whose
-//! read-modify-writes always read the latest value, so the transitions are
-//! faithful; weak-memory effects between that location and the future's own
+//! All accesses in the state machine are to one atomic location (the word),
+//! whose read-modify-writes always read the latest value, so the
+//! transitions are faithful; weak-memory effects between that location and the future's own
 //! event memory (e.g. a relaxed flag) are outside this model (that is
 //! loom's territory; the usual waker slot behind a mutex synchronises).
 //!
@@ -90,11 +105,17 @@ use asupersync::{Cx, yield_now};
 
 // ===== model 1 ==============================================================
 
+// The state word's fields, as in `src/exec/state.rs` (the model keeps the
+// bits it exercises; the cancel hint is another field no transition here
+// reads, like ATTENTION, so ATTENTION stands for every non-lifecycle bit).
+const LIFECYCLE: u8 = 0b111;
 const IDLE: u8 = 0;
 const SCHEDULED: u8 = 1;
 const RUNNING: u8 = 2;
 const NOTIFIED: u8 = 3;
 const COMPLETE: u8 = 4;
+const STARTED: u8 = 1 << 3;
+const ATTENTION: u8 = 1 << 4;
 
 const MAX_WAKERS: usize = 3;
 const MAX_RUNNERS: usize = 2;
@@ -103,11 +124,14 @@ const MAX_RUNNERS: usize = 2;
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mutation {
     None,
-    /// `run` stores IDLE after a pending poll instead of the
-    /// RUNNING→IDLE compare-and-swap (drops a wake that came during the poll).
+    /// `pending` moves to IDLE after a pending poll even when NOTIFIED
+    /// (drops a wake that came during the poll).
     StoreIdleAfterPoll,
-    /// `schedule` queues on RUNNING→NOTIFIED too (a second queue entry).
+    /// `wake` queues on RUNNING→NOTIFIED too (a second queue entry).
     QueueOnNotify,
+    /// `pending` writes a bare SCHEDULED on NOTIFIED (the old byte's
+    /// `store`), wiping the word's other bits.
+    StoreClobbersBits,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -117,16 +141,25 @@ struct Config {
     runners: usize,
     yields: u8,
     eager_ready: bool,
+    /// `request_attention` calls by the kernel (another thread).
+    raises: u8,
     mutation: Mutation,
 }
 
-/// Program counter of a `schedule()` call in progress.
+/// Program counter inside `CellState::update` (the compare-and-swap loop).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+enum Upd {
+    /// `let mut current = word.load()`.
+    Load,
+    /// `compare_exchange_weak(current, f(current))` with `current` as read.
+    Cas(u8),
+}
+
+/// Program counter of a wake (`TaskCell::schedule`) in progress.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 enum Sched {
-    /// `let mut current = state.load()`.
-    Load,
-    /// `compare_exchange_weak(current, next)` with `current` as read.
-    Cas(u8),
+    /// `CellState::wake`.
+    Upd(Upd),
     /// `core.schedule(self)`: the queue push.
     Push,
 }
@@ -148,20 +181,21 @@ struct WakerThread {
 enum RunnerPc {
     /// Waiting to pop a queue entry.
     Pop,
-    /// `compare_exchange(SCHEDULED, RUNNING)`.
-    Start,
+    /// `start_running`: SCHEDULED → RUNNING | STARTED.
+    Start(Upd),
+    /// `take_attention` (`Core::poll_task`): one `fetch_and`.
+    TakeAttention,
     /// The future's poll: reads the events issued.
     Poll,
     /// The future wakes itself during the poll (then returns Pending).
     SelfWake(Sched),
-    /// Poll returned Pending: `compare_exchange(RUNNING, IDLE)`.
-    PendingCas,
-    /// The CAS failed (NOTIFIED): `store(SCHEDULED)`.
-    StoreScheduled,
-    /// Re-queue after the store.
+    /// Poll returned Pending: `pending` (RUNNING → IDLE, or NOTIFIED →
+    /// SCHEDULED).
+    Pending(Upd),
+    /// Re-queue after NOTIFIED → SCHEDULED.
     Requeue,
-    /// Poll returned Ready: `store(COMPLETE)`.
-    Finish,
+    /// Poll returned Ready: `complete`.
+    Finish(Upd),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
@@ -171,7 +205,8 @@ struct RunnerThread {
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 struct State {
-    state: u8,
+    /// The state word.
+    word: u8,
     /// Entries of the task in the run queue (a multiset of one element).
     queue: u8,
     /// Events performed by the wakers so far.
@@ -180,8 +215,14 @@ struct State {
     seen: u8,
     /// Self-wakes the future may still do.
     yields_left: u8,
+    /// `request_attention` calls the kernel thread still makes.
+    raises_left: u8,
     /// Ghost: a poll returned Ready (the machine was told to complete).
     completed: bool,
+    /// Ghost: a run edge has been taken (the future was handed to a poll).
+    started: bool,
+    /// Ghost: attention was raised and no `take_attention` has run since.
+    attention: bool,
     wakers: [WakerThread; MAX_WAKERS],
     runners: [RunnerThread; MAX_RUNNERS],
 }
@@ -192,9 +233,12 @@ struct Stats {
     terminal: usize,
     edges: BTreeSet<(u8, u8)>,
     cas_failures: usize,
+    /// CAS failures where only a non-lifecycle bit had changed.
+    bit_failures: usize,
     spurious_failures: usize,
     stale_pops: usize,
     wakes_after_complete: usize,
+    attention_taken: usize,
 }
 
 struct Checker {
@@ -204,7 +248,7 @@ struct Checker {
 }
 
 fn name(s: u8) -> &'static str {
-    match s {
+    match s & LIFECYCLE {
         IDLE => "IDLE",
         SCHEDULED => "SCHEDULED",
         RUNNING => "RUNNING",
@@ -212,6 +256,26 @@ fn name(s: u8) -> &'static str {
         COMPLETE => "COMPLETE",
         _ => "?",
     }
+}
+
+/// The word with its lifecycle field replaced (the other bits kept).
+fn with_lifecycle(word: u8, lifecycle: u8) -> u8 {
+    (word & !LIFECYCLE) | lifecycle
+}
+
+/// Where an update step leaves its caller.
+enum Next<A> {
+    /// Still in the loop, at this pc.
+    Continue(Upd),
+    /// The update returned this action.
+    Done(A),
+}
+
+/// The action a wake's update returns.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum WakeAct {
+    Queue,
+    Done,
 }
 
 impl Checker {
@@ -237,14 +301,18 @@ impl Checker {
         for w in wakers.iter_mut().take(self.cfg.wakers) {
             w.left = self.cfg.wakes_each;
         }
-        // Spawn: the cell starts SCHEDULED and the spawner queues it once.
+        // Spawn: the cell starts SCHEDULED (with attention: `CellState::new`)
+        // and the spawner queues it once.
         State {
-            state: SCHEDULED,
+            word: SCHEDULED | ATTENTION,
             queue: 1,
             issued: 0,
             seen: 0,
             yields_left: self.cfg.yields,
+            raises_left: self.cfg.raises,
             completed: false,
+            started: false,
+            attention: true,
             wakers,
             runners: [RunnerThread { pc: RunnerPc::Pop }; MAX_RUNNERS],
         }
@@ -257,21 +325,24 @@ impl Checker {
         s
     }
 
-    /// Sets the state byte, recording the edge and checking W4.
-    fn set_state(&mut self, s: &mut State, to: u8, what: &str) -> Result<(), String> {
-        if s.state == COMPLETE && to != COMPLETE {
+    /// Writes the word, recording the lifecycle edge and checking W4.
+    fn set_word(&mut self, s: &mut State, to: u8, what: &str) -> Result<(), String> {
+        let (from, to_l) = (s.word & LIFECYCLE, to & LIFECYCLE);
+        if from == COMPLETE && to_l != COMPLETE {
             return Err(format!(
                 "W4: {what} moved COMPLETE to {} (left the terminal state)",
                 name(to)
             ));
         }
-        self.stats.edges.insert((s.state, to));
-        s.state = to;
+        if from != to_l {
+            self.stats.edges.insert((from, to_l));
+        }
+        s.word = to;
         Ok(())
     }
 
     fn push(&mut self, s: &mut State, who: &str) -> Result<(), String> {
-        if s.state == COMPLETE {
+        if s.word & LIFECYCLE == COMPLETE {
             return Err(format!("W4: {who} queued a COMPLETE task"));
         }
         s.queue += 1;
@@ -284,60 +355,102 @@ impl Checker {
         Ok(())
     }
 
-    /// One step of `schedule()`; returns the successors as (next pc or
-    /// `None` when the call returned, state).
+    /// One step of `CellState::update`: the load, or one
+    /// `compare_exchange_weak` (success, failure with the actual value, or
+    /// spurious failure; both failures retry with the value read). `f`
+    /// maps the current word to the action and the next word (`None`:
+    /// return without writing, a local decision, no step).
+    fn update_step<A: Copy>(
+        &mut self,
+        s: &State,
+        pc: Upd,
+        who: &str,
+        f: impl Fn(u8) -> Result<(A, Option<u8>), String>,
+    ) -> Result<Vec<(Next<A>, State)>, String> {
+        let mut out = Vec::new();
+        match pc {
+            Upd::Load => out.push((Next::Continue(Upd::Cas(s.word)), *s)),
+            Upd::Cas(current) => {
+                let (action, next) = f(current)?;
+                let Some(next) = next else {
+                    out.push((Next::Done(action), *s));
+                    return Ok(out);
+                };
+                if s.word == current {
+                    let mut t = *s;
+                    self.set_word(&mut t, next, who)?;
+                    out.push((Next::Done(action), t));
+                    self.stats.spurious_failures += 1;
+                    out.push((Next::Continue(Upd::Cas(s.word)), *s));
+                } else {
+                    self.stats.cas_failures += 1;
+                    if s.word & LIFECYCLE == current & LIFECYCLE {
+                        self.stats.bit_failures += 1;
+                    }
+                    out.push((Next::Continue(Upd::Cas(s.word)), *s));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// One step of a wake (`CellState::wake`, then the push); returns the
+    /// successors as (next pc or `None` when the call returned, state).
     fn schedule_step(
         &mut self,
         s: &State,
         pc: Sched,
         who: &str,
     ) -> Result<Vec<(Option<Sched>, State)>, String> {
-        let mut out = Vec::new();
-        match pc {
-            Sched::Load => out.push((Some(Sched::Cas(s.state)), *s)),
-            Sched::Cas(current) => {
-                let next = match current {
-                    IDLE => SCHEDULED,
-                    RUNNING => NOTIFIED,
-                    _ => {
-                        if current == COMPLETE {
-                            self.stats.wakes_after_complete += 1;
-                        }
-                        // `_ => return`: no step (a local decision).
-                        out.push((None, *s));
-                        return Ok(out);
-                    }
-                };
-                if s.state == current {
-                    let mut t = *s;
-                    self.set_state(&mut t, next, who)?;
-                    let after = if current == IDLE || self.cfg.mutation == Mutation::QueueOnNotify {
-                        Some(Sched::Push)
-                    } else {
-                        None
-                    };
-                    out.push((after, t));
-                    // compare_exchange_weak may fail spuriously; it then
-                    // reports the (unchanged) actual value and retries.
-                    self.stats.spurious_failures += 1;
-                    out.push((Some(Sched::Cas(s.state)), *s));
-                } else {
-                    self.stats.cas_failures += 1;
-                    out.push((Some(Sched::Cas(s.state)), *s));
-                }
-            }
+        let upd = match pc {
             Sched::Push => {
                 let mut t = *s;
                 self.push(&mut t, who)?;
-                out.push((None, t));
+                return Ok(vec![(None, t)]);
             }
+            Sched::Upd(upd) => upd,
+        };
+        if let Upd::Cas(current) = upd
+            && current & LIFECYCLE == COMPLETE
+        {
+            self.stats.wakes_after_complete += 1;
         }
-        Ok(out)
+        let mutation = self.cfg.mutation;
+        let steps = self.update_step(s, upd, who, |w| {
+            Ok(match w & LIFECYCLE {
+                IDLE => (WakeAct::Queue, Some(with_lifecycle(w, SCHEDULED))),
+                RUNNING => {
+                    let act = if mutation == Mutation::QueueOnNotify {
+                        WakeAct::Queue
+                    } else {
+                        WakeAct::Done
+                    };
+                    (act, Some(with_lifecycle(w, NOTIFIED)))
+                }
+                _ => (WakeAct::Done, None),
+            })
+        })?;
+        Ok(steps
+            .into_iter()
+            .map(|(next, t)| match next {
+                Next::Continue(u) => (Some(Sched::Upd(u)), t),
+                Next::Done(WakeAct::Queue) => (Some(Sched::Push), t),
+                Next::Done(WakeAct::Done) => (None, t),
+            })
+            .collect())
     }
 
     fn successors(&mut self, s: &State) -> Result<Vec<(String, State)>, String> {
         let mut out = Vec::new();
         let total = self.total_events();
+        if s.raises_left > 0 {
+            // The kernel: `request_attention`, one `fetch_or`.
+            let mut t = *s;
+            t.raises_left -= 1;
+            t.word |= ATTENTION;
+            t.attention = true;
+            out.push(("kernel: request_attention".to_string(), t));
+        }
         for i in 0..self.cfg.wakers {
             let w = s.wakers[i];
             match w.pc {
@@ -346,7 +459,7 @@ impl Checker {
                         let mut t = *s;
                         t.issued += 1;
                         t.wakers[i] = WakerThread {
-                            pc: WakerPc::Wake(Sched::Load),
+                            pc: WakerPc::Wake(Sched::Upd(Upd::Load)),
                             left: w.left - 1,
                         };
                         out.push((format!("waker{i}: event {}", t.issued), t));
@@ -355,7 +468,7 @@ impl Checker {
                 WakerPc::Wake(pc) => {
                     for (next, mut t) in self.schedule_step(s, pc, &format!("waker{i}"))? {
                         t.wakers[i].pc = next.map_or(WakerPc::Event, WakerPc::Wake);
-                        out.push((format!("waker{i}: {pc:?} -> {}", name(t.state)), t));
+                        out.push((format!("waker{i}: {pc:?} -> {}", name(t.word)), t));
                     }
                 }
             }
@@ -368,30 +481,62 @@ impl Checker {
                 RunnerPc::Pop => {
                     if s.queue > 0 {
                         t.queue -= 1;
-                        t.runners[r].pc = RunnerPc::Start;
+                        t.runners[r].pc = RunnerPc::Start(Upd::Load);
                         out.push((format!("{who}: pop"), t));
                     }
                 }
-                RunnerPc::Start => {
-                    if s.state == SCHEDULED {
-                        if s.completed {
-                            return Err(format!("W4: {who} starts a poll after COMPLETE"));
+                RunnerPc::Start(upd) => {
+                    let polling = s.runners[..self.cfg.runners]
+                        .iter()
+                        .filter(|x| !matches!(x.pc, RunnerPc::Pop | RunnerPc::Start(_)))
+                        .count();
+                    let steps = self.update_step(s, upd, &who, |w| {
+                        Ok(if w & LIFECYCLE == SCHEDULED {
+                            (Some(w), Some(with_lifecycle(w, RUNNING) | STARTED))
+                        } else {
+                            (None, None)
+                        })
+                    })?;
+                    for (next, mut y) in steps {
+                        match next {
+                            Next::Continue(u) => y.runners[r].pc = RunnerPc::Start(u),
+                            Next::Done(Some(before)) => {
+                                if s.completed {
+                                    return Err(format!("W4: {who} starts a poll after COMPLETE"));
+                                }
+                                if polling > 0 {
+                                    return Err(format!(
+                                        "W1: {who} starts a poll while another runs"
+                                    ));
+                                }
+                                if (before & STARTED != 0) != s.started {
+                                    return Err(format!(
+                                        "SW3: {who}'s run edge replaced STARTED = {} \
+                                         after {} run edge(s)",
+                                        before & STARTED != 0,
+                                        if s.started { "some" } else { "no" }
+                                    ));
+                                }
+                                y.started = true;
+                                y.runners[r].pc = RunnerPc::TakeAttention;
+                            }
+                            Next::Done(None) => {
+                                // W4 / stale entry: `run` returns.
+                                self.stats.stale_pops += 1;
+                                y.runners[r].pc = RunnerPc::Pop;
+                            }
                         }
-                        let polling = s.runners[..self.cfg.runners]
-                            .iter()
-                            .filter(|x| !matches!(x.pc, RunnerPc::Pop | RunnerPc::Start))
-                            .count();
-                        if polling > 0 {
-                            return Err(format!("W1: {who} starts a poll while another runs"));
-                        }
-                        self.set_state(&mut t, RUNNING, &who)?;
-                        t.runners[r].pc = RunnerPc::Poll;
-                    } else {
-                        // W4 / stale entry: the CAS fails, `run` returns.
-                        self.stats.stale_pops += 1;
-                        t.runners[r].pc = RunnerPc::Pop;
+                        out.push((format!("{who}: start {upd:?} -> {}", name(y.word)), y));
                     }
-                    out.push((format!("{who}: start -> {}", name(t.state)), t));
+                }
+                RunnerPc::TakeAttention => {
+                    if t.word & ATTENTION != 0 {
+                        self.stats.attention_taken += 1;
+                    }
+                    t.word &= !ATTENTION;
+                    t.attention = false;
+                    t.runners[r].pc = RunnerPc::Poll;
+                    out.push((format!("{who}: take_attention"), t));
                 }
                 RunnerPc::Poll => {
                     t.seen = s.issued;
@@ -402,50 +547,65 @@ impl Checker {
                     if s.yields_left > 0 {
                         let mut y = t;
                         y.yields_left -= 1;
-                        y.runners[r].pc = RunnerPc::SelfWake(Sched::Load);
+                        y.runners[r].pc = RunnerPc::SelfWake(Sched::Upd(Upd::Load));
                         out.push((format!("{who}: poll (saw {}) self-wakes", t.seen), y));
                     } else if t.seen < total {
                         let mut y = t;
-                        y.runners[r].pc = RunnerPc::PendingCas;
+                        y.runners[r].pc = RunnerPc::Pending(Upd::Load);
                         out.push((format!("{who}: poll (saw {}) Pending", t.seen), y));
                     }
                     if self.cfg.eager_ready || (s.yields_left == 0 && t.seen == total) {
                         let mut y = t;
-                        y.runners[r].pc = RunnerPc::Finish;
+                        y.runners[r].pc = RunnerPc::Finish(Upd::Load);
                         y.completed = true;
                         out.push((format!("{who}: poll (saw {}) Ready", t.seen), y));
                     }
                 }
                 RunnerPc::SelfWake(spc) => {
                     for (next, mut y) in self.schedule_step(s, spc, &format!("{who} self"))? {
-                        y.runners[r].pc = next.map_or(RunnerPc::PendingCas, RunnerPc::SelfWake);
-                        out.push((format!("{who}: self-wake {spc:?} -> {}", name(y.state)), y));
+                        y.runners[r].pc =
+                            next.map_or(RunnerPc::Pending(Upd::Load), RunnerPc::SelfWake);
+                        out.push((format!("{who}: self-wake {spc:?} -> {}", name(y.word)), y));
                     }
                 }
-                RunnerPc::PendingCas => {
-                    if self.cfg.mutation == Mutation::StoreIdleAfterPoll || s.state == RUNNING {
-                        self.set_state(&mut t, IDLE, &who)?;
-                        t.runners[r].pc = RunnerPc::Pop;
-                    } else {
-                        self.stats.cas_failures += 1;
-                        t.runners[r].pc = RunnerPc::StoreScheduled;
+                RunnerPc::Pending(upd) => {
+                    let mutation = self.cfg.mutation;
+                    let steps = self.update_step(s, upd, &who, |w| match w & LIFECYCLE {
+                        _ if mutation == Mutation::StoreIdleAfterPoll => {
+                            Ok((false, Some(with_lifecycle(w, IDLE))))
+                        }
+                        RUNNING => Ok((false, Some(with_lifecycle(w, IDLE)))),
+                        NOTIFIED if mutation == Mutation::StoreClobbersBits => {
+                            Ok((true, Some(SCHEDULED)))
+                        }
+                        NOTIFIED => Ok((true, Some(with_lifecycle(w, SCHEDULED)))),
+                        _ => Err(format!("SW2: {who}'s pending poll found {}", name(w))),
+                    })?;
+                    for (next, mut y) in steps {
+                        y.runners[r].pc = match next {
+                            Next::Continue(u) => RunnerPc::Pending(u),
+                            Next::Done(true) => RunnerPc::Requeue,
+                            Next::Done(false) => RunnerPc::Pop,
+                        };
+                        out.push((format!("{who}: pending {upd:?} -> {}", name(y.word)), y));
                     }
-                    out.push((format!("{who}: pending -> {}", name(t.state)), t));
-                }
-                RunnerPc::StoreScheduled => {
-                    self.set_state(&mut t, SCHEDULED, &who)?;
-                    t.runners[r].pc = RunnerPc::Requeue;
-                    out.push((format!("{who}: store SCHEDULED"), t));
                 }
                 RunnerPc::Requeue => {
                     self.push(&mut t, &who)?;
                     t.runners[r].pc = RunnerPc::Pop;
                     out.push((format!("{who}: re-queue"), t));
                 }
-                RunnerPc::Finish => {
-                    self.set_state(&mut t, COMPLETE, &who)?;
-                    t.runners[r].pc = RunnerPc::Pop;
-                    out.push((format!("{who}: store COMPLETE"), t));
+                RunnerPc::Finish(upd) => {
+                    let steps = self.update_step(s, upd, &who, |w| {
+                        Ok(((), Some(with_lifecycle(w, COMPLETE))))
+                    })?;
+                    for (next, mut y) in steps {
+                        y.runners[r].pc = match next {
+                            Next::Continue(u) => RunnerPc::Finish(u),
+                            Next::Done(()) => RunnerPc::Pop,
+                        };
+                        out.push((format!("{who}: complete {upd:?} -> {}", name(y.word)), y));
+                    }
                 }
             }
         }
@@ -455,11 +615,27 @@ impl Checker {
     fn check_state(&self, s: &State) -> Result<(), String> {
         // Every queue entry is matched by SCHEDULED, or by a push in flight
         // (the SCHEDULED state was published just before the push).
-        if s.queue > 0 && s.state != SCHEDULED {
+        if s.queue > 0 && s.word & LIFECYCLE != SCHEDULED {
             return Err(format!(
                 "stale queue entry: queue = {} while {}",
                 s.queue,
-                name(s.state)
+                name(s.word)
+            ));
+        }
+        // SW1: no transition loses another's bit; SW3: STARTED is set from
+        // the first run edge on.
+        if (s.word & ATTENTION != 0) != s.attention {
+            return Err(format!(
+                "SW1: ATTENTION is {} but the ghost says {}",
+                s.word & ATTENTION != 0,
+                s.attention
+            ));
+        }
+        if (s.word & STARTED != 0) != s.started {
+            return Err(format!(
+                "SW1/SW3: STARTED is {} but the ghost says {}",
+                s.word & STARTED != 0,
+                s.started
             ));
         }
         Ok(())
@@ -469,16 +645,16 @@ impl Checker {
         if s.queue != 0 {
             return Err(format!("terminal state with {} queue entries", s.queue));
         }
-        if s.state != COMPLETE {
+        if s.word & LIFECYCLE != COMPLETE {
             return Err(if s.seen < s.issued {
                 format!(
                     "W2: lost wake: task {} with {} of {} events unseen by the last poll",
-                    name(s.state),
+                    name(s.word),
                     s.issued - s.seen,
                     s.issued
                 )
             } else {
-                format!("deadlock: task stuck {} with an empty queue", name(s.state))
+                format!("deadlock: task stuck {} with an empty queue", name(s.word))
             });
         }
         Ok(())
@@ -524,38 +700,51 @@ impl Checker {
     }
 }
 
-fn cfg(wakers: usize, wakes_each: u8, runners: usize, yields: u8, eager_ready: bool) -> Config {
+fn cfg(
+    wakers: usize,
+    wakes_each: u8,
+    runners: usize,
+    yields: u8,
+    eager_ready: bool,
+    raises: u8,
+) -> Config {
     Config {
         wakers,
         wakes_each,
         runners,
         yields,
         eager_ready,
+        raises,
         mutation: Mutation::None,
     }
 }
 
-/// The configurations checked exhaustively.
-const CONFIGS: &[(usize, u8, usize, u8, bool)] = &[
-    (1, 1, 1, 0, false),
-    (1, 2, 1, 1, false),
-    (2, 1, 1, 1, false),
-    (2, 2, 1, 1, false),
-    (2, 2, 2, 1, false),
-    (3, 1, 2, 1, false),
-    (3, 2, 1, 2, false),
-    (3, 2, 2, 1, false),
-    (2, 2, 2, 2, true),
-    (3, 2, 2, 1, true),
+/// The configurations checked exhaustively: (wakers, wakes each, runners,
+/// self-wakes, eager Ready, kernel attention raises).
+const CONFIGS: &[(usize, u8, usize, u8, bool, u8)] = &[
+    (1, 1, 1, 0, false, 0),
+    (1, 2, 1, 1, false, 0),
+    (2, 1, 1, 1, false, 0),
+    (2, 2, 1, 1, false, 0),
+    (2, 2, 2, 1, false, 0),
+    (3, 1, 2, 1, false, 0),
+    (3, 2, 1, 2, false, 0),
+    (3, 2, 2, 1, false, 0),
+    (2, 2, 2, 2, true, 0),
+    (3, 2, 2, 1, true, 0),
+    (1, 1, 1, 1, false, 2),
+    (2, 1, 2, 1, false, 1),
+    (2, 2, 1, 1, true, 2),
 ];
 
 #[test]
 fn model_the_wake_state_machine_is_correct_in_every_interleaving() {
     let mut all_edges = BTreeSet::new();
     let mut total_states = 0;
-    let (mut cas_failures, mut stale, mut after_complete) = (0, 0, 0);
-    for &(w, k, r, y, eager) in CONFIGS {
-        let c = cfg(w, k, r, y, eager);
+    let (mut cas_failures, mut bit_failures, mut stale, mut after_complete, mut taken) =
+        (0, 0, 0, 0, 0);
+    for &(w, k, r, y, eager, raises) in CONFIGS {
+        let c = cfg(w, k, r, y, eager, raises);
         let stats = Checker::run(c).unwrap_or_else(|e| panic!("{c:?}: {e}"));
         eprintln!(
             "{c:?}: {} states, {} terminal",
@@ -565,8 +754,10 @@ fn model_the_wake_state_machine_is_correct_in_every_interleaving() {
         total_states += stats.states;
         all_edges.extend(stats.edges);
         cas_failures += stats.cas_failures;
+        bit_failures += stats.bit_failures;
         stale += stats.stale_pops;
         after_complete += stats.wakes_after_complete;
+        taken += stats.attention_taken;
     }
     // Coverage: every edge of the diagram was taken somewhere.
     for edge in [
@@ -576,6 +767,7 @@ fn model_the_wake_state_machine_is_correct_in_every_interleaving() {
         (RUNNING, NOTIFIED),
         (NOTIFIED, SCHEDULED),
         (RUNNING, COMPLETE),
+        (NOTIFIED, COMPLETE),
     ] {
         assert!(
             all_edges.contains(&edge),
@@ -585,6 +777,14 @@ fn model_the_wake_state_machine_is_correct_in_every_interleaving() {
         );
     }
     assert!(cas_failures > 0, "CAS-failure retries were explored");
+    assert!(
+        bit_failures > 0,
+        "CAS failures caused by another field of the word were explored"
+    );
+    assert!(
+        taken > 0,
+        "attention raised by the kernel was taken by a run"
+    );
     assert!(after_complete > 0, "wakes of a COMPLETE task were explored");
     assert_eq!(stale, 0, "W1: a popped entry always finds SCHEDULED");
     assert!(total_states > 1000, "{total_states} states");
@@ -592,7 +792,7 @@ fn model_the_wake_state_machine_is_correct_in_every_interleaving() {
 
 #[test]
 fn model_catches_a_lost_wake_when_the_pending_cas_is_a_store() {
-    let mut c = cfg(1, 1, 1, 0, false);
+    let mut c = cfg(1, 1, 1, 0, false, 0);
     c.mutation = Mutation::StoreIdleAfterPoll;
     let e = Checker::run(c).expect_err("the mutated machine must fail");
     assert!(e.contains("W2: lost wake"), "{e}");
@@ -600,10 +800,18 @@ fn model_catches_a_lost_wake_when_the_pending_cas_is_a_store() {
 
 #[test]
 fn model_catches_a_double_queue_entry_when_notify_also_queues() {
-    let mut c = cfg(1, 1, 1, 0, false);
+    let mut c = cfg(1, 1, 1, 0, false, 0);
     c.mutation = Mutation::QueueOnNotify;
     let e = Checker::run(c).expect_err("the mutated machine must fail");
     assert!(e.contains("W1") || e.contains("stale queue entry"), "{e}");
+}
+
+#[test]
+fn model_catches_a_lost_bit_when_the_requeue_is_a_plain_store() {
+    let mut c = cfg(1, 1, 1, 1, false, 1);
+    c.mutation = Mutation::StoreClobbersBits;
+    let e = Checker::run(c).expect_err("the mutated machine must fail");
+    assert!(e.contains("SW1"), "{e}");
 }
 
 // ===== model 2 ==============================================================

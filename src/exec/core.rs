@@ -12,8 +12,9 @@ use std::task::{Context, Poll, Waker};
 use super::cx::{Capabilities, Cx};
 use super::finalizer::FinalizerRun;
 use super::join::TaskHandle;
-use super::task_cell::{ATTENTION, CANCEL_ATTENTION, TaskCell, TaskRef, poll_catching};
-use std::sync::atomic::{AtomicU8, Ordering};
+use super::state::CellState;
+use super::task_cell::{TaskCell, TaskRef, poll_catching};
+use std::sync::atomic::Ordering;
 
 use crate::kernel::{
     Actions, Attention, Kernel, KernelConfig, PollDecision, SpawnError, TaskEnd, TaskKind,
@@ -305,26 +306,27 @@ impl Core {
     }
 
     /// One poll of task `id`, after the kernel's pre-poll bookkeeping.
-    /// `attention` is the task's fast-path flag (rule A1 in `kernel`):
-    /// `None` always goes through the kernel.
+    /// `attention` is the task's state word, for its fast-path bits (rule
+    /// A1 in `kernel`, SW4 in `state`): `None` always goes through the
+    /// kernel. `polled_before`: the run edge found STARTED set (SW3).
     pub(crate) fn poll_task<F: Future + ?Sized>(
         self: &Arc<Self>,
         id: TaskId,
         future: Pin<&mut F>,
         waker: &Waker,
-        attention: Option<&AtomicU8>,
+        attention: Option<&CellState>,
         polled_before: bool,
     ) -> Step<F::Output> {
         let through_kernel = attention.is_none_or(|a| {
-            let bits = a.swap(0, Ordering::AcqRel);
-            bits & ATTENTION != 0 || (bits & CANCEL_ATTENTION != 0 && !polled_before)
+            let bits = a.take_attention();
+            bits.has_attention() || (bits.has_cancel_attention() && !polled_before)
         });
         if through_kernel {
             match self.with_kernel(|k, now| k.before_poll(id, now, polled_before)) {
                 PollDecision::Drop(_) => return Step::Drop,
                 PollDecision::Poll { fast_next } => {
                     if !fast_next && let Some(a) = attention {
-                        a.fetch_or(ATTENTION, Ordering::Release);
+                        a.request_attention();
                     }
                 }
             }

@@ -12,6 +12,8 @@
 //!   clock and scheduler; spawning and polling tasks.
 //! - `task_cell`: one allocation per task (future, wake state, join slot);
 //!   rules W1–W6.
+//! - `state`: the task cell's state word (wake state, STARTED, attention
+//!   bits, cancel hint); rules SW1–SW6.
 //! - `join`: [`TaskHandle`], [`Join`], [`JoinMut`], [`JoinError`]; rules J1–J4.
 //! - `abort`: [`AbortHandle`].
 //! - `root`: the root task a driver's `block_on` polls on its own thread.
@@ -30,6 +32,7 @@ pub mod cx;
 pub(crate) mod finalizer;
 pub(crate) mod join;
 pub(crate) mod root;
+pub(crate) mod state;
 pub(crate) mod task_cell;
 
 pub use abort::AbortHandle;

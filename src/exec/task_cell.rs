@@ -1,7 +1,9 @@
 //! The task cell: one allocation holding a spawned task's future, its wake
 //! state and its join slot.
 //!
-//! Wake state machine (rule W1–W4), one `AtomicU8` per task:
+//! Wake state machine (rule W1–W4), the lifecycle field of the cell's
+//! state word (`super::state`, rules SW1–SW6: one `AtomicU64` that also
+//! holds STARTED, the A1 attention bits and the cancel lane hint):
 //! ```text
 //!   IDLE ──wake──► SCHEDULED ──run──► RUNNING ──pending──► IDLE
 //!                                       │  ▲
@@ -11,7 +13,8 @@
 //!   any ──complete──► COMPLETE (terminal)
 //! ```
 //! - W1: a task is in the run queue at most once (only the IDLE→SCHEDULED
-//!   and NOTIFIED→SCHEDULED edges push it).
+//!   and NOTIFIED→SCHEDULED edges push it). Every edge is one RMW of the
+//!   word that keeps its other bits (SW1).
 //! - W2: a wake during a poll is never lost (RUNNING→NOTIFIED re-queues it
 //!   when the poll returns).
 //! - W3: waking an ordinary task takes no lock: one compare-and-swap plus a
@@ -31,23 +34,14 @@ use std::mem::ManuallyDrop;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 
 use super::core::{Core, Step};
 use super::join::JoinSlot;
+use super::state::{CellState, Pending, Wake};
 use crate::kernel::TaskEnd;
 use crate::types::{PanicPayload, RegionId, TaskId};
-
-const IDLE: u8 = 0;
-const SCHEDULED: u8 = 1;
-const RUNNING: u8 = 2;
-const NOTIFIED: u8 = 3;
-const COMPLETE: u8 = 4;
-
-/// Attention bits (rule A1 in `kernel`).
-pub(crate) const ATTENTION: u8 = 1;
-pub(crate) const CANCEL_ATTENTION: u8 = 2;
 
 /// A task the scheduler can run.
 pub(crate) trait Runnable: Send + Sync {
@@ -87,21 +81,17 @@ pub(crate) struct TaskCell<F: Future> {
     id: AtomicU64,
     region: RegionId,
     core: Arc<Core>,
-    state: AtomicU8,
-    /// Rule A1 (`kernel`): whether the next poll must go through the
-    /// kernel (`ATTENTION`), or only if the task has not started
-    /// (`CANCEL_ATTENTION`).
-    attention: AtomicU8,
-    /// Lane hint: `severity + 1` of the cancel reason (0: not cancelled),
-    /// set by the kernel on a cancel request and raised when the reason is
-    /// strengthened (never reset; read by the scheduler on each schedule).
-    cancel_hint: AtomicU8,
+    /// Rules SW1–SW6 (`state`): the wake state (W1–W4); STARTED, set by
+    /// the first run; the A1 attention bits (`kernel`): whether the next
+    /// poll must go through the kernel (ATTENTION), or only if the task
+    /// has not started (CANCEL_ATTENTION); and the cancel lane hint, the
+    /// severity of the strongest cancel request (set by the kernel on a
+    /// cancel request and raised when the reason is strengthened, never
+    /// reset; read by the scheduler on each schedule).
+    state: CellState,
     /// Lane hint: the budget deadline in nanoseconds (`u64::MAX`: none),
     /// set by the kernel when the task registers.
     deadline_hint: AtomicU64,
-    /// Whether the future has been polled (the kernel may not know: rule A1
-    /// lets the first poll skip it).
-    started: AtomicBool,
     /// Whether the kernel may use the attention flag (spawned tasks).
     fast_polls: bool,
     /// Rule W5: touched only by the thread that owns the cell's RUNNING
@@ -130,11 +120,8 @@ where
             id: AtomicU64::new(u64::MAX),
             region,
             core,
-            state: AtomicU8::new(SCHEDULED),
-            attention: AtomicU8::new(ATTENTION),
-            cancel_hint: AtomicU8::new(0),
+            state: CellState::new(),
             deadline_hint: AtomicU64::new(u64::MAX),
-            started: AtomicBool::new(false),
             fast_polls,
             stage: UnsafeCell::new(Stage::Vacant),
             join: JoinSlot::new(),
@@ -147,7 +134,7 @@ where
     pub(crate) fn set_id(&self, id: TaskId, fast_start: bool) {
         self.id.store(id.to_bits(), Ordering::Relaxed);
         if fast_start {
-            self.attention.store(0, Ordering::Relaxed);
+            self.state.clear_attention();
         }
     }
 
@@ -227,24 +214,7 @@ where
 
     /// W1–W4: the lock-free wake transition.
     fn schedule(self: &Arc<Self>) {
-        let mut current = self.state.load(Ordering::Acquire);
-        loop {
-            let next = match current {
-                IDLE => SCHEDULED,
-                RUNNING => NOTIFIED,
-                _ => return,
-            };
-            match self.state.compare_exchange_weak(
-                current,
-                next,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break,
-                Err(actual) => current = actual,
-            }
-        }
-        if current == IDLE {
+        if self.state.wake() == Wake::Queue {
             self.core.schedule(self.clone());
         }
     }
@@ -260,7 +230,7 @@ where
     }
 
     fn finish(self: &Arc<Self>, end: TaskEnd, value: Option<F::Output>) {
-        self.state.store(COMPLETE, Ordering::Release);
+        self.state.complete();
         self.join.complete(&self.core, self.task_id(), end, value);
     }
 }
@@ -288,13 +258,11 @@ where
     F::Output: Send + 'static,
 {
     fn run(self: Arc<Self>) {
-        if self
-            .state
-            .compare_exchange(SCHEDULED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
+        // SW3: the run edge sets STARTED; the snapshot it replaced says
+        // whether the future was polled before.
+        let Some(before) = self.state.start_running() else {
             return; // W4: completed (or a stale queue entry).
-        }
+        };
         // SAFETY: W5: this thread won SCHEDULED -> RUNNING, so it alone
         // touches the stage until it moves the state on (every exit below
         // ends its use of `stage` first).
@@ -307,20 +275,15 @@ where
         // assigns `Stage::Done` over it). So pinning it here is sound.
         let pinned = unsafe { Pin::new_unchecked(future) };
         let waker = self.waker_ref();
-        let attention = self.fast_polls.then_some(&self.attention);
-        let polled_before = self.started.swap(true, Ordering::Relaxed);
+        let attention = self.fast_polls.then_some(&self.state);
+        let polled_before = before.is_started();
         let step = self
             .core
             .poll_task(self.task_id(), pinned, &waker, attention, polled_before);
         match step {
             Step::Pending => {
-                if self
-                    .state
-                    .compare_exchange(RUNNING, IDLE, Ordering::AcqRel, Ordering::Acquire)
-                    .is_err()
-                {
+                if self.state.pending() == Pending::Requeue {
                     // W2: woken while running; run again.
-                    self.state.store(SCHEDULED, Ordering::Release);
                     self.core.schedule(self.clone());
                 }
             }
@@ -346,7 +309,7 @@ where
     }
 
     fn cancel_hint(&self) -> Option<u8> {
-        self.cancel_hint.load(Ordering::Relaxed).checked_sub(1)
+        self.state.load().cancel_severity()
     }
 
     fn deadline_hint(&self) -> Option<u64> {
@@ -361,12 +324,11 @@ where
     F::Output: Send + 'static,
 {
     fn request_attention(&self) {
-        self.attention.fetch_or(ATTENTION, Ordering::Release);
+        self.state.request_attention();
     }
 
     fn cancel_requested(&self, severity: u8) {
-        self.cancel_hint.fetch_max(severity + 1, Ordering::Relaxed);
-        self.attention.fetch_or(CANCEL_ATTENTION, Ordering::Release);
+        self.state.cancel_requested(severity);
     }
 
     fn deadline_hint(&self, deadline: crate::types::Time) {
