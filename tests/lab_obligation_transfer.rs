@@ -19,33 +19,10 @@ use asupersync::lab::{ExploreConfig, LabConfig, LabRuntime, explore};
 use asupersync::obligation::Obligation;
 use asupersync::sync::Semaphore;
 use asupersync::time::sleep;
-use asupersync::trace::{CompletionKind, TraceEvent, TraceKind};
-use asupersync::types::{ObligationId, RegionId, TaskId, Time};
+use asupersync::trace::{CompletionKind, TraceKind};
+use asupersync::types::{ObligationId, RegionId, TaskId};
 use support::Gate;
-
-fn t(i: u32) -> TaskId {
-    TaskId::new_for_test(i, 0)
-}
-
-fn r(i: u32) -> RegionId {
-    RegionId::new_for_test(i, 0)
-}
-
-fn o(i: u32) -> ObligationId {
-    ObligationId::new_for_test(i, 0)
-}
-
-fn trace(events: Vec<(u64, TraceKind)>) -> Vec<TraceEvent> {
-    events
-        .into_iter()
-        .enumerate()
-        .map(|(i, (secs, kind))| TraceEvent {
-            seq: i as u64,
-            time: Time::from_secs(secs),
-            kind,
-        })
-        .collect()
-}
+use support::traces::{o, r, t, trace};
 
 fn reserve(obligation: ObligationId, task: TaskId, region: RegionId) -> TraceKind {
     TraceKind::ObligationReserve {

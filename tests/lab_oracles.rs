@@ -2,6 +2,8 @@
 //! passes having checked something (`tracked > 0`). Violations the kernel
 //! prevents are built by hand as traces and fed to the oracle functions.
 
+mod support;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,35 +16,12 @@ use asupersync::lab::{
     ChaosConfig, LabConfig, LabRuntime, OracleReport, OracleResult, SchedulePolicy,
 };
 use asupersync::time::{sleep, timeout};
-use asupersync::trace::{CompletionKind, TraceEvent, TraceKind};
-use asupersync::types::{Budget, CancelKind, CancelReason, ObligationId, RegionId, TaskId, Time};
+use asupersync::trace::{CompletionKind, TraceKind};
+use asupersync::types::{Budget, CancelKind, CancelReason, RegionId, TaskId, Time};
+
+use support::traces::{o, r, t, trace};
 
 // ----- helpers ------------------------------------------------------------
-
-fn t(i: u32) -> TaskId {
-    TaskId::new_for_test(i, 0)
-}
-
-fn r(i: u32) -> RegionId {
-    RegionId::new_for_test(i, 0)
-}
-
-fn o(i: u32) -> ObligationId {
-    ObligationId::new_for_test(i, 0)
-}
-
-/// Numbers a list of `(time in seconds, event)` into a trace.
-fn trace(events: Vec<(u64, TraceKind)>) -> Vec<TraceEvent> {
-    events
-        .into_iter()
-        .enumerate()
-        .map(|(i, (secs, kind))| TraceEvent {
-            seq: i as u64,
-            time: Time::from_secs(secs),
-            kind,
-        })
-        .collect()
-}
 
 fn spawn(task: TaskId, region: RegionId) -> TraceKind {
     TraceKind::Spawn { task, region }

@@ -19,6 +19,7 @@
 pub mod any_driver;
 pub mod drivers;
 pub mod shared;
+pub mod traces;
 pub mod util;
 pub mod wake_counter;
 
