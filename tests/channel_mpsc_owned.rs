@@ -37,8 +37,10 @@ on_both_drivers! {
             }).unwrap();
             let producer = reserver.join(&cx).await.expect("the reserver holds nothing");
             gate.open();
-            assert_eq!(rx.recv(&cx).await.unwrap(), 7);
+            // Joined before receiving: until 7 is received, the one slot is
+            // full for the producer's `try_send(8)`.
             assert_eq!(producer.join(&cx).await.unwrap(), 0);
+            assert_eq!(rx.recv(&cx).await.unwrap(), 7);
             assert!(rx.recv(&cx).await.unwrap_err().is_disconnected(), "the sender was dropped");
         });
         let s = rt.stats();
