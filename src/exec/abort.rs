@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::core::Core;
-use crate::types::{CancelKind, CancelReason, TaskId};
+use crate::types::{CancelKind, CancelReason, RegionId, TaskId};
 
 /// A cloneable handle that can request a task's cancellation and ask
 /// whether it finished, from any thread; it cannot join the task. Get one
@@ -16,12 +16,13 @@ use crate::types::{CancelKind, CancelReason, TaskId};
 #[derive(Clone)]
 pub struct AbortHandle {
     id: TaskId,
+    region: RegionId,
     core: Arc<Core>,
 }
 
 impl AbortHandle {
-    pub(crate) fn new(id: TaskId, core: Arc<Core>) -> Self {
-        Self { id, core }
+    pub(crate) fn new(id: TaskId, region: RegionId, core: Arc<Core>) -> Self {
+        Self { id, region, core }
     }
 
     /// The task's id.
@@ -38,16 +39,16 @@ impl AbortHandle {
     /// Requests cancellation with `reason`. Repeated requests only
     /// strengthen the reason.
     pub fn abort_with(&self, reason: CancelReason) {
-        let id = self.id;
+        let (id, region) = (self.id, self.region);
         self.core
-            .with_kernel(|k, now| k.request_cancel(id, reason, now));
+            .with_kernel(|k, now| k.request_cancel_of(id, region, reason, now));
     }
 
     /// Whether the task has completed (the kernel recorded its end; a
     /// `TaskHandle` reports it a moment later, once the output is stored).
     pub fn is_finished(&self) -> bool {
-        let id = self.id;
-        self.core.lock().task_state(id).is_none()
+        let (id, region) = (self.id, self.region);
+        !self.core.lock().task_alive(id, region)
     }
 }
 

@@ -17,7 +17,8 @@ use super::task_cell::{TaskCell, TaskRef, poll_catching};
 use std::sync::atomic::Ordering;
 
 use crate::kernel::{
-    Actions, Attention, Kernel, KernelConfig, PollDecision, SpawnError, TaskEnd, TaskKind,
+    Actions, Attention, Kernel, KernelConfig, LightTasks, PollDecision, SpawnError, TaskCounters,
+    TaskEnd, TaskKind,
 };
 use crate::types::rng::DetRng;
 use crate::types::{Budget, CancelReason, RegionId, TaskId, Time};
@@ -107,6 +108,8 @@ pub(crate) struct Core {
     cancel_gauge: Arc<std::sync::atomic::AtomicUsize>,
     /// Shared with the kernel (rule K8): drivers skip the lock until it passes.
     timer_hint: Arc<std::sync::atomic::AtomicU64>,
+    /// Shared with the kernel (rule LT5): task ids, light-task statistics.
+    counters: Arc<TaskCounters>,
 }
 
 /// Per-driver settings of the core.
@@ -144,6 +147,7 @@ impl Core {
         }
         let cancel_gauge = kernel.cancel_gauge();
         let timer_hint = kernel.timer_hint();
+        let counters = kernel.counters();
         Arc::new(Self {
             kernel: Mutex::new(kernel),
             clock,
@@ -153,6 +157,7 @@ impl Core {
             blocking: options.blocking,
             cancel_gauge,
             timer_hint,
+            counters,
         })
     }
 
@@ -346,12 +351,15 @@ impl Core {
         }
     }
 
-    /// Spawns a task running `f(cx)` in `region`. Takes the kernel lock
-    /// once: the cell is allocated first, so the kernel record gets its
-    /// waker and attention flag at creation.
+    /// Spawns a task running `f(cx)` in `region`. A task that may be light
+    /// (rule LT4 in `kernel::light`) joins `light`, its region's set, and
+    /// takes no kernel lock; any other takes the kernel lock once: the cell
+    /// is allocated first, so the kernel record gets its waker and
+    /// attention flag at creation.
     pub(crate) fn spawn<F, Fut>(
         self: &Arc<Self>,
         region: RegionId,
+        light: Option<&Arc<LightTasks>>,
         budget: Budget,
         caps: Capabilities,
         f: F,
@@ -361,19 +369,58 @@ impl Core {
         Fut: Future + Send + 'static,
         Fut::Output: Send + 'static,
     {
-        let cell = self.create_cell::<Fut>(region, TaskKind::Spawned, budget)?;
+        let light_cell = light
+            .filter(|_| budget == Budget::INFINITE)
+            .and_then(|set| self.create_light_cell::<Fut>(region, set));
+        let cell = match light_cell {
+            Some(cell) => cell,
+            None => self.create_cell::<Fut>(region, TaskKind::Spawned, budget)?,
+        };
         let id = cell.task_id();
         // Rule A2's deadline exception: the budget deadline the kernel
         // settled on (its timed-lane hint, set when the record was made).
         let deadline = super::task_cell::Runnable::deadline_hint(&*cell).map(Time::from_nanos);
-        let cx = Cx::new(self.clone(), id, region, caps).with_deadline(deadline);
+        let cx = Cx::new(self.clone(), id, region, caps)
+            .with_deadline(deadline)
+            .with_light(light.cloned());
         // If the closure panics, the half-made task must not linger.
-        let guard = UnspawnOnUnwind { core: self, id };
+        let guard = UnspawnOnUnwind {
+            core: self,
+            id,
+            region,
+        };
         let future = f(cx);
         std::mem::forget(guard);
         cell.fill(future);
         self.schedule(cell.clone());
         Ok(TaskHandle::new(id, cell))
+    }
+
+    /// Rule LT1–LT5: a cell for a light task, listed in `set` under a fresh
+    /// id, its first poll free to skip the kernel (A1). `None` if the set's
+    /// gate is shut (LT2): the caller spawns through the kernel instead.
+    fn create_light_cell<Fut>(
+        self: &Arc<Self>,
+        region: RegionId,
+        set: &Arc<LightTasks>,
+    ) -> Option<Arc<TaskCell<Fut>>>
+    where
+        Fut: Future + Send + 'static,
+        Fut::Output: Send + 'static,
+    {
+        let cell = TaskCell::<Fut>::vacant(region, self.clone(), true, Some(set.clone()));
+        let id = self.counters.next_id();
+        cell.set_id(id, true);
+        if !set.spawn(id, cell.clone()) {
+            return None;
+        }
+        self.counters.light_spawned();
+        Some(cell)
+    }
+
+    /// Rule LT5: counts the completion of a light task.
+    pub(crate) fn light_task_completed(&self) {
+        self.counters.light_completed();
     }
 
     /// Allocates an empty cell and creates its kernel record, registered
@@ -389,7 +436,7 @@ impl Core {
         Fut::Output: Send + 'static,
     {
         let fast_polls = kind == TaskKind::Spawned;
-        let cell = TaskCell::<Fut>::vacant(region, self.clone(), fast_polls);
+        let cell = TaskCell::<Fut>::vacant(region, self.clone(), fast_polls, None);
         let waker = cell.waker();
         let attention = fast_polls.then(|| cell.clone() as Arc<dyn Attention>);
         self.with_kernel_recent(|k, now| {
@@ -424,13 +471,20 @@ pub(crate) fn wake_catching(waker: Waker) {
 struct UnspawnOnUnwind<'a> {
     core: &'a Arc<Core>,
     id: TaskId,
+    region: RegionId,
 }
 
 impl Drop for UnspawnOnUnwind<'_> {
     fn drop(&mut self) {
-        let id = self.id;
+        let (id, region) = (self.id, self.region);
         self.core.with_kernel(|k, now| {
-            k.request_cancel(id, CancelReason::user("spawn closure panicked"), now);
+            // LT1: a light task is registered by the request.
+            k.request_cancel_of(
+                id,
+                region,
+                CancelReason::user("spawn closure panicked"),
+                now,
+            );
             k.complete_task(id, TaskEnd::Dropped, false, now)
         });
     }

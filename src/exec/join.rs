@@ -27,7 +27,7 @@ use std::task::{Context, Poll, Waker};
 use super::core::Core;
 use super::cx::Cx;
 use super::task_cell::TaskCell;
-use crate::kernel::{TaskEnd, TaskOutcome};
+use crate::kernel::{Finish, LightTasks, TaskEnd, TaskOutcome};
 use crate::types::{CancelReason, PanicPayload, RegionId, TaskId};
 
 /// Why a joined task produced no value.
@@ -142,7 +142,15 @@ impl<T> JoinSlot<T> {
     /// which is still open). A value the kernel discards (the task ended
     /// cancelled, or panicked by leaking) stays in the slot for the joiner
     /// or the handle's drop.
-    pub(crate) fn complete(&self, core: &Arc<Core>, id: TaskId, end: TaskEnd, value: Option<T>) {
+    pub(crate) fn complete(
+        &self,
+        core: &Arc<Core>,
+        id: TaskId,
+        region: RegionId,
+        light: Option<(&LightTasks, bool)>,
+        end: TaskEnd,
+        value: Option<T>,
+    ) {
         let (mut end, mut value) = (end, value);
         let mut inner = loop {
             let inner = self.lock();
@@ -157,9 +165,34 @@ impl<T> JoinSlot<T> {
                 end = TaskEnd::Panicked(PanicPayload::from_panic(payload));
             }
         };
+        // LT1: a light task that simply returned leaves its region's set
+        // and is done; nothing else of it is in the kernel. Any other end
+        // (or a task the kernel registered meanwhile) goes to the kernel,
+        // which registers a light task first.
+        if let Some((set, registered)) = light
+            && matches!(end, TaskEnd::Returned)
+            && let (Finish::Light { advance }, entry) = set.finish(id, registered)
+        {
+            core.light_task_completed();
+            inner.output = Some(value.ok_or_else(|| SlotError::Cancelled(Arc::default())));
+            self.finished.store(true, Ordering::Release);
+            let waker = inner.waker.take();
+            drop(inner);
+            if advance {
+                // LT3: the kernel waits for this region's last light task.
+                core.with_kernel_recent(|k, now| k.light_tasks_drained(region, now));
+            }
+            drop(entry);
+            if let Some(w) = waker {
+                super::core::wake_catching(w);
+            }
+            return;
+        }
         let handle_alive = inner.handle_alive;
-        let ((outcome, _leaks), actions) =
-            core.with_kernel_recent_deferred(|k, now| k.complete_task(id, end, handle_alive, now));
+        let ((outcome, _leaks), actions) = core.with_kernel_recent_deferred(|k, now| {
+            k.registered(id, region);
+            k.complete_task(id, end, handle_alive, now)
+        });
         let (result, discarded) = match (outcome, value) {
             (TaskOutcome::Ok, Some(v)) => (Ok(v), None),
             (TaskOutcome::Ok, None) => (Err(SlotError::Cancelled(Arc::default())), None),
@@ -327,10 +360,10 @@ impl<T: Send + 'static> TaskHandle<T> {
     /// Requests cancellation with `reason`. Repeated requests only
     /// strengthen the reason.
     pub fn abort_with(&self, reason: CancelReason) {
-        let id = self.id;
+        let (id, region) = (self.id, self.target.region());
         self.target
             .core()
-            .with_kernel(|k, now| k.request_cancel(id, reason, now));
+            .with_kernel(|k, now| k.request_cancel_of(id, region, reason, now));
     }
 
     /// Waits for the task and returns its output.
@@ -427,7 +460,7 @@ impl<T: Send + 'static> TaskHandle<T> {
     /// abort the task and ask whether it finished from anywhere, without
     /// owning this handle (which alone can join).
     pub fn abort_handle(&self) -> super::AbortHandle {
-        super::AbortHandle::new(self.id, self.target.core().clone())
+        super::AbortHandle::new(self.id, self.target.region(), self.target.core().clone())
     }
 
     /// Waits for the task without consuming the handle: for joining from a

@@ -13,7 +13,7 @@
 //! - `task_cell`: one allocation per task (future, wake state, join slot);
 //!   rules W1–W6.
 //! - `state`: the task cell's state word (wake state, STARTED, attention
-//!   bits, cancel hint); rules SW1–SW6.
+//!   bits, cancel hint); rules SW1–SW7.
 //! - `join`: [`TaskHandle`], [`Join`], [`JoinMut`], [`JoinError`]; rules J1–J4.
 //! - `abort`: [`AbortHandle`].
 //! - `root`: the root task a driver's `block_on` polls on its own thread.

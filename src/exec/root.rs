@@ -88,7 +88,7 @@ impl<Fut: Future> RootTask<Fut> {
                 .then(|| (Arc::downgrade(core), OnceLock::new())),
         });
         let waker = Waker::from(wake.clone());
-        let (region, task) = core.with_kernel(|k, now| {
+        let (region, task, light) = core.with_kernel(|k, now| {
             let region = k.create_root_region(budget);
             let task = k
                 .create_task(
@@ -100,13 +100,14 @@ impl<Fut: Future> RootTask<Fut> {
                 )
                 .expect("a fresh root region accepts its body task");
             k.set_region_owner(region, task);
-            (region, task)
+            (region, task, k.light_tasks(region))
         });
         if let Some((_, id)) = &wake.tracer {
             let _ = id.set(task);
         }
-        let cx =
-            Cx::new(core.clone(), task, region, Capabilities::ALL).with_deadline(budget.deadline);
+        let cx = Cx::new(core.clone(), task, region, Capabilities::ALL)
+            .with_deadline(budget.deadline)
+            .with_light(light);
         let future = Box::pin(Some(f(cx)));
         Self {
             core: core.clone(),

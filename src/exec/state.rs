@@ -9,9 +9,10 @@
 //!   bit  4       ATTENTION         the next poll goes through the kernel (A1)
 //!   bit  5       CANCEL_ATTENTION  ... if the task has not started (A1)
 //!   bits 6..=8   cancel hint       severity + 1 of the strongest request (0: none)
-//!   bits 9..=63  reserved, always 0; planned (issue 12): 9 CANCEL_REQ,
-//!                10 ACKED, 11 FINISHING, 12 FORCE_DROP, 13..=14 its cause,
-//!                15 UNINTERRUPTIBLE, 16 JOIN_INTEREST, 17 JOIN_WAKER
+//!   bit  9       REGISTERED        a light task the kernel has registered (LT1)
+//!   bits 10..=63 reserved, always 0; planned (issue 12): 10 CANCEL_REQ,
+//!                11 ACKED, 12 FINISHING, 13 FORCE_DROP, 14..=15 its cause,
+//!                16 UNINTERRUPTIBLE, 17 JOIN_INTEREST, 18 JOIN_WAKER
 //! ```
 //!
 //! Rules:
@@ -40,6 +41,11 @@
 //!   leaves it), is never reset, and fits `CancelKind::severity` (0..=5)
 //!   plus one in its 3 bits.
 //! - SW6: the reserved bits stay 0.
+//! - SW7: REGISTERED is set by the kernel, in one RMW, while it holds the
+//!   task's light-set lock and before it releases it (rule LT1 in
+//!   `kernel::light`); it is never cleared. So a completion that sees it
+//!   knows the task is registered without taking that lock; one that does
+//!   not see it takes the lock, which decides.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -55,8 +61,9 @@ const ATTENTION: u64 = 1 << 4;
 const CANCEL_ATTENTION: u64 = 1 << 5;
 const HINT_SHIFT: u32 = 6;
 const HINT: u64 = 0b111 << HINT_SHIFT;
+const REGISTERED: u64 = 1 << 9;
 /// Rule SW6: bits no transition may set yet.
-const RESERVED: u64 = !(LIFECYCLE | STARTED | ATTENTION | CANCEL_ATTENTION | HINT);
+const RESERVED: u64 = !(LIFECYCLE | STARTED | ATTENTION | CANCEL_ATTENTION | HINT | REGISTERED);
 
 /// One reading of a [`CellState`].
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -82,6 +89,11 @@ impl Snapshot {
 
     pub(crate) fn has_cancel_attention(self) -> bool {
         self.0 & CANCEL_ATTENTION != 0
+    }
+
+    /// SW7: the kernel registered this (light) task.
+    pub(crate) fn is_registered(self) -> bool {
+        self.0 & REGISTERED != 0
     }
 
     /// The cancel lane hint: the severity of the strongest cancel request.
@@ -121,7 +133,7 @@ pub(crate) enum Pending {
     Requeue,
 }
 
-/// The state word (rules SW1–SW6).
+/// The state word (rules SW1–SW7).
 pub(crate) struct CellState(AtomicU64);
 
 impl CellState {
@@ -201,6 +213,17 @@ impl CellState {
     /// SW4 (A1): the kernel asks the next poll to go through it.
     pub(crate) fn request_attention(&self) {
         self.0.fetch_or(ATTENTION, Ordering::Release);
+    }
+
+    /// SW7 (LT1): the kernel registered this light task.
+    pub(crate) fn mark_registered(&self) {
+        self.0.fetch_or(REGISTERED, Ordering::Release);
+    }
+
+    /// SW7: whether the kernel registered this light task (a stale `false`
+    /// only sends the caller to the light set's lock, which decides).
+    pub(crate) fn registered(&self) -> bool {
+        Snapshot(self.0.load(Ordering::Acquire)).is_registered()
     }
 
     /// A1 at registration: the first poll may skip the kernel.

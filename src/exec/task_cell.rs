@@ -2,7 +2,7 @@
 //! state and its join slot.
 //!
 //! Wake state machine (rule W1–W4), the lifecycle field of the cell's
-//! state word (`super::state`, rules SW1–SW6: one `AtomicU64` that also
+//! state word (`super::state`, rules SW1–SW7: one `AtomicU64` that also
 //! holds STARTED, the A1 attention bits and the cancel lane hint):
 //! ```text
 //!   IDLE ──wake──► SCHEDULED ──run──► RUNNING ──pending──► IDLE
@@ -40,7 +40,7 @@ use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
 use super::core::{Core, Step};
 use super::join::JoinSlot;
 use super::state::{CellState, Pending, Wake};
-use crate::kernel::TaskEnd;
+use crate::kernel::{LightTasks, TaskEnd};
 use crate::types::{PanicPayload, RegionId, TaskId};
 
 /// A task the scheduler can run.
@@ -94,6 +94,9 @@ pub(crate) struct TaskCell<F: Future> {
     deadline_hint: AtomicU64,
     /// Whether the kernel may use the attention flag (spawned tasks).
     fast_polls: bool,
+    /// The region's light-task set, if this task was spawned light (rules
+    /// LT1–LT6 in `kernel::light`): its completion looks there first.
+    light: Option<Arc<LightTasks>>,
     /// Rule W5: touched only by the thread that owns the cell's RUNNING
     /// state (won the SCHEDULED → RUNNING swap, until it leaves RUNNING),
     /// by the spawner in `fill` before the cell is first queued, and by
@@ -115,7 +118,12 @@ where
     /// Creates an empty cell in the SCHEDULED state, so wakes that arrive
     /// before the spawner queues it are absorbed (W1). Next: the kernel
     /// record ([`set_id`](Self::set_id)), then [`fill`](Self::fill).
-    pub(crate) fn vacant(region: RegionId, core: Arc<Core>, fast_polls: bool) -> Arc<Self> {
+    pub(crate) fn vacant(
+        region: RegionId,
+        core: Arc<Core>,
+        fast_polls: bool,
+        light: Option<Arc<LightTasks>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             id: AtomicU64::new(u64::MAX),
             region,
@@ -123,6 +131,7 @@ where
             state: CellState::new(),
             deadline_hint: AtomicU64::new(u64::MAX),
             fast_polls,
+            light,
             stage: UnsafeCell::new(Stage::Vacant),
             join: JoinSlot::new(),
         })
@@ -231,7 +240,12 @@ where
 
     fn finish(self: &Arc<Self>, end: TaskEnd, value: Option<F::Output>) {
         self.state.complete();
-        self.join.complete(&self.core, self.task_id(), end, value);
+        let light = self
+            .light
+            .as_deref()
+            .map(|set| (set, self.state.registered()));
+        self.join
+            .complete(&self.core, self.task_id(), self.region, light, end, value);
     }
 }
 
@@ -334,6 +348,14 @@ where
     fn deadline_hint(&self, deadline: crate::types::Time) {
         self.deadline_hint
             .store(deadline.as_nanos().min(u64::MAX - 1), Ordering::Relaxed);
+    }
+
+    fn to_waker(self: Arc<Self>) -> Waker {
+        self.waker()
+    }
+
+    fn mark_registered(&self) {
+        self.state.mark_registered();
     }
 }
 

@@ -75,29 +75,8 @@ impl<T> Arena<T> {
         Some(value)
     }
 
-    /// Like [`remove`](Self::remove), but drops the value where it lies
-    /// (no copy out of the slot); returns whether it was there.
-    pub(crate) fn discard(&mut self, index: u32, generation: u32) -> bool {
-        let Some(slot) = self.slots.get_mut(index as usize) else {
-            return false;
-        };
-        if slot.generation != generation || slot.value.is_none() {
-            return false;
-        }
-        slot.value = None;
-        slot.generation = slot.generation.wrapping_add(1); // rule 1
-        self.free.push(index);
-        self.len -= 1;
-        true
-    }
-
     pub(crate) fn len(&self) -> usize {
         self.len
-    }
-
-    /// Live values, mutably, in index order.
-    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = &mut T> {
-        self.slots.iter_mut().filter_map(|s| s.value.as_mut())
     }
 
     /// Live entries with their `(index, generation)`, in index order.
@@ -127,11 +106,11 @@ mod tests {
     }
 
     #[test]
-    fn a_discarded_id_never_resolves_and_its_slot_is_reused() {
+    fn a_removed_id_never_resolves_and_its_slot_is_reused() {
         let mut a = Arena::new();
         let (i, g) = a.insert(String::from("first"));
-        assert!(a.discard(i, g));
-        assert!(!a.discard(i, g), "discarding twice finds nothing");
+        assert_eq!(a.remove(i, g).as_deref(), Some("first"));
+        assert_eq!(a.remove(i, g), None, "removing twice finds nothing");
         assert_eq!(a.get(i, g), None);
         assert_eq!(a.len(), 0);
         let (i2, g2) = a.insert(String::from("second"));

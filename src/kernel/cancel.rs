@@ -44,6 +44,19 @@ impl Kernel {
 
     /// Requests cancellation of task `t` (K2, K3). Returns whether anything
     /// changed.
+    /// [`request_cancel`](Self::request_cancel) from outside the kernel:
+    /// task `t` of region `r` may be light (LT1) and is registered first.
+    pub(crate) fn request_cancel_of(
+        &mut self,
+        t: TaskId,
+        r: RegionId,
+        reason: CancelReason,
+        now: Time,
+    ) -> bool {
+        self.registered(t, r);
+        self.request_cancel(t, reason, now)
+    }
+
     pub(crate) fn request_cancel(&mut self, t: TaskId, reason: CancelReason, now: Time) -> bool {
         self.request_cancel_shared(t, Arc::new(reason), now, None)
     }
@@ -188,6 +201,7 @@ impl Kernel {
             self.actions.wakes.push(w);
         }
         let child_reason = effective.to_parent_cancelled();
+        self.register_light_tasks(r); // LT1, LT2
         let tasks = self.region_tasks(r);
         // One grace timer for the whole batch (K4): every task cancelled
         // here shares the region's grace deadline, which only ever moves
@@ -291,8 +305,10 @@ impl Kernel {
         }
     }
 
-    pub(crate) fn mask_enter(&mut self, t: TaskId) {
-        if let Some(rec) = self.task_mut(t) {
+    /// Enters a masked section of task `t`, whose `Cx` is in region `r`
+    /// (LT1: a light task is registered first).
+    pub(crate) fn mask_enter(&mut self, t: TaskId, r: RegionId) {
+        if let Some(rec) = self.registered(t, r) {
             assert!(
                 rec.mask_depth < MAX_MASK_DEPTH,
                 "task {t}: Cx::masked nested deeper than {MAX_MASK_DEPTH} levels (rule: mask nesting is bounded)"

@@ -65,7 +65,9 @@ impl Kernel {
         if let Some(p) = self.region_mut(parent) {
             p.children.push(r);
         }
-        if let Some(o) = self.task_mut(owner) {
+        // LT1: the owner's `Cx` was in `parent`, its own region if it is
+        // light; a task that owns a region is registered.
+        if let Some(o) = self.registered(owner, parent) {
             o.owned_regions.push(r);
         }
         // K9: a deadline tighter than the parent's gets its own timer (an

@@ -60,7 +60,9 @@ impl Kernel {
                 from_region: r,
                 region: r,
             });
-        } else if let Some(rec) = self.task_mut(t) {
+        } else if let Some(rec) = self.registered(t, r) {
+            // LT1: a light task that holds an obligation is registered, so
+            // its completion settles it.
             rec.obligations.push(o);
         }
         Ok(o)
@@ -99,7 +101,7 @@ impl Kernel {
     /// `obligation.rs`): from now on `t`, not the reserver, must resolve it.
     /// Returns false if `o` is no longer pending or `t`/`r` are gone.
     pub(crate) fn transfer_obligation(&mut self, o: ObligationId, t: TaskId, r: RegionId) -> bool {
-        if self.task(t).is_none()
+        if self.registered(t, r).is_none()
             || self
                 .region(r)
                 .is_none_or(|rec| rec.state == RegionState::Closed)

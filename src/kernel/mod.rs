@@ -26,6 +26,7 @@ mod arena;
 mod cancel;
 mod close;
 mod ledger;
+pub(crate) mod light;
 pub(crate) mod obligation;
 pub(crate) mod region;
 mod spawn;
@@ -38,10 +39,12 @@ use std::time::Duration;
 use crate::timer_wheel::{TimerKey, TimerWheel};
 use crate::trace::{CompletionKind, TraceBuffer, TraceEvent, TraceKind};
 pub use crate::types::ForceDropCause;
+use crate::types::IdMap;
 use crate::types::{
     Budget, CancelKind, CancelReason, ObligationId, PanicPayload, RegionId, TaskId, Time,
 };
 use arena::Arena;
+pub(crate) use light::{Finish, LightTasks, TaskCounters};
 use obligation::ObligationRecord;
 pub use obligation::{LeakReport, ObligationState};
 pub use region::RegionState;
@@ -72,6 +75,11 @@ pub(crate) trait Attention: Send + Sync {
     /// Scheduler lane hint: the task's budget deadline (its timed-lane
     /// key). Given once, when the task is created.
     fn deadline_hint(&self, _deadline: Time) {}
+    /// The task's waker (a light task's, when it is registered: rule LT1).
+    fn to_waker(self: Arc<Self>) -> Waker;
+    /// LT1 (SW7 in `exec::state`): the kernel registered this light task;
+    /// called while the kernel holds the task's light-set lock.
+    fn mark_registered(&self) {}
 }
 
 /// Most nested `Cx::masked` sections a task may have open at once.
@@ -232,7 +240,10 @@ impl KernelStats {
 }
 
 pub(crate) struct Kernel {
-    tasks: Arena<TaskRecord>,
+    /// Registered tasks (light ones live in their region's set: LT1).
+    tasks: IdMap<TaskId, TaskRecord>,
+    /// Task ids and the light tasks' statistics (LT5).
+    counters: Arc<TaskCounters>,
     regions: Arena<RegionRecord>,
     obligations: Arena<ObligationRecord>,
     timers: TimerWheel<TimerEvent>,
@@ -275,10 +286,6 @@ fn needs_stamp(reason: &CancelReason) -> bool {
         || (reason.origin_region.is_none() && reason.origin_task.is_none())
 }
 
-fn task_key(t: TaskId) -> (u32, u32) {
-    (t.index(), t.generation())
-}
-
 fn region_key(r: RegionId) -> (u32, u32) {
     (r.index(), r.generation())
 }
@@ -286,7 +293,8 @@ fn region_key(r: RegionId) -> (u32, u32) {
 impl Kernel {
     pub(crate) fn new(config: KernelConfig, start: Time) -> Self {
         Self {
-            tasks: Arena::new(),
+            tasks: IdMap::default(),
+            counters: Arc::default(),
             regions: Arena::new(),
             obligations: Arena::new(),
             timers: TimerWheel::new(start),
@@ -388,23 +396,35 @@ impl Kernel {
     }
 
     /// Live tasks in id order, with their region and state (diagnostics).
+    /// Light tasks (LT1) are listed as `Running` with no obligation.
     pub(crate) fn live_tasks(&self) -> Vec<(TaskId, RegionId, TaskState, usize)> {
-        self.tasks
+        let mut out: Vec<_> = self
+            .tasks
             .iter()
-            .map(|((i, g), rec)| {
-                (
-                    TaskId::from_parts(i, g),
-                    rec.region,
-                    rec.state,
-                    rec.obligations.len(),
-                )
-            })
-            .collect()
+            .map(|(&t, rec)| (t, rec.region, rec.state, rec.obligations.len()))
+            .collect();
+        for ((i, g), rec) in self.regions.iter() {
+            let r = RegionId::from_parts(i, g);
+            out.extend(
+                rec.light
+                    .ids()
+                    .into_iter()
+                    .map(|t| (t, r, TaskState::Running, 0)),
+            );
+        }
+        out.sort_by_key(|entry| entry.0);
+        out
     }
 
-    /// Exempts task `t` from grace-period force drops (blocking closures).
-    pub(crate) fn mark_uninterruptible(&mut self, t: TaskId) {
-        if let Some(rec) = self.task_mut(t) {
+    /// The task counters shared with the light spawn path (LT5).
+    pub(crate) fn counters(&self) -> Arc<TaskCounters> {
+        self.counters.clone()
+    }
+
+    /// Exempts task `t` of region `r` from grace-period force drops
+    /// (blocking closures; LT1: registered first).
+    pub(crate) fn mark_uninterruptible(&mut self, t: TaskId, r: RegionId) {
+        if let Some(rec) = self.registered(t, r) {
             rec.uninterruptible = true;
         }
     }
@@ -469,14 +489,21 @@ impl Kernel {
         Vec<(Waker, Option<std::sync::Arc<dyn Attention>>)>,
         TimerWheel<TimerEvent>,
     ) {
-        let wakers = self
-            .tasks
-            .iter_mut()
-            .map(|rec| {
+        // In id order, so what they release is dropped in an order fixed
+        // by the run alone (the lab's determinism).
+        let mut records: Vec<_> = self.tasks.iter_mut().collect();
+        records.sort_unstable_by_key(|(t, _)| **t);
+        let mut wakers: Vec<_> = records
+            .into_iter()
+            .map(|(_, rec)| {
                 let waker = std::mem::replace(&mut rec.waker, Waker::noop().clone());
                 (waker, rec.attention.take())
             })
             .collect();
+        for (_, rec) in self.regions.iter() {
+            let light = rec.light.clear().into_iter();
+            wakers.extend(light.map(|a| (Waker::noop().clone(), Some(a))));
+        }
         let timers = std::mem::replace(&mut self.timers, TimerWheel::new(self.now));
         self.timer_hint
             .store(u64::MAX, std::sync::atomic::Ordering::Release);
@@ -499,20 +526,48 @@ impl Kernel {
         }
     }
 
-    pub(crate) fn stats(&self) -> &KernelStats {
-        &self.stats
+    /// The statistics, the light tasks' share included (LT5).
+    pub(crate) fn stats(&self) -> KernelStats {
+        let mut stats = self.stats.clone();
+        let (spawned, completed) = self.counters.light_totals();
+        stats.tasks_spawned += spawned;
+        stats.tasks_completed += completed;
+        stats
     }
 
     // ----- lookups -------------------------------------------------------
 
     pub(crate) fn task(&self, t: TaskId) -> Option<&TaskRecord> {
-        let (i, g) = task_key(t);
-        self.tasks.get(i, g)
+        self.tasks.get(&t)
     }
 
     fn task_mut(&mut self, t: TaskId) -> Option<&mut TaskRecord> {
-        let (i, g) = task_key(t);
-        self.tasks.get_mut(i, g)
+        self.tasks.get_mut(&t)
+    }
+
+    /// Task `t`'s record, registering it first if it is a light task of
+    /// region `r` (LT1; `r` is the region of the `Cx` the call came
+    /// through, which for a light task is its own region, since opening a
+    /// region of its own registers it).
+    pub(crate) fn registered(&mut self, t: TaskId, r: RegionId) -> Option<&mut TaskRecord> {
+        if !self.tasks.contains_key(&t) {
+            let entry = self.region(r)?.light.take(t)?;
+            self.register_light(t, r, entry);
+        }
+        self.tasks.get_mut(&t)
+    }
+
+    /// Region `r`'s light-task set, if it takes light spawns (LT4): given
+    /// to the `Cx`s that spawn into `r`.
+    pub(crate) fn light_tasks(&self, r: RegionId) -> Option<Arc<LightTasks>> {
+        let rec = self.region(r)?;
+        (self.trace.is_none() && rec.light.is_eligible()).then(|| rec.light.clone())
+    }
+
+    /// Whether task `t` (of region `r`, as in [`registered`](Self::registered))
+    /// is still live.
+    pub(crate) fn task_alive(&self, t: TaskId, r: RegionId) -> bool {
+        self.tasks.contains_key(&t) || self.region(r).is_some_and(|rec| rec.light.contains(t))
     }
 
     pub(crate) fn region(&self, r: RegionId) -> Option<&RegionRecord> {
@@ -529,12 +584,24 @@ impl Kernel {
         self.task(t).map(|r| r.state)
     }
 
+    /// [`task_state`](Self::task_state) that also finds light tasks
+    /// (LT1: reported `Running`), looking through every region's set.
+    pub(crate) fn any_task_state(&self, t: TaskId) -> Option<TaskState> {
+        self.task_state(t).or_else(|| {
+            self.regions
+                .iter()
+                .any(|(_, rec)| rec.light.contains(t))
+                .then_some(TaskState::Running)
+        })
+    }
+
     pub(crate) fn region_state(&self, r: RegionId) -> Option<RegionState> {
         self.region(r).map(|r| r.state)
     }
 
     pub(crate) fn live_task_count(&self) -> usize {
-        self.tasks.len()
+        let light: usize = self.regions.iter().map(|(_, rec)| rec.light.len()).sum();
+        self.tasks.len() + light
     }
 
     pub(crate) fn live_region_count(&self) -> usize {

@@ -126,6 +126,9 @@ pub(crate) struct RegionRecord {
     /// The budget deadline of a region whose deadline is tighter than its
     /// parent's: cancels the region with `Deadline` (kernel rule K9).
     pub(crate) deadline_timer: Option<crate::timer_wheel::TimerKey>,
+    /// Its light tasks (rules LT1–LT6 in `light`): counted and listed
+    /// here, outside the kernel lock, until the kernel registers them.
+    pub(crate) light: std::sync::Arc<super::LightTasks>,
 }
 
 impl RegionRecord {
@@ -153,6 +156,8 @@ impl RegionRecord {
             grace_timer: None,
             grace_deadline: None,
             deadline_timer: None,
+            // LT4: a region with a budget of its own counts its tasks' polls.
+            light: super::LightTasks::new(budget == Budget::INFINITE),
         }
     }
 
@@ -165,8 +170,13 @@ impl RegionRecord {
         self.state = next;
     }
 
-    /// Rule 2: body done, no live task, no open child region.
+    /// Rule 2: body done, no live task, no open child region. The light
+    /// tasks are checked, and the gate shut, last (LT3): only when the
+    /// rest is quiescent, since sealing stops light spawns for good.
     pub(crate) fn is_quiescent(&self) -> bool {
-        self.body_done && self.live_tasks == 0 && self.children.is_empty()
+        self.body_done
+            && self.live_tasks == 0
+            && self.children.is_empty()
+            && self.light.seal_if_empty()
     }
 }

@@ -57,8 +57,8 @@ impl Kernel {
             a.deadline_hint(deadline); // the timed lane's key
         }
         record.attention = attention;
-        let (i, g) = self.tasks.insert(record);
-        let t = TaskId::from_parts(i, g);
+        let t = self.counters.next_id(); // LT5
+        self.tasks.insert(t, record);
         self.stats.tasks_spawned += 1;
         self.emit(TraceKind::Spawn { task: t, region: r });
         self.emit(TraceKind::TaskBudget { task: t, budget });
@@ -86,6 +86,35 @@ impl Kernel {
             self.task_mut(p).expect("list is consistent").next = Some(t);
         }
         self.task_mut(t).expect("just inserted").prev = prev;
+    }
+
+    /// LT1: makes light task `t` of region `r` (just taken out of the
+    /// region's set) a registered task: its record is what a kernel spawn
+    /// would have made, in the state rule A1 leaves a task whose polls
+    /// skipped the kernel (`Created`, no poll counted), which every kernel
+    /// call already handles (`before_poll`, `complete_task`).
+    pub(super) fn register_light(&mut self, t: TaskId, r: RegionId, task: Arc<dyn Attention>) {
+        let budget = self.region(r).map_or(Budget::INFINITE, |rec| rec.budget);
+        let mut record = TaskRecord::new(r, TaskKind::Spawned, task.clone().to_waker(), budget);
+        record.last_polled = self.now;
+        record.attention = Some(task);
+        self.tasks.insert(t, record);
+        self.link_task(r, t);
+    }
+
+    /// LT1: registers every light task of region `r` and shuts its gate
+    /// (LT2), so the caller (a cancel) finds them all in the region's list.
+    pub(super) fn register_light_tasks(&mut self, r: RegionId) {
+        let Some(rec) = self.region(r) else { return };
+        for (t, task) in rec.light.clone().shut_and_take_all() {
+            self.register_light(t, r, task);
+        }
+    }
+
+    /// LT3: the last light task of region `r` finished while the kernel
+    /// waited for it to close the region.
+    pub(crate) fn light_tasks_drained(&mut self, r: RegionId, now: Time) {
+        self.advance_region(r, now);
     }
 
     pub(super) fn unlink_task(&mut self, r: RegionId, t: TaskId) {
@@ -280,8 +309,7 @@ impl Kernel {
         }
         let rec = self.task_mut(t).expect("looked up above");
         rec.transition(t, TaskState::Completed);
-        let (i, g) = task_key(t);
-        self.tasks.discard(i, g);
+        self.tasks.remove(&t);
         self.stats.tasks_completed += 1;
         let completion = match &outcome {
             TaskOutcome::Ok => CompletionKind::Ok,

@@ -239,6 +239,7 @@ impl LabRuntime {
             .core
             .spawn(
                 region,
+                None,
                 crate::types::Budget::INFINITE,
                 crate::exec::cx::Capabilities::ALL,
                 f,

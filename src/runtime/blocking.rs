@@ -254,8 +254,10 @@ where
     }
     let core = cx.core();
     let pool = core.blocking_pool();
+    // Registered from the start: it is marked uninterruptible at once.
     let handle = core.spawn(
         cx.region_id(),
+        None,
         Budget::INFINITE,
         cx.capabilities(),
         move |_cx| BlockingTask {
@@ -263,7 +265,7 @@ where
             stage: Stage::Start(f),
         },
     )?;
-    let id = handle.task_id();
-    core.with_kernel_recent(|k, _| k.mark_uninterruptible(id));
+    let (id, region) = (handle.task_id(), cx.region_id());
+    core.with_kernel_recent(|k, _| k.mark_uninterruptible(id, region));
     Ok(handle)
 }

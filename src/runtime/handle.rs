@@ -80,7 +80,7 @@ impl Handle {
     {
         let region = self.service.get_or_create(&self.core, self.budget)?;
         self.core
-            .spawn(region, Budget::INFINITE, Capabilities::ALL, f)
+            .spawn(region, None, Budget::INFINITE, Capabilities::ALL, f)
     }
 }
 
@@ -110,6 +110,6 @@ impl super::Runtime {
     {
         let region = self.service.get_or_create(&self.core, self.root_budget)?;
         self.core
-            .spawn(region, Budget::INFINITE, Capabilities::ALL, f)
+            .spawn(region, None, Budget::INFINITE, Capabilities::ALL, f)
     }
 }

@@ -331,7 +331,7 @@ impl Runtime {
     /// The lifecycle state of task `id`; `None` once it completed (ids of
     /// completed tasks are stale and never resolve again).
     pub fn task_state(&self, id: crate::types::TaskId) -> Option<TaskState> {
-        self.core.lock().task_state(id)
+        self.core.lock().any_task_state(id)
     }
 
     /// The lifecycle state of region `id`; `None` once it closed and was

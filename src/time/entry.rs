@@ -37,7 +37,7 @@ impl TimerEntry {
         // a timer never completes early (T1); if it lags, the timer is
         // registered and fires at the driver's next fresh reading.
         let observed = cx.core().with_kernel_recent(|k, now| {
-            if !in_finalizer && k.task(task).is_none() {
+            if !in_finalizer && !k.task_alive(task, region) {
                 return Err(None); // CX1: nothing would ever wake it
             }
             if cancel_aware && let Some(reason) = k.observe_cancel(task, region, now) {

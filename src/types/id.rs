@@ -112,3 +112,34 @@ mod tests {
         assert_ne!(RegionId::new_for_test(4, 0), RegionId::new_for_test(4, 1));
     }
 }
+
+/// A hasher for ids (FxHash's mixing step): fast, and deterministic, so a
+/// map keyed by ids iterates in an order fixed by its operations alone.
+/// Counter-made ids are sequential; the multiply spreads them over the high
+/// bits the map's probing uses.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u32(&mut self, n: u32) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+/// A map keyed by ids, hashed with [`IdHasher`].
+pub(crate) type IdMap<K, V> =
+    std::collections::HashMap<K, V, std::hash::BuildHasherDefault<IdHasher>>;

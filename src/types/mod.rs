@@ -15,6 +15,7 @@ mod time;
 
 pub use budget::Budget;
 pub use cancel::{CancelKind, CancelReason, ForceDropCause};
+pub(crate) use id::IdMap;
 pub use id::{ObligationId, RegionId, TaskId};
 pub use outcome::{Outcome, PanicPayload, Severity};
 pub use time::Time;

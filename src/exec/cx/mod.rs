@@ -45,7 +45,7 @@ pub use crate::kernel::MAX_MASK_DEPTH;
 
 use crate::exec::core::Core;
 use crate::exec::join::TaskHandle;
-use crate::kernel::{Finalizer, SpawnError};
+use crate::kernel::{Finalizer, LightTasks, SpawnError};
 use crate::types::cancel::Cancelled;
 use crate::types::{Budget, CancelReason, RegionId, TaskId, Time};
 
@@ -61,6 +61,10 @@ pub struct Cx {
     /// deadline of every region body it runs in. Rule A2's exception: a
     /// `Cx` with a deadline reads the clock on the lock-free path.
     deadline: Option<Time>,
+    /// The light-task set of `region`, if it takes light spawns (rules
+    /// LT1–LT6 in `kernel::light`): spawns through this `Cx` skip the
+    /// kernel lock.
+    light: Option<Arc<LightTasks>>,
 }
 
 /// A finalizer could not be registered because its region already closed.
@@ -89,7 +93,14 @@ impl Cx {
             region,
             caps,
             deadline: None,
+            light: None,
         }
+    }
+
+    /// This context spawning light tasks into `light` (its region's set).
+    pub(crate) fn with_light(mut self, light: Option<Arc<LightTasks>>) -> Self {
+        self.light = light;
+        self
     }
 
     /// This context with its task's budget deadline (rule A2's exception);
@@ -106,7 +117,12 @@ impl Cx {
 
     /// The same task seen from another region (used for region bodies),
     /// bounded also by that region's deadline.
-    pub(crate) fn with_region(&self, region: RegionId, deadline: Option<Time>) -> Cx {
+    pub(crate) fn with_region(
+        &self,
+        region: RegionId,
+        deadline: Option<Time>,
+        light: Option<Arc<LightTasks>>,
+    ) -> Cx {
         let deadline = match (self.deadline, deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -114,6 +130,7 @@ impl Cx {
         Cx {
             region,
             deadline,
+            light,
             ..self.clone()
         }
     }
@@ -217,7 +234,8 @@ impl Cx {
         if !self.caps.contains(Capabilities::SPAWN) {
             return Err(SpawnError::CapabilityDenied("spawn"));
         }
-        self.core.spawn(self.region, budget, self.caps, f)
+        self.core
+            .spawn(self.region, self.light.as_ref(), budget, self.caps, f)
     }
 
     /// Opens a child region, runs `body` in it, and closes it.
@@ -330,8 +348,8 @@ impl Cx {
     /// # Panics
     /// If nesting exceeds the bound (a bug in the caller).
     pub fn masked<R>(&self, f: impl FnOnce() -> R) -> R {
-        let task = self.task;
-        self.core.lock().mask_enter(task);
+        let (task, region) = (self.task, self.region);
+        self.core.lock().mask_enter(task, region);
         struct Unmask<'a>(&'a Cx);
         impl Drop for Unmask<'_> {
             fn drop(&mut self) {

@@ -85,9 +85,9 @@ where
             let (parent, owner, budget) = (this.cx.region_id(), this.cx.task_id(), *this.budget);
             let created = this.cx.core().with_kernel_recent(|k, _| {
                 let r = k.create_child_region(parent, owner, budget)?;
-                Ok((r, k.region_budget(r)))
+                Ok((r, k.region_budget(r), k.light_tasks(r)))
             });
-            let (region, region_budget) = match created {
+            let (region, region_budget, light) = match created {
                 Ok(r) => r,
                 Err(SpawnError::RegionCancelled(_, reason)) => {
                     return Poll::Ready(Outcome::Cancelled(reason));
@@ -101,7 +101,7 @@ where
             if budget.poll_quota != u32::MAX {
                 *this.body_polls_left = region_budget.poll_quota;
             }
-            let child = this.cx.with_region(region, region_budget.deadline);
+            let child = this.cx.with_region(region, region_budget.deadline, light);
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| body_fn(child))) {
                 Ok(body) => this.body.set(Some(body)),
                 Err(payload) => {

@@ -1,0 +1,343 @@
+//! Light tasks: spawned tasks the kernel keeps no record of until it has
+//! to act on them, so a plain task's spawn and completion never take the
+//! kernel lock.
+//!
+//! Most tasks are spawned with no budget of their own into a region
+//! without one, are never cancelled, hold no obligation and open no
+//! region: all the kernel does for them is count them in their region
+//! (K1) and list them so a region cancel can find them (K2). A region's
+//! [`LightTasks`] does exactly that behind its own small lock, which the
+//! spawner and the completing worker take instead of the kernel lock.
+//! The moment the kernel must act on a light task (a cancel of its region
+//! or of the task itself, a mask, an obligation, a region it opens, a
+//! blocking section, a completion that is not a plain return) it
+//! *registers* it: takes its entry out of the set and makes the full
+//! [`TaskRecord`](super::TaskRecord), as if the task had been spawned
+//! through the kernel and had polled without telling it (rule A1 already
+//! covers such a record). From then on the task is an ordinary kernel task.
+//!
+//! Rules (cited as LT1–LT6):
+//! - LT1 (one home): a live spawned task is either in its region's set
+//!   (light) or in the kernel's task map (registered), never both and never
+//!   neither. Only the kernel, under its lock, moves a task from the set to
+//!   the map (`take`), and only the task's own completion removes it from
+//!   the set for good (`finish`); both happen under the set's lock, so
+//!   exactly one of them gets the entry, and the completion that finds it
+//!   gone knows the task is registered and completes through the kernel.
+//! - LT2 (the gate): spawns into the set are refused once the region is
+//!   cancelled or stops accepting spawns. The kernel shuts the gate under
+//!   the set's lock in the same critical section that empties it (a
+//!   cancel) or finds it empty (the close), so a spawn either is refused or
+//!   is in the set the kernel swept.
+//! - LT3 (close waits for light tasks): a region leaves `Draining` only
+//!   through [`LightTasks::seal_if_empty`], which shuts the gate if the set
+//!   is empty and otherwise records that the kernel waits. The completion
+//!   that empties a waited-on set (under its lock) tells the kernel to
+//!   advance the region, so the last light task out is never missed.
+//! - LT4 (eligibility): only spawned tasks with an unlimited budget, in a
+//!   region whose own budget is unlimited, on a runtime that records no
+//!   trace, are spawned light (anything the kernel must count per poll
+//!   or time per task needs a record from the start). The lab records a
+//!   trace, so its tasks are always registered.
+//! - LT5 (ids): task ids come from one per-runtime counter shared by both
+//!   kinds of spawn, so ids are unique, never reused (K7) and increase in
+//!   spawn order; a cancel registers a region's light tasks in id order.
+//! - LT6 (lock order): kernel → light set. A light spawn or completion
+//!   takes only the set's lock and calls the kernel after releasing it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::Attention;
+use crate::types::{IdMap, TaskId};
+
+/// A region's light tasks (see the module doc).
+pub(crate) struct LightTasks {
+    /// LT4: whether tasks may be spawned light into this region at all.
+    eligible: bool,
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    /// LT2: false once spawns must go through the kernel (which refuses
+    /// them with the current reason).
+    open: bool,
+    /// LT3: the kernel found the set non-empty when it wanted to close.
+    kernel_waits: bool,
+    /// Handed out sorted by id (LT5), so a cancel's walk is in spawn
+    /// order and depends on nothing but the ids.
+    tasks: IdMap<TaskId, Arc<dyn Attention>>,
+}
+
+/// What a light task's completion found (LT1, LT3).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Finish {
+    /// The task was light; it is gone. `advance`: it was the last one and
+    /// the kernel waits to close the region (LT3): the caller must call
+    /// [`Kernel::light_tasks_drained`](super::Kernel::light_tasks_drained).
+    Light { advance: bool },
+    /// The task is registered: complete it through the kernel.
+    Registered,
+}
+
+impl LightTasks {
+    pub(crate) fn new(eligible: bool) -> Arc<Self> {
+        Arc::new(Self {
+            eligible,
+            inner: Mutex::new(Inner {
+                open: true,
+                kernel_waits: false,
+                tasks: IdMap::default(),
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // No user code runs under this lock (entries are only moved, never
+        // dropped here: `finish` hands its entry back to the caller).
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// LT4: whether this region takes light spawns at all.
+    pub(crate) fn is_eligible(&self) -> bool {
+        self.eligible
+    }
+
+    /// Adds task `t`, unless the gate is shut (LT2): then the spawn must go
+    /// through the kernel, which refuses it with the current reason.
+    pub(crate) fn spawn(&self, t: TaskId, task: Arc<dyn Attention>) -> bool {
+        let mut inner = self.lock();
+        if !inner.open {
+            return false;
+        }
+        inner.tasks.insert(t, task);
+        true
+    }
+
+    /// LT1: task `t` completed. Returns its entry (to be dropped by the
+    /// caller, outside the lock) with what the completion must do next.
+    /// `registered`: the task's REGISTERED bit (SW7) was seen set, so the
+    /// lock is not needed to know.
+    pub(crate) fn finish(
+        &self,
+        t: TaskId,
+        registered: bool,
+    ) -> (Finish, Option<Arc<dyn Attention>>) {
+        if registered {
+            return (Finish::Registered, None);
+        }
+        let mut inner = self.lock();
+        match inner.tasks.remove(&t) {
+            Some(entry) => {
+                let advance = inner.tasks.is_empty() && std::mem::take(&mut inner.kernel_waits);
+                (Finish::Light { advance }, Some(entry))
+            }
+            None => (Finish::Registered, None),
+        }
+    }
+
+    /// LT1 (kernel side): takes task `t` out of the set to register it,
+    /// marking it registered before the lock is released.
+    pub(crate) fn take(&self, t: TaskId) -> Option<Arc<dyn Attention>> {
+        let mut inner = self.lock();
+        let entry = inner.tasks.remove(&t)?;
+        entry.mark_registered();
+        drop(inner);
+        Some(entry)
+    }
+
+    /// LT2 (a cancel): shuts the gate and takes every light task, in id
+    /// order, to register and cancel them.
+    pub(crate) fn shut_and_take_all(&self) -> Vec<(TaskId, Arc<dyn Attention>)> {
+        let mut inner = self.lock();
+        inner.open = false;
+        let mut all: Vec<_> = std::mem::take(&mut inner.tasks).into_iter().collect();
+        for (_, entry) in &all {
+            entry.mark_registered();
+        }
+        drop(inner);
+        all.sort_unstable_by_key(|entry| entry.0);
+        all
+    }
+
+    /// LT3: shuts the gate if no light task is left (the region may leave
+    /// `Draining`); otherwise records that the kernel waits for the last one.
+    pub(crate) fn seal_if_empty(&self) -> bool {
+        let mut inner = self.lock();
+        if inner.tasks.is_empty() {
+            inner.open = false;
+            true
+        } else {
+            inner.kernel_waits = true;
+            false
+        }
+    }
+
+    /// Whether task `t` is in the set (alive and light).
+    pub(crate) fn contains(&self, t: TaskId) -> bool {
+        self.lock().tasks.contains_key(&t)
+    }
+
+    /// The light tasks' ids, in id order (diagnostics).
+    pub(crate) fn ids(&self) -> Vec<TaskId> {
+        let mut ids: Vec<_> = self.lock().tasks.keys().copied().collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// How many light tasks are live.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().tasks.len()
+    }
+
+    /// Empties the set without shutting the gate (runtime teardown: the
+    /// entries are handed back to be dropped outside every lock).
+    pub(crate) fn clear(&self) -> Vec<Arc<dyn Attention>> {
+        std::mem::take(&mut self.lock().tasks)
+            .into_values()
+            .collect()
+    }
+}
+
+/// LT5: the per-runtime task id counter, shared by the kernel and the
+/// light spawn path, with the light tasks' share of the kernel's
+/// spawned/completed statistics.
+#[derive(Default)]
+pub(crate) struct TaskCounters {
+    next_id: AtomicU64,
+    light_spawned: AtomicU64,
+    light_completed: AtomicU64,
+}
+
+impl TaskCounters {
+    pub(crate) fn next_id(&self) -> TaskId {
+        // Relaxed: only uniqueness matters; the id is published with the
+        // task by the lock or queue that hands the task over.
+        let n = self.next_id.fetch_add(1, Ordering::Relaxed);
+        // The id's two halves are the counter's (K7: never reused).
+        TaskId::from_parts(n as u32, (n >> 32) as u32)
+    }
+
+    pub(crate) fn light_spawned(&self) {
+        self.light_spawned.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn light_completed(&self) {
+        self.light_completed.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (spawned, completed) light tasks so far.
+    pub(crate) fn light_totals(&self) -> (u64, u64) {
+        (
+            self.light_spawned.load(Ordering::Relaxed),
+            self.light_completed.load(Ordering::Relaxed),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_util::*;
+    use super::super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// A stand-in task cell: records whether the kernel registered it.
+    #[derive(Default)]
+    struct FakeCell {
+        registered: AtomicBool,
+    }
+
+    impl Attention for FakeCell {
+        fn request_attention(&self) {}
+        fn cancel_requested(&self, _severity: u8) {}
+        fn to_waker(self: Arc<Self>) -> Waker {
+            Waker::noop().clone()
+        }
+        fn mark_registered(&self) {
+            self.registered.store(true, Ordering::Relaxed);
+        }
+    }
+
+    fn spawn_light(k: &Kernel, set: &LightTasks) -> (TaskId, Arc<FakeCell>) {
+        let id = k.counters().next_id();
+        let cell = Arc::new(FakeCell::default());
+        assert!(set.spawn(id, cell.clone()), "the gate is open");
+        (id, cell)
+    }
+
+    #[test]
+    fn a_region_cancel_registers_its_light_tasks_and_shuts_the_gate() {
+        let mut k = Kernel::new(KernelConfig::default(), Time::ZERO);
+        let root = k.create_root_region(Budget::INFINITE);
+        let set = k
+            .light_tasks(root)
+            .expect("an unbudgeted region takes light tasks");
+        let tasks: Vec<_> = (0..3).map(|_| spawn_light(&k, &set)).collect();
+        assert_eq!(k.live_task_count(), 3);
+        assert_eq!(k.task_state(tasks[0].0), None, "light: no record yet");
+        k.cancel_region(root, CancelReason::user("stop"), ms(1));
+        for (id, cell) in &tasks {
+            assert_eq!(k.task_state(*id), Some(TaskState::CancelRequested));
+            assert!(cell.registered.load(Ordering::Relaxed), "SW7 bit set");
+        }
+        let late = k.counters().next_id();
+        assert!(
+            !set.spawn(late, Arc::new(FakeCell::default())),
+            "LT2: the gate is shut"
+        );
+        assert_eq!(set.len(), 0);
+    }
+
+    #[test]
+    fn a_draining_region_waits_for_its_last_light_task() {
+        let mut k = Kernel::new(KernelConfig::default(), Time::ZERO);
+        let root = k.create_root_region(Budget::INFINITE);
+        let set = k.light_tasks(root).expect("light");
+        let (a, _) = spawn_light(&k, &set);
+        let (b, _) = spawn_light(&k, &set);
+        k.region_body_done(root, BodyEnd::Ok, ms(1));
+        assert_eq!(k.region_state(root), Some(RegionState::Draining));
+        assert_eq!(set.finish(a, false).0, Finish::Light { advance: false });
+        assert_eq!(k.region_state(root), Some(RegionState::Draining));
+        // LT3: the last one out tells the kernel.
+        assert_eq!(set.finish(b, false).0, Finish::Light { advance: true });
+        k.light_tasks_drained(root, ms(2));
+        assert_eq!(k.region_state(root), Some(RegionState::Closed));
+        let late = k.counters().next_id();
+        assert!(!set.spawn(late, Arc::new(FakeCell::default())), "sealed");
+    }
+
+    #[test]
+    fn a_registered_light_task_completes_through_the_kernel() {
+        let mut k = Kernel::new(KernelConfig::default(), Time::ZERO);
+        let root = k.create_root_region(Budget::INFINITE);
+        let set = k.light_tasks(root).expect("light");
+        let (t, cell) = spawn_light(&k, &set);
+        k.mask_enter(t, root); // needs a record: registers the task
+        assert!(cell.registered.load(Ordering::Relaxed));
+        assert_eq!(k.task_state(t), Some(TaskState::Created));
+        assert_eq!(set.finish(t, false).0, Finish::Registered, "LT1: one home");
+        assert_eq!(set.finish(t, true).0, Finish::Registered, "SW7 shortcut");
+        k.mask_exit(t);
+        let (outcome, leaks) = k.complete_task(t, TaskEnd::Returned, false, ms(1));
+        assert!(matches!(outcome, TaskOutcome::Ok) && leaks.is_empty());
+        assert_eq!(k.live_task_count(), 0);
+    }
+
+    #[test]
+    fn a_budgeted_region_or_a_traced_kernel_takes_no_light_tasks() {
+        let mut k = Kernel::new(KernelConfig::default(), Time::ZERO);
+        let budgeted = k.create_root_region(Budget::INFINITE.with_poll_quota(10));
+        assert!(k.light_tasks(budgeted).is_none(), "LT4: polls are counted");
+        k.enable_trace();
+        let traced = k.create_root_region(Budget::INFINITE);
+        assert!(k.light_tasks(traced).is_none(), "LT4: the lab traces");
+    }
+
+    #[test]
+    fn task_ids_are_unique_and_increase_in_spawn_order() {
+        let counters = TaskCounters::default();
+        let ids: Vec<_> = (0..5).map(|_| counters.next_id()).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    }
+}
