@@ -305,6 +305,23 @@ mod tests {
     }
 
     #[test]
+    fn registered_is_set_once_and_survives_every_transition() {
+        let s = CellState::new();
+        assert!(!s.registered());
+        s.mark_registered();
+        assert!(s.registered());
+        s.start_running().unwrap();
+        s.cancel_requested(3);
+        s.take_attention();
+        s.wake();
+        s.pending();
+        s.start_running().unwrap();
+        s.complete();
+        assert!(s.registered(), "SW7: never cleared");
+        assert_eq!(s.load().lifecycle(), COMPLETE);
+    }
+
+    #[test]
     fn started_is_set_exactly_once_by_the_first_run() {
         let s = CellState::new();
         s.wake();
