@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use crate::exec::core::Core;
 use crate::exec::cx::{Capabilities, Cx};
 use crate::exec::join::TaskHandle;
-use crate::kernel::SpawnError;
+use crate::kernel::{LightTasks, SpawnError};
 use crate::types::{Budget, RegionId};
 
 /// Where handle-spawned tasks live; created on first use.
@@ -30,24 +30,29 @@ pub(crate) struct ServiceRegion {
 
 #[derive(Default)]
 struct ServiceState {
-    region: Option<RegionId>,
+    /// The region and its light-task set (rule LT4 in `kernel::light`).
+    region: Option<(RegionId, Option<Arc<LightTasks>>)>,
     shut_down: bool,
 }
 
 impl ServiceRegion {
-    /// The service region, creating it if needed.
+    /// The service region and its light-task set, creating it if needed.
     pub(crate) fn get_or_create(
         &self,
         core: &Arc<Core>,
         budget: Budget,
-    ) -> Result<RegionId, SpawnError> {
+    ) -> Result<(RegionId, Option<Arc<LightTasks>>), SpawnError> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         if st.shut_down {
             return Err(SpawnError::RuntimeShutdown);
         }
-        Ok(*st
-            .region
-            .get_or_insert_with(|| core.with_kernel_recent(|k, _| k.create_root_region(budget))))
+        let (region, light) = st.region.get_or_insert_with(|| {
+            core.with_kernel_recent(|k, _| {
+                let region = k.create_root_region(budget);
+                (region, k.light_tasks(region))
+            })
+        });
+        Ok((*region, light.clone()))
     }
 
     /// Marks the runtime as shutting down and returns the service region if
@@ -55,7 +60,7 @@ impl ServiceRegion {
     pub(crate) fn shut_down(&self) -> Option<RegionId> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         st.shut_down = true;
-        st.region.take()
+        st.region.take().map(|(region, _)| region)
     }
 }
 
@@ -78,9 +83,14 @@ impl Handle {
         Fut: Future + Send + 'static,
         Fut::Output: Send + 'static,
     {
-        let region = self.service.get_or_create(&self.core, self.budget)?;
-        self.core
-            .spawn(region, None, Budget::INFINITE, Capabilities::ALL, f)
+        let (region, light) = self.service.get_or_create(&self.core, self.budget)?;
+        self.core.spawn(
+            region,
+            light.as_ref(),
+            Budget::INFINITE,
+            Capabilities::ALL,
+            f,
+        )
     }
 }
 
@@ -108,8 +118,13 @@ impl super::Runtime {
         Fut: Future + Send + 'static,
         Fut::Output: Send + 'static,
     {
-        let region = self.service.get_or_create(&self.core, self.root_budget)?;
-        self.core
-            .spawn(region, None, Budget::INFINITE, Capabilities::ALL, f)
+        let (region, light) = self.service.get_or_create(&self.core, self.root_budget)?;
+        self.core.spawn(
+            region,
+            light.as_ref(),
+            Budget::INFINITE,
+            Capabilities::ALL,
+            f,
+        )
     }
 }
