@@ -191,6 +191,43 @@ on_both_drivers! {
         assert_quiescent(&rt);
     }
 
+    /// Rule A2's per-task test (W7): while a sibling is cancelled, a task
+    /// nobody cancelled passes its checkpoints, and the cancelled one fails
+    /// its own, also when the cancel arrives while it spins.
+    fn a_checkpoint_sees_its_own_tasks_cancel_and_not_a_siblings(d: Driver) {
+        let rt = d.rt();
+        rt.block_on(|cx: Cx| async move {
+            let started = Gate::new();
+            let s = started.clone();
+            let victim = cx
+                .spawn(move |cx| async move {
+                    s.open();
+                    loop {
+                        if let Err(c) = cx.checkpoint() {
+                            return c.reason().kind;
+                        }
+                        yield_now().await;
+                    }
+                })
+                .expect("spawn");
+            started.wait().await;
+            victim.abort();
+            let bystander = cx
+                .spawn(|cx| async move {
+                    for _ in 0..50 {
+                        cx.checkpoint().expect("nobody cancelled this task");
+                        yield_now().await;
+                    }
+                })
+                .expect("spawn");
+            let err = victim.join(&cx).await.expect_err("observed its cancel");
+            assert!(err.is_cancelled());
+            bystander.join(&cx).await.expect("the bystander finished");
+            cx.checkpoint().expect("the root was not cancelled either");
+        });
+        assert_quiescent(&rt);
+    }
+
     /// Diagnostics see light tasks: a live one is `Running` and counted
     /// live; the statistics count it spawned and, once done, completed.
     fn light_tasks_are_counted_and_visible_to_diagnostics(d: Driver) {

@@ -382,7 +382,8 @@ impl Core {
         let deadline = super::task_cell::Runnable::deadline_hint(&*cell).map(Time::from_nanos);
         let cx = Cx::new(self.clone(), id, region, caps)
             .with_deadline(deadline)
-            .with_light(light.cloned());
+            .with_light(light.cloned())
+            .of_spawned_task();
         // If the closure panics, the half-made task must not linger.
         let guard = UnspawnOnUnwind {
             core: self,

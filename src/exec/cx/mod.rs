@@ -65,6 +65,11 @@ pub struct Cx {
     /// LT1–LT6 in `kernel::light`): spawns through this `Cx` skip the
     /// kernel lock.
     light: Option<Arc<LightTasks>>,
+    /// This is the `Cx` a spawned task was given (or a clone): its region
+    /// is the task's own, whose cancellation reaches the task itself, so
+    /// the task's cancel hint alone says whether there is anything to
+    /// observe (rule A2's per-task test).
+    own_region: bool,
 }
 
 /// A finalizer could not be registered because its region already closed.
@@ -94,7 +99,14 @@ impl Cx {
             caps,
             deadline: None,
             light: None,
+            own_region: false,
         }
+    }
+
+    /// Marks this `Cx` as its spawned task's own (see `own_region`).
+    pub(crate) fn of_spawned_task(mut self) -> Self {
+        self.own_region = true;
+        self
     }
 
     /// This context spawning light tasks into `light` (its region's set).
@@ -131,6 +143,7 @@ impl Cx {
             region,
             deadline,
             light,
+            own_region: false,
             ..self.clone()
         }
     }
@@ -317,17 +330,27 @@ impl Cx {
     /// The acknowledgement step shared by every cancel-aware wait.
     pub(crate) fn observe_cancel(&self) -> Option<CancelReason> {
         crate::exec::context::check_cx(&self.core, self.task); // rule CX1
-        // Rule A2: nothing anywhere is cancelled, so nothing to observe;
-        // except that a deadline that has passed is a cancellation even
-        // before its timer fires (the task may not have yielded since), so a
-        // `Cx` with a deadline reads the clock first.
-        if !self.core.any_cancellation() && self.deadline.is_none_or(|d| self.core.now() < d) {
+        // Rule A2: nothing anywhere is cancelled, or nothing was asked of
+        // this task (its own-region `Cx`: a cancel of its region or of any
+        // ancestor reaches the task itself, W7 reads its hint), so nothing
+        // to observe; except that a deadline that has passed is a
+        // cancellation even before its timer fires (the task may not have
+        // yielded since), so a `Cx` with a deadline reads the clock first.
+        if self.deadline.is_none_or(|d| self.core.now() < d)
+            && (!self.core.any_cancellation() || self.nothing_asked_of_this_task())
+        {
             return None;
         }
         let (task, region) = (self.task, self.region);
         self.core
             .with_kernel(|k, now| k.observe_cancel(task, region, now))
             .map(std::sync::Arc::unwrap_or_clone) // copied outside the lock
+    }
+
+    /// Rule A2's per-task test: this is its task's own-region `Cx`, used
+    /// inside that task's poll, and the kernel has asked nothing of it.
+    fn nothing_asked_of_this_task(&self) -> bool {
+        self.own_region && crate::exec::task_cell::polled_task_cancel_hint(self.task) == Some(None)
     }
 
     /// Whether cancellation was requested for this task or region (masking
