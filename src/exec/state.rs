@@ -549,7 +549,10 @@ mod loom_tests {
             if self.completions.load(SeqCst) > 0 {
                 self.runs_after_complete.fetch_add(1, SeqCst);
             }
-            assert!(self.state.load().is_started(), "SW3: the run edge sets STARTED");
+            assert!(
+                self.state.load().is_started(),
+                "SW3: the run edge sets STARTED"
+            );
             if !before.is_started() {
                 self.first_runs.fetch_add(1, SeqCst);
             }
@@ -557,7 +560,10 @@ mod loom_tests {
             let bits = self.state.take_attention();
             let severity = bits.cancel_severity().map_or(0, |s| usize::from(s) + 1);
             let last = self.seen_severity.swap(severity, SeqCst);
-            assert!(last <= severity, "SW5: the hint fell from {last} to {severity}");
+            assert!(
+                last <= severity,
+                "SW5: the hint fell from {last} to {severity}"
+            );
             if bits.has_cancel_attention() {
                 // The kernel visit reads the reason the bit announces.
                 // SAFETY: SW4: the canceller's RMW (release) is read by
