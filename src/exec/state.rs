@@ -434,7 +434,8 @@ mod tests {
 /// poll that misses the readiness).
 #[cfg(all(test, loom))]
 mod loom_tests {
-    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    // Bookkeeping, outside the model (loom explores only its own types).
+    use std::sync::atomic::{AtomicBool as Mark, AtomicUsize, Ordering::SeqCst};
 
     use super::*;
     use crate::loom::cell::UnsafeCell;
@@ -467,7 +468,7 @@ mod loom_tests {
         /// The cancel severity the runner saw last (SW5: only rises).
         seen_severity: AtomicUsize,
         /// Whether the completion was a drop before the first poll.
-        dropped_unpolled: AtomicBool,
+        dropped_unpolled: Mark,
     }
 
     /// What the task's future does when polled.
@@ -494,7 +495,7 @@ mod loom_tests {
                 runs_after_complete: AtomicUsize::new(0),
                 completions: AtomicUsize::new(0),
                 seen_severity: AtomicUsize::new(0),
-                dropped_unpolled: AtomicBool::new(false),
+                dropped_unpolled: Mark::new(false),
             });
             task.state.clear_attention();
             task.push();
