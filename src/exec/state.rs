@@ -47,7 +47,8 @@
 //!   knows the task is registered without taking that lock; one that does
 //!   not see it takes the lock, which decides.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+// The one import the loom models (`loom_tests` below) replace.
+use crate::loom::sync::atomic::{AtomicU64, Ordering};
 
 const LIFECYCLE: u64 = 0b111;
 pub(crate) const IDLE: u64 = 0;
@@ -446,5 +447,385 @@ mod tests {
         assert_eq!(end.cancel_severity(), Some(3), "the strongest request");
         assert!(end.is_started());
         assert!(matches!(end.lifecycle(), RUNNING | NOTIFIED));
+    }
+}
+
+/// Loom models of the state word: every interleaving (up to loom's
+/// preemption bound) of the real [`CellState`] transitions, driven the way
+/// `task_cell` and the kernel drive them. Run with
+/// `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test --lib --release loom`
+/// (README, "Tests"; `docs/ARCHITECTURE.md`, "Loom models").
+///
+/// The harness around the word is deliberately unsynchronised, so that
+/// the happens-before edges a model relies on come from the word itself:
+/// the run queue is a plain (std, unmodelled) counter, and the future and
+/// the kernel's cancel reason are loom `UnsafeCell`s, so an access the
+/// word does not order is reported as a data race (W5 between runs on
+/// different threads, SW4 from a cancel request to the poll that sees
+/// it). Bookkeeping counters are std atomics, outside the model.
+///
+/// The future's readiness flags are set and read by RMWs (`fetch_or`,
+/// acquire-release), as a wake source guarded by a mutex (a waker slot, a
+/// channel's state) is: a poll whose check misses a set is then ordered
+/// before that set. The word alone does not order them: a wake that finds
+/// the task SCHEDULED or NOTIFIED is absorbed by a plain load and writes
+/// nothing, so it does not happen-before the poll that serves it (with
+/// relaxed flags, or a release store and an acquire load, loom finds the
+/// poll that misses the readiness).
+#[cfg(all(test, loom))]
+mod loom_tests {
+    // Bookkeeping, outside the model (loom explores only its own types).
+    use std::sync::atomic::{AtomicBool as Mark, AtomicUsize, Ordering::SeqCst};
+
+    use super::*;
+    use crate::loom::cell::UnsafeCell;
+    use crate::loom::sync::Arc;
+    use crate::loom::sync::atomic::AtomicBool;
+    use crate::loom::{model, thread};
+
+    /// One task as the runtime sees it: the word, the run queue entry,
+    /// the future's state (W5) and what the kernel stored for it.
+    struct Task {
+        state: CellState,
+        /// Entries of this task in the run queue (W1: at most one).
+        queued: AtomicUsize,
+        /// The future: how many times it was polled. Loom checks that
+        /// only the holder of RUNNING touches it (W5).
+        polls: UnsafeCell<usize>,
+        /// The kernel's cancel reason, written before `cancel_requested`.
+        reason: UnsafeCell<Option<u8>>,
+        /// Readiness flags the future waits on, set by wakers before they
+        /// wake (RMWs on both sides, see the module doc).
+        ready: [AtomicBool; 2],
+        /// How many flags must be set for the future to be ready.
+        needs: usize,
+        /// Runs whose run edge found the task unstarted (SW3: exactly 1).
+        first_runs: AtomicUsize,
+        /// Runs that passed the run edge after the completion (stays 0).
+        runs_after_complete: AtomicUsize,
+        /// Completions (exactly 1 at the end).
+        completions: AtomicUsize,
+        /// The cancel severity the runner saw last (SW5: only rises).
+        seen_severity: AtomicUsize,
+        /// Whether the completion was a drop before the first poll.
+        dropped_unpolled: Mark,
+    }
+
+    /// What the task's future does when polled.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Body {
+        /// Ready once `needs` readiness flags are set.
+        WaitFlags,
+        /// Pending until a poll sees a cancel request, then ready.
+        UntilCancelled,
+    }
+
+    impl Task {
+        /// A spawned task: vacant (SCHEDULED), registered with a fast
+        /// first poll (A1: attention cleared), then queued by the spawner.
+        fn spawned(needs: usize) -> Arc<Self> {
+            let task = Arc::new(Self {
+                state: CellState::new(),
+                queued: AtomicUsize::new(0),
+                polls: UnsafeCell::new(0),
+                reason: UnsafeCell::new(None),
+                ready: [AtomicBool::new(false), AtomicBool::new(false)],
+                needs,
+                first_runs: AtomicUsize::new(0),
+                runs_after_complete: AtomicUsize::new(0),
+                completions: AtomicUsize::new(0),
+                seen_severity: AtomicUsize::new(0),
+                dropped_unpolled: Mark::new(false),
+            });
+            task.state.clear_attention();
+            task.push();
+            task
+        }
+
+        /// W1: a push finds the task not queued.
+        fn push(&self) {
+            assert_eq!(self.queued.fetch_add(1, SeqCst), 0, "W1: queued twice");
+        }
+
+        fn pop(&self) -> bool {
+            self.queued
+                .fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1))
+                .is_ok()
+        }
+
+        /// A waker (`TaskCell::schedule`): set flag `i`, then wake.
+        fn wake_with(&self, i: usize) {
+            self.ready[i].fetch_or(true, Ordering::AcqRel);
+            self.wake();
+        }
+
+        fn wake(&self) {
+            if self.state.wake() == Wake::Queue {
+                self.push();
+            }
+        }
+
+        /// The kernel's cancel request (`request_cancel`): store the
+        /// reason, raise the hint and CANCEL_ATTENTION, wake the task.
+        fn cancel(&self, severity: u8) {
+            // SAFETY: written once, before the RMW that publishes it (SW4);
+            // loom reports any read the word does not order after it.
+            self.reason.with_mut(|r| unsafe { *r = Some(severity) });
+            self.state.cancel_requested(severity);
+            self.wake();
+        }
+
+        /// The scheduler drains the queue: `TaskCell::run` per entry.
+        fn drain(&self, body: Body) {
+            while self.pop() {
+                self.run(body);
+            }
+        }
+
+        /// `TaskCell::run` with `Core::poll_task`'s use of the bits.
+        fn run(&self, body: Body) {
+            let Some(before) = self.state.start_running() else {
+                return; // W4: complete, or a stale entry.
+            };
+            if self.completions.load(SeqCst) > 0 {
+                self.runs_after_complete.fetch_add(1, SeqCst);
+            }
+            assert!(
+                self.state.load().is_started(),
+                "SW3: the run edge sets STARTED"
+            );
+            if !before.is_started() {
+                self.first_runs.fetch_add(1, SeqCst);
+            }
+            // SW4: the bits this poll acts on.
+            let bits = self.state.take_attention();
+            let severity = bits.cancel_severity().map_or(0, |s| usize::from(s) + 1);
+            let last = self.seen_severity.swap(severity, SeqCst);
+            assert!(
+                last <= severity,
+                "SW5: the hint fell from {last} to {severity}"
+            );
+            if bits.has_cancel_attention() {
+                // The kernel visit reads the reason the bit announces.
+                // SAFETY: SW4: the canceller's RMW (release) is read by
+                // this `take_attention` (acquire), ordering its write first.
+                let reason = self.reason.with(|r| unsafe { *r });
+                assert!(reason.is_some(), "SW4: the bit came before its reason");
+                if !before.is_started() {
+                    // A1: cancelled before the first poll: dropped unpolled.
+                    // SAFETY: W5: this thread holds RUNNING.
+                    let polls = self.polls.with(|p| unsafe { *p });
+                    assert_eq!(polls, 0, "a task cancelled before start was polled");
+                    self.dropped_unpolled.store(true, SeqCst);
+                    return self.finish();
+                }
+                if body == Body::UntilCancelled {
+                    return self.finish(); // its checkpoint fails: it ends
+                }
+            }
+            // SAFETY: W5: this thread holds RUNNING.
+            self.polls.with_mut(|p| unsafe { *p += 1 });
+            let set = self
+                .ready
+                .iter()
+                .filter(|f| f.fetch_or(false, Ordering::AcqRel))
+                .count();
+            if body == Body::WaitFlags && set >= self.needs {
+                return self.finish();
+            }
+            if self.state.pending() == Pending::Requeue {
+                self.push(); // W2
+            }
+        }
+
+        fn finish(&self) {
+            self.state.complete();
+            self.completions.fetch_add(1, SeqCst);
+        }
+
+        /// After every thread is done and the queue drained: the task
+        /// completed exactly once, started exactly once, and COMPLETE
+        /// absorbs every later transition (W4).
+        fn assert_complete(&self) {
+            let end = self.state.load();
+            assert_eq!(end.lifecycle(), COMPLETE, "a wake was lost: {end:?}");
+            assert_eq!(self.completions.load(SeqCst), 1);
+            assert_eq!(self.first_runs.load(SeqCst), 1, "SW3");
+            assert_eq!(self.runs_after_complete.load(SeqCst), 0, "W4");
+            assert_eq!(self.queued.load(SeqCst), 0);
+            assert_eq!(self.state.wake(), Wake::Done, "W4");
+            assert!(self.state.start_running().is_none(), "W4");
+            self.state.request_attention();
+            self.state.cancel_requested(5);
+            assert_eq!(self.state.load().lifecycle(), COMPLETE, "W4");
+            assert_eq!(self.state.0.load(Ordering::Relaxed) & RESERVED, 0, "SW6");
+        }
+    }
+
+    /// W2: a wake that races with the poll (before it, during it, after
+    /// the pending edge) always leads to a poll that sees the readiness
+    /// it published; the task is queued at most once (W1) and its future
+    /// is touched only by the holder of RUNNING (W5).
+    #[test]
+    fn loom_a_wake_racing_the_runner_is_never_lost() {
+        model(|| {
+            let task = Task::spawned(1);
+            let waker = {
+                let task = task.clone();
+                thread::spawn(move || task.wake_with(0))
+            };
+            task.drain(Body::WaitFlags);
+            waker.join().unwrap();
+            task.drain(Body::WaitFlags);
+            task.assert_complete();
+            assert!(!task.dropped_unpolled.load(SeqCst));
+        });
+    }
+
+    /// W1, W2 with two wakers and a runner on its own thread: the task is
+    /// never queued twice, both wakes' readiness reaches a poll, and runs
+    /// on different threads see each other's writes to the future (W5).
+    #[test]
+    fn loom_two_wakers_queue_the_task_at_most_once_and_lose_no_wake() {
+        model(|| {
+            let task = Task::spawned(2);
+            let wakers: Vec<_> = (0..2)
+                .map(|i| {
+                    let task = task.clone();
+                    thread::spawn(move || task.wake_with(i))
+                })
+                .collect();
+            let runner = {
+                let task = task.clone();
+                thread::spawn(move || task.drain(Body::WaitFlags))
+            };
+            for w in wakers {
+                w.join().unwrap();
+            }
+            runner.join().unwrap();
+            task.drain(Body::WaitFlags);
+            task.assert_complete();
+        });
+    }
+
+    /// SW3, SW4, A1: a kernel cancel request (reason, hint and
+    /// CANCEL_ATTENTION in one RMW, then a wake) racing the first run:
+    /// either the first poll's `take_attention` sees it, and the task is
+    /// dropped unpolled, or a later poll does; the reason is always
+    /// visible to the poll that sees the bit, and STARTED is set by the
+    /// first run only.
+    #[test]
+    fn loom_a_cancel_request_is_seen_by_the_next_poll_and_drops_an_unstarted_task() {
+        model(|| {
+            let task = Task::spawned(1);
+            let canceller = {
+                let task = task.clone();
+                thread::spawn(move || task.cancel(3))
+            };
+            let runner = {
+                let task = task.clone();
+                thread::spawn(move || task.drain(Body::UntilCancelled))
+            };
+            canceller.join().unwrap();
+            runner.join().unwrap();
+            task.drain(Body::UntilCancelled);
+            task.assert_complete();
+            // SAFETY: every other thread was joined.
+            let polls = task.polls.with(|p| unsafe { *p });
+            assert!(
+                task.dropped_unpolled.load(SeqCst) == (polls == 0),
+                "dropped unpolled iff never polled ({polls} polls)"
+            );
+            assert_eq!(task.state.load().cancel_severity(), Some(5));
+        });
+    }
+
+    /// SW1, SW5: two cancel requests of different severity and an
+    /// attention request race the runner's run, take and pending edges:
+    /// no RMW loses another's bits, the hint the runner sees only rises
+    /// and ends at the stronger request, and a request made before a
+    /// `take_attention` is seen by it or by a later one (never dropped).
+    #[test]
+    fn loom_the_cancel_hint_only_rises_and_no_bit_is_lost() {
+        model(|| {
+            let task = Arc::new(CellState::new());
+            task.clear_attention();
+            let cancellers: Vec<_> = [(1u8, false), (4u8, true)]
+                .into_iter()
+                .map(|(severity, attention)| {
+                    let task = task.clone();
+                    thread::spawn(move || {
+                        task.cancel_requested(severity);
+                        if attention {
+                            task.request_attention();
+                        }
+                    })
+                })
+                .collect();
+            // The runner: one run, take, pending, wake, run, take.
+            let mut seen = Vec::new();
+            let mut attention = false;
+            let mut cancel_attention = false;
+            let first = task.start_running().expect("scheduled");
+            assert!(!first.is_started());
+            for round in 0..2 {
+                let bits = task.take_attention();
+                seen.push(bits.cancel_severity());
+                attention |= bits.has_attention();
+                cancel_attention |= bits.has_cancel_attention();
+                if round == 0 {
+                    assert_eq!(task.pending(), Pending::Idle);
+                    assert_eq!(task.wake(), Wake::Queue);
+                    let again = task.start_running().expect("scheduled");
+                    assert!(again.is_started(), "SW3");
+                }
+            }
+            for c in cancellers {
+                c.join().unwrap();
+            }
+            assert!(seen.windows(2).all(|w| w[0] <= w[1]), "SW5: {seen:?}");
+            let end = task.load();
+            assert_eq!(end.cancel_severity(), Some(4), "SW5: the stronger request");
+            assert_eq!(end.lifecycle(), RUNNING, "SW1: the kernel's RMWs kept it");
+            assert!(end.is_started());
+            // Each bit was taken by a poll or is still set for the next.
+            assert!(attention || end.has_attention(), "SW4: attention lost");
+            assert!(
+                cancel_attention || end.has_cancel_attention(),
+                "SW4: cancel attention lost"
+            );
+        });
+    }
+
+    /// W4: completion races a waker and a canceller: COMPLETE is never
+    /// left, a wake after it queues nothing, and no run passes the run
+    /// edge after it.
+    #[test]
+    fn loom_complete_absorbs_racing_wakes_and_cancels() {
+        model(|| {
+            // Ready on its first poll: the race is with completion itself.
+            let task = Task::spawned(0);
+            let others = [
+                {
+                    let task = task.clone();
+                    thread::spawn(move || task.wake())
+                },
+                {
+                    let task = task.clone();
+                    thread::spawn(move || {
+                        task.state.request_attention();
+                        task.cancel(0);
+                    })
+                },
+            ];
+            task.drain(Body::WaitFlags);
+            let after = task.state.load();
+            assert_eq!(after.lifecycle(), COMPLETE);
+            for t in others {
+                t.join().unwrap();
+            }
+            task.drain(Body::WaitFlags);
+            task.assert_complete();
+        });
     }
 }
