@@ -45,8 +45,11 @@
 //! - LT6 (lock order): kernel → light set. A light spawn or completion
 //!   takes only the set's lock and calls the kernel after releasing it.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+
+// The imports the loom model (`loom_tests` below) replaces.
+use crate::loom::sync::{Mutex, MutexGuard};
 
 use super::Attention;
 use crate::types::{IdMap, TaskId};
@@ -339,5 +342,90 @@ mod tests {
         let counters = TaskCounters::default();
         let ids: Vec<_> = (0..5).map(|_| counters.next_id()).collect();
         assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    }
+}
+
+/// Loom models of rules LT1–LT3 (run by `.ci/run` with `--cfg loom`):
+/// every interleaving of completions, the kernel's close and cancel, and a
+/// spawn, on the real `LightTasks`.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::loom::{model, thread};
+    use std::task::Waker;
+
+    struct Cell;
+
+    impl Attention for Cell {
+        fn request_attention(&self) {}
+        fn cancel_requested(&self, _severity: u8) {}
+        fn to_waker(self: Arc<Self>) -> Waker {
+            Waker::noop().clone()
+        }
+    }
+
+    fn id(n: u32) -> TaskId {
+        TaskId::from_parts(n, 0)
+    }
+
+    /// LT3: two last tasks finish while the kernel, its body done, tries
+    /// to close: the region closes exactly once — the kernel's seal finds
+    /// the set empty, or exactly one completion (the one that empties a
+    /// waited-on set) hands the close back, and then the seal succeeds.
+    #[test]
+    fn the_region_closes_exactly_once_when_its_last_light_tasks_finish() {
+        model(|| {
+            let set = LightTasks::new(true);
+            assert!(set.spawn(id(1), Arc::new(Cell)));
+            assert!(set.spawn(id(2), Arc::new(Cell)));
+            let finishers: Vec<_> = [1, 2]
+                .map(|n| {
+                    let set = set.clone();
+                    thread::spawn(move || set.finish(id(n), false).0)
+                })
+                .into_iter()
+                .collect();
+            let sealed = set.seal_if_empty();
+            let handed_back = finishers
+                .into_iter()
+                .map(|t| t.join().unwrap())
+                .filter(|f| *f == Finish::Light { advance: true })
+                .count();
+            assert_eq!(usize::from(sealed) + handed_back, 1, "closed once");
+            if handed_back == 1 {
+                assert!(set.seal_if_empty(), "the handed-back close seals");
+            }
+            assert!(!set.spawn(id(3), Arc::new(Cell)), "sealed: no spawn");
+        });
+    }
+
+    /// LT1, LT2: a completion, a spawn and the kernel's cancel race: each
+    /// task ends in exactly one home (finished light, or taken to be
+    /// registered), and the spawn is accepted exactly when the cancel's
+    /// sweep takes it.
+    #[test]
+    fn a_cancel_sweep_and_a_completion_never_both_get_a_task() {
+        model(|| {
+            let set = LightTasks::new(true);
+            assert!(set.spawn(id(1), Arc::new(Cell)));
+            let finisher = {
+                let set = set.clone();
+                thread::spawn(move || set.finish(id(1), false).0)
+            };
+            let spawner = {
+                let set = set.clone();
+                thread::spawn(move || set.spawn(id(2), Arc::new(Cell)))
+            };
+            let taken: Vec<TaskId> = set.shut_and_take_all().into_iter().map(|e| e.0).collect();
+            let finished = finisher.join().unwrap();
+            let spawned = spawner.join().unwrap();
+            let finished_light = matches!(finished, Finish::Light { .. });
+            assert!(
+                finished_light != taken.contains(&id(1)),
+                "one home: finished {finished:?}, taken {taken:?}"
+            );
+            assert_eq!(spawned, taken.contains(&id(2)), "LT2: spawned iff swept");
+            assert_eq!(set.len(), 0, "nothing left behind the shut gate");
+        });
     }
 }
