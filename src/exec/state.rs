@@ -41,6 +41,12 @@
 //!   leaves it), is never reset, and fits `CancelKind::severity` (0..=5)
 //!   plus one in its 3 bits.
 //! - SW6: the reserved bits stay 0.
+//! - SW8: a wake absorbed by a task already SCHEDULED or NOTIFIED still
+//!   writes the word (its compare-and-swap stores the value it read), so,
+//!   like every other wake, it is a release that the serving run edge's
+//!   acquire reads from: whatever the waker published before waking is
+//!   visible to the poll that serves the wake, also when several wakes
+//!   are merged into one poll (the `Waker::wake` contract).
 //! - SW7: REGISTERED is set by the kernel, in one RMW, while it holds the
 //!   task's light-set lock and before it releases it (rule LT1 in
 //!   `kernel::light`); it is never cleared. So a completion that sees it
@@ -178,6 +184,9 @@ impl CellState {
         self.update(|s| match s.lifecycle() {
             IDLE => (Wake::Queue, Some(s.with_lifecycle(SCHEDULED))),
             RUNNING => (Wake::Done, Some(s.with_lifecycle(NOTIFIED))),
+            // SW8: absorbed, but still written (an RMW that changes
+            // nothing), so this wake happens-before the run that serves it.
+            SCHEDULED | NOTIFIED => (Wake::Done, Some(s)),
             _ => (Wake::Done, None),
         })
     }
@@ -464,14 +473,11 @@ mod tests {
 /// different threads, SW4 from a cancel request to the poll that sees
 /// it). Bookkeeping counters are std atomics, outside the model.
 ///
-/// The future's readiness flags are set and read by RMWs (`fetch_or`,
-/// acquire-release), as a wake source guarded by a mutex (a waker slot, a
-/// channel's state) is: a poll whose check misses a set is then ordered
-/// before that set. The word alone does not order them: a wake that finds
-/// the task SCHEDULED or NOTIFIED is absorbed by a plain load and writes
-/// nothing, so it does not happen-before the poll that serves it (with
-/// relaxed flags, or a release store and an acquire load, loom finds the
-/// poll that misses the readiness).
+/// The future's readiness flags are set and read with relaxed accesses:
+/// only the word orders them (SW8: every wake, an absorbed one included,
+/// writes the word, so it happens-before the run edge that serves it).
+/// Without SW8 — an absorbed wake that only loads the word — loom finds
+/// a poll that misses the readiness.
 #[cfg(all(test, loom))]
 mod loom_tests {
     // Bookkeeping, outside the model (loom explores only its own types).
@@ -555,7 +561,7 @@ mod loom_tests {
 
         /// A waker (`TaskCell::schedule`): set flag `i`, then wake.
         fn wake_with(&self, i: usize) {
-            self.ready[i].fetch_or(true, Ordering::AcqRel);
+            self.ready[i].store(true, Ordering::Relaxed);
             self.wake();
         }
 
@@ -628,7 +634,7 @@ mod loom_tests {
             let set = self
                 .ready
                 .iter()
-                .filter(|f| f.fetch_or(false, Ordering::AcqRel))
+                .filter(|f| f.load(Ordering::Relaxed))
                 .count();
             if body == Body::WaitFlags && set >= self.needs {
                 return self.finish();
