@@ -107,6 +107,8 @@ pub(crate) struct Core {
     cancel_gauge: Arc<std::sync::atomic::AtomicUsize>,
     /// Shared with the kernel (rule K8): drivers skip the lock until it passes.
     timer_hint: Arc<std::sync::atomic::AtomicU64>,
+    /// Shared with the kernel and every obligation home (rule OB7).
+    obligation_counters: Arc<crate::kernel::ObligationCounters>,
 }
 
 /// Per-driver settings of the core.
@@ -144,6 +146,7 @@ impl Core {
         }
         let cancel_gauge = kernel.cancel_gauge();
         let timer_hint = kernel.timer_hint();
+        let obligation_counters = kernel.obligation_counters();
         Arc::new(Self {
             kernel: Mutex::new(kernel),
             clock,
@@ -153,6 +156,7 @@ impl Core {
             blocking: options.blocking,
             cancel_gauge,
             timer_hint,
+            obligation_counters,
         })
     }
 
@@ -228,6 +232,17 @@ impl Core {
 
     pub(crate) fn now(&self) -> Time {
         self.clock.now()
+    }
+
+    /// The clock's recent reading (rule CL1), for stamps that only record
+    /// roughly when something happened (an obligation's `reserved_at`).
+    pub(crate) fn recent_now(&self) -> Time {
+        self.clock.recent()
+    }
+
+    /// The per-runtime obligation counters (rule OB7).
+    pub(crate) fn obligation_counters(&self) -> &Arc<crate::kernel::ObligationCounters> {
+        &self.obligation_counters
     }
 
     /// Refreshes the clock's recent reading (rule CL1), e.g. after a park.
@@ -366,7 +381,11 @@ impl Core {
         // Rule A2's deadline exception: the budget deadline the kernel
         // settled on (its timed-lane hint, set when the record was made).
         let deadline = super::task_cell::Runnable::deadline_hint(&*cell).map(Time::from_nanos);
-        let cx = Cx::new(self.clone(), id, region, caps).with_deadline(deadline);
+        // The task's own obligations live in its cell (rule OB4).
+        let home = Arc::downgrade(&cell) as std::sync::Weak<dyn crate::kernel::HomeHost>;
+        let cx = Cx::new(self.clone(), id, region, caps)
+            .with_deadline(deadline)
+            .with_obligation_home(home);
         // If the closure panics, the half-made task must not linger.
         let guard = UnspawnOnUnwind { core: self, id };
         let future = f(cx);
@@ -392,8 +411,10 @@ impl Core {
         let cell = TaskCell::<Fut>::vacant(region, self.clone(), fast_polls);
         let waker = cell.waker();
         let attention = fast_polls.then(|| cell.clone() as Arc<dyn Attention>);
+        let home = Arc::downgrade(&cell) as std::sync::Weak<dyn crate::kernel::HomeHost>;
         self.with_kernel_recent(|k, now| {
             let id = k.create_task_with(region, kind, waker, attention, budget, now)?;
+            k.set_obligation_home(id, home);
             cell.set_id(id, k.may_skip_first_poll(id));
             Ok(cell)
         })

@@ -72,6 +72,9 @@ pub(crate) struct RootTask<Fut: Future> {
     output: Option<Result<Fut::Output, JoinError>>,
     raw_panic: Option<Box<dyn std::any::Any + Send>>,
     report: Option<RegionReport>,
+    /// The root body's obligation home (rule OB4: swept when the body
+    /// completes); kept alive here, reached by its `Cx` through a `Weak`.
+    _home: Arc<crate::kernel::StandaloneHome>,
 }
 
 impl<Fut: Future> RootTask<Fut> {
@@ -88,6 +91,10 @@ impl<Fut: Future> RootTask<Fut> {
                 .then(|| (Arc::downgrade(core), OnceLock::new())),
         });
         let waker = Waker::from(wake.clone());
+        let home = Arc::new(crate::kernel::StandaloneHome::new(
+            core.obligation_counters().clone(),
+        ));
+        let weak_home = Arc::downgrade(&home) as Weak<dyn crate::kernel::HomeHost>;
         let (region, task) = core.with_kernel(|k, now| {
             let region = k.create_root_region(budget);
             let task = k
@@ -100,13 +107,15 @@ impl<Fut: Future> RootTask<Fut> {
                 )
                 .expect("a fresh root region accepts its body task");
             k.set_region_owner(region, task);
+            k.set_obligation_home(task, weak_home.clone());
             (region, task)
         });
         if let Some((_, id)) = &wake.tracer {
             let _ = id.set(task);
         }
-        let cx =
-            Cx::new(core.clone(), task, region, Capabilities::ALL).with_deadline(budget.deadline);
+        let cx = Cx::new(core.clone(), task, region, Capabilities::ALL)
+            .with_deadline(budget.deadline)
+            .with_obligation_home(weak_home);
         let future = Box::pin(Some(f(cx)));
         Self {
             core: core.clone(),
@@ -118,6 +127,7 @@ impl<Fut: Future> RootTask<Fut> {
             output: None,
             raw_panic: None,
             report: None,
+            _home: home,
         }
     }
 

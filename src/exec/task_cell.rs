@@ -100,6 +100,10 @@ pub(crate) struct TaskCell<F: Future> {
     /// `Drop`. The state's acquire/release transitions order the accesses.
     stage: UnsafeCell<Stage<F>>,
     pub(crate) join: JoinSlot<F::Output>,
+    /// The task's obligation home word (rules OB1–OB8 in
+    /// `kernel::obligation`): in the cell, so spawning allocates nothing
+    /// more. Reached by the task's `Cx` and its permits through a `Weak`.
+    home: crate::kernel::ObligationHome,
 }
 
 // SAFETY: the only field that is not `Sync` on its own is the stage, and
@@ -125,6 +129,7 @@ where
             fast_polls,
             stage: UnsafeCell::new(Stage::Vacant),
             join: JoinSlot::new(),
+            home: crate::kernel::ObligationHome::new(),
         })
     }
 
@@ -315,6 +320,20 @@ where
     fn deadline_hint(&self) -> Option<u64> {
         let d = self.deadline_hint.load(Ordering::Relaxed);
         (d != u64::MAX).then_some(d)
+    }
+}
+
+impl<F> crate::kernel::HomeHost for TaskCell<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn obligation_home(&self) -> &crate::kernel::ObligationHome {
+        &self.home
+    }
+
+    fn obligation_counters(&self) -> &crate::kernel::ObligationCounters {
+        self.core.obligation_counters()
     }
 }
 

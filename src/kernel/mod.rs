@@ -43,6 +43,7 @@ use crate::types::{
 };
 use arena::Arena;
 use obligation::ObligationRecord;
+pub(crate) use obligation::{HomeHost, ObligationCounters, ObligationHome, StandaloneHome};
 pub use obligation::{LeakReport, ObligationState};
 pub use region::RegionState;
 pub(crate) use region::{BodyEnd, Finalizer, RegionRecord, RegionReport};
@@ -234,7 +235,13 @@ impl KernelStats {
 pub(crate) struct Kernel {
     tasks: Arena<TaskRecord>,
     regions: Arena<RegionRecord>,
-    obligations: Arena<ObligationRecord>,
+    /// The lab's obligation ledger (rule OB8): filled only when tracing.
+    obligations: std::collections::BTreeMap<ObligationId, ObligationRecord>,
+    /// Region homes (rule 5 of `obligation`), created on first use and
+    /// swept when their region closes.
+    region_homes: std::collections::BTreeMap<RegionId, Arc<StandaloneHome>>,
+    /// Obligation ids and resolve totals, shared with every home (OB7).
+    obligation_counters: Arc<ObligationCounters>,
     timers: TimerWheel<TimerEvent>,
     config: KernelConfig,
     actions: Actions,
@@ -288,7 +295,9 @@ impl Kernel {
         Self {
             tasks: Arena::new(),
             regions: Arena::new(),
-            obligations: Arena::new(),
+            obligations: Default::default(),
+            region_homes: Default::default(),
+            obligation_counters: Default::default(),
             timers: TimerWheel::new(start),
             config,
             actions: Actions::default(),
@@ -387,17 +396,20 @@ impl Kernel {
         self.trace.as_ref().map_or(&[], |t| t.events())
     }
 
-    /// Live tasks in id order, with their region and state (diagnostics).
+    /// Live tasks in id order, with their region, state and the number of
+    /// obligations they hold (diagnostics; when tracing, as the lab's
+    /// ledger sees holders, rule 4 — else their home word's count).
     pub(crate) fn live_tasks(&self) -> Vec<(TaskId, RegionId, TaskState, usize)> {
         self.tasks
             .iter()
             .map(|((i, g), rec)| {
-                (
-                    TaskId::from_parts(i, g),
-                    rec.region,
-                    rec.state,
-                    rec.obligations.len(),
-                )
+                let t = TaskId::from_parts(i, g);
+                let held = if self.trace.is_some() {
+                    self.ledger_held_by(t)
+                } else {
+                    self.task_pending_obligations(t)
+                };
+                (t, rec.region, rec.state, held)
             })
             .collect()
     }
@@ -499,8 +511,12 @@ impl Kernel {
         }
     }
 
-    pub(crate) fn stats(&self) -> &KernelStats {
-        &self.stats
+    /// The counters, with the obligation totals the homes keep (OB3).
+    pub(crate) fn stats(&self) -> KernelStats {
+        let mut stats = self.stats.clone();
+        (stats.obligations_committed, stats.obligations_aborted) =
+            self.obligation_counters.totals();
+        stats
     }
 
     // ----- lookups -------------------------------------------------------
@@ -539,10 +555,6 @@ impl Kernel {
 
     pub(crate) fn live_region_count(&self) -> usize {
         self.regions.len()
-    }
-
-    pub(crate) fn pending_obligation_count(&self) -> usize {
-        self.obligations.len()
     }
 
     pub(crate) fn next_timer_deadline(&self) -> Option<Time> {

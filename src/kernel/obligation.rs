@@ -1,4 +1,5 @@
-//! The obligation ledger's records.
+//! The obligation ledger's records, and the home word that decides how
+//! each obligation ends.
 //!
 //! ```text
 //! Reserved ──► Committed
@@ -16,8 +17,9 @@
 //!    held then was forgotten (`mem::forget`) or escaped the task (stashed
 //!    elsewhere, returned as its output). Nothing is counted as aborted that
 //!    was not given back.
-//! 3. Each region counts its pending obligations; a region never reaches
-//!    `Closed` with a pending one (leftovers are recorded as leaks first).
+//! 3. A region never reaches `Closed` with a pending obligation of its own
+//!    home (leftovers are recorded as leaks first); K1 gives the rest:
+//!    every task of the region completed, and swept its home, before.
 //! 4. A task-held obligation belongs to the task that reserved it until it
 //!    is explicitly transferred (`Obligation::transfer`, traced as
 //!    `ObligationTransfer`); only its holder's completion can leak it.
@@ -28,8 +30,59 @@
 //!    task right after the `ObligationReserve`). No task's completion
 //!    counts it; if it is still pending when that region closes (the
 //!    permit was forgotten, or moved out of the region), it is a leak. The
-//!    cost is a flag: nothing is scanned when a task completes.
+//!    same holds for obligations reserved with a region body's `Cx`: the
+//!    body's region is their home.
+//!
+//! # Home words (rules OB1–OB8)
+//!
+//! Reserving and resolving take no kernel lock. Every pending obligation
+//! is counted in exactly one [`ObligationHome`]: the task cell of a spawned
+//! task (its own `Cx`), the root body's home, or a region (owned
+//! obligations, and those reserved with a region body's `Cx`, rule 5). A
+//! home is one word, `CLOSED` (bit 63) plus the count of pending
+//! obligations, and a small per-home lock over their details (id, kind,
+//! reserver, region, `reserved_at`) for leak reports.
+//! - OB1 (one word decides): how an obligation ends is decided by the
+//!   modification order of its home word alone. A resolve whose decrement
+//!   precedes the sweep's `CLOSED` resolved it; one that finds `CLOSED`
+//!   fails, and the sweep counted the obligation as leaked. So an
+//!   obligation is never both committed and leaked, nor neither.
+//! - OB2 (reserve): increment unless `CLOSED` (a compare-and-swap loop); a
+//!   closed home refuses (its task completed, its region closed).
+//! - OB3 (resolve): decrement unless `CLOSED`; failure means the
+//!   obligation was already leaked: the caller counts nothing.
+//! - OB4 (sweep): the home's end (its task's completion in
+//!   `Kernel::complete_task`, its region's close) sets `CLOSED` with one
+//!   `fetch_or`; the count read back is exactly the number leaked.
+//!   `CLOSED` is never cleared, so nothing changes the fate of what the
+//!   sweep counted.
+//! - OB5 (transfer): increment the target (OB2; refused if closed), then
+//!   decrement the source (OB3). If the source was closed meanwhile its
+//!   sweep leaked the obligation: the target's increment is undone (OB3 on
+//!   the target, which cannot be closed: its owner is the transferring
+//!   caller, alive) and the transfer fails. In between the obligation is
+//!   counted twice, never zero times, so no sweep can miss it; at most one
+//!   of the two words ends up counting it.
+//! - OB6 (details follow the word): every successful word step of a
+//!   reserve, resolve or transfer is made while holding the home's detail
+//!   lock, together with the matching change of its detail list. The sweep
+//!   takes that lock only after its `CLOSED` step and only if the count is
+//!   not zero, so the details it reads are exactly the leaked ones; a
+//!   sweep of a home with nothing pending (the common case) takes no lock.
+//!   The lock is per home, so contention is limited to a task's own
+//!   obligations being resolved on several threads at once.
+//! - OB7 (ids): obligation ids come from a per-runtime counter, handed to a
+//!   home in blocks of [`ID_BLOCK`] (under its detail lock): unique per
+//!   runtime, deterministic in the lab, one shared increment per block.
+//! - OB8 (the lab's ledger): when the core traces (the lab), each step
+//!   that succeeded on the word is then also recorded in the kernel's
+//!   ledger (holder, region, transfers) and traced, under the kernel lock.
+//!   The ledger never decides anything: leak reports come from the homes.
 
+use std::sync::atomic::Ordering;
+
+use crate::loom::sync::Mutex;
+use crate::loom::sync::atomic::AtomicU64;
 use crate::types::{ObligationId, RegionId, TaskId, Time};
 
 /// State of an obligation.
@@ -45,11 +98,10 @@ pub enum ObligationState {
     Leaked,
 }
 
+/// The lab's record of a pending obligation (rule OB8): who holds it.
 pub(crate) struct ObligationRecord {
-    pub(crate) kind: &'static str,
     pub(crate) holder: TaskId,
     pub(crate) region: RegionId,
-    pub(crate) reserved_at: Time,
     /// Rule 5: held by `region`, not by `holder` (which is then only the
     /// task that reserved it, for reports).
     pub(crate) owned: bool,
@@ -85,5 +137,243 @@ impl std::fmt::Display for LeakReport {
             self.reserved_at,
             self.detected_at
         )
+    }
+}
+
+/// Ids a home takes from the runtime's counter at once (rule OB7).
+pub(crate) const ID_BLOCK: u64 = 64;
+
+const CLOSED: u64 = 1 << 63;
+const COUNT: u64 = CLOSED - 1;
+
+/// The details of one pending obligation (rule OB6), for its leak report.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Held {
+    pub(crate) id: ObligationId,
+    pub(crate) kind: &'static str,
+    /// The task that reserved it, or received it by transfer.
+    pub(crate) task: TaskId,
+    /// The region it was reserved (or received) in.
+    pub(crate) region: RegionId,
+    pub(crate) reserved_at: Time,
+}
+
+#[derive(Default)]
+struct Details {
+    held: Vec<Held>,
+    /// Next id of this home's block (OB7), and the block's end.
+    next: u64,
+    end: u64,
+}
+
+/// A home word plus its details (rules OB1–OB8 in the module docs).
+pub(crate) struct ObligationHome {
+    /// `CLOSED` (bit 63) | count of pending obligations.
+    word: AtomicU64,
+    details: Mutex<Details>,
+}
+
+impl Default for ObligationHome {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ObligationHome {
+    pub(crate) fn new() -> Self {
+        Self {
+            word: AtomicU64::new(0),
+            details: Mutex::new(Details::default()),
+        }
+    }
+
+    fn lock(&self) -> crate::loom::sync::MutexGuard<'_, Details> {
+        // No user code runs under this lock; recover from poisoning.
+        self.details.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// OB2: increment unless closed.
+    fn increment(&self) -> bool {
+        self.word
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+                (w & CLOSED == 0).then_some(w + 1)
+            })
+            .is_ok()
+    }
+
+    /// OB3: decrement unless closed.
+    fn decrement(&self) -> bool {
+        self.word
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
+                if w & CLOSED != 0 {
+                    return None;
+                }
+                debug_assert!(w & COUNT > 0, "rule OB3: a resolve without a reserve");
+                Some(w - 1)
+            })
+            .is_ok()
+    }
+
+    /// Pending obligations (0 once closed).
+    pub(crate) fn pending(&self) -> usize {
+        let w = self.word.load(Ordering::Acquire);
+        if w & CLOSED != 0 {
+            0
+        } else {
+            usize::try_from(w & COUNT).unwrap_or(usize::MAX)
+        }
+    }
+
+    /// Whether the sweep has run (OB4).
+    #[allow(dead_code)]
+    pub(crate) fn is_closed(&self) -> bool {
+        self.word.load(Ordering::Acquire) & CLOSED != 0
+    }
+
+    /// Reserves a new obligation here (OB2, OB6, OB7): `None` if the home
+    /// is closed.
+    pub(crate) fn reserve(
+        &self,
+        ids: &AtomicU64,
+        kind: &'static str,
+        task: TaskId,
+        region: RegionId,
+        reserved_at: Time,
+    ) -> Option<ObligationId> {
+        let mut d = self.lock();
+        if !self.increment() {
+            return None;
+        }
+        if d.next == d.end {
+            d.next = ids.fetch_add(ID_BLOCK, Ordering::Relaxed);
+            d.end = d.next + ID_BLOCK;
+        }
+        let n = d.next;
+        d.next += 1;
+        // The generation carries the high bits: ids never repeat.
+        let id = ObligationId::from_parts(n as u32, (n >> 32) as u32);
+        d.held.push(Held {
+            id,
+            kind,
+            task,
+            region,
+            reserved_at,
+        });
+        Some(id)
+    }
+
+    /// Takes in an obligation counted elsewhere (OB5's first step): false
+    /// if this home is closed.
+    pub(crate) fn adopt(&self, held: Held) -> bool {
+        let mut d = self.lock();
+        if !self.increment() {
+            return false;
+        }
+        d.held.push(held);
+        true
+    }
+
+    /// Resolves (or gives away, OB5's second step) obligation `id` (OB3,
+    /// OB6): its details, or `None` if the home was closed first (the
+    /// obligation was leaked).
+    pub(crate) fn release(&self, id: ObligationId) -> Option<Held> {
+        let mut d = self.lock();
+        if !self.decrement() {
+            return None;
+        }
+        let pos = d.held.iter().position(|h| h.id == id);
+        debug_assert!(pos.is_some(), "rule OB6: {id} counted but not detailed");
+        pos.map(|p| d.held.remove(p))
+    }
+
+    /// OB4: closes the home; what is still pending is leaked (in the order
+    /// it was reserved or received). Idempotent: a second sweep finds
+    /// nothing.
+    pub(crate) fn close(&self) -> Vec<Held> {
+        let prev = self.word.fetch_or(CLOSED, Ordering::AcqRel);
+        if prev & CLOSED != 0 || prev & COUNT == 0 {
+            return Vec::new();
+        }
+        let leaked = std::mem::take(&mut self.lock().held);
+        debug_assert_eq!(leaked.len() as u64, prev & COUNT, "rule OB6");
+        leaked
+    }
+
+    /// Whether `id` is pending here (diagnostics: takes the detail lock).
+    pub(crate) fn holds(&self, id: ObligationId) -> bool {
+        self.pending() > 0 && self.lock().held.iter().any(|h| h.id == id)
+    }
+}
+
+/// What owns a home word: a task cell, a root body, a region. Reached
+/// through a `Weak`, so that a `Cx` or a permit never keeps a task cell
+/// (and its future) alive; a home that is gone was swept (OB4).
+pub(crate) trait HomeHost: Send + Sync {
+    fn obligation_home(&self) -> &ObligationHome;
+    fn obligation_counters(&self) -> &ObligationCounters;
+}
+
+/// A home in its own allocation (a root body's, a region's).
+pub(crate) struct StandaloneHome {
+    home: ObligationHome,
+    counters: std::sync::Arc<ObligationCounters>,
+}
+
+impl StandaloneHome {
+    pub(crate) fn new(counters: std::sync::Arc<ObligationCounters>) -> Self {
+        Self {
+            home: ObligationHome::new(),
+            counters,
+        }
+    }
+}
+
+impl HomeHost for StandaloneHome {
+    fn obligation_home(&self) -> &ObligationHome {
+        &self.home
+    }
+    fn obligation_counters(&self) -> &ObligationCounters {
+        &self.counters
+    }
+}
+
+/// Stripes of the resolve counters (one cache line each).
+const STRIPES: usize = 8;
+
+#[repr(align(128))]
+#[derive(Default)]
+struct Stripe {
+    committed: std::sync::atomic::AtomicU64,
+    aborted: std::sync::atomic::AtomicU64,
+}
+
+/// Per-runtime obligation counters, shared by the kernel and every home:
+/// the id counter (OB7) and the committed/aborted totals, striped by id
+/// block so that tasks on different threads rarely share a line.
+#[derive(Default)]
+pub(crate) struct ObligationCounters {
+    pub(crate) next_id: AtomicU64,
+    stripes: [Stripe; STRIPES],
+}
+
+impl ObligationCounters {
+    pub(crate) fn count(&self, id: ObligationId, state: ObligationState) {
+        let block = (u64::from(id.index()) / ID_BLOCK) as usize;
+        let s = &self.stripes[block % STRIPES];
+        let c = match state {
+            ObligationState::Committed => &s.committed,
+            _ => &s.aborted,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (committed, aborted) so far.
+    pub(crate) fn totals(&self) -> (u64, u64) {
+        self.stripes.iter().fold((0, 0), |(c, a), s| {
+            (
+                c + s.committed.load(Ordering::Relaxed),
+                a + s.aborted.load(Ordering::Relaxed),
+            )
+        })
     }
 }

@@ -221,7 +221,11 @@ impl Kernel {
         // Exact stamps for what this completion may report or cancel: a
         // forced drop, leaked obligations, a panic that fails the region.
         let reports = rec.force_drop.is_some()
-            || !rec.obligations.is_empty()
+            || rec
+                .obligation_home
+                .as_ref()
+                .and_then(std::sync::Weak::upgrade)
+                .is_some_and(|h| h.obligation_home().pending() > 0)
             || matches!(end, TaskEnd::Panicked(_));
         let now = if reports { self.exact_now(now) } else { now };
         let rec = self.task(t).expect("looked up above");
@@ -256,12 +260,12 @@ impl Kernel {
             self.gauge_sub();
         }
         let rec = self.task_mut(t).expect("looked up above");
-        let held = std::mem::take(&mut rec.obligations);
+        let home = rec.obligation_home.take();
         let timers = [rec.grace_timer.take(), rec.deadline_timer.take()];
         for key in timers.into_iter().flatten() {
             self.timers.cancel(key);
         }
-        let leaks = self.settle_obligations(held, now);
+        let leaks = self.settle_obligations(home, now);
         // K5: a leak fails the task also when it was cancelled (a panic
         // outcome is kept as it is).
         if !leaks.is_empty()

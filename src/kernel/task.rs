@@ -19,7 +19,7 @@
 use std::task::Waker;
 
 use crate::timer_wheel::TimerKey;
-use crate::types::{Budget, CancelReason, ForceDropCause, ObligationId, RegionId, TaskId};
+use crate::types::{Budget, CancelReason, ForceDropCause, RegionId, TaskId};
 
 /// Lifecycle state of a task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -113,8 +113,10 @@ pub(crate) struct TaskRecord {
     pub(crate) force_drop: Option<ForceDropCause>,
     /// Regions whose body runs inside this task's future.
     pub(crate) owned_regions: Vec<RegionId>,
-    /// Obligations this task reserved and has not resolved.
-    pub(crate) obligations: Vec<ObligationId>,
+    /// The task's obligation home word (rules OB1–OB8 in
+    /// `kernel::obligation`), swept when it completes. Its owner (the task
+    /// cell, or the root body) keeps it alive.
+    pub(crate) obligation_home: Option<std::sync::Weak<dyn super::HomeHost>>,
     /// Intrusive sibling list within the region (insertion order).
     pub(crate) prev: Option<TaskId>,
     pub(crate) next: Option<TaskId>,
@@ -140,7 +142,7 @@ impl TaskRecord {
             uninterruptible: false,
             force_drop: None,
             owned_regions: Vec::new(),
-            obligations: Vec::new(),
+            obligation_home: None,
             prev: None,
             next: None,
         }
