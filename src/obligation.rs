@@ -43,6 +43,9 @@ use crate::types::{ObligationId, RegionId, TaskId, Time};
 
 pub use crate::kernel::{LeakPolicy, LeakReport, ObligationState};
 
+/// A home as a permit keeps it (weak) and as the caller uses it now.
+type HomePair = (Weak<dyn HomeHost>, Arc<dyn HomeHost>);
+
 /// A reserved effect that must be committed or aborted.
 ///
 /// It is counted in its holder's home word (rules OB1–OB8 in
@@ -86,7 +89,7 @@ impl Cx {
 
     /// The home obligations reserved here are counted in: the task's
     /// (`owned == false` and a task's `Cx`) or the region's (rule 5).
-    fn home_for(&self, owned: bool) -> Result<(Weak<dyn HomeHost>, Arc<dyn HomeHost>), SpawnError> {
+    fn home_for(&self, owned: bool) -> Result<HomePair, SpawnError> {
         let region = self.region_id();
         match self.obligation_home() {
             Some(weak) if !owned => {

@@ -377,3 +377,216 @@ impl ObligationCounters {
         })
     }
 }
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicU64 as StdAtomicU64;
+
+    fn t(i: u32) -> TaskId {
+        TaskId::from_parts(i, 0)
+    }
+
+    fn r0() -> RegionId {
+        RegionId::from_parts(0, 0)
+    }
+
+    fn reserve(home: &ObligationHome, ids: &AtomicU64, kind: &'static str) -> ObligationId {
+        home.reserve(ids, kind, t(1), r0(), Time::ZERO)
+            .expect("an open home")
+    }
+
+    #[test]
+    fn a_resolve_before_the_sweep_counts_and_a_resolve_after_it_fails() {
+        let ids = AtomicU64::new(0);
+        let home = ObligationHome::new();
+        let a = reserve(&home, &ids, "a");
+        let b = reserve(&home, &ids, "b");
+        assert_eq!(home.pending(), 2);
+        assert!(home.holds(a) && home.holds(b));
+        assert_eq!(home.release(a).map(|h| h.kind), Some("a"));
+        let leaked = home.close();
+        assert_eq!(leaked.iter().map(|h| h.id).collect::<Vec<_>>(), vec![b]);
+        assert!(home.is_closed());
+        assert_eq!(home.pending(), 0);
+        assert_eq!(home.release(b), None, "OB3: leaked already");
+        assert!(home.close().is_empty(), "OB4: a second sweep finds nothing");
+        assert_eq!(home.reserve(&ids, "c", t(1), r0(), Time::ZERO), None, "OB2");
+        assert!(
+            !home.adopt(leaked[0].clone()),
+            "OB5: a closed home takes nothing"
+        );
+    }
+
+    #[test]
+    fn ids_come_in_blocks_from_the_runtime_counter_and_never_repeat() {
+        let ids = AtomicU64::new(0);
+        let (h1, h2) = (ObligationHome::new(), ObligationHome::new());
+        let a = reserve(&h1, &ids, "a");
+        let b = reserve(&h2, &ids, "b");
+        let c = reserve(&h1, &ids, "c");
+        assert_eq!((a.index(), c.index()), (0, 1));
+        assert_eq!(u64::from(b.index()), ID_BLOCK);
+        let many: std::collections::BTreeSet<_> =
+            (0..3 * ID_BLOCK).map(|_| reserve(&h1, &ids, "x")).collect();
+        assert_eq!(many.len() as u64, 3 * ID_BLOCK);
+        assert!(!many.contains(&a) && !many.contains(&b) && !many.contains(&c));
+    }
+
+    #[test]
+    fn the_sweep_leaks_exactly_what_is_pending_in_reservation_order() {
+        let ids = AtomicU64::new(0);
+        let home = ObligationHome::new();
+        let all: Vec<_> = (0..10).map(|_| reserve(&home, &ids, "k")).collect();
+        for id in all.iter().step_by(2) {
+            assert!(home.release(*id).is_some());
+        }
+        let leaked: Vec<_> = home.close().into_iter().map(|h| h.id).collect();
+        let expected: Vec<_> = all.iter().skip(1).step_by(2).copied().collect();
+        assert_eq!(leaked, expected);
+    }
+
+    /// The hard race (OB1, OB5): one thread resolves obligations it does
+    /// not hold, another transfers obligations to a second home, while the
+    /// holder's sweep runs. Each obligation must end exactly once: resolved,
+    /// leaked by the holder's sweep, or moved (and then leaked by the
+    /// receiver's sweep, since nobody resolves it there).
+    #[test]
+    fn each_obligation_ends_exactly_once_when_resolves_and_transfers_race_the_sweep() {
+        const N: usize = 64;
+        for _ in 0..150 {
+            let ids = Arc::new(AtomicU64::new(0));
+            let source = Arc::new(ObligationHome::new());
+            let target = Arc::new(ObligationHome::new());
+            let held: Vec<Held> = (0..N)
+                .map(|i| {
+                    let id = reserve(&source, &ids, if i % 2 == 0 { "r" } else { "t" });
+                    Held {
+                        id,
+                        kind: "t",
+                        task: t(2),
+                        region: r0(),
+                        reserved_at: Time::ZERO,
+                    }
+                })
+                .collect();
+            let start = Arc::new(StdAtomicU64::new(0));
+            let go = |start: &StdAtomicU64| {
+                start.fetch_add(1, Ordering::AcqRel);
+                while start.load(Ordering::Acquire) < 3 {
+                    std::hint::spin_loop();
+                }
+            };
+            let resolver = {
+                let (source, start) = (source.clone(), start.clone());
+                let mine: Vec<_> = held.iter().step_by(2).map(|h| h.id).collect();
+                std::thread::spawn(move || {
+                    go(&start);
+                    mine.into_iter()
+                        .filter(|id| source.release(*id).is_some())
+                        .collect::<Vec<_>>()
+                })
+            };
+            let mover = {
+                let (source, target, start) = (source.clone(), target.clone(), start.clone());
+                let mine: Vec<_> = held.iter().skip(1).step_by(2).cloned().collect();
+                std::thread::spawn(move || {
+                    go(&start);
+                    mine.into_iter()
+                        .filter_map(|h| {
+                            let id = h.id;
+                            assert!(target.adopt(h), "the receiver is open");
+                            if source.release(id).is_some() {
+                                Some(id)
+                            } else {
+                                assert!(target.release(id).is_some(), "OB5 undo");
+                                None
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                })
+            };
+            go(&start);
+            let leaked: Vec<_> = source.close().into_iter().map(|h| h.id).collect();
+            let resolved = resolver.join().unwrap();
+            let moved = mover.join().unwrap();
+            let moved_leaked: Vec<_> = target.close().into_iter().map(|h| h.id).collect();
+            let mut moved_sorted = moved.clone();
+            moved_sorted.sort();
+            let mut ml = moved_leaked.clone();
+            ml.sort();
+            assert_eq!(
+                moved_sorted, ml,
+                "a moved obligation is counted by the receiver"
+            );
+            let mut ends: Vec<_> = resolved
+                .iter()
+                .chain(&leaked)
+                .chain(&moved)
+                .copied()
+                .collect();
+            ends.sort();
+            let mut all: Vec<_> = held.iter().map(|h| h.id).collect();
+            all.sort();
+            assert_eq!(ends, all, "every obligation ends exactly once");
+        }
+    }
+}
+
+/// Loom model of the home word (run with
+/// `RUSTFLAGS="--cfg loom" cargo test --lib loom_`): a resolve by a
+/// non-holder, a transfer to another home and the holder's sweep, in every
+/// interleaving; each obligation ends exactly once.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::loom::sync::Arc;
+
+    #[test]
+    fn loom_resolve_transfer_and_sweep_end_each_obligation_exactly_once() {
+        loom::model(|| {
+            let ids = AtomicU64::new(0);
+            let source = Arc::new(ObligationHome::new());
+            let target = Arc::new(ObligationHome::new());
+            let (t1, r) = (TaskId::from_parts(1, 0), RegionId::from_parts(0, 0));
+            let a = source.reserve(&ids, "a", t1, r, Time::ZERO).unwrap();
+            let b = source.reserve(&ids, "b", t1, r, Time::ZERO).unwrap();
+            let resolver = {
+                let source = source.clone();
+                loom::thread::spawn(move || source.release(a).is_some())
+            };
+            let mover = {
+                let (source, target) = (source.clone(), target.clone());
+                loom::thread::spawn(move || {
+                    let held = Held {
+                        id: b,
+                        kind: "b",
+                        task: t1,
+                        region: r,
+                        reserved_at: Time::ZERO,
+                    };
+                    assert!(target.adopt(held));
+                    if source.release(b).is_some() {
+                        true
+                    } else {
+                        assert!(target.release(b).is_some());
+                        false
+                    }
+                })
+            };
+            let leaked: Vec<_> = source.close().into_iter().map(|h| h.id).collect();
+            let resolved = resolver.join().unwrap();
+            let moved = mover.join().unwrap();
+            let moved_leaked: Vec<_> = target.close().into_iter().map(|h| h.id).collect();
+            assert_eq!(resolved, !leaked.contains(&a), "a: resolved xor leaked");
+            assert_eq!(moved, !leaked.contains(&b), "b: moved xor leaked");
+            assert_eq!(
+                moved,
+                moved_leaked == vec![b],
+                "a moved one is the receiver's"
+            );
+            assert_eq!(leaked.len() + usize::from(resolved) + usize::from(moved), 2);
+        });
+    }
+}
