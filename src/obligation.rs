@@ -35,25 +35,24 @@
 use std::fmt;
 use std::sync::{Arc, Weak};
 
+use crate::exec::context;
 use crate::exec::core::Core;
 use crate::exec::cx::Cx;
 use crate::kernel::obligation::Held;
-use crate::kernel::{HomeHost, SpawnError};
+use crate::kernel::{HomeHost, ObligationHome, SpawnError};
 use crate::types::{ObligationId, RegionId, TaskId, Time};
 
 pub use crate::kernel::{LeakPolicy, LeakReport, ObligationState};
 
-/// A home as a permit keeps it (weak) and as the caller uses it now.
-type HomePair = (Weak<dyn HomeHost>, Arc<dyn HomeHost>);
-
 /// A reserved effect that must be committed or aborted.
 ///
-/// It is counted in its holder's home word (rules OB1–OB8 in
+/// It is counted in its holder's home word (rules OB1–OB9 in
 /// `kernel::obligation`): reserving, committing, aborting and transferring
 /// take no runtime-wide lock.
 #[must_use = "dropping an Obligation aborts it; call commit() to make the effect happen"]
 pub struct Obligation {
-    /// Where it is counted; a home that is gone was swept (OB4).
+    /// Where it is counted; a home that is gone was swept (OB4). Used
+    /// only when it is resolved off its home task's polls (OB9).
     home: Weak<dyn HomeHost>,
     id: ObligationId,
     kind: &'static str,
@@ -63,13 +62,25 @@ pub struct Obligation {
     resolved: bool,
 }
 
+/// Runs `f` on the home at `weak`: the polled task's own (OB9, no
+/// reference count touched) or, off its polls, through the `Weak`.
+fn with_home<R>(weak: &Weak<dyn HomeHost>, f: impl FnOnce(&dyn HomeHost) -> R) -> Option<R> {
+    let mut f = Some(f);
+    let mut call = |h: &dyn HomeHost| f.take().map(|f| f(h));
+    let addr = Weak::as_ptr(weak).cast::<()>();
+    match context::with_home_at(addr, &mut call) {
+        Some(r) => r,
+        None => weak.upgrade().and_then(|h| call(&*h)),
+    }
+}
+
 impl Cx {
     /// Reserves an obligation of `kind` (a short name such as
     /// `"send_permit"`), held by this task in this region (by the region
-    /// itself for a region body's `Cx`, see the module docs).
+    /// itself for a region body's `Cx`, or when used outside its task's
+    /// polls; see the module docs).
     ///
-    /// Errors: the region is already closed (or this `Cx`'s task has
-    /// completed).
+    /// Errors: the region is already closed.
     pub fn reserve_obligation(&self, kind: &'static str) -> Result<Obligation, SpawnError> {
         self.reserve(kind, false)
     }
@@ -87,47 +98,54 @@ impl Cx {
         self.reserve(kind, true)
     }
 
-    /// The home obligations reserved here are counted in: the task's
-    /// (`owned == false` and a task's `Cx`) or the region's (rule 5).
-    fn home_for(&self, owned: bool) -> Result<HomePair, SpawnError> {
-        let region = self.region_id();
-        match self.obligation_home() {
-            Some(weak) if !owned => {
-                let home = weak.upgrade().ok_or(SpawnError::RegionClosed(region))?;
-                Ok((weak.clone(), home))
-            }
-            _ => {
-                let home = self
-                    .core()
-                    .with_kernel_recent(|k, _| k.region_obligation_home(region))?;
-                Ok((Arc::downgrade(&home), home))
-            }
+    /// Reserves in the home obligations taken here belong to (OB9): the
+    /// task's own while it is polled with its own region's `Cx`, else the
+    /// region's (rule 5). Returns the id, the home for the permit and
+    /// when.
+    fn reserve_in_home(
+        &self,
+        owned: bool,
+        mut reserve: impl FnMut(&ObligationHome, &dyn HomeHost) -> Option<ObligationId>,
+    ) -> Result<(ObligationId, Weak<dyn HomeHost>), SpawnError> {
+        let (task, region) = (self.task_id(), self.region_id());
+        if !owned
+            && let Some(found) = context::with_task_home(self.core(), task, |src| {
+                (src.region() == region).then(|| {
+                    let host = src.host();
+                    reserve(host.obligation_home(), host).map(|id| (id, src.downgrade()))
+                })
+            })
+            .flatten()
+        {
+            // OB2: a closed home (a completed task) refuses.
+            return found.ok_or(SpawnError::RegionClosed(region));
         }
+        let home = self
+            .core()
+            .with_kernel_recent(|k, _| k.region_obligation_home(region))?;
+        let id = reserve(home.obligation_home(), &*home).ok_or(SpawnError::RegionClosed(region))?;
+        Ok((id, Arc::downgrade(&home)))
     }
 
     fn reserve(&self, kind: &'static str, owned: bool) -> Result<Obligation, SpawnError> {
         let (task, region) = (self.task_id(), self.region_id());
-        let (weak, home) = self.home_for(owned)?;
         let core = self.core();
         let reserved_at = core.recent_now();
-        // OB2: refused once the home is closed (its task completed, its
-        // region closed).
-        let id = home
-            .obligation_home()
-            .reserve(
-                &home.obligation_counters().next_id,
+        let (id, home) = self.reserve_in_home(owned, |home, host| {
+            home.reserve(
+                &host.obligation_counters().next_id,
                 kind,
                 task,
                 region,
                 reserved_at,
             )
-            .ok_or(SpawnError::RegionClosed(region))?;
+        })?;
         let traced = core.is_tracing().then(|| core.clone());
         if let Some(core) = &traced {
             core.with_kernel_recent(|k, _| k.trace_obligation_reserve(id, task, region, owned));
         }
         Ok(Obligation {
-            home: weak,
+            home,
             id,
             kind,
             reserved_at,
@@ -140,7 +158,7 @@ impl Cx {
     /// `None` once it is resolved (or leaked).
     ///
     /// Diagnostics, not a hot path: reserving and resolving keep no
-    /// runtime-wide index of ids (rules OB1–OB8), so this takes the kernel
+    /// runtime-wide index of ids (rules OB1–OB9), so this takes the kernel
     /// lock and looks through the home of every live task and region
     /// (linear in their number and in their pending obligations).
     pub fn obligation_state(&self, id: ObligationId) -> Option<ObligationState> {
@@ -178,17 +196,6 @@ impl Obligation {
             return Err(err);
         }
         let (task, region): (TaskId, RegionId) = (cx.task_id(), cx.region_id());
-        let Ok((weak, target)) = cx.home_for(false) else {
-            return Err(err);
-        };
-        if Weak::ptr_eq(&weak, &self.home) {
-            // Already counted there: only the ledger's holder changes.
-            self.trace_transfer(task, region);
-            return Ok(());
-        }
-        let Some(source) = self.home.upgrade() else {
-            return Err(err); // OB4: its home was swept: leaked.
-        };
         let held = Held {
             id: self.id,
             kind: self.kind,
@@ -196,26 +203,38 @@ impl Obligation {
             region,
             reserved_at: self.reserved_at,
         };
+        let source = self.home.clone();
+        let source_addr = Weak::as_ptr(&source).cast::<()>();
+        let mut same_home = false;
         // OB5: the target first (refused if closed) ...
-        if !target.obligation_home().adopt(held) {
+        let adopted = cx.reserve_in_home(false, |home, host| {
+            if std::ptr::addr_eq(host as *const dyn HomeHost, source_addr) {
+                same_home = true; // already counted there
+                return Some(held.id);
+            }
+            home.adopt(held.clone()).then_some(held.id)
+        });
+        let Ok((_, target)) = adopted else {
             return Err(err);
+        };
+        if !same_home {
+            // ... then the source; closed meanwhile = leaked by its sweep.
+            let released = with_home(&source, |h| h.obligation_home().release(self.id)).flatten();
+            if released.is_none() {
+                let undone = with_home(&target, |h| h.obligation_home().release(self.id));
+                debug_assert!(
+                    undone.flatten().is_some(),
+                    "rule OB5: the receiver is alive"
+                );
+                return Err(err);
+            }
+            self.home = target;
         }
-        // ... then the source; closed meanwhile = leaked by its sweep.
-        if source.obligation_home().release(self.id).is_none() {
-            let undone = target.obligation_home().release(self.id);
-            debug_assert!(undone.is_some(), "rule OB5: the receiver is alive");
-            return Err(err);
-        }
-        self.home = weak;
-        self.trace_transfer(task, region);
-        Ok(())
-    }
-
-    fn trace_transfer(&self, task: TaskId, region: RegionId) {
         if let Some(core) = &self.traced {
             let id = self.id;
             core.with_kernel_recent(|k, _| k.trace_obligation_transfer(id, task, region));
         }
+        Ok(())
     }
 
     /// Records that the effect happened.
@@ -238,13 +257,16 @@ impl Obligation {
         );
         self.resolved = true;
         let id = self.id;
-        let Some(home) = self.home.upgrade() else {
-            return false;
-        };
-        if home.obligation_home().release(id).is_none() {
+        let resolved = with_home(&self.home, |h| {
+            let ok = h.obligation_home().release(id).is_some();
+            if ok {
+                h.obligation_counters().count(id, state);
+            }
+            ok
+        });
+        if resolved != Some(true) {
             return false;
         }
-        home.obligation_counters().count(id, state);
         if let Some(core) = &self.traced {
             core.with_kernel_recent(|k, _| k.trace_obligation_resolve(id, state));
         }

@@ -331,6 +331,7 @@ impl Core {
         waker: &Waker,
         attention: Option<&CellState>,
         polled_before: bool,
+        home: Option<&(dyn crate::kernel::HomeSource + 'static)>,
     ) -> Step<F::Output> {
         let through_kernel = attention.is_none_or(|a| {
             let bits = a.take_attention();
@@ -348,7 +349,7 @@ impl Core {
         }
         let mut cx = Context::from_waker(waker);
         // Rules BO1 and CX1 (`context`): this thread is inside task `id`.
-        let entered = super::context::enter_task(self, id);
+        let entered = super::context::enter_task(self, id, home);
         let polled = poll_catching(future, &mut cx);
         drop(entered);
         match polled {
@@ -381,11 +382,7 @@ impl Core {
         // Rule A2's deadline exception: the budget deadline the kernel
         // settled on (its timed-lane hint, set when the record was made).
         let deadline = super::task_cell::Runnable::deadline_hint(&*cell).map(Time::from_nanos);
-        // The task's own obligations live in its cell (rule OB4).
-        let home = Arc::downgrade(&cell) as std::sync::Weak<dyn crate::kernel::HomeHost>;
-        let cx = Cx::new(self.clone(), id, region, caps)
-            .with_deadline(deadline)
-            .with_obligation_home(home);
+        let cx = Cx::new(self.clone(), id, region, caps).with_deadline(deadline);
         // If the closure panics, the half-made task must not linger.
         let guard = UnspawnOnUnwind { core: self, id };
         let future = f(cx);
@@ -411,10 +408,8 @@ impl Core {
         let cell = TaskCell::<Fut>::vacant(region, self.clone(), fast_polls);
         let waker = cell.waker();
         let attention = fast_polls.then(|| cell.clone() as Arc<dyn Attention>);
-        let home = Arc::downgrade(&cell) as std::sync::Weak<dyn crate::kernel::HomeHost>;
         self.with_kernel_recent(|k, now| {
             let id = k.create_task_with(region, kind, waker, attention, budget, now)?;
-            k.set_obligation_home(id, home);
             cell.set_id(id, k.may_skip_first_poll(id));
             Ok(cell)
         })

@@ -100,9 +100,11 @@ pub(crate) struct TaskCell<F: Future> {
     /// `Drop`. The state's acquire/release transitions order the accesses.
     stage: UnsafeCell<Stage<F>>,
     pub(crate) join: JoinSlot<F::Output>,
-    /// The task's obligation home word (rules OB1–OB8 in
+    /// The task's obligation home word (rules OB1–OB9 in
     /// `kernel::obligation`): in the cell, so spawning allocates nothing
-    /// more. Reached by the task's `Cx` and its permits through a `Weak`.
+    /// more. Reached during the task's polls through the thread-local
+    /// context (OB9), by permits through a `Weak`, by the kernel through
+    /// `Attention::obligation_home`.
     home: crate::kernel::ObligationHome,
 }
 
@@ -282,9 +284,18 @@ where
         let waker = self.waker_ref();
         let attention = self.fast_polls.then_some(&self.state);
         let polled_before = before.is_started();
-        let step = self
-            .core
-            .poll_task(self.task_id(), pinned, &waker, attention, polled_before);
+        // OB9: the task's own `Cx` finds its home in the context.
+        let home = self
+            .fast_polls
+            .then_some(&self as &(dyn crate::kernel::HomeSource + 'static));
+        let step = self.core.poll_task(
+            self.task_id(),
+            pinned,
+            &waker,
+            attention,
+            polled_before,
+            home,
+        );
         match step {
             Step::Pending => {
                 if self.state.pending() == Pending::Requeue {
@@ -337,11 +348,33 @@ where
     }
 }
 
+impl<F> crate::kernel::HomeSource for Arc<TaskCell<F>>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn host(&self) -> &dyn crate::kernel::HomeHost {
+        &**self
+    }
+
+    fn downgrade(&self) -> std::sync::Weak<dyn crate::kernel::HomeHost> {
+        Arc::downgrade(self) as std::sync::Weak<dyn crate::kernel::HomeHost>
+    }
+
+    fn region(&self) -> RegionId {
+        self.region
+    }
+}
+
 impl<F> crate::kernel::Attention for TaskCell<F>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
+    fn obligation_home(&self) -> Option<&crate::kernel::ObligationHome> {
+        Some(&self.home)
+    }
+
     fn request_attention(&self) {
         self.state.request_attention();
     }

@@ -21,9 +21,8 @@
 //! owned reservation of a region (which creates its home) and the lab's
 //! ledger (OB8) take the kernel lock.
 
-use std::sync::Weak;
-
-use super::obligation::{Held, StandaloneHome};
+pub(super) use super::obligation::Held;
+use super::obligation::StandaloneHome;
 use super::*;
 
 impl Kernel {
@@ -32,9 +31,9 @@ impl Kernel {
         self.obligation_counters.clone()
     }
 
-    /// Gives task `t` its home word (OB4: swept by its completion). The
-    /// owner (its cell, or the root body) keeps the home alive.
-    pub(crate) fn set_obligation_home(&mut self, t: TaskId, home: Weak<dyn HomeHost>) {
+    /// Gives task `t` (the root body; a spawned task's home is in its cell)
+    /// its home word (OB4: swept by its completion).
+    pub(crate) fn set_obligation_home(&mut self, t: TaskId, home: Arc<dyn HomeHost>) {
         if let Some(rec) = self.task_mut(t) {
             rec.obligation_home = Some(home);
         }
@@ -61,31 +60,22 @@ impl Kernel {
     /// Pending obligations of task `t`'s home (0 if it has none).
     pub(crate) fn task_pending_obligations(&self, t: TaskId) -> usize {
         self.task(t)
-            .and_then(|rec| rec.obligation_home.as_ref())
-            .and_then(Weak::upgrade)
-            .map_or(0, |h| h.obligation_home().pending())
+            .and_then(TaskRecord::obligation_home)
+            .map_or(0, ObligationHome::pending)
     }
 
     /// Every live home: tasks' (in id order), then regions' (in id order).
-    fn live_homes(&self) -> Vec<Arc<dyn HomeHost>> {
+    fn live_homes(&self) -> impl Iterator<Item = &ObligationHome> {
         self.tasks
             .iter()
-            .filter_map(|(_, rec)| rec.obligation_home.as_ref().and_then(Weak::upgrade))
-            .chain(
-                self.region_homes
-                    .values()
-                    .map(|h| h.clone() as Arc<dyn HomeHost>),
-            )
-            .collect()
+            .filter_map(|(_, rec)| rec.obligation_home())
+            .chain(self.region_homes.values().map(|h| h.obligation_home()))
     }
 
     /// Pending obligations in the whole runtime (diagnostics: visits every
     /// live task's home).
     pub(crate) fn pending_obligation_count(&self) -> usize {
-        self.live_homes()
-            .iter()
-            .map(|h| h.obligation_home().pending())
-            .sum()
+        self.live_homes().map(ObligationHome::pending).sum()
     }
 
     /// `Reserved` while `o` is pending, `None` once it is resolved or
@@ -93,8 +83,7 @@ impl Kernel {
     /// (the lock-free paths keep no id index).
     pub(crate) fn obligation_state(&self, o: ObligationId) -> Option<ObligationState> {
         self.live_homes()
-            .iter()
-            .any(|h| h.obligation_home().holds(o))
+            .any(|h| h.holds(o))
             .then_some(ObligationState::Reserved)
     }
 
@@ -174,22 +163,15 @@ impl Kernel {
 
     // ----- sweeps (OB4) ---------------------------------------------------
 
-    /// K5: sweeps task `t`'s home at its completion: whatever is still
-    /// pending is leaked, whatever the task's outcome. Its future (and
+    /// K5: reports what the sweep of a task's home at its completion
+    /// (OB4, `ObligationHome::close` in `complete_task`) found still
+    /// pending: leaked, whatever the task's outcome. Its future (and
     /// every permit it still owned) was dropped before it completed, and
     /// dropping a permit resolves it; so whatever is still pending here was
     /// forgotten or escaped the task (stashed, returned), also when the
     /// task was cancelled. Owned obligations are not here: their region
     /// holds them.
-    pub(super) fn settle_obligations(
-        &mut self,
-        home: Option<Weak<dyn HomeHost>>,
-        now: Time,
-    ) -> Vec<LeakReport> {
-        let Some(home) = home.as_ref().and_then(Weak::upgrade) else {
-            return Vec::new();
-        };
-        let leaked = home.obligation_home().close();
+    pub(super) fn settle_obligations(&mut self, leaked: Vec<Held>, now: Time) -> Vec<LeakReport> {
         leaked
             .into_iter()
             .map(|held| self.leak_obligation(held, now))

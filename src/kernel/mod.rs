@@ -43,7 +43,9 @@ use crate::types::{
 };
 use arena::Arena;
 use obligation::ObligationRecord;
-pub(crate) use obligation::{HomeHost, ObligationCounters, ObligationHome, StandaloneHome};
+pub(crate) use obligation::{
+    HomeHost, HomeSource, ObligationCounters, ObligationHome, StandaloneHome,
+};
 pub use obligation::{LeakReport, ObligationState};
 pub use region::RegionState;
 pub(crate) use region::{BodyEnd, Finalizer, RegionRecord, RegionReport};
@@ -73,6 +75,11 @@ pub(crate) trait Attention: Send + Sync {
     /// Scheduler lane hint: the task's budget deadline (its timed-lane
     /// key). Given once, when the task is created.
     fn deadline_hint(&self, _deadline: Time) {}
+    /// The task's obligation home word, in its cell (rules OB1–OB9 in
+    /// `obligation`): swept by `complete_task`.
+    fn obligation_home(&self) -> Option<&ObligationHome> {
+        None
+    }
 }
 
 /// Most nested `Cx::masked` sections a task may have open at once.

@@ -33,29 +33,28 @@
 //!    same holds for obligations reserved with a region body's `Cx`: the
 //!    body's region is their home.
 //!
-//! # Home words (rules OB1–OB8)
+//! # Home words (rules OB1–OB9)
 //!
 //! Reserving and resolving take no kernel lock. Every pending obligation
 //! is counted in exactly one [`ObligationHome`]: the task cell of a spawned
-//! task (its own `Cx`), the root body's home, or a region (owned
-//! obligations, and those reserved with a region body's `Cx`, rule 5). A
-//! home is one word, `CLOSED` (bit 63) plus the count of pending
-//! obligations, and a small per-home lock over their details (id, kind,
-//! reserver, region, `reserved_at`) for leak reports.
+//! task (reserved with its own `Cx`), the root body's home, or a region
+//! (owned obligations, and those reserved with a region body's `Cx`, rule
+//! 5). A home is one word — `CLOSED` (bit 63), `LOCKED` (bit 62) and the
+//! count of pending obligations — plus the details of each pending one
+//! (id, kind, reserver, region, `reserved_at`) for leak reports.
 //! - OB1 (one word decides): how an obligation ends is decided by the
 //!   modification order of its home word alone. A resolve whose decrement
 //!   precedes the sweep's `CLOSED` resolved it; one that finds `CLOSED`
 //!   fails, and the sweep counted the obligation as leaked. So an
 //!   obligation is never both committed and leaked, nor neither.
-//! - OB2 (reserve): increment unless `CLOSED` (a compare-and-swap loop); a
-//!   closed home refuses (its task completed, its region closed).
+//! - OB2 (reserve): increment unless `CLOSED`; a closed home refuses (its
+//!   task completed, its region closed).
 //! - OB3 (resolve): decrement unless `CLOSED`; failure means the
 //!   obligation was already leaked: the caller counts nothing.
 //! - OB4 (sweep): the home's end (its task's completion in
-//!   `Kernel::complete_task`, its region's close) sets `CLOSED` with one
-//!   `fetch_or`; the count read back is exactly the number leaked.
-//!   `CLOSED` is never cleared, so nothing changes the fate of what the
-//!   sweep counted.
+//!   `Kernel::complete_task`, its region's close) sets `CLOSED`; the count
+//!   it replaced is exactly the number leaked. `CLOSED` is never cleared,
+//!   so nothing changes the fate of what the sweep counted.
 //! - OB5 (transfer): increment the target (OB2; refused if closed), then
 //!   decrement the source (OB3). If the source was closed meanwhile its
 //!   sweep leaked the obligation: the target's increment is undone (OB3 on
@@ -63,25 +62,37 @@
 //!   caller, alive) and the transfer fails. In between the obligation is
 //!   counted twice, never zero times, so no sweep can miss it; at most one
 //!   of the two words ends up counting it.
-//! - OB6 (details follow the word): every successful word step of a
-//!   reserve, resolve or transfer is made while holding the home's detail
-//!   lock, together with the matching change of its detail list. The sweep
-//!   takes that lock only after its `CLOSED` step and only if the count is
-//!   not zero, so the details it reads are exactly the leaked ones; a
-//!   sweep of a home with nothing pending (the common case) takes no lock.
-//!   The lock is per home, so contention is limited to a task's own
-//!   obligations being resolved on several threads at once.
+//! - OB6 (the lock bit): every step above is one compare-and-swap that
+//!   also sets `LOCKED` (waiting while another thread holds it); the
+//!   holder of `LOCKED` alone touches the detail list, changes it to match
+//!   the count, and clears the bit with a release store (nobody else
+//!   writes the word meanwhile). So the details always match the count,
+//!   and the sweep's list is exactly the leaked ones. A sweep of a home
+//!   with nothing pending (the common case) is one compare-and-swap from 0.
+//!   The bit is per home: only a task's own obligations, resolved on
+//!   several threads at once, ever wait for each other, for a few
+//!   instructions.
 //! - OB7 (ids): obligation ids come from a per-runtime counter, handed to a
-//!   home in blocks of [`ID_BLOCK`] (under its detail lock): unique per
-//!   runtime, deterministic in the lab, one shared increment per block.
+//!   home in blocks of [`ID_BLOCK`] (under `LOCKED`): unique per runtime,
+//!   deterministic in the lab, one shared increment per block.
 //! - OB8 (the lab's ledger): when the core traces (the lab), each step
 //!   that succeeded on the word is then also recorded in the kernel's
 //!   ledger (holder, region, transfers) and traced, under the kernel lock.
 //!   The ledger never decides anything: leak reports come from the homes.
+//! - OB9 (finding the home): a `Cx` carries no pointer to its task's home.
+//!   While a task is polled, its thread-local context (`exec::context`)
+//!   points at the home of the task being polled; a reservation through
+//!   that task's own `Cx` (rule CX1) uses it, and so does a resolve of an
+//!   obligation homed there. Permits keep a `Weak` reference to their
+//!   home, used only when resolved elsewhere, so that a permit never keeps
+//!   a task cell (and its future) alive; a home that is gone was swept.
+//!   A `Cx` used outside its task's polls (another task, a plain thread)
+//!   reserves in its region's home.
 
 use std::sync::atomic::Ordering;
 
-use crate::loom::sync::Mutex;
+use std::cell::UnsafeCell;
+
 use crate::loom::sync::atomic::AtomicU64;
 use crate::types::{ObligationId, RegionId, TaskId, Time};
 
@@ -144,7 +155,8 @@ impl std::fmt::Display for LeakReport {
 pub(crate) const ID_BLOCK: u64 = 64;
 
 const CLOSED: u64 = 1 << 63;
-const COUNT: u64 = CLOSED - 1;
+const LOCKED: u64 = 1 << 62;
+const COUNT: u64 = LOCKED - 1;
 
 /// The details of one pending obligation (rule OB6), for its leak report.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -161,17 +173,25 @@ pub(crate) struct Held {
 #[derive(Default)]
 struct Details {
     held: Vec<Held>,
-    /// Next id of this home's block (OB7), and the block's end.
+    /// The next id of this home's block (OB7); a multiple of `ID_BLOCK`
+    /// means the block is used up (or none was taken yet).
     next: u64,
-    end: u64,
 }
 
 /// A home word plus its details (rules OB1–OB8 in the module docs).
 pub(crate) struct ObligationHome {
-    /// `CLOSED` (bit 63) | count of pending obligations.
+    /// `CLOSED` (bit 63) | `LOCKED` (bit 62, OB6) | count of pending
+    /// obligations.
     word: AtomicU64,
-    details: Mutex<Details>,
+    /// OB6: touched only by the thread that set `LOCKED`.
+    details: UnsafeCell<Details>,
 }
+
+// SAFETY: `details` is only accessed by the thread holding the word's
+// `LOCKED` bit (rule OB6: set by a compare-and-swap with acquire ordering,
+// cleared by a release store), which serialises those accesses like a
+// mutex; `Held` is `Send`.
+unsafe impl Sync for ObligationHome {}
 
 impl Default for ObligationHome {
     fn default() -> Self {
@@ -179,39 +199,81 @@ impl Default for ObligationHome {
     }
 }
 
+/// Waits a little for the holder of `LOCKED` (a few instructions, or an
+/// allocation when a detail list grows).
+fn backoff(spins: &mut u32) {
+    #[cfg(loom)]
+    {
+        let _ = spins;
+        loom::thread::yield_now();
+    }
+    #[cfg(not(loom))]
+    {
+        *spins += 1;
+        if *spins < 64 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
+
 impl ObligationHome {
     pub(crate) fn new() -> Self {
         Self {
             word: AtomicU64::new(0),
-            details: Mutex::new(Details::default()),
+            details: UnsafeCell::new(Details::default()),
         }
     }
 
-    fn lock(&self) -> crate::loom::sync::MutexGuard<'_, Details> {
-        // No user code runs under this lock; recover from poisoning.
-        self.details.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// OB2: increment unless closed.
-    fn increment(&self) -> bool {
-        self.word
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
-                (w & CLOSED == 0).then_some(w + 1)
-            })
-            .is_ok()
-    }
-
-    /// OB3: decrement unless closed.
-    fn decrement(&self) -> bool {
-        self.word
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |w| {
-                if w & CLOSED != 0 {
-                    return None;
+    /// OB6: one compare-and-swap that takes `LOCKED` and applies `step`
+    /// to the count (OB2: +1, OB3: -1, the sweep: 0), refused if the home
+    /// is closed (`None`). Returns the word it installed; the caller must
+    /// pass it to [`unlock`](Self::unlock).
+    fn lock_step(&self, step: i8) -> Option<u64> {
+        let mut spins = 0;
+        let mut w = self.word.load(Ordering::Acquire);
+        loop {
+            if w & CLOSED != 0 {
+                return None;
+            }
+            if w & LOCKED != 0 {
+                backoff(&mut spins);
+                w = self.word.load(Ordering::Acquire);
+                continue;
+            }
+            let count = match step {
+                1 => (w & COUNT) + 1,
+                -1 => {
+                    debug_assert!(w & COUNT > 0, "rule OB3: a resolve without a reserve");
+                    (w & COUNT).saturating_sub(1)
                 }
-                debug_assert!(w & COUNT > 0, "rule OB3: a resolve without a reserve");
-                Some(w - 1)
-            })
-            .is_ok()
+                _ => w & COUNT,
+            };
+            let next = count | LOCKED;
+            match self
+                .word
+                .compare_exchange_weak(w, next, Ordering::Acquire, Ordering::Acquire)
+            {
+                Ok(_) => return Some(next),
+                Err(actual) => w = actual,
+            }
+        }
+    }
+
+    /// OB6: clears `LOCKED`. Nobody else changes the word while it is set
+    /// (every writer takes it first), so a plain release store suffices.
+    fn unlock(&self, locked: u64) {
+        self.word.store(locked & !LOCKED, Ordering::Release);
+    }
+
+    /// The details, for the holder of `LOCKED`.
+    #[allow(clippy::mut_from_ref)]
+    fn details(&self, _locked: &u64) -> &mut Details {
+        // SAFETY: rule OB6: the caller holds `LOCKED` (it passes the word
+        // `lock_step` returned), so no other thread touches the details
+        // until it unlocks, and it drops this borrow before unlocking.
+        unsafe { &mut *self.details.get() }
     }
 
     /// Pending obligations (0 once closed).
@@ -240,13 +302,10 @@ impl ObligationHome {
         region: RegionId,
         reserved_at: Time,
     ) -> Option<ObligationId> {
-        let mut d = self.lock();
-        if !self.increment() {
-            return None;
-        }
-        if d.next == d.end {
+        let locked = self.lock_step(1)?;
+        let d = self.details(&locked);
+        if d.next % ID_BLOCK == 0 {
             d.next = ids.fetch_add(ID_BLOCK, Ordering::Relaxed);
-            d.end = d.next + ID_BLOCK;
         }
         let n = d.next;
         d.next += 1;
@@ -259,17 +318,18 @@ impl ObligationHome {
             region,
             reserved_at,
         });
+        self.unlock(locked);
         Some(id)
     }
 
     /// Takes in an obligation counted elsewhere (OB5's first step): false
     /// if this home is closed.
     pub(crate) fn adopt(&self, held: Held) -> bool {
-        let mut d = self.lock();
-        if !self.increment() {
+        let Some(locked) = self.lock_step(1) else {
             return false;
-        }
-        d.held.push(held);
+        };
+        self.details(&locked).held.push(held);
+        self.unlock(locked);
         true
     }
 
@@ -277,31 +337,47 @@ impl ObligationHome {
     /// OB6): its details, or `None` if the home was closed first (the
     /// obligation was leaked).
     pub(crate) fn release(&self, id: ObligationId) -> Option<Held> {
-        let mut d = self.lock();
-        if !self.decrement() {
-            return None;
-        }
-        let pos = d.held.iter().position(|h| h.id == id);
+        let locked = self.lock_step(-1)?;
+        let held = &mut self.details(&locked).held;
+        // The most recent first: permits are mostly given back in LIFO order.
+        let pos = held.iter().rposition(|h| h.id == id);
         debug_assert!(pos.is_some(), "rule OB6: {id} counted but not detailed");
-        pos.map(|p| d.held.remove(p))
+        let out = pos.map(|p| held.remove(p));
+        self.unlock(locked);
+        out
     }
 
     /// OB4: closes the home; what is still pending is leaked (in the order
     /// it was reserved or received). Idempotent: a second sweep finds
     /// nothing.
     pub(crate) fn close(&self) -> Vec<Held> {
-        let prev = self.word.fetch_or(CLOSED, Ordering::AcqRel);
-        if prev & CLOSED != 0 || prev & COUNT == 0 {
+        // The common case: nothing pending, nobody holding the lock.
+        if self
+            .word
+            .compare_exchange(0, CLOSED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
             return Vec::new();
         }
-        let leaked = std::mem::take(&mut self.lock().held);
-        debug_assert_eq!(leaked.len() as u64, prev & COUNT, "rule OB6");
+        let Some(locked) = self.lock_step(0) else {
+            return Vec::new(); // closed already
+        };
+        let leaked = std::mem::take(&mut self.details(&locked).held);
+        debug_assert_eq!(leaked.len() as u64, locked & COUNT, "rule OB6");
+        // Release: whoever sees `CLOSED` sees the details taken.
+        self.word
+            .store(CLOSED | (locked & COUNT), Ordering::Release);
         leaked
     }
 
-    /// Whether `id` is pending here (diagnostics: takes the detail lock).
+    /// Whether `id` is pending here (diagnostics: takes the lock bit).
     pub(crate) fn holds(&self, id: ObligationId) -> bool {
-        self.pending() > 0 && self.lock().held.iter().any(|h| h.id == id)
+        let Some(locked) = self.lock_step(0) else {
+            return false;
+        };
+        let found = self.details(&locked).held.iter().any(|h| h.id == id);
+        self.unlock(locked);
+        found
     }
 }
 
@@ -311,6 +387,16 @@ impl ObligationHome {
 pub(crate) trait HomeHost: Send + Sync {
     fn obligation_home(&self) -> &ObligationHome;
     fn obligation_counters(&self) -> &ObligationCounters;
+}
+
+/// What the poll of a task exposes of its home (rule OB9), through the
+/// thread-local context: valid for the duration of that poll.
+pub(crate) trait HomeSource {
+    fn host(&self) -> &dyn HomeHost;
+    /// A `Weak` for a permit to keep (used only off this task's polls).
+    fn downgrade(&self) -> std::sync::Weak<dyn HomeHost>;
+    /// The task's own region (a body's `Cx` has another: rule 5).
+    fn region(&self) -> RegionId;
 }
 
 /// A home in its own allocation (a root body's, a region's).

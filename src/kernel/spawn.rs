@@ -221,11 +221,7 @@ impl Kernel {
         // Exact stamps for what this completion may report or cancel: a
         // forced drop, leaked obligations, a panic that fails the region.
         let reports = rec.force_drop.is_some()
-            || rec
-                .obligation_home
-                .as_ref()
-                .and_then(std::sync::Weak::upgrade)
-                .is_some_and(|h| h.obligation_home().pending() > 0)
+            || rec.obligation_home().is_some_and(|h| h.pending() > 0)
             || matches!(end, TaskEnd::Panicked(_));
         let now = if reports { self.exact_now(now) } else { now };
         let rec = self.task(t).expect("looked up above");
@@ -260,12 +256,12 @@ impl Kernel {
             self.gauge_sub();
         }
         let rec = self.task_mut(t).expect("looked up above");
-        let home = rec.obligation_home.take();
+        let leaked = rec.obligation_home().map(ObligationHome::close);
         let timers = [rec.grace_timer.take(), rec.deadline_timer.take()];
         for key in timers.into_iter().flatten() {
             self.timers.cancel(key);
         }
-        let leaks = self.settle_obligations(home, now);
+        let leaks = self.settle_obligations(leaked.unwrap_or_default(), now);
         // K5: a leak fails the task also when it was cancelled (a panic
         // outcome is kept as it is).
         if !leaks.is_empty()

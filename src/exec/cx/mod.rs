@@ -61,11 +61,6 @@ pub struct Cx {
     /// deadline of every region body it runs in. Rule A2's exception: a
     /// `Cx` with a deadline reads the clock on the lock-free path.
     deadline: Option<Time>,
-    /// Where obligations reserved through this context are counted (rules
-    /// OB1–OB8 in `kernel::obligation`): its task's home (the task cell,
-    /// or the root body's); `None` for a region body's context, whose
-    /// obligations are homed in its region (rule 5).
-    home: Option<std::sync::Weak<dyn crate::kernel::HomeHost>>,
 }
 
 /// A finalizer could not be registered because its region already closed.
@@ -94,24 +89,7 @@ impl Cx {
             region,
             caps,
             deadline: None,
-            home: None,
         }
-    }
-
-    /// This context with its task's obligation home (given where the `Cx`
-    /// of a new task is made).
-    pub(crate) fn with_obligation_home(
-        mut self,
-        home: std::sync::Weak<dyn crate::kernel::HomeHost>,
-    ) -> Self {
-        self.home = Some(home);
-        self
-    }
-
-    /// The home of the obligations reserved through this context: its
-    /// task's, or `None` for a region body (homed in the region).
-    pub(crate) fn obligation_home(&self) -> Option<&std::sync::Weak<dyn crate::kernel::HomeHost>> {
-        self.home.as_ref()
     }
 
     /// This context with its task's budget deadline (rule A2's exception);
@@ -136,9 +114,6 @@ impl Cx {
         Cx {
             region,
             deadline,
-            // Rule 5 of `kernel::obligation`: a body's obligations are
-            // homed in its region.
-            home: None,
             ..self.clone()
         }
     }
