@@ -218,11 +218,16 @@ impl Kernel {
             // always cancel-requested before it completes).
             rec.transition(t, TaskState::Running);
         }
+        // K5, OB4: sweep the task's obligation home (its future, and every
+        // permit in it, is gone); what it still counted is leaked.
+        let leaked = rec
+            .obligation_home()
+            .map(ObligationHome::close)
+            .unwrap_or_default();
         // Exact stamps for what this completion may report or cancel: a
         // forced drop, leaked obligations, a panic that fails the region.
-        let reports = rec.force_drop.is_some()
-            || rec.obligation_home().is_some_and(|h| h.pending() > 0)
-            || matches!(end, TaskEnd::Panicked(_));
+        let reports =
+            rec.force_drop.is_some() || !leaked.is_empty() || matches!(end, TaskEnd::Panicked(_));
         let now = if reports { self.exact_now(now) } else { now };
         let rec = self.task(t).expect("looked up above");
         let region = rec.region;
@@ -256,12 +261,15 @@ impl Kernel {
             self.gauge_sub();
         }
         let rec = self.task_mut(t).expect("looked up above");
-        let leaked = rec.obligation_home().map(ObligationHome::close);
         let timers = [rec.grace_timer.take(), rec.deadline_timer.take()];
         for key in timers.into_iter().flatten() {
             self.timers.cancel(key);
         }
-        let leaks = self.settle_obligations(leaked.unwrap_or_default(), now);
+        let leaks = if leaked.is_empty() {
+            Vec::new()
+        } else {
+            self.settle_obligations(leaked, now)
+        };
         // K5: a leak fails the task also when it was cancelled (a panic
         // outcome is kept as it is).
         if !leaks.is_empty()
