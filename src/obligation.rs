@@ -1,6 +1,7 @@
 //! Two-phase effects: reserve, then commit or abort.
 //!
-//! An [`Obligation`] is a reservation recorded in the kernel's ledger. It
+//! An [`Obligation`] is a reservation counted in its holder's home word
+//! (rules OB1–OB9 in `kernel::obligation`: no runtime-wide lock). It
 //! must end in exactly one of `commit` or `abort`; dropping it aborts. A
 //! reservation that is never resolved (for example `mem::forget` of a
 //! permit, or a task that returns while holding one) is an *obligation

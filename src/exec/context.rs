@@ -1,6 +1,8 @@
-//! Which task this thread is polling: one thread-local word pair, set by
+//! Which task this thread is polling: one thread-local value, set by
 //! `Core::poll_task` around every poll (spawned tasks, finalizer tasks and
-//! the root task alike) and restored afterwards.
+//! the root task alike) and restored afterwards. It also points at the
+//! polled task's obligation home (rule OB9 in `kernel::obligation`), so a
+//! task's own `Cx` reserves there without a lock or a reference count.
 //!
 //! Rules:
 //! - BO1 (no nested `block_on`): `Runtime::block_on` and
@@ -25,6 +27,12 @@
 //!   task that has completed panics too (nothing would ever wake it).
 //!
 //! The cost is a thread-local read per checked wait and two writes per poll.
+//!
+//! OB9's safety argument: the home pointer is installed by `enter_task`,
+//! whose caller (the cell's run, the root task) keeps the home alive
+//! until the returned guard is dropped, and that guard restores the
+//! previous context; readers run synchronously on this thread inside the
+//! poll, so they never see a dangling pointer.
 
 use std::cell::Cell;
 use std::sync::Arc;

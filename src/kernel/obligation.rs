@@ -244,10 +244,8 @@ impl ObligationHome {
             }
             let count = match step {
                 1 => (w & COUNT) + 1,
-                -1 => {
-                    debug_assert!(w & COUNT > 0, "rule OB3: a resolve without a reserve");
-                    (w & COUNT).saturating_sub(1)
-                }
+                // Never below 0: OB3 decrements only what a reserve counted.
+                -1 => (w & COUNT).saturating_sub(1),
                 _ => w & COUNT,
             };
             let next = count | LOCKED;
@@ -340,10 +338,13 @@ impl ObligationHome {
         let locked = self.lock_step(-1)?;
         let held = &mut self.details(&locked).held;
         // The most recent first: permits are mostly given back in LIFO order.
-        let pos = held.iter().rposition(|h| h.id == id);
-        debug_assert!(pos.is_some(), "rule OB6: {id} counted but not detailed");
-        let out = pos.map(|p| held.remove(p));
+        let out = held
+            .iter()
+            .rposition(|h| h.id == id)
+            .map(|p| held.remove(p));
         self.unlock(locked);
+        // Checked after unlocking: a panic must never leave `LOCKED` set.
+        debug_assert!(out.is_some(), "rule OB6: {id} counted but not detailed");
         out
     }
 
@@ -363,10 +364,11 @@ impl ObligationHome {
             return Vec::new(); // closed already
         };
         let leaked = std::mem::take(&mut self.details(&locked).held);
-        debug_assert_eq!(leaked.len() as u64, locked & COUNT, "rule OB6");
         // Release: whoever sees `CLOSED` sees the details taken.
         self.word
             .store(CLOSED | (locked & COUNT), Ordering::Release);
+        // Checked after unlocking: a panic must never leave `LOCKED` set.
+        debug_assert_eq!(leaked.len() as u64, locked & COUNT, "rule OB6");
         leaked
     }
 
