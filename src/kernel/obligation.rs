@@ -302,7 +302,7 @@ impl ObligationHome {
     ) -> Option<ObligationId> {
         let locked = self.lock_step(1)?;
         let d = self.details(&locked);
-        if d.next % ID_BLOCK == 0 {
+        if d.next.is_multiple_of(ID_BLOCK) {
             d.next = ids.fetch_add(ID_BLOCK, Ordering::Relaxed);
         }
         let n = d.next;
