@@ -12,7 +12,7 @@ mod exec;
 pub mod kernel;
 pub mod lab;
 pub mod link;
-pub(crate) mod loom;
+mod loom;
 pub mod monitor;
 pub mod obligation;
 pub mod prelude;

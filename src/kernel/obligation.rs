@@ -202,12 +202,12 @@ impl Default for ObligationHome {
 /// Waits a little for the holder of `LOCKED` (a few instructions, or an
 /// allocation when a detail list grows).
 fn backoff(spins: &mut u32) {
-    #[cfg(loom)]
+    #[cfg(all(test, loom))]
     {
         let _ = spins;
-        loom::thread::yield_now();
+        crate::loom::thread::yield_now();
     }
-    #[cfg(not(loom))]
+    #[cfg(not(all(test, loom)))]
     {
         *spins += 1;
         if *spins < 64 {
@@ -633,7 +633,7 @@ mod loom_tests {
     use crate::loom::sync::Arc;
 
     fn model(f: impl Fn() + Sync + Send + 'static) {
-        let mut model = loom::model::Builder::new();
+        let mut model = crate::loom::model::Builder::new();
         model.preemption_bound = Some(2);
         model.check(f);
     }
@@ -651,7 +651,7 @@ mod loom_tests {
             let a = one_reserved(&home);
             let resolver = {
                 let home = home.clone();
-                loom::thread::spawn(move || home.release(a).is_some())
+                crate::loom::thread::spawn(move || home.release(a).is_some())
             };
             let leaked: Vec<_> = home.close().into_iter().map(|h| h.id).collect();
             let resolved = resolver.join().unwrap();
@@ -669,7 +669,7 @@ mod loom_tests {
             let b = one_reserved(&source);
             let mover = {
                 let (source, target) = (source.clone(), target.clone());
-                loom::thread::spawn(move || {
+                crate::loom::thread::spawn(move || {
                     let held = Held {
                         id: b,
                         kind: "b",
