@@ -152,9 +152,10 @@ on_both_drivers! {
         assert_quiescent(&rt);
     }
 
-    /// A light task that masks, reserves an obligation or opens a region is
-    /// registered, and behaves as any registered task: its leaked obligation
-    /// is reported, its mask holds off its region's cancel.
+    /// A light task that masks or opens a region is registered and behaves
+    /// as any registered task; one that leaks an obligation (reserved in its
+    /// cell's home without the kernel, OB9) has its home swept by its light
+    /// completion, which sends it to the kernel to report the leak.
     fn a_light_task_that_needs_the_kernel_is_registered_and_fully_checked(d: Driver) {
         let rt = d.rt();
         rt.block_on(|cx: Cx| async move {

@@ -1,6 +1,8 @@
-//! Which task this thread is polling: one thread-local word pair, set by
+//! Which task this thread is polling: one thread-local value, set by
 //! `Core::poll_task` around every poll (spawned tasks, finalizer tasks and
-//! the root task alike) and restored afterwards.
+//! the root task alike) and restored afterwards. It also points at the
+//! polled task's obligation home (rule OB9 in `kernel::obligation`), so a
+//! task's own `Cx` reserves there without a lock or a reference count.
 //!
 //! Rules:
 //! - BO1 (no nested `block_on`): `Runtime::block_on` and
@@ -25,11 +27,18 @@
 //!   task that has completed panics too (nothing would ever wake it).
 //!
 //! The cost is a thread-local read per checked wait and two writes per poll.
+//!
+//! OB9's safety argument: the home pointer is installed by `enter_task`,
+//! whose caller (the cell's run, the root task) keeps the home alive
+//! until the returned guard is dropped, and that guard restores the
+//! previous context; readers run synchronously on this thread inside the
+//! poll, so they never see a dangling pointer.
 
 use std::cell::Cell;
 use std::sync::Arc;
 
 use super::core::Core;
+use crate::kernel::{HomeHost, HomeSource};
 use crate::types::TaskId;
 
 /// What the thread is polling. `core == 0`: no task.
@@ -40,12 +49,16 @@ struct Current {
     task: u64,
     /// A region finalizer is running (CX1 does not apply).
     finalizer: bool,
+    /// Rule OB9 (`kernel::obligation`): the polled task's obligation home,
+    /// valid until the `ContextGuard` of this poll is dropped.
+    home: Option<*const (dyn HomeSource + 'static)>,
 }
 
 const NONE: Current = Current {
     core: 0,
     task: 0,
     finalizer: false,
+    home: None,
 };
 
 thread_local! {
@@ -74,13 +87,20 @@ fn replace(next: Current) -> ContextGuard {
     }
 }
 
-/// Marks the thread as polling `task` of `core` until the guard drops.
+/// Marks the thread as polling `task` of `core` until the guard drops;
+/// `home` (rule OB9) is the task's obligation home, which the caller keeps
+/// alive until then.
 #[inline]
-pub(crate) fn enter_task(core: &Arc<Core>, task: TaskId) -> ContextGuard {
+pub(crate) fn enter_task(
+    core: &Arc<Core>,
+    task: TaskId,
+    home: Option<&(dyn HomeSource + 'static)>,
+) -> ContextGuard {
     replace(Current {
         core: core_key(core),
         task: task.to_bits(),
         finalizer: false,
+        home: home.map(|h| h as *const (dyn HomeSource + 'static)),
     })
 }
 
@@ -172,4 +192,35 @@ pub(crate) fn completed_task_cx(task: TaskId) -> ! {
         "a Cx of task {task}, which has completed, was used to wait (rule CX1: a Cx is used only \
          by its own task, while it runs; its region has closed and nothing would wake the wait)"
     )
+}
+
+/// OB9: runs `f` on the home of the task being polled, if that is `task`
+/// of `core`.
+#[inline]
+pub(crate) fn with_task_home<R>(
+    core: &Arc<Core>,
+    task: TaskId,
+    f: impl FnOnce(&dyn HomeSource) -> R,
+) -> Option<R> {
+    let current = CURRENT.try_with(Cell::get).ok()?;
+    if current.core != core_key(core) || current.task != task.to_bits() {
+        return None;
+    }
+    let source = current.home?;
+    // SAFETY: OB9: `enter_task`'s caller keeps the source alive until the
+    // `ContextGuard` it got is dropped (which restores the previous
+    // context), and `f` runs synchronously on this thread within that poll.
+    Some(f(unsafe { &*source }))
+}
+
+/// OB9: runs `f` on the home of the task being polled, if that home is
+/// the one at address `home` (a permit's `Weak::as_ptr`, which keeps the
+/// address from being reused while the permit lives).
+#[inline]
+pub(crate) fn with_home_at<R>(home: *const (), f: impl FnOnce(&dyn HomeHost) -> R) -> Option<R> {
+    let source = CURRENT.try_with(Cell::get).ok()?.home?;
+    // SAFETY: as in `with_task_home`.
+    let source = unsafe { &*source };
+    let host = source.host();
+    std::ptr::addr_eq(host as *const dyn HomeHost, home).then(|| f(host))
 }

@@ -110,6 +110,8 @@ pub(crate) struct Core {
     timer_hint: Arc<std::sync::atomic::AtomicU64>,
     /// Shared with the kernel (rule LT5): task ids, light-task statistics.
     counters: Arc<TaskCounters>,
+    /// Shared with the kernel and every obligation home (rule OB7).
+    obligation_counters: Arc<crate::kernel::ObligationCounters>,
 }
 
 /// Per-driver settings of the core.
@@ -148,6 +150,7 @@ impl Core {
         let cancel_gauge = kernel.cancel_gauge();
         let timer_hint = kernel.timer_hint();
         let counters = kernel.counters();
+        let obligation_counters = kernel.obligation_counters();
         Arc::new(Self {
             kernel: Mutex::new(kernel),
             clock,
@@ -158,6 +161,7 @@ impl Core {
             cancel_gauge,
             timer_hint,
             counters,
+            obligation_counters,
         })
     }
 
@@ -233,6 +237,17 @@ impl Core {
 
     pub(crate) fn now(&self) -> Time {
         self.clock.now()
+    }
+
+    /// The clock's recent reading (rule CL1), for stamps that only record
+    /// roughly when something happened (an obligation's `reserved_at`).
+    pub(crate) fn recent_now(&self) -> Time {
+        self.clock.recent()
+    }
+
+    /// The per-runtime obligation counters (rule OB7).
+    pub(crate) fn obligation_counters(&self) -> &Arc<crate::kernel::ObligationCounters> {
+        &self.obligation_counters
     }
 
     /// Refreshes the clock's recent reading (rule CL1), e.g. after a park.
@@ -321,6 +336,7 @@ impl Core {
         waker: &Waker,
         attention: Option<&CellState>,
         polled_before: bool,
+        home: Option<&(dyn crate::kernel::HomeSource + 'static)>,
     ) -> Step<F::Output> {
         let through_kernel = attention.is_none_or(|a| {
             let bits = a.take_attention();
@@ -338,7 +354,7 @@ impl Core {
         }
         let mut cx = Context::from_waker(waker);
         // Rules BO1 and CX1 (`context`): this thread is inside task `id`.
-        let entered = super::context::enter_task(self, id);
+        let entered = super::context::enter_task(self, id, home);
         let polled = poll_catching(future, &mut cx);
         drop(entered);
         match polled {

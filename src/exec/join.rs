@@ -27,7 +27,7 @@ use std::task::{Context, Poll, Waker};
 use super::core::Core;
 use super::cx::Cx;
 use super::task_cell::TaskCell;
-use crate::kernel::{Finish, LightTasks, TaskEnd, TaskOutcome};
+use crate::kernel::{Finish, LightTasks, ObligationHome, TaskEnd, TaskOutcome};
 use crate::types::{CancelReason, PanicPayload, RegionId, TaskId};
 
 /// Why a joined task produced no value.
@@ -147,7 +147,7 @@ impl<T> JoinSlot<T> {
         core: &Arc<Core>,
         id: TaskId,
         region: RegionId,
-        light: Option<(&LightTasks, bool)>,
+        light: Option<(&LightTasks, bool, &ObligationHome)>,
         end: TaskEnd,
         value: Option<T>,
     ) {
@@ -165,33 +165,45 @@ impl<T> JoinSlot<T> {
                 end = TaskEnd::Panicked(PanicPayload::from_panic(payload));
             }
         };
-        // LT1: a light task that simply returned leaves its region's set
-        // and is done; nothing else of it is in the kernel. Any other end
-        // (or a task the kernel registered meanwhile) goes to the kernel,
-        // which registers a light task first.
-        if let Some((set, registered)) = light
+        // LT1: a light task that simply returned, holding no obligation,
+        // leaves its region's set and is done; nothing else of it is in the
+        // kernel. Its home is swept first (K5, OB4: closed to transfers
+        // from now on); what it leaked, any other end, or a task the kernel
+        // registered meanwhile goes to the kernel, which registers a light
+        // task first.
+        let mut swept = None;
+        if let Some((set, registered, home)) = light
+            && !registered
             && matches!(end, TaskEnd::Returned)
-            && let (Finish::Light { advance }, entry) = set.finish(id, registered)
         {
-            core.light_task_completed();
-            inner.output = Some(value.ok_or_else(|| SlotError::Cancelled(Arc::default())));
-            self.finished.store(true, Ordering::Release);
-            let waker = inner.waker.take();
-            drop(inner);
-            if advance {
-                // LT3: the kernel waits for this region's last light task.
-                core.with_kernel_recent(|k, now| k.light_tasks_drained(region, now));
+            let leaked = home.close();
+            if leaked.is_empty()
+                && let (Finish::Light { advance }, entry) = set.finish(id, false)
+            {
+                core.light_task_completed();
+                inner.output = Some(value.ok_or_else(|| SlotError::Cancelled(Arc::default())));
+                self.finished.store(true, Ordering::Release);
+                let waker = inner.waker.take();
+                drop(inner);
+                if advance {
+                    // LT3: the kernel waits for this region's last light task.
+                    core.with_kernel_recent(|k, now| k.light_tasks_drained(region, now));
+                }
+                drop(entry);
+                if let Some(w) = waker {
+                    super::core::wake_catching(w);
+                }
+                return;
             }
-            drop(entry);
-            if let Some(w) = waker {
-                super::core::wake_catching(w);
-            }
-            return;
+            swept = Some(leaked);
         }
         let handle_alive = inner.handle_alive;
         let ((outcome, _leaks), actions) = core.with_kernel_recent_deferred(|k, now| {
             k.registered(id, region);
-            k.complete_task(id, end, handle_alive, now)
+            match swept {
+                Some(leaked) => k.complete_swept_task(id, end, handle_alive, leaked, now),
+                None => k.complete_task(id, end, handle_alive, now),
+            }
         });
         let (result, discarded) = match (outcome, value) {
             (TaskOutcome::Ok, Some(v)) => (Ok(v), None),

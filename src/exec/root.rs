@@ -62,6 +62,26 @@ impl Wake for RootWake {
     }
 }
 
+/// The root body's home and region (rule OB9).
+struct RootHome {
+    home: Arc<crate::kernel::StandaloneHome>,
+    region: RegionId,
+}
+
+impl crate::kernel::HomeSource for RootHome {
+    fn host(&self) -> &dyn crate::kernel::HomeHost {
+        &*self.home
+    }
+
+    fn downgrade(&self) -> Weak<dyn crate::kernel::HomeHost> {
+        Arc::downgrade(&self.home) as Weak<dyn crate::kernel::HomeHost>
+    }
+
+    fn region(&self) -> RegionId {
+        self.region
+    }
+}
+
 pub(crate) struct RootTask<Fut: Future> {
     core: Arc<Core>,
     pub(crate) task: TaskId,
@@ -72,6 +92,9 @@ pub(crate) struct RootTask<Fut: Future> {
     output: Option<Result<Fut::Output, JoinError>>,
     raw_panic: Option<Box<dyn std::any::Any + Send>>,
     report: Option<RegionReport>,
+    /// The root body's obligation home (rule OB4: swept by the kernel when
+    /// the body completes; OB9: installed around each poll).
+    home: RootHome,
 }
 
 impl<Fut: Future> RootTask<Fut> {
@@ -88,6 +111,9 @@ impl<Fut: Future> RootTask<Fut> {
                 .then(|| (Arc::downgrade(core), OnceLock::new())),
         });
         let waker = Waker::from(wake.clone());
+        let home = Arc::new(crate::kernel::StandaloneHome::new(
+            core.obligation_counters().clone(),
+        ));
         let (region, task, light) = core.with_kernel(|k, now| {
             let region = k.create_root_region(budget);
             let task = k
@@ -100,6 +126,7 @@ impl<Fut: Future> RootTask<Fut> {
                 )
                 .expect("a fresh root region accepts its body task");
             k.set_region_owner(region, task);
+            k.set_obligation_home(task, home.clone());
             (region, task, k.light_tasks(region))
         });
         if let Some((_, id)) = &wake.tracer {
@@ -119,6 +146,7 @@ impl<Fut: Future> RootTask<Fut> {
             output: None,
             raw_panic: None,
             report: None,
+            home: RootHome { home, region },
         }
     }
 
@@ -155,10 +183,11 @@ impl<Fut: Future> RootTask<Fut> {
         let Some(inner) = self.future.as_mut().as_pin_mut() else {
             return;
         };
-        let (mut end, value) = match self
-            .core
-            .poll_task(self.task, inner, &self.waker, None, false)
-        {
+        // OB9: the body's own `Cx` finds its home in the context.
+        let step =
+            self.core
+                .poll_task(self.task, inner, &self.waker, None, false, Some(&self.home));
+        let (mut end, value) = match step {
             Step::Pending => return,
             Step::Ready(v) => (TaskEnd::Returned, Some(v)),
             Step::Panicked(p) => {

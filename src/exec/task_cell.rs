@@ -147,6 +147,12 @@ pub(crate) struct TaskCell<F: Future> {
     /// `Drop`. The state's acquire/release transitions order the accesses.
     stage: UnsafeCell<Stage<F>>,
     pub(crate) join: JoinSlot<F::Output>,
+    /// The task's obligation home word (rules OB1–OB9 in
+    /// `kernel::obligation`): in the cell, so spawning allocates nothing
+    /// more. Reached during the task's polls through the thread-local
+    /// context (OB9), by permits through a `Weak`, by the kernel through
+    /// `Attention::obligation_home`.
+    home: crate::kernel::ObligationHome,
 }
 
 // SAFETY: the only field that is not `Sync` on its own is the stage, and
@@ -178,6 +184,7 @@ where
             light,
             stage: UnsafeCell::new(Stage::Vacant),
             join: JoinSlot::new(),
+            home: crate::kernel::ObligationHome::new(),
         })
     }
 
@@ -287,7 +294,7 @@ where
         let light = self
             .light
             .as_deref()
-            .map(|set| (set, self.state.registered()));
+            .map(|set| (set, self.state.registered(), &self.home));
         self.join
             .complete(&self.core, self.task_id(), self.region, light, end, value);
     }
@@ -336,9 +343,18 @@ where
         let attention = self.fast_polls.then_some(&self.state);
         let polled_before = before.is_started();
         let polling = attention.map(|state| PollingGuard::enter(self.task_id(), state));
-        let step = self
-            .core
-            .poll_task(self.task_id(), pinned, &waker, attention, polled_before);
+        // OB9: the task's own `Cx` finds its home in the context.
+        let home = self
+            .fast_polls
+            .then_some(&self as &(dyn crate::kernel::HomeSource + 'static));
+        let step = self.core.poll_task(
+            self.task_id(),
+            pinned,
+            &waker,
+            attention,
+            polled_before,
+            home,
+        );
         drop(polling); // W7: before the state moves on
         match step {
             Step::Pending => {
@@ -378,11 +394,47 @@ where
     }
 }
 
+impl<F> crate::kernel::HomeHost for TaskCell<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn obligation_home(&self) -> &crate::kernel::ObligationHome {
+        &self.home
+    }
+
+    fn obligation_counters(&self) -> &crate::kernel::ObligationCounters {
+        self.core.obligation_counters()
+    }
+}
+
+impl<F> crate::kernel::HomeSource for Arc<TaskCell<F>>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn host(&self) -> &dyn crate::kernel::HomeHost {
+        &**self
+    }
+
+    fn downgrade(&self) -> std::sync::Weak<dyn crate::kernel::HomeHost> {
+        Arc::downgrade(self) as std::sync::Weak<dyn crate::kernel::HomeHost>
+    }
+
+    fn region(&self) -> RegionId {
+        self.region
+    }
+}
+
 impl<F> crate::kernel::Attention for TaskCell<F>
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
+    fn obligation_home(&self) -> Option<&crate::kernel::ObligationHome> {
+        Some(&self.home)
+    }
+
     fn request_attention(&self) {
         self.state.request_attention();
     }

@@ -1,6 +1,7 @@
-//! The obligation ledger: reserve, resolve, transfer, and settling
-//! leftovers as leaks (the record and its numbered rules are in
-//! `obligation.rs`).
+//! The obligation ledger: the kernel's side of the home words (rules
+//! OB1–OB8 in `obligation.rs`): sweeping a task's home when it completes
+//! and a region's when it closes, region homes, diagnostics, and the lab's
+//! full ledger (records and trace events, rule OB8).
 //!
 //! Invariants upheld here (numbered as in `docs/ARCHITECTURE.md`):
 //! - K5 (obligations): a region never closes with a pending obligation
@@ -9,42 +10,118 @@
 //!   it, is dropped first (a dropped permit aborts itself), so what is left
 //!   was forgotten or escaped; under `LeakPolicy::Panic` the task's outcome
 //!   becomes `Panicked` (a cancelled one's too). Owned obligations (owned
-//!   permits, which move between tasks) are held by their region from the
+//!   permits, which move between tasks) are homed in their region from the
 //!   start: no task's completion counts them, the region's close reports
 //!   one still pending. Transfers and owned reservations are traced
 //!   (`ObligationTransfer`). See `obligation.rs` for the numbered rules.
+//!
+//! Reserving, resolving and transferring never come here in production:
+//! they are steps on home words (OB2, OB3, OB5). Only the sweeps (OB4),
+//! which run inside `complete_task` and region close anyway, the first
+//! owned reservation of a region (which creates its home) and the lab's
+//! ledger (OB8) take the kernel lock.
 
+pub(super) use super::obligation::Held;
+use super::obligation::StandaloneHome;
 use super::*;
 
 impl Kernel {
-    /// Reserves an obligation by task `t` in region `r`. A task-held one
-    /// (`owned == false`) is `t`'s until it is resolved or transferred; an
-    /// owned one (rule 5 of `obligation.rs`: an owned permit, which may move
-    /// to any task) is held by region `r` from the start, so no task's
-    /// completion counts it, and `r`'s close reports it if still pending.
-    pub(crate) fn reserve_obligation(
+    /// The per-runtime obligation counters (ids, committed/aborted totals).
+    pub(crate) fn obligation_counters(&self) -> Arc<ObligationCounters> {
+        self.obligation_counters.clone()
+    }
+
+    /// Gives task `t` (the root body; a spawned task's home is in its cell)
+    /// its home word (OB4: swept by its completion).
+    pub(crate) fn set_obligation_home(&mut self, t: TaskId, home: Arc<dyn HomeHost>) {
+        if let Some(rec) = self.task_mut(t) {
+            rec.obligation_home = Some(home);
+        }
+    }
+
+    /// Region `r`'s home word (rule 5: owned obligations and those of its
+    /// body's `Cx`), created on first use. Errors if `r` is closed.
+    pub(crate) fn region_obligation_home(
         &mut self,
-        t: TaskId,
         r: RegionId,
-        kind: &'static str,
-        owned: bool,
-        now: Time,
-    ) -> Result<ObligationId, SpawnError> {
+    ) -> Result<Arc<dyn HomeHost>, SpawnError> {
         let region = self.region(r).ok_or(SpawnError::RegionClosed(r))?;
         if region.state == RegionState::Closed {
             return Err(SpawnError::RegionClosed(r));
         }
-        let (i, g) = self.obligations.insert(ObligationRecord {
-            kind,
-            holder: t,
-            region: r,
-            reserved_at: now,
-            owned,
-        });
-        let o = ObligationId::from_parts(i, g);
-        self.region_mut(r)
-            .expect("checked above")
-            .pending_obligations += 1;
+        let counters = self.obligation_counters.clone();
+        let home = self
+            .region_homes
+            .entry(r)
+            .or_insert_with(|| Arc::new(StandaloneHome::new(counters)));
+        Ok(home.clone() as Arc<dyn HomeHost>)
+    }
+
+    /// Pending obligations of task `t`'s home (0 if it has none).
+    pub(crate) fn task_pending_obligations(&self, t: TaskId) -> usize {
+        self.task(t)
+            .and_then(TaskRecord::obligation_home)
+            .map_or(0, ObligationHome::pending)
+    }
+
+    /// Every live home: tasks' (in id order), then regions' (in id order).
+    fn live_homes(&self) -> impl Iterator<Item = &ObligationHome> {
+        self.tasks
+            .iter()
+            .filter_map(|(_, rec)| rec.obligation_home())
+            .chain(self.region_homes.values().map(|h| h.obligation_home()))
+    }
+
+    /// Pending obligations in the whole runtime (diagnostics: visits every
+    /// live task's home).
+    pub(crate) fn pending_obligation_count(&self) -> usize {
+        let light: usize = self
+            .regions
+            .iter()
+            .map(|(_, rec)| {
+                rec.light
+                    .map_homes(|h| h.pending())
+                    .into_iter()
+                    .sum::<usize>()
+            })
+            .sum();
+        self.live_homes()
+            .map(ObligationHome::pending)
+            .sum::<usize>()
+            + light
+    }
+
+    /// `Reserved` while `o` is pending, `None` once it is resolved or
+    /// leaked. Diagnostics: visits the homes of every live task and region
+    /// (the lock-free paths keep no id index).
+    pub(crate) fn obligation_state(&self, o: ObligationId) -> Option<ObligationState> {
+        let in_light = || {
+            self.regions
+                .iter()
+                .any(|(_, rec)| rec.light.map_homes(|h| h.holds(o)).contains(&true))
+        };
+        (self.live_homes().any(|h| h.holds(o)) || in_light()).then_some(ObligationState::Reserved)
+    }
+
+    // ----- the lab's ledger (OB8) -----------------------------------------
+
+    /// Records a reservation that succeeded on its home word (tracing
+    /// only). An owned one (rule 5) is traced as handed to its region.
+    pub(crate) fn trace_obligation_reserve(
+        &mut self,
+        o: ObligationId,
+        t: TaskId,
+        r: RegionId,
+        owned: bool,
+    ) {
+        self.obligations.insert(
+            o,
+            ObligationRecord {
+                holder: t,
+                region: r,
+                owned,
+            },
+        );
         self.emit(TraceKind::ObligationReserve {
             obligation: o,
             task: t,
@@ -60,158 +137,101 @@ impl Kernel {
                 from_region: r,
                 region: r,
             });
-        } else if let Some(rec) = self.registered(t, r) {
-            // LT1: a light task that holds an obligation is registered, so
-            // its completion settles it.
-            rec.obligations.push(o);
         }
-        Ok(o)
     }
 
-    /// Resolves obligation `o` as committed or aborted. Returns false if it
-    /// was no longer pending (already reported as leaked).
-    pub(crate) fn resolve_obligation(&mut self, o: ObligationId, state: ObligationState) -> bool {
-        debug_assert!(matches!(
-            state,
-            ObligationState::Committed | ObligationState::Aborted
-        ));
-        let Some(rec) = self.obligations.remove(o.index(), o.generation()) else {
-            return false;
-        };
-        if let Some(t) = self.task_mut(rec.holder) {
-            t.obligations.retain(|&x| x != o);
-        }
-        if let Some(r) = self.region_mut(rec.region) {
-            r.pending_obligations -= 1;
-        }
+    /// Records a resolve that succeeded on its home word (tracing only).
+    pub(crate) fn trace_obligation_resolve(&mut self, o: ObligationId, state: ObligationState) {
+        self.obligations.remove(&o);
         match state {
-            ObligationState::Committed => {
-                self.stats.obligations_committed += 1;
-                self.emit(TraceKind::ObligationCommit { obligation: o });
-            }
-            _ => {
-                self.stats.obligations_aborted += 1;
-                self.emit(TraceKind::ObligationAbort { obligation: o });
-            }
+            ObligationState::Committed => self.emit(TraceKind::ObligationCommit { obligation: o }),
+            _ => self.emit(TraceKind::ObligationAbort { obligation: o }),
         }
-        true
     }
 
-    /// Hands obligation `o` to task `t` in region `r` (rule 4 of
-    /// `obligation.rs`): from now on `t`, not the reserver, must resolve it.
-    /// Returns false if `o` is no longer pending or `t`/`r` are gone.
-    pub(crate) fn transfer_obligation(&mut self, o: ObligationId, t: TaskId, r: RegionId) -> bool {
-        if self.registered(t, r).is_none()
-            || self
-                .region(r)
-                .is_none_or(|rec| rec.state == RegionState::Closed)
-        {
-            return false;
-        }
-        let Some(rec) = self.obligations.get_mut(o.index(), o.generation()) else {
-            return false;
+    /// Records a transfer to task `t` in region `r` that succeeded on both
+    /// words (rule 4, OB5; tracing only).
+    pub(crate) fn trace_obligation_transfer(&mut self, o: ObligationId, t: TaskId, r: RegionId) {
+        let Some(rec) = self.obligations.get_mut(&o) else {
+            return;
         };
         let (old_task, old_region, was_owned) = (rec.holder, rec.region, rec.owned);
         rec.holder = t;
         rec.region = r;
         rec.owned = false;
-        // A region-held (owned) obligation is in no task's list.
-        let from = if was_owned {
-            None
-        } else {
-            self.task_mut(old_task).map(|old| {
-                old.obligations.retain(|&x| x != o);
-                old_task
-            })
-        };
-        if let Some(old) = self.region_mut(old_region) {
-            old.pending_obligations -= 1;
-        }
-        self.task_mut(t).expect("checked above").obligations.push(o);
-        self.region_mut(r)
-            .expect("checked above")
-            .pending_obligations += 1;
         self.emit(TraceKind::ObligationTransfer {
             obligation: o,
-            from,
+            from: (!was_owned).then_some(old_task),
             to: Some(t),
             from_region: old_region,
             region: r,
         });
-        true
     }
 
-    pub(crate) fn obligation_state(&self, o: ObligationId) -> Option<ObligationState> {
+    /// Obligations task `t` holds in the lab's ledger (rule 4: not owned
+    /// ones), for the oracles' view of live tasks.
+    pub(crate) fn ledger_held_by(&self, t: TaskId) -> usize {
         self.obligations
-            .get(o.index(), o.generation())
-            .map(|_| ObligationState::Reserved)
+            .values()
+            .filter(|rec| rec.holder == t && !rec.owned)
+            .count()
     }
 
-    /// K5: a finished task's leftovers are leaks, whatever its outcome. Its
-    /// future (and every permit it still owned) was dropped before it
-    /// completed, and dropping a permit resolves it; so whatever is still
-    /// pending here was forgotten or escaped the task (stashed, returned),
-    /// also when the task was cancelled. Owned obligations are not in the
-    /// list: their region holds them.
-    pub(super) fn settle_obligations(
-        &mut self,
-        held: Vec<ObligationId>,
-        now: Time,
-    ) -> Vec<LeakReport> {
-        held.into_iter()
-            .filter_map(|o| self.leak_obligation(o, now))
+    // ----- sweeps (OB4) ---------------------------------------------------
+
+    /// K5: reports what the sweep of a task's home at its completion
+    /// (OB4, `ObligationHome::close` in `complete_task`) found still
+    /// pending: leaked, whatever the task's outcome. Its future (and
+    /// every permit it still owned) was dropped before it completed, and
+    /// dropping a permit resolves it; so whatever is still pending here was
+    /// forgotten or escaped the task (stashed, returned), also when the
+    /// task was cancelled. Owned obligations are not here: their region
+    /// holds them.
+    pub(super) fn settle_obligations(&mut self, leaked: Vec<Held>, now: Time) -> Vec<LeakReport> {
+        leaked
+            .into_iter()
+            .map(|held| self.leak_obligation(held, now))
             .collect()
     }
 
-    pub(super) fn leak_obligation(&mut self, o: ObligationId, now: Time) -> Option<LeakReport> {
-        let rec = self.obligations.remove(o.index(), o.generation())?;
+    fn leak_obligation(&mut self, held: Held, now: Time) -> LeakReport {
         let now = self.exact_now(now);
-        if let Some(r) = self.region_mut(rec.region) {
-            r.pending_obligations -= 1;
-        }
-        if let Some(t) = self.task_mut(rec.holder) {
-            t.obligations.retain(|&x| x != o);
-        }
+        let o = held.id;
+        // The ledger's holder is the one the oracles follow (the reserver
+        // for an owned obligation).
+        let task = self.obligations.remove(&o).map_or(held.task, |r| r.holder);
         let report = LeakReport {
             obligation: o,
-            kind: rec.kind,
-            holder: rec.holder,
-            region: rec.region,
-            reserved_at: rec.reserved_at,
+            kind: held.kind,
+            holder: held.task,
+            region: held.region,
+            reserved_at: held.reserved_at,
             detected_at: now,
         };
         self.stats.obligations_leaked += 1;
         self.emit(TraceKind::ObligationLeak {
             obligation: o,
-            task: rec.holder,
+            task,
         });
         if self.stats.leaks.len() < KernelStats::MAX_REPORTS {
             self.stats.leaks.push(report.clone());
         }
         tracing::error!(target: "asupersync::obligation", "{report}");
-        Some(report)
+        report
     }
 
-    /// K5 at close: anything still pending in `r` is a leak.
+    /// K5 at close: sweeps region `r`'s home (OB4); anything still pending
+    /// there is a leak (under the panic policy the region's outcome
+    /// becomes a panic naming it).
     pub(super) fn leak_region_obligations(&mut self, r: RegionId, now: Time) {
-        if self
-            .region(r)
-            .is_none_or(|rec| rec.pending_obligations == 0)
-        {
+        let Some(home) = self.region_homes.remove(&r) else {
             return;
-        }
-        let ids: Vec<ObligationId> = self
-            .obligations
-            .iter()
-            .filter(|(_, rec)| rec.region == r)
-            .map(|((i, g), _)| ObligationId::from_parts(i, g))
+        };
+        let leaked = home.obligation_home().close();
+        let messages: Vec<String> = leaked
+            .into_iter()
+            .map(|held| self.leak_obligation(held, now).to_string())
             .collect();
-        let mut messages = Vec::new();
-        for o in ids {
-            if let Some(report) = self.leak_obligation(o, now) {
-                messages.push(report.to_string());
-            }
-        }
         if self.config.leak_policy == LeakPolicy::Panic
             && !messages.is_empty()
             && let Some(rec) = self.region_mut(r)

@@ -181,11 +181,29 @@ impl LightTasks {
         self.lock().tasks.contains_key(&t)
     }
 
-    /// The light tasks' ids, in id order (diagnostics).
-    pub(crate) fn ids(&self) -> Vec<TaskId> {
-        let mut ids: Vec<_> = self.lock().tasks.keys().copied().collect();
-        ids.sort_unstable();
-        ids
+    /// The light tasks with the obligations each holds (OB9: a light task
+    /// reserves in its cell's home without the kernel), in id order.
+    pub(crate) fn held(&self) -> Vec<(TaskId, usize)> {
+        let inner = self.lock();
+        let mut held: Vec<_> = inner
+            .tasks
+            .iter()
+            .map(|(&t, task)| (t, task.obligation_home().map_or(0, |h| h.pending())))
+            .collect();
+        drop(inner);
+        held.sort_unstable_by_key(|entry| entry.0);
+        held
+    }
+
+    /// `f` applied to each light task's obligation home (diagnostics; OB9:
+    /// a light task reserves in its cell's home without the kernel).
+    pub(crate) fn map_homes<R>(&self, f: impl Fn(&super::ObligationHome) -> R) -> Vec<R> {
+        let inner = self.lock();
+        inner
+            .tasks
+            .values()
+            .filter_map(|task| task.obligation_home().map(&f))
+            .collect()
     }
 
     /// How many light tasks are live.

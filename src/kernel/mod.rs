@@ -46,6 +46,9 @@ use crate::types::{
 use arena::Arena;
 pub(crate) use light::{Finish, LightTasks, TaskCounters};
 use obligation::ObligationRecord;
+pub(crate) use obligation::{
+    Held, HomeHost, HomeSource, ObligationCounters, ObligationHome, StandaloneHome,
+};
 pub use obligation::{LeakReport, ObligationState};
 pub use region::RegionState;
 pub(crate) use region::{BodyEnd, Finalizer, RegionRecord, RegionReport};
@@ -80,6 +83,11 @@ pub(crate) trait Attention: Send + Sync {
     /// LT1 (SW7 in `exec::state`): the kernel registered this light task;
     /// called while the kernel holds the task's light-set lock.
     fn mark_registered(&self) {}
+    /// The task's obligation home word, in its cell (rules OB1–OB9 in
+    /// `obligation`): swept by `complete_task`.
+    fn obligation_home(&self) -> Option<&ObligationHome> {
+        None
+    }
 }
 
 /// Most nested `Cx::masked` sections a task may have open at once.
@@ -245,7 +253,13 @@ pub(crate) struct Kernel {
     /// Task ids and the light tasks' statistics (LT5).
     counters: Arc<TaskCounters>,
     regions: Arena<RegionRecord>,
-    obligations: Arena<ObligationRecord>,
+    /// The lab's obligation ledger (rule OB8): filled only when tracing.
+    obligations: std::collections::BTreeMap<ObligationId, ObligationRecord>,
+    /// Region homes (rule 5 of `obligation`), created on first use and
+    /// swept when their region closes.
+    region_homes: std::collections::BTreeMap<RegionId, Arc<StandaloneHome>>,
+    /// Obligation ids and resolve totals, shared with every home (OB7).
+    obligation_counters: Arc<ObligationCounters>,
     timers: TimerWheel<TimerEvent>,
     config: KernelConfig,
     actions: Actions,
@@ -296,7 +310,9 @@ impl Kernel {
             tasks: IdMap::default(),
             counters: Arc::default(),
             regions: Arena::new(),
-            obligations: Arena::new(),
+            obligations: Default::default(),
+            region_homes: Default::default(),
+            obligation_counters: Default::default(),
             timers: TimerWheel::new(start),
             config,
             actions: Actions::default(),
@@ -395,21 +411,30 @@ impl Kernel {
         self.trace.as_ref().map_or(&[], |t| t.events())
     }
 
-    /// Live tasks in id order, with their region and state (diagnostics).
-    /// Light tasks (LT1) are listed as `Running` with no obligation.
+    /// Live tasks in id order, with their region, state and the number of
+    /// obligations they hold (diagnostics; when tracing, as the lab's
+    /// ledger sees holders, rule 4 — else their home word's count). Light
+    /// tasks (LT1) are listed as `Running`.
     pub(crate) fn live_tasks(&self) -> Vec<(TaskId, RegionId, TaskState, usize)> {
         let mut out: Vec<_> = self
             .tasks
             .iter()
-            .map(|(&t, rec)| (t, rec.region, rec.state, rec.obligations.len()))
+            .map(|(&t, rec)| {
+                let held = if self.trace.is_some() {
+                    self.ledger_held_by(t)
+                } else {
+                    self.task_pending_obligations(t)
+                };
+                (t, rec.region, rec.state, held)
+            })
             .collect();
         for ((i, g), rec) in self.regions.iter() {
             let r = RegionId::from_parts(i, g);
             out.extend(
                 rec.light
-                    .ids()
+                    .held()
                     .into_iter()
-                    .map(|t| (t, r, TaskState::Running, 0)),
+                    .map(|(t, held)| (t, r, TaskState::Running, held)),
             );
         }
         out.sort_by_key(|entry| entry.0);
@@ -526,12 +551,15 @@ impl Kernel {
         }
     }
 
-    /// The statistics, the light tasks' share included (LT5).
+    /// The statistics, with the light tasks' share (LT5) and the
+    /// obligation totals the homes keep (OB3).
     pub(crate) fn stats(&self) -> KernelStats {
         let mut stats = self.stats.clone();
         let (spawned, completed) = self.counters.light_totals();
         stats.tasks_spawned += spawned;
         stats.tasks_completed += completed;
+        (stats.obligations_committed, stats.obligations_aborted) =
+            self.obligation_counters.totals();
         stats
     }
 
@@ -606,10 +634,6 @@ impl Kernel {
 
     pub(crate) fn live_region_count(&self) -> usize {
         self.regions.len()
-    }
-
-    pub(crate) fn pending_obligation_count(&self) -> usize {
-        self.obligations.len()
     }
 
     pub(crate) fn next_timer_deadline(&self) -> Option<Time> {

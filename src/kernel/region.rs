@@ -116,7 +116,6 @@ pub(crate) struct RegionRecord {
     pub(crate) report: RegionReport,
     /// Panicked children whose handle may still join them.
     pub(crate) pending_panics: Vec<(TaskId, PanicPayload)>,
-    pub(crate) pending_obligations: usize,
     /// One grace timer for the tasks a region cancel cancelled together
     /// (they share a grace deadline): fires as `TimerEvent::RegionGrace`.
     pub(crate) grace_timer: Option<crate::timer_wheel::TimerKey>,
@@ -152,7 +151,6 @@ impl RegionRecord {
             awaited: true,
             report: RegionReport::default(),
             pending_panics: Vec::new(),
-            pending_obligations: 0,
             grace_timer: None,
             grace_deadline: None,
             deadline_timer: None,

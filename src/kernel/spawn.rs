@@ -239,6 +239,28 @@ impl Kernel {
         handle_alive: bool,
         now: Time,
     ) -> (TaskOutcome, Vec<LeakReport>) {
+        // K5, OB4: sweep the task's obligation home (its future, and every
+        // permit in it, is gone); what it still counted is leaked.
+        let leaked = self
+            .task(t)
+            .and_then(TaskRecord::obligation_home)
+            .map(ObligationHome::close)
+            .unwrap_or_default();
+        self.complete_swept_task(t, end, handle_alive, leaked, now)
+    }
+
+    /// [`complete_task`](Self::complete_task) for a task whose home its
+    /// completion already swept (a light task, LT1: the sweep decides
+    /// whether it may complete without the kernel), with what the sweep
+    /// found leaked.
+    pub(crate) fn complete_swept_task(
+        &mut self,
+        t: TaskId,
+        end: TaskEnd,
+        handle_alive: bool,
+        leaked: Vec<Held>,
+        now: Time,
+    ) -> (TaskOutcome, Vec<LeakReport>) {
         let Some(rec) = self.task_mut(t) else {
             return (TaskOutcome::Cancelled(Arc::default()), Vec::new());
         };
@@ -249,9 +271,8 @@ impl Kernel {
         }
         // Exact stamps for what this completion may report or cancel: a
         // forced drop, leaked obligations, a panic that fails the region.
-        let reports = rec.force_drop.is_some()
-            || !rec.obligations.is_empty()
-            || matches!(end, TaskEnd::Panicked(_));
+        let reports =
+            rec.force_drop.is_some() || !leaked.is_empty() || matches!(end, TaskEnd::Panicked(_));
         let now = if reports { self.exact_now(now) } else { now };
         let rec = self.task(t).expect("looked up above");
         let region = rec.region;
@@ -285,12 +306,15 @@ impl Kernel {
             self.gauge_sub();
         }
         let rec = self.task_mut(t).expect("looked up above");
-        let held = std::mem::take(&mut rec.obligations);
         let timers = [rec.grace_timer.take(), rec.deadline_timer.take()];
         for key in timers.into_iter().flatten() {
             self.timers.cancel(key);
         }
-        let leaks = self.settle_obligations(held, now);
+        let leaks = if leaked.is_empty() {
+            Vec::new()
+        } else {
+            self.settle_obligations(leaked, now)
+        };
         // K5: a leak fails the task also when it was cancelled (a panic
         // outcome is kept as it is).
         if !leaks.is_empty()

@@ -19,7 +19,7 @@
 use std::task::Waker;
 
 use crate::timer_wheel::TimerKey;
-use crate::types::{Budget, CancelReason, ForceDropCause, ObligationId, RegionId, TaskId};
+use crate::types::{Budget, CancelReason, ForceDropCause, RegionId, TaskId};
 
 /// Lifecycle state of a task.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -113,14 +113,24 @@ pub(crate) struct TaskRecord {
     pub(crate) force_drop: Option<ForceDropCause>,
     /// Regions whose body runs inside this task's future.
     pub(crate) owned_regions: Vec<RegionId>,
-    /// Obligations this task reserved and has not resolved.
-    pub(crate) obligations: Vec<ObligationId>,
+    /// The root body's obligation home (rules OB1–OB9 in
+    /// `kernel::obligation`), swept when it completes; a spawned task's is
+    /// in its cell, reached through `attention`.
+    pub(crate) obligation_home: Option<std::sync::Arc<dyn super::HomeHost>>,
     /// Intrusive sibling list within the region (insertion order).
     pub(crate) prev: Option<TaskId>,
     pub(crate) next: Option<TaskId>,
 }
 
 impl TaskRecord {
+    /// The task's obligation home (rule OB4: swept when it completes).
+    pub(crate) fn obligation_home(&self) -> Option<&super::ObligationHome> {
+        match &self.obligation_home {
+            Some(root) => Some(root.obligation_home()),
+            None => self.attention.as_deref().and_then(|a| a.obligation_home()),
+        }
+    }
+
     pub(crate) fn new(region: RegionId, kind: TaskKind, waker: Waker, budget: Budget) -> Self {
         Self {
             region,
@@ -140,7 +150,7 @@ impl TaskRecord {
             uninterruptible: false,
             force_drop: None,
             owned_regions: Vec::new(),
-            obligations: Vec::new(),
+            obligation_home: None,
             prev: None,
             next: None,
         }
