@@ -64,11 +64,12 @@ impl Kernel {
             .map_or(0, ObligationHome::pending)
     }
 
-    /// Every live home: tasks' (in id order), then regions' (in id order).
+    /// Every live registered task's and region's home (in no particular
+    /// order: only sums and "any" are taken over them).
     fn live_homes(&self) -> impl Iterator<Item = &ObligationHome> {
         self.tasks
-            .iter()
-            .filter_map(|(_, rec)| rec.obligation_home())
+            .values()
+            .filter_map(|rec| rec.obligation_home())
             .chain(self.region_homes.values().map(|h| h.obligation_home()))
     }
 
