@@ -6,8 +6,10 @@
 //! (`Shared`, allocated at the first arming and reused by later ones) is what
 //! the wheel holds while the entry is armed: a deadline-or-`FIRED` state word
 //! and an [`AtomicWaker`] (in the style of tokio's `StateCell`). The wheel
-//! lives in the timer service (`kernel::timers`), under its own lock; the
-//! kernel lock is not involved.
+//! lives in the timer service (`kernel::timers`), under its own lock:
+//! arming, re-polling, firing and disarming do not take the kernel lock (a
+//! cancel-aware poll asks the kernel only when a cancellation may be
+//! observable, TE5).
 //!
 //! Protocol:
 //! - TE1 (one owner): the owner half is reached only through `&mut` (a
