@@ -257,6 +257,7 @@ impl<T> TimerWheel<T> {
     }
 
     /// The payload of the pending entry for `key`, if any.
+    #[allow(dead_code)] // Used by tests.
     pub(crate) fn get_mut(&mut self, key: TimerKey) -> Option<&mut T> {
         match self.slots.get_mut(key.index as usize) {
             Some(Slot::Occupied(e)) if e.seq == key.seq => Some(&mut e.payload),
@@ -381,6 +382,11 @@ impl<T> TimerWheel<T> {
         self.len -= scratch.len();
         scratch.clear();
         self.fire_scratch = scratch;
+    }
+
+    /// The wheel's current time (rule 1).
+    pub(crate) fn now(&self) -> Time {
+        self.now
     }
 
     /// Number of pending entries.

@@ -123,11 +123,6 @@ pub(crate) fn in_task() -> bool {
     CURRENT.try_with(|c| c.get().core != 0).unwrap_or(false)
 }
 
-/// Whether a region finalizer is running on this thread.
-pub(crate) fn in_finalizer() -> bool {
-    CURRENT.try_with(|c| c.get().finalizer).unwrap_or(false)
-}
-
 /// Rule BO1: panics if the thread is polling a task. `what` names the
 /// caller (`Runtime::block_on`, `LabRuntime::block_on`).
 #[track_caller]

@@ -18,7 +18,7 @@ use std::sync::atomic::Ordering;
 
 use crate::kernel::{
     Actions, Attention, Kernel, KernelConfig, LightTasks, PollDecision, SpawnError, TaskCounters,
-    TaskEnd, TaskKind,
+    TaskEnd, TaskKind, Timers,
 };
 use crate::types::rng::DetRng;
 use crate::types::{Budget, CancelReason, RegionId, TaskId, Time};
@@ -106,8 +106,10 @@ pub(crate) struct Core {
     blocking: Option<Arc<dyn BlockingRunner>>,
     /// Shared with the kernel (rule A2).
     cancel_gauge: Arc<std::sync::atomic::AtomicUsize>,
-    /// Shared with the kernel (rule K8): drivers skip the lock until it passes.
-    timer_hint: Arc<std::sync::atomic::AtomicU64>,
+    /// The timer service (the wheel under its own lock and the K8 hint),
+    /// shared with the kernel, which arms its own timers in it. Drivers
+    /// skip the wheel lock until the hint passes.
+    timers: Arc<Timers>,
     /// Shared with the kernel (rule LT5): task ids, light-task statistics.
     counters: Arc<TaskCounters>,
     /// Shared with the kernel and every obligation home (rule OB7).
@@ -148,7 +150,7 @@ impl Core {
             kernel.enable_trace();
         }
         let cancel_gauge = kernel.cancel_gauge();
-        let timer_hint = kernel.timer_hint();
+        let timers = kernel.timers();
         let counters = kernel.counters();
         let obligation_counters = kernel.obligation_counters();
         Arc::new(Self {
@@ -159,14 +161,14 @@ impl Core {
             rng: Mutex::new(DetRng::derive(options.seed, 0xC0FFEE)),
             blocking: options.blocking,
             cancel_gauge,
-            timer_hint,
+            timers,
             counters,
             obligation_counters,
         })
     }
 
     /// Production drivers, between batches: fires the timers that are due
-    /// (taking the kernel lock only if the K8 hint says one may be) and
+    /// (taking the wheel lock only if the K8 hint says one may be) and
     /// returns how long the driver may sleep before the next one.
     ///
     /// `precise: false` compares against the clock's recent reading (CL1)
@@ -178,14 +180,12 @@ impl Core {
         } else {
             self.clock.recent()
         };
-        if self.timer_hint.load(Ordering::Acquire) <= now.as_nanos() {
-            now = self.with_kernel(|k, now| {
-                k.fire_timers(now);
-                now
-            });
+        if self.timers.hint(Ordering::Acquire) <= now.as_nanos() {
+            now = self.now();
+            self.fire_timers(now);
         }
         // Sleeping until the hint (a lower bound) never oversleeps a timer.
-        let hint = self.timer_hint.load(Ordering::Acquire);
+        let hint = self.timers.hint(Ordering::Acquire);
         (hint != u64::MAX)
             .then(|| std::time::Duration::from_nanos(hint.saturating_sub(now.as_nanos())))
     }
@@ -195,9 +195,45 @@ impl Core {
     /// driver's last look lowers it; the arming thread's wake-up then finds
     /// the driver asleep, or the driver sees the hint here).
     pub(crate) fn until_timer_hint(&self) -> Option<std::time::Duration> {
-        let hint = self.timer_hint.load(Ordering::SeqCst);
+        let hint = self.timers.hint(Ordering::SeqCst);
         (hint != u64::MAX)
             .then(|| std::time::Duration::from_nanos(hint.saturating_sub(self.now().as_nanos())))
+    }
+
+    /// Fires every timer due at `now` (rule TL1 in `kernel::timers`): the
+    /// wheel lock is held only to take the due entries out; the sleepers
+    /// are woken with no lock held, in firing order; then, only if kernel
+    /// timers (grace, deadlines) fired, the kernel lock is taken once to
+    /// process them. Returns how many fired.
+    pub(crate) fn fire_timers(self: &Arc<Self>, now: Time) -> usize {
+        let fired = self.timers.take_due(now);
+        let n = fired.len();
+        if n == 0 {
+            return 0;
+        }
+        if self.tracing {
+            self.trace(crate::trace::TraceKind::TimerFire { count: n });
+        }
+        for entry in fired.sleepers {
+            entry.wake();
+        }
+        if !fired.events.is_empty() {
+            let events = fired.events;
+            self.with_kernel(|k, now| k.fire_kernel_timers(events, now));
+        }
+        n
+    }
+
+    /// The timer service (sleep entries arm and disarm themselves in it).
+    pub(crate) fn timers(&self) -> &Arc<Timers> {
+        &self.timers
+    }
+
+    /// The clock's recent reading (rule CL1): never ahead of the clock.
+    /// For timer polls and stamps that only record roughly when something
+    /// happened (an obligation's `reserved_at`).
+    pub(crate) fn recent_now(&self) -> Time {
+        self.clock.recent()
     }
 
     /// Rule T4: tells the driver a thread outside the runtime armed a timer.
@@ -237,12 +273,6 @@ impl Core {
 
     pub(crate) fn now(&self) -> Time {
         self.clock.now()
-    }
-
-    /// The clock's recent reading (rule CL1), for stamps that only record
-    /// roughly when something happened (an obligation's `reserved_at`).
-    pub(crate) fn recent_now(&self) -> Time {
-        self.clock.recent()
     }
 
     /// The per-runtime obligation counters (rule OB7).

@@ -1,6 +1,8 @@
 //! The kernel: regions, tasks, cancellation, obligations and timers.
 //!
-//! The kernel is plain data behind one lock. It knows nothing about threads,
+//! The kernel is plain data behind one lock (the timer wheel is not: it is
+//! the timer service's, under its own lock, see `timers.rs`). It knows
+//! nothing about threads,
 //! clocks or how futures are stored: drivers (the current-thread runtime, the
 //! multi-thread runtime, the lab) own the futures, read their own clock and
 //! call into the kernel with the current [`Time`]. Side effects the kernel
@@ -18,7 +20,9 @@
 //!   (a region closes only when quiescent), K6 (finalizers), K9 (region
 //!   budgets).
 //! - `ledger.rs`: the obligation ledger; K5 (obligations).
-//! - `timers.rs`: the timer wheel and its shared hint; K8 (timer hint).
+//! - `timers.rs`: the timer service (the wheel under its own lock, shared
+//!   with the execution core, and its hint) and the kernel's own timers;
+//!   K8 (timer hint), TL1 (lock order kernel → wheel).
 //! - `arena.rs`: generational arenas; K7 (stale ids never resolve).
 //! - This file: the kernel's data, lookups, time and trace plumbing.
 
@@ -55,6 +59,7 @@ pub(crate) use region::{BodyEnd, Finalizer, RegionRecord, RegionReport};
 use std::sync::Arc;
 pub use task::TaskState;
 pub(crate) use task::{TaskEnd, TaskKind, TaskRecord};
+pub(crate) use timers::{Sleeper, Timers};
 
 /// A task cell's "poll through the kernel next time" flag.
 ///
@@ -206,9 +211,9 @@ pub(crate) enum TaskOutcome {
     Panicked(PanicPayload),
 }
 
-/// Something the timer wheel fires.
+/// One of the kernel's own timers (sleeps have their own entries, see
+/// `timers.rs`).
 pub(crate) enum TimerEvent {
-    Wake(Waker),
     Grace(TaskId),
     /// The shared grace deadline of the tasks a region cancel cancelled.
     RegionGrace(RegionId),
@@ -260,7 +265,8 @@ pub(crate) struct Kernel {
     region_homes: std::collections::BTreeMap<RegionId, Arc<StandaloneHome>>,
     /// Obligation ids and resolve totals, shared with every home (OB7).
     obligation_counters: Arc<ObligationCounters>,
-    timers: TimerWheel<TimerEvent>,
+    /// The timer service, shared with the execution core (`timers.rs`).
+    timers: Arc<Timers>,
     config: KernelConfig,
     actions: Actions,
     stats: KernelStats,
@@ -271,8 +277,6 @@ pub(crate) struct Kernel {
     /// `Cx` skips the kernel lock (rule A2), unless its budget deadline has
     /// passed (a deadline is a cancellation even before its timer fires).
     cancel_gauge: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-    /// Rule K8 (see [`Kernel::timer_hint`]).
-    timer_hint: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Whether `now` came from the driver's recent clock reading (rule CL1
     /// in `exec::core`) rather than a fresh one.
     now_is_recent: bool,
@@ -313,31 +317,16 @@ impl Kernel {
             obligations: Default::default(),
             region_homes: Default::default(),
             obligation_counters: Default::default(),
-            timers: TimerWheel::new(start),
+            timers: Arc::new(Timers::new(start)),
             config,
             actions: Actions::default(),
             stats: KernelStats::default(),
             now: start,
             cancel_gauge: Default::default(),
-            timer_hint: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX)),
             now_is_recent: false,
             fresh_clock: None,
             trace: None,
         }
-    }
-
-    /// Rule K8: no timer is due before this instant (nanoseconds;
-    /// `u64::MAX`: no timer). Drivers read it without the lock and take the
-    /// lock to fire timers only once it has passed.
-    pub(crate) fn timer_hint(&self) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
-        self.timer_hint.clone()
-    }
-
-    /// Inserts a timer, lowering the K8 hint if it is now the earliest.
-    fn arm_timer(&mut self, deadline: Time, event: TimerEvent) -> TimerKey {
-        self.timer_hint
-            .fetch_min(deadline.as_nanos(), std::sync::atomic::Ordering::Release);
-        self.timers.insert(deadline, event)
     }
 
     /// The shared cancellation gauge (rule A2).
@@ -504,16 +493,11 @@ impl Kernel {
         self.task(t).map(|rec| rec.polls)
     }
 
-    /// Drops every waker and timer the kernel holds, breaking the reference
-    /// cycles between tasks and the core of a runtime abandoned mid-run.
-    /// Returns them so they are dropped outside the lock.
-    #[allow(clippy::type_complexity)]
-    pub(crate) fn teardown(
-        &mut self,
-    ) -> (
-        Vec<(Waker, Option<std::sync::Arc<dyn Attention>>)>,
-        TimerWheel<TimerEvent>,
-    ) {
+    /// Drops every waker the kernel holds, breaking the reference cycles
+    /// between tasks and the core of a runtime abandoned mid-run. Returns
+    /// them so they are dropped outside the lock. (The timers are the timer
+    /// service's: `Timers::teardown`.)
+    pub(crate) fn teardown(&mut self) -> Vec<(Waker, Option<std::sync::Arc<dyn Attention>>)> {
         // In id order, so what they release is dropped in an order fixed
         // by the run alone (the lab's determinism).
         let mut records: Vec<_> = self.tasks.iter_mut().collect();
@@ -529,10 +513,7 @@ impl Kernel {
             let light = rec.light.clear().into_iter();
             wakers.extend(light.map(|a| (Waker::noop().clone(), Some(a))));
         }
-        let timers = std::mem::replace(&mut self.timers, TimerWheel::new(self.now));
-        self.timer_hint
-            .store(u64::MAX, std::sync::atomic::Ordering::Release);
-        (wakers, timers)
+        wakers
     }
 
     /// Live regions in id order, with their parent and state (diagnostics).
@@ -634,14 +615,6 @@ impl Kernel {
 
     pub(crate) fn live_region_count(&self) -> usize {
         self.regions.len()
-    }
-
-    pub(crate) fn next_timer_deadline(&self) -> Option<Time> {
-        self.timers.next_deadline()
-    }
-
-    pub(crate) fn pending_timer_count(&self) -> usize {
-        self.timers.len()
     }
 
     /// Tasks of region `r`, in spawn order.

@@ -1,32 +1,202 @@
-//! Timers: the wheel, the shared hint, grace and deadline timers firing.
+//! Timers: the timer service (the wheel under its own lock, plus the K8
+//! hint), and the kernel's own timers (grace, task deadline, region grace,
+//! region deadline) firing.
 //!
-//! Invariants upheld here (numbered as in `docs/ARCHITECTURE.md`):
+//! The wheel is not kernel data: it lives in [`Timers`], which the kernel
+//! and the execution core share (`Arc`). Sleeps arm and disarm their
+//! entries under the wheel lock alone (the entry protocol, TE1–TE6, is in
+//! `time::entry`); the kernel arms and cancels its own timers while it holds
+//! the kernel lock.
+//!
+//! Rules upheld here (numbered as in `docs/ARCHITECTURE.md`):
 //! - K8 (timer hint): the shared hint never lies late: no pending timer is
-//!   due before it, so a driver that reads it without the lock, and locks
-//!   only once it has passed, never fires a timer late.
+//!   due before it, so a driver that reads it without a lock, and locks only
+//!   once it has passed, never fires a timer late. The hint changes only
+//!   under the wheel lock: an insertion lowers it to its deadline
+//!   (`fetch_min`), a firing pass stores a fresh lower bound computed from
+//!   the wheel it has just advanced; a cancellation leaves it (early is
+//!   harmless).
+//! - TL1 (lock order): kernel → wheel, never the reverse. The kernel takes
+//!   the wheel lock inside its own (arming and cancelling its timers); no
+//!   code takes the kernel lock while it holds the wheel lock. A firing
+//!   pass takes the wheel lock, takes the due entries out, releases it,
+//!   wakes the sleepers with no lock held, and only then, if kernel timers
+//!   fired, takes the kernel lock once to process them.
+//! - TL2 (no user code under the wheel lock): what leaves the wheel (fired
+//!   entries, a cancelled entry's payload, the wheel itself at teardown) is
+//!   dropped or woken after the lock is released; under it a sleep entry is
+//!   only marked fired (one atomic store).
+//! - TL3 (determinism): the wheel fires in `(deadline, insertion)` order
+//!   (wheel rule 6); a pass wakes its sleepers in that order, then
+//!   processes its kernel timers in that order, so the lab's schedule stays
+//!   a function of its seed.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use super::*;
 
-impl Kernel {
-    pub(crate) fn insert_timer(&mut self, deadline: Time, waker: Waker) -> TimerKey {
-        self.arm_timer(deadline, TimerEvent::Wake(waker))
-    }
+/// A sleep's shared entry as the wheel sees it (its protocol, TE1–TE6, is
+/// in `time::entry`).
+pub(crate) trait Sleeper: Send + Sync {
+    /// Called under the wheel lock by the pass that takes the entry out as
+    /// due: marks it fired (one atomic store, no user code; TL2).
+    fn fire(&self);
+    /// Called with no lock held, after [`fire`](Self::fire): wakes the task
+    /// waiting on the entry, if any.
+    fn wake(&self);
+}
 
-    /// Points timer `key` at `waker`; false if the timer is gone (fired).
-    pub(crate) fn update_timer_waker(&mut self, key: TimerKey, waker: &Waker) -> bool {
-        match self.timers.get_mut(key) {
-            Some(TimerEvent::Wake(w)) => {
-                if !w.will_wake(waker) {
-                    *w = waker.clone();
-                }
-                true
-            }
-            _ => false,
+/// What the wheel holds: a sleep's entry or one of the kernel's timers.
+pub(crate) enum Timer {
+    Sleep(Arc<dyn Sleeper>),
+    Kernel(TimerEvent),
+}
+
+/// The entries one firing pass took out of the wheel, in firing order.
+#[derive(Default)]
+pub(crate) struct Fired {
+    /// Sleep entries, already marked fired, to be woken with no lock held.
+    pub(crate) sleepers: Vec<Arc<dyn Sleeper>>,
+    /// Kernel timers, to be processed under the kernel lock.
+    pub(crate) events: Vec<TimerEvent>,
+}
+
+impl Fired {
+    pub(crate) fn len(&self) -> usize {
+        self.sleepers.len() + self.events.len()
+    }
+}
+
+/// The timer service: the wheel behind its own lock and the K8 hint.
+pub(crate) struct Timers {
+    wheel: Mutex<TimerWheel<Timer>>,
+    /// Rule K8: no pending timer is due before this instant (nanoseconds;
+    /// `u64::MAX`: no timer).
+    hint: AtomicU64,
+}
+
+impl Timers {
+    pub(crate) fn new(start: Time) -> Self {
+        Self {
+            wheel: Mutex::new(TimerWheel::new(start)),
+            hint: AtomicU64::new(u64::MAX),
         }
     }
 
-    pub(crate) fn cancel_timer(&mut self, key: TimerKey) {
-        self.timers.cancel(key);
+    /// Locks the wheel. No user code runs under this lock (TL2), so
+    /// poisoning can only come from a bug here; we still recover the data.
+    fn lock(&self) -> MutexGuard<'_, TimerWheel<Timer>> {
+        self.wheel.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Rule K8: the hint (nanoseconds, `u64::MAX`: no timer), read with
+    /// `order`.
+    pub(crate) fn hint(&self, order: Ordering) -> u64 {
+        self.hint.load(order)
+    }
+
+    /// Inserts `timer`, lowering the K8 hint if it is now the earliest
+    /// (both under the wheel lock).
+    fn insert(&self, deadline: Time, timer: Timer) -> TimerKey {
+        let mut wheel = self.lock();
+        // K8: the hint is written only under the wheel lock, so a load and
+        // a store are a `fetch_min`, without writing the shared line (read
+        // by every driver between batches) when the hint is already earlier.
+        let nanos = deadline.as_nanos();
+        if nanos < self.hint.load(Ordering::Relaxed) {
+            self.hint.store(nanos, Ordering::Release);
+        }
+        wheel.insert(deadline, timer)
+    }
+
+    /// Arms a sleep entry (rule TE2 in `time::entry`: the caller marked it
+    /// armed before; the wheel's clone is taken out only by a firing pass,
+    /// which marks it fired, or by [`cancel`](Self::cancel)).
+    pub(crate) fn arm_sleep(&self, deadline: Time, entry: Arc<dyn Sleeper>) -> TimerKey {
+        self.insert(deadline, Timer::Sleep(entry))
+    }
+
+    /// Arms one of the kernel's timers (called under the kernel lock: TL1).
+    pub(crate) fn arm(&self, deadline: Time, event: TimerEvent) -> TimerKey {
+        self.insert(deadline, Timer::Kernel(event))
+    }
+
+    /// Removes the entry for `key`; false if it already fired or was
+    /// removed. The payload is dropped after the lock is released (TL2).
+    pub(crate) fn cancel(&self, key: TimerKey) -> bool {
+        let removed = self.lock().cancel(key);
+        removed.is_some()
+    }
+
+    /// Takes every entry due at `now` out of the wheel (sleep entries are
+    /// marked fired on the way, TE2) and refreshes the K8 hint, in one
+    /// critical section (TL1). The caller wakes and processes them.
+    pub(crate) fn take_due(&self, now: Time) -> Fired {
+        let mut due = Vec::new();
+        let mut out = Fired::default();
+        let mut wheel = self.lock();
+        wheel.advance(now, &mut due);
+        // K8: a fresh lower bound (O(levels); cancelled timers and the
+        // wheel's slot granularity only ever make it early). When the cursor
+        // already sits in the slot of a pending deadline the bound is `now`,
+        // which would make an idle driver spin until it; the exact deadline
+        // (a scan of that one small slot) lets it sleep instead.
+        let next = match wheel.next_deadline_bound() {
+            Some(bound) if bound <= now => wheel.next_deadline(),
+            other => other,
+        }
+        .map_or(u64::MAX, Time::as_nanos);
+        self.hint.store(next, Ordering::Release);
+        for (_, timer) in due {
+            match timer {
+                Timer::Sleep(entry) => {
+                    entry.fire();
+                    out.sleepers.push(entry);
+                }
+                Timer::Kernel(event) => out.events.push(event),
+            }
+        }
+        drop(wheel);
+        out
+    }
+
+    /// The exact earliest pending deadline (the lab's next time jump).
+    pub(crate) fn next_deadline(&self) -> Option<Time> {
+        self.lock().next_deadline()
+    }
+
+    /// Pending entries.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Empties the wheel and returns its entries (to break the reference
+    /// cycles of a runtime abandoned mid-run), for the caller to drop
+    /// outside the lock (TL2).
+    pub(crate) fn teardown(&self) -> TimerWheel<Timer> {
+        let mut wheel = self.lock();
+        let now = wheel.now();
+        self.hint.store(u64::MAX, Ordering::Release);
+        std::mem::replace(&mut *wheel, TimerWheel::new(now))
+    }
+}
+
+impl Kernel {
+    /// The timer service the kernel arms its own timers in (shared with
+    /// the execution core, which arms sleeps and fires).
+    pub(crate) fn timers(&self) -> Arc<Timers> {
+        self.timers.clone()
+    }
+
+    /// Arms one of the kernel's timers (lock order kernel → wheel, TL1).
+    pub(super) fn arm_timer(&mut self, deadline: Time, event: TimerEvent) -> TimerKey {
+        self.timers.arm(deadline, event)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn pending_timer_count(&self) -> usize {
+        self.timers.len()
     }
 
     /// K4: task `t`'s grace period is over if its deadline passed: it is
@@ -48,17 +218,11 @@ impl Kernel {
         }
     }
 
-    /// Fires every timer due at `now`.
-    pub(crate) fn fire_timers(&mut self, now: Time) -> usize {
-        let mut fired = Vec::new();
-        self.timers.advance(now, &mut fired);
-        let n = fired.len();
-        if n > 0 {
-            self.emit(TraceKind::TimerFire { count: n });
-        }
-        for (_, event) in fired {
+    /// Processes the kernel timers a firing pass took out of the wheel, in
+    /// firing order (TL3).
+    pub(crate) fn fire_kernel_timers(&mut self, events: Vec<TimerEvent>, now: Time) {
+        for event in events {
             match event {
-                TimerEvent::Wake(w) => self.actions.wakes.push(w),
                 TimerEvent::Grace(t) => {
                     if let Some(rec) = self.task_mut(t) {
                         rec.grace_timer = None;
@@ -91,18 +255,22 @@ impl Kernel {
                 }
             }
         }
-        // K8: a fresh lower bound (O(levels); cancelled timers and the
-        // wheel's slot granularity only ever make it early). When the cursor
-        // already sits in the slot of a pending deadline the bound is `now`,
-        // which would make an idle driver spin until it; the exact deadline
-        // (a scan of that one small slot) lets it sleep instead.
-        let next = match self.timers.next_deadline_bound() {
-            Some(bound) if bound <= now => self.timers.next_deadline(),
-            other => other,
+    }
+
+    /// Fires every timer due at `now` in one kernel call (the kernel's unit
+    /// tests; the drivers go through `Core::fire_timers`, which wakes
+    /// sleepers without the kernel lock).
+    #[cfg(test)]
+    pub(crate) fn fire_timers(&mut self, now: Time) -> usize {
+        let fired = self.timers.take_due(now);
+        let n = fired.len();
+        if n > 0 {
+            self.emit(TraceKind::TimerFire { count: n });
         }
-        .map_or(u64::MAX, Time::as_nanos);
-        self.timer_hint
-            .store(next, std::sync::atomic::Ordering::Release);
+        for entry in fired.sleepers {
+            entry.wake();
+        }
+        self.fire_kernel_timers(fired.events, now);
         n
     }
 }
@@ -111,25 +279,91 @@ impl Kernel {
 mod tests {
     use super::super::test_util::*;
     use super::*;
-    use std::sync::atomic::Ordering;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+
+    /// A sleep entry that records what the wheel did to it.
+    #[derive(Default)]
+    struct Probe {
+        fired: AtomicBool,
+        woken: AtomicUsize,
+    }
+
+    impl Sleeper for Probe {
+        fn fire(&self) {
+            assert!(!self.fired.swap(true, Ordering::SeqCst), "fired twice");
+        }
+        fn wake(&self) {
+            assert!(self.fired.load(Ordering::SeqCst), "woken before fired");
+            self.woken.fetch_add(1, Ordering::SeqCst);
+        }
+    }
 
     /// K8: the hint never passes the next deadline, and once the wheel's
     /// cursor is inside the deadline's millisecond it is the exact deadline
     /// (not `now`, which would keep an idle driver from sleeping).
     #[test]
     fn the_timer_hint_is_early_but_exact_inside_the_deadlines_millisecond() {
-        let mut k = Kernel::new(KernelConfig::default(), Time::ZERO);
-        let hint = k.timer_hint();
-        assert_eq!(hint.load(Ordering::Acquire), u64::MAX, "no timer: no hint");
+        let timers = Timers::new(Time::ZERO);
+        assert_eq!(
+            timers.hint(Ordering::Acquire),
+            u64::MAX,
+            "no timer: no hint"
+        );
         let deadline = ms(20) + Duration::from_micros(500);
-        k.insert_timer(deadline, Waker::noop().clone());
-        assert_eq!(hint.load(Ordering::Acquire), deadline.as_nanos());
-        k.fire_timers(ms(5));
-        let early = hint.load(Ordering::Acquire);
+        timers.arm_sleep(deadline, Arc::new(Probe::default()));
+        assert_eq!(timers.hint(Ordering::Acquire), deadline.as_nanos());
+        timers.take_due(ms(5));
+        let early = timers.hint(Ordering::Acquire);
         assert!(early <= deadline.as_nanos(), "the hint passed the deadline");
-        k.fire_timers(ms(20) + Duration::from_micros(100));
-        assert_eq!(hint.load(Ordering::Acquire), deadline.as_nanos());
-        assert_eq!(k.fire_timers(deadline), 1);
-        assert_eq!(hint.load(Ordering::Acquire), u64::MAX);
+        timers.take_due(ms(20) + Duration::from_micros(100));
+        assert_eq!(timers.hint(Ordering::Acquire), deadline.as_nanos());
+        assert_eq!(timers.take_due(deadline).len(), 1);
+        assert_eq!(timers.hint(Ordering::Acquire), u64::MAX);
+    }
+
+    /// TL1/TL2: a pass marks its sleepers fired under the wheel lock and
+    /// hands them out unwoken, sleepers and kernel timers apart, each in
+    /// firing order; a fired entry can no longer be cancelled.
+    #[test]
+    fn a_firing_pass_marks_sleepers_and_leaves_waking_to_the_caller() {
+        let mut k = Kernel::new(KernelConfig::default(), Time::ZERO);
+        let root = k.create_root_region(Budget::INFINITE);
+        let t = spawn(&mut k, root);
+        let timers = k.timers();
+        let late = Arc::new(Probe::default());
+        let early = Arc::new(Probe::default());
+        let late_key = timers.arm_sleep(ms(3), late.clone());
+        timers.arm_sleep(ms(1), early.clone());
+        timers.arm(ms(2), TimerEvent::Grace(t));
+        assert_eq!(timers.len(), 3);
+        let fired = timers.take_due(ms(3));
+        assert_eq!((fired.sleepers.len(), fired.events.len()), (2, 1));
+        assert!(early.fired.load(Ordering::SeqCst) && late.fired.load(Ordering::SeqCst));
+        assert_eq!(
+            early.woken.load(Ordering::SeqCst),
+            0,
+            "woken under the lock"
+        );
+        let first: *const dyn Sleeper = Arc::as_ptr(&fired.sleepers[0]);
+        assert!(
+            std::ptr::addr_eq(first, Arc::as_ptr(&early)),
+            "firing order"
+        );
+        assert!(matches!(fired.events[0], TimerEvent::Grace(id) if id == t));
+        assert!(!timers.cancel(late_key), "a fired entry is gone");
+        assert_eq!(timers.len(), 0);
+    }
+
+    /// The kernel arms and cancels its own timers in the shared service.
+    #[test]
+    fn kernel_timers_live_in_the_shared_service() {
+        let k = Kernel::new(KernelConfig::default(), Time::ZERO);
+        let timers = k.timers();
+        let probe = Arc::new(Probe::default());
+        let key = timers.arm_sleep(ms(1), probe.clone());
+        assert_eq!(k.pending_timer_count(), 1);
+        assert!(timers.cancel(key));
+        assert_eq!(k.pending_timer_count(), 0);
+        assert_eq!(Arc::strong_count(&probe), 1, "the wheel's clone is dropped");
     }
 }

@@ -533,10 +533,10 @@ impl LabRuntime {
     /// Returns false if there is nothing left that could ever run.
     fn advance_idle(&self) -> bool {
         self.pick_worker_for_timer_wakes();
-        if self.core.with_kernel(|k, now| k.fire_timers(now)) > 0 || !self.queue.lock().is_empty() {
+        if self.core.fire_timers(self.now()) > 0 || !self.queue.lock().is_empty() {
             return true;
         }
-        let next = self.core.lock().next_timer_deadline();
+        let next = self.core.timers().next_deadline();
         match next {
             Some(deadline) => {
                 self.advance_to(deadline);
@@ -563,7 +563,7 @@ impl LabRuntime {
             self.core.trace(TraceKind::TimeAdvance { to });
         }
         self.pick_worker_for_timer_wakes();
-        self.core.with_kernel(|k, now| k.fire_timers(now));
+        self.core.fire_timers(self.now());
     }
 
     fn deadlock(&self, root: Option<RegionId>) -> ! {
@@ -589,7 +589,8 @@ impl Drop for LabRuntime {
         // Task cells catch panics of the futures they drop; timer wakers
         // may be anyone's (contract 3: never unwind out of the runtime).
         let ready: Vec<ReadyTask> = std::mem::take(&mut *self.queue.lock());
-        let (wakers, timers) = self.core.lock().teardown();
+        let wakers = self.core.lock().teardown();
+        let timers = self.core.timers().teardown();
         drop(ready);
         drop(wakers);
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(timers)));

@@ -325,7 +325,7 @@ impl Runtime {
 
     /// Timers registered and not yet fired or cancelled.
     pub fn pending_timers(&self) -> usize {
-        self.core.lock().pending_timer_count()
+        self.core.timers().len()
     }
 
     /// The lifecycle state of task `id`; `None` once it completed (ids of

@@ -330,21 +330,27 @@ impl Cx {
     /// The acknowledgement step shared by every cancel-aware wait.
     pub(crate) fn observe_cancel(&self) -> Option<CancelReason> {
         crate::exec::context::check_cx(&self.core, self.task); // rule CX1
-        // Rule A2: nothing anywhere is cancelled, or nothing was asked of
-        // this task (its own-region `Cx`: a cancel of its region or of any
-        // ancestor reaches the task itself, W7 reads its hint), so nothing
-        // to observe; except that a deadline that has passed is a
-        // cancellation even before its timer fires (the task may not have
-        // yielded since), so a `Cx` with a deadline reads the clock first.
-        if self.deadline.is_none_or(|d| self.core.now() < d)
-            && (!self.core.any_cancellation() || self.nothing_asked_of_this_task())
-        {
+        if !self.may_observe_cancel() {
             return None;
         }
         let (task, region) = (self.task, self.region);
         self.core
             .with_kernel(|k, now| k.observe_cancel(task, region, now))
             .map(std::sync::Arc::unwrap_or_clone) // copied outside the lock
+    }
+
+    /// Rule A2: whether a cancellation could be observed through this `Cx`
+    /// now. False: nothing anywhere is cancelled, or nothing was asked of
+    /// this task (its own-region `Cx`: a cancel of its region or of any
+    /// ancestor reaches the task itself, W7 reads its hint), so there is
+    /// nothing to observe and the kernel need not be asked; except that a
+    /// deadline that has passed is a cancellation even before its timer
+    /// fires (the task may not have yielded since), so a `Cx` with a
+    /// deadline reads the clock first.
+    pub(crate) fn may_observe_cancel(&self) -> bool {
+        let quiet = self.deadline.is_none_or(|d| self.core.now() < d)
+            && (!self.core.any_cancellation() || self.nothing_asked_of_this_task());
+        !quiet
     }
 
     /// Rule A2's per-task test: this is its task's own-region `Cx`, used
