@@ -38,6 +38,7 @@ use std::cell::Cell;
 use std::sync::Arc;
 
 use super::core::Core;
+use super::state::CellState;
 use crate::kernel::{HomeHost, HomeSource};
 use crate::types::TaskId;
 
@@ -52,6 +53,9 @@ struct Current {
     /// Rule OB9 (`kernel::obligation`): the polled task's obligation home,
     /// valid until the `ContextGuard` of this poll is dropped.
     home: Option<*const (dyn HomeSource + 'static)>,
+    /// Rule W7 (`task_cell`): the polled cell's state word, valid as `home`
+    /// is; null for tasks that are not task cells (the root task).
+    state: *const CellState,
 }
 
 const NONE: Current = Current {
@@ -59,6 +63,7 @@ const NONE: Current = Current {
     task: 0,
     finalizer: false,
     home: None,
+    state: std::ptr::null(),
 };
 
 thread_local! {
@@ -88,20 +93,40 @@ fn replace(next: Current) -> ContextGuard {
 }
 
 /// Marks the thread as polling `task` of `core` until the guard drops;
-/// `home` (rule OB9) is the task's obligation home, which the caller keeps
-/// alive until then.
+/// `home` (rule OB9) is the task's obligation home and `state` (rule W7)
+/// its cell's state word, which the caller keeps alive until then.
 #[inline]
 pub(crate) fn enter_task(
     core: &Arc<Core>,
     task: TaskId,
     home: Option<&(dyn HomeSource + 'static)>,
+    state: Option<&CellState>,
 ) -> ContextGuard {
     replace(Current {
         core: core_key(core),
         task: task.to_bits(),
         finalizer: false,
         home: home.map(|h| h as *const (dyn HomeSource + 'static)),
+        state: state.map_or(std::ptr::null(), std::ptr::from_ref),
     })
+}
+
+/// Rule W7 (`task_cell`): if this thread is polling task `task` of `core`
+/// and it is a task cell, the severity of the strongest cancel request the
+/// kernel made of it (`Some(None)`: none). `None` otherwise (a root task,
+/// a plain thread, another task): the caller must not conclude anything.
+#[inline]
+pub(crate) fn polled_task_cancel_hint(core: &Arc<Core>, task: TaskId) -> Option<Option<u8>> {
+    let current = CURRENT.try_with(Cell::get).ok()?;
+    if current.state.is_null() || current.core != core_key(core) || current.task != task.to_bits() {
+        return None;
+    }
+    // SAFETY: W7, as OB9 below: `enter_task`'s caller (the cell's run,
+    // which holds a reference to the cell) keeps the state word alive until
+    // the guard restores the previous context, and we run synchronously on
+    // this thread inside that poll. The word is only read, atomically.
+    let state = unsafe { &*current.state };
+    Some(state.load().cancel_severity())
 }
 
 /// Marks the current poll as running a region finalizer (CX1 exemption)

@@ -384,7 +384,7 @@ impl Core {
         }
         let mut cx = Context::from_waker(waker);
         // Rules BO1 and CX1 (`context`): this thread is inside task `id`.
-        let entered = super::context::enter_task(self, id, home);
+        let entered = super::context::enter_task(self, id, home, attention);
         let polled = poll_catching(future, &mut cx);
         drop(entered);
         match polled {

@@ -27,13 +27,15 @@
 //! - W6: every waker of the cell points at its `Arc` allocation through one
 //!   vtable; an owned waker holds one strong reference, the waker lent to
 //!   a poll holds none (`waker_ref`), so a poll changes no reference count.
-//! - W7: while a cell polls its future, a thread-local names the cell's
-//!   task and points at its state word (set by `run`, which holds a
-//!   reference to the cell, and restored before `run` moves the state on),
-//!   so code inside the poll reads its own task's cancel hint without a
-//!   lock ([`polled_task_cancel_hint`]; rule A2's per-task test in `Cx`).
+//! - W7: while a cell polls its future, the thread's task context
+//!   (`context`) names the cell's task and points at its state word (set
+//!   around the poll by `Core::poll_task`, called from `run`, which holds
+//!   a reference to the cell, and restored before `run` moves the state
+//!   on), so code inside the poll reads its own task's cancel hint without
+//!   a lock (`context::polled_task_cancel_hint`; rule A2's per-task test in
+//!   `Cx`).
 
-use std::cell::{Cell, UnsafeCell};
+use std::cell::UnsafeCell;
 use std::future::Future;
 use std::mem::ManuallyDrop;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -70,45 +72,6 @@ pub(crate) trait Runnable: Send + Sync {
 
 /// Type-erased run-queue entry.
 pub(crate) type TaskRef = Arc<dyn Runnable>;
-
-thread_local! {
-    /// Rule W7: the task this thread's cell is polling (`TaskId::to_bits`)
-    /// and its state word; null outside a cell's poll.
-    static POLLING: Cell<(u64, *const CellState)> = const { Cell::new((0, std::ptr::null())) };
-}
-
-/// Restores the previous [`POLLING`] entry (W7) when dropped.
-struct PollingGuard((u64, *const CellState));
-
-impl PollingGuard {
-    fn enter(task: TaskId, state: &CellState) -> Self {
-        Self(POLLING.with(|p| p.replace((task.to_bits(), state))))
-    }
-}
-
-impl Drop for PollingGuard {
-    fn drop(&mut self) {
-        let previous = self.0;
-        let _ = POLLING.try_with(|p| p.set(previous));
-    }
-}
-
-/// Rule W7: if this thread is polling task `task`'s cell, the severity of
-/// the strongest cancel request the kernel made of it (`Some(None)`: none).
-/// `None` when the thread is not polling that task's cell (a root task, a
-/// finalizer, a plain thread): the caller must not conclude anything.
-pub(crate) fn polled_task_cancel_hint(task: TaskId) -> Option<Option<u8>> {
-    let (polling, state) = POLLING.try_with(Cell::get).ok()?;
-    if state.is_null() || polling != task.to_bits() {
-        return None;
-    }
-    // SAFETY: W7: a non-null pointer was set by `run` on this thread from
-    // a cell it holds a reference to, and is reset before `run` stops
-    // polling (the guard's drop); we are inside that poll, on that thread,
-    // so the state word is alive. It is only read (atomically).
-    let state = unsafe { &*state };
-    Some(state.load().cancel_severity())
-}
 
 /// Where the future is in its life.
 enum Stage<F> {
@@ -342,7 +305,6 @@ where
         let waker = self.waker_ref();
         let attention = self.fast_polls.then_some(&self.state);
         let polled_before = before.is_started();
-        let polling = attention.map(|state| PollingGuard::enter(self.task_id(), state));
         // OB9: the task's own `Cx` finds its home in the context.
         let home = self
             .fast_polls
@@ -355,7 +317,6 @@ where
             polled_before,
             home,
         );
-        drop(polling); // W7: before the state moves on
         match step {
             Step::Pending => {
                 if self.state.pending() == Pending::Requeue {

@@ -356,7 +356,8 @@ impl Cx {
     /// Rule A2's per-task test: this is its task's own-region `Cx`, used
     /// inside that task's poll, and the kernel has asked nothing of it.
     fn nothing_asked_of_this_task(&self) -> bool {
-        self.own_region && crate::exec::task_cell::polled_task_cancel_hint(self.task) == Some(None)
+        self.own_region
+            && crate::exec::context::polled_task_cancel_hint(&self.core, self.task) == Some(None)
     }
 
     /// Whether cancellation was requested for this task or region (masking
