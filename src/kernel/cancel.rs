@@ -110,12 +110,10 @@ impl Kernel {
         // K4: the grace period only ever shortens; a region cancel's tasks
         // get at most the region's shared deadline.
         let deadline = region_grace.map_or(now + grace, |shared| shared.min(now + grace));
-        let old_timer = if rec.grace_deadline.is_none_or(|d| deadline < d) {
+        let lowered = rec.grace_deadline.is_none_or(|d| deadline < d);
+        if lowered {
             rec.grace_deadline = Some(deadline);
-            Some(rec.grace_timer.take())
-        } else {
-            None
-        };
+        }
         let waker = rec.waker.clone();
         let owned = (!rec.owned_regions.is_empty()).then(|| rec.owned_regions.clone());
         self.actions.wakes.push(waker);
@@ -135,16 +133,11 @@ impl Kernel {
         if let Some(a) = self.task(t).and_then(|rec| rec.attention.as_ref()) {
             a.cancel_requested(stored_kind.severity());
         }
-        if let Some(old) = old_timer {
-            if let Some(key) = old {
-                self.timers.cancel(key);
-            }
-            // K4: the region's shared timer covers this deadline, if it is
-            // the same; otherwise the task gets its own.
-            if region_grace != Some(deadline) {
-                let key = self.arm_timer(deadline, TimerEvent::Grace(t));
-                self.task_mut(t).expect("still live").grace_timer = Some(key);
-            }
+        // K4: the region's shared timer covers this deadline, if it is the
+        // same; otherwise the task joins the grace queue (an entry for an
+        // earlier, replaced deadline is skipped when it comes due).
+        if lowered && region_grace != Some(deadline) {
+            self.push_grace(t, deadline);
         }
         if let Some(owned) = owned {
             let child_reason = effective.to_parent_cancelled();
@@ -226,6 +219,7 @@ impl Kernel {
             }
         };
         let shared = Arc::new(effective);
+        self.actions.wakes.reserve(tasks.len());
         for t in tasks {
             self.request_cancel_shared(t, shared.clone(), now, grace);
         }
@@ -364,7 +358,7 @@ mod tests {
         k.request_cancel(long, CancelReason::user("first"), ms(0));
         // `short`: a Shutdown cancel (200 ms grace) that the region must keep.
         k.request_cancel(short, CancelReason::shutdown(), ms(500));
-        assert_eq!(k.pending_timer_count(), 2);
+        assert_eq!(k.pending_timer_count(), 1, "one grace-queue timer (GQ1)");
         k.cancel_region(r, CancelReason::fail_fast(), ms(1_000));
         let deadline = |k: &Kernel, t| k.task(t).unwrap().grace_deadline;
         assert_eq!(
@@ -378,7 +372,7 @@ mod tests {
             Some(ms(700)),
             "a shorter grace is kept"
         );
-        // `short`'s own timer and the region's: `long`'s timer is gone.
+        // The grace queue's (for `short`) and the region's.
         assert_eq!(k.pending_timer_count(), 2);
         let dropped = |k: &Kernel, t| k.task(t).unwrap().force_drop;
         k.fire_timers(ms(700));
@@ -389,6 +383,11 @@ mod tests {
         k.fire_timers(ms(2_000));
         assert_eq!(dropped(&k, long), Some(ForceDropCause::GraceExpired));
         assert_eq!(dropped(&k, plain), Some(ForceDropCause::GraceExpired));
+        // `long`'s first (10 s) entry is stale; the queue stays armed until
+        // its last live task completes (GQ3).
+        for t in [long, short, plain] {
+            k.complete_task(t, TaskEnd::Dropped, false, ms(2_001));
+        }
         assert_eq!(k.pending_timer_count(), 0);
     }
 

@@ -59,6 +59,7 @@ pub(crate) use region::{BodyEnd, Finalizer, RegionRecord, RegionReport};
 use std::sync::Arc;
 pub use task::TaskState;
 pub(crate) use task::{TaskEnd, TaskKind, TaskRecord};
+use timers::GraceQueue;
 pub(crate) use timers::{Sleeper, Timers};
 
 /// A task cell's "poll through the kernel next time" flag.
@@ -214,7 +215,8 @@ pub(crate) enum TaskOutcome {
 /// One of the kernel's own timers (sleeps have their own entries, see
 /// `timers.rs`).
 pub(crate) enum TimerEvent {
-    Grace(TaskId),
+    /// The earliest entry of the grace queue (K4) is due.
+    GraceQueue,
     /// The shared grace deadline of the tasks a region cancel cancelled.
     RegionGrace(RegionId),
     Deadline(TaskId),
@@ -267,6 +269,9 @@ pub(crate) struct Kernel {
     obligation_counters: Arc<ObligationCounters>,
     /// The timer service, shared with the execution core (`timers.rs`).
     timers: Arc<Timers>,
+    /// K4: the individual grace deadlines of cancelled tasks, earliest
+    /// first, behind one wheel timer (`timers.rs`, rules GQ1–GQ3).
+    grace: GraceQueue,
     config: KernelConfig,
     actions: Actions,
     stats: KernelStats,
@@ -318,6 +323,7 @@ impl Kernel {
             region_homes: Default::default(),
             obligation_counters: Default::default(),
             timers: Arc::new(Timers::new(start)),
+            grace: GraceQueue::default(),
             config,
             actions: Actions::default(),
             stats: KernelStats::default(),

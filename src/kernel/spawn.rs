@@ -106,7 +106,9 @@ impl Kernel {
     /// (LT2), so the caller (a cancel) finds them all in the region's list.
     pub(super) fn register_light_tasks(&mut self, r: RegionId) {
         let Some(rec) = self.region(r) else { return };
-        for (t, task) in rec.light.clone().shut_and_take_all() {
+        let all = rec.light.clone().shut_and_take_all();
+        self.tasks.reserve(all.len());
+        for (t, task) in all {
             self.register_light(t, r, task);
         }
     }
@@ -306,9 +308,13 @@ impl Kernel {
             self.gauge_sub();
         }
         let rec = self.task_mut(t).expect("looked up above");
-        let timers = [rec.grace_timer.take(), rec.deadline_timer.take()];
-        for key in timers.into_iter().flatten() {
+        let deadline_timer = rec.deadline_timer.take();
+        let in_grace_queue = std::mem::take(&mut rec.in_grace_queue);
+        if let Some(key) = deadline_timer {
             self.timers.cancel(key);
+        }
+        if in_grace_queue {
+            self.left_grace_queue();
         }
         let leaks = if leaked.is_empty() {
             Vec::new()

@@ -103,7 +103,8 @@ pub(crate) struct TaskRecord {
     /// When the task was last polled (spawn time before its first poll).
     pub(crate) last_polled: crate::types::Time,
     pub(crate) cost: u64,
-    pub(crate) grace_timer: Option<TimerKey>,
+    /// The task has an entry in the kernel's grace queue (K4; `timers.rs`).
+    pub(crate) in_grace_queue: bool,
     pub(crate) grace_deadline: Option<crate::types::Time>,
     pub(crate) deadline_timer: Option<TimerKey>,
     /// Runs code that cannot be interrupted (a blocking closure): never
@@ -144,7 +145,7 @@ impl TaskRecord {
             polls: 0,
             last_polled: crate::types::Time::ZERO,
             cost: 0,
-            grace_timer: None,
+            in_grace_queue: false,
             grace_deadline: None,
             deadline_timer: None,
             uninterruptible: false,

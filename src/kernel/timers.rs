@@ -30,11 +30,39 @@
 //!   (wheel rule 6); a pass wakes its sleepers in that order, then
 //!   processes its kernel timers in that order, so the lab's schedule stays
 //!   a function of its seed.
+//!
+//! The grace queue (K4 for individually cancelled tasks) keeps the tasks'
+//! grace deadlines out of the wheel, so a cancel arms, and a completion
+//! cancels, no wheel entry:
+//! - GQ1: a cancel that sets or lowers a task's grace deadline (and is not
+//!   covered by its region's shared grace timer) pushes `(deadline, task)`;
+//!   one wheel timer (`TimerEvent::GraceQueue`) is armed at the earliest
+//!   entry, re-armed only when an earlier one arrives. Entries of finished
+//!   tasks, or for a deadline since lowered, stay until they come due and
+//!   are then skipped (`grace_expired` checks the task's current deadline),
+//!   so a task's grace period only shortens, as K4 requires.
+//! - GQ2: when it fires, every entry due is popped in `(deadline, task)`
+//!   order (deterministic), and the timer is re-armed at the new earliest.
+//! - GQ3: the queue counts the live tasks that have an entry; when the last
+//!   of them completes, the queue is emptied and its timer cancelled, so a
+//!   quiescent kernel holds no timer.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use super::*;
+
+/// K4's individual grace deadlines behind one wheel timer (GQ1–GQ3).
+#[derive(Default)]
+pub(crate) struct GraceQueue {
+    entries: BinaryHeap<Reverse<(Time, TaskId)>>,
+    /// The wheel timer armed for the earliest entry, and its deadline.
+    armed: Option<(Time, TimerKey)>,
+    /// Live tasks with an entry (GQ3).
+    live: usize,
+}
 
 /// A sleep's shared entry as the wheel sees it (its protocol, TE1–TE6, is
 /// in `time::entry`).
@@ -218,17 +246,58 @@ impl Kernel {
         }
     }
 
+    /// GQ1: task `t` (alive, cancelled) must be force-dropped at `deadline`.
+    pub(super) fn push_grace(&mut self, t: TaskId, deadline: Time) {
+        if let Some(rec) = self.task_mut(t)
+            && !std::mem::replace(&mut rec.in_grace_queue, true)
+        {
+            self.grace.live += 1;
+        }
+        self.grace.entries.push(Reverse((deadline, t)));
+        if self.grace.armed.is_none_or(|(at, _)| deadline < at) {
+            self.arm_grace_queue(deadline);
+        }
+    }
+
+    /// Arms the grace queue's one wheel timer at `deadline`.
+    fn arm_grace_queue(&mut self, deadline: Time) {
+        if let Some((_, key)) = self.grace.armed.take() {
+            self.timers.cancel(key);
+        }
+        let key = self.arm_timer(deadline, TimerEvent::GraceQueue);
+        self.grace.armed = Some((deadline, key));
+    }
+
+    /// GQ3: a task with an entry completed; the last one empties the queue.
+    pub(super) fn left_grace_queue(&mut self) {
+        self.grace.live -= 1;
+        if self.grace.live == 0 {
+            self.grace.entries.clear();
+            if let Some((_, key)) = self.grace.armed.take() {
+                self.timers.cancel(key);
+            }
+        }
+    }
+
+    /// GQ2: the queue's timer fired: every due entry is checked (K4).
+    fn grace_queue_due(&mut self, now: Time) {
+        self.grace.armed = None;
+        while let Some(&Reverse((deadline, t))) = self.grace.entries.peek() {
+            if deadline > now {
+                self.arm_grace_queue(deadline);
+                return;
+            }
+            self.grace.entries.pop();
+            self.grace_expired(t, now);
+        }
+    }
+
     /// Processes the kernel timers a firing pass took out of the wheel, in
     /// firing order (TL3).
     pub(crate) fn fire_kernel_timers(&mut self, events: Vec<TimerEvent>, now: Time) {
         for event in events {
             match event {
-                TimerEvent::Grace(t) => {
-                    if let Some(rec) = self.task_mut(t) {
-                        rec.grace_timer = None;
-                    }
-                    self.grace_expired(t, now);
-                }
+                TimerEvent::GraceQueue => self.grace_queue_due(now),
                 TimerEvent::RegionGrace(r) => {
                     if let Some(rec) = self.region_mut(r) {
                         rec.grace_timer = None;
@@ -334,7 +403,7 @@ mod tests {
         let early = Arc::new(Probe::default());
         let late_key = timers.arm_sleep(ms(3), late.clone());
         timers.arm_sleep(ms(1), early.clone());
-        timers.arm(ms(2), TimerEvent::Grace(t));
+        timers.arm(ms(2), TimerEvent::Deadline(t));
         assert_eq!(timers.len(), 3);
         let fired = timers.take_due(ms(3));
         assert_eq!((fired.sleepers.len(), fired.events.len()), (2, 1));
@@ -349,7 +418,7 @@ mod tests {
             std::ptr::addr_eq(first, Arc::as_ptr(&early)),
             "firing order"
         );
-        assert!(matches!(fired.events[0], TimerEvent::Grace(id) if id == t));
+        assert!(matches!(fired.events[0], TimerEvent::Deadline(id) if id == t));
         assert!(!timers.cancel(late_key), "a fired entry is gone");
         assert_eq!(timers.len(), 0);
     }
@@ -365,5 +434,44 @@ mod tests {
         assert!(timers.cancel(key));
         assert_eq!(k.pending_timer_count(), 0);
         assert_eq!(Arc::strong_count(&probe), 1, "the wheel's clone is dropped");
+    }
+
+    /// GQ1–GQ3: individual grace deadlines share one wheel timer; an entry
+    /// for a deadline since lowered is skipped; the last live task out
+    /// empties the queue and disarms its timer.
+    #[test]
+    fn grace_deadlines_share_one_timer_and_only_shorten() {
+        let mut k = Kernel::new(KernelConfig::default(), Time::ZERO);
+        let root = k.create_root_region(Budget::INFINITE);
+        let (a, b) = (spawn(&mut k, root), spawn(&mut k, root));
+        k.request_cancel(a, CancelReason::user("a"), ms(0)); // User: 10 s
+        k.request_cancel(b, CancelReason::user("b"), ms(5));
+        assert_eq!(k.pending_timer_count(), 1, "one timer for the queue");
+        // A stronger reason lowers `b`'s deadline (Shutdown: 200 ms).
+        k.request_cancel(b, CancelReason::shutdown(), ms(10));
+        let dropped = |k: &Kernel, t| k.task(t).unwrap().force_drop;
+        k.fire_timers(ms(210));
+        assert_eq!(dropped(&k, b), Some(ForceDropCause::GraceExpired));
+        assert_eq!(dropped(&k, a), None);
+        assert_eq!(k.pending_timer_count(), 1, "re-armed at the next entry");
+        k.complete_task(b, TaskEnd::Dropped, false, ms(211));
+        k.fire_timers(ms(10_000));
+        assert_eq!(dropped(&k, a), Some(ForceDropCause::GraceExpired));
+        // `b`'s stale 10 s entry came due too and was skipped (it is gone).
+        k.complete_task(a, TaskEnd::Dropped, false, ms(10_001));
+        assert_eq!(k.pending_timer_count(), 0, "GQ3: nothing left armed");
+    }
+
+    /// GQ3: a cancelled task that finishes before its grace period leaves
+    /// no timer behind once it was the last one with an entry.
+    #[test]
+    fn a_cancelled_task_that_finishes_in_time_leaves_no_grace_timer() {
+        let mut k = Kernel::new(KernelConfig::default(), Time::ZERO);
+        let root = k.create_root_region(Budget::INFINITE);
+        let t = spawn(&mut k, root);
+        k.request_cancel(t, CancelReason::user("stop"), ms(0));
+        assert_eq!(k.pending_timer_count(), 1);
+        k.complete_task(t, TaskEnd::Returned, false, ms(1));
+        assert_eq!(k.pending_timer_count(), 0);
     }
 }
