@@ -32,8 +32,12 @@ pub mod cx;
 pub(crate) mod finalizer;
 pub(crate) mod join;
 pub(crate) mod root;
+pub(crate) mod runnable;
+pub(crate) mod spawn;
 pub(crate) mod state;
 pub(crate) mod task_cell;
+pub(crate) mod task_handle;
 
 pub use abort::AbortHandle;
-pub use join::{Join, JoinError, JoinMut, TaskHandle};
+pub use join::JoinError;
+pub use task_handle::{Join, JoinMut, TaskHandle};
