@@ -2,6 +2,11 @@
 //! scheduler of whichever driver runs it. Everything a `Cx` does goes
 //! through here; drivers only decide *which* task runs next and *when* time
 //! moves.
+//!
+//! The core knows nothing above it in `exec` (task cells, `Cx`, handles,
+//! the finalizer task): it polls a future it is handed ([`Core::poll_task`])
+//! and starts finalizer tasks through the [`FinalizerStarter`] given at
+//! construction. Spawning lives in `spawn`.
 
 use std::any::Any;
 use std::future::Future;
