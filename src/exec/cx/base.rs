@@ -231,7 +231,7 @@ impl Cx {
 
     /// Runs `f` with cancellation masked: checkpoints inside return `Ok`,
     /// and the request stays pending until the mask ends. Masks nest up to
-    /// [`MAX_MASK_DEPTH`] levels.
+    /// [`MAX_MASK_DEPTH`](crate::cx::MAX_MASK_DEPTH) levels.
     ///
     /// # Panics
     /// If nesting exceeds the bound (a bug in the caller).
