@@ -1,10 +1,12 @@
 //! Spawning: the layer above the core, the task cell, `Cx` and the task
-//! handle that puts them together. [`Core::spawn`] allocates a cell (a light
-//! one, rules LT1–LT5 in `kernel::light`, or one with a kernel record),
-//! builds the task's `Cx`, fills the cell and queues it, and returns its
-//! [`TaskHandle`]; `Cx::spawn` is its public face. [`start_finalizer_task`]
-//! is the [`FinalizerStarter`](super::core::FinalizerStarter) every core is built with ([`Core::new`]), so
-//! the core starts finalizer tasks (K6) without knowing task cells.
+//! handle, which puts them together. [`Core::spawn`] allocates a cell (a
+//! light one, rules LT1–LT5 in `kernel::light`, or one with a kernel
+//! record), builds the task's `Cx`, fills the cell, queues it and returns
+//! its [`TaskHandle`]; `Cx::spawn` is its public face.
+//! [`start_finalizer_task`] is the
+//! [`FinalizerStarter`](super::core::FinalizerStarter) every core is built
+//! with ([`Core::new`]), so the core starts finalizer tasks (K6) without
+//! knowing task cells.
 
 use std::future::Future;
 use std::sync::Arc;
