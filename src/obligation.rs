@@ -110,7 +110,7 @@ impl Cx {
     ) -> Result<(ObligationId, Weak<dyn HomeHost>), SpawnError> {
         let (task, region) = (self.task_id(), self.region_id());
         if !owned
-            && let Some(found) = context::with_task_home(self.core(), task, |src| {
+            && let Some(found) = context::with_task_home(self.core().key(), task, |src| {
                 (src.region() == region).then(|| {
                     let host = src.host();
                     reserve(host.obligation_home(), host).map(|id| (id, src.downgrade()))

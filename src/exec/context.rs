@@ -35,17 +35,28 @@
 //! poll, so they never see a dangling pointer.
 
 use std::cell::Cell;
-use std::sync::Arc;
 
-use super::core::Core;
 use super::state::CellState;
 use crate::kernel::{HomeHost, HomeSource};
 use crate::types::TaskId;
 
+/// A runtime core's identity (`Core::key`: the address of its allocation,
+/// compared and never dereferenced). Opaque here, so this module needs
+/// nothing above the task cell's state word.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct CoreKey(usize);
+
+impl CoreKey {
+    /// The key of the core at `addr` (a live `Arc<Core>`'s `as_ptr`, never 0).
+    pub(crate) fn from_addr(addr: *const ()) -> Self {
+        Self(addr as usize)
+    }
+}
+
 /// What the thread is polling. `core == 0`: no task.
 #[derive(Clone, Copy)]
 struct Current {
-    /// `Arc::as_ptr` of the task's core (identity only, never dereferenced).
+    /// The task's `CoreKey` (identity only, never dereferenced).
     core: usize,
     task: u64,
     /// A region finalizer is running (CX1 does not apply).
@@ -70,8 +81,8 @@ thread_local! {
     static CURRENT: Cell<Current> = const { Cell::new(NONE) };
 }
 
-fn core_key(core: &Arc<Core>) -> usize {
-    Arc::as_ptr(core) as usize
+fn core_key(core: CoreKey) -> usize {
+    core.0
 }
 
 /// Restores the previous context when dropped.
@@ -97,7 +108,7 @@ fn replace(next: Current) -> ContextGuard {
 /// its cell's state word, which the caller keeps alive until then.
 #[inline]
 pub(crate) fn enter_task(
-    core: &Arc<Core>,
+    core: CoreKey,
     task: TaskId,
     home: Option<&(dyn HomeSource + 'static)>,
     state: Option<&CellState>,
@@ -116,7 +127,7 @@ pub(crate) fn enter_task(
 /// kernel made of it (`Some(None)`: none). `None` otherwise (a root task,
 /// a plain thread, another task): the caller must not conclude anything.
 #[inline]
-pub(crate) fn polled_task_cancel_hint(core: &Arc<Core>, task: TaskId) -> Option<Option<u8>> {
+pub(crate) fn polled_task_cancel_hint(core: CoreKey, task: TaskId) -> Option<Option<u8>> {
     let current = CURRENT.try_with(Cell::get).ok()?;
     if current.state.is_null() || current.core != core_key(core) || current.task != task.to_bits() {
         return None;
@@ -172,7 +183,7 @@ fn nested_block_on(what: &str) -> ! {
 /// `core` (outside finalizers). Outside any task nothing is checked.
 #[inline]
 #[track_caller]
-pub(crate) fn check_cx(core: &Arc<Core>, task: TaskId) {
+pub(crate) fn check_cx(core: CoreKey, task: TaskId) {
     let current = CURRENT.try_with(Cell::get).unwrap_or(NONE);
     if current.core == 0 {
         return;
@@ -218,7 +229,7 @@ pub(crate) fn completed_task_cx(task: TaskId) -> ! {
 /// of `core`.
 #[inline]
 pub(crate) fn with_task_home<R>(
-    core: &Arc<Core>,
+    core: CoreKey,
     task: TaskId,
     f: impl FnOnce(&dyn HomeSource) -> R,
 ) -> Option<R> {

@@ -2,88 +2,32 @@
 //! scheduler of whichever driver runs it. Everything a `Cx` does goes
 //! through here; drivers only decide *which* task runs next and *when* time
 //! moves.
+//!
+//! The core knows nothing above it in `exec` (task cells, `Cx`, handles,
+//! the finalizer task): it polls a future it is handed ([`Core::poll_task`])
+//! and starts finalizer tasks through the [`FinalizerStarter`] given at
+//! construction. Spawning lives in `spawn`.
 
 use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use super::cx::{Capabilities, Cx};
-use super::finalizer::FinalizerRun;
-use super::join::TaskHandle;
+use super::context::CoreKey;
+use super::runnable::{BlockingRunner, Clock, Schedule, TaskRef, poll_catching, wake_catching};
 use super::state::CellState;
-use super::task_cell::{TaskCell, TaskRef, poll_catching};
-use std::sync::atomic::Ordering;
 
-use crate::kernel::{
-    Actions, Attention, Kernel, KernelConfig, LightTasks, PollDecision, SpawnError, TaskCounters,
-    TaskEnd, TaskKind, Timers,
-};
+use crate::kernel::{Actions, Kernel, KernelConfig, PollDecision, TaskCounters, Timers};
 use crate::types::rng::DetRng;
-use crate::types::{Budget, CancelReason, RegionId, TaskId, Time};
+use crate::types::{RegionId, TaskId, Time};
 
-/// Where runnable tasks go. Each driver has its own queue discipline.
-pub(crate) trait Schedule: Send + Sync {
-    /// Makes `task` runnable. Must not block and must not run the task inline.
-    fn schedule(&self, task: TaskRef);
-
-    /// A timer was armed by a thread that runs no task (rule T4): wake a
-    /// parked driver so it parks again with the new deadline in view.
-    fn timer_armed(&self) {}
-}
-
-/// Where a production driver runs blocking closures (`spawn_blocking`,
-/// `block_in_place` helpers; rules B1–B5 in `runtime::blocking`). The lab
-/// has none: it runs blocking closures inline.
-pub(crate) trait BlockingRunner: Send + Sync {
-    /// Queues `job` to run on a thread that may block.
-    fn submit(self: Arc<Self>, job: Box<dyn FnOnce() + Send>);
-}
-
-/// The driver's notion of "now".
-pub(crate) trait Clock: Send + Sync {
-    fn now(&self) -> Time;
-
-    /// Rule CL1: a recent reading, never ahead of [`now`](Self::now) and
-    /// behind it by at most what a driver runs between fresh readings (up
-    /// to a batch, or one long poll). For stamps that only record when
-    /// something happened and for timer polls, which a lagging time can
-    /// only delay (never complete early). The kernel replaces it with a
-    /// fresh reading for stamps that must be exact (`Kernel::exact_now`).
-    fn recent(&self) -> Time {
-        self.now()
-    }
-}
-
-/// Monotonic wall clock; its epoch is the runtime's creation.
-pub(crate) struct MonotonicClock {
-    start: std::time::Instant,
-    /// The latest reading (CL1): refreshed by every `now`, which each driver
-    /// calls at least once per batch and after every park.
-    latest: std::sync::atomic::AtomicU64,
-}
-
-impl MonotonicClock {
-    pub(crate) fn new() -> Self {
-        Self {
-            start: std::time::Instant::now(),
-            latest: std::sync::atomic::AtomicU64::new(0),
-        }
-    }
-}
-
-impl Clock for MonotonicClock {
-    fn now(&self) -> Time {
-        let nanos = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.latest.fetch_max(nanos, Ordering::Relaxed);
-        Time::from_nanos(nanos)
-    }
-
-    fn recent(&self) -> Time {
-        Time::from_nanos(self.latest.load(Ordering::Relaxed))
-    }
-}
+/// Starts the task that runs `region`'s finalizers (K6): how the core, which
+/// knows no task cells, acts on the kernel's `start_finalizers`. Given at
+/// construction by the layer that spawns (`spawn::start_finalizer_task`);
+/// called once per finalizer start, never on a spawn or poll path.
+pub(crate) type FinalizerStarter = fn(&Arc<Core>, RegionId);
 
 /// The result of one poll of a task.
 pub(crate) enum Step<T> {
@@ -110,10 +54,13 @@ pub(crate) struct Core {
     /// shared with the kernel, which arms its own timers in it. Drivers
     /// skip the wheel lock until the hint passes.
     timers: Arc<Timers>,
-    /// Shared with the kernel (rule LT5): task ids, light-task statistics.
-    counters: Arc<TaskCounters>,
+    /// Shared with the kernel (rule LT5): task ids, light-task statistics
+    /// (`spawn` takes light tasks' ids from it).
+    pub(super) counters: Arc<TaskCounters>,
     /// Shared with the kernel and every obligation home (rule OB7).
     obligation_counters: Arc<crate::kernel::ObligationCounters>,
+    /// Acts on the kernel's `start_finalizers` (see [`FinalizerStarter`]).
+    start_finalizers: FinalizerStarter,
 }
 
 /// Per-driver settings of the core.
@@ -136,11 +83,15 @@ impl CoreOptions {
 }
 
 impl Core {
-    pub(crate) fn new(
+    /// A core whose regions' finalizer tasks `start_finalizers` starts.
+    /// Drivers call `Core::new` (in `spawn`), which passes the task-cell
+    /// starter.
+    pub(crate) fn with_finalizer_starter(
         config: KernelConfig,
         clock: Arc<dyn Clock>,
         scheduler: Arc<dyn Schedule>,
         options: CoreOptions,
+        start_finalizers: FinalizerStarter,
     ) -> Arc<Self> {
         let start = clock.now();
         let mut kernel = Kernel::new(config, start);
@@ -164,6 +115,7 @@ impl Core {
             timers,
             counters,
             obligation_counters,
+            start_finalizers,
         })
     }
 
@@ -351,7 +303,7 @@ impl Core {
             wake_catching(w);
         }
         for region in actions.start_finalizers {
-            self.spawn_finalizer_task(region);
+            (self.start_finalizers)(self, region);
         }
     }
 
@@ -384,7 +336,7 @@ impl Core {
         }
         let mut cx = Context::from_waker(waker);
         // Rules BO1 and CX1 (`context`): this thread is inside task `id`.
-        let entered = super::context::enter_task(self, id, home, attention);
+        let entered = super::context::enter_task(self.key(), id, home, attention);
         let polled = poll_catching(future, &mut cx);
         drop(entered);
         match polled {
@@ -397,147 +349,19 @@ impl Core {
         }
     }
 
-    /// Spawns a task running `f(cx)` in `region`. A task that may be light
-    /// (rule LT4 in `kernel::light`) joins `light`, its region's set, and
-    /// takes no kernel lock; any other takes the kernel lock once: the cell
-    /// is allocated first, so the kernel record gets its waker and
-    /// attention flag at creation.
-    pub(crate) fn spawn<F, Fut>(
-        self: &Arc<Self>,
-        region: RegionId,
-        light: Option<&Arc<LightTasks>>,
-        budget: Budget,
-        caps: Capabilities,
-        f: F,
-    ) -> Result<TaskHandle<Fut::Output>, SpawnError>
-    where
-        F: FnOnce(Cx) -> Fut,
-        Fut: Future + Send + 'static,
-        Fut::Output: Send + 'static,
-    {
-        let light_cell = light
-            .filter(|_| budget == Budget::INFINITE)
-            .and_then(|set| self.create_light_cell::<Fut>(region, set));
-        let cell = match light_cell {
-            Some(cell) => cell,
-            None => self.create_cell::<Fut>(region, TaskKind::Spawned, budget)?,
-        };
-        let id = cell.task_id();
-        // Rule A2's deadline exception: the budget deadline the kernel
-        // settled on (its timed-lane hint, set when the record was made).
-        let deadline = super::task_cell::Runnable::deadline_hint(&*cell).map(Time::from_nanos);
-        let cx = Cx::new(self.clone(), id, region, caps)
-            .with_deadline(deadline)
-            .with_light(light.cloned())
-            .of_spawned_task();
-        // If the closure panics, the half-made task must not linger.
-        let guard = UnspawnOnUnwind {
-            core: self,
-            id,
-            region,
-        };
-        let future = f(cx);
-        std::mem::forget(guard);
-        cell.fill(future);
-        self.schedule(cell.clone());
-        Ok(TaskHandle::new(id, cell))
-    }
-
-    /// Rule LT1–LT5: a cell for a light task, listed in `set` under a fresh
-    /// id, its first poll free to skip the kernel (A1). `None` if the set's
-    /// gate is shut (LT2): the caller spawns through the kernel instead.
-    fn create_light_cell<Fut>(
-        self: &Arc<Self>,
-        region: RegionId,
-        set: &Arc<LightTasks>,
-    ) -> Option<Arc<TaskCell<Fut>>>
-    where
-        Fut: Future + Send + 'static,
-        Fut::Output: Send + 'static,
-    {
-        let cell = TaskCell::<Fut>::vacant(region, self.clone(), true, Some(set.clone()));
-        let id = self.counters.next_id();
-        cell.set_id(id, true);
-        if !set.spawn(id, cell.clone()) {
-            return None;
-        }
-        self.counters.light_spawned();
-        Some(cell)
-    }
-
     /// Rule LT5: counts the completion of a light task.
     pub(crate) fn light_task_completed(&self) {
         self.counters.light_completed();
     }
-
-    /// Allocates an empty cell and creates its kernel record, registered
-    /// with the cell's waker (and, for spawned tasks, its attention flag).
-    fn create_cell<Fut>(
-        self: &Arc<Self>,
-        region: RegionId,
-        kind: TaskKind,
-        budget: Budget,
-    ) -> Result<Arc<TaskCell<Fut>>, SpawnError>
-    where
-        Fut: Future + Send + 'static,
-        Fut::Output: Send + 'static,
-    {
-        let fast_polls = kind == TaskKind::Spawned;
-        let cell = TaskCell::<Fut>::vacant(region, self.clone(), fast_polls, None);
-        let waker = cell.waker();
-        let attention = fast_polls.then(|| cell.clone() as Arc<dyn Attention>);
-        self.with_kernel_recent(|k, now| {
-            let id = k.create_task_with(region, kind, waker, attention, budget, now)?;
-            cell.set_id(id, k.may_skip_first_poll(id));
-            Ok(cell)
-        })
-    }
-
-    fn spawn_finalizer_task(self: &Arc<Self>, region: RegionId) {
-        let created =
-            self.create_cell::<FinalizerRun>(region, TaskKind::Finalizer, Budget::INFINITE);
-        let Ok(cell) = created else {
-            // Cannot happen while the region is Finalizing; never leave it stuck.
-            self.with_kernel(|k, now| k.finalizers_not_started(region, now));
-            return;
-        };
-        cell.fill(FinalizerRun::new(self.clone(), region));
-        self.schedule(cell);
-    }
-}
-
-/// Wakes `waker`, catching a panic from its `wake` (or its drop): the
-/// runtime wakes wakers outside any task (completions, timers), where a
-/// panic must not unwind (contract 3). The panic hook already reported it;
-/// the waker's owner is unknown here, so nothing else is done with it.
-pub(crate) fn wake_catching(waker: Waker) {
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| waker.wake()));
-}
-
-/// Completes a task record whose spawn closure panicked.
-struct UnspawnOnUnwind<'a> {
-    core: &'a Arc<Core>,
-    id: TaskId,
-    region: RegionId,
-}
-
-impl Drop for UnspawnOnUnwind<'_> {
-    fn drop(&mut self) {
-        let (id, region) = (self.id, self.region);
-        self.core.with_kernel(|k, now| {
-            // LT1: a light task is registered by the request.
-            k.request_cancel_of(
-                id,
-                region,
-                CancelReason::user("spawn closure panicked"),
-                now,
-            );
-            k.complete_task(id, TaskEnd::Dropped, false, now)
-        });
-    }
 }
 
 impl Core {
+    /// This core's identity in the thread's task context (`context`): its
+    /// address, compared and never dereferenced.
+    pub(crate) fn key(self: &Arc<Self>) -> CoreKey {
+        CoreKey::from_addr(Arc::as_ptr(self).cast())
+    }
+
     /// Whether `queue` is this core's scheduler (identity only; used by
     /// `block_in_place` to check that a `Cx` belongs to the worker's runtime).
     pub(crate) fn is_scheduled_by(&self, queue: *const ()) -> bool {

@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 
 use super::context;
 use super::core::Core;
-use super::task_cell::poll_catching;
+use super::runnable::poll_catching;
 use crate::kernel::Finalizer;
 use crate::types::{PanicPayload, RegionId};
 

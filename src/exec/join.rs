@@ -1,6 +1,8 @@
-//! Task handles and joining.
+//! The output side of a task: the join slot a task cell completes and a
+//! [`TaskHandle`](super::TaskHandle) (`task_handle`) joins, and
+//! [`JoinError`]. Below the task cell, so it knows neither cells nor `Cx`.
 //!
-//! Rules:
+//! Rules (J2 is upheld by the handle in `task_handle`):
 //! - J1: a task's output is delivered at most once, to the first `join`
 //!   that sees it.
 //! - J2: dropping a `TaskHandle` never orphans the task: its region still
@@ -18,15 +20,12 @@
 //!   same way (contract 3).
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Poll, Waker};
 
 use super::core::Core;
-use super::cx::Cx;
-use super::task_cell::TaskCell;
+use super::runnable::wake_catching;
 use crate::kernel::{Finish, LightTasks, ObligationHome, TaskEnd, TaskOutcome};
 use crate::types::{CancelReason, PanicPayload, RegionId, TaskId};
 
@@ -34,7 +33,7 @@ use crate::types::{CancelReason, PanicPayload, RegionId, TaskId};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum JoinError {
     /// The task was cancelled (or, if the joiner itself was cancelled while
-    /// waiting, the joiner's reason — see [`TaskHandle::join`]).
+    /// waiting, the joiner's reason — see [`TaskHandle::join`](super::TaskHandle::join)).
     Cancelled(CancelReason),
     /// The task panicked.
     Panicked(PanicPayload),
@@ -191,7 +190,7 @@ impl<T> JoinSlot<T> {
                 }
                 drop(entry);
                 if let Some(w) = waker {
-                    super::core::wake_catching(w);
+                    wake_catching(w);
                 }
                 return;
             }
@@ -218,11 +217,11 @@ impl<T> JoinSlot<T> {
         drop(inner);
         core.run_actions(actions);
         if let Some(w) = waker {
-            super::core::wake_catching(w);
+            wake_catching(w);
         }
     }
 
-    fn poll_join(
+    pub(crate) fn poll_join(
         &self,
         core: &Arc<Core>,
         id: TaskId,
@@ -255,7 +254,7 @@ impl<T> JoinSlot<T> {
         }
     }
 
-    fn release_handle(&self, core: &Arc<Core>, id: TaskId, region: RegionId) {
+    pub(crate) fn release_handle(&self, core: &Arc<Core>, id: TaskId, region: RegionId) {
         let mut inner = self.lock();
         inner.handle_alive = false;
         let unjoined_panic = matches!(inner.output, Some(Err(SlotError::Panicked(_))));
@@ -320,203 +319,4 @@ pub(crate) trait JoinTarget<T>: Send + Sync {
     fn slot(&self) -> &JoinSlot<T>;
     fn core(&self) -> &Arc<Core>;
     fn region(&self) -> RegionId;
-}
-
-impl<F> JoinTarget<F::Output> for TaskCell<F>
-where
-    F: Future + Send + 'static,
-    F::Output: Send + 'static,
-{
-    fn slot(&self) -> &JoinSlot<F::Output> {
-        &self.join
-    }
-    fn core(&self) -> &Arc<Core> {
-        TaskCell::core(self)
-    }
-    fn region(&self) -> RegionId {
-        TaskCell::region(self)
-    }
-}
-
-/// A handle to a spawned task: join it, abort it, or ask whether it is done.
-///
-/// Dropping the handle does not cancel or detach the task: its region still
-/// owns it and waits for it before closing (rule J2). If the task panics and
-/// its handle is dropped without joining, the panic fails the region (J3).
-#[must_use = "dropping a TaskHandle keeps the task running in its region, but an unjoined panic will fail the region"]
-pub struct TaskHandle<T> {
-    id: TaskId,
-    target: Arc<dyn JoinTarget<T>>,
-}
-
-impl<T: Send + 'static> TaskHandle<T> {
-    pub(crate) fn new(id: TaskId, target: Arc<dyn JoinTarget<T>>) -> Self {
-        Self { id, target }
-    }
-
-    /// The task's id.
-    pub fn task_id(&self) -> TaskId {
-        self.id
-    }
-
-    /// Whether the task has completed (its output may not be taken yet).
-    pub fn is_finished(&self) -> bool {
-        self.target.slot().is_finished()
-    }
-
-    /// Requests cancellation with a `User` reason.
-    pub fn abort(&self) {
-        self.abort_with(CancelReason::new(crate::types::CancelKind::User));
-    }
-
-    /// Requests cancellation with `reason`. Repeated requests only
-    /// strengthen the reason.
-    pub fn abort_with(&self, reason: CancelReason) {
-        let (id, region) = (self.id, self.target.region());
-        self.target
-            .core()
-            .with_kernel(|k, now| k.request_cancel_of(id, region, reason, now));
-    }
-
-    /// Waits for the task and returns its output.
-    ///
-    /// A task that *observed* its cancellation (a checkpoint or a
-    /// cancel-aware wait returned its cancelled error) joins as
-    /// `Err(JoinError::Cancelled(reason))` even if it then returned a value:
-    /// the value was computed while cleaning up and is dropped. A task that
-    /// was asked to cancel but finished without ever observing the request
-    /// joins with its value (`Ok`). A task dropped unpolled (cancelled before
-    /// its first poll) or force-dropped after its grace period joins as
-    /// `Cancelled` too.
-    ///
-    /// # Cancellation
-    /// The wait is cancel-aware. If the *joining* task is cancelled while
-    /// waiting, `join` returns `Err(JoinError::Cancelled(reason))` with the
-    /// joiner's own reason; the joined task is not cancelled by this (its
-    /// region still owns it) and its output is dropped when it finishes.
-    /// An output that is already available is always returned, even to a
-    /// cancelled joiner.
-    pub fn join(self, cx: &Cx) -> Join<T> {
-        Join {
-            handle: self,
-            cx: cx.clone(),
-        }
-    }
-}
-
-impl<T> Drop for TaskHandle<T> {
-    fn drop(&mut self) {
-        let region = self.target.region();
-        self.target
-            .slot()
-            .release_handle(self.target.core(), self.id, region);
-    }
-}
-
-impl<T> fmt::Debug for TaskHandle<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TaskHandle")
-            .field("task", &self.id)
-            .finish()
-    }
-}
-
-/// The future returned by [`TaskHandle::join`].
-#[must_use = "futures do nothing unless awaited"]
-pub struct Join<T> {
-    handle: TaskHandle<T>,
-    cx: Cx,
-}
-
-impl<T: Send + 'static> Future for Join<T> {
-    type Output = Result<T, JoinError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        this.handle.poll_join_as(&this.cx, cx.waker())
-    }
-}
-
-impl<T> fmt::Debug for Join<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Join")
-            .field("task", &self.handle.id)
-            .finish()
-    }
-}
-
-impl<T: Send + 'static> TaskHandle<T> {
-    /// One poll of a join by the task of `joiner`: the output if it is
-    /// there (even for a cancelled joiner), else the joiner's cancellation,
-    /// else `Pending` with `waker` registered.
-    fn poll_join_as(&self, joiner: &Cx, waker: &Waker) -> Poll<Result<T, JoinError>> {
-        let target = &self.target;
-        if let Poll::Ready(out) =
-            target
-                .slot()
-                .poll_join(target.core(), self.id, target.region(), waker)
-        {
-            return Poll::Ready(out);
-        }
-        match joiner.observe_cancel() {
-            Some(reason) => Poll::Ready(Err(JoinError::Cancelled(reason))),
-            None => Poll::Pending,
-        }
-    }
-}
-
-// ----- abort handles and joining by reference --------------------------------
-
-impl<T: Send + 'static> TaskHandle<T> {
-    /// A cloneable [`AbortHandle`](super::AbortHandle) for this task: it can
-    /// abort the task and ask whether it finished from anywhere, without
-    /// owning this handle (which alone can join).
-    pub fn abort_handle(&self) -> super::AbortHandle {
-        super::AbortHandle::new(self.id, self.target.region(), self.target.core().clone())
-    }
-
-    /// Waits for the task without consuming the handle: for joining from a
-    /// `select` loop, where a wait that loses a round must leave the handle
-    /// usable.
-    ///
-    /// Once it has returned the task's result (`Ok`, or the task's own
-    /// `Err`), the handle is spent: joining it again panics (rule J1, the
-    /// output is delivered once); [`is_finished`](Self::is_finished) tells
-    /// whether a join would return at once. A wait that ends because the
-    /// *joiner* was cancelled, or that is dropped, leaves the handle as it
-    /// was.
-    ///
-    /// # Cancellation
-    /// As for [`join`](Self::join): if the joining task is cancelled while
-    /// waiting, this returns `Err(JoinError::Cancelled(reason))` with the
-    /// joiner's reason and the joined task is not affected; the handle can
-    /// still be joined (e.g. in the joiner's cleanup, where cancellation is
-    /// already acknowledged and an available output is returned at once).
-    pub fn join_mut<'a>(&'a mut self, cx: &'a Cx) -> JoinMut<'a, T> {
-        JoinMut { handle: self, cx }
-    }
-}
-
-/// The future returned by [`TaskHandle::join_mut`].
-#[must_use = "futures do nothing unless awaited"]
-pub struct JoinMut<'a, T> {
-    handle: &'a mut TaskHandle<T>,
-    cx: &'a Cx,
-}
-
-impl<T: Send + 'static> Future for JoinMut<'_, T> {
-    type Output = Result<T, JoinError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        this.handle.poll_join_as(this.cx, cx.waker())
-    }
-}
-
-impl<T> fmt::Debug for JoinMut<'_, T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("JoinMut")
-            .field("task", &self.handle.id)
-            .finish()
-    }
 }

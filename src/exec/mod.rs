@@ -5,22 +5,36 @@
 //! multi-thread runtime and the lab (rule L4: the lab runs the production
 //! kernel, task cells, wakers and `Cx`); nothing here knows how a driver
 //! queues tasks, reads time or runs blocking closures: drivers supply a
-//! [`core::Schedule`], a [`core::Clock`] and, optionally, a
-//! [`core::BlockingRunner`].
+//! [`runnable::Schedule`], a [`runnable::Clock`] and, optionally, a
+//! [`runnable::BlockingRunner`].
 //!
-//! - `core`: [`core::Core`], the kernel behind its lock plus the driver's
-//!   clock and scheduler; spawning and polling tasks.
-//! - `task_cell`: one allocation per task (future, wake state, join slot);
-//!   rules W1–W6.
+//! The files form layers: each imports only files listed below it (no
+//! import circle), from the bottom up:
+//!
 //! - `state`: the task cell's state word (wake state, STARTED, attention
-//!   bits, cancel hint); rules SW1–SW7.
-//! - `join`: [`TaskHandle`], [`Join`], [`JoinMut`], [`JoinError`]; rules J1–J4.
+//!   bits, cancel hint); rules SW1–SW8.
+//! - `runnable`: what drivers plug in and every layer runs through:
+//!   `Runnable`/`TaskRef`, `Schedule`, `Clock`, `BlockingRunner`, and the
+//!   panic-catching `poll_catching` and `wake_catching`.
+//! - `context`: the thread-local (core, task) pair; rules BO1 and CX1. It
+//!   keys the core by an opaque [`context::CoreKey`], not by `Core`.
+//! - `core`: [`core::Core`], the kernel behind its lock plus the driver's
+//!   clock and scheduler; polls tasks and performs the kernel's actions. It
+//!   knows no task cell, `Cx` or handle: it starts finalizer tasks through
+//!   the [`core::FinalizerStarter`] it was built with.
 //! - `abort`: [`AbortHandle`].
-//! - `root`: the root task a driver's `block_on` polls on its own thread.
-//! - `finalizer`: the task that runs a region's finalizers (K6).
-//! - `context`: the thread-local (core, task) pair; rules BO1 and CX1.
 //! - `cx`: [`Cx`](cx::Cx), the capability context user code holds (public
-//!   as `asupersync::cx`).
+//!   as `asupersync::cx`); `cx/base.rs` holds the type, `cx/region.rs` and
+//!   `cx/masked.rs` add the methods that return their futures.
+//! - `finalizer`: the future that runs a region's finalizers (K6).
+//! - `join`: the join slot a task completes and [`JoinError`]; rules J1,
+//!   J3, J4.
+//! - `task_cell`: one allocation per task (future, wake state, join slot);
+//!   rules W1–W7.
+//! - `task_handle`: [`TaskHandle`], [`Join`], [`JoinMut`]; rule J2.
+//! - `root`: the root task a driver's `block_on` polls on its own thread.
+//! - `spawn`: spawning (`Core::new`, `Core::spawn`, `Cx::spawn`: cell, `Cx`
+//!   and handle, light tasks included) and the finalizer-task starter.
 //!
 //! Imports point down only: this module uses `kernel`, `trace` and
 //! `types`, and is used by the drivers and the libraries above them.
@@ -32,8 +46,12 @@ pub mod cx;
 pub(crate) mod finalizer;
 pub(crate) mod join;
 pub(crate) mod root;
+pub(crate) mod runnable;
+pub(crate) mod spawn;
 pub(crate) mod state;
 pub(crate) mod task_cell;
+pub(crate) mod task_handle;
 
 pub use abort::AbortHandle;
-pub use join::{Join, JoinError, JoinMut, TaskHandle};
+pub use join::JoinError;
+pub use task_handle::{Join, JoinMut, TaskHandle};

@@ -42,36 +42,14 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll, RawWaker, RawWakerVTable, Waker};
+use std::task::{RawWaker, RawWakerVTable, Waker};
 
 use super::core::{Core, Step};
-use super::join::JoinSlot;
+use super::join::{JoinSlot, JoinTarget};
+use super::runnable::Runnable;
 use super::state::{CellState, Pending, Wake};
 use crate::kernel::{LightTasks, TaskEnd};
 use crate::types::{PanicPayload, RegionId, TaskId};
-
-/// A task the scheduler can run.
-pub(crate) trait Runnable: Send + Sync {
-    /// Polls the task once (or drops it if the kernel says so).
-    fn run(self: Arc<Self>);
-    /// The task's id.
-    #[allow(dead_code)]
-    fn id(&self) -> TaskId;
-    /// Scheduler lane hint: the cleanup priority (`CancelKind::severity`,
-    /// higher first) if the kernel requested this task's cancellation (the
-    /// multi-thread scheduler's cancel lane).
-    fn cancel_hint(&self) -> Option<u8> {
-        None
-    }
-    /// Scheduler lane hint: the task's budget deadline in nanoseconds, if
-    /// it has one (the multi-thread scheduler's timed lane).
-    fn deadline_hint(&self) -> Option<u64> {
-        None
-    }
-}
-
-/// Type-erased run-queue entry.
-pub(crate) type TaskRef = Arc<dyn Runnable>;
 
 /// Where the future is in its life.
 enum Stage<F> {
@@ -418,10 +396,19 @@ where
     }
 }
 
-/// Polls `future` once, turning a panic into `Err(payload)`.
-pub(crate) fn poll_catching<F: Future + ?Sized>(
-    future: Pin<&mut F>,
-    cx: &mut Context<'_>,
-) -> Result<Poll<F::Output>, Box<dyn std::any::Any + Send>> {
-    catch_unwind(AssertUnwindSafe(|| future.poll(cx)))
+/// A task handle's view of its cell (`join`, `task_handle`).
+impl<F> JoinTarget<F::Output> for TaskCell<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn slot(&self) -> &JoinSlot<F::Output> {
+        &self.join
+    }
+    fn core(&self) -> &Arc<Core> {
+        TaskCell::core(self)
+    }
+    fn region(&self) -> RegionId {
+        TaskCell::region(self)
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::exec::core::Clock;
+use crate::exec::runnable::Clock;
 use crate::types::Time;
 
 /// A clock that reads whatever the lab set last.

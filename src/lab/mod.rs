@@ -63,9 +63,10 @@ pub use seeds::{
 
 use self::clock::VirtualClock;
 use self::queue::{LabQueue, ReadyTask};
-use crate::exec::core::{Clock, Core, CoreOptions};
+use crate::exec::core::{Core, CoreOptions};
 use crate::exec::cx::Cx;
 use crate::exec::root::RootTask;
+use crate::exec::runnable::Clock;
 use crate::kernel::{KernelStats, TaskState};
 use crate::trace::{TraceEvent, TraceKind, canonical_fingerprint, schedule_fingerprint};
 use crate::types::{CancelReason, RegionId, TaskId, Time};

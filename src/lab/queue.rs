@@ -4,8 +4,8 @@
 
 use std::sync::{Mutex, OnceLock, Weak};
 
-use crate::exec::core::{Core, Schedule};
-use crate::exec::task_cell::TaskRef;
+use crate::exec::core::Core;
+use crate::exec::runnable::{Schedule, TaskRef};
 use crate::trace::TraceKind;
 use crate::types::TaskId;
 

@@ -25,9 +25,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use crate::exec::core::BlockingRunner;
 use crate::exec::cx::{Capabilities, Cx};
-use crate::exec::join::TaskHandle;
+use crate::exec::runnable::BlockingRunner;
+use crate::exec::task_handle::TaskHandle;
 use crate::kernel::SpawnError;
 use crate::types::Budget;
 

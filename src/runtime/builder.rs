@@ -10,7 +10,8 @@ use crossbeam_utils::sync::Parker;
 use super::blocking::{BlockingConfig, BlockingPool};
 use super::queue::RunQueue;
 use super::{Runtime, worker_loop};
-use crate::exec::core::{Core, CoreOptions, MonotonicClock};
+use crate::exec::core::{Core, CoreOptions};
+use crate::exec::runnable::MonotonicClock;
 use crate::kernel::{KernelConfig, LeakPolicy};
 use crate::types::Budget;
 

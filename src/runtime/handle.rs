@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::exec::core::Core;
 use crate::exec::cx::{Capabilities, Cx};
-use crate::exec::join::TaskHandle;
+use crate::exec::task_handle::TaskHandle;
 use crate::kernel::{LightTasks, SpawnError};
 use crate::types::{Budget, RegionId};
 

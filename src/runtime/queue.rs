@@ -93,8 +93,7 @@ use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use crossbeam_utils::sync::Unparker;
 
 use super::metrics::{RuntimeMetrics, WorkerCounters};
-use crate::exec::core::Schedule;
-use crate::exec::task_cell::TaskRef;
+use crate::exec::runnable::{Schedule, TaskRef};
 
 /// Consecutive cancel-lane dispatches after which a worker looks for ready
 /// work first.
@@ -998,7 +997,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::exec::task_cell::Runnable;
+    use crate::exec::runnable::Runnable;
     use crate::types::TaskId;
 
     /// A fake task that records its dispatch.

@@ -102,7 +102,7 @@ impl Sleeper for Shared {
         // TE3: after the lock is released; a panicking waker is contained
         // (contract 3).
         if let Some(waker) = self.waker.take() {
-            crate::exec::core::wake_catching(waker);
+            crate::exec::runnable::wake_catching(waker);
         }
     }
 }
@@ -157,7 +157,7 @@ impl TimerEntry {
     ) -> TimerPoll {
         let core = cx.core();
         let (task, region) = (cx.task_id(), cx.region_id());
-        crate::exec::context::check_cx(core, task); // rule CX1
+        crate::exec::context::check_cx(core.key(), task); // rule CX1
         let outside = !crate::exec::context::in_task();
         if outside && !core.lock().task_alive(task, region) {
             // CX1: a plain thread's timer on a completed task's `Cx`: nothing

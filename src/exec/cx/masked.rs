@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
-use super::Cx;
+use super::base::Cx;
 
 impl Cx {
     /// Runs `future` with cancellation masked, across every `.await` inside

@@ -6,10 +6,77 @@ use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
-use super::Cx;
-use crate::exec::task_cell::poll_catching;
+use super::base::Cx;
+use crate::exec::runnable::poll_catching;
 use crate::kernel::{BodyEnd, RegionReport, SpawnError};
 use crate::types::{Budget, Outcome, PanicPayload, RegionId};
+
+impl Cx {
+    /// Opens a child region, runs `body` in it, and closes it.
+    ///
+    /// The returned future resolves only after the region is closed: every
+    /// task spawned in it has completed and its finalizers ran. If the body
+    /// returns `Err` or panics, the remaining children are cancelled with
+    /// `FailFast` and drained first. A child panic that nobody joins fails
+    /// the region (`Outcome::Panicked`).
+    ///
+    /// # Cancellation
+    /// If the task is already cancelled (unmasked) or the enclosing region
+    /// is cancelled, the body does not run and the outcome is `Cancelled`.
+    /// If cancellation arrives while the body runs, the body observes it at
+    /// its checkpoints and the children are cancelled with `ParentCancelled`;
+    /// a body that then returns `Err` yields `Outcome::Cancelled(reason)`.
+    /// Dropping the future before it resolves cancels the region
+    /// (`FailFast`, "region future dropped") and lets the runtime close it;
+    /// the enclosing region still waits for it, so no task is orphaned.
+    pub fn region<F, Fut, T, E>(&self, body: F) -> RegionFuture<F, Fut, T, E>
+    where
+        F: FnOnce(Cx) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        RegionFuture::new(self.clone(), Budget::INFINITE, body)
+    }
+
+    /// Like [`region`](Self::region), with a budget that bounds everything
+    /// in the region, its body included.
+    ///
+    /// The budget is met with the enclosing region's (it only tightens).
+    /// Every task spawned in the region gets it (met with what
+    /// [`spawn_with_budget`](Self::spawn_with_budget) asks for), and the
+    /// body, which runs inline in the calling task, is bounded by it too:
+    /// - **Deadline**: when it passes, the region is cancelled with a
+    ///   `Deadline` reason: its tasks and child regions are cancelled, and
+    ///   the body's checkpoints and cancel-aware waits fail from then on
+    ///   (a body that runs past the deadline without yielding sees it at
+    ///   its next checkpoint).
+    /// - **Poll quota**: the body's polls are counted like a task's; the
+    ///   poll that finds the quota spent cancels the region with
+    ///   `PollQuota` (so with a quota of `n`, the body's `n + 1`-th poll
+    ///   sees the cancellation). Each task of the region has its own quota.
+    /// - Cost quota and priority apply to the region's tasks only.
+    ///
+    /// The calling task itself is not cancelled: once the region future
+    /// resolves, the caller goes on under its own budget.
+    ///
+    /// # Cancellation
+    /// As for [`region`](Self::region). Running out of the budget is a
+    /// region cancellation: if the body then returns `Err`, the outcome is
+    /// `Outcome::Cancelled(reason)` with the `Deadline` or `PollQuota`
+    /// reason (or a stronger one that arrived meanwhile); a body that
+    /// returns `Ok` anyway gives `Outcome::Ok`, after the region's
+    /// cancelled children have drained.
+    pub fn region_with_budget<F, Fut, T, E>(
+        &self,
+        budget: Budget,
+        body: F,
+    ) -> RegionFuture<F, Fut, T, E>
+    where
+        F: FnOnce(Cx) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        RegionFuture::new(self.clone(), budget, body)
+    }
+}
 
 pin_project! {
     /// Runs a region body and resolves once the region is closed.

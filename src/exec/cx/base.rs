@@ -1,0 +1,315 @@
+//! The [`Cx`] type and the methods that need only the core below it (time,
+//! cancellation, masking, finalizers, randomness, tracing). Spawning
+//! (`exec::spawn`) and regions (`region`) add their methods from above.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use super::caps::Capabilities;
+use crate::exec::core::Core;
+use crate::kernel::{Finalizer, LightTasks};
+use crate::types::cancel::Cancelled;
+use crate::types::{Budget, CancelReason, RegionId, TaskId, Time};
+
+/// The capability context of a task: the only route to runtime effects.
+#[derive(Clone)]
+pub struct Cx {
+    core: Arc<Core>,
+    task: TaskId,
+    region: RegionId,
+    caps: Capabilities,
+    /// The earliest budget deadline that bounds this context: the task's
+    /// (its budget met with its region's, fixed at spawn), met with the
+    /// deadline of every region body it runs in. Rule A2's exception: a
+    /// `Cx` with a deadline reads the clock on the lock-free path.
+    deadline: Option<Time>,
+    /// The light-task set of `region`, if it takes light spawns (rules
+    /// LT1–LT6 in `kernel::light`): spawns through this `Cx` skip the
+    /// kernel lock.
+    light: Option<Arc<LightTasks>>,
+    /// This is the `Cx` a spawned task was given (or a clone): its region
+    /// is the task's own, whose cancellation reaches the task itself, so
+    /// the task's cancel hint alone says whether there is anything to
+    /// observe (rule A2's per-task test).
+    own_region: bool,
+}
+
+/// A finalizer could not be registered because its region already closed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeferError {
+    region: RegionId,
+}
+
+impl fmt::Display for DeferError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cannot register a finalizer: region {} is already closed",
+            self.region
+        )
+    }
+}
+
+impl std::error::Error for DeferError {}
+
+impl Cx {
+    pub(crate) fn new(core: Arc<Core>, task: TaskId, region: RegionId, caps: Capabilities) -> Self {
+        Self {
+            core,
+            task,
+            region,
+            caps,
+            deadline: None,
+            light: None,
+            own_region: false,
+        }
+    }
+
+    /// Marks this `Cx` as its spawned task's own (see `own_region`).
+    pub(crate) fn of_spawned_task(mut self) -> Self {
+        self.own_region = true;
+        self
+    }
+
+    /// This context spawning light tasks into `light` (its region's set).
+    pub(crate) fn with_light(mut self, light: Option<Arc<LightTasks>>) -> Self {
+        self.light = light;
+        self
+    }
+
+    /// This context with its task's budget deadline (rule A2's exception);
+    /// given where the `Cx` of a new task is made, from the budget the
+    /// kernel settled on.
+    pub(crate) fn with_deadline(mut self, deadline: Option<Time>) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    pub(crate) fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    /// The light-task set spawns through this `Cx` join, if any (rules
+    /// LT1–LT6 in `kernel::light`).
+    #[inline]
+    pub(crate) fn light(&self) -> Option<&Arc<LightTasks>> {
+        self.light.as_ref()
+    }
+
+    /// The same task seen from another region (used for region bodies),
+    /// bounded also by that region's deadline.
+    pub(crate) fn with_region(
+        &self,
+        region: RegionId,
+        deadline: Option<Time>,
+        light: Option<Arc<LightTasks>>,
+    ) -> Cx {
+        let deadline = match (self.deadline, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        Cx {
+            region,
+            deadline,
+            light,
+            own_region: false,
+            ..self.clone()
+        }
+    }
+
+    /// The task this context belongs to.
+    pub fn task_id(&self) -> TaskId {
+        self.task
+    }
+
+    /// The region new tasks are spawned into.
+    pub fn region_id(&self) -> RegionId {
+        self.region
+    }
+
+    /// The capabilities this context carries.
+    pub fn capabilities(&self) -> Capabilities {
+        self.caps
+    }
+
+    /// A copy of this context that keeps only the capabilities in `caps`
+    /// (narrowing only: capabilities can never be added back).
+    pub fn restrict(&self, caps: Capabilities) -> Cx {
+        Cx {
+            caps: self.caps.intersect(caps),
+            ..self.clone()
+        }
+    }
+
+    #[track_caller]
+    pub(crate) fn require(&self, cap: Capabilities, name: &'static str) {
+        assert!(
+            self.caps.contains(cap),
+            "capability violation: this Cx was narrowed without the `{name}` capability"
+        );
+    }
+
+    /// Current runtime time (virtual in the lab).
+    ///
+    /// # Panics
+    /// If this `Cx` was narrowed without [`Capabilities::TIME`].
+    #[track_caller]
+    pub fn now(&self) -> Time {
+        self.require(Capabilities::TIME, "time");
+        self.core.now()
+    }
+
+    /// Current runtime time, or `None` without [`Capabilities::TIME`].
+    pub fn try_now(&self) -> Option<Time> {
+        self.caps
+            .contains(Capabilities::TIME)
+            .then(|| self.core.now())
+    }
+
+    /// The task's current budget (tightened by cleanup once cancelled).
+    pub fn budget(&self) -> Budget {
+        let task = self.task;
+        self.core.lock().task_budget(task)
+    }
+
+    /// Returns `Err` once cancellation is requested (for this task or its
+    /// region) and not masked. Observing the task's own cancellation here
+    /// acknowledges it: the task enters its cleanup under the reason's
+    /// cleanup budget, and its outcome will be `Cancelled`.
+    pub fn checkpoint(&self) -> Result<(), Cancelled> {
+        match self.observe_cancel() {
+            Some(reason) => Err(Cancelled::new(reason)),
+            None => Ok(()),
+        }
+    }
+
+    /// The acknowledgement step shared by every cancel-aware wait.
+    pub(crate) fn observe_cancel(&self) -> Option<CancelReason> {
+        crate::exec::context::check_cx(self.core.key(), self.task); // rule CX1
+        if !self.may_observe_cancel() {
+            return None;
+        }
+        let (task, region) = (self.task, self.region);
+        self.core
+            .with_kernel(|k, now| k.observe_cancel(task, region, now))
+            .map(std::sync::Arc::unwrap_or_clone) // copied outside the lock
+    }
+
+    /// Rule A2: whether a cancellation could be observed through this `Cx`
+    /// now. False: nothing anywhere is cancelled, or nothing was asked of
+    /// this task (its own-region `Cx`: a cancel of its region or of any
+    /// ancestor reaches the task itself, W7 reads its hint), so there is
+    /// nothing to observe and the kernel need not be asked; except that a
+    /// deadline that has passed is a cancellation even before its timer
+    /// fires (the task may not have yielded since), so a `Cx` with a
+    /// deadline reads the clock first.
+    pub(crate) fn may_observe_cancel(&self) -> bool {
+        let quiet = self.deadline.is_none_or(|d| self.core.now() < d)
+            && (!self.core.any_cancellation() || self.nothing_asked_of_this_task());
+        !quiet
+    }
+
+    /// Rule A2's per-task test: this is its task's own-region `Cx`, used
+    /// inside that task's poll, and the kernel has asked nothing of it.
+    fn nothing_asked_of_this_task(&self) -> bool {
+        self.own_region
+            && crate::exec::context::polled_task_cancel_hint(self.core.key(), self.task)
+                == Some(None)
+    }
+
+    /// Whether cancellation was requested for this task or region (masking
+    /// does not hide it here).
+    pub fn is_cancel_requested(&self) -> bool {
+        self.cancel_reason().is_some()
+    }
+
+    /// The requested cancellation reason, if any.
+    pub fn cancel_reason(&self) -> Option<CancelReason> {
+        self.core.lock().cancel_requested(self.task, self.region)
+    }
+
+    /// Runs `f` with cancellation masked: checkpoints inside return `Ok`,
+    /// and the request stays pending until the mask ends. Masks nest up to
+    /// [`MAX_MASK_DEPTH`](crate::cx::MAX_MASK_DEPTH) levels.
+    ///
+    /// # Panics
+    /// If nesting exceeds the bound (a bug in the caller).
+    pub fn masked<R>(&self, f: impl FnOnce() -> R) -> R {
+        let (task, region) = (self.task, self.region);
+        self.core.lock().mask_enter(task, region);
+        struct Unmask<'a>(&'a Cx);
+        impl Drop for Unmask<'_> {
+            fn drop(&mut self) {
+                let task = self.0.task;
+                self.0.core.lock().mask_exit(task);
+            }
+        }
+        let _unmask = Unmask(self);
+        f()
+    }
+
+    /// Registers `f` to run when this context's region closes: after every
+    /// child finished, in LIFO order with the other finalizers, masked,
+    /// exactly once.
+    pub fn defer_sync(&self, f: impl FnOnce() + Send + 'static) -> Result<(), DeferError> {
+        self.defer(Finalizer::Sync(Box::new(f)))
+    }
+
+    /// Registers `fut` to be awaited when this context's region closes (see
+    /// [`defer_sync`](Self::defer_sync)). Cancellation is masked while it runs.
+    pub fn defer_async(
+        &self,
+        fut: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), DeferError> {
+        self.defer(Finalizer::Async(Box::pin(fut)))
+    }
+
+    fn defer(&self, fin: Finalizer) -> Result<(), DeferError> {
+        let region = self.region;
+        self.core
+            .lock()
+            .register_finalizer(region, fin)
+            .map_err(|_| DeferError { region })
+    }
+
+    /// 64 random bits. In the lab they come from the run's seed, so a
+    /// replay draws the same numbers.
+    ///
+    /// # Panics
+    /// If this `Cx` was narrowed without [`Capabilities::RANDOM`].
+    #[track_caller]
+    pub fn random_u64(&self) -> u64 {
+        self.require(Capabilities::RANDOM, "random");
+        self.core.random_u64()
+    }
+
+    /// Records `message` in the trace (the lab's; a no-op elsewhere).
+    pub fn trace(&self, message: impl Into<String>) {
+        if self.core.is_tracing() {
+            self.core.trace(crate::trace::TraceKind::User {
+                task: self.task,
+                message: message.into(),
+            });
+        }
+    }
+
+    /// Charges `cost` units against the task's cost quota; past the quota
+    /// the task is cancelled with `CostBudget` and this returns `Err`.
+    pub fn charge(&self, cost: u64) -> Result<(), Cancelled> {
+        let task = self.task;
+        self.core
+            .with_kernel(|k, now| k.charge_cost(task, cost, now));
+        self.checkpoint()
+    }
+}
+
+impl fmt::Debug for Cx {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cx")
+            .field("task", &self.task)
+            .field("region", &self.region)
+            .field("caps", &self.caps)
+            .finish()
+    }
+}
