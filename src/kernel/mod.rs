@@ -283,7 +283,7 @@ pub(crate) struct Kernel {
     /// passed (a deadline is a cancellation even before its timer fires).
     cancel_gauge: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Whether `now` came from the driver's recent clock reading (rule CL1
-    /// in `exec::core`) rather than a fresh one.
+    /// in `exec::runnable`) rather than a fresh one.
     now_is_recent: bool,
     /// The driver's clock, read only to replace a recent `now` where a
     /// stamp must be exact (see [`Kernel::exact_now`]).
