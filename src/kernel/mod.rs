@@ -1,8 +1,10 @@
 //! The kernel: regions, tasks, cancellation, obligations and timers.
 //!
 //! The kernel is plain data behind one lock (the timer wheel is not: it is
-//! the timer service's, under its own lock, see `timers.rs`). It knows
-//! nothing about threads,
+//! the timer service's, under its own lock, see `timers.rs`; nor are light
+//! tasks, which live in their region's set until the kernel registers
+//! them, see `light.rs`; nor are obligation counts, which live in their
+//! home words, see `obligation.rs`). It knows nothing about threads,
 //! clocks or how futures are stored: drivers (the current-thread runtime, the
 //! multi-thread runtime, the lab) own the futures, read their own clock and
 //! call into the kernel with the current [`Time`]. Side effects the kernel
@@ -24,6 +26,8 @@
 //!   with the execution core, and its hint) and the kernel's own timers;
 //!   K8 (timer hint), TL1 (lock order kernel → wheel).
 //! - `arena.rs`: generational arenas; K7 (stale ids never resolve).
+//! - `light.rs`: light tasks, outside the kernel lock until registered
+//!   (LT1–LT6).
 //! - This file: the kernel's data, lookups, time and trace plumbing.
 
 mod arena;
