@@ -3,14 +3,17 @@
 //! kernel lock.
 //!
 //! Most tasks are spawned with no budget of their own into a region
-//! without one, are never cancelled, hold no obligation and open no
-//! region: all the kernel does for them is count them in their region
+//! without one, are never cancelled and open no region (their
+//! obligations are counted in their cells' home words): all the kernel
+//! does for them is count them in their region
 //! (K1) and list them so a region cancel can find them (K2). A region's
 //! [`LightTasks`] does exactly that behind its own small lock, which the
 //! spawner and the completing worker take instead of the kernel lock.
 //! The moment the kernel must act on a light task (a cancel of its region
-//! or of the task itself, a mask, an obligation, a region it opens, a
-//! blocking section, a completion that is not a plain return) it
+//! or of the task itself, a mask, a region it opens, a blocking section, a
+//! completion that is not a plain return or that leaked an obligation;
+//! obligations themselves are counted in the cell's home word, rule OB9,
+//! without the kernel) it
 //! *registers* it: takes its entry out of the set and makes the full
 //! [`TaskRecord`](super::TaskRecord), as if the task had been spawned
 //! through the kernel and had polled without telling it (rule A1 already
