@@ -76,15 +76,16 @@ impl Kernel {
         if rec.kind == TaskKind::Finalizer || rec.state >= TaskState::Finalizing {
             return false;
         }
+        let region = rec.region;
         let now = self.exact_now(now);
-        let rec = self.task(t).expect("looked up above");
         if needs_stamp(&reason) {
-            let region = rec.region;
             let stamped = self.stamp((*reason).clone(), now, region, Some(t));
             reason = Arc::new(stamped);
         }
         let grace = self.grace_for(reason.kind);
-        let rec = self.task_mut(t).expect("looked up above");
+        let traced = self.trace.is_some();
+        // The record's part, in one lookup.
+        let rec = self.tasks.get_mut(&t).expect("looked up above");
         let first = !rec.state.is_cancel_requested();
         let changed = match &mut rec.cancel {
             Some(existing) if reason.outranks(existing) => {
@@ -102,9 +103,7 @@ impl Kernel {
         }
         if first {
             rec.transition(t, TaskState::CancelRequested);
-            self.gauge_add();
         }
-        let rec = self.task_mut(t).expect("looked up above");
         let effective = rec.cancel.clone().expect("set above");
         let stored_kind = effective.kind;
         // K4: the grace period only ever shortens; a region cancel's tasks
@@ -116,23 +115,24 @@ impl Kernel {
         }
         let waker = rec.waker.clone();
         let owned = (!rec.owned_regions.is_empty()).then(|| rec.owned_regions.clone());
+        if let Some(a) = &rec.attention {
+            // A1: a started task with an unlimited poll quota needs nothing
+            // from `before_poll` until it acknowledges (the cancel hint
+            // alone routes an unstarted one through it, to be dropped
+            // unpolled).
+            if rec.budget.poll_quota != u32::MAX || traced {
+                a.request_attention();
+            }
+            a.cancel_requested(stored_kind.severity());
+        }
+        if first {
+            self.gauge_add();
+        }
         self.actions.wakes.push(waker);
         self.emit(TraceKind::CancelRequest {
             task: t,
             kind: stored_kind,
         });
-        // A1: a started task with an unlimited poll quota needs nothing
-        // from `before_poll` until it acknowledges (the cancel hint alone
-        // routes an unstarted one through it, to be dropped unpolled).
-        let counted = self
-            .task(t)
-            .is_some_and(|rec| rec.budget.poll_quota != u32::MAX);
-        if counted || self.trace.is_some() {
-            self.raise_attention(t);
-        }
-        if let Some(a) = self.task(t).and_then(|rec| rec.attention.as_ref()) {
-            a.cancel_requested(stored_kind.severity());
-        }
         // K4: the region's shared timer covers this deadline, if it is the
         // same; otherwise the task joins the grace queue (an entry for an
         // earlier, replaced deadline is skipped when it comes due).
