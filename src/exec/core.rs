@@ -54,8 +54,8 @@ pub(crate) struct Core {
     /// shared with the kernel, which arms its own timers in it. Drivers
     /// skip the wheel lock until the hint passes.
     timers: Arc<Timers>,
-    /// Shared with the kernel (rule LT5): task ids, light-task statistics
-    /// (`spawn` takes light tasks' ids from it).
+    /// Shared with the kernel (rule LT5): task ids, from which the task statistics
+    /// are derived (`spawn` takes light tasks' ids from it).
     pub(super) counters: Arc<TaskCounters>,
     /// Shared with the kernel and every obligation home (rule OB7).
     obligation_counters: Arc<crate::kernel::ObligationCounters>,
@@ -347,11 +347,6 @@ impl Core {
             Ok(Poll::Ready(v)) => Step::Ready(v),
             Err(payload) => Step::Panicked(payload),
         }
-    }
-
-    /// Rule LT5: counts the completion of a light task.
-    pub(crate) fn light_task_completed(&self) {
-        self.counters.light_completed();
     }
 }
 

@@ -151,7 +151,7 @@ impl<T> JoinSlot<T> {
         value: Option<T>,
     ) {
         let (mut end, mut value) = (end, value);
-        let mut inner = loop {
+        let inner = loop {
             let inner = self.lock();
             if inner.handle_alive || value.is_none() {
                 break inner;
@@ -179,11 +179,8 @@ impl<T> JoinSlot<T> {
             if leaked.is_empty()
                 && let (Finish::Light { advance }, entry) = set.finish(id, false)
             {
-                core.light_task_completed();
-                inner.output = Some(value.ok_or_else(|| SlotError::Cancelled(Arc::default())));
-                self.finished.store(true, Ordering::Release);
-                let waker = inner.waker.take();
-                drop(inner);
+                let output = value.ok_or_else(|| SlotError::Cancelled(Arc::default()));
+                let waker = self.deliver(inner, output, None);
                 if advance {
                     // LT3: the kernel waits for this region's last light task.
                     core.with_kernel_recent(|k, now| k.light_tasks_drained(region, now));
@@ -210,15 +207,27 @@ impl<T> JoinSlot<T> {
             (TaskOutcome::Cancelled(r), v) => (Err(SlotError::Cancelled(r)), v),
             (TaskOutcome::Panicked(p), v) => (Err(SlotError::Panicked(p)), v),
         };
-        inner.output = Some(result);
-        inner.discarded = discarded;
-        self.finished.store(true, Ordering::Release);
-        let waker = inner.waker.take();
-        drop(inner);
+        let waker = self.deliver(inner, result, discarded);
         core.run_actions(actions);
         if let Some(w) = waker {
             wake_catching(w);
         }
+    }
+
+    /// Stores the task's end in the slot, marks it finished and releases
+    /// the slot's lock; hands back the joiner's waker, to be woken once the
+    /// caller has done what must come first (the value is in place before
+    /// anyone can see `finished`).
+    fn deliver(
+        &self,
+        mut inner: std::sync::MutexGuard<'_, SlotInner<T>>,
+        output: Result<T, SlotError>,
+        discarded: Option<T>,
+    ) -> Option<Waker> {
+        inner.output = Some(output);
+        inner.discarded = discarded;
+        self.finished.store(true, Ordering::Release);
+        inner.waker.take()
     }
 
     pub(crate) fn poll_join(

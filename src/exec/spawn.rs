@@ -94,9 +94,9 @@ impl Core {
         let id = self.counters.next_id();
         cell.set_id(id, true);
         if !set.spawn(id, cell.clone()) {
+            self.counters.id_unused();
             return None;
         }
-        self.counters.light_spawned();
         Some(cell)
     }
 

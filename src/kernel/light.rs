@@ -45,6 +45,9 @@
 //! - LT5 (ids): task ids come from one per-runtime counter shared by both
 //!   kinds of spawn, so ids are unique, never reused (K7) and increase in
 //!   spawn order; a cancel registers a region's light tasks in id order.
+//!   The task statistics are derived from it (spawned = ids used,
+//!   completed = spawned − live), so no shared counter is written per
+//!   light spawn or completion.
 //! - LT6 (lock order): kernel → light set. A light spawn or completion
 //!   takes only the set's lock and calls the kernel after releasing it.
 
@@ -224,13 +227,14 @@ impl LightTasks {
 }
 
 /// LT5: the per-runtime task id counter, shared by the kernel and the
-/// light spawn path, with the light tasks' share of the kernel's
-/// spawned/completed statistics.
+/// light spawn path. It also yields the task statistics, so no counter is
+/// written per spawn or per completion beyond the id itself: every id
+/// handed out belongs to a task that is live or has completed, except the
+/// rare ids of light spawns refused by a shut gate (`unused`).
 #[derive(Default)]
 pub(crate) struct TaskCounters {
     next_id: AtomicU64,
-    light_spawned: AtomicU64,
-    light_completed: AtomicU64,
+    unused: AtomicU64,
 }
 
 impl TaskCounters {
@@ -242,20 +246,16 @@ impl TaskCounters {
         TaskId::from_parts(n as u32, (n >> 32) as u32)
     }
 
-    pub(crate) fn light_spawned(&self) {
-        self.light_spawned.fetch_add(1, Ordering::Relaxed);
+    /// An id taken for a light spawn that the gate refused (LT2): the
+    /// task is spawned through the kernel under a fresh id instead.
+    pub(crate) fn id_unused(&self) {
+        self.unused.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn light_completed(&self) {
-        self.light_completed.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// (spawned, completed) light tasks so far.
-    pub(crate) fn light_totals(&self) -> (u64, u64) {
-        (
-            self.light_spawned.load(Ordering::Relaxed),
-            self.light_completed.load(Ordering::Relaxed),
-        )
+    /// How many tasks were ever spawned (each id handed out and used).
+    pub(crate) fn spawned(&self) -> u64 {
+        let unused = self.unused.load(Ordering::Relaxed);
+        self.next_id.load(Ordering::Relaxed).saturating_sub(unused)
     }
 }
 

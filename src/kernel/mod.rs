@@ -542,13 +542,15 @@ impl Kernel {
         }
     }
 
-    /// The statistics, with the light tasks' share (LT5) and the
-    /// obligation totals the homes keep (OB3).
+    /// The statistics. Task counts are derived (LT5): every task spawned
+    /// took an id and is live or completed, so the completed ones are the
+    /// spawned ones not live (exact whenever no spawn runs concurrently);
+    /// obligation totals are the homes' (OB3).
     pub(crate) fn stats(&self) -> KernelStats {
         let mut stats = self.stats.clone();
-        let (spawned, completed) = self.counters.light_totals();
-        stats.tasks_spawned += spawned;
-        stats.tasks_completed += completed;
+        stats.tasks_spawned = self.counters.spawned();
+        let live = u64::try_from(self.live_task_count()).unwrap_or(u64::MAX);
+        stats.tasks_completed = stats.tasks_spawned.saturating_sub(live);
         (stats.obligations_committed, stats.obligations_aborted) =
             self.obligation_counters.totals();
         stats

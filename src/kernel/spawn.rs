@@ -59,7 +59,6 @@ impl Kernel {
         record.attention = attention;
         let t = self.counters.next_id(); // LT5
         self.tasks.insert(t, record);
-        self.stats.tasks_spawned += 1;
         self.emit(TraceKind::Spawn { task: t, region: r });
         self.emit(TraceKind::TaskBudget { task: t, budget });
         if kind == TaskKind::Finalizer {
@@ -340,7 +339,6 @@ impl Kernel {
         let rec = self.task_mut(t).expect("looked up above");
         rec.transition(t, TaskState::Completed);
         self.tasks.remove(&t);
-        self.stats.tasks_completed += 1;
         let completion = match &outcome {
             TaskOutcome::Ok => CompletionKind::Ok,
             TaskOutcome::Cancelled(r) => CompletionKind::Cancelled(r.kind),
