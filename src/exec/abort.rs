@@ -2,10 +2,19 @@
 //! `TaskHandle`.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use super::core::Core;
 use crate::types::{CancelKind, CancelReason, RegionId, TaskId};
+
+/// What can be aborted: a task cell, without its output type. A light task
+/// (rule LT7 in `kernel::light`) stores the request in its cell; any
+/// other goes through the kernel.
+pub(crate) trait AbortTarget: Send + Sync {
+    /// Requests the task's cancellation with `reason` (K3: repeated
+    /// requests only strengthen it).
+    fn abort_with(self: Arc<Self>, reason: CancelReason);
+}
 
 /// A cloneable handle that can request a task's cancellation and ask
 /// whether it finished, from any thread; it cannot join the task. Get one
@@ -18,11 +27,25 @@ pub struct AbortHandle {
     id: TaskId,
     region: RegionId,
     core: Arc<Core>,
+    /// The task's cell, while it exists (a cell is dropped only once its
+    /// task has completed, or with the runtime): the handle does not keep
+    /// it, nor the task's output, alive.
+    target: Weak<dyn AbortTarget>,
 }
 
 impl AbortHandle {
-    pub(crate) fn new(id: TaskId, region: RegionId, core: Arc<Core>) -> Self {
-        Self { id, region, core }
+    pub(crate) fn new(
+        id: TaskId,
+        region: RegionId,
+        core: Arc<Core>,
+        target: Weak<dyn AbortTarget>,
+    ) -> Self {
+        Self {
+            id,
+            region,
+            core,
+            target,
+        }
     }
 
     /// The task's id.
@@ -39,9 +62,9 @@ impl AbortHandle {
     /// Requests cancellation with `reason`. Repeated requests only
     /// strengthen the reason.
     pub fn abort_with(&self, reason: CancelReason) {
-        let (id, region) = (self.id, self.region);
-        self.core
-            .with_kernel(|k, now| k.request_cancel_of(id, region, reason, now));
+        if let Some(target) = self.target.upgrade() {
+            target.abort_with(reason);
+        }
     }
 
     /// Whether the task has completed (the kernel recorded its end; a

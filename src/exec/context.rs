@@ -36,6 +36,7 @@
 
 use std::cell::Cell;
 
+use super::cancel_slot::{CancelSlot, LightAck};
 use super::state::CellState;
 use crate::kernel::{HomeHost, HomeSource};
 use crate::types::TaskId;
@@ -67,6 +68,9 @@ struct Current {
     /// Rule W7 (`task_cell`): the polled cell's state word, valid as `home`
     /// is; null for tasks that are not task cells (the root task).
     state: *const CellState,
+    /// Rule LT7 (`kernel::light`): a light task's cancel slot, valid as
+    /// `state` is; null for tasks that were not spawned light.
+    cancel: *const CancelSlot,
 }
 
 const NONE: Current = Current {
@@ -75,6 +79,7 @@ const NONE: Current = Current {
     finalizer: false,
     home: None,
     state: std::ptr::null(),
+    cancel: std::ptr::null(),
 };
 
 thread_local! {
@@ -103,23 +108,54 @@ fn replace(next: Current) -> ContextGuard {
     }
 }
 
+/// The polled cell's words the context points at (rules W7, LT7), kept
+/// alive by the caller of [`enter_task`] until its guard drops.
+#[derive(Clone, Copy)]
+pub(crate) struct CellWords<'a> {
+    pub(crate) state: &'a CellState,
+    /// Only for a task spawned light.
+    pub(crate) cancel: Option<&'a CancelSlot>,
+}
+
 /// Marks the thread as polling `task` of `core` until the guard drops;
-/// `home` (rule OB9) is the task's obligation home and `state` (rule W7)
-/// its cell's state word, which the caller keeps alive until then.
+/// `home` (rule OB9) is the task's obligation home and `cell` (rules W7,
+/// LT7) its cell's state word and cancel slot, which the caller keeps
+/// alive until then.
 #[inline]
 pub(crate) fn enter_task(
     core: CoreKey,
     task: TaskId,
     home: Option<&(dyn HomeSource + 'static)>,
-    state: Option<&CellState>,
+    cell: Option<CellWords<'_>>,
 ) -> ContextGuard {
     replace(Current {
         core: core_key(core),
         task: task.to_bits(),
         finalizer: false,
         home: home.map(|h| h as *const (dyn HomeSource + 'static)),
-        state: state.map_or(std::ptr::null(), std::ptr::from_ref),
+        state: cell.map_or(std::ptr::null(), |c| std::ptr::from_ref(c.state)),
+        cancel: cell
+            .and_then(|c| c.cancel)
+            .map_or(std::ptr::null(), std::ptr::from_ref),
     })
+}
+
+/// Rule LT7 (`kernel::light`): if this thread is polling task `task` of
+/// `core` and it was spawned light, its checkpoint's acknowledgement
+/// through the cell's cancel slot. `None` otherwise: ask the kernel.
+#[inline]
+pub(crate) fn polled_light_acknowledge(core: CoreKey, task: TaskId) -> Option<LightAck> {
+    let current = CURRENT.try_with(Cell::get).ok()?;
+    if current.cancel.is_null() || current.core != core_key(core) || current.task != task.to_bits()
+    {
+        return None;
+    }
+    // SAFETY: LT7, as W7 below: `enter_task`'s caller (the cell's run,
+    // which holds a reference to the cell) keeps the slot and the state
+    // word alive until the guard restores the previous context, and we
+    // run synchronously on this thread inside that poll.
+    let (slot, state) = unsafe { (&*current.cancel, &*current.state) };
+    Some(slot.acknowledge(state))
 }
 
 /// Rule W7 (`task_cell`): if this thread is polling task `task` of `core`

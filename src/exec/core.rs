@@ -15,9 +15,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use super::context::CoreKey;
+use super::context::{CellWords, CoreKey};
 use super::runnable::{BlockingRunner, Clock, Schedule, TaskRef, poll_catching, wake_catching};
-use super::state::CellState;
 
 use crate::kernel::{Actions, Kernel, KernelConfig, PollDecision, TaskCounters, Timers};
 use crate::types::rng::DetRng;
@@ -61,6 +60,9 @@ pub(crate) struct Core {
     obligation_counters: Arc<crate::kernel::ObligationCounters>,
     /// Acts on the kernel's `start_finalizers` (see [`FinalizerStarter`]).
     start_finalizers: FinalizerStarter,
+    /// The kernel's uniform grace period, if configured (K4), for the
+    /// cancels of light tasks made without it (LT7).
+    cleanup_grace: Option<std::time::Duration>,
 }
 
 /// Per-driver settings of the core.
@@ -94,6 +96,7 @@ impl Core {
         start_finalizers: FinalizerStarter,
     ) -> Arc<Self> {
         let start = clock.now();
+        let cleanup_grace = config.cleanup_grace;
         let mut kernel = Kernel::new(config, start);
         let fresh = clock.clone();
         kernel.set_fresh_clock(Arc::new(move || fresh.now()));
@@ -116,6 +119,7 @@ impl Core {
             counters,
             obligation_counters,
             start_finalizers,
+            cleanup_grace,
         })
     }
 
@@ -216,6 +220,26 @@ impl Core {
         self.cancel_gauge.load(Ordering::Acquire) > 0
     }
 
+    /// Rule A2's gauge: tasks and regions with a pending cancellation.
+    pub(crate) fn pending_cancellations(&self) -> usize {
+        self.cancel_gauge.load(Ordering::Acquire)
+    }
+
+    /// LT8: a light task was cancelled in place for the first time.
+    pub(crate) fn light_cancel_added(&self) {
+        self.cancel_gauge.fetch_add(1, Ordering::Release);
+    }
+
+    /// LT8: a light task cancelled in place completed without the kernel.
+    pub(crate) fn light_cancel_settled(&self) {
+        self.cancel_gauge.fetch_sub(1, Ordering::Release);
+    }
+
+    /// K4: the grace period of a cancel of `kind` (LT7).
+    pub(crate) fn grace_for(&self, kind: crate::types::CancelKind) -> std::time::Duration {
+        crate::kernel::grace_period(self.cleanup_grace, kind)
+    }
+
     pub(crate) fn random_u64(&self) -> u64 {
         self.rng
             .lock()
@@ -307,25 +331,29 @@ impl Core {
         }
     }
 
-    /// One poll of task `id`, after the kernel's pre-poll bookkeeping.
-    /// `attention` is the task's state word, for its fast-path bits (rule
-    /// A1 in `kernel`, SW4 in `state`): `None` always goes through the
-    /// kernel. `polled_before`: the run edge found STARTED set (SW3).
+    /// One poll of task `id` of region `region`, after the kernel's
+    /// pre-poll bookkeeping. `cell` holds the task's state word, for its
+    /// fast-path bits (rule A1 in `kernel`, SW4 in `state`), and a light
+    /// task's cancel slot (LT7): `None` always goes through the kernel.
+    /// `polled_before`: the run edge found STARTED set (SW3).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn poll_task<F: Future + ?Sized>(
         self: &Arc<Self>,
         id: TaskId,
+        region: RegionId,
         future: Pin<&mut F>,
         waker: &Waker,
-        attention: Option<&CellState>,
+        cell: Option<CellWords<'_>>,
         polled_before: bool,
         home: Option<&(dyn crate::kernel::HomeSource + 'static)>,
     ) -> Step<F::Output> {
+        let attention = cell.map(|c| c.state);
         let through_kernel = attention.is_none_or(|a| {
             let bits = a.take_attention();
             bits.has_attention() || (bits.has_cancel_attention() && !polled_before)
         });
         if through_kernel {
-            match self.with_kernel(|k, now| k.before_poll(id, now, polled_before)) {
+            match self.with_kernel(|k, now| k.before_poll(id, region, now, polled_before)) {
                 PollDecision::Drop(_) => return Step::Drop,
                 PollDecision::Poll { fast_next } => {
                     if !fast_next && let Some(a) = attention {
@@ -336,7 +364,7 @@ impl Core {
         }
         let mut cx = Context::from_waker(waker);
         // Rules BO1 and CX1 (`context`): this thread is inside task `id`.
-        let entered = super::context::enter_task(self.key(), id, home, attention);
+        let entered = super::context::enter_task(self.key(), id, home, cell);
         let polled = poll_catching(future, &mut cx);
         drop(entered);
         match polled {

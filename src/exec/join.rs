@@ -26,7 +26,7 @@ use std::task::{Poll, Waker};
 
 use super::core::Core;
 use super::runnable::wake_catching;
-use crate::kernel::{Finish, LightTasks, ObligationHome, TaskEnd, TaskOutcome};
+use crate::kernel::{Finish, LightCancel, LightTasks, ObligationHome, TaskEnd, TaskOutcome};
 use crate::types::{CancelReason, PanicPayload, RegionId, TaskId};
 
 /// Why a joined task produced no value.
@@ -93,6 +93,20 @@ impl SlotError {
     }
 }
 
+/// What a light task's completion brings to its join slot (LT1, LT8 in
+/// `kernel::light`).
+pub(crate) struct LightEnd<'a> {
+    /// The task's region's light-task set.
+    pub(crate) set: &'a LightTasks,
+    /// The cell's REGISTERED bit (SW7) as the completion read it.
+    pub(crate) registered: bool,
+    /// The cell's obligation home, swept here (K5, OB4).
+    pub(crate) home: &'a ObligationHome,
+    /// The cancellation its cancel slot held, read after the cell was
+    /// marked COMPLETE (LT7).
+    pub(crate) cancel: Option<LightCancel>,
+}
+
 /// The output side of a task, shared by the task and its handle.
 pub(crate) struct JoinSlot<T> {
     inner: Mutex<SlotInner<T>>,
@@ -146,7 +160,7 @@ impl<T> JoinSlot<T> {
         core: &Arc<Core>,
         id: TaskId,
         region: RegionId,
-        light: Option<(&LightTasks, bool, &ObligationHome)>,
+        light: Option<LightEnd<'_>>,
         end: TaskEnd,
         value: Option<T>,
     ) {
@@ -169,18 +183,32 @@ impl<T> JoinSlot<T> {
         // kernel. Its home is swept first (K5, OB4: closed to transfers
         // from now on); what it leaked, any other end, or a task the kernel
         // registered meanwhile goes to the kernel, which registers a light
-        // task first.
+        // task first. LT8: a cancel stored in its cell decides the outcome
+        // as the kernel would (acknowledged: `Cancelled`, the value
+        // discarded; not: the value) and leaves the A2 gauge here.
         let mut swept = None;
-        if let Some((set, registered, home)) = light
-            && !registered
+        if let Some(light) = light
+            && !light.registered
             && matches!(end, TaskEnd::Returned)
         {
-            let leaked = home.close();
+            let leaked = light.home.close();
             if leaked.is_empty()
-                && let (Finish::Light { advance }, entry) = set.finish(id, false)
+                && let (Finish::Light { advance }, entry) = light.set.finish(id, false)
             {
-                let output = value.ok_or_else(|| SlotError::Cancelled(Arc::default()));
-                let waker = self.deliver(inner, output, None);
+                let cancelled = light.cancel.is_some();
+                let (output, discarded) = match light.cancel {
+                    Some(cancel) if cancel.acked => {
+                        (Err(SlotError::Cancelled(cancel.reason)), value)
+                    }
+                    _ => (
+                        value.ok_or_else(|| SlotError::Cancelled(Arc::default())),
+                        None,
+                    ),
+                };
+                if cancelled {
+                    core.light_cancel_settled();
+                }
+                let waker = self.deliver(inner, output, discarded);
                 if advance {
                     // LT3: the kernel waits for this region's last light task.
                     core.with_kernel_recent(|k, now| k.light_tasks_drained(region, now));
@@ -324,7 +352,7 @@ fn drop_unread<T>(value: Option<T>, core: &Arc<Core>, id: TaskId, region: Region
 }
 
 /// What a handle needs from its task, independent of the future's type.
-pub(crate) trait JoinTarget<T>: Send + Sync {
+pub(crate) trait JoinTarget<T>: super::abort::AbortTarget {
     fn slot(&self) -> &JoinSlot<T>;
     fn core(&self) -> &Arc<Core>;
     fn region(&self) -> RegionId;

@@ -13,6 +13,9 @@
 //!
 //! - `state`: the task cell's state word (wake state, STARTED, attention
 //!   bits, cancel hint); rules SW1–SW8.
+//! - `cancel_slot`: a light task's cancel request, in its cell until the
+//!   task observes it or the kernel registers the task (rules LT7, LT8 in
+//!   `kernel::light`).
 //! - `runnable`: what drivers plug in and every layer runs through:
 //!   `Runnable`/`TaskRef`, `Schedule`, `Clock`, `BlockingRunner`, and the
 //!   panic-catching `poll_catching` and `wake_catching`.
@@ -40,6 +43,7 @@
 //! `types`, and is used by the drivers and the libraries above them.
 
 mod abort;
+pub(crate) mod cancel_slot;
 pub(crate) mod context;
 pub(crate) mod core;
 pub mod cx;

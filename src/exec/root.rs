@@ -184,9 +184,15 @@ impl<Fut: Future> RootTask<Fut> {
             return;
         };
         // OB9: the body's own `Cx` finds its home in the context.
-        let step =
-            self.core
-                .poll_task(self.task, inner, &self.waker, None, false, Some(&self.home));
+        let step = self.core.poll_task(
+            self.task,
+            self.region,
+            inner,
+            &self.waker,
+            None,
+            false,
+            Some(&self.home),
+        );
         let (mut end, value) = match step {
             Step::Pending => return,
             Step::Ready(v) => (TaskEnd::Returned, Some(v)),

@@ -10,10 +10,13 @@
 //!   bit  5       CANCEL_ATTENTION  ... if the task has not started (A1)
 //!   bits 6..=8   cancel hint       severity + 1 of the strongest request (0: none)
 //!   bit  9       REGISTERED        a light task the kernel has registered (LT1)
-//!   bits 10..=63 reserved, always 0; planned (issue 12): 10 CANCEL_REQ,
-//!                11 ACKED, 12 FINISHING, 13 FORCE_DROP, 14..=15 its cause,
-//!                16 UNINTERRUPTIBLE, 17 JOIN_INTEREST, 18 JOIN_WAKER
+//!   bits 10..=63 reserved, always 0
 //! ```
+//!
+//! A light task's cancel request is its cancel hint (the atomic flag)
+//! plus the reason, grace deadline and acknowledgement in the cell's
+//! cancel slot (`cancel_slot`, rule LT7 in `kernel::light`), written under
+//! the slot's lock after a reading of COMPLETE and REGISTERED here.
 //!
 //! Rules:
 //! - SW1: after construction the word changes only by read-modify-writes:
@@ -154,6 +157,12 @@ impl CellState {
     /// A relaxed reading (lane hints).
     pub(crate) fn load(&self) -> Snapshot {
         Snapshot(self.0.load(Ordering::Relaxed))
+    }
+
+    /// An acquiring reading (the cancel slot's checks of COMPLETE and
+    /// REGISTERED, LT7).
+    pub(crate) fn load_acquire(&self) -> Snapshot {
+        Snapshot(self.0.load(Ordering::Acquire))
     }
 
     /// SW1: the compare-and-swap loop every multi-field transition uses.

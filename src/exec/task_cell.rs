@@ -44,12 +44,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{RawWaker, RawWakerVTable, Waker};
 
+use super::abort::AbortTarget;
+use super::cancel_slot::CancelSlot;
+use super::context::CellWords;
 use super::core::{Core, Step};
-use super::join::{JoinSlot, JoinTarget};
+use super::join::{JoinSlot, JoinTarget, LightEnd};
 use super::runnable::Runnable;
 use super::state::{CellState, Pending, Wake};
-use crate::kernel::{LightTasks, TaskEnd};
-use crate::types::{PanicPayload, RegionId, TaskId};
+use crate::kernel::{LightCancel, LightRequest, LightTasks, TaskEnd};
+use crate::types::{CancelReason, PanicPayload, RegionId, TaskId};
 
 /// Where the future is in its life.
 enum Stage<F> {
@@ -94,6 +97,9 @@ pub(crate) struct TaskCell<F: Future> {
     /// context (OB9), by permits through a `Weak`, by the kernel through
     /// `Attention::obligation_home`.
     home: crate::kernel::ObligationHome,
+    /// A light task's pending cancellation (rules LT7, LT8 in
+    /// `kernel::light`), until the kernel registers the task.
+    cancel: CancelSlot,
 }
 
 // SAFETY: the only field that is not `Sync` on its own is the stage, and
@@ -126,6 +132,7 @@ where
             stage: UnsafeCell::new(Stage::Vacant),
             join: JoinSlot::new(),
             home: crate::kernel::ObligationHome::new(),
+            cancel: CancelSlot::new(),
         })
     }
 
@@ -220,6 +227,48 @@ where
         }
     }
 
+    /// LT8: a light task that is still pending with a cancel stored in its
+    /// cell is registered, so the kernel arms its grace deadline (K4) and
+    /// counts its cleanup polls. Called before the poll's pending edge, so
+    /// the next poll sees what the registration asked of it.
+    fn register_if_draining(&self) {
+        if self.light.is_none() {
+            return;
+        }
+        let word = self.state.load();
+        if word.cancel_severity().is_some() && !word.is_registered() {
+            let (id, region) = (self.task_id(), self.region);
+            self.core.with_kernel_recent(|k, _| {
+                k.registered(id, region);
+            });
+        }
+    }
+
+    /// LT7: an abort of a light task the kernel has not registered is
+    /// stored in the cell; `Err` hands the reason back for the kernel.
+    fn abort_in_place(self: &Arc<Self>, reason: CancelReason) -> Result<(), CancelReason> {
+        if self.light.is_none() || self.state.registered() {
+            return Err(reason);
+        }
+        let now = self.core.now();
+        let reason = crate::kernel::stamp(reason, now, self.region, Some(self.task_id()));
+        let deadline = now + self.core.grace_for(reason.kind);
+        let shared = Arc::new(reason);
+        match self.cancel.request(&self.state, &shared, deadline) {
+            LightRequest::Stored { first, changed } => {
+                if first {
+                    self.core.light_cancel_added();
+                }
+                if changed {
+                    self.schedule(); // to observe it
+                }
+                Ok(())
+            }
+            LightRequest::Complete => Ok(()),
+            LightRequest::Registered => Err(Arc::unwrap_or_clone(shared)),
+        }
+    }
+
     /// Drops the future in place (never moving it) and reports panics from
     /// its destructor.
     fn drop_future(stage: &mut Stage<F>) -> Option<PanicPayload> {
@@ -232,10 +281,14 @@ where
 
     fn finish(self: &Arc<Self>, end: TaskEnd, value: Option<F::Output>) {
         self.state.complete();
-        let light = self
-            .light
-            .as_deref()
-            .map(|set| (set, self.state.registered(), &self.home));
+        // LT7: the slot is read after COMPLETE is set, so no later request
+        // is stored where this reading misses it.
+        let light = self.light.as_deref().map(|set| LightEnd {
+            set,
+            registered: self.state.registered(),
+            home: &self.home,
+            cancel: self.cancel.current(),
+        });
         self.join
             .complete(&self.core, self.task_id(), self.region, light, end, value);
     }
@@ -281,7 +334,10 @@ where
         // assigns `Stage::Done` over it). So pinning it here is sound.
         let pinned = unsafe { Pin::new_unchecked(future) };
         let waker = self.waker_ref();
-        let attention = self.fast_polls.then_some(&self.state);
+        let cell = self.fast_polls.then_some(CellWords {
+            state: &self.state,
+            cancel: self.light.is_some().then_some(&self.cancel),
+        });
         let polled_before = before.is_started();
         // OB9: the task's own `Cx` finds its home in the context.
         let home = self
@@ -289,14 +345,16 @@ where
             .then_some(&self as &(dyn crate::kernel::HomeSource + 'static));
         let step = self.core.poll_task(
             self.task_id(),
+            self.region,
             pinned,
             &waker,
-            attention,
+            cell,
             polled_before,
             home,
         );
         match step {
             Step::Pending => {
+                self.register_if_draining();
                 if self.state.pending() == Pending::Requeue {
                     // W2: woken while running; run again.
                     self.core.schedule(self.clone());
@@ -393,6 +451,32 @@ where
 
     fn mark_registered(&self) {
         self.state.mark_registered();
+    }
+
+    fn cancel_light(
+        &self,
+        reason: &Arc<CancelReason>,
+        grace_deadline: crate::types::Time,
+    ) -> LightRequest {
+        self.cancel.request(&self.state, reason, grace_deadline)
+    }
+
+    fn light_cancel(&self) -> Option<LightCancel> {
+        self.cancel.current()
+    }
+}
+
+impl<F> AbortTarget for TaskCell<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn abort_with(self: Arc<Self>, reason: CancelReason) {
+        if let Err(reason) = self.abort_in_place(reason) {
+            let (id, region) = (self.task_id(), self.region);
+            self.core
+                .with_kernel(|k, now| k.request_cancel_of(id, region, reason, now));
+        }
     }
 }
 

@@ -48,10 +48,7 @@ impl<T: Send + 'static> TaskHandle<T> {
     /// Requests cancellation with `reason`. Repeated requests only
     /// strengthen the reason.
     pub fn abort_with(&self, reason: CancelReason) {
-        let (id, region) = (self.id, self.target.region());
-        self.target
-            .core()
-            .with_kernel(|k, now| k.request_cancel_of(id, region, reason, now));
+        self.target.clone().abort_with(reason);
     }
 
     /// Waits for the task and returns its output.
@@ -148,7 +145,13 @@ impl<T: Send + 'static> TaskHandle<T> {
     /// abort the task and ask whether it finished from anywhere, without
     /// owning this handle (which alone can join).
     pub fn abort_handle(&self) -> AbortHandle {
-        AbortHandle::new(self.id, self.target.region(), self.target.core().clone())
+        let target: Arc<dyn super::abort::AbortTarget> = self.target.clone();
+        AbortHandle::new(
+            self.id,
+            self.target.region(),
+            self.target.core().clone(),
+            Arc::downgrade(&target),
+        )
     }
 
     /// Waits for the task without consuming the handle: for joining from a

@@ -21,25 +21,32 @@ impl Kernel {
     #[allow(clippy::unused_self)]
     pub(super) fn stamp(
         &self,
-        mut reason: CancelReason,
+        reason: CancelReason,
         now: Time,
         r: RegionId,
         t: Option<TaskId>,
     ) -> CancelReason {
-        if reason.timestamp == Time::ZERO {
-            reason.timestamp = now;
-        }
-        if reason.origin_region.is_none() && reason.origin_task.is_none() {
-            reason.origin_region = Some(r);
-            reason.origin_task = t;
-        }
-        reason
+        stamp(reason, now, r, t)
     }
 
     pub(super) fn grace_for(&self, kind: CancelKind) -> Duration {
-        self.config
-            .cleanup_grace
-            .unwrap_or_else(|| kind.grace_period())
+        grace_period(self.config.cleanup_grace, kind)
+    }
+
+    /// LT8: registers task `t` of region `r` if it is a light task with a
+    /// cancel stored in its cell (its observation outside its own poll
+    /// needs the record).
+    fn registered_if_cancelled(&mut self, t: TaskId, r: RegionId) {
+        if self.tasks.contains_key(&t) {
+            return;
+        }
+        let cancelled = self
+            .region(r)
+            .and_then(|rec| rec.light.get(t))
+            .is_some_and(|cell| cell.light_cancel().is_some());
+        if cancelled {
+            self.registered(t, r);
+        }
     }
 
     /// Requests cancellation of task `t` (K2, K3). Returns whether anything
@@ -194,32 +201,39 @@ impl Kernel {
             self.actions.wakes.push(w);
         }
         let child_reason = effective.to_parent_cancelled();
-        self.register_light_tasks(r); // LT1, LT2
         let tasks = self.region_tasks(r);
         // One grace timer for the whole batch (K4): every task cancelled
         // here shares the region's grace deadline, which only ever moves
         // earlier (a stronger reason arriving later may shorten it, never
         // lengthen it).
-        let grace = if tasks.is_empty() {
+        let proposed = now + self.grace_for(effective.kind);
+        let rec = self.region(r).expect("looked up above");
+        let current = rec.grace_deadline;
+        let deadline = current.map_or(proposed, |c| c.min(proposed));
+        let light = rec.light.clone();
+        let shared = Arc::new(effective);
+        // LT7, LT2: the light tasks are cancelled in place and the gate
+        // shut, in one pass under the set's lock.
+        let (woken, first, visited) = light.shut_and_cancel_all(&shared, deadline);
+        self.gauge_add_n(first);
+        let grace = if tasks.is_empty() && visited == 0 {
             None
         } else {
-            let proposed = now + self.grace_for(effective.kind);
-            let rec = self.region_mut(r).expect("looked up above");
-            match rec.grace_deadline {
-                Some(current) if current <= proposed => Some(current),
-                _ => {
-                    rec.grace_deadline = Some(proposed);
-                    if let Some(key) = rec.grace_timer.take() {
-                        self.timers.cancel(key);
-                    }
-                    let key = self.arm_timer(proposed, TimerEvent::RegionGrace(r));
-                    self.region_mut(r).expect("looked up above").grace_timer = Some(key);
-                    Some(proposed)
+            if current.is_none_or(|c| c > proposed) {
+                let rec = self.region_mut(r).expect("looked up above");
+                rec.grace_deadline = Some(proposed);
+                if let Some(key) = rec.grace_timer.take() {
+                    self.timers.cancel(key);
                 }
+                let key = self.arm_timer(proposed, TimerEvent::RegionGrace(r));
+                self.region_mut(r).expect("looked up above").grace_timer = Some(key);
             }
+            Some(deadline)
         };
-        let shared = Arc::new(effective);
-        self.actions.wakes.reserve(tasks.len());
+        self.actions.wakes.reserve(tasks.len() + woken.len());
+        self.actions
+            .wakes
+            .extend(woken.into_iter().map(Attention::to_waker));
         for t in tasks {
             self.request_cancel_shared(t, shared.clone(), now, grace);
         }
@@ -244,6 +258,7 @@ impl Kernel {
         {
             return None; // K6: finalizers run masked.
         }
+        self.registered_if_cancelled(t, r); // LT8
         let rec = self.task(t)?;
         if rec.mask_depth > 0 {
             return None;
@@ -288,7 +303,15 @@ impl Kernel {
     /// The cancellation visible to task `t` in region `r`, ignoring masks and
     /// without acknowledging it.
     pub(crate) fn cancel_requested(&self, t: TaskId, r: RegionId) -> Option<CancelReason> {
-        let task_reason = self.task(t).and_then(|rec| rec.cancel.as_deref().cloned());
+        let task_reason = match self.task(t) {
+            Some(rec) => rec.cancel.as_deref().cloned(),
+            // LT7: a light task's cancel is in its cell.
+            None => self
+                .region(r)
+                .and_then(|rec| rec.light.get(t))
+                .and_then(|cell| cell.light_cancel())
+                .map(|c| Arc::unwrap_or_clone(c.reason)),
+        };
         let region_reason = self.region(r).and_then(|rec| rec.cancel.clone());
         match (task_reason, region_reason) {
             (Some(mut a), Some(b)) => {
@@ -317,8 +340,23 @@ impl Kernel {
         }
     }
 
-    pub(crate) fn task_budget(&self, t: TaskId) -> Budget {
-        self.task(t).map_or(Budget::INFINITE, |rec| rec.budget)
+    /// Task `t`'s budget (of region `r`, as in
+    /// [`registered`](Self::registered)): a light task has none of its own
+    /// (LT4), but the cleanup budget once it acknowledged a cancel stored
+    /// in its cell (LT7), as its record would have.
+    pub(crate) fn task_budget(&self, t: TaskId, r: RegionId) -> Budget {
+        if let Some(rec) = self.task(t) {
+            return rec.budget;
+        }
+        let acked = self
+            .region(r)
+            .and_then(|rec| rec.light.get(t))
+            .and_then(|cell| cell.light_cancel())
+            .filter(|c| c.acked);
+        match acked {
+            Some(c) => cleanup_budget_on_ack(Budget::INFINITE, c.reason.cleanup_budget()),
+            None => Budget::INFINITE,
+        }
     }
 
     /// Charges `cost` to task `t`; past its cost quota it is cancelled with

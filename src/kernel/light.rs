@@ -48,8 +48,34 @@
 //!   The task statistics are derived from it (spawned = ids used,
 //!   completed = spawned − live), so no shared counter is written per
 //!   light spawn or completion.
-//! - LT6 (lock order): kernel → light set. A light spawn or completion
-//!   takes only the set's lock and calls the kernel after releasing it.
+//! - LT6 (lock order): kernel → light set → a cell's cancel slot. A light
+//!   spawn or completion takes only the set's lock (and its own slot) and
+//!   calls the kernel after releasing them.
+//! - LT7 (cancelled in place): a cancel of a light task is stored in its
+//!   cell, not by registering it: the reason (strengthened as K3 says), the
+//!   grace deadline (only ever shortened, K4) and whether the task has
+//!   acknowledged it, in the cell's cancel slot ([`LightCancel`]), behind the
+//!   slot's own lock, with the cancel hint raised in the cell's state word
+//!   under that lock. A region cancel does this for every task in the set
+//!   under the set's lock (and shuts the gate, LT2); an abort through a
+//!   handle does it with no other lock. A request, an acknowledgement and
+//!   the completion's reading each take the slot lock and first check the
+//!   state word: a task the kernel registered (SW7) is cancelled through
+//!   the kernel, a completed one not at all. The kernel sets REGISTERED
+//!   before it reads the slot to copy it into the new record, so every
+//!   request lands either in the slot it copies or in the record.
+//! - LT8 (the kernel takes over when it must): a cancelled light task that
+//!   completes in the poll that observes the cancel (the common case)
+//!   never meets the kernel: its completion reads the slot and delivers
+//!   `Cancelled` (acknowledged) or its value (not). The kernel registers it
+//!   when anything more is needed: a poll that returns `Pending` while a
+//!   cancel is pending (so its grace deadline is armed, K4, and its cleanup
+//!   polls counted), a first poll of a task cancelled before it started
+//!   (dropped unpolled), a region grace timer firing (force drop), an
+//!   observation from outside the task's own poll, or any end that is not
+//!   a plain return. Each counts once in the A2 gauge: added by the first
+//!   request, removed by the light completion, or by the kernel's once the
+//!   record carries it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,7 +84,32 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::loom::sync::{Mutex, MutexGuard};
 
 use super::Attention;
-use crate::types::{IdMap, TaskId};
+use crate::types::{CancelReason, IdMap, TaskId, Time};
+
+/// A light task's cancellation, kept in its cell until the kernel
+/// registers it (LT7), then copied into its record.
+#[derive(Clone, Debug)]
+pub(crate) struct LightCancel {
+    /// The strongest reason requested (K3).
+    pub(crate) reason: Arc<CancelReason>,
+    /// When its cleanup must be over (K4: only ever moves earlier).
+    pub(crate) grace_deadline: Time,
+    /// The task observed it (the record's `Cancelling`).
+    pub(crate) acked: bool,
+}
+
+/// What a cancel request on a light task's cell did (LT7).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum LightRequest {
+    /// Stored in the cell's slot. `first`: the task's first request (it
+    /// counts in the A2 gauge); `changed`: the reason was set or
+    /// strengthened (the task must be woken to see it).
+    Stored { first: bool, changed: bool },
+    /// The kernel registered the task: cancel it through the kernel.
+    Registered,
+    /// The task completed: nothing to cancel.
+    Complete,
+}
 
 /// A region's light tasks (see the module doc).
 pub(crate) struct LightTasks {
@@ -155,8 +206,41 @@ impl LightTasks {
         Some(entry)
     }
 
-    /// LT2 (a cancel): shuts the gate and takes every light task, in id
-    /// order, to register and cancel them.
+    /// LT2, LT7 (a region cancel): shuts the gate and cancels every light
+    /// task in place with `reason`, its grace ending at `grace_deadline`.
+    /// Returns the tasks whose reason changed (to be woken once the
+    /// caller's locks are released; in no particular order: light tasks
+    /// never run in the lab, LT4), how many were cancelled for the first
+    /// time (A2 gauge) and how many the set held.
+    pub(crate) fn shut_and_cancel_all(
+        &self,
+        reason: &Arc<CancelReason>,
+        grace_deadline: Time,
+    ) -> (Vec<Arc<dyn Attention>>, usize, usize) {
+        let mut inner = self.lock();
+        inner.open = false;
+        let mut woken = Vec::with_capacity(inner.tasks.len());
+        let mut first = 0;
+        for entry in inner.tasks.values() {
+            if let LightRequest::Stored { first: f, changed } =
+                entry.cancel_light(reason, grace_deadline)
+            {
+                first += usize::from(f);
+                if changed {
+                    woken.push(entry.clone());
+                }
+            }
+        }
+        (woken, first, inner.tasks.len())
+    }
+
+    /// Light task `t`'s entry, if it is in the set.
+    pub(crate) fn get(&self, t: TaskId) -> Option<Arc<dyn Attention>> {
+        self.lock().tasks.get(&t).cloned()
+    }
+
+    /// LT2 (a grace timer firing): shuts the gate and takes every light
+    /// task, in id order, to register them.
     pub(crate) fn shut_and_take_all(&self) -> Vec<(TaskId, Arc<dyn Attention>)> {
         let mut inner = self.lock();
         inner.open = false;
@@ -265,10 +349,12 @@ mod tests {
     use super::super::*;
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    /// A stand-in task cell: records whether the kernel registered it.
+    /// A stand-in task cell: records whether the kernel registered it and
+    /// keeps a cancel slot as a real cell does (LT7, without its state word).
     #[derive(Default)]
     struct FakeCell {
         registered: AtomicBool,
+        cancel: std::sync::Mutex<Option<LightCancel>>,
     }
 
     impl Attention for FakeCell {
@@ -280,6 +366,22 @@ mod tests {
         fn mark_registered(&self) {
             self.registered.store(true, Ordering::Relaxed);
         }
+        fn cancel_light(&self, reason: &Arc<CancelReason>, grace_deadline: Time) -> LightRequest {
+            let mut slot = self.cancel.lock().unwrap();
+            let first = slot.is_none();
+            *slot = Some(LightCancel {
+                reason: reason.clone(),
+                grace_deadline,
+                acked: false,
+            });
+            LightRequest::Stored {
+                first,
+                changed: true,
+            }
+        }
+        fn light_cancel(&self) -> Option<LightCancel> {
+            self.cancel.lock().unwrap().clone()
+        }
     }
 
     fn spawn_light(k: &Kernel, set: &LightTasks) -> (TaskId, Arc<FakeCell>) {
@@ -289,8 +391,11 @@ mod tests {
         (id, cell)
     }
 
+    /// LT7, LT2, LT8: a region cancel stores the cancel in each light
+    /// task's cell (no record is made) and shuts the gate; its grace timer
+    /// firing registers them, carrying the stored cancel, to force-drop them.
     #[test]
-    fn a_region_cancel_registers_its_light_tasks_and_shuts_the_gate() {
+    fn a_region_cancel_cancels_its_light_tasks_in_place_and_shuts_the_gate() {
         let mut k = Kernel::new(KernelConfig::default(), Time::ZERO);
         let root = k.create_root_region(Budget::INFINITE);
         let set = k
@@ -300,15 +405,32 @@ mod tests {
         assert_eq!(k.live_task_count(), 3);
         assert_eq!(k.task_state(tasks[0].0), None, "light: no record yet");
         k.cancel_region(root, CancelReason::user("stop"), ms(1));
+        let grace = ms(1) + CancelKind::User.grace_period();
         for (id, cell) in &tasks {
-            assert_eq!(k.task_state(*id), Some(TaskState::CancelRequested));
-            assert!(cell.registered.load(Ordering::Relaxed), "SW7 bit set");
+            assert_eq!(k.task_state(*id), None, "LT7: still light");
+            let stored = cell.light_cancel().expect("stored in the cell");
+            assert_eq!(stored.reason.kind, CancelKind::User);
+            assert_eq!(stored.grace_deadline, grace, "the region's deadline");
+            assert!(!cell.registered.load(Ordering::Relaxed));
+            assert_eq!(
+                k.cancel_requested(*id, root).map(|r| r.kind),
+                Some(CancelKind::User)
+            );
         }
         let late = k.counters().next_id();
         assert!(
             !set.spawn(late, Arc::new(FakeCell::default())),
             "LT2: the gate is shut"
         );
+        assert_eq!(set.len(), 3);
+        k.fire_timers(grace);
+        for (id, cell) in &tasks {
+            assert!(cell.registered.load(Ordering::Relaxed), "SW7 bit set");
+            assert_eq!(k.task_state(*id), Some(TaskState::CancelRequested));
+            let rec = k.task(*id).unwrap();
+            assert_eq!(rec.grace_deadline, Some(grace));
+            assert_eq!(rec.force_drop, Some(ForceDropCause::GraceExpired));
+        }
         assert_eq!(set.len(), 0);
     }
 

@@ -52,7 +52,7 @@ use crate::types::{
     Budget, CancelKind, CancelReason, ObligationId, PanicPayload, RegionId, TaskId, Time,
 };
 use arena::Arena;
-pub(crate) use light::{Finish, LightTasks, TaskCounters};
+pub(crate) use light::{Finish, LightCancel, LightRequest, LightTasks, TaskCounters};
 use obligation::ObligationRecord;
 pub(crate) use obligation::{
     Held, HomeHost, HomeSource, ObligationCounters, ObligationHome, StandaloneHome,
@@ -96,6 +96,16 @@ pub(crate) trait Attention: Send + Sync {
     /// The task's obligation home word, in its cell (rules OB1–OB9 in
     /// `obligation`): swept by `complete_task`.
     fn obligation_home(&self) -> Option<&ObligationHome> {
+        None
+    }
+    /// LT7: a cancel request stored in this light task's cell (a region
+    /// cancel, under its set's lock). Only light tasks' cells store one.
+    fn cancel_light(&self, _reason: &Arc<CancelReason>, _grace_deadline: Time) -> LightRequest {
+        LightRequest::Registered
+    }
+    /// LT7: the cancellation stored in this light task's cell, if any
+    /// (copied into its record when the kernel registers it).
+    fn light_cancel(&self) -> Option<LightCancel> {
         None
     }
 }
@@ -307,10 +317,34 @@ fn cleanup_budget_on_ack(current: Budget, cleanup: Budget) -> Budget {
     budget
 }
 
-/// Whether [`Kernel::stamp`] would change `reason`.
+/// Whether [`stamp`] would change `reason`.
 fn needs_stamp(reason: &CancelReason) -> bool {
     reason.timestamp == Time::ZERO
         || (reason.origin_region.is_none() && reason.origin_task.is_none())
+}
+
+/// A request's reason as stored: timed `now` and attributed to region `r`
+/// (and task `t`) unless it says otherwise already.
+pub(crate) fn stamp(
+    mut reason: CancelReason,
+    now: Time,
+    r: RegionId,
+    t: Option<TaskId>,
+) -> CancelReason {
+    if reason.timestamp == Time::ZERO {
+        reason.timestamp = now;
+    }
+    if reason.origin_region.is_none() && reason.origin_task.is_none() {
+        reason.origin_region = Some(r);
+        reason.origin_task = t;
+    }
+    reason
+}
+
+/// K4: how long a task cancelled for `kind` may clean up (`uniform`: the
+/// runtime's `cleanup_grace`, if set, for every kind).
+pub(crate) fn grace_period(uniform: Option<Duration>, kind: CancelKind) -> Duration {
+    uniform.unwrap_or_else(|| kind.grace_period())
 }
 
 fn region_key(r: RegionId) -> (u32, u32) {
@@ -347,6 +381,14 @@ impl Kernel {
     fn gauge_add(&self) {
         self.cancel_gauge
             .fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
+    /// A2: `n` more cancelled tasks (light ones, cancelled in place: LT8).
+    fn gauge_add_n(&self, n: usize) {
+        if n > 0 {
+            self.cancel_gauge
+                .fetch_add(n, std::sync::atomic::Ordering::Release);
+        }
     }
 
     fn gauge_sub(&self) {
@@ -605,14 +647,18 @@ impl Kernel {
         self.task(t).map(|r| r.state)
     }
 
-    /// [`task_state`](Self::task_state) that also finds light tasks
-    /// (LT1: reported `Running`), looking through every region's set.
+    /// [`task_state`](Self::task_state) that also finds light tasks,
+    /// looking through every region's set: reported `Running`, or, with a
+    /// cancel stored in the cell (LT7), `CancelRequested` or `Cancelling`
+    /// as their record would say.
     pub(crate) fn any_task_state(&self, t: TaskId) -> Option<TaskState> {
         self.task_state(t).or_else(|| {
-            self.regions
-                .iter()
-                .any(|(_, rec)| rec.light.contains(t))
-                .then_some(TaskState::Running)
+            let cell = self.regions.iter().find_map(|(_, rec)| rec.light.get(t))?;
+            Some(match cell.light_cancel() {
+                None => TaskState::Running,
+                Some(c) if c.acked => TaskState::Cancelling,
+                Some(_) => TaskState::CancelRequested,
+            })
         })
     }
 

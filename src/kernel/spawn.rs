@@ -91,14 +91,39 @@ impl Kernel {
     /// region's set) a registered task: its record is what a kernel spawn
     /// would have made, in the state rule A1 leaves a task whose polls
     /// skipped the kernel (`Created`, no poll counted), which every kernel
-    /// call already handles (`before_poll`, `complete_task`).
+    /// call already handles (`before_poll`, `complete_task`). A cancel
+    /// stored in its cell (LT7) is copied into the record as
+    /// `request_cancel` and `observe_cancel` would have left it (the A2
+    /// gauge counts it already, LT8); its grace deadline joins the grace
+    /// queue unless the region's shared timer covers it (K4).
     pub(super) fn register_light(&mut self, t: TaskId, r: RegionId, task: Arc<dyn Attention>) {
         let budget = self.region(r).map_or(Budget::INFINITE, |rec| rec.budget);
         let mut record = TaskRecord::new(r, TaskKind::Spawned, task.clone().to_waker(), budget);
         record.last_polled = self.now;
+        let cancel = task.light_cancel();
         record.attention = Some(task);
+        if let Some(c) = &cancel {
+            record.transition(t, TaskState::CancelRequested);
+            if c.acked {
+                record.transition(t, TaskState::Cancelling);
+                record.budget = cleanup_budget_on_ack(record.budget, c.reason.cleanup_budget());
+                if let Some(a) = &record.attention {
+                    a.request_attention(); // A1: cleanup polls are counted
+                }
+            }
+            record.cancel = Some(c.reason.clone());
+            record.grace_deadline = Some(c.grace_deadline);
+        }
         self.tasks.insert(t, record);
         self.link_task(r, t);
+        if let Some(c) = cancel {
+            let covered = self.region(r).is_some_and(|rec| {
+                rec.grace_timer.is_some() && rec.grace_deadline == Some(c.grace_deadline)
+            });
+            if !covered {
+                self.push_grace(t, c.grace_deadline);
+            }
+        }
     }
 
     /// LT1: registers every light task of region `r` and shuts its gate
@@ -168,10 +193,12 @@ impl Kernel {
     pub(crate) fn before_poll(
         &mut self,
         t: TaskId,
+        r: RegionId,
         now: Time,
         polled_before: bool,
     ) -> PollDecision {
-        let Some(rec) = self.task_mut(t) else {
+        // LT8: a light task here was cancelled before it started.
+        let Some(rec) = self.registered(t, r) else {
             return PollDecision::Drop(ForceDropCause::CancelledBeforeStart);
         };
         if polled_before && rec.polls == 0 {

@@ -302,6 +302,9 @@ impl Kernel {
                     if let Some(rec) = self.region_mut(r) {
                         rec.grace_timer = None;
                     }
+                    // LT8: light tasks cancelled in place are registered
+                    // (with their stored cancel) to be force-dropped.
+                    self.register_light_tasks(r);
                     for t in self.region_tasks(r) {
                         self.grace_expired(t, now);
                     }

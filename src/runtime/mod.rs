@@ -323,6 +323,14 @@ impl Runtime {
         self.core.lock().pending_obligation_count()
     }
 
+    /// Tasks and regions with a cancellation requested that have not
+    /// completed or closed yet (0 whenever no `block_on` runs). Checkpoints
+    /// consult the kernel only while this is not 0 (or their own task was
+    /// asked to cancel), so a count left behind would slow every one.
+    pub fn pending_cancellations(&self) -> usize {
+        self.core.pending_cancellations()
+    }
+
     /// Timers registered and not yet fired or cancelled.
     pub fn pending_timers(&self) -> usize {
         self.core.timers().len()

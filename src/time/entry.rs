@@ -39,13 +39,13 @@
 //! - TE5 (locks): a first poll that arms takes the wheel lock only; a poll
 //!   of an armed entry takes no lock; a drop (or a completion on the clock,
 //!   or a cancellation) takes the wheel lock only if the entry is armed and
-//!   not fired. A cancel-aware poll asks the kernel only when rule A2 says a
-//!   cancellation may be observable (`Cx::may_observe_cancel`: the gauge,
-//!   and the `Cx`'s deadline); that kernel call also removes the arming
-//!   when it observes a cancellation (wheel lock inside the kernel lock:
-//!   the order of TL1, and one contended lock instead of two). A poll from
-//!   outside any task asks the kernel whether the task is still live (rule
-//!   CX1).
+//!   not fired. A cancel-aware poll observes cancellation through
+//!   `Cx::observe_cancel`, which asks the kernel only when rule A2 says a
+//!   cancellation may be observable (the gauge, the task's cancel hint, the
+//!   `Cx`'s deadline) and the task is not a light one whose cancel waits
+//!   in its cell (LT7); an observed cancellation then removes the arming
+//!   (wheel lock, after the kernel's is released). A poll from outside any
+//!   task asks the kernel whether the task is still live (rule CX1).
 //! - TE6 (allocation): at most one per entry (the shared half, at the first
 //!   arming); re-armings reuse it, and the wheel holds a reference-count
 //!   clone. A dropped entry whose shared half nobody else holds any more
@@ -166,29 +166,19 @@ impl TimerEntry {
             crate::exec::context::completed_task_cx(task);
         }
         // TE5: the kernel only if rule A2 says a cancellation may be
-        // observable. Then one kernel call observes it (on the recent clock
-        // reading, CL1: a budget deadline seen late is caught by its own
-        // timer) and, if it is observed, removes the arming (kernel → wheel,
-        // TL1), as the wait deregisters (T2).
-        if cancel_aware && cx.may_observe_cancel() {
-            let (key, shared) = (&mut self.key, &self.shared);
-            let observed = core.with_kernel_recent(|k, now| {
-                let reason = k.observe_cancel(task, region, now)?;
-                if let Some(key) = key.take()
-                    && shared
-                        .as_ref()
-                        .is_some_and(|s| s.state.load(Ordering::Acquire) != FIRED)
-                {
-                    core.timers().cancel(key);
-                }
-                Some(reason)
-            });
-            if let Some(reason) = observed {
-                // The shared reason is copied after the kernel lock is
-                // released.
-                let reason = Arc::unwrap_or_clone(reason);
-                return TimerPoll::Cancelled(Cancelled::new(reason));
+        // observable, and not even then for a light task, which observes
+        // a cancel stored in its cell (LT7). An observed cancel removes
+        // the arming, as the wait deregisters (T2).
+        if cancel_aware && let Some(reason) = cx.observe_cancel() {
+            if let Some(key) = self.key.take()
+                && self
+                    .shared
+                    .as_ref()
+                    .is_some_and(|s| s.state.load(Ordering::Acquire) != FIRED)
+            {
+                core.timers().cancel(key);
             }
+            return TimerPoll::Cancelled(Cancelled::new(reason));
         }
         // TE4 / CL1: the recent reading is never ahead of the clock, so the
         // entry never completes early; if it lags, the entry is armed and

@@ -160,6 +160,11 @@ pub fn assert_quiescent(rt: &Runtime) {
         0,
         "timers still registered after block_on"
     );
+    assert_eq!(
+        rt.pending_cancellations(),
+        0,
+        "cancellations still counted after block_on (rule A2's gauge)"
+    );
     let s = rt.stats();
     assert_eq!(
         s.tasks_spawned, s.tasks_completed,

@@ -169,8 +169,8 @@ impl Cx {
 
     /// The task's current budget (tightened by cleanup once cancelled).
     pub fn budget(&self) -> Budget {
-        let task = self.task;
-        self.core.lock().task_budget(task)
+        let (task, region) = (self.task, self.region);
+        self.core.lock().task_budget(task, region)
     }
 
     /// Returns `Err` once cancellation is requested (for this task or its
@@ -189,6 +189,16 @@ impl Cx {
         crate::exec::context::check_cx(self.core.key(), self.task); // rule CX1
         if !self.may_observe_cancel() {
             return None;
+        }
+        if self.own_region {
+            // LT7: a light task's own checkpoint acknowledges the cancel
+            // stored in its cell, without the kernel.
+            use crate::exec::cancel_slot::LightAck;
+            match crate::exec::context::polled_light_acknowledge(self.core.key(), self.task) {
+                Some(LightAck::Cancelled(reason)) => return Some(Arc::unwrap_or_clone(reason)),
+                Some(LightAck::Quiet) => return None,
+                Some(LightAck::Registered) | None => {}
+            }
         }
         let (task, region) = (self.task, self.region);
         self.core

@@ -1,0 +1,303 @@
+//! Cancelling light tasks in place (rules LT7 and LT8 in `kernel::light`):
+//! an abort or a region cancel of a task the kernel keeps no record of is
+//! stored in the task's cell, observed there, and settled by the task's
+//! completion; the kernel takes over only when the task needs more than
+//! the poll that observes it. These tests pin the protocol's visible
+//! promises on both drivers: the reason each join reports, K3's
+//! strengthening, K4's grace periods (individual and the region's), a
+//! cancel that is never observed, and the A2 gauge returning to zero
+//! (`assert_quiescent` checks it after every run).
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use asupersync::kernel::TaskState;
+use asupersync::types::{CancelKind, CancelReason, ForceDropCause};
+use asupersync::{Cx, Outcome, time, yield_now};
+use support::*;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn forced_drops(rt: &asupersync::Runtime, cause: ForceDropCause) -> usize {
+    rt.stats()
+        .forced_drops
+        .iter()
+        .filter(|d| d.cause == cause)
+        .count()
+}
+
+on_both_drivers! {
+    /// An abort reaches a light task parked in a cancel-aware wait: the
+    /// wait returns the reason, and the join reports it, timed and
+    /// attributed to the aborted task (K3's stamp).
+    fn an_aborted_light_task_joins_cancelled_with_the_reason_it_observed(d: Driver) {
+        let rt = d.rt();
+        rt.block_on(|cx: Cx| async move {
+            let parked = Gate::new();
+            let opened = parked.clone();
+            let seen = Slot::new();
+            let slot = seen.clone();
+            let h = cx
+                .spawn(move |cx| async move {
+                    let sleep = time::sleep(&cx, HOUR);
+                    opened.open();
+                    let err = sleep.await.expect_err("aborted");
+                    slot.set(err.reason().clone());
+                })
+                .expect("spawn");
+            let id = h.task_id();
+            parked.wait().await;
+            h.abort_with(CancelReason::user("stop that"));
+            let err = h.join(&cx).await.expect_err("cancelled");
+            let reason = err.cancel_reason().expect("a cancel").clone();
+            assert_eq!(reason.kind, CancelKind::User);
+            assert_eq!(reason.message.as_deref(), Some("stop that"));
+            assert_eq!(reason.origin_task, Some(id), "attributed to the aborted task");
+            assert!(reason.timestamp > asupersync::types::Time::ZERO, "stamped");
+            assert_eq!(seen.take(), Some(reason), "the task observed the same reason");
+        });
+        assert_quiescent(&rt);
+    }
+
+    /// K3: requests only strengthen the reason; a weaker one after a
+    /// stronger one changes nothing, whether the requests land in the cell
+    /// or (after the task went pending and was registered) in the kernel.
+    fn repeated_aborts_of_a_light_task_only_strengthen_its_reason(d: Driver) {
+        let rt = d.rt();
+        let rt_ref = &rt;
+        rt.block_on(|cx: Cx| async move {
+            let gate = Gate::new();
+            let g = gate.clone();
+            let started = Gate::new();
+            let st = started.clone();
+            let h = cx
+                .spawn(move |cx| async move {
+                    st.open();
+                    g.wait().await; // not cancel-aware
+                    cx.checkpoint().map_err(|c| c.reason().kind)
+                })
+                .expect("spawn");
+            started.wait().await;
+            h.abort_with(CancelReason::user("first"));
+            h.abort_with(CancelReason::shutdown());
+            h.abort_with(CancelReason::user("weaker, later"));
+            assert_eq!(rt_ref.task_state(h.task_id()), Some(TaskState::CancelRequested));
+            gate.open();
+            let err = h.join(&cx).await.expect_err("it observed the cancel");
+            assert_eq!(err.cancel_reason().map(|r| r.kind), Some(CancelKind::Shutdown));
+        });
+        assert_quiescent(&rt);
+    }
+
+    /// A task asked to cancel that finishes without ever observing the
+    /// request joins with its value (as a registered task would), and its
+    /// `Cx` reports the request before any checkpoint.
+    fn a_light_task_that_never_observes_its_abort_joins_with_its_value(d: Driver) {
+        let rt = d.rt();
+        rt.block_on(|cx: Cx| async move {
+            let gate = Gate::new();
+            let g = gate.clone();
+            let started = Gate::new();
+            let st = started.clone();
+            let h = cx
+                .spawn(move |cx| async move {
+                    st.open();
+                    g.wait().await;
+                    let reported = cx.cancel_reason().map(|r| r.kind);
+                    (cx.is_cancel_requested(), reported)
+                })
+                .expect("spawn");
+            started.wait().await; // (an unstarted task would be dropped unpolled)
+            h.abort();
+            gate.open();
+            let (requested, kind) = h.join(&cx).await.expect("finished with its value");
+            assert!(requested, "the Cx reports the pending request");
+            assert_eq!(kind, Some(CancelKind::User));
+        });
+        assert_quiescent(&rt);
+    }
+
+    /// A light task whose cleanup takes several polls after observing its
+    /// abort (the kernel registers it at its first pending poll, LT8) still
+    /// ends `Cancelled`, with the cleanup budget installed by the
+    /// acknowledgement.
+    fn a_light_task_whose_cleanup_takes_several_polls_ends_cancelled(d: Driver) {
+        let rt = d.rt();
+        rt.block_on(|cx: Cx| async move {
+            let parked = Gate::new();
+            let opened = parked.clone();
+            let cleaned = Arc::new(AtomicU64::new(0));
+            let c = cleaned.clone();
+            let h = cx
+                .spawn(move |cx| async move {
+                    let sleep = time::sleep(&cx, HOUR);
+                    opened.open();
+                    let err = sleep.await.expect_err("aborted");
+                    let budget = cx.budget();
+                    assert!(budget.poll_quota <= err.reason().kind.cleanup_budget().poll_quota);
+                    for _ in 0..3 {
+                        yield_now().await;
+                        c.fetch_add(1, Ordering::Relaxed);
+                    }
+                    assert_eq!(cx.budget().poll_quota, budget.poll_quota.saturating_sub(3));
+                })
+                .expect("spawn");
+            parked.wait().await;
+            h.abort();
+            let err = h.join(&cx).await.expect_err("cancelled");
+            assert!(err.is_cancelled());
+            assert_eq!(cleaned.load(Ordering::Relaxed), 3, "the whole cleanup ran");
+        });
+        assert_quiescent(&rt);
+    }
+
+    /// K4 for an abort stored in the cell: a light task that ignores it is
+    /// registered at its next pending poll and force-dropped when its grace
+    /// period ends, its future dropped exactly once.
+    fn a_light_task_ignoring_its_abort_is_force_dropped_after_its_grace(d: Driver) {
+        let rt = d.rt_with_grace(Duration::from_millis(20));
+        rt.block_on(|cx: Cx| async move {
+            let dropped = Arc::new(AtomicU64::new(0));
+            let counter = dropped.clone();
+            let parked = Gate::new();
+            let opened = parked.clone();
+            let h = cx
+                .spawn(move |_cx| async move {
+                    let _guard = CountDrop(counter);
+                    opened.open();
+                    std::future::pending::<()>().await; // never observes
+                })
+                .expect("spawn");
+            parked.wait().await;
+            h.abort();
+            let err = h.join(&cx).await.expect_err("force-dropped");
+            assert!(err.is_cancelled(), "{err}");
+            assert_eq!(dropped.load(Ordering::Relaxed), 1, "dropped exactly once");
+        });
+        assert_eq!(forced_drops(&rt, ForceDropCause::GraceExpired), 1);
+        assert_quiescent(&rt);
+    }
+
+    /// K4 for a region cancel: light tasks cancelled in place share the
+    /// region's grace timer, which registers and force-drops those that
+    /// ignore it (LT8), while the ones that observe it end on their own.
+    fn a_region_cancel_force_drops_the_light_tasks_that_ignore_it_at_its_grace(d: Driver) {
+        let rt = d.rt_with_grace(Duration::from_millis(20));
+        let observed = Arc::new(AtomicU64::new(0));
+        let seen = observed.clone();
+        rt.block_on(move |cx: Cx| async move {
+            let parked = Arc::new(AtomicU64::new(0));
+            let all = Gate::new();
+            let outcome = cx
+                .region({
+                    let (parked, all) = (parked.clone(), all.clone());
+                    move |cx| async move {
+                        for i in 0..8u64 {
+                            let (parked, all, seen) = (parked.clone(), all.clone(), seen.clone());
+                            drop(cx.spawn(move |cx| async move {
+                                let sleep = time::sleep(&cx, HOUR);
+                                if parked.fetch_add(1, Ordering::AcqRel) + 1 == 8 {
+                                    all.open();
+                                }
+                                if i % 2 == 0 {
+                                    std::future::pending::<()>().await; // ignores it
+                                }
+                                sleep.await.expect_err("cancelled with the region");
+                                seen.fetch_add(1, Ordering::Relaxed);
+                            }));
+                        }
+                        all.wait().await;
+                        Err::<(), &str>("fail")
+                    }
+                })
+                .await;
+            assert!(matches!(outcome, Outcome::Err("fail")), "{outcome:?}");
+        });
+        assert_eq!(observed.load(Ordering::Relaxed), 4);
+        assert_eq!(forced_drops(&rt, ForceDropCause::GraceExpired), 4);
+        assert_quiescent(&rt);
+    }
+
+    /// An `AbortHandle` outliving its task does nothing when used, and
+    /// does not keep the task's cell alive.
+    fn an_abort_handle_used_after_its_task_finished_does_nothing(d: Driver) {
+        let rt = d.rt();
+        rt.block_on(|cx: Cx| async move {
+            let h = cx.spawn(|_| async { 5u32 }).expect("spawn");
+            let abort = h.abort_handle();
+            assert_eq!(h.join(&cx).await, Ok(5));
+            assert!(abort.is_finished());
+            abort.abort();
+            abort.abort_with(CancelReason::shutdown());
+        });
+        assert_quiescent(&rt);
+    }
+}
+
+/// Counts its drops (a future dropped exactly once).
+struct CountDrop(Arc<AtomicU64>);
+
+impl Drop for CountDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Aborts race completions and a region cancel on the multi-thread
+/// runtime: every task's join agrees with what the task did (it returned
+/// its value unless it observed a cancel), each task is counted once, and
+/// the A2 gauge returns to zero (LT7, LT8).
+#[test]
+fn aborts_racing_completions_and_a_region_cancel_settle_every_task_once() {
+    with_watchdog("aborts racing completions", || {
+        let rt = Driver::MultiThread.rt();
+        let mut rng = XorShift::new(0xAB0B_7ED5);
+        for round in 0..40 {
+            let seeds: Vec<u64> = (0..64).map(|_| rng.next_u64()).collect();
+            rt.block_on(move |cx: Cx| async move {
+                let outcome = cx
+                    .region(move |cx| async move {
+                        let mut handles = Vec::new();
+                        for &seed in &seeds {
+                            let h = cx
+                                .spawn(move |cx| async move {
+                                    for _ in 0..seed % 4 {
+                                        yield_now().await;
+                                    }
+                                    if seed % 3 == 0 {
+                                        // Observes a cancel if one came.
+                                        cx.checkpoint().map(|()| seed).map_err(|c| c.reason().kind)
+                                    } else {
+                                        Ok(seed)
+                                    }
+                                })
+                                .expect("spawn");
+                            handles.push((seed, h));
+                        }
+                        for (i, (seed, h)) in handles.iter().enumerate() {
+                            if seed % 5 < 2 {
+                                h.abort();
+                            }
+                            if i % 16 == 0 {
+                                yield_now().await;
+                            }
+                        }
+                        for (seed, h) in handles {
+                            match h.join(&cx).await {
+                                Ok(Ok(v)) => assert_eq!(v, seed),
+                                Ok(Err(kind)) => panic!("the task's own Err escaped: {kind:?}"),
+                                Err(e) => assert!(e.is_cancelled(), "round {round}: {e}"),
+                            }
+                        }
+                        Err::<(), ()>(()) // and a region cancel for any left
+                    })
+                    .await;
+                assert!(matches!(outcome, Outcome::Err(())), "{outcome:?}");
+            });
+            assert_quiescent(&rt);
+        }
+    });
+}
