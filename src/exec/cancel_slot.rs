@@ -12,7 +12,7 @@
 //! so a request either lands in the slot before that reading or sees the
 //! bit and goes to the kernel; the completion sets COMPLETE before its own
 //! reading, so a request either is in what the completion reads or sees
-//! COMPLETE and does nothing (the A2 gauge stays balanced: LT8).
+//! COMPLETE and does nothing.
 
 // The imports the loom model (`loom_tests` below) replaces.
 use crate::loom::sync::{Mutex, MutexGuard};
@@ -65,32 +65,22 @@ impl CancelSlot {
         if word.is_registered() {
             return LightRequest::Registered;
         }
-        let first = match &mut *slot {
+        match &mut *slot {
             None => {
                 *slot = Some(LightCancel {
                     reason: reason.clone(),
                     grace_deadline,
                     acked: false,
                 });
-                true
             }
             Some(stored) if reason.outranks(&stored.reason) => {
                 stored.reason = reason.clone();
                 stored.grace_deadline = stored.grace_deadline.min(grace_deadline);
-                false
             }
-            Some(_) => {
-                return LightRequest::Stored {
-                    first: false,
-                    changed: false,
-                };
-            }
-        };
-        state.cancel_requested(reason.kind.severity());
-        LightRequest::Stored {
-            first,
-            changed: true,
+            Some(_) => return LightRequest::Stored { changed: false },
         }
+        state.cancel_requested(reason.kind.severity());
+        LightRequest::Stored { changed: true }
     }
 
     /// LT7: the task's own checkpoint: acknowledges a stored request.
@@ -156,8 +146,8 @@ mod loom_tests {
             let outcome = aborter.join().unwrap();
             let kernel_copy = registrar.join().unwrap();
             match outcome {
-                LightRequest::Stored { first, changed } => {
-                    assert!(first && changed);
+                LightRequest::Stored { changed } => {
+                    assert!(changed);
                     assert!(read_by_completion, "stored before COMPLETE was set");
                 }
                 LightRequest::Complete => assert!(!read_by_completion && !kernel_copy),

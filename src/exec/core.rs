@@ -220,19 +220,11 @@ impl Core {
         self.cancel_gauge.load(Ordering::Acquire) > 0
     }
 
-    /// Rule A2's gauge: tasks and regions with a pending cancellation.
+    /// Rule A2's gauge: registered tasks and regions with a pending
+    /// cancellation (a light task cancelled in place counts once the kernel
+    /// registers it, LT8).
     pub(crate) fn pending_cancellations(&self) -> usize {
         self.cancel_gauge.load(Ordering::Acquire)
-    }
-
-    /// LT8: a light task was cancelled in place for the first time.
-    pub(crate) fn light_cancel_added(&self) {
-        self.cancel_gauge.fetch_add(1, Ordering::Release);
-    }
-
-    /// LT8: a light task cancelled in place completed without the kernel.
-    pub(crate) fn light_cancel_settled(&self) {
-        self.cancel_gauge.fetch_sub(1, Ordering::Release);
     }
 
     /// K4: the grace period of a cancel of `kind` (LT7).

@@ -185,7 +185,7 @@ impl<T> JoinSlot<T> {
         // registered meanwhile goes to the kernel, which registers a light
         // task first. LT8: a cancel stored in its cell decides the outcome
         // as the kernel would (acknowledged: `Cancelled`, the value
-        // discarded; not: the value) and leaves the A2 gauge here.
+        // discarded; not: the value).
         let mut swept = None;
         if let Some(light) = light
             && !light.registered
@@ -195,7 +195,6 @@ impl<T> JoinSlot<T> {
             if leaked.is_empty()
                 && let (Finish::Light { advance }, entry) = light.set.finish(id, false)
             {
-                let cancelled = light.cancel.is_some();
                 let (output, discarded) = match light.cancel {
                     Some(cancel) if cancel.acked => {
                         (Err(SlotError::Cancelled(cancel.reason)), value)
@@ -205,9 +204,6 @@ impl<T> JoinSlot<T> {
                         None,
                     ),
                 };
-                if cancelled {
-                    core.light_cancel_settled();
-                }
                 let waker = self.deliver(inner, output, discarded);
                 if advance {
                     // LT3: the kernel waits for this region's last light task.

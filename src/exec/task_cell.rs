@@ -255,10 +255,7 @@ where
         let deadline = now + self.core.grace_for(reason.kind);
         let shared = Arc::new(reason);
         match self.cancel.request(&self.state, &shared, deadline) {
-            LightRequest::Stored { first, changed } => {
-                if first {
-                    self.core.light_cancel_added();
-                }
+            LightRequest::Stored { changed } => {
                 if changed {
                     self.schedule(); // to observe it
                 }

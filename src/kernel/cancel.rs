@@ -214,8 +214,7 @@ impl Kernel {
         let shared = Arc::new(effective);
         // LT7, LT2: the light tasks are cancelled in place and the gate
         // shut, in one pass under the set's lock.
-        let (woken, first, visited) = light.shut_and_cancel_all(&shared, deadline);
-        self.gauge_add_n(first);
+        let (woken, visited) = light.shut_and_cancel_all(&shared, deadline);
         let grace = if tasks.is_empty() && visited == 0 {
             None
         } else {

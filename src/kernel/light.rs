@@ -73,9 +73,10 @@
 //!   polls counted), a first poll of a task cancelled before it started
 //!   (dropped unpolled), a region grace timer firing (force drop), an
 //!   observation from outside the task's own poll, or any end that is not
-//!   a plain return. Each counts once in the A2 gauge: added by the first
-//!   request, removed by the light completion, or by the kernel's once the
-//!   record carries it.
+//!   a plain return. A cancel in a cell is not counted in the A2 gauge
+//!   (no shared counter is written per light cancel): the task's own `Cx`
+//!   reads the cell's hint during its polls and asks the kernel anywhere
+//!   else; registration counts it, and the kernel's completion uncounts it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -101,10 +102,9 @@ pub(crate) struct LightCancel {
 /// What a cancel request on a light task's cell did (LT7).
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum LightRequest {
-    /// Stored in the cell's slot. `first`: the task's first request (it
-    /// counts in the A2 gauge); `changed`: the reason was set or
+    /// Stored in the cell's slot. `changed`: the reason was set or
     /// strengthened (the task must be woken to see it).
-    Stored { first: bool, changed: bool },
+    Stored { changed: bool },
     /// The kernel registered the task: cancel it through the kernel.
     Registered,
     /// The task completed: nothing to cancel.
@@ -210,28 +210,23 @@ impl LightTasks {
     /// task in place with `reason`, its grace ending at `grace_deadline`.
     /// Returns the tasks whose reason changed (to be woken once the
     /// caller's locks are released; in no particular order: light tasks
-    /// never run in the lab, LT4), how many were cancelled for the first
-    /// time (A2 gauge) and how many the set held.
+    /// never run in the lab, LT4) and how many the set held.
     pub(crate) fn shut_and_cancel_all(
         &self,
         reason: &Arc<CancelReason>,
         grace_deadline: Time,
-    ) -> (Vec<Arc<dyn Attention>>, usize, usize) {
+    ) -> (Vec<Arc<dyn Attention>>, usize) {
         let mut inner = self.lock();
         inner.open = false;
         let mut woken = Vec::with_capacity(inner.tasks.len());
-        let mut first = 0;
         for entry in inner.tasks.values() {
-            if let LightRequest::Stored { first: f, changed } =
+            if let LightRequest::Stored { changed: true } =
                 entry.cancel_light(reason, grace_deadline)
             {
-                first += usize::from(f);
-                if changed {
-                    woken.push(entry.clone());
-                }
+                woken.push(entry.clone());
             }
         }
-        (woken, first, inner.tasks.len())
+        (woken, inner.tasks.len())
     }
 
     /// Light task `t`'s entry, if it is in the set.
@@ -368,16 +363,12 @@ mod tests {
         }
         fn cancel_light(&self, reason: &Arc<CancelReason>, grace_deadline: Time) -> LightRequest {
             let mut slot = self.cancel.lock().unwrap();
-            let first = slot.is_none();
             *slot = Some(LightCancel {
                 reason: reason.clone(),
                 grace_deadline,
                 acked: false,
             });
-            LightRequest::Stored {
-                first,
-                changed: true,
-            }
+            LightRequest::Stored { changed: true }
         }
         fn light_cancel(&self) -> Option<LightCancel> {
             self.cancel.lock().unwrap().clone()

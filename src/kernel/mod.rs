@@ -44,7 +44,7 @@ mod timers;
 use std::task::Waker;
 use std::time::Duration;
 
-use crate::timer_wheel::{TimerKey, TimerWheel};
+use crate::timer_wheel::TimerWheel;
 use crate::trace::{CompletionKind, TraceBuffer, TraceEvent, TraceKind};
 pub use crate::types::ForceDropCause;
 use crate::types::IdMap;
@@ -64,7 +64,7 @@ use std::sync::Arc;
 pub use task::TaskState;
 pub(crate) use task::{TaskEnd, TaskKind, TaskRecord};
 use timers::GraceQueue;
-pub(crate) use timers::{Sleeper, Timers};
+pub(crate) use timers::{Sleeper, TimerKey, Timers};
 
 /// A task cell's "poll through the kernel next time" flag.
 ///
@@ -133,6 +133,8 @@ pub(crate) struct KernelConfig {
     /// Overrides every kind's grace period when set.
     pub(crate) cleanup_grace: Option<Duration>,
     pub(crate) leak_policy: LeakPolicy,
+    /// Shards of the timer service (TL4; 0 is taken as 1).
+    pub(crate) timer_shards: usize,
 }
 
 /// Why a spawn (or a region entry) was refused.
@@ -291,10 +293,12 @@ pub(crate) struct Kernel {
     stats: KernelStats,
     /// The time of the current kernel call (set by the core before each).
     now: Time,
-    /// Tasks with a pending/acknowledged cancellation plus cancelled open
-    /// regions. Zero means no checkpoint anywhere can observe anything, so
-    /// `Cx` skips the kernel lock (rule A2), unless its budget deadline has
-    /// passed (a deadline is a cancellation even before its timer fires).
+    /// Registered tasks with a pending/acknowledged cancellation plus
+    /// cancelled open regions. Zero means no region body's `Cx` can observe
+    /// anything, so it skips the kernel lock (rule A2), unless its budget
+    /// deadline has passed (a deadline is a cancellation even before its
+    /// timer fires). A task's own `Cx` reads its cancel hint instead, and
+    /// light tasks cancelled in place (LT7) count only once registered.
     cancel_gauge: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     /// Whether `now` came from the driver's recent clock reading (rule CL1
     /// in `exec::runnable`) rather than a fresh one.
@@ -360,7 +364,7 @@ impl Kernel {
             obligations: Default::default(),
             region_homes: Default::default(),
             obligation_counters: Default::default(),
-            timers: Arc::new(Timers::new(start)),
+            timers: Arc::new(Timers::sharded(start, config.timer_shards)),
             grace: GraceQueue::default(),
             config,
             actions: Actions::default(),
@@ -381,14 +385,6 @@ impl Kernel {
     fn gauge_add(&self) {
         self.cancel_gauge
             .fetch_add(1, std::sync::atomic::Ordering::Release);
-    }
-
-    /// A2: `n` more cancelled tasks (light ones, cancelled in place: LT8).
-    fn gauge_add_n(&self, n: usize) {
-        if n > 0 {
-            self.cancel_gauge
-                .fetch_add(n, std::sync::atomic::Ordering::Release);
-        }
     }
 
     fn gauge_sub(&self) {

@@ -118,13 +118,13 @@ pub(crate) struct RegionRecord {
     pub(crate) pending_panics: Vec<(TaskId, PanicPayload)>,
     /// One grace timer for the tasks a region cancel cancelled together
     /// (they share a grace deadline): fires as `TimerEvent::RegionGrace`.
-    pub(crate) grace_timer: Option<crate::timer_wheel::TimerKey>,
+    pub(crate) grace_timer: Option<super::TimerKey>,
     /// The shared grace deadline of the region's cancelled tasks (K4): set
     /// by the first cancel, afterwards only ever moved earlier.
     pub(crate) grace_deadline: Option<crate::types::Time>,
     /// The budget deadline of a region whose deadline is tighter than its
     /// parent's: cancels the region with `Deadline` (kernel rule K9).
-    pub(crate) deadline_timer: Option<crate::timer_wheel::TimerKey>,
+    pub(crate) deadline_timer: Option<super::TimerKey>,
     /// Its light tasks (rules LT1–LT6 in `light`): counted and listed
     /// here, outside the kernel lock, until the kernel registers them.
     pub(crate) light: std::sync::Arc<super::LightTasks>,

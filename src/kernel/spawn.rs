@@ -93,9 +93,9 @@ impl Kernel {
     /// skipped the kernel (`Created`, no poll counted), which every kernel
     /// call already handles (`before_poll`, `complete_task`). A cancel
     /// stored in its cell (LT7) is copied into the record as
-    /// `request_cancel` and `observe_cancel` would have left it (the A2
-    /// gauge counts it already, LT8); its grace deadline joins the grace
-    /// queue unless the region's shared timer covers it (K4).
+    /// `request_cancel` and `observe_cancel` would have left it, and counted
+    /// in the A2 gauge from now on (LT8); its grace deadline joins the
+    /// grace queue unless the region's shared timer covers it (K4).
     pub(super) fn register_light(&mut self, t: TaskId, r: RegionId, task: Arc<dyn Attention>) {
         let budget = self.region(r).map_or(Budget::INFINITE, |rec| rec.budget);
         let mut record = TaskRecord::new(r, TaskKind::Spawned, task.clone().to_waker(), budget);
@@ -117,6 +117,7 @@ impl Kernel {
         self.tasks.insert(t, record);
         self.link_task(r, t);
         if let Some(c) = cancel {
+            self.gauge_add();
             let covered = self.region(r).is_some_and(|rec| {
                 rec.grace_timer.is_some() && rec.grace_deadline == Some(c.grace_deadline)
             });

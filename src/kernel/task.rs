@@ -18,7 +18,7 @@
 
 use std::task::Waker;
 
-use crate::timer_wheel::TimerKey;
+use super::TimerKey;
 use crate::types::{Budget, CancelReason, ForceDropCause, RegionId, TaskId};
 
 /// Lifecycle state of a task.

@@ -26,10 +26,19 @@
 //!   entries, a cancelled entry's payload, the wheel itself at teardown) is
 //!   dropped or woken after the lock is released; under it a sleep entry is
 //!   only marked fired (one atomic store).
-//! - TL3 (determinism): the wheel fires in `(deadline, insertion)` order
-//!   (wheel rule 6); a pass wakes its sleepers in that order, then
-//!   processes its kernel timers in that order, so the lab's schedule stays
-//!   a function of its seed.
+//! - TL3 (determinism): a shard's wheel fires in `(deadline, insertion)`
+//!   order (wheel rule 6); a pass wakes its sleepers in that order, then
+//!   processes its kernel timers in that order. The lab runs one shard, so
+//!   its schedule stays a function of its seed.
+//! - TL4 (shards): the wheel is split into shards, each its own lock and
+//!   K8 hint, so workers arming and cancelling sleeps rarely meet: a sleep
+//!   goes to the shard its task's id picks (ids are handed out in order,
+//!   so neighbours alternate), the kernel's own timers to the first. A key
+//!   names its shard, so a cancel locks only that one. The service's hint
+//!   is the earliest shard hint (K8 holds for each, hence for the least);
+//!   a firing pass visits only the shards whose hint has passed, one lock
+//!   at a time. The production runtime has twice as many shards as
+//!   workers (at most 16), the current-thread runtime and the lab one.
 //!
 //! The grace queue (K4 for individually cancelled tasks) keeps the tasks'
 //! grace deadlines out of the wheel, so a cancel arms, and a completion
@@ -53,6 +62,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use super::*;
+use crate::timer_wheel::TimerKey as WheelKey;
 
 /// K4's individual grace deadlines behind one wheel timer (GQ1–GQ3).
 #[derive(Default)]
@@ -96,117 +106,182 @@ impl Fired {
     }
 }
 
-/// The timer service: the wheel behind its own lock and the K8 hint.
-pub(crate) struct Timers {
+/// A pending timer of the service: the shard that holds it and its key
+/// in that shard's wheel (TL4).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub(crate) struct TimerKey {
+    shard: u32,
+    key: WheelKey,
+}
+
+/// One shard of the timer service: a wheel behind its own lock and the
+/// shard's K8 hint.
+struct Shard {
     wheel: Mutex<TimerWheel<Timer>>,
-    /// Rule K8: no pending timer is due before this instant (nanoseconds;
-    /// `u64::MAX`: no timer).
+    /// Rule K8 for this shard: no timer in it is due before this instant
+    /// (nanoseconds; `u64::MAX`: none).
     hint: AtomicU64,
 }
 
+/// The timer service: the wheel, sharded (TL4), each shard behind its own
+/// lock with its own K8 hint.
+pub(crate) struct Timers {
+    shards: Box<[crossbeam_utils::CachePadded<Shard>]>,
+}
+
 impl Timers {
+    /// A service of one shard.
+    #[cfg(test)]
     pub(crate) fn new(start: Time) -> Self {
-        Self {
-            wheel: Mutex::new(TimerWheel::new(start)),
-            hint: AtomicU64::new(u64::MAX),
-        }
+        Self::sharded(start, 1)
     }
 
-    /// Locks the wheel. No user code runs under this lock (TL2), so
-    /// poisoning can only come from a bug here; we still recover the data.
-    fn lock(&self) -> MutexGuard<'_, TimerWheel<Timer>> {
-        self.wheel.lock().unwrap_or_else(|e| e.into_inner())
+    /// A service of `shards` shards (at least one).
+    pub(crate) fn sharded(start: Time, shards: usize) -> Self {
+        let shards = (0..shards.max(1))
+            .map(|_| {
+                crossbeam_utils::CachePadded::new(Shard {
+                    wheel: Mutex::new(TimerWheel::new(start)),
+                    hint: AtomicU64::new(u64::MAX),
+                })
+            })
+            .collect();
+        Self { shards }
     }
 
-    /// Rule K8: the hint (nanoseconds, `u64::MAX`: no timer), read with
-    /// `order`.
+    /// Locks one shard's wheel. No user code runs under this lock (TL2),
+    /// so poisoning can only come from a bug here; we still recover the
+    /// data.
+    fn lock(shard: &Shard) -> MutexGuard<'_, TimerWheel<Timer>> {
+        shard.wheel.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// TL4: the shard a timer spread by `spread` (a task id's bits, or 0
+    /// for the kernel's own timers) goes to.
+    fn shard_for(&self, spread: u64) -> usize {
+        // The shard count is small; the remainder fits `usize`.
+        (spread % self.shards.len() as u64) as usize
+    }
+
+    /// Rule K8: the service's hint, the earliest of its shards' hints
+    /// (nanoseconds, `u64::MAX`: no timer), each read with `order`.
     pub(crate) fn hint(&self, order: Ordering) -> u64 {
-        self.hint.load(order)
+        self.shards
+            .iter()
+            .map(|s| s.hint.load(order))
+            .min()
+            .unwrap_or(u64::MAX)
     }
 
-    /// Inserts `timer`, lowering the K8 hint if it is now the earliest
-    /// (both under the wheel lock).
-    fn insert(&self, deadline: Time, timer: Timer) -> TimerKey {
-        let mut wheel = self.lock();
-        // K8: the hint is written only under the wheel lock, so a load and
-        // a store are a `fetch_min`, without writing the shared line (read
-        // by every driver between batches) when the hint is already earlier.
+    /// Inserts `timer` into shard `i`, lowering that shard's K8 hint if it
+    /// is now the earliest there (both under the shard's lock).
+    fn insert(&self, i: usize, deadline: Time, timer: Timer) -> TimerKey {
+        let shard = &self.shards[i];
+        let mut wheel = Self::lock(shard);
+        // K8: the hint is written only under the shard's lock, so a load
+        // and a store are a `fetch_min`, without writing the shared line
+        // (read by every driver between batches) when it is already earlier.
         let nanos = deadline.as_nanos();
-        if nanos < self.hint.load(Ordering::Relaxed) {
-            self.hint.store(nanos, Ordering::Release);
+        if nanos < shard.hint.load(Ordering::Relaxed) {
+            shard.hint.store(nanos, Ordering::Release);
         }
-        wheel.insert(deadline, timer)
+        TimerKey {
+            // At most a few dozen shards.
+            shard: i as u32,
+            key: wheel.insert(deadline, timer),
+        }
     }
 
     /// Arms a sleep entry (rule TE2 in `time::entry`: the caller marked it
     /// armed before; the wheel's clone is taken out only by a firing pass,
-    /// which marks it fired, or by [`cancel`](Self::cancel)).
-    pub(crate) fn arm_sleep(&self, deadline: Time, entry: Arc<dyn Sleeper>) -> TimerKey {
-        self.insert(deadline, Timer::Sleep(entry))
+    /// which marks it fired, or by [`cancel`](Self::cancel)), in the shard
+    /// `spread` picks (TL4: the sleeping task's id).
+    pub(crate) fn arm_sleep(
+        &self,
+        deadline: Time,
+        entry: Arc<dyn Sleeper>,
+        spread: u64,
+    ) -> TimerKey {
+        self.insert(self.shard_for(spread), deadline, Timer::Sleep(entry))
     }
 
-    /// Arms one of the kernel's timers (called under the kernel lock: TL1).
+    /// Arms one of the kernel's timers (called under the kernel lock: TL1),
+    /// in the first shard.
     pub(crate) fn arm(&self, deadline: Time, event: TimerEvent) -> TimerKey {
-        self.insert(deadline, Timer::Kernel(event))
+        self.insert(0, deadline, Timer::Kernel(event))
     }
 
     /// Removes the entry for `key`; false if it already fired or was
     /// removed. The payload is dropped after the lock is released (TL2).
     pub(crate) fn cancel(&self, key: TimerKey) -> bool {
-        let removed = self.lock().cancel(key);
+        let removed = Self::lock(&self.shards[key.shard as usize]).cancel(key.key);
         removed.is_some()
     }
 
-    /// Takes every entry due at `now` out of the wheel (sleep entries are
-    /// marked fired on the way, TE2) and refreshes the K8 hint, in one
-    /// critical section (TL1). The caller wakes and processes them.
+    /// Takes every entry due at `now` out of the shards whose hint says one
+    /// may be (sleep entries are marked fired on the way, TE2) and
+    /// refreshes each such shard's K8 hint, one shard's critical section at
+    /// a time (TL1). The caller wakes and processes them.
     pub(crate) fn take_due(&self, now: Time) -> Fired {
-        let mut due = Vec::new();
         let mut out = Fired::default();
-        let mut wheel = self.lock();
-        wheel.advance(now, &mut due);
-        // K8: a fresh lower bound (O(levels); cancelled timers and the
-        // wheel's slot granularity only ever make it early). When the cursor
-        // already sits in the slot of a pending deadline the bound is `now`,
-        // which would make an idle driver spin until it; the exact deadline
-        // (a scan of that one small slot) lets it sleep instead.
-        let next = match wheel.next_deadline_bound() {
-            Some(bound) if bound <= now => wheel.next_deadline(),
-            other => other,
-        }
-        .map_or(u64::MAX, Time::as_nanos);
-        self.hint.store(next, Ordering::Release);
-        for (_, timer) in due {
-            match timer {
-                Timer::Sleep(entry) => {
-                    entry.fire();
-                    out.sleepers.push(entry);
+        let mut due = Vec::new();
+        for shard in self.shards.iter() {
+            if shard.hint.load(Ordering::Acquire) > now.as_nanos() {
+                continue;
+            }
+            let mut wheel = Self::lock(shard);
+            wheel.advance(now, &mut due);
+            // K8: a fresh lower bound (O(levels); cancelled timers and the
+            // wheel's slot granularity only ever make it early). When the
+            // cursor already sits in the slot of a pending deadline the
+            // bound is `now`, which would make an idle driver spin until
+            // it; the exact deadline (a scan of that one small slot) lets it
+            // sleep instead.
+            let next = match wheel.next_deadline_bound() {
+                Some(bound) if bound <= now => wheel.next_deadline(),
+                other => other,
+            }
+            .map_or(u64::MAX, Time::as_nanos);
+            shard.hint.store(next, Ordering::Release);
+            for (_, timer) in due.drain(..) {
+                match timer {
+                    Timer::Sleep(entry) => {
+                        entry.fire();
+                        out.sleepers.push(entry);
+                    }
+                    Timer::Kernel(event) => out.events.push(event),
                 }
-                Timer::Kernel(event) => out.events.push(event),
             }
         }
-        drop(wheel);
         out
     }
 
     /// The exact earliest pending deadline (the lab's next time jump).
     pub(crate) fn next_deadline(&self) -> Option<Time> {
-        self.lock().next_deadline()
+        self.shards
+            .iter()
+            .filter_map(|s| Self::lock(s).next_deadline())
+            .min()
     }
 
     /// Pending entries.
     pub(crate) fn len(&self) -> usize {
-        self.lock().len()
+        self.shards.iter().map(|s| Self::lock(s).len()).sum()
     }
 
-    /// Empties the wheel and returns its entries (to break the reference
+    /// Empties every shard and returns their wheels (to break the reference
     /// cycles of a runtime abandoned mid-run), for the caller to drop
-    /// outside the lock (TL2).
-    pub(crate) fn teardown(&self) -> TimerWheel<Timer> {
-        let mut wheel = self.lock();
-        let now = wheel.now();
-        self.hint.store(u64::MAX, Ordering::Release);
-        std::mem::replace(&mut *wheel, TimerWheel::new(now))
+    /// outside the locks (TL2).
+    pub(crate) fn teardown(&self) -> Vec<TimerWheel<Timer>> {
+        self.shards
+            .iter()
+            .map(|shard| {
+                let mut wheel = Self::lock(shard);
+                let now = wheel.now();
+                shard.hint.store(u64::MAX, Ordering::Release);
+                std::mem::replace(&mut *wheel, TimerWheel::new(now))
+            })
+            .collect()
     }
 }
 
@@ -382,7 +457,7 @@ mod tests {
             "no timer: no hint"
         );
         let deadline = ms(20) + Duration::from_micros(500);
-        timers.arm_sleep(deadline, Arc::new(Probe::default()));
+        timers.arm_sleep(deadline, Arc::new(Probe::default()), 0);
         assert_eq!(timers.hint(Ordering::Acquire), deadline.as_nanos());
         timers.take_due(ms(5));
         let early = timers.hint(Ordering::Acquire);
@@ -404,8 +479,8 @@ mod tests {
         let timers = k.timers();
         let late = Arc::new(Probe::default());
         let early = Arc::new(Probe::default());
-        let late_key = timers.arm_sleep(ms(3), late.clone());
-        timers.arm_sleep(ms(1), early.clone());
+        let late_key = timers.arm_sleep(ms(3), late.clone(), 0);
+        timers.arm_sleep(ms(1), early.clone(), 0);
         timers.arm(ms(2), TimerEvent::Deadline(t));
         assert_eq!(timers.len(), 3);
         let fired = timers.take_due(ms(3));
@@ -426,13 +501,43 @@ mod tests {
         assert_eq!(timers.len(), 0);
     }
 
+    /// TL4, K8: sleeps spread over the shards by their task ids; the
+    /// service's hint is the earliest shard's; a pass fires what is due in
+    /// every shard and refreshes only those; a key cancels in its own
+    /// shard; teardown empties them all.
+    #[test]
+    fn a_sharded_service_spreads_sleeps_and_fires_every_shard() {
+        let timers = Timers::sharded(Time::ZERO, 4);
+        let probes: Vec<_> = (0..8).map(|_| Arc::new(Probe::default())).collect();
+        let keys: Vec<_> = probes
+            .iter()
+            .enumerate()
+            .map(|(i, p)| timers.arm_sleep(ms(10 + i as u64), p.clone(), i as u64))
+            .collect();
+        let shards: std::collections::BTreeSet<_> = keys.iter().map(|k| k.shard).collect();
+        assert_eq!(shards.len(), 4, "every shard holds some: {keys:?}");
+        assert_eq!(timers.hint(Ordering::Acquire), ms(10).as_nanos());
+        assert!(timers.cancel(keys[1]), "cancelled in its shard");
+        assert!(!timers.cancel(keys[1]), "once");
+        let fired = timers.take_due(ms(13));
+        assert_eq!(fired.sleepers.len(), 3, "10, 12 and 13 ms, across three shards");
+        assert!(probes[0].fired.load(Ordering::SeqCst) && probes[3].fired.load(Ordering::SeqCst));
+        assert!(!probes[1].fired.load(Ordering::SeqCst), "cancelled");
+        assert!(timers.hint(Ordering::Acquire) <= ms(14).as_nanos(), "K8: never late");
+        assert_eq!(timers.len(), 4);
+        assert_eq!(timers.next_deadline(), Some(ms(14)));
+        let wheels = timers.teardown();
+        assert_eq!(wheels.iter().map(TimerWheel::len).sum::<usize>(), 4);
+        assert_eq!((timers.len(), timers.hint(Ordering::Acquire)), (0, u64::MAX));
+    }
+
     /// The kernel arms and cancels its own timers in the shared service.
     #[test]
     fn kernel_timers_live_in_the_shared_service() {
         let k = Kernel::new(KernelConfig::default(), Time::ZERO);
         let timers = k.timers();
         let probe = Arc::new(Probe::default());
-        let key = timers.arm_sleep(ms(1), probe.clone());
+        let key = timers.arm_sleep(ms(1), probe.clone(), 0);
         assert_eq!(k.pending_timer_count(), 1);
         assert!(timers.cancel(key));
         assert_eq!(k.pending_timer_count(), 0);

@@ -180,7 +180,9 @@ impl RuntimeBuilder {
                 std::thread::available_parallelism().map_or(1, |n| n.get())
             }
         };
-        let config = self.kernel;
+        let mut config = self.kernel;
+        // TL4: twice as many timer shards as workers (at most 16).
+        config.timer_shards = (2 * workers).clamp(1, 16);
         let driver = Parker::new();
         let driver_unparker = driver.unparker().clone();
         let worker_parkers: Vec<Parker> = (0..workers).map(|_| Parker::new()).collect();

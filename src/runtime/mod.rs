@@ -323,10 +323,12 @@ impl Runtime {
         self.core.lock().pending_obligation_count()
     }
 
-    /// Tasks and regions with a cancellation requested that have not
-    /// completed or closed yet (0 whenever no `block_on` runs). Checkpoints
-    /// consult the kernel only while this is not 0 (or their own task was
-    /// asked to cancel), so a count left behind would slow every one.
+    /// Tasks the kernel keeps a record of and regions with a cancellation
+    /// requested that have not completed or closed yet (0 whenever no
+    /// `block_on` runs; a light task cancelled in place, rule LT7, counts
+    /// only once the kernel registers it). Region bodies' checkpoints
+    /// consult the kernel only while this is not 0, so a count left behind
+    /// would slow every one.
     pub fn pending_cancellations(&self) -> usize {
         self.core.pending_cancellations()
     }

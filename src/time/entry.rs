@@ -63,7 +63,7 @@ use std::task::Waker;
 use crate::exec::cx::Cx;
 use crate::kernel::Sleeper;
 use crate::sync::atomic_waker::AtomicWaker;
-use crate::timer_wheel::TimerKey;
+use crate::kernel::TimerKey;
 use crate::types::Time;
 use crate::types::cancel::Cancelled;
 
@@ -222,7 +222,7 @@ impl TimerEntry {
             None => self.shared.insert(new_shared(deadline, waker)),
         };
         let entry: Arc<dyn Sleeper> = shared.clone();
-        self.key = Some(core.timers().arm_sleep(deadline, entry));
+        self.key = Some(core.timers().arm_sleep(deadline, entry, task.to_bits()));
         self.armed_for = deadline;
         self.pending(cx, outside)
     }

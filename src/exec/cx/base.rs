@@ -207,25 +207,25 @@ impl Cx {
     }
 
     /// Rule A2: whether a cancellation could be observed through this `Cx`
-    /// now. False: nothing anywhere is cancelled, or nothing was asked of
-    /// this task (its own-region `Cx`: a cancel of its region or of any
-    /// ancestor reaches the task itself, W7 reads its hint), so there is
-    /// nothing to observe and the kernel need not be asked; except that a
-    /// deadline that has passed is a cancellation even before its timer
-    /// fires (the task may not have yielded since), so a `Cx` with a
+    /// now. A task's own-region `Cx` (the one its spawn gave it, or a
+    /// clone), used inside that task's poll, reads the task's cancel hint
+    /// (W7): a cancel of the task, of its region or of any ancestor reaches
+    /// the task itself, so the hint alone decides; used anywhere else it
+    /// always asks (the kernel finds a cancel stored in a light task's
+    /// cell, LT7, which no gauge counts). Any other `Cx` (a region body's)
+    /// asks only while the kernel's gauge counts a cancellation. Either
+    /// way a deadline that has passed is a cancellation even before its
+    /// timer fires (the task may not have yielded since), so a `Cx` with a
     /// deadline reads the clock first.
     pub(crate) fn may_observe_cancel(&self) -> bool {
-        let quiet = self.deadline.is_none_or(|d| self.core.now() < d)
-            && (!self.core.any_cancellation() || self.nothing_asked_of_this_task());
-        !quiet
-    }
-
-    /// Rule A2's per-task test: this is its task's own-region `Cx`, used
-    /// inside that task's poll, and the kernel has asked nothing of it.
-    fn nothing_asked_of_this_task(&self) -> bool {
-        self.own_region
-            && crate::exec::context::polled_task_cancel_hint(self.core.key(), self.task)
-                == Some(None)
+        if self.deadline.is_some_and(|d| self.core.now() >= d) {
+            return true;
+        }
+        if self.own_region {
+            return crate::exec::context::polled_task_cancel_hint(self.core.key(), self.task)
+                .is_none_or(|hint| hint.is_some());
+        }
+        self.core.any_cancellation()
     }
 
     /// Whether cancellation was requested for this task or region (masking
