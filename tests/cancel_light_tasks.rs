@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use asupersync::kernel::TaskState;
 use asupersync::types::{CancelKind, CancelReason, ForceDropCause};
-use asupersync::{Cx, Outcome, time, yield_now};
+use asupersync::{Cx, Outcome, TaskHandle, time, yield_now};
 use support::*;
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -36,20 +36,14 @@ on_both_drivers! {
     fn an_aborted_light_task_joins_cancelled_with_the_reason_it_observed(d: Driver) {
         let rt = d.rt();
         rt.block_on(|cx: Cx| async move {
-            let parked = Gate::new();
-            let opened = parked.clone();
             let seen = Slot::new();
             let slot = seen.clone();
-            let h = cx
-                .spawn(move |cx| async move {
-                    let sleep = time::sleep(&cx, HOUR);
-                    opened.open();
-                    let err = sleep.await.expect_err("aborted");
-                    slot.set(err.reason().clone());
-                })
-                .expect("spawn");
+            let h = spawn_started(&cx, move |cx| async move {
+                let err = time::sleep(&cx, HOUR).await.expect_err("aborted");
+                slot.set(err.reason().clone());
+            })
+            .await;
             let id = h.task_id();
-            parked.wait().await;
             h.abort_with(CancelReason::user("stop that"));
             let err = h.join(&cx).await.expect_err("cancelled");
             let reason = err.cancel_reason().expect("a cancel").clone();
@@ -71,16 +65,11 @@ on_both_drivers! {
         rt.block_on(|cx: Cx| async move {
             let gate = Gate::new();
             let g = gate.clone();
-            let started = Gate::new();
-            let st = started.clone();
-            let h = cx
-                .spawn(move |cx| async move {
-                    st.open();
-                    g.wait().await; // not cancel-aware
-                    cx.checkpoint().map_err(|c| c.reason().kind)
-                })
-                .expect("spawn");
-            started.wait().await;
+            let h = spawn_started(&cx, move |cx| async move {
+                g.wait().await; // not cancel-aware
+                cx.checkpoint().map_err(|c| c.reason().kind)
+            })
+            .await;
             h.abort_with(CancelReason::user("first"));
             h.abort_with(CancelReason::shutdown());
             h.abort_with(CancelReason::user("weaker, later"));
@@ -100,17 +89,12 @@ on_both_drivers! {
         rt.block_on(|cx: Cx| async move {
             let gate = Gate::new();
             let g = gate.clone();
-            let started = Gate::new();
-            let st = started.clone();
-            let h = cx
-                .spawn(move |cx| async move {
-                    st.open();
-                    g.wait().await;
-                    let reported = cx.cancel_reason().map(|r| r.kind);
-                    (cx.is_cancel_requested(), reported)
-                })
-                .expect("spawn");
-            started.wait().await; // (an unstarted task would be dropped unpolled)
+            let h = spawn_started(&cx, move |cx| async move {
+                g.wait().await;
+                let reported = cx.cancel_reason().map(|r| r.kind);
+                (cx.is_cancel_requested(), reported)
+            })
+            .await;
             h.abort();
             gate.open();
             let (requested, kind) = h.join(&cx).await.expect("finished with its value");
@@ -127,15 +111,10 @@ on_both_drivers! {
     fn a_light_task_whose_cleanup_takes_several_polls_ends_cancelled(d: Driver) {
         let rt = d.rt();
         rt.block_on(|cx: Cx| async move {
-            let parked = Gate::new();
-            let opened = parked.clone();
             let cleaned = Arc::new(AtomicU64::new(0));
             let c = cleaned.clone();
-            let h = cx
-                .spawn(move |cx| async move {
-                    let sleep = time::sleep(&cx, HOUR);
-                    opened.open();
-                    let err = sleep.await.expect_err("aborted");
+            let h = spawn_started(&cx, move |cx| async move {
+                    let err = time::sleep(&cx, HOUR).await.expect_err("aborted");
                     let budget = cx.budget();
                     assert!(budget.poll_quota <= err.reason().kind.cleanup_budget().poll_quota);
                     for _ in 0..3 {
@@ -143,9 +122,8 @@ on_both_drivers! {
                         c.fetch_add(1, Ordering::Relaxed);
                     }
                     assert_eq!(cx.budget().poll_quota, budget.poll_quota.saturating_sub(3));
-                })
-                .expect("spawn");
-            parked.wait().await;
+            })
+            .await;
             h.abort();
             let err = h.join(&cx).await.expect_err("cancelled");
             assert!(err.is_cancelled());
@@ -162,16 +140,11 @@ on_both_drivers! {
         rt.block_on(|cx: Cx| async move {
             let dropped = Arc::new(AtomicU64::new(0));
             let counter = dropped.clone();
-            let parked = Gate::new();
-            let opened = parked.clone();
-            let h = cx
-                .spawn(move |_cx| async move {
-                    let _guard = CountDrop(counter);
-                    opened.open();
-                    std::future::pending::<()>().await; // never observes
-                })
-                .expect("spawn");
-            parked.wait().await;
+            let h = spawn_started(&cx, move |_cx| async move {
+                let _guard = CountDrop(counter);
+                std::future::pending::<()>().await; // never observes
+            })
+            .await;
             h.abort();
             let err = h.join(&cx).await.expect_err("force-dropped");
             assert!(err.is_cancelled(), "{err}");
@@ -235,6 +208,29 @@ on_both_drivers! {
         });
         assert_quiescent(&rt);
     }
+}
+
+/// Spawns `body` and waits until the task has started (a task aborted
+/// before its first poll is dropped unpolled, which these tests are not
+/// about).
+async fn spawn_started<T, Fut>(
+    cx: &Cx,
+    body: impl FnOnce(Cx) -> Fut + Send + 'static,
+) -> TaskHandle<T>
+where
+    Fut: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let started = Gate::new();
+    let opened = started.clone();
+    let h = cx
+        .spawn(move |cx| async move {
+            opened.open();
+            body(cx).await
+        })
+        .expect("spawn");
+    started.wait().await;
+    h
 }
 
 /// Counts its drops (a future dropped exactly once).

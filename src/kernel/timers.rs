@@ -520,15 +520,25 @@ mod tests {
         assert!(timers.cancel(keys[1]), "cancelled in its shard");
         assert!(!timers.cancel(keys[1]), "once");
         let fired = timers.take_due(ms(13));
-        assert_eq!(fired.sleepers.len(), 3, "10, 12 and 13 ms, across three shards");
+        assert_eq!(
+            fired.sleepers.len(),
+            3,
+            "10, 12 and 13 ms, across three shards"
+        );
         assert!(probes[0].fired.load(Ordering::SeqCst) && probes[3].fired.load(Ordering::SeqCst));
         assert!(!probes[1].fired.load(Ordering::SeqCst), "cancelled");
-        assert!(timers.hint(Ordering::Acquire) <= ms(14).as_nanos(), "K8: never late");
+        assert!(
+            timers.hint(Ordering::Acquire) <= ms(14).as_nanos(),
+            "K8: never late"
+        );
         assert_eq!(timers.len(), 4);
         assert_eq!(timers.next_deadline(), Some(ms(14)));
         let wheels = timers.teardown();
         assert_eq!(wheels.iter().map(TimerWheel::len).sum::<usize>(), 4);
-        assert_eq!((timers.len(), timers.hint(Ordering::Acquire)), (0, u64::MAX));
+        assert_eq!(
+            (timers.len(), timers.hint(Ordering::Acquire)),
+            (0, u64::MAX)
+        );
     }
 
     /// The kernel arms and cancels its own timers in the shared service.

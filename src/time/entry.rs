@@ -62,8 +62,8 @@ use std::task::Waker;
 
 use crate::exec::cx::Cx;
 use crate::kernel::Sleeper;
-use crate::sync::atomic_waker::AtomicWaker;
 use crate::kernel::TimerKey;
+use crate::sync::atomic_waker::AtomicWaker;
 use crate::types::Time;
 use crate::types::cancel::Cancelled;
 
