@@ -5,14 +5,18 @@
 //! only this slot's lock, which nothing else contends for but the task
 //! itself and whoever cancels it.
 //!
-//! Every operation takes the slot's lock and then reads the cell's state
-//! word (`state`): COMPLETE means there is nothing left to cancel, and
-//! REGISTERED (SW7) means the kernel owns the task's cancel state now. The
-//! kernel sets REGISTERED before it reads the slot (`current`) to copy it,
-//! so a request either lands in the slot before that reading or sees the
-//! bit and goes to the kernel; the completion sets COMPLETE before its own
-//! reading, so a request either is in what the completion reads or sees
-//! COMPLETE and does nothing.
+//! A request takes the slot's lock and raises the cell's cancel hint (one
+//! RMW of the state word, `state`) before it stores anything; the value
+//! that RMW replaced decides: COMPLETE means there is nothing left to
+//! cancel, REGISTERED (SW7) that the kernel owns the task's cancel state
+//! now. The kernel sets REGISTERED before it reads the slot (`current`) to
+//! copy it, so a request either lands in the slot before that reading or
+//! sees the bit and goes to the kernel. The completion's RMW that sets
+//! COMPLETE is ordered with the request's: if the request's came first,
+//! the completion sees the hint and reads the slot (waiting for the lock
+//! the request holds while it stores); if not, the request sees COMPLETE
+//! and stores nothing. A completion that sees no hint reads no slot, so a
+//! task never cancelled takes no lock here.
 
 // The imports the loom model (`loom_tests` below) replaces.
 use crate::loom::sync::{Mutex, MutexGuard};
@@ -58,14 +62,25 @@ impl CancelSlot {
         grace_deadline: Time,
     ) -> LightRequest {
         let mut slot = self.lock();
-        let word = state.load_acquire();
-        if word.lifecycle() == COMPLETE {
+        if slot
+            .as_ref()
+            .is_some_and(|stored| !reason.outranks(&stored.reason))
+        {
+            return LightRequest::Unchanged;
+        }
+        // The hint first: the value it replaces decides (module doc).
+        let before = state.cancel_requested(reason.kind.severity());
+        if before.lifecycle() == COMPLETE {
             return LightRequest::Complete;
         }
-        if word.is_registered() {
+        if before.is_registered() {
             return LightRequest::Registered;
         }
         match &mut *slot {
+            Some(stored) => {
+                stored.reason = reason.clone();
+                stored.grace_deadline = stored.grace_deadline.min(grace_deadline);
+            }
             None => {
                 *slot = Some(LightCancel {
                     reason: reason.clone(),
@@ -73,14 +88,8 @@ impl CancelSlot {
                     acked: false,
                 });
             }
-            Some(stored) if reason.outranks(&stored.reason) => {
-                stored.reason = reason.clone();
-                stored.grace_deadline = stored.grace_deadline.min(grace_deadline);
-            }
-            Some(_) => return LightRequest::Stored { changed: false },
         }
-        state.cancel_requested(reason.kind.severity());
-        LightRequest::Stored { changed: true }
+        LightRequest::Stored
     }
 
     /// LT7: the task's own checkpoint: acknowledges a stored request.
@@ -140,21 +149,58 @@ mod loom_tests {
                     slot.current().is_some()
                 })
             };
-            // The task completes and reads its slot.
-            state.complete();
-            let read_by_completion = slot.current().is_some();
+            // The task completes and reads its slot if the hint says so.
+            let before = state.complete();
+            let read_by_completion = before.cancel_severity().is_some() && slot.current().is_some();
             let outcome = aborter.join().unwrap();
             let kernel_copy = registrar.join().unwrap();
             match outcome {
-                LightRequest::Stored { changed } => {
-                    assert!(changed);
+                LightRequest::Stored => {
                     assert!(read_by_completion, "stored before COMPLETE was set");
                 }
+                LightRequest::Unchanged => unreachable!("the only request"),
                 LightRequest::Complete => assert!(!read_by_completion && !kernel_copy),
                 LightRequest::Registered => assert!(!kernel_copy && !read_by_completion),
             }
             if kernel_copy {
                 assert!(read_by_completion, "the kernel copied a stored request");
+            }
+        });
+    }
+
+    /// The task acknowledges while an abort arrives, then completes: the
+    /// completion reports exactly what the task saw. An acknowledged
+    /// cancel is read back as acknowledged (the task ends `Cancelled`); a
+    /// cancel stored after the task's checkpoint is read back unacknowledged
+    /// (the task returned its value without observing it), or is refused
+    /// if it came after the completion.
+    #[test]
+    fn the_completion_reports_the_acknowledgement_the_task_made() {
+        model(|| {
+            let state = Arc::new(CellState::new());
+            let slot = Arc::new(CancelSlot::new());
+            assert!(state.start_running().is_some());
+            let aborter = {
+                let (state, slot) = (state.clone(), slot.clone());
+                thread::spawn(move || {
+                    let reason = std::sync::Arc::new(CancelReason::new(CancelKind::Shutdown));
+                    slot.request(&state, &reason, Time::from_nanos(10))
+                })
+            };
+            let acked = matches!(slot.acknowledge(&state), LightAck::Cancelled(_));
+            let before = state.complete();
+            let read = before
+                .cancel_severity()
+                .and_then(|_| slot.current())
+                .map(|c| c.acked);
+            let outcome = aborter.join().unwrap();
+            if acked {
+                assert_eq!(read, Some(true), "acknowledged: the task ends Cancelled");
+            }
+            match outcome {
+                LightRequest::Stored => assert!(read.is_some(), "a stored cancel is read"),
+                LightRequest::Complete => assert_eq!(read, None),
+                other => unreachable!("{other:?}"),
             }
         });
     }

@@ -225,8 +225,10 @@ impl CellState {
     }
 
     /// SW2: the poll's holder completes the task (W4: never left).
-    pub(crate) fn complete(&self) {
-        self.update(|s| ((), Some(s.with_lifecycle(COMPLETE))));
+    /// Returns the snapshot it replaced (LT7: its cancel hint says
+    /// whether a light task's cancel slot may hold a request).
+    pub(crate) fn complete(&self) -> Snapshot {
+        self.update(|s| (s, Some(s.with_lifecycle(COMPLETE))))
     }
 
     /// SW4 (A1): the kernel asks the next poll to go through it.
@@ -261,15 +263,14 @@ impl CellState {
 
     /// SW4, SW5 (A1): a cancel request of `severity`: sets
     /// CANCEL_ATTENTION and raises the cancel hint, in one RMW.
-    pub(crate) fn cancel_requested(&self, severity: u8) {
+    /// Returns the snapshot it replaced (LT7: a light task's cancel slot
+    /// decides by its lifecycle and REGISTERED bit).
+    pub(crate) fn cancel_requested(&self, severity: u8) -> Snapshot {
         let hint = (u64::from(severity) + 1).min(HINT >> HINT_SHIFT) << HINT_SHIFT;
         self.update(|s| {
             let raised = (s.0 & HINT).max(hint);
-            (
-                (),
-                Some(Snapshot((s.0 & !HINT) | raised | CANCEL_ATTENTION)),
-            )
-        });
+            (s, Some(Snapshot((s.0 & !HINT) | raised | CANCEL_ATTENTION)))
+        })
     }
 }
 

@@ -255,13 +255,11 @@ where
         let deadline = now + self.core.grace_for(reason.kind);
         let shared = Arc::new(reason);
         match self.cancel.request(&self.state, &shared, deadline) {
-            LightRequest::Stored { changed } => {
-                if changed {
-                    self.schedule(); // to observe it
-                }
+            LightRequest::Stored => {
+                self.schedule(); // to observe it
                 Ok(())
             }
-            LightRequest::Complete => Ok(()),
+            LightRequest::Unchanged | LightRequest::Complete => Ok(()),
             LightRequest::Registered => Err(Arc::unwrap_or_clone(shared)),
         }
     }
@@ -277,14 +275,15 @@ where
     }
 
     fn finish(self: &Arc<Self>, end: TaskEnd, value: Option<F::Output>) {
-        self.state.complete();
-        // LT7: the slot is read after COMPLETE is set, so no later request
-        // is stored where this reading misses it.
+        let before = self.state.complete();
+        // LT7: the slot is read after COMPLETE is set, and only if a request
+        // raised the hint first; a later request sees COMPLETE and stores
+        // nothing.
         let light = self.light.as_deref().map(|set| LightEnd {
             set,
             registered: self.state.registered(),
             home: &self.home,
-            cancel: self.cancel.current(),
+            cancel: before.cancel_severity().and_then(|_| self.cancel.current()),
         });
         self.join
             .complete(&self.core, self.task_id(), self.region, light, end, value);
@@ -434,7 +433,7 @@ where
     }
 
     fn cancel_requested(&self, severity: u8) {
-        self.state.cancel_requested(severity);
+        let _ = self.state.cancel_requested(severity);
     }
 
     fn deadline_hint(&self, deadline: crate::types::Time) {

@@ -55,15 +55,20 @@
 //!   cell, not by registering it: the reason (strengthened as K3 says), the
 //!   grace deadline (only ever shortened, K4) and whether the task has
 //!   acknowledged it, in the cell's cancel slot ([`LightCancel`]), behind the
-//!   slot's own lock, with the cancel hint raised in the cell's state word
-//!   under that lock. A region cancel does this for every task in the set
+//!   slot's own lock. A region cancel does this for every task in the set
 //!   under the set's lock (and shuts the gate, LT2); an abort through a
-//!   handle does it with no other lock. A request, an acknowledgement and
-//!   the completion's reading each take the slot lock and first check the
-//!   state word: a task the kernel registered (SW7) is cancelled through
-//!   the kernel, a completed one not at all. The kernel sets REGISTERED
-//!   before it reads the slot to copy it into the new record, so every
-//!   request lands either in the slot it copies or in the record.
+//!   handle does it with no other lock. A request that outranks the stored
+//!   one raises the cell's cancel hint first, in one RMW of the state word
+//!   under the slot's lock, and decides by the value it replaced: a
+//!   completed task is not cancelled, a registered one (SW7) is cancelled
+//!   through the kernel, any other gets the request stored. The completion
+//!   marks the word COMPLETE in one RMW and reads the slot (under its lock)
+//!   only if the value it replaced had a hint: the two RMWs are ordered,
+//!   so a request either is seen by the completion or sees COMPLETE. The
+//!   kernel sets REGISTERED before it reads the slot to copy it into the
+//!   new record, so every request lands either in the slot it copies or
+//!   in the record. A light task's own checkpoint acknowledges under the
+//!   slot's lock unless REGISTERED is set.
 //! - LT8 (the kernel takes over when it must): a cancelled light task that
 //!   completes in the poll that observes the cancel (the common case)
 //!   never meets the kernel: its completion reads the slot and delivers
@@ -102,9 +107,11 @@ pub(crate) struct LightCancel {
 /// What a cancel request on a light task's cell did (LT7).
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum LightRequest {
-    /// Stored in the cell's slot. `changed`: the reason was set or
-    /// strengthened (the task must be woken to see it).
-    Stored { changed: bool },
+    /// Stored in the cell's slot (the reason was set or strengthened): the
+    /// task must be woken to see it.
+    Stored,
+    /// The stored reason outranks it: nothing changed (K3).
+    Unchanged,
     /// The kernel registered the task: cancel it through the kernel.
     Registered,
     /// The task completed: nothing to cancel.
@@ -220,9 +227,7 @@ impl LightTasks {
         inner.open = false;
         let mut woken = Vec::with_capacity(inner.tasks.len());
         for entry in inner.tasks.values() {
-            if let LightRequest::Stored { changed: true } =
-                entry.cancel_light(reason, grace_deadline)
-            {
+            if entry.cancel_light(reason, grace_deadline) == LightRequest::Stored {
                 woken.push(entry.clone());
             }
         }
@@ -368,7 +373,7 @@ mod tests {
                 grace_deadline,
                 acked: false,
             });
-            LightRequest::Stored { changed: true }
+            LightRequest::Stored
         }
         fn light_cancel(&self) -> Option<LightCancel> {
             self.cancel.lock().unwrap().clone()
