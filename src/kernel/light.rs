@@ -84,7 +84,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::loom::sync::{Mutex, MutexGuard};
 
 use super::Attention;
-use crate::types::{CancelReason, IdMap, TaskId, Time};
+use crate::types::intrusive::{Linked, Links, List};
+use crate::types::{CancelReason, TaskId, Time};
 
 /// A light task's cancellation, kept in its cell until the kernel
 /// registers it (LT7), then copied into its record.
@@ -111,6 +112,15 @@ pub(crate) enum LightRequest {
     Complete,
 }
 
+// SAFETY: IL5 (`types::intrusive`): `Attention::light_links` returns a
+// field of the cell, the same on every call (its documented contract; the
+// task cell and the test cells return their `light_links` field).
+unsafe impl Linked for dyn Attention {
+    fn links(&self) -> &Links<dyn Attention> {
+        self.light_links()
+    }
+}
+
 /// A region's light tasks (see the module doc).
 pub(crate) struct LightTasks {
     /// LT4: whether tasks may be spawned light into this region at all.
@@ -124,9 +134,11 @@ struct Inner {
     open: bool,
     /// LT3: the kernel found the set non-empty when it wanted to close.
     kernel_waits: bool,
-    /// Handed out sorted by id (LT5), so a cancel's walk is in spawn
-    /// order and depends on nothing but the ids.
-    tasks: IdMap<TaskId, Arc<dyn Attention>>,
+    /// LT1: the light cells, linked through their own `light_links`, in
+    /// the order they joined (IL1: the list holds one reference to each).
+    /// Joining and leaving are O(1) and allocate nothing; finding a task
+    /// by id walks the list (only the kernel's rare by-id paths do).
+    tasks: List<dyn Attention>,
 }
 
 /// What a light task's completion found (LT1, LT3).
@@ -147,7 +159,7 @@ impl LightTasks {
             inner: Mutex::new(Inner {
                 open: true,
                 kernel_waits: false,
-                tasks: IdMap::default(),
+                tasks: List::new(),
             }),
         })
     }
@@ -158,36 +170,53 @@ impl LightTasks {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// LT1 (one set per cell): `cell` names this set as the one it may be
+    /// linked into. Checked before each link and unlink, which makes IL3
+    /// (a node is in this list or in none) hold for every cell this set
+    /// touches.
+    fn assert_home(&self, cell: &dyn Attention) {
+        assert!(
+            cell.light_set().is_some_and(|set| std::ptr::eq(set, self)),
+            "LT1: a cell is linked only into the light set it names"
+        );
+    }
+
     /// LT4: whether this region takes light spawns at all.
     pub(crate) fn is_eligible(&self) -> bool {
         self.eligible
     }
 
-    /// Adds task `t`, unless the gate is shut (LT2): then the spawn must go
-    /// through the kernel, which refuses it with the current reason.
-    pub(crate) fn spawn(&self, t: TaskId, task: Arc<dyn Attention>) -> bool {
+    /// Adds `task` (a cell naming this set, not yet in it), unless the gate
+    /// is shut (LT2): then the spawn must go through the kernel, which
+    /// refuses it with the current reason. O(1), no allocation.
+    pub(crate) fn spawn(&self, task: Arc<dyn Attention>) -> bool {
+        self.assert_home(&*task);
         let mut inner = self.lock();
         if !inner.open {
             return false;
         }
-        inner.tasks.insert(t, task);
+        inner.tasks.push_back(task);
         true
     }
 
-    /// LT1: task `t` completed. Returns its entry (to be dropped by the
-    /// caller, outside the lock) with what the completion must do next.
-    /// `registered`: the task's REGISTERED bit (SW7) was seen set, so the
-    /// lock is not needed to know.
+    /// LT1: task `cell` completed. Returns the set's reference to it (to be
+    /// dropped by the caller, outside the lock) with what the completion
+    /// must do next. `registered`: the task's REGISTERED bit (SW7) was seen
+    /// set, so the lock is not needed to know. O(1), no allocation.
     pub(crate) fn finish(
         &self,
-        t: TaskId,
+        cell: &(dyn Attention + 'static),
         registered: bool,
     ) -> (Finish, Option<Arc<dyn Attention>>) {
         if registered {
             return (Finish::Registered, None);
         }
+        self.assert_home(cell);
         let mut inner = self.lock();
-        match inner.tasks.remove(&t) {
+        // SAFETY: IL3: `cell` names this set (asserted above) and `spawn`
+        // links a cell only into the set it names, so it is in this list
+        // or in none.
+        match unsafe { inner.tasks.remove(cell) } {
             Some(entry) => {
                 let advance = inner.tasks.is_empty() && std::mem::take(&mut inner.kernel_waits);
                 (Finish::Light { advance }, Some(entry))
@@ -197,10 +226,11 @@ impl LightTasks {
     }
 
     /// LT1 (kernel side): takes task `t` out of the set to register it,
-    /// marking it registered before the lock is released.
+    /// marking it registered before the lock is released. Walks the list
+    /// from its oldest task (registration is rare: LT8).
     pub(crate) fn take(&self, t: TaskId) -> Option<Arc<dyn Attention>> {
         let mut inner = self.lock();
-        let entry = inner.tasks.remove(&t)?;
+        let entry = inner.tasks.remove_first(|cell| cell.light_id() == t)?;
         entry.mark_registered();
         drop(inner);
         Some(entry)
@@ -209,9 +239,9 @@ impl LightTasks {
     /// LT2, LT7 (a region cancel): shuts the gate and cancels every light
     /// task in place with `reason`, its grace ending at `grace_deadline`.
     /// Returns the tasks whose reason changed (to be woken once the
-    /// caller's locks are released; in no particular order: light tasks
-    /// never run in the lab, LT4), how many were cancelled for the first
-    /// time (A2 gauge) and how many the set held.
+    /// caller's locks are released; in the order they joined the set:
+    /// light tasks never run in the lab, LT4), how many were cancelled for
+    /// the first time (A2 gauge) and how many the set held.
     pub(crate) fn shut_and_cancel_all(
         &self,
         reason: &Arc<CancelReason>,
@@ -221,22 +251,27 @@ impl LightTasks {
         inner.open = false;
         let mut woken = Vec::with_capacity(inner.tasks.len());
         let mut first = 0;
-        for entry in inner.tasks.values() {
+        for entry in inner.tasks.iter() {
             if let LightRequest::Stored { first: f, changed } =
                 entry.cancel_light(reason, grace_deadline)
             {
                 first += usize::from(f);
                 if changed {
-                    woken.push(entry.clone());
+                    woken.push(entry.to_arc());
                 }
             }
         }
         (woken, first, inner.tasks.len())
     }
 
-    /// Light task `t`'s entry, if it is in the set.
+    /// Light task `t`'s entry, if it is in the set (a walk: rare paths).
     pub(crate) fn get(&self, t: TaskId) -> Option<Arc<dyn Attention>> {
-        self.lock().tasks.get(&t).cloned()
+        let inner = self.lock();
+        inner
+            .tasks
+            .iter()
+            .find(|cell| cell.light_id() == t)
+            .map(|cell| cell.to_arc())
     }
 
     /// LT2 (a grace timer firing): shuts the gate and takes every light
@@ -244,9 +279,10 @@ impl LightTasks {
     pub(crate) fn shut_and_take_all(&self) -> Vec<(TaskId, Arc<dyn Attention>)> {
         let mut inner = self.lock();
         inner.open = false;
-        let mut all: Vec<_> = std::mem::take(&mut inner.tasks).into_iter().collect();
-        for (_, entry) in &all {
+        let mut all = Vec::with_capacity(inner.tasks.len());
+        while let Some(entry) = inner.tasks.pop_front() {
             entry.mark_registered();
+            all.push((entry.light_id(), entry));
         }
         drop(inner);
         all.sort_unstable_by_key(|entry| entry.0);
@@ -266,9 +302,9 @@ impl LightTasks {
         }
     }
 
-    /// Whether task `t` is in the set (alive and light).
+    /// Whether task `t` is in the set (alive and light; a walk).
     pub(crate) fn contains(&self, t: TaskId) -> bool {
-        self.lock().tasks.contains_key(&t)
+        self.lock().tasks.iter().any(|cell| cell.light_id() == t)
     }
 
     /// The light tasks with the obligations each holds (OB9: a light task
@@ -278,7 +314,10 @@ impl LightTasks {
         let mut held: Vec<_> = inner
             .tasks
             .iter()
-            .map(|(&t, task)| (t, task.obligation_home().map_or(0, |h| h.pending())))
+            .map(|cell| {
+                let pending = cell.obligation_home().map_or(0, |h| h.pending());
+                (cell.light_id(), pending)
+            })
             .collect();
         drop(inner);
         held.sort_unstable_by_key(|entry| entry.0);
@@ -291,8 +330,8 @@ impl LightTasks {
         let inner = self.lock();
         inner
             .tasks
-            .values()
-            .filter_map(|task| task.obligation_home().map(&f))
+            .iter()
+            .filter_map(|cell| cell.obligation_home().map(&f))
             .collect()
     }
 
@@ -304,9 +343,8 @@ impl LightTasks {
     /// Empties the set without shutting the gate (runtime teardown: the
     /// entries are handed back to be dropped outside every lock).
     pub(crate) fn clear(&self) -> Vec<Arc<dyn Attention>> {
-        std::mem::take(&mut self.lock().tasks)
-            .into_values()
-            .collect()
+        let mut inner = self.lock();
+        std::iter::from_fn(|| inner.tasks.pop_front()).collect()
     }
 }
 
@@ -351,10 +389,24 @@ mod tests {
 
     /// A stand-in task cell: records whether the kernel registered it and
     /// keeps a cancel slot as a real cell does (LT7, without its state word).
-    #[derive(Default)]
     struct FakeCell {
+        id: TaskId,
+        set: Arc<LightTasks>,
+        links: Links<dyn Attention>,
         registered: AtomicBool,
         cancel: std::sync::Mutex<Option<LightCancel>>,
+    }
+
+    impl FakeCell {
+        fn new(id: TaskId, set: &Arc<LightTasks>) -> Arc<Self> {
+            Arc::new(Self {
+                id,
+                set: set.clone(),
+                links: Links::new(),
+                registered: AtomicBool::new(false),
+                cancel: std::sync::Mutex::new(None),
+            })
+        }
     }
 
     impl Attention for FakeCell {
@@ -382,12 +434,21 @@ mod tests {
         fn light_cancel(&self) -> Option<LightCancel> {
             self.cancel.lock().unwrap().clone()
         }
+        fn light_id(&self) -> TaskId {
+            self.id
+        }
+        fn light_set(&self) -> Option<&LightTasks> {
+            Some(&self.set)
+        }
+        fn light_links(&self) -> &Links<dyn Attention> {
+            &self.links
+        }
     }
 
-    fn spawn_light(k: &Kernel, set: &LightTasks) -> (TaskId, Arc<FakeCell>) {
+    fn spawn_light(k: &Kernel, set: &Arc<LightTasks>) -> (TaskId, Arc<FakeCell>) {
         let id = k.counters().next_id();
-        let cell = Arc::new(FakeCell::default());
-        assert!(set.spawn(id, cell.clone()), "the gate is open");
+        let cell = FakeCell::new(id, set);
+        assert!(set.spawn(cell.clone()), "the gate is open");
         (id, cell)
     }
 
@@ -417,11 +478,8 @@ mod tests {
                 Some(CancelKind::User)
             );
         }
-        let late = k.counters().next_id();
-        assert!(
-            !set.spawn(late, Arc::new(FakeCell::default())),
-            "LT2: the gate is shut"
-        );
+        let late = FakeCell::new(k.counters().next_id(), &set);
+        assert!(!set.spawn(late), "LT2: the gate is shut");
         assert_eq!(set.len(), 3);
         k.fire_timers(grace);
         for (id, cell) in &tasks {
@@ -439,18 +497,18 @@ mod tests {
         let mut k = Kernel::new(KernelConfig::default(), Time::ZERO);
         let root = k.create_root_region(Budget::INFINITE);
         let set = k.light_tasks(root).expect("light");
-        let (a, _) = spawn_light(&k, &set);
-        let (b, _) = spawn_light(&k, &set);
+        let (_, a) = spawn_light(&k, &set);
+        let (_, b) = spawn_light(&k, &set);
         k.region_body_done(root, BodyEnd::Ok, ms(1));
         assert_eq!(k.region_state(root), Some(RegionState::Draining));
-        assert_eq!(set.finish(a, false).0, Finish::Light { advance: false });
+        assert_eq!(set.finish(&*a, false).0, Finish::Light { advance: false });
         assert_eq!(k.region_state(root), Some(RegionState::Draining));
         // LT3: the last one out tells the kernel.
-        assert_eq!(set.finish(b, false).0, Finish::Light { advance: true });
+        assert_eq!(set.finish(&*b, false).0, Finish::Light { advance: true });
         k.light_tasks_drained(root, ms(2));
         assert_eq!(k.region_state(root), Some(RegionState::Closed));
-        let late = k.counters().next_id();
-        assert!(!set.spawn(late, Arc::new(FakeCell::default())), "sealed");
+        let late = FakeCell::new(k.counters().next_id(), &set);
+        assert!(!set.spawn(late), "sealed");
     }
 
     #[test]
@@ -462,8 +520,16 @@ mod tests {
         k.mask_enter(t, root); // needs a record: registers the task
         assert!(cell.registered.load(Ordering::Relaxed));
         assert_eq!(k.task_state(t), Some(TaskState::Created));
-        assert_eq!(set.finish(t, false).0, Finish::Registered, "LT1: one home");
-        assert_eq!(set.finish(t, true).0, Finish::Registered, "SW7 shortcut");
+        assert_eq!(
+            set.finish(&*cell, false).0,
+            Finish::Registered,
+            "LT1: one home"
+        );
+        assert_eq!(
+            set.finish(&*cell, true).0,
+            Finish::Registered,
+            "SW7 shortcut"
+        );
         k.mask_exit(t);
         let (outcome, leaks) = k.complete_task(t, TaskEnd::Returned, false, ms(1));
         assert!(matches!(outcome, TaskOutcome::Ok) && leaks.is_empty());
@@ -497,7 +563,12 @@ mod loom_tests {
     use crate::loom::{model, thread};
     use std::task::Waker;
 
-    struct Cell;
+    /// A stand-in light cell: its id, the set it names and its links.
+    struct Cell {
+        id: TaskId,
+        set: Arc<LightTasks>,
+        links: Links<dyn Attention>,
+    }
 
     impl Attention for Cell {
         fn request_attention(&self) {}
@@ -505,6 +576,23 @@ mod loom_tests {
         fn to_waker(self: Arc<Self>) -> Waker {
             Waker::noop().clone()
         }
+        fn light_id(&self) -> TaskId {
+            self.id
+        }
+        fn light_set(&self) -> Option<&LightTasks> {
+            Some(&self.set)
+        }
+        fn light_links(&self) -> &Links<dyn Attention> {
+            &self.links
+        }
+    }
+
+    fn cell(n: u32, set: &Arc<LightTasks>) -> Arc<Cell> {
+        Arc::new(Cell {
+            id: id(n),
+            set: set.clone(),
+            links: Links::new(),
+        })
     }
 
     fn id(n: u32) -> TaskId {
@@ -519,12 +607,11 @@ mod loom_tests {
     fn the_region_closes_exactly_once_when_its_last_light_tasks_finish() {
         model(|| {
             let set = LightTasks::new(true);
-            assert!(set.spawn(id(1), Arc::new(Cell)));
-            assert!(set.spawn(id(2), Arc::new(Cell)));
             let finishers: Vec<_> = [1, 2]
                 .map(|n| {
-                    let set = set.clone();
-                    thread::spawn(move || set.finish(id(n), false).0)
+                    let cell = cell(n, &set);
+                    assert!(set.spawn(cell.clone()));
+                    thread::spawn(move || cell.set.finish(&*cell, false).0)
                 })
                 .into_iter()
                 .collect();
@@ -538,7 +625,7 @@ mod loom_tests {
             if handed_back == 1 {
                 assert!(set.seal_if_empty(), "the handed-back close seals");
             }
-            assert!(!set.spawn(id(3), Arc::new(Cell)), "sealed: no spawn");
+            assert!(!set.spawn(cell(3, &set)), "sealed: no spawn");
         });
     }
 
@@ -550,14 +637,12 @@ mod loom_tests {
     fn a_cancel_sweep_and_a_completion_never_both_get_a_task() {
         model(|| {
             let set = LightTasks::new(true);
-            assert!(set.spawn(id(1), Arc::new(Cell)));
-            let finisher = {
-                let set = set.clone();
-                thread::spawn(move || set.finish(id(1), false).0)
-            };
+            let first = cell(1, &set);
+            assert!(set.spawn(first.clone()));
+            let finisher = thread::spawn(move || first.set.finish(&*first, false).0);
             let spawner = {
                 let set = set.clone();
-                thread::spawn(move || set.spawn(id(2), Arc::new(Cell)))
+                thread::spawn(move || set.spawn(cell(2, &set)))
             };
             let taken: Vec<TaskId> = set.shut_and_take_all().into_iter().map(|e| e.0).collect();
             let finished = finisher.join().unwrap();
