@@ -546,6 +546,130 @@ mod tests {
         assert!(k.light_tasks(traced).is_none(), "LT4: the lab traces");
     }
 
+    /// LT1, LT2, LT7 under real threads: two threads spawn light tasks
+    /// into one set and finish them (oldest first, a few left pending)
+    /// while a third, the kernel, takes tasks by id to register them and
+    /// reads the set, cancels the region half-way and finally sweeps it.
+    /// Every accepted task ends in exactly one home (finished light, or
+    /// taken); a task finishing after it was taken learns it is
+    /// registered; tasks swept after the cancel carry it; the set releases
+    /// every reference it held.
+    #[test]
+    fn racing_spawns_completions_takes_and_a_cancel_leave_each_task_in_exactly_one_home() {
+        use std::collections::VecDeque;
+        use std::sync::Barrier;
+        use std::sync::atomic::{AtomicU32, AtomicU64};
+        const PER_THREAD: u64 = 4000;
+        for round in 0..6u64 {
+            let set = LightTasks::new(true);
+            let next = AtomicU64::new(0);
+            // All three start together; the spawners pause half-way until
+            // the kernel is about to cancel, so the cancel races spawns.
+            let (start, half) = (Barrier::new(3), Barrier::new(3));
+            // Homes by id: finished light (by its spawner) or taken (by
+            // the kernel); each accepted task must end with exactly one.
+            let home: Vec<AtomicU32> = (0..2 * PER_THREAD).map(|_| AtomicU32::new(0)).collect();
+            let home_of = |t: TaskId| &home[t.to_bits() as usize];
+            // Finishes `cell`; a task the set no longer holds was taken.
+            let finish = |cell: &Arc<FakeCell>, shortcut: bool| {
+                let registered = shortcut && cell.registered.load(Ordering::Relaxed);
+                match set.finish(&**cell, registered) {
+                    (Finish::Light { .. }, Some(entry)) => {
+                        assert!(std::ptr::addr_eq(Arc::as_ptr(&entry), Arc::as_ptr(cell)));
+                        home_of(cell.id).fetch_add(1, Ordering::Relaxed);
+                        true
+                    }
+                    (Finish::Registered, None) => {
+                        assert!(cell.registered.load(Ordering::Relaxed), "LT1: taken");
+                        false
+                    }
+                    (f, entry) => panic!("inconsistent: {f:?}, entry {}", entry.is_some()),
+                }
+            };
+            let keep = if round % 2 == 0 { 4 } else { 64 };
+            let (cells, leftovers, refused, swept) = std::thread::scope(|s| {
+                let spawner = || {
+                    let (mut pending, mut all, mut refused) = (VecDeque::new(), Vec::new(), 0);
+                    start.wait();
+                    for i in 0..PER_THREAD {
+                        if i == PER_THREAD / 2 {
+                            half.wait();
+                        }
+                        let id = TaskId::from_bits(next.fetch_add(1, Ordering::Relaxed));
+                        let cell = FakeCell::new(id, &set);
+                        if set.spawn(cell.clone()) {
+                            pending.push_back(cell.clone());
+                            all.push(cell);
+                        } else {
+                            refused += 1;
+                        }
+                        while pending.len() > keep {
+                            let cell = pending.pop_front().expect("pending");
+                            finish(&cell, i % 3 == 0);
+                        }
+                    }
+                    (all, pending, refused)
+                };
+                let a = s.spawn(spawner);
+                let b = s.spawn(spawner);
+                let kernel = s.spawn(|| {
+                    let mut rng = crate::types::rng::DetRng::new(round);
+                    let mut cancelled = false;
+                    start.wait();
+                    loop {
+                        let issued = next.load(Ordering::Relaxed);
+                        if issued >= 2 * PER_THREAD && cancelled {
+                            break;
+                        }
+                        if issued > 0 {
+                            let t = TaskId::from_bits(rng.next_u64() % issued);
+                            if let Some(cell) = set.take(t) {
+                                assert_eq!(cell.light_id(), t);
+                                home_of(t).fetch_add(1, Ordering::Relaxed);
+                            }
+                            let _ = (set.get(t), set.contains(t), set.held(), set.len());
+                        }
+                        if !cancelled && issued >= PER_THREAD {
+                            // LT2, LT7: half-way, the region is cancelled.
+                            half.wait();
+                            let reason = Arc::new(CancelReason::user("stress"));
+                            let (woken, first, held) = set.shut_and_cancel_all(&reason, ms(5));
+                            assert!(woken.len() == held && first == held, "all stored, once");
+                            cancelled = true;
+                        }
+                    }
+                    let swept = set.shut_and_take_all();
+                    assert!(swept.windows(2).all(|w| w[0].0 < w[1].0), "id order");
+                    for (t, cell) in &swept {
+                        assert!(
+                            cell.light_cancel().is_some(),
+                            "LT7: in the set at the cancel"
+                        );
+                        home_of(*t).fetch_add(1, Ordering::Relaxed);
+                    }
+                    swept.len()
+                });
+                let (mut cells, mut leftovers, ra) = a.join().unwrap();
+                let (cells_b, leftovers_b, rb) = b.join().unwrap();
+                cells.extend(cells_b);
+                leftovers.extend(leftovers_b);
+                (cells, leftovers, ra + rb, kernel.join().unwrap())
+            });
+            assert_eq!(set.len(), 0, "nothing left behind the shut gate");
+            for cell in &leftovers {
+                assert!(!finish(cell, false), "swept or taken before it finished");
+            }
+            drop(leftovers);
+            assert_eq!(cells.len() as u64 + refused, 2 * PER_THREAD);
+            assert!(swept <= cells.len());
+            for cell in &cells {
+                let homes = home_of(cell.id).load(Ordering::Relaxed);
+                assert_eq!(homes, 1, "task {:?}: exactly one home", cell.id);
+                assert_eq!(Arc::strong_count(cell), 1, "IL1: the set let go of it");
+            }
+        }
+    }
+
     #[test]
     fn task_ids_are_unique_and_increase_in_spawn_order() {
         let counters = TaskCounters::default();
