@@ -14,19 +14,35 @@
 //! completion that is not a plain return or that leaked an obligation;
 //! obligations themselves are counted in the cell's home word, rule OB9,
 //! without the kernel) it
-//! *registers* it: takes its entry out of the set and makes the full
+//! *registers* it: takes its cell out of the set and makes the full
 //! [`TaskRecord`](super::TaskRecord), as if the task had been spawned
 //! through the kernel and had polled without telling it (rule A1 already
 //! covers such a record). From then on the task is an ordinary kernel task.
 //!
-//! Rules (cited as LT1–LT6):
+//! The set is an intrusive doubly linked list of the task cells
+//! themselves ([`List`], rules IL1–IL5 in `types::intrusive`): each cell
+//! carries its two links (`Attention::light_links`), so joining the set
+//! (`spawn`) and leaving it (`finish`) are a few pointer writes in the
+//! cell and its neighbours, with no hashing and no allocation. The list
+//! holds one reference to each linked cell (IL1: an `Arc` turned into a
+//! raw pointer when linked, back into the `Arc` it hands out when
+//! unlinked), so the kernel still gets `Arc<dyn Attention>` entries. The
+//! links belong to the set: only the holder of its lock reads or writes
+//! them (IL2). Finding a task by id (`take`, `get`, `contains`: the
+//! kernel registering one task, diagnostics) walks the list from its
+//! oldest task; only those rare paths do.
+//!
+//! Rules (cited as LT1–LT8):
 //! - LT1 (one home): a live spawned task is either in its region's set
 //!   (light) or in the kernel's task map (registered), never both and never
 //!   neither. Only the kernel, under its lock, moves a task from the set to
 //!   the map (`take`), and only the task's own completion removes it from
 //!   the set for good (`finish`); both happen under the set's lock, so
-//!   exactly one of them gets the entry, and the completion that finds it
-//!   gone knows the task is registered and completes through the kernel.
+//!   exactly one of them unlinks the cell, and the completion that finds
+//!   it unlinked knows the task is registered and completes through the
+//!   kernel. A cell names the one set it may ever be linked into (its
+//!   region's, `Attention::light_set`), checked on every link and unlink,
+//!   so a cell is in that set's list or in none (IL3).
 //! - LT2 (the gate): spawns into the set are refused once the region is
 //!   cancelled or stops accepting spawns. The kernel shuts the gate under
 //!   the set's lock in the same critical section that empties it (a

@@ -10,7 +10,10 @@
 //!   [`List::remove_first`] and [`List::pop_front`] turn it back into the
 //!   `Arc` they return. So a node is alive at least while it is linked,
 //!   and every pointer the list holds (head, tail, a linked node's links)
-//!   points at a live node.
+//!   points at a live node. The list's pointers to nodes (head, tail,
+//!   each `next`) are the ones `Arc::into_raw` made; a `prev` points at
+//!   the previous node's links only, so a `dyn` node's links are three
+//!   words.
 //! - IL2 (who touches the links): a node's [`Links`] are read and written
 //!   only by the holder of `&mut List` for the list the node is in (or, for
 //!   an unlinked node, by the `push_back` of the list about to own it), and
@@ -42,9 +45,13 @@ pub(crate) unsafe trait Linked {
     fn links(&self) -> &Links<Self>;
 }
 
-/// A node's two links (IL2: touched only by the owner of its list).
+/// A node's two links (IL2: touched only by the owner of its list): 24
+/// bytes for a `dyn` node. `next` is the list's own (wide) pointer to the
+/// next node (IL1); `prev` points at the previous node's links only (a
+/// thin pointer: unlinking needs nothing more, and the previous node's
+/// own pointer is its predecessor's `next`, or the head).
 pub(crate) struct Links<T: ?Sized> {
-    prev: UnsafeCell<Option<NonNull<T>>>,
+    prev: UnsafeCell<Option<NonNull<Links<T>>>>,
     next: UnsafeCell<Option<NonNull<T>>>,
 }
 
@@ -122,28 +129,48 @@ impl<T: ?Sized + Linked> List<T> {
     /// `node` must be in no list (IL3; checked in debug builds as far as
     /// IL4 allows).
     pub(crate) fn push_back(&mut self, node: Arc<T>) {
-        let links = node.links();
-        // SAFETY: IL2, IL3: `node` is in no list, so nobody else touches
-        // its links; this `&mut self` serialises ours.
+        // IL1: the list now owns this reference.
+        // SAFETY: `Arc::into_raw` never returns null.
+        let ptr = unsafe { NonNull::new_unchecked(Arc::into_raw(node).cast_mut()) };
+        // SAFETY: IL1: `ptr` (just made) and the tail (linked) are alive;
+        // IL2, IL3: `node` is in no list, so nobody else touches its links,
+        // and the tail's are ours under `&mut self`.
         unsafe {
+            let links = ptr.as_ref().links();
             debug_assert!(
                 (*links.prev.get()).is_none() && (*links.next.get()).is_none(),
                 "IL3: pushed while linked"
             );
-            *links.prev.get() = self.tail;
-            *links.next.get() = None;
-        }
-        // IL1: the list now owns this reference.
-        // SAFETY: `Arc::into_raw` never returns null.
-        let ptr = unsafe { NonNull::new_unchecked(Arc::into_raw(node).cast_mut()) };
-        match self.tail {
-            // SAFETY: IL1: the tail is linked, hence alive; IL2: its links
-            // are ours to write under `&mut self`.
-            Some(tail) => unsafe { *tail.as_ref().links().next.get() = Some(ptr) },
-            None => self.head = Some(ptr),
+            debug_assert!(!self.head.is_some_and(|h| same(h, ptr.as_ref())));
+            match self.tail {
+                Some(tail) => {
+                    let tail_links = tail.as_ref().links();
+                    *tail_links.next.get() = Some(ptr);
+                    *links.prev.get() = Some(NonNull::from(tail_links));
+                }
+                None => self.head = Some(ptr),
+            }
         }
         self.tail = Some(ptr);
         self.len += 1;
+    }
+
+    /// The list's own pointer to the node whose links are `links` (IL1):
+    /// its predecessor's `next`, or the head.
+    ///
+    /// # Safety
+    /// `links` are those of a node linked in this list (IL2: under `&self`
+    /// or `&mut self`, before any of it is changed).
+    unsafe fn own_pointer(&self, links: &Links<T>) -> NonNull<T> {
+        // SAFETY: the caller: the node is linked here, so its predecessor,
+        // if any, is linked and alive (IL1), its `next` naming the node.
+        let own = unsafe {
+            match *links.prev.get() {
+                Some(prev) => *prev.as_ref().next.get(),
+                None => self.head,
+            }
+        };
+        own.expect("IL4: a linked node is reachable")
     }
 
     /// Whether `node` is linked, given that it is in this list or in none
@@ -164,12 +191,18 @@ impl<T: ?Sized + Linked> List<T> {
         if !self.is_linked_here(node) {
             return None;
         }
-        // SAFETY: the caller (IL3) and IL4: `node` is in this list.
-        Some(unsafe { self.unlink(NonNull::from(node)) })
+        // The list's own pointer to `node` (from `Arc::into_raw`, so valid
+        // for the whole `Arc` allocation, unlike one made from `&T`).
+        // SAFETY: the caller (IL3) and IL4: `node` is linked in this list.
+        let own = unsafe { self.own_pointer(node.links()) };
+        debug_assert!(same(own, node));
+        // SAFETY: `own` is this list's pointer to `node`, which is linked.
+        Some(unsafe { self.unlink(own) })
     }
 
     /// # Safety
-    /// `node` is linked in this list.
+    /// `node` is linked in this list, and is the list's own pointer to it
+    /// (the head, or a predecessor's `next`: from `Arc::into_raw`, IL1).
     unsafe fn unlink(&mut self, node: NonNull<T>) -> Arc<T> {
         // SAFETY: IL1: `node` is linked, hence alive, as are its
         // neighbours; IL2: under `&mut self` all their links are ours.
@@ -178,12 +211,15 @@ impl<T: ?Sized + Linked> List<T> {
             let prev = (*links.prev.get()).take();
             let next = (*links.next.get()).take();
             match prev {
-                Some(p) => *p.as_ref().links().next.get() = next,
+                Some(p) => *p.as_ref().next.get() = next,
                 None => self.head = next,
             }
             match next {
                 Some(n) => *n.as_ref().links().prev.get() = prev,
-                None => self.tail = prev,
+                // The new tail is the predecessor, named by its own
+                // predecessor's `next` or the head (its links are intact
+                // but for `next`).
+                None => self.tail = prev.map(|p| self.own_pointer(p.as_ref())),
             }
             self.len -= 1;
             // IL1: the reference `push_back` kept.
