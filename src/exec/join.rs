@@ -98,6 +98,8 @@ impl SlotError {
 pub(crate) struct LightEnd<'a> {
     /// The task's region's light-task set.
     pub(crate) set: &'a LightTasks,
+    /// The task's cell, linked in `set` while the task is light (LT1).
+    pub(crate) cell: &'a (dyn crate::kernel::Attention + 'static),
     /// The cell's REGISTERED bit (SW7) as the completion read it.
     pub(crate) registered: bool,
     /// The cell's obligation home, swept here (K5, OB4).
@@ -193,7 +195,7 @@ impl<T> JoinSlot<T> {
         {
             let leaked = light.home.close();
             if leaked.is_empty()
-                && let (Finish::Light { advance }, entry) = light.set.finish(id, false)
+                && let (Finish::Light { advance }, entry) = light.set.finish(light.cell, false)
             {
                 let (output, discarded) = match light.cancel {
                     Some(cancel) if cancel.acked => {

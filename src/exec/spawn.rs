@@ -93,7 +93,7 @@ impl Core {
         let cell = TaskCell::<Fut>::vacant(region, self.clone(), true, Some(set.clone()));
         let id = self.counters.next_id();
         cell.set_id(id, true);
-        if !set.spawn(id, cell.clone()) {
+        if !set.spawn(cell.clone()) {
             self.counters.id_unused();
             return None;
         }

@@ -51,7 +51,7 @@ use super::core::{Core, Step};
 use super::join::{JoinSlot, JoinTarget, LightEnd};
 use super::runnable::Runnable;
 use super::state::{CellState, Pending, Wake};
-use crate::kernel::{LightCancel, LightRequest, LightTasks, TaskEnd};
+use crate::kernel::{Attention, LightCancel, LightRequest, LightTasks, Links, TaskEnd};
 use crate::types::{CancelReason, PanicPayload, RegionId, TaskId};
 
 /// Where the future is in its life.
@@ -85,6 +85,10 @@ pub(crate) struct TaskCell<F: Future> {
     /// The region's light-task set, if this task was spawned light (rules
     /// LT1–LT6 in `kernel::light`): its completion looks there first.
     light: Option<Arc<LightTasks>>,
+    /// A light task's links in `light`'s list (rules IL1–IL5 in
+    /// `types::intrusive`): owned by that set, read and written only by
+    /// the holder of its lock (IL2); unlinked in any other cell.
+    light_links: Links<dyn Attention>,
     /// Rule W5: touched only by the thread that owns the cell's RUNNING
     /// state (won the SCHEDULED → RUNNING swap, until it leaves RUNNING),
     /// by the spawner in `fill` before the cell is first queued, and by
@@ -129,6 +133,7 @@ where
             deadline_hint: AtomicU64::new(u64::MAX),
             fast_polls,
             light,
+            light_links: Links::new(),
             stage: UnsafeCell::new(Stage::Vacant),
             join: JoinSlot::new(),
             home: crate::kernel::ObligationHome::new(),
@@ -281,6 +286,7 @@ where
         // nothing.
         let light = self.light.as_deref().map(|set| LightEnd {
             set,
+            cell: &**self,
             registered: self.state.registered(),
             home: &self.home,
             cancel: before.cancel_severity().and_then(|_| self.cancel.current()),
@@ -459,6 +465,18 @@ where
 
     fn light_cancel(&self) -> Option<LightCancel> {
         self.cancel.current()
+    }
+
+    fn light_id(&self) -> TaskId {
+        self.task_id()
+    }
+
+    fn light_set(&self) -> Option<&LightTasks> {
+        self.light.as_deref()
+    }
+
+    fn light_links(&self) -> &Links<dyn Attention> {
+        &self.light_links
     }
 }
 

@@ -14,19 +14,35 @@
 //! completion that is not a plain return or that leaked an obligation;
 //! obligations themselves are counted in the cell's home word, rule OB9,
 //! without the kernel) it
-//! *registers* it: takes its entry out of the set and makes the full
+//! *registers* it: takes its cell out of the set and makes the full
 //! [`TaskRecord`](super::TaskRecord), as if the task had been spawned
 //! through the kernel and had polled without telling it (rule A1 already
 //! covers such a record). From then on the task is an ordinary kernel task.
 //!
-//! Rules (cited as LT1–LT6):
+//! The set is an intrusive doubly linked list of the task cells
+//! themselves ([`List`], rules IL1–IL5 in `types::intrusive`): each cell
+//! carries its two links (`Attention::light_links`), so joining the set
+//! (`spawn`) and leaving it (`finish`) are a few pointer writes in the
+//! cell and its neighbours, with no hashing and no allocation. The list
+//! holds one reference to each linked cell (IL1: an `Arc` turned into a
+//! raw pointer when linked, back into the `Arc` it hands out when
+//! unlinked), so the kernel still gets `Arc<dyn Attention>` entries. The
+//! links belong to the set: only the holder of its lock reads or writes
+//! them (IL2). Finding a task by id (`take`, `get`, `contains`: the
+//! kernel registering one task, diagnostics) walks the list from its
+//! oldest task; only those rare paths do.
+//!
+//! Rules (cited as LT1–LT8):
 //! - LT1 (one home): a live spawned task is either in its region's set
 //!   (light) or in the kernel's task map (registered), never both and never
 //!   neither. Only the kernel, under its lock, moves a task from the set to
 //!   the map (`take`), and only the task's own completion removes it from
 //!   the set for good (`finish`); both happen under the set's lock, so
-//!   exactly one of them gets the entry, and the completion that finds it
-//!   gone knows the task is registered and completes through the kernel.
+//!   exactly one of them unlinks the cell, and the completion that finds
+//!   it unlinked knows the task is registered and completes through the
+//!   kernel. A cell names the one set it may ever be linked into (its
+//!   region's, `Attention::light_set`), checked on every link and unlink,
+//!   so a cell is in that set's list or in none (IL3).
 //! - LT2 (the gate): spawns into the set are refused once the region is
 //!   cancelled or stops accepting spawns. The kernel shuts the gate under
 //!   the set's lock in the same critical section that empties it (a
@@ -90,7 +106,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use crate::loom::sync::{Mutex, MutexGuard};
 
 use super::Attention;
-use crate::types::{CancelReason, IdMap, TaskId, Time};
+use crate::types::intrusive::{Linked, Links, List};
+use crate::types::{CancelReason, TaskId, Time};
 
 /// A light task's cancellation, kept in its cell until the kernel
 /// registers it (LT7), then copied into its record.
@@ -118,6 +135,15 @@ pub(crate) enum LightRequest {
     Complete,
 }
 
+// SAFETY: IL5 (`types::intrusive`): `Attention::light_links` returns a
+// field of the cell, the same on every call (its documented contract; the
+// task cell and the test cells return their `light_links` field).
+unsafe impl Linked for dyn Attention {
+    fn links(&self) -> &Links<dyn Attention> {
+        self.light_links()
+    }
+}
+
 /// A region's light tasks (see the module doc).
 pub(crate) struct LightTasks {
     /// LT4: whether tasks may be spawned light into this region at all.
@@ -131,9 +157,11 @@ struct Inner {
     open: bool,
     /// LT3: the kernel found the set non-empty when it wanted to close.
     kernel_waits: bool,
-    /// Handed out sorted by id (LT5), so a cancel's walk is in spawn
-    /// order and depends on nothing but the ids.
-    tasks: IdMap<TaskId, Arc<dyn Attention>>,
+    /// LT1: the light cells, linked through their own `light_links`, in
+    /// the order they joined (IL1: the list holds one reference to each).
+    /// Joining and leaving are O(1) and allocate nothing; finding a task
+    /// by id walks the list (only the kernel's rare by-id paths do).
+    tasks: List<dyn Attention>,
 }
 
 /// What a light task's completion found (LT1, LT3).
@@ -154,7 +182,7 @@ impl LightTasks {
             inner: Mutex::new(Inner {
                 open: true,
                 kernel_waits: false,
-                tasks: IdMap::default(),
+                tasks: List::new(),
             }),
         })
     }
@@ -165,36 +193,53 @@ impl LightTasks {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// LT1 (one set per cell): `cell` names this set as the one it may be
+    /// linked into. Checked before each link and unlink, which makes IL3
+    /// (a node is in this list or in none) hold for every cell this set
+    /// touches.
+    fn assert_home(&self, cell: &dyn Attention) {
+        assert!(
+            cell.light_set().is_some_and(|set| std::ptr::eq(set, self)),
+            "LT1: a cell is linked only into the light set it names"
+        );
+    }
+
     /// LT4: whether this region takes light spawns at all.
     pub(crate) fn is_eligible(&self) -> bool {
         self.eligible
     }
 
-    /// Adds task `t`, unless the gate is shut (LT2): then the spawn must go
-    /// through the kernel, which refuses it with the current reason.
-    pub(crate) fn spawn(&self, t: TaskId, task: Arc<dyn Attention>) -> bool {
+    /// Adds `task` (a cell naming this set, not yet in it), unless the gate
+    /// is shut (LT2): then the spawn must go through the kernel, which
+    /// refuses it with the current reason. O(1), no allocation.
+    pub(crate) fn spawn(&self, task: Arc<dyn Attention>) -> bool {
+        self.assert_home(&*task);
         let mut inner = self.lock();
         if !inner.open {
             return false;
         }
-        inner.tasks.insert(t, task);
+        inner.tasks.push_back(task);
         true
     }
 
-    /// LT1: task `t` completed. Returns its entry (to be dropped by the
-    /// caller, outside the lock) with what the completion must do next.
-    /// `registered`: the task's REGISTERED bit (SW7) was seen set, so the
-    /// lock is not needed to know.
+    /// LT1: task `cell` completed. Returns the set's reference to it (to be
+    /// dropped by the caller, outside the lock) with what the completion
+    /// must do next. `registered`: the task's REGISTERED bit (SW7) was seen
+    /// set, so the lock is not needed to know. O(1), no allocation.
     pub(crate) fn finish(
         &self,
-        t: TaskId,
+        cell: &(dyn Attention + 'static),
         registered: bool,
     ) -> (Finish, Option<Arc<dyn Attention>>) {
         if registered {
             return (Finish::Registered, None);
         }
+        self.assert_home(cell);
         let mut inner = self.lock();
-        match inner.tasks.remove(&t) {
+        // SAFETY: IL3: `cell` names this set (asserted above) and `spawn`
+        // links a cell only into the set it names, so it is in this list
+        // or in none.
+        match unsafe { inner.tasks.remove(cell) } {
             Some(entry) => {
                 let advance = inner.tasks.is_empty() && std::mem::take(&mut inner.kernel_waits);
                 (Finish::Light { advance }, Some(entry))
@@ -204,10 +249,11 @@ impl LightTasks {
     }
 
     /// LT1 (kernel side): takes task `t` out of the set to register it,
-    /// marking it registered before the lock is released.
+    /// marking it registered before the lock is released. Walks the list
+    /// from its oldest task (registration is rare: LT8).
     pub(crate) fn take(&self, t: TaskId) -> Option<Arc<dyn Attention>> {
         let mut inner = self.lock();
-        let entry = inner.tasks.remove(&t)?;
+        let entry = inner.tasks.remove_first(|cell| cell.light_id() == t)?;
         entry.mark_registered();
         drop(inner);
         Some(entry)
@@ -216,8 +262,8 @@ impl LightTasks {
     /// LT2, LT7 (a region cancel): shuts the gate and cancels every light
     /// task in place with `reason`, its grace ending at `grace_deadline`.
     /// Returns the tasks whose reason changed (to be woken once the
-    /// caller's locks are released; in no particular order: light tasks
-    /// never run in the lab, LT4) and how many the set held.
+    /// caller's locks are released; in the order they joined the set:
+    /// light tasks never run in the lab, LT4) and how many the set held.
     pub(crate) fn shut_and_cancel_all(
         &self,
         reason: &Arc<CancelReason>,
@@ -226,17 +272,22 @@ impl LightTasks {
         let mut inner = self.lock();
         inner.open = false;
         let mut woken = Vec::with_capacity(inner.tasks.len());
-        for entry in inner.tasks.values() {
+        for entry in inner.tasks.iter() {
             if entry.cancel_light(reason, grace_deadline) == LightRequest::Stored {
-                woken.push(entry.clone());
+                woken.push(entry.to_arc());
             }
         }
         (woken, inner.tasks.len())
     }
 
-    /// Light task `t`'s entry, if it is in the set.
+    /// Light task `t`'s entry, if it is in the set (a walk: rare paths).
     pub(crate) fn get(&self, t: TaskId) -> Option<Arc<dyn Attention>> {
-        self.lock().tasks.get(&t).cloned()
+        let inner = self.lock();
+        inner
+            .tasks
+            .iter()
+            .find(|cell| cell.light_id() == t)
+            .map(|cell| cell.to_arc())
     }
 
     /// LT2 (a grace timer firing): shuts the gate and takes every light
@@ -244,9 +295,10 @@ impl LightTasks {
     pub(crate) fn shut_and_take_all(&self) -> Vec<(TaskId, Arc<dyn Attention>)> {
         let mut inner = self.lock();
         inner.open = false;
-        let mut all: Vec<_> = std::mem::take(&mut inner.tasks).into_iter().collect();
-        for (_, entry) in &all {
+        let mut all = Vec::with_capacity(inner.tasks.len());
+        while let Some(entry) = inner.tasks.pop_front() {
             entry.mark_registered();
+            all.push((entry.light_id(), entry));
         }
         drop(inner);
         all.sort_unstable_by_key(|entry| entry.0);
@@ -266,9 +318,9 @@ impl LightTasks {
         }
     }
 
-    /// Whether task `t` is in the set (alive and light).
+    /// Whether task `t` is in the set (alive and light; a walk).
     pub(crate) fn contains(&self, t: TaskId) -> bool {
-        self.lock().tasks.contains_key(&t)
+        self.lock().tasks.iter().any(|cell| cell.light_id() == t)
     }
 
     /// The light tasks with the obligations each holds (OB9: a light task
@@ -278,7 +330,10 @@ impl LightTasks {
         let mut held: Vec<_> = inner
             .tasks
             .iter()
-            .map(|(&t, task)| (t, task.obligation_home().map_or(0, |h| h.pending())))
+            .map(|cell| {
+                let pending = cell.obligation_home().map_or(0, |h| h.pending());
+                (cell.light_id(), pending)
+            })
             .collect();
         drop(inner);
         held.sort_unstable_by_key(|entry| entry.0);
@@ -291,8 +346,8 @@ impl LightTasks {
         let inner = self.lock();
         inner
             .tasks
-            .values()
-            .filter_map(|task| task.obligation_home().map(&f))
+            .iter()
+            .filter_map(|cell| cell.obligation_home().map(&f))
             .collect()
     }
 
@@ -304,9 +359,8 @@ impl LightTasks {
     /// Empties the set without shutting the gate (runtime teardown: the
     /// entries are handed back to be dropped outside every lock).
     pub(crate) fn clear(&self) -> Vec<Arc<dyn Attention>> {
-        std::mem::take(&mut self.lock().tasks)
-            .into_values()
-            .collect()
+        let mut inner = self.lock();
+        std::iter::from_fn(|| inner.tasks.pop_front()).collect()
     }
 }
 
@@ -351,10 +405,24 @@ mod tests {
 
     /// A stand-in task cell: records whether the kernel registered it and
     /// keeps a cancel slot as a real cell does (LT7, without its state word).
-    #[derive(Default)]
     struct FakeCell {
+        id: TaskId,
+        set: Arc<LightTasks>,
+        links: Links<dyn Attention>,
         registered: AtomicBool,
         cancel: std::sync::Mutex<Option<LightCancel>>,
+    }
+
+    impl FakeCell {
+        fn new(id: TaskId, set: &Arc<LightTasks>) -> Arc<Self> {
+            Arc::new(Self {
+                id,
+                set: set.clone(),
+                links: Links::new(),
+                registered: AtomicBool::new(false),
+                cancel: std::sync::Mutex::new(None),
+            })
+        }
     }
 
     impl Attention for FakeCell {
@@ -378,12 +446,21 @@ mod tests {
         fn light_cancel(&self) -> Option<LightCancel> {
             self.cancel.lock().unwrap().clone()
         }
+        fn light_id(&self) -> TaskId {
+            self.id
+        }
+        fn light_set(&self) -> Option<&LightTasks> {
+            Some(&self.set)
+        }
+        fn light_links(&self) -> &Links<dyn Attention> {
+            &self.links
+        }
     }
 
-    fn spawn_light(k: &Kernel, set: &LightTasks) -> (TaskId, Arc<FakeCell>) {
+    fn spawn_light(k: &Kernel, set: &Arc<LightTasks>) -> (TaskId, Arc<FakeCell>) {
         let id = k.counters().next_id();
-        let cell = Arc::new(FakeCell::default());
-        assert!(set.spawn(id, cell.clone()), "the gate is open");
+        let cell = FakeCell::new(id, set);
+        assert!(set.spawn(cell.clone()), "the gate is open");
         (id, cell)
     }
 
@@ -413,11 +490,8 @@ mod tests {
                 Some(CancelKind::User)
             );
         }
-        let late = k.counters().next_id();
-        assert!(
-            !set.spawn(late, Arc::new(FakeCell::default())),
-            "LT2: the gate is shut"
-        );
+        let late = FakeCell::new(k.counters().next_id(), &set);
+        assert!(!set.spawn(late), "LT2: the gate is shut");
         assert_eq!(set.len(), 3);
         k.fire_timers(grace);
         for (id, cell) in &tasks {
@@ -435,18 +509,18 @@ mod tests {
         let mut k = Kernel::new(KernelConfig::default(), Time::ZERO);
         let root = k.create_root_region(Budget::INFINITE);
         let set = k.light_tasks(root).expect("light");
-        let (a, _) = spawn_light(&k, &set);
-        let (b, _) = spawn_light(&k, &set);
+        let (_, a) = spawn_light(&k, &set);
+        let (_, b) = spawn_light(&k, &set);
         k.region_body_done(root, BodyEnd::Ok, ms(1));
         assert_eq!(k.region_state(root), Some(RegionState::Draining));
-        assert_eq!(set.finish(a, false).0, Finish::Light { advance: false });
+        assert_eq!(set.finish(&*a, false).0, Finish::Light { advance: false });
         assert_eq!(k.region_state(root), Some(RegionState::Draining));
         // LT3: the last one out tells the kernel.
-        assert_eq!(set.finish(b, false).0, Finish::Light { advance: true });
+        assert_eq!(set.finish(&*b, false).0, Finish::Light { advance: true });
         k.light_tasks_drained(root, ms(2));
         assert_eq!(k.region_state(root), Some(RegionState::Closed));
-        let late = k.counters().next_id();
-        assert!(!set.spawn(late, Arc::new(FakeCell::default())), "sealed");
+        let late = FakeCell::new(k.counters().next_id(), &set);
+        assert!(!set.spawn(late), "sealed");
     }
 
     #[test]
@@ -458,8 +532,16 @@ mod tests {
         k.mask_enter(t, root); // needs a record: registers the task
         assert!(cell.registered.load(Ordering::Relaxed));
         assert_eq!(k.task_state(t), Some(TaskState::Created));
-        assert_eq!(set.finish(t, false).0, Finish::Registered, "LT1: one home");
-        assert_eq!(set.finish(t, true).0, Finish::Registered, "SW7 shortcut");
+        assert_eq!(
+            set.finish(&*cell, false).0,
+            Finish::Registered,
+            "LT1: one home"
+        );
+        assert_eq!(
+            set.finish(&*cell, true).0,
+            Finish::Registered,
+            "SW7 shortcut"
+        );
         k.mask_exit(t);
         let (outcome, leaks) = k.complete_task(t, TaskEnd::Returned, false, ms(1));
         assert!(matches!(outcome, TaskOutcome::Ok) && leaks.is_empty());
@@ -474,6 +556,130 @@ mod tests {
         k.enable_trace();
         let traced = k.create_root_region(Budget::INFINITE);
         assert!(k.light_tasks(traced).is_none(), "LT4: the lab traces");
+    }
+
+    /// LT1, LT2, LT7 under real threads: two threads spawn light tasks
+    /// into one set and finish them (oldest first, a few left pending)
+    /// while a third, the kernel, takes tasks by id to register them and
+    /// reads the set, cancels the region half-way and finally sweeps it.
+    /// Every accepted task ends in exactly one home (finished light, or
+    /// taken); a task finishing after it was taken learns it is
+    /// registered; tasks swept after the cancel carry it; the set releases
+    /// every reference it held.
+    #[test]
+    fn racing_spawns_completions_takes_and_a_cancel_leave_each_task_in_exactly_one_home() {
+        use std::collections::VecDeque;
+        use std::sync::Barrier;
+        use std::sync::atomic::{AtomicU32, AtomicU64};
+        const PER_THREAD: u64 = 4000;
+        for round in 0..6u64 {
+            let set = LightTasks::new(true);
+            let next = AtomicU64::new(0);
+            // All three start together; the spawners pause half-way until
+            // the kernel is about to cancel, so the cancel races spawns.
+            let (start, half) = (Barrier::new(3), Barrier::new(3));
+            // Homes by id: finished light (by its spawner) or taken (by
+            // the kernel); each accepted task must end with exactly one.
+            let home: Vec<AtomicU32> = (0..2 * PER_THREAD).map(|_| AtomicU32::new(0)).collect();
+            let home_of = |t: TaskId| &home[t.to_bits() as usize];
+            // Finishes `cell`; a task the set no longer holds was taken.
+            let finish = |cell: &Arc<FakeCell>, shortcut: bool| {
+                let registered = shortcut && cell.registered.load(Ordering::Relaxed);
+                match set.finish(&**cell, registered) {
+                    (Finish::Light { .. }, Some(entry)) => {
+                        assert!(std::ptr::addr_eq(Arc::as_ptr(&entry), Arc::as_ptr(cell)));
+                        home_of(cell.id).fetch_add(1, Ordering::Relaxed);
+                        true
+                    }
+                    (Finish::Registered, None) => {
+                        assert!(cell.registered.load(Ordering::Relaxed), "LT1: taken");
+                        false
+                    }
+                    (f, entry) => panic!("inconsistent: {f:?}, entry {}", entry.is_some()),
+                }
+            };
+            let keep = if round % 2 == 0 { 4 } else { 64 };
+            let (cells, leftovers, refused, swept) = std::thread::scope(|s| {
+                let spawner = || {
+                    let (mut pending, mut all, mut refused) = (VecDeque::new(), Vec::new(), 0);
+                    start.wait();
+                    for i in 0..PER_THREAD {
+                        if i == PER_THREAD / 2 {
+                            half.wait();
+                        }
+                        let id = TaskId::from_bits(next.fetch_add(1, Ordering::Relaxed));
+                        let cell = FakeCell::new(id, &set);
+                        if set.spawn(cell.clone()) {
+                            pending.push_back(cell.clone());
+                            all.push(cell);
+                        } else {
+                            refused += 1;
+                        }
+                        while pending.len() > keep {
+                            let cell = pending.pop_front().expect("pending");
+                            finish(&cell, i % 3 == 0);
+                        }
+                    }
+                    (all, pending, refused)
+                };
+                let a = s.spawn(spawner);
+                let b = s.spawn(spawner);
+                let kernel = s.spawn(|| {
+                    let mut rng = crate::types::rng::DetRng::new(round);
+                    let mut cancelled = false;
+                    start.wait();
+                    loop {
+                        let issued = next.load(Ordering::Relaxed);
+                        if issued >= 2 * PER_THREAD && cancelled {
+                            break;
+                        }
+                        if issued > 0 {
+                            let t = TaskId::from_bits(rng.next_u64() % issued);
+                            if let Some(cell) = set.take(t) {
+                                assert_eq!(cell.light_id(), t);
+                                home_of(t).fetch_add(1, Ordering::Relaxed);
+                            }
+                            let _ = (set.get(t), set.contains(t), set.held(), set.len());
+                        }
+                        if !cancelled && issued >= PER_THREAD {
+                            // LT2, LT7: half-way, the region is cancelled.
+                            half.wait();
+                            let reason = Arc::new(CancelReason::user("stress"));
+                            let (woken, held) = set.shut_and_cancel_all(&reason, ms(5));
+                            assert_eq!(woken.len(), held, "all stored, once");
+                            cancelled = true;
+                        }
+                    }
+                    let swept = set.shut_and_take_all();
+                    assert!(swept.windows(2).all(|w| w[0].0 < w[1].0), "id order");
+                    for (t, cell) in &swept {
+                        assert!(
+                            cell.light_cancel().is_some(),
+                            "LT7: in the set at the cancel"
+                        );
+                        home_of(*t).fetch_add(1, Ordering::Relaxed);
+                    }
+                    swept.len()
+                });
+                let (mut cells, mut leftovers, ra) = a.join().unwrap();
+                let (cells_b, leftovers_b, rb) = b.join().unwrap();
+                cells.extend(cells_b);
+                leftovers.extend(leftovers_b);
+                (cells, leftovers, ra + rb, kernel.join().unwrap())
+            });
+            assert_eq!(set.len(), 0, "nothing left behind the shut gate");
+            for cell in &leftovers {
+                assert!(!finish(cell, false), "swept or taken before it finished");
+            }
+            drop(leftovers);
+            assert_eq!(cells.len() as u64 + refused, 2 * PER_THREAD);
+            assert!(swept <= cells.len());
+            for cell in &cells {
+                let homes = home_of(cell.id).load(Ordering::Relaxed);
+                assert_eq!(homes, 1, "task {:?}: exactly one home", cell.id);
+                assert_eq!(Arc::strong_count(cell), 1, "IL1: the set let go of it");
+            }
+        }
     }
 
     #[test]
@@ -493,7 +699,12 @@ mod loom_tests {
     use crate::loom::{model, thread};
     use std::task::Waker;
 
-    struct Cell;
+    /// A stand-in light cell: its id, the set it names and its links.
+    struct Cell {
+        id: TaskId,
+        set: Arc<LightTasks>,
+        links: Links<dyn Attention>,
+    }
 
     impl Attention for Cell {
         fn request_attention(&self) {}
@@ -501,6 +712,23 @@ mod loom_tests {
         fn to_waker(self: Arc<Self>) -> Waker {
             Waker::noop().clone()
         }
+        fn light_id(&self) -> TaskId {
+            self.id
+        }
+        fn light_set(&self) -> Option<&LightTasks> {
+            Some(&self.set)
+        }
+        fn light_links(&self) -> &Links<dyn Attention> {
+            &self.links
+        }
+    }
+
+    fn cell(n: u32, set: &Arc<LightTasks>) -> Arc<Cell> {
+        Arc::new(Cell {
+            id: id(n),
+            set: set.clone(),
+            links: Links::new(),
+        })
     }
 
     fn id(n: u32) -> TaskId {
@@ -515,12 +743,11 @@ mod loom_tests {
     fn the_region_closes_exactly_once_when_its_last_light_tasks_finish() {
         model(|| {
             let set = LightTasks::new(true);
-            assert!(set.spawn(id(1), Arc::new(Cell)));
-            assert!(set.spawn(id(2), Arc::new(Cell)));
             let finishers: Vec<_> = [1, 2]
                 .map(|n| {
-                    let set = set.clone();
-                    thread::spawn(move || set.finish(id(n), false).0)
+                    let cell = cell(n, &set);
+                    assert!(set.spawn(cell.clone()));
+                    thread::spawn(move || cell.set.finish(&*cell, false).0)
                 })
                 .into_iter()
                 .collect();
@@ -534,7 +761,7 @@ mod loom_tests {
             if handed_back == 1 {
                 assert!(set.seal_if_empty(), "the handed-back close seals");
             }
-            assert!(!set.spawn(id(3), Arc::new(Cell)), "sealed: no spawn");
+            assert!(!set.spawn(cell(3, &set)), "sealed: no spawn");
         });
     }
 
@@ -546,14 +773,12 @@ mod loom_tests {
     fn a_cancel_sweep_and_a_completion_never_both_get_a_task() {
         model(|| {
             let set = LightTasks::new(true);
-            assert!(set.spawn(id(1), Arc::new(Cell)));
-            let finisher = {
-                let set = set.clone();
-                thread::spawn(move || set.finish(id(1), false).0)
-            };
+            let first = cell(1, &set);
+            assert!(set.spawn(first.clone()));
+            let finisher = thread::spawn(move || first.set.finish(&*first, false).0);
             let spawner = {
                 let set = set.clone();
-                thread::spawn(move || set.spawn(id(2), Arc::new(Cell)))
+                thread::spawn(move || set.spawn(cell(2, &set)))
             };
             let taken: Vec<TaskId> = set.shut_and_take_all().into_iter().map(|e| e.0).collect();
             let finished = finisher.join().unwrap();

@@ -48,6 +48,7 @@ use crate::timer_wheel::TimerWheel;
 use crate::trace::{CompletionKind, TraceBuffer, TraceEvent, TraceKind};
 pub use crate::types::ForceDropCause;
 use crate::types::IdMap;
+pub(crate) use crate::types::intrusive::Links;
 use crate::types::{
     Budget, CancelKind, CancelReason, ObligationId, PanicPayload, RegionId, TaskId, Time,
 };
@@ -108,6 +109,19 @@ pub(crate) trait Attention: Send + Sync {
     fn light_cancel(&self) -> Option<LightCancel> {
         None
     }
+    /// LT1: the task's id (a light task's set finds it by id on the rare
+    /// by-id paths: registration, diagnostics).
+    fn light_id(&self) -> TaskId;
+    /// LT1: the one light-task set this cell may be linked into (its
+    /// region's, if it was spawned light); checked by every link and
+    /// unlink (rule IL3 in `types::intrusive`).
+    fn light_set(&self) -> Option<&LightTasks> {
+        None
+    }
+    /// LT1: the cell's links in its light set's list. Must be a field of
+    /// the cell, the same one on every call (IL5 in `types::intrusive`);
+    /// only the holder of the set's lock touches them (IL2).
+    fn light_links(&self) -> &Links<dyn Attention>;
 }
 
 /// Most nested `Cx::masked` sections a task may have open at once.

@@ -9,6 +9,7 @@
 pub mod budget;
 pub mod cancel;
 mod id;
+pub(crate) mod intrusive;
 pub mod outcome;
 pub(crate) mod rng;
 mod time;
