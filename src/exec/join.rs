@@ -189,6 +189,7 @@ impl<T> JoinSlot<T> {
         // as the kernel would (acknowledged: `Cancelled`, the value
         // discarded; not: the value).
         let mut swept = None;
+        let cell = light.as_ref().map(|l| l.cell);
         if let Some(light) = light
             && !light.registered
             && matches!(end, TaskEnd::Returned)
@@ -221,7 +222,9 @@ impl<T> JoinSlot<T> {
         }
         let handle_alive = inner.handle_alive;
         let ((outcome, _leaks), actions) = core.with_kernel_recent_deferred(|k, now| {
-            k.registered(id, region);
+            if let Some(cell) = cell {
+                k.registered_cell(id, region, cell); // LT1: O(1)
+            }
             match swept {
                 Some(leaked) => k.complete_swept_task(id, end, handle_alive, leaked, now),
                 None => k.complete_task(id, end, handle_alive, now),

@@ -242,11 +242,20 @@ where
         }
         let word = self.state.load();
         if word.cancel_severity().is_some() && !word.is_registered() {
-            let (id, region) = (self.task_id(), self.region);
-            self.core.with_kernel_recent(|k, _| {
-                k.registered(id, region);
-            });
+            self.register_cell();
         }
+    }
+
+    /// LT1: registers this light task with the kernel (O(1): the kernel
+    /// unlinks this cell from its set), unless it is registered already.
+    fn register_cell(&self) {
+        if self.state.registered() {
+            return;
+        }
+        let (id, region) = (self.task_id(), self.region);
+        self.core.with_kernel_recent(|k, _| {
+            k.registered_cell(id, region, self);
+        });
     }
 
     /// LT7: an abort of a light task the kernel has not registered is
@@ -336,6 +345,11 @@ where
         // assigns `Stage::Done` over it). So pinning it here is sound.
         let pinned = unsafe { Pin::new_unchecked(future) };
         let waker = self.waker_ref();
+        if self.light.is_some() && before.has_cancel_attention() && !before.is_started() {
+            // LT8: cancelled before it started; the kernel drops it unpolled
+            // in `before_poll`, registered here in O(1) from the cell.
+            self.register_cell();
+        }
         let cell = self.fast_polls.then_some(CellWords {
             state: &self.state,
             cancel: self.light.is_some().then_some(&self.cancel),

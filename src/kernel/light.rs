@@ -259,6 +259,22 @@ impl LightTasks {
         Some(entry)
     }
 
+    /// LT1 (kernel side): takes `cell` (a cell naming this set) out of the
+    /// set to register it, marking it registered before the lock is
+    /// released; `None` if it is not in the set (registered already, or
+    /// completed). O(1): for callers that hold the cell.
+    pub(crate) fn take_cell(&self, cell: &(dyn Attention + 'static)) -> Option<Arc<dyn Attention>> {
+        self.assert_home(cell);
+        let mut inner = self.lock();
+        // SAFETY: IL3: `cell` names this set (asserted above) and `spawn`
+        // links a cell only into the set it names, so it is in this list
+        // or in none.
+        let entry = unsafe { inner.tasks.remove(cell) }?;
+        entry.mark_registered();
+        drop(inner);
+        Some(entry)
+    }
+
     /// LT2, LT7 (a region cancel): shuts the gate and cancels every light
     /// task in place with `reason`, its grace ending at `grace_deadline`.
     /// Returns the tasks whose reason changed (to be woken once the

@@ -630,6 +630,21 @@ impl Kernel {
         self.tasks.get_mut(&t)
     }
 
+    /// [`registered`](Self::registered) for a caller that holds task `t`'s
+    /// cell: an O(1) registration (LT1) instead of a walk of the set.
+    pub(crate) fn registered_cell(
+        &mut self,
+        t: TaskId,
+        r: RegionId,
+        cell: &(dyn Attention + 'static),
+    ) -> Option<&mut TaskRecord> {
+        if !self.tasks.contains_key(&t) {
+            let entry = self.region(r)?.light.take_cell(cell)?;
+            self.register_light(t, r, entry);
+        }
+        self.tasks.get_mut(&t)
+    }
+
     /// Region `r`'s light-task set, if it takes light spawns (LT4): given
     /// to the `Cx`s that spawn into `r`.
     pub(crate) fn light_tasks(&self, r: RegionId) -> Option<Arc<LightTasks>> {
