@@ -37,7 +37,7 @@
 use std::cell::Cell;
 
 use super::cancel_slot::{CancelSlot, LightAck};
-use super::state::CellState;
+use super::state::{CellState, Snapshot};
 use crate::kernel::{HomeHost, HomeSource};
 use crate::types::TaskId;
 
@@ -115,6 +115,9 @@ pub(crate) struct CellWords<'a> {
     pub(crate) state: &'a CellState,
     /// Only for a task spawned light.
     pub(crate) cancel: Option<&'a CancelSlot>,
+    /// The value the poll's run edge replaced (SW3, SW4): its attention
+    /// bits say whether the poll must take them (not kept in the context).
+    pub(crate) seen: Snapshot,
 }
 
 /// Marks the thread as polling `task` of `core` until the guard drops;

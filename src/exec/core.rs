@@ -340,8 +340,14 @@ impl Core {
         home: Option<&(dyn crate::kernel::HomeSource + 'static)>,
     ) -> Step<F::Output> {
         let attention = cell.map(|c| c.state);
-        let through_kernel = attention.is_none_or(|a| {
-            let bits = a.take_attention();
+        let through_kernel = cell.is_none_or(|c| {
+            // SW4: a bit set before the run edge is in the value it
+            // replaced; only then is there anything to take (a bit set
+            // since stays for the next poll), so most polls skip the RMW.
+            if !c.seen.has_attention() && !c.seen.has_cancel_attention() {
+                return false;
+            }
+            let bits = c.state.take_attention();
             bits.has_attention() || (bits.has_cancel_attention() && !polled_before)
         });
         if through_kernel {

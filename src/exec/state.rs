@@ -35,11 +35,13 @@
 //!   never cleared, so it is set exactly once, by the first run, and the
 //!   snapshot that run replaces says whether the future was polled before.
 //! - SW4: the kernel sets ATTENTION in one RMW, and CANCEL_ATTENTION
-//!   together with the cancel hint in one RMW; the runner clears both
-//!   attention bits in one RMW ([`CellState::take_attention`]) after its
-//!   run edge and before it decides whether the poll goes through the
-//!   kernel, so a bit set before that RMW is seen by this poll and a bit
-//!   set after it by the next one.
+//!   together with the cancel hint in one RMW; a runner whose run edge
+//!   replaced a value with either bit set clears both in one RMW
+//!   ([`CellState::take_attention`]) before it decides whether the poll
+//!   goes through the kernel, so a bit set before that RMW is seen by this
+//!   poll and a bit set after it by the next one. A run edge that replaced
+//!   neither bit takes nothing: a bit set since then is still set at the
+//!   next run edge (most polls take no attention RMW at all).
 //! - SW5: the cancel hint only rises (a request weaker than the stored one
 //!   leaves it), is never reset, and fits `CancelKind::severity` (0..=5)
 //!   plus one in its 3 bits.
@@ -613,8 +615,13 @@ mod loom_tests {
             if !before.is_started() {
                 self.first_runs.fetch_add(1, SeqCst);
             }
-            // SW4: the bits this poll acts on.
-            let bits = self.state.take_attention();
+            // SW4: the bits this poll acts on, taken only if the run edge
+            // replaced a value with one of them (as `Core::poll_task`).
+            let bits = if before.has_attention() || before.has_cancel_attention() {
+                self.state.take_attention()
+            } else {
+                before
+            };
             let severity = bits.cancel_severity().map_or(0, |s| usize::from(s) + 1);
             let last = self.seen_severity.swap(severity, SeqCst);
             assert!(

@@ -353,6 +353,7 @@ where
         let cell = self.fast_polls.then_some(CellWords {
             state: &self.state,
             cancel: self.light.is_some().then_some(&self.cancel),
+            seen: before,
         });
         let polled_before = before.is_started();
         // OB9: the task's own `Cx` finds its home in the context.
