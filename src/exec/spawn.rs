@@ -90,9 +90,8 @@ impl Core {
         Fut: Future + Send + 'static,
         Fut::Output: Send + 'static,
     {
-        let cell = TaskCell::<Fut>::vacant(region, self.clone(), true, Some(set.clone()));
         let id = self.counters.next_id();
-        cell.set_id(id, true);
+        let cell = TaskCell::<Fut>::vacant_light(region, self.clone(), set.clone(), id);
         if !set.spawn(cell.clone()) {
             self.counters.id_unused();
             return None;

@@ -156,6 +156,13 @@ impl CellState {
         Self(AtomicU64::new(SCHEDULED | ATTENTION))
     }
 
+    /// A vacant light task's cell (LT4): as [`new`](Self::new), its first
+    /// poll free to skip the kernel from the start (A1: nothing can have
+    /// asked for attention before the cell exists).
+    pub(crate) fn new_light() -> Self {
+        Self(AtomicU64::new(SCHEDULED))
+    }
+
     /// A relaxed reading (lane hints).
     pub(crate) fn load(&self) -> Snapshot {
         Snapshot(self.0.load(Ordering::Relaxed))

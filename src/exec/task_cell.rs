@@ -125,11 +125,41 @@ where
         fast_polls: bool,
         light: Option<Arc<LightTasks>>,
     ) -> Arc<Self> {
-        Arc::new(Self {
-            id: AtomicU64::new(u64::MAX),
+        Self::build(region, core, fast_polls, light, u64::MAX, CellState::new())
+    }
+
+    /// An empty cell for light task `id` of `set` (rules LT1–LT5): its id
+    /// and its attention-free state (A1) set at construction, so the spawn
+    /// writes neither afterwards.
+    pub(crate) fn vacant_light(
+        region: RegionId,
+        core: Arc<Core>,
+        set: Arc<LightTasks>,
+        id: TaskId,
+    ) -> Arc<Self> {
+        Self::build(
             region,
             core,
-            state: CellState::new(),
+            true,
+            Some(set),
+            id.to_bits(),
+            CellState::new_light(),
+        )
+    }
+
+    fn build(
+        region: RegionId,
+        core: Arc<Core>,
+        fast_polls: bool,
+        light: Option<Arc<LightTasks>>,
+        id: u64,
+        state: CellState,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            id: AtomicU64::new(id),
+            region,
+            core,
+            state,
             deadline_hint: AtomicU64::new(u64::MAX),
             fast_polls,
             light,
