@@ -10,7 +10,12 @@
 //!   bit  5       CANCEL_ATTENTION  ... if the task has not started (A1)
 //!   bits 6..=8   cancel hint       severity + 1 of the strongest request (0: none)
 //!   bit  9       REGISTERED        a light task the kernel has registered (LT1)
-//!   bits 10..=63 reserved, always 0
+//!   bit  10      JOIN_INTEREST     the task's `TaskHandle` exists (SW10)
+//!   bit  11      JOIN_WAKER        the join slot's waker cell holds the joiner's
+//!                                  waker, readable by the completion (SW11, SW12)
+//!   bit  12      FINISHED          the join slot's output cell holds the task's
+//!                                  end, published by the completion (SW9)
+//!   bits 13..=63 reserved, always 0
 //! ```
 //!
 //! A light task's cancel request is its cancel hint (the atomic flag)
@@ -55,6 +60,45 @@
 //!   `kernel::light`); it is never cleared. So a completion that sees it
 //!   knows the task is registered without taking that lock; one that does
 //!   not see it takes the lock, which decides.
+//!
+//! The join hand-off (`join`, rules J1–J4) is three bits of this word and
+//! two `UnsafeCell`s in the cell's join slot, the output cell and the
+//! waker cell; no lock. Ownership of each cell moves only with an RMW of
+//! the word (the protocol of tokio's `runtime/task/state.rs`, written
+//! anew for this cell; `COMPLETE` above is set earlier, before the
+//! kernel hears of the completion, so the output has its own bit):
+//! - SW9: the completion writes the output cell only before it sets
+//!   FINISHED, which it does once, in one RMW (release) that also reads
+//!   JOIN_INTEREST ([`CellState::publish_output`]). If that reading has
+//!   JOIN_INTEREST, the output cell belongs to the handle from then on,
+//!   which reads it only after an acquiring reading of FINISHED and takes
+//!   it at most once (J1); if not, the handle is gone and the output
+//!   belongs to the completion, which disposes of it as the handle's drop
+//!   would have (J3, J4). FINISHED is never cleared.
+//! - SW10: JOIN_INTEREST is set at construction and cleared once, by the
+//!   handle's drop, in one RMW ([`CellState::drop_join_interest`]) that
+//!   also clears JOIN_WAKER if FINISHED is clear. A drop that reads
+//!   FINISHED owns the output cell (SW9 saw the interest) and disposes of
+//!   it; one that does not leaves it to the completion (SW9 will not see
+//!   the interest). So exactly one side disposes of an output nobody
+//!   joined.
+//! - SW11: the handle writes the waker cell only while JOIN_WAKER is
+//!   clear, and sets JOIN_WAKER (release, publishing the write) only by an
+//!   RMW that finds FINISHED clear ([`CellState::set_join_waker`]); it
+//!   clears JOIN_WAKER, to replace the waker, only by an RMW that finds
+//!   FINISHED clear ([`CellState::unset_join_waker`]). A failed RMW means
+//!   the output is there. While JOIN_WAKER is clear the completion never
+//!   touches the waker cell.
+//! - SW12: while JOIN_WAKER is set, the handle and the completion only
+//!   read the waker cell. The completion reads it only if its FINISHED RMW
+//!   (SW9) found JOIN_WAKER set (so the waker was stored before the
+//!   completion: it is woken iff it was set before FINISHED), wakes it by
+//!   reference, then clears JOIN_WAKER in one RMW
+//!   ([`CellState::waker_woken`]), handing the cell back to the handle; if
+//!   that RMW finds JOIN_INTEREST clear (the handle's drop, SW10, came
+//!   after FINISHED and left the waker alone), the completion drops the
+//!   waker. Otherwise the handle drops it when it next finds JOIN_WAKER
+//!   clear, or the cell's destructor does.
 
 // The one import the loom models (`loom_tests` below) replace.
 use crate::loom::sync::atomic::{AtomicU64, Ordering};
@@ -72,8 +116,19 @@ const CANCEL_ATTENTION: u64 = 1 << 5;
 const HINT_SHIFT: u32 = 6;
 const HINT: u64 = 0b111 << HINT_SHIFT;
 const REGISTERED: u64 = 1 << 9;
+const JOIN_INTEREST: u64 = 1 << 10;
+const JOIN_WAKER: u64 = 1 << 11;
+const FINISHED: u64 = 1 << 12;
 /// Rule SW6: bits no transition may set yet.
-const RESERVED: u64 = !(LIFECYCLE | STARTED | ATTENTION | CANCEL_ATTENTION | HINT | REGISTERED);
+const RESERVED: u64 = !(LIFECYCLE
+    | STARTED
+    | ATTENTION
+    | CANCEL_ATTENTION
+    | HINT
+    | REGISTERED
+    | JOIN_INTEREST
+    | JOIN_WAKER
+    | FINISHED);
 
 /// One reading of a [`CellState`].
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -106,6 +161,21 @@ impl Snapshot {
         self.0 & REGISTERED != 0
     }
 
+    /// SW10: the task's handle has not been dropped.
+    pub(crate) fn is_join_interested(self) -> bool {
+        self.0 & JOIN_INTEREST != 0
+    }
+
+    /// SW11, SW12: the waker cell holds the joiner's waker.
+    pub(crate) fn is_join_waker_set(self) -> bool {
+        self.0 & JOIN_WAKER != 0
+    }
+
+    /// SW9: the output cell holds the task's end.
+    pub(crate) fn is_finished(self) -> bool {
+        self.0 & FINISHED != 0
+    }
+
     /// The cancel lane hint: the severity of the strongest cancel request.
     pub(crate) fn cancel_severity(self) -> Option<u8> {
         // The field is 3 bits wide, so the cast keeps every value.
@@ -121,6 +191,10 @@ impl std::fmt::Debug for Snapshot {
             .field("attention", &self.has_attention())
             .field("cancel_attention", &self.has_cancel_attention())
             .field("cancel_severity", &self.cancel_severity())
+            .field("registered", &self.is_registered())
+            .field("join_interest", &self.is_join_interested())
+            .field("join_waker", &self.is_join_waker_set())
+            .field("finished", &self.is_finished())
             .finish()
     }
 }
@@ -143,15 +217,16 @@ pub(crate) enum Pending {
     Requeue,
 }
 
-/// The state word (rules SW1–SW7).
+/// The state word (rules SW1–SW12).
 pub(crate) struct CellState(AtomicU64);
 
 impl CellState {
     /// A vacant cell: SCHEDULED (wakes before the spawner queues it are
     /// absorbed, W1), not started, with attention (A1: the kernel clears it
-    /// at registration when the first poll may skip it).
+    /// at registration when the first poll may skip it), and with join
+    /// interest (SW10: every cell is created for one `TaskHandle`).
     pub(crate) fn new() -> Self {
-        Self(AtomicU64::new(SCHEDULED | ATTENTION))
+        Self(AtomicU64::new(SCHEDULED | ATTENTION | JOIN_INTEREST))
     }
 
     /// A relaxed reading (lane hints).
@@ -227,6 +302,70 @@ impl CellState {
     /// SW2: the poll's holder completes the task (W4: never left).
     pub(crate) fn complete(&self) {
         self.update(|s| ((), Some(s.with_lifecycle(COMPLETE))));
+    }
+
+    /// SW9: the completion publishes the output it wrote; returns the
+    /// snapshot this RMW replaced (its JOIN_INTEREST says who owns the
+    /// output now, its JOIN_WAKER whether to wake the joiner).
+    pub(crate) fn publish_output(&self) -> Snapshot {
+        let prev = Snapshot(self.0.fetch_or(FINISHED, Ordering::AcqRel));
+        debug_assert!(!prev.is_finished(), "rule SW9: the output published twice");
+        prev
+    }
+
+    /// SW10: the handle's drop; returns the snapshot it replaced (FINISHED
+    /// set: the handle disposes of the output; JOIN_WAKER set with FINISHED:
+    /// the completion still reads the waker and will drop it, SW12).
+    pub(crate) fn drop_join_interest(&self) -> Snapshot {
+        self.update(|s| {
+            debug_assert!(
+                s.is_join_interested(),
+                "rule SW10: the handle dropped twice"
+            );
+            let clear = if s.is_finished() {
+                JOIN_INTEREST
+            } else {
+                JOIN_INTEREST | JOIN_WAKER
+            };
+            (s, Some(Snapshot(s.0 & !clear)))
+        })
+    }
+
+    /// SW11: the handle, having written the waker cell while JOIN_WAKER
+    /// was clear, publishes it; `Err` (nothing changed) if the output is
+    /// already there.
+    pub(crate) fn set_join_waker(&self) -> Result<(), Snapshot> {
+        self.update(|s| {
+            debug_assert!(s.is_join_interested() && !s.is_join_waker_set());
+            if s.is_finished() {
+                (Err(s), None)
+            } else {
+                (Ok(()), Some(Snapshot(s.0 | JOIN_WAKER)))
+            }
+        })
+    }
+
+    /// SW11: the handle takes the waker cell back to replace the waker;
+    /// `Err` (nothing changed) if the output is already there (the
+    /// completion may be reading the waker: SW12).
+    pub(crate) fn unset_join_waker(&self) -> Result<(), Snapshot> {
+        self.update(|s| {
+            debug_assert!(s.is_join_interested() && s.is_join_waker_set());
+            if s.is_finished() {
+                (Err(s), None)
+            } else {
+                (Ok(()), Some(Snapshot(s.0 & !JOIN_WAKER)))
+            }
+        })
+    }
+
+    /// SW12: the completion has woken the waker it found set at FINISHED
+    /// and hands the cell back; returns the snapshot it replaced (no
+    /// JOIN_INTEREST: the completion drops the waker).
+    pub(crate) fn waker_woken(&self) -> Snapshot {
+        let prev = Snapshot(self.0.fetch_and(!JOIN_WAKER, Ordering::AcqRel));
+        debug_assert!(prev.is_finished() && prev.is_join_waker_set());
+        prev
     }
 
     /// SW4 (A1): the kernel asks the next poll to go through it.

@@ -289,8 +289,15 @@ where
             home: &self.home,
             cancel: self.cancel.current(),
         });
-        self.join
-            .complete(&self.core, self.task_id(), self.region, light, end, value);
+        self.join.complete(
+            &self.state,
+            &self.core,
+            self.task_id(),
+            self.region,
+            light,
+            end,
+            value,
+        );
     }
 }
 
@@ -488,6 +495,9 @@ where
 {
     fn slot(&self) -> &JoinSlot<F::Output> {
         &self.join
+    }
+    fn state(&self) -> &CellState {
+        &self.state
     }
     fn core(&self) -> &Arc<Core> {
         TaskCell::core(self)

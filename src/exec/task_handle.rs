@@ -37,7 +37,7 @@ impl<T: Send + 'static> TaskHandle<T> {
 
     /// Whether the task has completed (its output may not be taken yet).
     pub fn is_finished(&self) -> bool {
-        self.target.slot().is_finished()
+        super::join::JoinSlot::<T>::is_finished(self.target.state())
     }
 
     /// Requests cancellation with a `User` reason.
@@ -82,7 +82,7 @@ impl<T> Drop for TaskHandle<T> {
         let region = self.target.region();
         self.target
             .slot()
-            .release_handle(self.target.core(), self.id, region);
+            .release_handle(self.target.state(), self.target.core(), self.id, region);
     }
 }
 
@@ -124,11 +124,13 @@ impl<T: Send + 'static> TaskHandle<T> {
     /// else `Pending` with `waker` registered.
     fn poll_join_as(&self, joiner: &Cx, waker: &Waker) -> Poll<Result<T, JoinError>> {
         let target = &self.target;
-        if let Poll::Ready(out) =
-            target
-                .slot()
-                .poll_join(target.core(), self.id, target.region(), waker)
-        {
+        if let Poll::Ready(out) = target.slot().poll_join(
+            target.state(),
+            target.core(),
+            self.id,
+            target.region(),
+            waker,
+        ) {
             return Poll::Ready(out);
         }
         match joiner.observe_cancel() {
