@@ -33,15 +33,45 @@ pub(crate) enum LightAck {
     Registered,
 }
 
+/// A [`LightCancel`] as the slot stores it: the reason (`None`: nothing
+/// requested), and the grace deadline's nanoseconds with the
+/// acknowledgement in the top bit, so the slot takes 24 bytes instead of
+/// 32 (a deadline past 2^63 ns, 292 years, is kept as that).
+#[derive(Default)]
+struct Stored {
+    reason: Option<std::sync::Arc<CancelReason>>,
+    deadline_acked: u64,
+}
+
+const ACKED: u64 = 1 << 63;
+
+impl Stored {
+    fn deadline(&self) -> Time {
+        Time::from_nanos(self.deadline_acked & !ACKED)
+    }
+
+    fn set_deadline(&mut self, deadline: Time) {
+        self.deadline_acked = (self.deadline_acked & ACKED) | deadline.as_nanos().min(!ACKED);
+    }
+
+    fn get(&self) -> Option<LightCancel> {
+        self.reason.as_ref().map(|reason| LightCancel {
+            reason: reason.clone(),
+            grace_deadline: self.deadline(),
+            acked: self.deadline_acked & ACKED != 0,
+        })
+    }
+}
+
 /// The slot (see the module doc).
-pub(crate) struct CancelSlot(Mutex<Option<LightCancel>>);
+pub(crate) struct CancelSlot(Mutex<Stored>);
 
 impl CancelSlot {
     pub(crate) fn new() -> Self {
-        Self(Mutex::new(None))
+        Self(Mutex::new(Stored::default()))
     }
 
-    fn lock(&self) -> MutexGuard<'_, Option<LightCancel>> {
+    fn lock(&self) -> MutexGuard<'_, Stored> {
         // No user code runs under this lock.
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -65,18 +95,16 @@ impl CancelSlot {
         if word.is_registered() {
             return LightRequest::Registered;
         }
-        let first = match &mut *slot {
+        let first = match &slot.reason {
             None => {
-                *slot = Some(LightCancel {
-                    reason: reason.clone(),
-                    grace_deadline,
-                    acked: false,
-                });
+                slot.reason = Some(reason.clone());
+                slot.set_deadline(grace_deadline);
                 true
             }
-            Some(stored) if reason.outranks(&stored.reason) => {
-                stored.reason = reason.clone();
-                stored.grace_deadline = stored.grace_deadline.min(grace_deadline);
+            Some(stored) if reason.outranks(stored) => {
+                slot.reason = Some(reason.clone());
+                let deadline = slot.deadline().min(grace_deadline);
+                slot.set_deadline(deadline);
                 false
             }
             Some(_) => {
@@ -99,10 +127,11 @@ impl CancelSlot {
         if state.load_acquire().is_registered() {
             return LightAck::Registered;
         }
-        match &mut *slot {
-            Some(stored) => {
-                stored.acked = true;
-                LightAck::Cancelled(stored.reason.clone())
+        match &slot.reason {
+            Some(reason) => {
+                let reason = reason.clone();
+                slot.deadline_acked |= ACKED;
+                LightAck::Cancelled(reason)
             }
             None => LightAck::Quiet,
         }
@@ -111,7 +140,7 @@ impl CancelSlot {
     /// The stored cancellation: for the kernel registering the task, for
     /// `Cx::cancel_reason`, and for the completion (after it set COMPLETE).
     pub(crate) fn current(&self) -> Option<LightCancel> {
-        self.lock().clone()
+        self.lock().get()
     }
 }
 

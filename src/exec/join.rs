@@ -84,14 +84,16 @@ impl std::error::Error for JoinError {}
 /// A failed task's end as the slot keeps it.
 pub(crate) enum SlotError {
     Cancelled(Arc<CancelReason>),
-    Panicked(crate::types::PanicPayload),
+    /// Boxed: a pointer like the reason, so an end costs 16 bytes, not 32
+    /// (panics are rare; the box is made only for one that is stored).
+    Panicked(Box<PanicPayload>),
 }
 
 impl SlotError {
     fn into_join_error(self) -> JoinError {
         match self {
             SlotError::Cancelled(r) => JoinError::Cancelled(Arc::unwrap_or_clone(r)),
-            SlotError::Panicked(p) => JoinError::Panicked(p),
+            SlotError::Panicked(p) => JoinError::Panicked(*p),
         }
     }
 }
@@ -116,19 +118,40 @@ pub(crate) struct LightEnd<'a> {
 /// handle, outside the runtime's own code (J4).
 pub(crate) type Stored<T> = (Result<T, SlotError>, Option<T>);
 
-/// The output side of a task, shared by the task and its handle: two
-/// cells whose ownership moves with the bits of the cell's state word
-/// (`state`, rules SW9–SW12), so neither completing nor joining takes a
-/// lock.
+/// Where a task's end lies between its completion and its join (SW9): in
+/// a task cell, the storage its future had (the cell's stage), as tokio
+/// does, so the output costs the cell no bytes of its own when it is no
+/// larger than the future.
+///
+/// It holds `None` before the completion's `put` and once taken. A cancel
+/// reason stays shared with the kernel's copy until a joiner reads it
+/// (most cancelled tasks are never joined).
+pub(crate) trait OutputCell<T> {
+    /// Stores the task's end.
+    ///
+    /// # Safety
+    /// The caller owns the cell under SW9 (the completion, before
+    /// FINISHED), and the future has been dropped.
+    unsafe fn put(&self, stored: Stored<T>);
+
+    /// Takes the task's end, if it is there.
+    ///
+    /// # Safety
+    /// The caller owns the cell under SW9 (the handle after an acquiring
+    /// reading of FINISHED, or the completion when the handle was gone at
+    /// FINISHED).
+    unsafe fn take(&self) -> Option<Stored<T>>;
+}
+
+/// The output side of a task, shared by the task and its handle: the
+/// joiner's waker here and the output in the cell's [`OutputCell`], whose
+/// ownership moves with the bits of the cell's state word (`state`, rules
+/// SW9–SW12), so neither completing nor joining takes a lock.
 pub(crate) struct JoinSlot<T> {
-    /// SW9: written by the completion before FINISHED, read (once, J1) by
-    /// the handle after it, or taken back by the completion if the handle
-    /// was gone at FINISHED. `None` before FINISHED and once taken. A
-    /// cancel reason stays shared with the kernel's copy until a joiner
-    /// reads it (most cancelled tasks are never joined).
-    output: UnsafeCell<Option<Stored<T>>>,
     /// SW11, SW12: the joiner's waker.
     waker: UnsafeCell<Option<Waker>>,
+    /// The output type, which lives in the [`OutputCell`].
+    output: std::marker::PhantomData<fn(T) -> T>,
 }
 
 /// What the completion must still do after publishing the output.
@@ -140,11 +163,19 @@ pub(crate) struct Published<T> {
     unclaimed: Option<Stored<T>>,
 }
 
+impl<T> Published<T> {
+    /// For the loom models: whether to wake, and the unclaimed output.
+    #[cfg(all(test, loom))]
+    pub(crate) fn into_parts(self) -> (bool, Option<Stored<T>>) {
+        (self.wake, self.unclaimed)
+    }
+}
+
 impl<T> JoinSlot<T> {
     pub(crate) fn new() -> Self {
         Self {
-            output: UnsafeCell::new(None),
             waker: UnsafeCell::new(None),
+            output: std::marker::PhantomData,
         }
     }
 
@@ -169,6 +200,7 @@ impl<T> JoinSlot<T> {
     pub(crate) fn complete(
         &self,
         state: &CellState,
+        output: &(impl OutputCell<T> + ?Sized),
         core: &Arc<Core>,
         id: TaskId,
         region: RegionId,
@@ -203,7 +235,7 @@ impl<T> JoinSlot<T> {
                 && let (Finish::Light { advance }, entry) = light.set.finish(id, false)
             {
                 let cancelled = light.cancel.is_some();
-                let (output, discarded) = match light.cancel {
+                let stored = match light.cancel {
                     Some(cancel) if cancel.acked => {
                         (Err(SlotError::Cancelled(cancel.reason)), value)
                     }
@@ -215,7 +247,7 @@ impl<T> JoinSlot<T> {
                 if cancelled {
                     core.light_cancel_settled();
                 }
-                let published = self.publish(state, (output, discarded));
+                let published = self.publish(state, output, stored);
                 if advance {
                     // LT3: the kernel waits for this region's last light task.
                     core.with_kernel_recent(|k, now| k.light_tasks_drained(region, now));
@@ -237,25 +269,30 @@ impl<T> JoinSlot<T> {
             (TaskOutcome::Ok, Some(v)) => (Ok(v), None),
             (TaskOutcome::Ok, None) => (Err(SlotError::Cancelled(Arc::default())), None),
             (TaskOutcome::Cancelled(r), v) => (Err(SlotError::Cancelled(r)), v),
-            (TaskOutcome::Panicked(p), v) => (Err(SlotError::Panicked(p)), v),
+            (TaskOutcome::Panicked(p), v) => (Err(SlotError::Panicked(Box::new(p))), v),
         };
-        let published = self.publish(state, stored);
+        let published = self.publish(state, output, stored);
         core.run_actions(actions);
         self.after_publish(state, core, id, region, published);
     }
 
     /// SW9: stores the task's end and publishes it (FINISHED).
-    pub(crate) fn publish(&self, state: &CellState, stored: Stored<T>) -> Published<T> {
+    pub(crate) fn publish(
+        &self,
+        state: &CellState,
+        output: &(impl OutputCell<T> + ?Sized),
+        stored: Stored<T>,
+    ) -> Published<T> {
         // SAFETY: SW9: before FINISHED only the completion (this thread)
         // touches the output cell; the handle waits for FINISHED.
-        self.output.with_mut(|o| unsafe { *o = Some(stored) });
+        unsafe { output.put(stored) };
         let prev = state.publish_output();
         let unclaimed = if prev.is_join_interested() {
             None
         } else {
             // SAFETY: SW9, SW10: the handle's drop came before FINISHED
             // and left the output to this completion; nobody else reads it.
-            self.output.with_mut(|o| unsafe { (*o).take() })
+            unsafe { output.take() }
         };
         Published {
             wake: prev.is_join_waker_set(),
@@ -306,7 +343,12 @@ impl<T> JoinSlot<T> {
     /// taken already), else `Pending` with `waker` stored (SW11). Only the
     /// handle calls it, and the handle is not shared (`Join` owns it,
     /// `JoinMut` borrows it mutably).
-    pub(crate) fn try_read(&self, state: &CellState, waker: &Waker) -> Poll<Option<Stored<T>>> {
+    pub(crate) fn try_read(
+        &self,
+        state: &CellState,
+        output: &(impl OutputCell<T> + ?Sized),
+        waker: &Waker,
+    ) -> Poll<Option<Stored<T>>> {
         let snapshot = state.load_acquire();
         if !snapshot.is_finished() {
             let stored = if snapshot.is_join_waker_set() {
@@ -330,7 +372,7 @@ impl<T> JoinSlot<T> {
         }
         // SAFETY: SW9: FINISHED was read with acquire by the handle, which
         // owns the output cell from then on (its drop has not run).
-        let stored = self.output.with_mut(|o| unsafe { (*o).take() });
+        let stored = unsafe { output.take() };
         if !state.load_acquire().is_join_waker_set() {
             // SAFETY: SW11, SW12: JOIN_WAKER is clear after FINISHED: the
             // completion is done with the waker cell; it is the handle's.
@@ -357,12 +399,13 @@ impl<T> JoinSlot<T> {
     pub(crate) fn poll_join(
         &self,
         state: &CellState,
+        output: &(impl OutputCell<T> + ?Sized),
         core: &Arc<Core>,
         id: TaskId,
         region: RegionId,
         waker: &Waker,
     ) -> Poll<Result<T, JoinError>> {
-        let Poll::Ready(stored) = self.try_read(state, waker) else {
+        let Poll::Ready(stored) = self.try_read(state, output, waker) else {
             return Poll::Pending;
         };
         let Some((out, discarded)) = stored else {
@@ -377,7 +420,11 @@ impl<T> JoinSlot<T> {
 
     /// The handle's side of its drop (SW10): what it still owns. `Some`:
     /// the output (FINISHED came first; `None` inside if it was joined).
-    pub(crate) fn release(&self, state: &CellState) -> Option<Option<Stored<T>>> {
+    pub(crate) fn release(
+        &self,
+        state: &CellState,
+        output: &(impl OutputCell<T> + ?Sized),
+    ) -> Option<Option<Stored<T>>> {
         let prev = state.drop_join_interest();
         if !prev.is_finished() || !prev.is_join_waker_set() {
             // SAFETY: SW10, SW11: JOIN_WAKER is clear now (this RMW cleared
@@ -389,41 +436,38 @@ impl<T> JoinSlot<T> {
         }
         // SAFETY: SW9, SW10: FINISHED came before this drop, which owns
         // the output now; without it the completion will.
-        prev.is_finished()
-            .then(|| self.output.with_mut(|o| unsafe { (*o).take() }))
+        prev.is_finished().then(|| unsafe { output.take() })
     }
 
     pub(crate) fn release_handle(
         &self,
         state: &CellState,
+        output: &(impl OutputCell<T> + ?Sized),
         core: &Arc<Core>,
         id: TaskId,
         region: RegionId,
     ) {
-        if let Some(Some(stored)) = self.release(state) {
+        if let Some(Some(stored)) = self.release(state, output) {
             dispose(stored, core, id, region, Unwind::InUserCode);
         }
     }
 
-    /// Drops whatever the slot still holds (the cell is going away),
-    /// catching panics: the runtime may be the one dropping it.
+    /// Drops a waker the slot still holds (the cell is going away),
+    /// catching panics: the runtime may be the one dropping it. (The
+    /// output, if any, goes with the cell's stage.)
     pub(crate) fn clear(&mut self) {
-        // SAFETY: `&mut self`: nobody else can reach the cells.
-        let held = (
-            self.output.with_mut(|o| unsafe { (*o).take() }),
-            self.waker.with_mut(|w| unsafe { (*w).take() }),
-        );
-        if !matches!(held, (None, None)) {
+        // SAFETY: `&mut self`: nobody else can reach the cell.
+        let held = self.waker.with_mut(|w| unsafe { (*w).take() });
+        if held.is_some() {
             let _ = drop_catching(held);
         }
     }
 }
 
-// SAFETY: the cells are reached only as rules SW9–SW12 allow: one side at
-// a time for writes, shared reads of the waker only while JOIN_WAKER is
-// set; `T` and the waker move between threads with that ownership, as in
-// a `Mutex<T>` (hence `T: Send`, not `T: Sync`).
-unsafe impl<T: Send> Sync for JoinSlot<T> {}
+// SAFETY: the waker cell is reached only as rules SW11 and SW12 allow:
+// one side at a time for writes, shared reads only while JOIN_WAKER is
+// set; a `Waker` is `Send` and `Sync`. No `T` is stored here.
+unsafe impl<T> Sync for JoinSlot<T> {}
 
 /// Where a disposal runs: in user code (a join, a handle's drop), where a
 /// panic of a value's destructor may continue once the region can no
@@ -484,6 +528,8 @@ pub(crate) trait JoinTarget<T>: super::abort::AbortTarget {
     fn slot(&self) -> &JoinSlot<T>;
     /// The cell's state word, whose bits guard the slot (SW9–SW12).
     fn state(&self) -> &CellState;
+    /// Where the output lies (SW9).
+    fn output(&self) -> &dyn OutputCell<T>;
     fn core(&self) -> &Arc<Core>;
     fn region(&self) -> RegionId;
 }

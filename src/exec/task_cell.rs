@@ -48,19 +48,22 @@ use super::abort::AbortTarget;
 use super::cancel_slot::CancelSlot;
 use super::context::CellWords;
 use super::core::{Core, Step};
-use super::join::{JoinSlot, JoinTarget, LightEnd};
+use super::join::{JoinSlot, JoinTarget, LightEnd, OutputCell, Stored};
 use super::runnable::Runnable;
 use super::state::{CellState, Pending, Wake};
 use crate::kernel::{LightCancel, LightRequest, LightTasks, TaskEnd};
 use crate::types::{CancelReason, PanicPayload, RegionId, TaskId};
 
 /// Where the future is in its life.
-enum Stage<F> {
+enum Stage<F: Future> {
     /// The cell exists (and is registered with the kernel) but the spawn
     /// closure has not produced the future yet; never queued in this stage.
     Vacant,
     Running(F),
-    Done,
+    /// The future is gone; the storage holds the task's end from the
+    /// completion until the join takes it (the join slot's output cell,
+    /// rule SW9 in `state`), so the output costs no bytes of its own.
+    Done(Option<Stored<F::Output>>),
 }
 
 pub(crate) struct TaskCell<F: Future> {
@@ -274,7 +277,7 @@ where
     fn drop_future(stage: &mut Stage<F>) -> Option<PanicPayload> {
         // Assigning drops the old value where it lies, so the pinning
         // guarantee (never moved before drop) holds.
-        catch_unwind(AssertUnwindSafe(|| *stage = Stage::Done))
+        catch_unwind(AssertUnwindSafe(|| *stage = Stage::Done(None)))
             .err()
             .map(PanicPayload::from_panic)
     }
@@ -291,6 +294,7 @@ where
         });
         self.join.complete(
             &self.state,
+            &**self,
             &self.core,
             self.task_id(),
             self.region,
@@ -310,9 +314,9 @@ impl<F: Future> Drop for TaskCell<F> {
     /// going away, so there is no outcome left to report it in.
     fn drop(&mut self) {
         let stage = self.stage.get_mut();
-        if matches!(stage, Stage::Running(_)) {
+        if !matches!(stage, Stage::Vacant | Stage::Done(None)) {
             // Dropped in place (the pinning guarantee).
-            let _ = catch_unwind(AssertUnwindSafe(|| *stage = Stage::Done));
+            let _ = catch_unwind(AssertUnwindSafe(|| *stage = Stage::Done(None)));
         }
         self.join.clear();
     }
@@ -487,6 +491,27 @@ where
     }
 }
 
+/// SW9 (`state`): the output lies where the future was.
+impl<F: Future> OutputCell<F::Output> for TaskCell<F> {
+    unsafe fn put(&self, stored: Stored<F::Output>) {
+        // SAFETY: SW9 (the caller's contract): the completing thread, which
+        // made the last run edge (W5) and dropped the future, owns the
+        // stage until it sets FINISHED; no run touches it after COMPLETE.
+        let stage = unsafe { &mut *self.stage.get() };
+        debug_assert!(matches!(stage, Stage::Done(None)), "SW9: put twice");
+        *stage = Stage::Done(Some(stored));
+    }
+
+    unsafe fn take(&self) -> Option<Stored<F::Output>> {
+        // SAFETY: SW9 (the caller's contract): the output's owner alone
+        // touches the stage once it is `Done`.
+        match unsafe { &mut *self.stage.get() } {
+            Stage::Done(stored) => stored.take(),
+            _ => None,
+        }
+    }
+}
+
 /// A task handle's view of its cell (`join`, `task_handle`).
 impl<F> JoinTarget<F::Output> for TaskCell<F>
 where
@@ -498,6 +523,9 @@ where
     }
     fn state(&self) -> &CellState {
         &self.state
+    }
+    fn output(&self) -> &dyn OutputCell<F::Output> {
+        self
     }
     fn core(&self) -> &Arc<Core> {
         TaskCell::core(self)

@@ -80,9 +80,13 @@ impl<T: Send + 'static> TaskHandle<T> {
 impl<T> Drop for TaskHandle<T> {
     fn drop(&mut self) {
         let region = self.target.region();
-        self.target
-            .slot()
-            .release_handle(self.target.state(), self.target.core(), self.id, region);
+        self.target.slot().release_handle(
+            self.target.state(),
+            self.target.output(),
+            self.target.core(),
+            self.id,
+            region,
+        );
     }
 }
 
@@ -126,6 +130,7 @@ impl<T: Send + 'static> TaskHandle<T> {
         let target = &self.target;
         if let Poll::Ready(out) = target.slot().poll_join(
             target.state(),
+            target.output(),
             target.core(),
             self.id,
             target.region(),
