@@ -571,6 +571,92 @@ mod tests {
     }
 
     #[test]
+    fn a_new_cell_has_join_interest_no_join_waker_and_no_output() {
+        let s = CellState::new().load();
+        assert!(s.is_join_interested());
+        assert!(!s.is_join_waker_set() && !s.is_finished());
+    }
+
+    #[test]
+    fn the_join_waker_is_set_and_unset_only_before_the_output_is_published() {
+        let s = CellState::new();
+        assert!(s.set_join_waker().is_ok());
+        assert!(s.load().is_join_waker_set());
+        assert!(s.unset_join_waker().is_ok());
+        assert!(!s.load().is_join_waker_set());
+        assert!(s.set_join_waker().is_ok());
+        let prev = s.publish_output();
+        assert!(prev.is_join_interested() && prev.is_join_waker_set() && !prev.is_finished());
+        assert!(
+            s.unset_join_waker().is_err(),
+            "SW11: the completion may be reading it"
+        );
+        let woken = s.waker_woken();
+        assert!(
+            woken.is_join_interested(),
+            "the handle still owns the waker after"
+        );
+        let end = s.load();
+        assert!(end.is_finished() && !end.is_join_waker_set());
+        assert!(s.set_join_waker().is_err(), "SW11: the output is there");
+        assert_eq!(word(&s) & RESERVED, 0, "SW6");
+    }
+
+    #[test]
+    fn a_handle_dropped_before_the_output_clears_the_join_waker_and_leaves_the_output() {
+        let s = CellState::new();
+        s.set_join_waker().unwrap();
+        let prev = s.drop_join_interest();
+        assert!(
+            !prev.is_finished(),
+            "the completion will dispose of the output"
+        );
+        let now = s.load();
+        assert!(!now.is_join_interested() && !now.is_join_waker_set());
+        let published = s.publish_output();
+        assert!(
+            !published.is_join_interested(),
+            "SW9: the output is the completion's"
+        );
+        assert!(!published.is_join_waker_set(), "nothing to wake");
+    }
+
+    #[test]
+    fn a_handle_dropped_after_the_output_leaves_the_join_waker_to_the_completion() {
+        let s = CellState::new();
+        s.set_join_waker().unwrap();
+        s.publish_output();
+        let prev = s.drop_join_interest();
+        assert!(
+            prev.is_finished(),
+            "SW10: the handle disposes of the output"
+        );
+        assert!(
+            s.load().is_join_waker_set(),
+            "SW12: the completion still reads it"
+        );
+        assert!(
+            !s.waker_woken().is_join_interested(),
+            "SW12: the completion drops the waker"
+        );
+    }
+
+    #[test]
+    fn join_bits_survive_every_lifecycle_transition() {
+        let s = CellState::new();
+        s.set_join_waker().unwrap();
+        s.start_running().unwrap();
+        s.wake();
+        s.pending();
+        s.start_running().unwrap();
+        s.cancel_requested(2);
+        s.take_attention();
+        s.complete();
+        let end = s.load();
+        assert!(end.is_join_interested() && end.is_join_waker_set() && !end.is_finished());
+    }
+
+    #[test]
     fn concurrent_transitions_lose_no_bit() {
         use std::sync::Arc;
         let s = Arc::new(CellState::new());
