@@ -62,8 +62,8 @@
 //!   not see it takes the lock, which decides.
 //!
 //! The join hand-off (`join`, rules J1–J4) is three bits of this word and
-//! two `UnsafeCell`s in the cell's join slot, the output cell and the
-//! waker cell; no lock. Ownership of each cell moves only with an RMW of
+//! two `UnsafeCell`s: the output cell (the cell's stage, where the future
+//! was: `join::OutputCell`) and the join slot's waker cell; no lock. Ownership of each cell moves only with an RMW of
 //! the word (the protocol of tokio's `runtime/task/state.rs`, written
 //! anew for this cell; `COMPLETE` above is set earlier, before the
 //! kernel hears of the completion, so the output has its own bit):

@@ -2,8 +2,10 @@
 //! state and its join slot.
 //!
 //! Wake state machine (rule W1–W4), the lifecycle field of the cell's
-//! state word (`super::state`, rules SW1–SW7: one `AtomicU64` that also
-//! holds STARTED, the A1 attention bits and the cancel lane hint):
+//! state word (`super::state`, rules SW1–SW12: one `AtomicU64` that also
+//! holds STARTED, the A1 attention bits, the cancel lane hint and the join
+//! hand-off's bits; the task's output, once its future is dropped, lies in
+//! the future's storage, the stage, until the join takes it: SW9):
 //! ```text
 //!   IDLE ──wake──► SCHEDULED ──run──► RUNNING ──pending──► IDLE
 //!                                       │  ▲
