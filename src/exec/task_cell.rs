@@ -94,6 +94,9 @@ pub(crate) struct TaskCell<F: Future> {
     /// state (won the SCHEDULED → RUNNING swap, until it leaves RUNNING),
     /// by the spawner in `fill` before the cell is first queued, and by
     /// `Drop`. The state's acquire/release transitions order the accesses.
+    /// Once the future is dropped (`Done`), the stage is the join's output
+    /// cell (rule SW9 in `state`): the completion's until it sets FINISHED,
+    /// then the handle's (or the completion's, if the handle was gone).
     stage: UnsafeCell<Stage<F>>,
     pub(crate) join: JoinSlot<F::Output>,
     /// The task's obligation home word (rules OB1–OB9 in
@@ -108,8 +111,10 @@ pub(crate) struct TaskCell<F: Future> {
 }
 
 // SAFETY: the only field that is not `Sync` on its own is the stage, and
-// W5 gives one thread at a time access to it; the future (`F: Send`) only
-// ever moves between threads with the RUNNING state, as in a `Mutex<F>`.
+// W5 (then SW9, for the output) gives one thread at a time access to it;
+// the future (`F: Send`) only ever moves between threads with the RUNNING
+// state, and the output (`F::Output: Send`) with the FINISHED bit, as in a
+// `Mutex`. The join slot is `Sync` by its own rules (SW11, SW12).
 unsafe impl<F: Future + Send> Sync for TaskCell<F> where F::Output: Send {}
 
 impl<F> TaskCell<F>
