@@ -79,6 +79,28 @@ on_both_drivers! {
         assert_quiescent(&rt);
     }
 
+    /// An `AbortHandle` reads COMPLETE (set before the output is stored),
+    /// so it never reports a task running that its `TaskHandle` reports
+    /// finished; and a finished task's abort handle stays finished.
+    fn an_abort_handle_reports_finished_no_later_than_the_task_handle(d: Driver) {
+        let rt = d.rt();
+        rt.block_on(|cx: Cx| async move {
+            for i in 0..50u64 {
+                let h = cx.spawn(move |_| async move { i }).unwrap();
+                let abort = h.abort_handle();
+                yield_until("the task to finish", SOON, || {
+                    let task_handle_says = h.is_finished();
+                    assert!(!task_handle_says || abort.is_finished(), "task {i}");
+                    task_handle_says
+                })
+                .await;
+                assert_eq!(h.join(&cx).await.unwrap(), i);
+                assert!(abort.is_finished(), "the cell is gone: still finished");
+            }
+        });
+        assert_quiescent(&rt);
+    }
+
     /// SW9, SW10, J4: handles dropped while their tasks complete (on
     /// another worker, on the multi-thread runtime) and handles joined:
     /// every output is read or dropped, each exactly once.

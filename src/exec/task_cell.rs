@@ -496,6 +496,10 @@ where
                 .with_kernel(|k, now| k.request_cancel_of(id, region, reason, now));
         }
     }
+
+    fn is_finished(&self) -> bool {
+        self.state.load_acquire().lifecycle() == super::state::COMPLETE
+    }
 }
 
 /// SW9 (`state`): the output lies where the future was.

@@ -153,12 +153,7 @@ impl<T: Send + 'static> TaskHandle<T> {
     /// owning this handle (which alone can join).
     pub fn abort_handle(&self) -> AbortHandle {
         let target: Arc<dyn super::abort::AbortTarget> = self.target.clone();
-        AbortHandle::new(
-            self.id,
-            self.target.region(),
-            self.target.core().clone(),
-            Arc::downgrade(&target),
-        )
+        AbortHandle::new(self.id, Arc::downgrade(&target))
     }
 
     /// Waits for the task without consuming the handle: for joining from a
