@@ -10,7 +10,8 @@
 //! Only the shimmed modules change under `--cfg loom`; everything else keeps
 //! `std`'s types, and the library built as a dependency (not `cfg(test)`)
 //! is the ordinary one, since loom is a dev-dependency. Shimmed today:
-//! the task cell's state word (`exec::state`). A model may only run inside
+//! the task cell's state word (`exec::state`) and the join slot's cells
+//! (`exec::join`). A model may only run inside
 //! `loom::model`: a loom atomic created outside of it panics, so the rest
 //! of the unit tests are not meant to run in a `--cfg loom` build (the CI
 //! step filters on `loom`).
@@ -33,3 +34,33 @@ pub(crate) mod sync {
 /// hands from thread to thread, such as a task's future).
 #[cfg(all(test, loom))]
 pub(crate) use ::loom::{cell, model, thread};
+
+/// `cell::UnsafeCell` outside the models: `std`'s, with loom's closure
+/// API (`with`, `with_mut`), so code handing data between threads through
+/// an atomic protocol (the join slot, `exec::join`) is the same code in a
+/// model and in the library.
+#[cfg(not(all(test, loom)))]
+pub(crate) mod cell {
+    /// `std::cell::UnsafeCell` behind loom's API; no overhead.
+    #[derive(Debug, Default)]
+    #[repr(transparent)]
+    pub(crate) struct UnsafeCell<T>(std::cell::UnsafeCell<T>);
+
+    impl<T> UnsafeCell<T> {
+        pub(crate) const fn new(value: T) -> Self {
+            Self(std::cell::UnsafeCell::new(value))
+        }
+
+        /// Shared access: the caller's protocol rules out a concurrent
+        /// `with_mut`.
+        pub(crate) fn with<R>(&self, f: impl FnOnce(*const T) -> R) -> R {
+            f(self.0.get())
+        }
+
+        /// Exclusive access: the caller's protocol rules out any concurrent
+        /// access.
+        pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
+            f(self.0.get())
+        }
+    }
+}

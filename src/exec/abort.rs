@@ -4,8 +4,7 @@
 use std::fmt;
 use std::sync::{Arc, Weak};
 
-use super::core::Core;
-use crate::types::{CancelKind, CancelReason, RegionId, TaskId};
+use crate::types::{CancelKind, CancelReason, TaskId};
 
 /// What can be aborted: a task cell, without its output type. A light task
 /// (rule LT7 in `kernel::light`) stores the request in its cell; any
@@ -14,6 +13,11 @@ pub(crate) trait AbortTarget: Send + Sync {
     /// Requests the task's cancellation with `reason` (K3: repeated
     /// requests only strengthen it).
     fn abort_with(self: Arc<Self>, reason: CancelReason);
+
+    /// Whether the task has completed: its cell's lifecycle is COMPLETE
+    /// (SW2, set before the kernel hears of the completion), read without
+    /// a lock.
+    fn is_finished(&self) -> bool;
 }
 
 /// A cloneable handle that can request a task's cancellation and ask
@@ -25,8 +29,6 @@ pub(crate) trait AbortTarget: Send + Sync {
 #[derive(Clone)]
 pub struct AbortHandle {
     id: TaskId,
-    region: RegionId,
-    core: Arc<Core>,
     /// The task's cell, while it exists (a cell is dropped only once its
     /// task has completed, or with the runtime): the handle does not keep
     /// it, nor the task's output, alive.
@@ -34,18 +36,8 @@ pub struct AbortHandle {
 }
 
 impl AbortHandle {
-    pub(crate) fn new(
-        id: TaskId,
-        region: RegionId,
-        core: Arc<Core>,
-        target: Weak<dyn AbortTarget>,
-    ) -> Self {
-        Self {
-            id,
-            region,
-            core,
-            target,
-        }
+    pub(crate) fn new(id: TaskId, target: Weak<dyn AbortTarget>) -> Self {
+        Self { id, target }
     }
 
     /// The task's id.
@@ -67,11 +59,15 @@ impl AbortHandle {
         }
     }
 
-    /// Whether the task has completed (the kernel recorded its end; a
-    /// `TaskHandle` reports it a moment later, once the output is stored).
+    /// Whether the task has completed (its future returned, panicked or
+    /// was dropped; a `TaskHandle` reports it a moment later, once the
+    /// output is stored). Takes no lock: it reads the task cell's state
+    /// word, or finds the cell gone (a cell is dropped only once its task
+    /// has completed, or with the runtime).
     pub fn is_finished(&self) -> bool {
-        let (id, region) = (self.id, self.region);
-        !self.core.lock().task_alive(id, region)
+        self.target
+            .upgrade()
+            .is_none_or(|target| target.is_finished())
     }
 }
 

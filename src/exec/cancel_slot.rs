@@ -37,15 +37,45 @@ pub(crate) enum LightAck {
     Registered,
 }
 
+/// A [`LightCancel`] as the slot stores it: the reason (`None`: nothing
+/// requested), and the grace deadline's nanoseconds with the
+/// acknowledgement in the top bit, so the slot takes 24 bytes instead of
+/// 32 (a deadline past 2^63 ns, 292 years, is kept as that).
+#[derive(Default)]
+struct Stored {
+    reason: Option<std::sync::Arc<CancelReason>>,
+    deadline_acked: u64,
+}
+
+const ACKED: u64 = 1 << 63;
+
+impl Stored {
+    fn deadline(&self) -> Time {
+        Time::from_nanos(self.deadline_acked & !ACKED)
+    }
+
+    fn set_deadline(&mut self, deadline: Time) {
+        self.deadline_acked = (self.deadline_acked & ACKED) | deadline.as_nanos().min(!ACKED);
+    }
+
+    fn get(&self) -> Option<LightCancel> {
+        self.reason.as_ref().map(|reason| LightCancel {
+            reason: reason.clone(),
+            grace_deadline: self.deadline(),
+            acked: self.deadline_acked & ACKED != 0,
+        })
+    }
+}
+
 /// The slot (see the module doc).
-pub(crate) struct CancelSlot(Mutex<Option<LightCancel>>);
+pub(crate) struct CancelSlot(Mutex<Stored>);
 
 impl CancelSlot {
     pub(crate) fn new() -> Self {
-        Self(Mutex::new(None))
+        Self(Mutex::new(Stored::default()))
     }
 
-    fn lock(&self) -> MutexGuard<'_, Option<LightCancel>> {
+    fn lock(&self) -> MutexGuard<'_, Stored> {
         // No user code runs under this lock.
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -63,8 +93,9 @@ impl CancelSlot {
     ) -> LightRequest {
         let mut slot = self.lock();
         if slot
+            .reason
             .as_ref()
-            .is_some_and(|stored| !reason.outranks(&stored.reason))
+            .is_some_and(|stored| !reason.outranks(stored))
         {
             return LightRequest::Unchanged;
         }
@@ -76,19 +107,12 @@ impl CancelSlot {
         if before.is_registered() {
             return LightRequest::Registered;
         }
-        match &mut *slot {
-            Some(stored) => {
-                stored.reason = reason.clone();
-                stored.grace_deadline = stored.grace_deadline.min(grace_deadline);
-            }
-            None => {
-                *slot = Some(LightCancel {
-                    reason: reason.clone(),
-                    grace_deadline,
-                    acked: false,
-                });
-            }
-        }
+        let deadline = match &slot.reason {
+            Some(_) => slot.deadline().min(grace_deadline),
+            None => grace_deadline,
+        };
+        slot.reason = Some(reason.clone());
+        slot.set_deadline(deadline);
         LightRequest::Stored
     }
 
@@ -98,10 +122,11 @@ impl CancelSlot {
         if state.load_acquire().is_registered() {
             return LightAck::Registered;
         }
-        match &mut *slot {
-            Some(stored) => {
-                stored.acked = true;
-                LightAck::Cancelled(stored.reason.clone())
+        match &slot.reason {
+            Some(reason) => {
+                let reason = reason.clone();
+                slot.deadline_acked |= ACKED;
+                LightAck::Cancelled(reason)
             }
             None => LightAck::Quiet,
         }
@@ -110,7 +135,7 @@ impl CancelSlot {
     /// The stored cancellation: for the kernel registering the task, for
     /// `Cx::cancel_reason`, and for the completion (after it set COMPLETE).
     pub(crate) fn current(&self) -> Option<LightCancel> {
-        self.lock().clone()
+        self.lock().get()
     }
 }
 

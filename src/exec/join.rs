@@ -1,6 +1,9 @@
 //! The output side of a task: the join slot a task cell completes and a
 //! [`TaskHandle`](super::TaskHandle) (`task_handle`) joins, and
-//! [`JoinError`]. Below the task cell, so it knows neither cells nor `Cx`.
+//! [`JoinError`]. Below the task cell, so it knows neither cells nor `Cx`;
+//! it is handed the cell's state word, whose JOIN_INTEREST, JOIN_WAKER and
+//! FINISHED bits (rules SW9–SW12 in `state`) hand the output and the
+//! joiner's waker between the completion and the handle without a lock.
 //!
 //! Rules (J2 is upheld by the handle in `task_handle`):
 //! - J1: a task's output is delivered at most once, to the first `join`
@@ -20,13 +23,13 @@
 //!   same way (contract 3).
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Poll, Waker};
 
 use super::core::Core;
-use super::runnable::wake_catching;
+use super::state::{CellState, Snapshot};
 use crate::kernel::{Finish, LightCancel, LightTasks, ObligationHome, TaskEnd, TaskOutcome};
+use crate::loom::cell::UnsafeCell;
 use crate::types::{CancelReason, PanicPayload, RegionId, TaskId};
 
 /// Why a joined task produced no value.
@@ -79,16 +82,18 @@ impl fmt::Display for JoinError {
 impl std::error::Error for JoinError {}
 
 /// A failed task's end as the slot keeps it.
-enum SlotError {
+pub(crate) enum SlotError {
     Cancelled(Arc<CancelReason>),
-    Panicked(crate::types::PanicPayload),
+    /// Boxed: a pointer like the reason, so an end costs 16 bytes, not 32
+    /// (panics are rare; the box is made only for one that is stored).
+    Panicked(Box<PanicPayload>),
 }
 
 impl SlotError {
     fn into_join_error(self) -> JoinError {
         match self {
             SlotError::Cancelled(r) => JoinError::Cancelled(Arc::unwrap_or_clone(r)),
-            SlotError::Panicked(p) => JoinError::Panicked(p),
+            SlotError::Panicked(p) => JoinError::Panicked(*p),
         }
     }
 }
@@ -109,56 +114,95 @@ pub(crate) struct LightEnd<'a> {
     pub(crate) cancel: Option<LightCancel>,
 }
 
-/// The output side of a task, shared by the task and its handle.
-pub(crate) struct JoinSlot<T> {
-    inner: Mutex<SlotInner<T>>,
-    finished: AtomicBool,
+/// A task's end as the output cell holds it: the result for the joiner,
+/// and a value the task returned that its joiner will not get (the task
+/// ended cancelled or panicked anyway): dropped by the joiner or with the
+/// handle, outside the runtime's own code (J4).
+pub(crate) type Stored<T> = (Result<T, SlotError>, Option<T>);
+
+/// Where a task's end lies between its completion and its join (SW9): in
+/// a task cell, the storage its future had (the cell's stage), as tokio
+/// does, so the output costs the cell no bytes of its own when it is no
+/// larger than the future.
+///
+/// It holds `None` before the completion's `put` and once taken. A cancel
+/// reason stays shared with the kernel's copy until a joiner reads it
+/// (most cancelled tasks are never joined).
+pub(crate) trait OutputCell<T> {
+    /// Stores the task's end.
+    ///
+    /// # Safety
+    /// The caller owns the cell under SW9 (the completion, before
+    /// FINISHED), and the future has been dropped.
+    unsafe fn put(&self, stored: Stored<T>);
+
+    /// Takes the task's end, if it is there.
+    ///
+    /// # Safety
+    /// The caller owns the cell under SW9 (the handle after an acquiring
+    /// reading of FINISHED, or the completion when the handle was gone at
+    /// FINISHED).
+    unsafe fn take(&self) -> Option<Stored<T>>;
 }
 
-struct SlotInner<T> {
-    /// A cancel reason stays shared with the kernel's copy until a joiner
-    /// reads it (most cancelled tasks are never joined).
-    output: Option<Result<T, SlotError>>,
-    /// A value the task returned that its joiner will not get (the task
-    /// ended cancelled or panicked anyway): dropped by the joiner or with
-    /// the handle, outside the runtime's own code (J4).
-    discarded: Option<T>,
-    waker: Option<Waker>,
-    handle_alive: bool,
+/// The output side of a task, shared by the task and its handle: the
+/// joiner's waker here and the output in the cell's [`OutputCell`], whose
+/// ownership moves with the bits of the cell's state word (`state`, rules
+/// SW9–SW12), so neither completing nor joining takes a lock.
+pub(crate) struct JoinSlot<T> {
+    /// SW11, SW12: the joiner's waker.
+    waker: UnsafeCell<Option<Waker>>,
+    /// The output type, which lives in the [`OutputCell`].
+    output: std::marker::PhantomData<fn(T) -> T>,
+}
+
+/// What the completion must still do after publishing the output.
+pub(crate) struct Published<T> {
+    /// SW12: wake the joiner ([`JoinSlot::wake_joiner`]).
+    wake: bool,
+    /// SW9: the handle was gone at FINISHED: the output is the
+    /// completion's to dispose of.
+    unclaimed: Option<Stored<T>>,
+}
+
+impl<T> Published<T> {
+    /// For the loom models: whether to wake, and the unclaimed output.
+    #[cfg(all(test, loom))]
+    pub(crate) fn into_parts(self) -> (bool, Option<Stored<T>>) {
+        (self.wake, self.unclaimed)
+    }
 }
 
 impl<T> JoinSlot<T> {
     pub(crate) fn new() -> Self {
         Self {
-            inner: Mutex::new(SlotInner {
-                output: None,
-                discarded: None,
-                waker: None,
-                handle_alive: true,
-            }),
-            finished: AtomicBool::new(false),
+            waker: UnsafeCell::new(None),
+            output: std::marker::PhantomData,
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, SlotInner<T>> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    /// Whether the output is stored (it may have been taken already).
+    pub(crate) fn is_finished(state: &CellState) -> bool {
+        state.load_acquire().is_finished()
     }
 
-    pub(crate) fn is_finished(&self) -> bool {
-        self.finished.load(Ordering::Acquire)
-    }
-
-    /// Records the task's end with the kernel and stores the output.
-    /// Lock order: slot, then kernel (the kernel never takes a slot lock).
+    /// Records the task's end with the kernel and publishes the output.
+    /// The kernel takes no slot lock (there is none): the hand-off is the
+    /// state word's (SW9–SW12).
     ///
     /// J4: if the handle is gone, nobody can read the value, so it is
     /// dropped here, before the kernel hears of the completion; a panic in
     /// its destructor makes the task `Panicked` (escalated to its region,
     /// which is still open). A value the kernel discards (the task ended
     /// cancelled, or panicked by leaking) stays in the slot for the joiner
-    /// or the handle's drop.
+    /// or the handle's drop. A handle dropped after that reading but before
+    /// the output is published leaves the output to this completion (SW9),
+    /// which disposes of it as the handle's drop would have.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn complete(
         &self,
+        state: &CellState,
+        output: &(impl OutputCell<T> + ?Sized),
         core: &Arc<Core>,
         id: TaskId,
         region: RegionId,
@@ -167,19 +211,14 @@ impl<T> JoinSlot<T> {
         value: Option<T>,
     ) {
         let (mut end, mut value) = (end, value);
-        let inner = loop {
-            let inner = self.lock();
-            if inner.handle_alive || value.is_none() {
-                break inner;
-            }
-            // The handle is gone for good: nobody can read the value.
-            drop(inner);
-            if let Some(Err(payload)) = value.take().map(drop_catching)
-                && matches!(end, TaskEnd::Returned)
-            {
-                end = TaskEnd::Panicked(PanicPayload::from_panic(payload));
-            }
-        };
+        // SW10: JOIN_INTEREST, once cleared, stays clear.
+        let handle_alive = state.load_acquire().is_join_interested();
+        if !handle_alive
+            && let Some(Err(payload)) = value.take().map(drop_catching)
+            && matches!(end, TaskEnd::Returned)
+        {
+            end = TaskEnd::Panicked(PanicPayload::from_panic(payload));
+        }
         // LT1: a light task that simply returned, holding no obligation,
         // leaves its region's set and is done; nothing else of it is in the
         // kernel. Its home is swept first (K5, OB4: closed to transfers
@@ -198,7 +237,7 @@ impl<T> JoinSlot<T> {
             if leaked.is_empty()
                 && let (Finish::Light { advance }, entry) = light.set.finish(light.cell, false)
             {
-                let (output, discarded) = match light.cancel {
+                let stored = match light.cancel {
                     Some(cancel) if cancel.acked => {
                         (Err(SlotError::Cancelled(cancel.reason)), value)
                     }
@@ -207,20 +246,17 @@ impl<T> JoinSlot<T> {
                         None,
                     ),
                 };
-                let waker = self.deliver(inner, output, discarded);
+                let published = self.publish(state, output, stored);
                 if advance {
                     // LT3: the kernel waits for this region's last light task.
                     core.with_kernel_recent(|k, now| k.light_tasks_drained(region, now));
                 }
                 drop(entry);
-                if let Some(w) = waker {
-                    wake_catching(w);
-                }
+                self.after_publish(state, core, id, region, published);
                 return;
             }
             swept = Some(leaked);
         }
-        let handle_alive = inner.handle_alive;
         let ((outcome, _leaks), actions) = core.with_kernel_recent_deferred(|k, now| {
             if let Some(cell) = cell {
                 k.registered_cell(id, region, cell); // LT1: O(1)
@@ -230,106 +266,234 @@ impl<T> JoinSlot<T> {
                 None => k.complete_task(id, end, handle_alive, now),
             }
         });
-        let (result, discarded) = match (outcome, value) {
+        let stored = match (outcome, value) {
             (TaskOutcome::Ok, Some(v)) => (Ok(v), None),
             (TaskOutcome::Ok, None) => (Err(SlotError::Cancelled(Arc::default())), None),
             (TaskOutcome::Cancelled(r), v) => (Err(SlotError::Cancelled(r)), v),
-            (TaskOutcome::Panicked(p), v) => (Err(SlotError::Panicked(p)), v),
+            (TaskOutcome::Panicked(p), v) => (Err(SlotError::Panicked(Box::new(p))), v),
         };
-        let waker = self.deliver(inner, result, discarded);
+        let published = self.publish(state, output, stored);
         core.run_actions(actions);
-        if let Some(w) = waker {
-            wake_catching(w);
+        self.after_publish(state, core, id, region, published);
+    }
+
+    /// SW9: stores the task's end and publishes it (FINISHED).
+    pub(crate) fn publish(
+        &self,
+        state: &CellState,
+        output: &(impl OutputCell<T> + ?Sized),
+        stored: Stored<T>,
+    ) -> Published<T> {
+        // SAFETY: SW9: before FINISHED only the completion (this thread)
+        // touches the output cell; the handle waits for FINISHED.
+        unsafe { output.put(stored) };
+        let prev = state.publish_output();
+        let unclaimed = if prev.is_join_interested() {
+            None
+        } else {
+            // SAFETY: SW9, SW10: the handle's drop came before FINISHED
+            // and left the output to this completion; nobody else reads it.
+            unsafe { output.take() }
+        };
+        Published {
+            wake: prev.is_join_waker_set(),
+            unclaimed,
         }
     }
 
-    /// Stores the task's end in the slot, marks it finished and releases
-    /// the slot's lock; hands back the joiner's waker, to be woken once the
-    /// caller has done what must come first (the value is in place before
-    /// anyone can see `finished`).
-    fn deliver(
+    /// The completion's last steps, after the kernel's deferred actions:
+    /// the joiner's wake (SW12) and, if the handle was gone at FINISHED,
+    /// what its drop would have done (J3, J4) with the output.
+    fn after_publish(
         &self,
-        mut inner: std::sync::MutexGuard<'_, SlotInner<T>>,
-        output: Result<T, SlotError>,
-        discarded: Option<T>,
-    ) -> Option<Waker> {
-        inner.output = Some(output);
-        inner.discarded = discarded;
-        self.finished.store(true, Ordering::Release);
-        inner.waker.take()
+        state: &CellState,
+        core: &Arc<Core>,
+        id: TaskId,
+        region: RegionId,
+        published: Published<T>,
+    ) {
+        if published.wake {
+            self.wake_joiner(state);
+        }
+        if let Some(stored) = published.unclaimed {
+            dispose(stored, core, id, region, Unwind::Never);
+        }
+    }
+
+    /// SW12: wakes the waker the completion's FINISHED RMW found set, then
+    /// hands the cell back (dropping the waker if the handle is gone).
+    pub(crate) fn wake_joiner(&self, state: &CellState) {
+        // SAFETY: SW12: JOIN_WAKER is set and FINISHED is set, so the
+        // handle only reads the cell (`will_wake`) until `waker_woken`.
+        self.waker.with(|w| {
+            if let Some(w) = unsafe { &*w } {
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.wake_by_ref()));
+            }
+        });
+        if !state.waker_woken().is_join_interested() {
+            // SAFETY: SW12: the handle's drop came after FINISHED with
+            // JOIN_WAKER set and left the waker cell alone; it is gone.
+            let waker = self.waker.with_mut(|w| unsafe { (*w).take() });
+            if waker.is_some() {
+                let _ = drop_catching(waker);
+            }
+        }
+    }
+
+    /// The joiner's side: the stored end if FINISHED (`None` if it was
+    /// taken already), else `Pending` with `waker` stored (SW11). Only the
+    /// handle calls it, and the handle is not shared (`Join` owns it,
+    /// `JoinMut` borrows it mutably).
+    pub(crate) fn try_read(
+        &self,
+        state: &CellState,
+        output: &(impl OutputCell<T> + ?Sized),
+        waker: &Waker,
+    ) -> Poll<Option<Stored<T>>> {
+        let snapshot = state.load_acquire();
+        if !snapshot.is_finished() {
+            let stored = if snapshot.is_join_waker_set() {
+                // SAFETY: SW12: while JOIN_WAKER is set the cell is only
+                // read, by this handle and the completion.
+                let same = self
+                    .waker
+                    .with(|w| unsafe { (*w).as_ref().is_some_and(|w| w.will_wake(waker)) });
+                if same {
+                    return Poll::Pending;
+                }
+                state
+                    .unset_join_waker()
+                    .and_then(|()| self.set_join_waker(state, waker))
+            } else {
+                self.set_join_waker(state, waker)
+            };
+            if stored.is_ok() {
+                return Poll::Pending;
+            }
+        }
+        // SAFETY: SW9: FINISHED was read with acquire by the handle, which
+        // owns the output cell from then on (its drop has not run).
+        let stored = unsafe { output.take() };
+        if !state.load_acquire().is_join_waker_set() {
+            // SAFETY: SW11, SW12: JOIN_WAKER is clear after FINISHED: the
+            // completion is done with the waker cell; it is the handle's.
+            let waker = self.waker.with_mut(|w| unsafe { (*w).take() });
+            drop(waker);
+        }
+        Poll::Ready(stored)
+    }
+
+    /// SW11: stores `waker` (JOIN_WAKER is clear: the cell is the
+    /// handle's) and publishes it; `Err` if the output is there.
+    fn set_join_waker(&self, state: &CellState, waker: &Waker) -> Result<(), Snapshot> {
+        // SAFETY: SW11: JOIN_WAKER is clear, so the completion does not
+        // touch the cell, and only this handle sets the bit.
+        self.waker.with_mut(|w| unsafe { *w = Some(waker.clone()) });
+        state.set_join_waker().inspect_err(|_| {
+            // SAFETY: SW11: FINISHED came with JOIN_WAKER clear, so the
+            // completion will not read the cell; it is still the handle's.
+            let waker = self.waker.with_mut(|w| unsafe { (*w).take() });
+            drop(waker);
+        })
     }
 
     pub(crate) fn poll_join(
         &self,
+        state: &CellState,
+        output: &(impl OutputCell<T> + ?Sized),
         core: &Arc<Core>,
         id: TaskId,
         region: RegionId,
         waker: &Waker,
     ) -> Poll<Result<T, JoinError>> {
-        let mut inner = self.lock();
-        match inner.output.take() {
-            Some(out) => {
-                let panicked = matches!(out, Err(SlotError::Panicked(_)));
-                let discarded = inner.discarded.take();
-                drop(inner);
-                if panicked {
-                    core.with_kernel_recent(|k, _| k.panic_joined(region, id));
-                }
-                drop_unread(discarded, core, id, region);
-                Poll::Ready(out.map_err(SlotError::into_join_error))
-            }
-            None => {
-                assert!(
-                    !self.is_finished(),
-                    "task {id}: output already taken (rule J1: a task's output is delivered once)"
-                );
-                match &mut inner.waker {
-                    Some(w) if w.will_wake(waker) => {}
-                    slot => *slot = Some(waker.clone()),
-                }
-                Poll::Pending
-            }
-        }
-    }
-
-    pub(crate) fn release_handle(&self, core: &Arc<Core>, id: TaskId, region: RegionId) {
-        let mut inner = self.lock();
-        inner.handle_alive = false;
-        let unjoined_panic = matches!(inner.output, Some(Err(SlotError::Panicked(_))));
-        // J4: a value nobody will read now (the task already completed).
-        let unread = match inner.output.take() {
-            Some(Ok(v)) => Some(v),
-            other => {
-                inner.output = other;
-                inner.discarded.take()
-            }
+        let Poll::Ready(stored) = self.try_read(state, output, waker) else {
+            return Poll::Pending;
         };
-        let waker = inner.waker.take();
-        if unjoined_panic {
-            let ((), actions) =
-                core.with_kernel_deferred(|k, now| k.panic_handle_dropped(region, id, now));
-            drop(inner);
-            core.run_actions(actions);
-        } else {
-            drop(inner);
+        let Some((out, discarded)) = stored else {
+            panic!("task {id}: output already taken (rule J1: a task's output is delivered once)");
+        };
+        if matches!(out, Err(SlotError::Panicked(_))) {
+            core.with_kernel_recent(|k, _| k.panic_joined(region, id));
         }
-        drop(waker);
-        drop_unread(unread, core, id, region);
+        drop_unread(discarded, core, id, region, Unwind::InUserCode);
+        Poll::Ready(out.map_err(SlotError::into_join_error))
     }
 
-    /// Drops whatever the slot still holds (the cell is going away),
-    /// catching panics: the runtime may be the one dropping it.
+    /// The handle's side of its drop (SW10): what it still owns. `Some`:
+    /// the output (FINISHED came first; `None` inside if it was joined).
+    pub(crate) fn release(
+        &self,
+        state: &CellState,
+        output: &(impl OutputCell<T> + ?Sized),
+    ) -> Option<Option<Stored<T>>> {
+        let prev = state.drop_join_interest();
+        if !prev.is_finished() || !prev.is_join_waker_set() {
+            // SAFETY: SW10, SW11: JOIN_WAKER is clear now (this RMW cleared
+            // it, or FINISHED came with it clear): the cell is the handle's.
+            let waker = self.waker.with_mut(|w| unsafe { (*w).take() });
+            if waker.is_some() {
+                let _ = drop_catching(waker);
+            }
+        }
+        // SAFETY: SW9, SW10: FINISHED came before this drop, which owns
+        // the output now; without it the completion will.
+        prev.is_finished().then(|| unsafe { output.take() })
+    }
+
+    pub(crate) fn release_handle(
+        &self,
+        state: &CellState,
+        output: &(impl OutputCell<T> + ?Sized),
+        core: &Arc<Core>,
+        id: TaskId,
+        region: RegionId,
+    ) {
+        if let Some(Some(stored)) = self.release(state, output) {
+            dispose(stored, core, id, region, Unwind::InUserCode);
+        }
+    }
+
+    /// Drops a waker the slot still holds (the cell is going away),
+    /// catching panics: the runtime may be the one dropping it. (The
+    /// output, if any, goes with the cell's stage.)
     pub(crate) fn clear(&mut self) {
-        let inner = self.inner.get_mut().unwrap_or_else(|e| e.into_inner());
-        let held = (
-            inner.output.take(),
-            inner.discarded.take(),
-            inner.waker.take(),
-        );
-        if !matches!(held, (None, None, None)) {
+        // SAFETY: `&mut self`: nobody else can reach the cell.
+        let held = self.waker.with_mut(|w| unsafe { (*w).take() });
+        if held.is_some() {
             let _ = drop_catching(held);
         }
     }
+}
+
+// SAFETY: the waker cell is reached only as rules SW11 and SW12 allow:
+// one side at a time for writes, shared reads only while JOIN_WAKER is
+// set; a `Waker` is `Send` and `Sync`. No `T` is stored here.
+unsafe impl<T> Sync for JoinSlot<T> {}
+
+/// Where a disposal runs: in user code (a join, a handle's drop), where a
+/// panic of a value's destructor may continue once the region can no
+/// longer take it, or in the runtime's completion, where it never does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Unwind {
+    InUserCode,
+    Never,
+}
+
+/// What a handle's drop does with an output nobody joined: an unjoined
+/// panic fails the region (J3), an unread value is dropped (J4).
+fn dispose<T>(stored: Stored<T>, core: &Arc<Core>, id: TaskId, region: RegionId, unwind: Unwind) {
+    let (out, discarded) = stored;
+    let unjoined_panic = matches!(out, Err(SlotError::Panicked(_)));
+    let unread = match out {
+        Ok(v) => Some(v),
+        Err(_) => discarded,
+    };
+    if unjoined_panic {
+        let ((), actions) =
+            core.with_kernel_deferred(|k, now| k.panic_handle_dropped(region, id, now));
+        core.run_actions(actions);
+    }
+    drop_unread(unread, core, id, region, unwind);
 }
 
 /// Drops `value`, returning the panic its destructor raised, if any.
@@ -340,14 +504,22 @@ fn drop_catching<V>(value: V) -> Result<(), Box<dyn std::any::Any + Send>> {
 /// J4: drops a completed task's value that nobody will read. A panic in its
 /// destructor fails the task's region like an unjoined panic; if that
 /// region has closed already (the handle outlived it), the panic continues
-/// in the code that dropped the handle or joined, which is user code.
-fn drop_unread<T>(value: Option<T>, core: &Arc<Core>, id: TaskId, region: RegionId) {
+/// in the code that dropped the handle or joined, which is user code (in
+/// the runtime's own completion, `Unwind::Never`, the panic hook's report
+/// is all there is).
+fn drop_unread<T>(
+    value: Option<T>,
+    core: &Arc<Core>,
+    id: TaskId,
+    region: RegionId,
+    unwind: Unwind,
+) {
     let Some(Err(payload)) = value.map(drop_catching) else {
         return;
     };
     let report = PanicPayload::from_panic_ref(&*payload);
     let reported = core.with_kernel(|k, now| k.late_task_panic(region, id, report, now));
-    if !reported && !std::thread::panicking() {
+    if !reported && unwind == Unwind::InUserCode && !std::thread::panicking() {
         std::panic::resume_unwind(payload);
     }
 }
@@ -355,6 +527,10 @@ fn drop_unread<T>(value: Option<T>, core: &Arc<Core>, id: TaskId, region: Region
 /// What a handle needs from its task, independent of the future's type.
 pub(crate) trait JoinTarget<T>: super::abort::AbortTarget {
     fn slot(&self) -> &JoinSlot<T>;
+    /// The cell's state word, whose bits guard the slot (SW9–SW12).
+    fn state(&self) -> &CellState;
+    /// Where the output lies (SW9).
+    fn output(&self) -> &dyn OutputCell<T>;
     fn core(&self) -> &Arc<Core>;
     fn region(&self) -> RegionId;
 }

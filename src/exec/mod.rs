@@ -12,7 +12,8 @@
 //! import circle), from the bottom up:
 //!
 //! - `state`: the task cell's state word (wake state, STARTED, attention
-//!   bits, cancel hint); rules SW1–SW8.
+//!   bits, cancel hint, REGISTERED, and the join hand-off's JOIN_INTEREST,
+//!   JOIN_WAKER and FINISHED); rules SW1–SW12.
 //! - `cancel_slot`: a light task's cancel request, in its cell until the
 //!   task observes it or the kernel registers the task (rules LT7, LT8 in
 //!   `kernel::light`).
@@ -31,7 +32,7 @@
 //!   `cx/masked.rs` add the methods that return their futures.
 //! - `finalizer`: the future that runs a region's finalizers (K6).
 //! - `join`: the join slot a task completes and [`JoinError`]; rules J1,
-//!   J3, J4.
+//!   J3, J4, through the state word's SW9–SW12 (no lock).
 //! - `task_cell`: one allocation per task (future, wake state, join slot);
 //!   rules W1–W7.
 //! - `task_handle`: [`TaskHandle`], [`Join`], [`JoinMut`]; rule J2.
@@ -51,6 +52,8 @@ pub(crate) mod finalizer;
 pub(crate) mod join;
 pub(crate) mod root;
 pub(crate) mod runnable;
+#[cfg(test)]
+mod sizes;
 pub(crate) mod spawn;
 pub(crate) mod state;
 pub(crate) mod task_cell;

@@ -10,7 +10,12 @@
 //!   bit  5       CANCEL_ATTENTION  ... if the task has not started (A1)
 //!   bits 6..=8   cancel hint       severity + 1 of the strongest request (0: none)
 //!   bit  9       REGISTERED        a light task the kernel has registered (LT1)
-//!   bits 10..=63 reserved, always 0
+//!   bit  10      JOIN_INTEREST     the task's `TaskHandle` exists (SW10)
+//!   bit  11      JOIN_WAKER        the join slot's waker cell holds the joiner's
+//!                                  waker, readable by the completion (SW11, SW12)
+//!   bit  12      FINISHED          the join slot's output cell holds the task's
+//!                                  end, published by the completion (SW9)
+//!   bits 13..=63 reserved, always 0
 //! ```
 //!
 //! A light task's cancel request is its cancel hint (the atomic flag)
@@ -57,6 +62,45 @@
 //!   `kernel::light`); it is never cleared. So a completion that sees it
 //!   knows the task is registered without taking that lock; one that does
 //!   not see it takes the lock, which decides.
+//!
+//! The join hand-off (`join`, rules J1–J4) is three bits of this word and
+//! two `UnsafeCell`s: the output cell (the cell's stage, where the future
+//! was: `join::OutputCell`) and the join slot's waker cell; no lock. Ownership of each cell moves only with an RMW of
+//! the word (the protocol of tokio's `runtime/task/state.rs`, written
+//! anew for this cell; `COMPLETE` above is set earlier, before the
+//! kernel hears of the completion, so the output has its own bit):
+//! - SW9: the completion writes the output cell only before it sets
+//!   FINISHED, which it does once, in one RMW (release) that also reads
+//!   JOIN_INTEREST ([`CellState::publish_output`]). If that reading has
+//!   JOIN_INTEREST, the output cell belongs to the handle from then on,
+//!   which reads it only after an acquiring reading of FINISHED and takes
+//!   it at most once (J1); if not, the handle is gone and the output
+//!   belongs to the completion, which disposes of it as the handle's drop
+//!   would have (J3, J4). FINISHED is never cleared.
+//! - SW10: JOIN_INTEREST is set at construction and cleared once, by the
+//!   handle's drop, in one RMW ([`CellState::drop_join_interest`]) that
+//!   also clears JOIN_WAKER if FINISHED is clear. A drop that reads
+//!   FINISHED owns the output cell (SW9 saw the interest) and disposes of
+//!   it; one that does not leaves it to the completion (SW9 will not see
+//!   the interest). So exactly one side disposes of an output nobody
+//!   joined.
+//! - SW11: the handle writes the waker cell only while JOIN_WAKER is
+//!   clear, and sets JOIN_WAKER (release, publishing the write) only by an
+//!   RMW that finds FINISHED clear ([`CellState::set_join_waker`]); it
+//!   clears JOIN_WAKER, to replace the waker, only by an RMW that finds
+//!   FINISHED clear ([`CellState::unset_join_waker`]). A failed RMW means
+//!   the output is there. While JOIN_WAKER is clear the completion never
+//!   touches the waker cell.
+//! - SW12: while JOIN_WAKER is set, the handle and the completion only
+//!   read the waker cell. The completion reads it only if its FINISHED RMW
+//!   (SW9) found JOIN_WAKER set (so the waker was stored before the
+//!   completion: it is woken iff it was set before FINISHED), wakes it by
+//!   reference, then clears JOIN_WAKER in one RMW
+//!   ([`CellState::waker_woken`]), handing the cell back to the handle; if
+//!   that RMW finds JOIN_INTEREST clear (the handle's drop, SW10, came
+//!   after FINISHED and left the waker alone), the completion drops the
+//!   waker. Otherwise the handle drops it when it next finds JOIN_WAKER
+//!   clear, or the cell's destructor does.
 
 // The one import the loom models (`loom_tests` below) replace.
 use crate::loom::sync::atomic::{AtomicU64, Ordering};
@@ -74,8 +118,19 @@ const CANCEL_ATTENTION: u64 = 1 << 5;
 const HINT_SHIFT: u32 = 6;
 const HINT: u64 = 0b111 << HINT_SHIFT;
 const REGISTERED: u64 = 1 << 9;
+const JOIN_INTEREST: u64 = 1 << 10;
+const JOIN_WAKER: u64 = 1 << 11;
+const FINISHED: u64 = 1 << 12;
 /// Rule SW6: bits no transition may set yet.
-const RESERVED: u64 = !(LIFECYCLE | STARTED | ATTENTION | CANCEL_ATTENTION | HINT | REGISTERED);
+const RESERVED: u64 = !(LIFECYCLE
+    | STARTED
+    | ATTENTION
+    | CANCEL_ATTENTION
+    | HINT
+    | REGISTERED
+    | JOIN_INTEREST
+    | JOIN_WAKER
+    | FINISHED);
 
 /// One reading of a [`CellState`].
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -108,6 +163,21 @@ impl Snapshot {
         self.0 & REGISTERED != 0
     }
 
+    /// SW10: the task's handle has not been dropped.
+    pub(crate) fn is_join_interested(self) -> bool {
+        self.0 & JOIN_INTEREST != 0
+    }
+
+    /// SW11, SW12: the waker cell holds the joiner's waker.
+    pub(crate) fn is_join_waker_set(self) -> bool {
+        self.0 & JOIN_WAKER != 0
+    }
+
+    /// SW9: the output cell holds the task's end.
+    pub(crate) fn is_finished(self) -> bool {
+        self.0 & FINISHED != 0
+    }
+
     /// The cancel lane hint: the severity of the strongest cancel request.
     pub(crate) fn cancel_severity(self) -> Option<u8> {
         // The field is 3 bits wide, so the cast keeps every value.
@@ -123,6 +193,10 @@ impl std::fmt::Debug for Snapshot {
             .field("attention", &self.has_attention())
             .field("cancel_attention", &self.has_cancel_attention())
             .field("cancel_severity", &self.cancel_severity())
+            .field("registered", &self.is_registered())
+            .field("join_interest", &self.is_join_interested())
+            .field("join_waker", &self.is_join_waker_set())
+            .field("finished", &self.is_finished())
             .finish()
     }
 }
@@ -145,22 +219,23 @@ pub(crate) enum Pending {
     Requeue,
 }
 
-/// The state word (rules SW1–SW7).
+/// The state word (rules SW1–SW12).
 pub(crate) struct CellState(AtomicU64);
 
 impl CellState {
     /// A vacant cell: SCHEDULED (wakes before the spawner queues it are
     /// absorbed, W1), not started, with attention (A1: the kernel clears it
-    /// at registration when the first poll may skip it).
+    /// at registration when the first poll may skip it), and with join
+    /// interest (SW10: every cell is created for one `TaskHandle`).
     pub(crate) fn new() -> Self {
-        Self(AtomicU64::new(SCHEDULED | ATTENTION))
+        Self(AtomicU64::new(SCHEDULED | ATTENTION | JOIN_INTEREST))
     }
 
     /// A vacant light task's cell (LT4): as [`new`](Self::new), its first
     /// poll free to skip the kernel from the start (A1: nothing can have
     /// asked for attention before the cell exists).
     pub(crate) fn new_light() -> Self {
-        Self(AtomicU64::new(SCHEDULED))
+        Self(AtomicU64::new(SCHEDULED | JOIN_INTEREST))
     }
 
     /// A relaxed reading (lane hints).
@@ -240,6 +315,70 @@ impl CellState {
         self.update(|s| (s, Some(s.with_lifecycle(COMPLETE))))
     }
 
+    /// SW9: the completion publishes the output it wrote; returns the
+    /// snapshot this RMW replaced (its JOIN_INTEREST says who owns the
+    /// output now, its JOIN_WAKER whether to wake the joiner).
+    pub(crate) fn publish_output(&self) -> Snapshot {
+        let prev = Snapshot(self.0.fetch_or(FINISHED, Ordering::AcqRel));
+        debug_assert!(!prev.is_finished(), "rule SW9: the output published twice");
+        prev
+    }
+
+    /// SW10: the handle's drop; returns the snapshot it replaced (FINISHED
+    /// set: the handle disposes of the output; JOIN_WAKER set with FINISHED:
+    /// the completion still reads the waker and will drop it, SW12).
+    pub(crate) fn drop_join_interest(&self) -> Snapshot {
+        self.update(|s| {
+            debug_assert!(
+                s.is_join_interested(),
+                "rule SW10: the handle dropped twice"
+            );
+            let clear = if s.is_finished() {
+                JOIN_INTEREST
+            } else {
+                JOIN_INTEREST | JOIN_WAKER
+            };
+            (s, Some(Snapshot(s.0 & !clear)))
+        })
+    }
+
+    /// SW11: the handle, having written the waker cell while JOIN_WAKER
+    /// was clear, publishes it; `Err` (nothing changed) if the output is
+    /// already there.
+    pub(crate) fn set_join_waker(&self) -> Result<(), Snapshot> {
+        self.update(|s| {
+            debug_assert!(s.is_join_interested() && !s.is_join_waker_set());
+            if s.is_finished() {
+                (Err(s), None)
+            } else {
+                (Ok(()), Some(Snapshot(s.0 | JOIN_WAKER)))
+            }
+        })
+    }
+
+    /// SW11: the handle takes the waker cell back to replace the waker;
+    /// `Err` (nothing changed) if the output is already there (the
+    /// completion may be reading the waker: SW12).
+    pub(crate) fn unset_join_waker(&self) -> Result<(), Snapshot> {
+        self.update(|s| {
+            debug_assert!(s.is_join_interested() && s.is_join_waker_set());
+            if s.is_finished() {
+                (Err(s), None)
+            } else {
+                (Ok(()), Some(Snapshot(s.0 & !JOIN_WAKER)))
+            }
+        })
+    }
+
+    /// SW12: the completion has woken the waker it found set at FINISHED
+    /// and hands the cell back; returns the snapshot it replaced (no
+    /// JOIN_INTEREST: the completion drops the waker).
+    pub(crate) fn waker_woken(&self) -> Snapshot {
+        let prev = Snapshot(self.0.fetch_and(!JOIN_WAKER, Ordering::AcqRel));
+        debug_assert!(prev.is_finished() && prev.is_join_waker_set());
+        prev
+    }
+
     /// SW4 (A1): the kernel asks the next poll to go through it.
     pub(crate) fn request_attention(&self) {
         self.0.fetch_or(ATTENTION, Ordering::Release);
@@ -289,6 +428,13 @@ mod tests {
 
     fn word(s: &CellState) -> u64 {
         s.0.load(Ordering::Relaxed)
+    }
+
+    #[test]
+    fn a_vacant_light_cell_differs_from_a_vacant_cell_only_by_its_attention() {
+        let (plain, light) = (CellState::new().load(), CellState::new_light().load());
+        assert!(plain.has_attention() && !light.has_attention());
+        assert_eq!(plain.0 & !ATTENTION, light.0);
     }
 
     #[test]
@@ -442,6 +588,92 @@ mod tests {
     }
 
     #[test]
+    fn a_new_cell_has_join_interest_no_join_waker_and_no_output() {
+        let s = CellState::new().load();
+        assert!(s.is_join_interested());
+        assert!(!s.is_join_waker_set() && !s.is_finished());
+    }
+
+    #[test]
+    fn the_join_waker_is_set_and_unset_only_before_the_output_is_published() {
+        let s = CellState::new();
+        assert!(s.set_join_waker().is_ok());
+        assert!(s.load().is_join_waker_set());
+        assert!(s.unset_join_waker().is_ok());
+        assert!(!s.load().is_join_waker_set());
+        assert!(s.set_join_waker().is_ok());
+        let prev = s.publish_output();
+        assert!(prev.is_join_interested() && prev.is_join_waker_set() && !prev.is_finished());
+        assert!(
+            s.unset_join_waker().is_err(),
+            "SW11: the completion may be reading it"
+        );
+        let woken = s.waker_woken();
+        assert!(
+            woken.is_join_interested(),
+            "the handle still owns the waker after"
+        );
+        let end = s.load();
+        assert!(end.is_finished() && !end.is_join_waker_set());
+        assert!(s.set_join_waker().is_err(), "SW11: the output is there");
+        assert_eq!(word(&s) & RESERVED, 0, "SW6");
+    }
+
+    #[test]
+    fn a_handle_dropped_before_the_output_clears_the_join_waker_and_leaves_the_output() {
+        let s = CellState::new();
+        s.set_join_waker().unwrap();
+        let prev = s.drop_join_interest();
+        assert!(
+            !prev.is_finished(),
+            "the completion will dispose of the output"
+        );
+        let now = s.load();
+        assert!(!now.is_join_interested() && !now.is_join_waker_set());
+        let published = s.publish_output();
+        assert!(
+            !published.is_join_interested(),
+            "SW9: the output is the completion's"
+        );
+        assert!(!published.is_join_waker_set(), "nothing to wake");
+    }
+
+    #[test]
+    fn a_handle_dropped_after_the_output_leaves_the_join_waker_to_the_completion() {
+        let s = CellState::new();
+        s.set_join_waker().unwrap();
+        s.publish_output();
+        let prev = s.drop_join_interest();
+        assert!(
+            prev.is_finished(),
+            "SW10: the handle disposes of the output"
+        );
+        assert!(
+            s.load().is_join_waker_set(),
+            "SW12: the completion still reads it"
+        );
+        assert!(
+            !s.waker_woken().is_join_interested(),
+            "SW12: the completion drops the waker"
+        );
+    }
+
+    #[test]
+    fn join_bits_survive_every_lifecycle_transition() {
+        let s = CellState::new();
+        s.set_join_waker().unwrap();
+        s.start_running().unwrap();
+        s.wake();
+        s.pending();
+        s.start_running().unwrap();
+        s.cancel_requested(2);
+        s.take_attention();
+        s.complete();
+        let end = s.load();
+        assert!(end.is_join_interested() && end.is_join_waker_set() && !end.is_finished());
+    }
+
+    #[test]
     fn concurrent_transitions_lose_no_bit() {
         use std::sync::Arc;
         let s = Arc::new(CellState::new());
@@ -507,6 +739,9 @@ mod loom_tests {
     use crate::loom::sync::Arc;
     use crate::loom::sync::atomic::AtomicBool;
     use crate::loom::{model, thread};
+    use std::task::{Poll, Waker};
+
+    use crate::exec::join::{JoinSlot, OutputCell, Stored};
 
     /// One task as the runtime sees it: the word, the run queue entry,
     /// the future's state (W5) and what the kernel stored for it.
@@ -856,6 +1091,265 @@ mod loom_tests {
             }
             task.drain(Body::WaitFlags);
             task.assert_complete();
+        });
+    }
+
+    // ----- the join hand-off (SW9–SW12) --------------------------------
+
+    /// A task's output that counts its drops (std, outside the model).
+    struct Out(std::sync::Arc<AtomicUsize>);
+
+    impl Drop for Out {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+
+    /// A joiner's waker that counts its wakes.
+    #[derive(Default)]
+    struct Joiner {
+        wakes: AtomicUsize,
+    }
+
+    impl std::task::Wake for Joiner {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &std::sync::Arc<Self>) {
+            self.wakes.fetch_add(1, SeqCst);
+        }
+    }
+
+    fn joiner() -> (std::sync::Arc<Joiner>, Waker) {
+        let j = std::sync::Arc::new(Joiner::default());
+        (j.clone(), Waker::from(j))
+    }
+
+    /// The output cell (a task cell's stage), as a loom cell, so an access
+    /// the word does not order is reported as a data race.
+    struct Output(UnsafeCell<Option<Stored<Out>>>);
+
+    impl OutputCell<Out> for Output {
+        unsafe fn put(&self, stored: Stored<Out>) {
+            // SAFETY: the caller owns the cell (SW9); loom checks it.
+            self.0.with_mut(|o| unsafe { *o = Some(stored) });
+        }
+
+        unsafe fn take(&self) -> Option<Stored<Out>> {
+            // SAFETY: as for `put`.
+            self.0.with_mut(|o| unsafe { (*o).take() })
+        }
+    }
+
+    /// A cell's join side: the real word and the real slot (`join`), with
+    /// what the completion and the handle did with the output.
+    struct Joined {
+        state: CellState,
+        slot: JoinSlot<Out>,
+        output: Output,
+        /// Outputs the handle read (J1: at most 1).
+        reads: AtomicUsize,
+        /// Outputs disposed of unjoined, by the completion or the drop.
+        disposals: AtomicUsize,
+        /// Drops of the output value.
+        dropped: std::sync::Arc<AtomicUsize>,
+    }
+
+    impl Joined {
+        fn new() -> Arc<Self> {
+            Arc::new(Self {
+                state: CellState::new(),
+                slot: JoinSlot::new(),
+                output: Output(UnsafeCell::new(None)),
+                reads: AtomicUsize::new(0),
+                disposals: AtomicUsize::new(0),
+                dropped: std::sync::Arc::default(),
+            })
+        }
+
+        /// `JoinSlot::complete`'s hand-off: publish, wake, dispose.
+        fn complete(&self) {
+            self.state.complete();
+            let stored = (Ok(Out(self.dropped.clone())), None);
+            let published = self.slot.publish(&self.state, &self.output, stored);
+            let (wake, unclaimed) = published.into_parts();
+            if wake {
+                self.slot.wake_joiner(&self.state);
+            }
+            if let Some(stored) = unclaimed {
+                self.dispose(stored);
+            }
+        }
+
+        fn dispose(&self, stored: Stored<Out>) {
+            assert!(stored.0.is_ok());
+            self.disposals.fetch_add(1, SeqCst);
+        }
+
+        /// One poll of the join: `true` if it returned the output.
+        fn poll(&self, waker: &Waker) -> bool {
+            match self.slot.try_read(&self.state, &self.output, waker) {
+                Poll::Pending => false,
+                Poll::Ready(stored) => {
+                    let stored = stored.expect("J1: the output was taken already");
+                    let (Ok(out), None) = stored else {
+                        unreachable!("the model's task returns a value")
+                    };
+                    drop(out);
+                    self.reads.fetch_add(1, SeqCst);
+                    true
+                }
+            }
+        }
+
+        /// The handle's drop (`release_handle`).
+        fn drop_handle(&self) {
+            if let Some(Some(stored)) = self.slot.release(&self.state, &self.output) {
+                self.dispose(stored);
+            }
+        }
+
+        /// After every thread is done and the last reference dropped: the
+        /// output was read or disposed of exactly once and dropped exactly
+        /// once.
+        fn assert_handed_off_once(this: Arc<Self>) {
+            let dropped = this.dropped.clone();
+            let handed = this.reads.load(SeqCst) + this.disposals.load(SeqCst);
+            assert_eq!(handed, 1, "the output read or disposed of exactly once");
+            drop(this);
+            assert_eq!(dropped.load(SeqCst), 1, "the output dropped exactly once");
+        }
+    }
+
+    impl Drop for Joined {
+        fn drop(&mut self) {
+            // The cell's destructor (`TaskCell::drop`).
+            self.slot.clear();
+            // SAFETY: `&mut self`: nobody else reaches the cell.
+            drop(unsafe { self.output.take() });
+        }
+    }
+
+    /// SW9, SW11, SW12: a join poll racing the completion: the poll either
+    /// stores its waker before FINISHED, and then the waker is woken
+    /// exactly once and a later poll reads the output, or it reads the
+    /// output itself; the output is read once (J1) and the waker is
+    /// released (no reference leaked).
+    #[test]
+    fn loom_a_join_poll_racing_the_completion_is_woken_iff_it_waited() {
+        model(|| {
+            let cell = Joined::new();
+            let completer = {
+                let cell = cell.clone();
+                thread::spawn(move || cell.complete())
+            };
+            let (j, waker) = joiner();
+            let first = cell.poll(&waker);
+            completer.join().unwrap();
+            let woken = j.wakes.load(SeqCst);
+            if first {
+                assert_eq!(woken, 0, "SW12: no waker was stored");
+            } else {
+                assert_eq!(woken, 1, "SW12: a waker stored before FINISHED is woken");
+                assert!(cell.poll(&waker), "the wake leads to the output");
+            }
+            cell.drop_handle();
+            drop(waker);
+            Joined::assert_handed_off_once(cell);
+            assert_eq!(std::sync::Arc::strong_count(&j), 1, "a waker leaked");
+        });
+    }
+
+    /// SW9, SW10: the handle's drop racing the completion, after a poll
+    /// that stored a waker: exactly one side disposes of the output (the
+    /// drop if FINISHED came first, else the completion), the waker is
+    /// dropped exactly once by whichever side owns it, and never woken
+    /// after the handle is gone.
+    #[test]
+    fn loom_a_handle_drop_racing_the_completion_disposes_of_the_output_once() {
+        model(|| {
+            let cell = Joined::new();
+            let (j, waker) = joiner();
+            assert!(!cell.poll(&waker), "not complete yet");
+            drop(waker);
+            let completer = {
+                let cell = cell.clone();
+                thread::spawn(move || cell.complete())
+            };
+            cell.drop_handle();
+            completer.join().unwrap();
+            assert_eq!(cell.reads.load(SeqCst), 0);
+            assert!(j.wakes.load(SeqCst) <= 1);
+            Joined::assert_handed_off_once(cell);
+            assert_eq!(std::sync::Arc::strong_count(&j), 1, "a waker leaked");
+        });
+    }
+
+    /// SW11, SW12: a joiner replacing its waker (a poll from another task)
+    /// while the completion reads the stored one: the replaced waker is
+    /// never woken once the new one is stored, a poll that returns
+    /// `Pending` has its waker woken exactly once, at most one wake in all,
+    /// and every waker clone is released.
+    #[test]
+    fn loom_replacing_the_join_waker_races_the_completion_safely() {
+        model(|| {
+            let cell = Joined::new();
+            let (j1, w1) = joiner();
+            let (j2, w2) = joiner();
+            assert!(!cell.poll(&w1));
+            let completer = {
+                let cell = cell.clone();
+                thread::spawn(move || cell.complete())
+            };
+            let second = cell.poll(&w2);
+            completer.join().unwrap();
+            let (a, b) = (j1.wakes.load(SeqCst), j2.wakes.load(SeqCst));
+            assert!(a + b <= 1, "one completion wakes at most once");
+            if !second {
+                assert_eq!((a, b), (0, 1), "SW12: the stored waker is the one woken");
+                assert!(cell.poll(&w2));
+            }
+            cell.drop_handle();
+            drop((w1, w2));
+            Joined::assert_handed_off_once(cell);
+            assert_eq!(std::sync::Arc::strong_count(&j1), 1, "a waker leaked");
+            assert_eq!(std::sync::Arc::strong_count(&j2), 1, "a waker leaked");
+        });
+    }
+
+    /// SW10 with a join poll and the completion on three threads: the
+    /// handle polls on one thread and is dropped on another (it is `Send`),
+    /// while the task completes on a third.
+    #[test]
+    fn loom_complete_join_poll_and_handle_drop_on_three_threads() {
+        model(|| {
+            let cell = Joined::new();
+            let (j, waker) = joiner();
+            let completer = {
+                let cell = cell.clone();
+                thread::spawn(move || cell.complete())
+            };
+            let handle = {
+                let cell = cell.clone();
+                thread::spawn(move || {
+                    let read = cell.poll(&waker);
+                    drop(waker);
+                    read
+                })
+            };
+            let read = handle.join().unwrap();
+            let dropper = {
+                let cell = cell.clone();
+                thread::spawn(move || cell.drop_handle())
+            };
+            dropper.join().unwrap();
+            completer.join().unwrap();
+            assert_eq!(cell.reads.load(SeqCst), usize::from(read));
+            if read {
+                assert_eq!(j.wakes.load(SeqCst), 0);
+            }
+            Joined::assert_handed_off_once(cell);
+            assert_eq!(std::sync::Arc::strong_count(&j), 1, "a waker leaked");
         });
     }
 }

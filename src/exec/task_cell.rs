@@ -2,8 +2,10 @@
 //! state and its join slot.
 //!
 //! Wake state machine (rule W1–W4), the lifecycle field of the cell's
-//! state word (`super::state`, rules SW1–SW7: one `AtomicU64` that also
-//! holds STARTED, the A1 attention bits and the cancel lane hint):
+//! state word (`super::state`, rules SW1–SW12: one `AtomicU64` that also
+//! holds STARTED, the A1 attention bits, the cancel lane hint and the join
+//! hand-off's bits; the task's output, once its future is dropped, lies in
+//! the future's storage, the stage, until the join takes it: SW9):
 //! ```text
 //!   IDLE ──wake──► SCHEDULED ──run──► RUNNING ──pending──► IDLE
 //!                                       │  ▲
@@ -48,19 +50,22 @@ use super::abort::AbortTarget;
 use super::cancel_slot::CancelSlot;
 use super::context::CellWords;
 use super::core::{Core, Step};
-use super::join::{JoinSlot, JoinTarget, LightEnd};
+use super::join::{JoinSlot, JoinTarget, LightEnd, OutputCell, Stored};
 use super::runnable::Runnable;
 use super::state::{CellState, Pending, Wake};
 use crate::kernel::{Attention, LightCancel, LightRequest, LightTasks, Links, TaskEnd};
 use crate::types::{CancelReason, PanicPayload, RegionId, TaskId};
 
 /// Where the future is in its life.
-enum Stage<F> {
+enum Stage<F: Future> {
     /// The cell exists (and is registered with the kernel) but the spawn
     /// closure has not produced the future yet; never queued in this stage.
     Vacant,
     Running(F),
-    Done,
+    /// The future is gone; the storage holds the task's end from the
+    /// completion until the join takes it (the join slot's output cell,
+    /// rule SW9 in `state`), so the output costs no bytes of its own.
+    Done(Option<Stored<F::Output>>),
 }
 
 pub(crate) struct TaskCell<F: Future> {
@@ -93,6 +98,9 @@ pub(crate) struct TaskCell<F: Future> {
     /// state (won the SCHEDULED → RUNNING swap, until it leaves RUNNING),
     /// by the spawner in `fill` before the cell is first queued, and by
     /// `Drop`. The state's acquire/release transitions order the accesses.
+    /// Once the future is dropped (`Done`), the stage is the join's output
+    /// cell (rule SW9 in `state`): the completion's until it sets FINISHED,
+    /// then the handle's (or the completion's, if the handle was gone).
     stage: UnsafeCell<Stage<F>>,
     pub(crate) join: JoinSlot<F::Output>,
     /// The task's obligation home word (rules OB1–OB9 in
@@ -107,8 +115,10 @@ pub(crate) struct TaskCell<F: Future> {
 }
 
 // SAFETY: the only field that is not `Sync` on its own is the stage, and
-// W5 gives one thread at a time access to it; the future (`F: Send`) only
-// ever moves between threads with the RUNNING state, as in a `Mutex<F>`.
+// W5 (then SW9, for the output) gives one thread at a time access to it;
+// the future (`F: Send`) only ever moves between threads with the RUNNING
+// state, and the output (`F::Output: Send`) with the FINISHED bit, as in a
+// `Mutex`. The join slot is `Sync` by its own rules (SW11, SW12).
 unsafe impl<F: Future + Send> Sync for TaskCell<F> where F::Output: Send {}
 
 impl<F> TaskCell<F>
@@ -313,7 +323,7 @@ where
     fn drop_future(stage: &mut Stage<F>) -> Option<PanicPayload> {
         // Assigning drops the old value where it lies, so the pinning
         // guarantee (never moved before drop) holds.
-        catch_unwind(AssertUnwindSafe(|| *stage = Stage::Done))
+        catch_unwind(AssertUnwindSafe(|| *stage = Stage::Done(None)))
             .err()
             .map(PanicPayload::from_panic)
     }
@@ -330,8 +340,16 @@ where
             home: &self.home,
             cancel: before.cancel_severity().and_then(|_| self.cancel.current()),
         });
-        self.join
-            .complete(&self.core, self.task_id(), self.region, light, end, value);
+        self.join.complete(
+            &self.state,
+            &**self,
+            &self.core,
+            self.task_id(),
+            self.region,
+            light,
+            end,
+            value,
+        );
     }
 }
 
@@ -344,9 +362,9 @@ impl<F: Future> Drop for TaskCell<F> {
     /// going away, so there is no outcome left to report it in.
     fn drop(&mut self) {
         let stage = self.stage.get_mut();
-        if matches!(stage, Stage::Running(_)) {
+        if !matches!(stage, Stage::Vacant | Stage::Done(None)) {
             // Dropped in place (the pinning guarantee).
-            let _ = catch_unwind(AssertUnwindSafe(|| *stage = Stage::Done));
+            let _ = catch_unwind(AssertUnwindSafe(|| *stage = Stage::Done(None)));
         }
         self.join.clear();
     }
@@ -537,6 +555,31 @@ where
                 .with_kernel(|k, now| k.request_cancel_of(id, region, reason, now));
         }
     }
+
+    fn is_finished(&self) -> bool {
+        self.state.load_acquire().lifecycle() == super::state::COMPLETE
+    }
+}
+
+/// SW9 (`state`): the output lies where the future was.
+impl<F: Future> OutputCell<F::Output> for TaskCell<F> {
+    unsafe fn put(&self, stored: Stored<F::Output>) {
+        // SAFETY: SW9 (the caller's contract): the completing thread, which
+        // made the last run edge (W5) and dropped the future, owns the
+        // stage until it sets FINISHED; no run touches it after COMPLETE.
+        let stage = unsafe { &mut *self.stage.get() };
+        debug_assert!(matches!(stage, Stage::Done(None)), "SW9: put twice");
+        *stage = Stage::Done(Some(stored));
+    }
+
+    unsafe fn take(&self) -> Option<Stored<F::Output>> {
+        // SAFETY: SW9 (the caller's contract): the output's owner alone
+        // touches the stage once it is `Done`.
+        match unsafe { &mut *self.stage.get() } {
+            Stage::Done(stored) => stored.take(),
+            _ => None,
+        }
+    }
 }
 
 /// A task handle's view of its cell (`join`, `task_handle`).
@@ -547,6 +590,12 @@ where
 {
     fn slot(&self) -> &JoinSlot<F::Output> {
         &self.join
+    }
+    fn state(&self) -> &CellState {
+        &self.state
+    }
+    fn output(&self) -> &dyn OutputCell<F::Output> {
+        self
     }
     fn core(&self) -> &Arc<Core> {
         TaskCell::core(self)

@@ -37,7 +37,7 @@ impl<T: Send + 'static> TaskHandle<T> {
 
     /// Whether the task has completed (its output may not be taken yet).
     pub fn is_finished(&self) -> bool {
-        self.target.slot().is_finished()
+        super::join::JoinSlot::<T>::is_finished(self.target.state())
     }
 
     /// Requests cancellation with a `User` reason.
@@ -80,9 +80,13 @@ impl<T: Send + 'static> TaskHandle<T> {
 impl<T> Drop for TaskHandle<T> {
     fn drop(&mut self) {
         let region = self.target.region();
-        self.target
-            .slot()
-            .release_handle(self.target.core(), self.id, region);
+        self.target.slot().release_handle(
+            self.target.state(),
+            self.target.output(),
+            self.target.core(),
+            self.id,
+            region,
+        );
     }
 }
 
@@ -124,11 +128,14 @@ impl<T: Send + 'static> TaskHandle<T> {
     /// else `Pending` with `waker` registered.
     fn poll_join_as(&self, joiner: &Cx, waker: &Waker) -> Poll<Result<T, JoinError>> {
         let target = &self.target;
-        if let Poll::Ready(out) =
-            target
-                .slot()
-                .poll_join(target.core(), self.id, target.region(), waker)
-        {
+        if let Poll::Ready(out) = target.slot().poll_join(
+            target.state(),
+            target.output(),
+            target.core(),
+            self.id,
+            target.region(),
+            waker,
+        ) {
             return Poll::Ready(out);
         }
         match joiner.observe_cancel() {
@@ -146,12 +153,7 @@ impl<T: Send + 'static> TaskHandle<T> {
     /// owning this handle (which alone can join).
     pub fn abort_handle(&self) -> AbortHandle {
         let target: Arc<dyn super::abort::AbortTarget> = self.target.clone();
-        AbortHandle::new(
-            self.id,
-            self.target.region(),
-            self.target.core().clone(),
-            Arc::downgrade(&target),
-        )
+        AbortHandle::new(self.id, Arc::downgrade(&target))
     }
 
     /// Waits for the task without consuming the handle: for joining from a
