@@ -38,6 +38,7 @@ use std::cell::Cell;
 
 use super::cancel_slot::{CancelSlot, LightAck};
 use super::state::{CellState, Snapshot};
+use crate::kernel::Attention;
 use crate::kernel::{HomeHost, HomeSource};
 use crate::types::TaskId;
 
@@ -71,6 +72,9 @@ struct Current {
     /// Rule LT7 (`kernel::light`): a light task's cancel slot, valid as
     /// `state` is; null for tasks that were not spawned light.
     cancel: *const CancelSlot,
+    /// Rule LT1: a light task's cell, valid as `state` is, so the kernel
+    /// can register it in O(1) when its own `Cx` needs a record.
+    light_cell: Option<*const (dyn Attention + 'static)>,
 }
 
 const NONE: Current = Current {
@@ -80,6 +84,7 @@ const NONE: Current = Current {
     home: None,
     state: std::ptr::null(),
     cancel: std::ptr::null(),
+    light_cell: None,
 };
 
 thread_local! {
@@ -118,6 +123,8 @@ pub(crate) struct CellWords<'a> {
     /// The value the poll's run edge replaced (SW3, SW4): its attention
     /// bits say whether the poll must take them (not kept in the context).
     pub(crate) seen: Snapshot,
+    /// Only for a task spawned light: the cell as the kernel sees it (LT1).
+    pub(crate) light_cell: Option<&'a (dyn Attention + 'static)>,
 }
 
 /// Marks the thread as polling `task` of `core` until the guard drops;
@@ -140,7 +147,31 @@ pub(crate) fn enter_task(
         cancel: cell
             .and_then(|c| c.cancel)
             .map_or(std::ptr::null(), std::ptr::from_ref),
+        light_cell: cell
+            .and_then(|c| c.light_cell)
+            .map(|c| c as *const (dyn Attention + 'static)),
     })
+}
+
+/// Rule LT1: runs `f` with the cell of the light task this thread is
+/// polling, if that is `task` of `core` (its own `Cx` asking the kernel for
+/// something that needs a record: the kernel then registers it from the
+/// cell, in O(1)); `None` otherwise.
+#[inline]
+pub(crate) fn with_polled_light_cell<R>(
+    core: CoreKey,
+    task: TaskId,
+    f: impl FnOnce(Option<&(dyn Attention + 'static)>) -> R,
+) -> R {
+    let current = CURRENT.try_with(Cell::get).unwrap_or(NONE);
+    let cell = current
+        .light_cell
+        .filter(|_| current.core == core_key(core) && current.task == task.to_bits());
+    // SAFETY: LT1, as W7: `enter_task`'s caller (the cell's run, which
+    // holds a reference to the cell) keeps the cell alive until the guard
+    // restores the previous context, and `f` runs synchronously on this
+    // thread inside that poll.
+    f(cell.map(|c| unsafe { &*c }))
 }
 
 /// Rule LT7 (`kernel::light`): if this thread is polling task `task` of

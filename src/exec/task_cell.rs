@@ -402,6 +402,10 @@ where
             state: &self.state,
             cancel: self.light.is_some().then_some(&self.cancel),
             seen: before,
+            light_cell: self
+                .light
+                .is_some()
+                .then_some(&*self as &(dyn crate::kernel::Attention + 'static)),
         });
         let polled_before = before.is_started();
         // OB9: the task's own `Cx` finds its home in the context.

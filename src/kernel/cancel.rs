@@ -33,6 +33,21 @@ impl Kernel {
         grace_period(self.config.cleanup_grace, kind)
     }
 
+    /// LT7: the cancel stored in light task `t`'s cell (of region `r`):
+    /// through `cell` if the caller holds it, else found by a walk of the
+    /// set.
+    fn light_cancel_of(
+        &self,
+        t: TaskId,
+        r: RegionId,
+        cell: Option<&(dyn Attention + 'static)>,
+    ) -> Option<LightCancel> {
+        match cell {
+            Some(cell) => cell.light_cancel(),
+            None => self.region(r)?.light.get(t)?.light_cancel(),
+        }
+    }
+
     /// LT8: registers task `t` of region `r` if it is a light task with a
     /// cancel stored in its cell (its observation outside its own poll
     /// needs the record).
@@ -301,14 +316,19 @@ impl Kernel {
 
     /// The cancellation visible to task `t` in region `r`, ignoring masks and
     /// without acknowledging it.
-    pub(crate) fn cancel_requested(&self, t: TaskId, r: RegionId) -> Option<CancelReason> {
+    /// `cell`: task `t`'s light cell, if the caller holds it (LT1: no walk
+    /// of the set).
+    pub(crate) fn cancel_requested(
+        &self,
+        t: TaskId,
+        r: RegionId,
+        cell: Option<&(dyn Attention + 'static)>,
+    ) -> Option<CancelReason> {
         let task_reason = match self.task(t) {
             Some(rec) => rec.cancel.as_deref().cloned(),
             // LT7: a light task's cancel is in its cell.
             None => self
-                .region(r)
-                .and_then(|rec| rec.light.get(t))
-                .and_then(|cell| cell.light_cancel())
+                .light_cancel_of(t, r, cell)
                 .map(|c| Arc::unwrap_or_clone(c.reason)),
         };
         let region_reason = self.region(r).and_then(|rec| rec.cancel.clone());
@@ -343,15 +363,16 @@ impl Kernel {
     /// [`registered`](Self::registered)): a light task has none of its own
     /// (LT4), but the cleanup budget once it acknowledged a cancel stored
     /// in its cell (LT7), as its record would have.
-    pub(crate) fn task_budget(&self, t: TaskId, r: RegionId) -> Budget {
+    pub(crate) fn task_budget(
+        &self,
+        t: TaskId,
+        r: RegionId,
+        cell: Option<&(dyn Attention + 'static)>,
+    ) -> Budget {
         if let Some(rec) = self.task(t) {
             return rec.budget;
         }
-        let acked = self
-            .region(r)
-            .and_then(|rec| rec.light.get(t))
-            .and_then(|cell| cell.light_cancel())
-            .filter(|c| c.acked);
+        let acked = self.light_cancel_of(t, r, cell).filter(|c| c.acked);
         match acked {
             Some(c) => cleanup_budget_on_ack(Budget::INFINITE, c.reason.cleanup_budget()),
             None => Budget::INFINITE,

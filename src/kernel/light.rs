@@ -501,10 +501,14 @@ mod tests {
             assert_eq!(stored.reason.kind, CancelKind::User);
             assert_eq!(stored.grace_deadline, grace, "the region's deadline");
             assert!(!cell.registered.load(Ordering::Relaxed));
-            assert_eq!(
-                k.cancel_requested(*id, root).map(|r| r.kind),
-                Some(CancelKind::User)
-            );
+            let hint: &(dyn Attention + 'static) = &**cell;
+            for found_by in [None, Some(hint)] {
+                assert_eq!(
+                    k.cancel_requested(*id, root, found_by).map(|r| r.kind),
+                    Some(CancelKind::User),
+                    "by a walk and through the cell"
+                );
+            }
         }
         let late = FakeCell::new(k.counters().next_id(), &set);
         assert!(!set.spawn(late), "LT2: the gate is shut");

@@ -639,10 +639,31 @@ impl Kernel {
         cell: &(dyn Attention + 'static),
     ) -> Option<&mut TaskRecord> {
         if !self.tasks.contains_key(&t) {
-            let entry = self.region(r)?.light.take_cell(cell)?;
+            let set = &self.region(r)?.light;
+            if !cell
+                .light_set()
+                .is_some_and(|home| std::ptr::eq(home, &**set))
+            {
+                return self.registered(t, r); // not a cell of `r`'s set
+            }
+            let entry = set.clone().take_cell(cell)?;
             self.register_light(t, r, entry);
         }
         self.tasks.get_mut(&t)
+    }
+
+    /// [`registered`](Self::registered), in O(1) if `cell` (task `t`'s
+    /// light cell, from the polled task's context) is given.
+    pub(crate) fn registered_hinted(
+        &mut self,
+        t: TaskId,
+        r: RegionId,
+        cell: Option<&(dyn Attention + 'static)>,
+    ) -> Option<&mut TaskRecord> {
+        match cell {
+            Some(cell) => self.registered_cell(t, r, cell),
+            None => self.registered(t, r),
+        }
     }
 
     /// Region `r`'s light-task set, if it takes light spawns (LT4): given

@@ -174,7 +174,9 @@ impl Cx {
     /// The task's current budget (tightened by cleanup once cancelled).
     pub fn budget(&self) -> Budget {
         let (task, region) = (self.task, self.region);
-        self.core.lock().task_budget(task, region)
+        crate::exec::context::with_polled_light_cell(self.core.key(), task, |cell| {
+            self.core.lock().task_budget(task, region, cell)
+        })
     }
 
     /// Returns `Err` once cancellation is requested (for this task or its
@@ -240,7 +242,10 @@ impl Cx {
 
     /// The requested cancellation reason, if any.
     pub fn cancel_reason(&self) -> Option<CancelReason> {
-        self.core.lock().cancel_requested(self.task, self.region)
+        let (task, region) = (self.task, self.region);
+        crate::exec::context::with_polled_light_cell(self.core.key(), task, |cell| {
+            self.core.lock().cancel_requested(task, region, cell)
+        })
     }
 
     /// Runs `f` with cancellation masked: checkpoints inside return `Ok`,
@@ -251,7 +256,11 @@ impl Cx {
     /// If nesting exceeds the bound (a bug in the caller).
     pub fn masked<R>(&self, f: impl FnOnce() -> R) -> R {
         let (task, region) = (self.task, self.region);
-        self.core.lock().mask_enter(task, region);
+        crate::exec::context::with_polled_light_cell(self.core.key(), task, |cell| {
+            let mut kernel = self.core.lock();
+            kernel.registered_hinted(task, region, cell); // LT1: O(1) in its poll
+            kernel.mask_enter(task, region);
+        });
         struct Unmask<'a>(&'a Cx);
         impl Drop for Unmask<'_> {
             fn drop(&mut self) {

@@ -150,9 +150,14 @@ where
                 return Poll::Ready(Outcome::Cancelled(reason));
             }
             let (parent, owner, budget) = (this.cx.region_id(), this.cx.task_id(), *this.budget);
-            let created = this.cx.core().with_kernel_recent(|k, _| {
-                let r = k.create_child_region(parent, owner, budget)?;
-                Ok((r, k.region_budget(r), k.light_tasks(r)))
+            let core = this.cx.core();
+            let created = crate::exec::context::with_polled_light_cell(core.key(), owner, |cell| {
+                core.with_kernel_recent(|k, _| {
+                    // LT1: a light owner is registered, in O(1) in its poll.
+                    k.registered_hinted(owner, parent, cell);
+                    let r = k.create_child_region(parent, owner, budget)?;
+                    Ok((r, k.region_budget(r), k.light_tasks(r)))
+                })
             });
             let (region, region_budget, light) = match created {
                 Ok(r) => r,
