@@ -18,6 +18,7 @@ mod block_in_place;
 mod blocking;
 mod builder;
 mod handle;
+mod inject;
 mod metrics;
 pub(crate) mod park;
 mod queue;

@@ -2,8 +2,8 @@
 //!
 //! Current-thread runtime: the thread inside `block_on` drains a plain local
 //! FIFO of the tasks it woke itself (no atomics; a thread-local set only
-//! while it drives, by [`RunQueue::enter_driver`]) and the lock-free
-//! injector for wakes from other threads, which it looks at first every
+//! while it drives, by [`RunQueue::enter_driver`]) and the injector
+//! (`inject`, rules IJ1–IJ3) for wakes from other threads, which it looks at first every
 //! [`INJECTOR_INTERVAL`] dispatches and whenever the local FIFO is empty.
 //! Only injector pushes unpark it: the driver re-checks its local FIFO
 //! after firing timers, just before it would park.
@@ -92,6 +92,7 @@ use std::sync::{Arc, Mutex};
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 use crossbeam_utils::sync::Unparker;
 
+use super::inject::Inject;
 use super::metrics::{RuntimeMetrics, WorkerCounters};
 use crate::exec::runnable::{Schedule, TaskRef};
 
@@ -117,7 +118,7 @@ const HELPERS_PER_WORKER: usize = 2;
 const CANCEL_TIERS: usize = 6;
 
 pub(crate) struct RunQueue {
-    injector: Injector<TaskRef>,
+    injector: Inject,
     /// Indexed by severity; popped from the highest tier down.
     cancel_lane: [Injector<TaskRef>; CANCEL_TIERS],
     /// Entries in `cancel_lane` (incremented after a push, decremented
@@ -262,7 +263,7 @@ impl RunQueue {
             .map(|_| WorkerCounters::default())
             .collect();
         Self {
-            injector: Injector::new(),
+            injector: Inject::new(),
             cancel_lane: std::array::from_fn(|_| Injector::new()),
             cancel_len: AtomicUsize::new(0),
             timed_lane: Mutex::new(BinaryHeap::new()),
@@ -344,10 +345,10 @@ impl RunQueue {
         while ran < max {
             let injector_turn = ran % INJECTOR_INTERVAL as usize == INJECTOR_INTERVAL as usize - 1;
             let next = if injector_turn {
-                steal_one(&self.injector).or_else(|| self.pop_driver_local())
+                self.injector.pop().or_else(|| self.pop_driver_local())
             } else {
                 self.pop_driver_local()
-                    .or_else(|| steal_one(&self.injector))
+                    .or_else(|| self.injector.pop())
             };
             let Some(task) = next else { break };
             self.counters[0].poll();
@@ -548,19 +549,12 @@ impl RunQueue {
     }
 
     fn steal_injector(&self, ctx: &WorkerCtx) -> Option<TaskRef> {
-        loop {
-            match self.injector.steal_batch_and_pop(&ctx.local) {
-                Steal::Success(task) => {
-                    if !ctx.local.is_empty() {
-                        // More than this worker can start at once: share.
-                        self.wake_one();
-                    }
-                    return Some(task);
-                }
-                Steal::Empty => return None,
-                Steal::Retry => {}
-            }
+        let task = self.injector.pop_batch(&ctx.local)?;
+        if !ctx.local.is_empty() {
+            // More than this worker can start at once: share.
+            self.wake_one();
         }
+        Some(task)
     }
 
     /// The deques worth looking at: the workers', plus the helpers' while
