@@ -11,11 +11,14 @@ use std::task::{Wake, Waker};
 
 use crossbeam_utils::sync::Unparker;
 
+use super::context::CellWords;
 use super::core::{Core, Step};
 use super::cx::{Capabilities, Cx};
 use super::join::JoinError;
-use crate::kernel::{RegionReport, TaskEnd, TaskKind, TaskOutcome};
+use super::state::CellState;
+use crate::kernel::{Attention, RegionReport, TaskEnd, TaskKind, TaskOutcome};
 use crate::trace::TraceKind;
+use crate::types::intrusive::Links;
 use crate::types::{Budget, CancelReason, PanicPayload, RegionId, TaskId};
 
 /// Wakes the root task: a flag plus, in production, an unpark of the
@@ -24,6 +27,14 @@ use crate::types::{Budget, CancelReason, PanicPayload, RegionId, TaskId};
 pub(crate) struct RootWake {
     woken: AtomicBool,
     unparkers: Vec<Unparker>,
+    /// Rule A1 for the root body: the kernel's attention bits (and the
+    /// cancel hint), as in a task cell's state word; its lifecycle and join
+    /// bits are unused. A poll of the body goes through the kernel only
+    /// when a bit says so, so a `block_on` that is woken often takes no
+    /// kernel lock (nor a clock reading) per poll.
+    attention: CellState,
+    /// Required of every `Attention`; the root is never a light task.
+    links: Links<dyn Attention>,
     /// Set when the core traces (the lab): wakes of the root are recorded
     /// like any task's.
     tracer: Option<(Weak<Core>, OnceLock<TaskId>)>,
@@ -35,6 +46,8 @@ impl RootWake {
         Self {
             woken: AtomicBool::new(false),
             unparkers,
+            attention: CellState::new(),
+            links: Links::new(),
             tracer: None,
         }
     }
@@ -59,6 +72,33 @@ impl Wake for RootWake {
         {
             core.trace(TraceKind::Wake { task });
         }
+    }
+}
+
+/// The root body's attention flag (rule A1): the kernel raises it when a
+/// poll of the body must go through `before_poll`.
+impl Attention for RootWake {
+    fn request_attention(&self) {
+        self.attention.request_attention();
+    }
+
+    fn cancel_requested(&self, severity: u8) {
+        let _ = self.attention.cancel_requested(severity);
+    }
+
+    fn to_waker(self: Arc<Self>) -> Waker {
+        Waker::from(self)
+    }
+
+    fn light_id(&self) -> TaskId {
+        self.tracer
+            .as_ref()
+            .and_then(|(_, id)| id.get().copied())
+            .unwrap_or_else(|| TaskId::from_parts(u32::MAX, u32::MAX))
+    }
+
+    fn light_links(&self) -> &Links<dyn Attention> {
+        &self.links
     }
 }
 
@@ -95,6 +135,8 @@ pub(crate) struct RootTask<Fut: Future> {
     /// The root body's obligation home (rule OB4: swept by the kernel when
     /// the body completes; OB9: installed around each poll).
     home: RootHome,
+    /// The body has been polled (SW3's STARTED, for rule A1).
+    polled: bool,
 }
 
 impl<Fut: Future> RootTask<Fut> {
@@ -106,6 +148,10 @@ impl<Fut: Future> RootTask<Fut> {
         let wake = Arc::new(RootWake {
             woken: AtomicBool::new(true),
             unparkers,
+            // The first poll goes through the kernel (ATTENTION is set),
+            // which says whether later ones may skip it.
+            attention: CellState::new(),
+            links: Links::new(),
             tracer: core
                 .is_tracing()
                 .then(|| (Arc::downgrade(core), OnceLock::new())),
@@ -116,11 +162,13 @@ impl<Fut: Future> RootTask<Fut> {
         ));
         let (region, task, light) = core.with_kernel(|k, now| {
             let region = k.create_root_region(budget);
+            let attention = wake.clone() as Arc<dyn Attention>;
             let task = k
-                .create_task(
+                .create_task_with(
                     region,
                     TaskKind::RootBody,
                     waker.clone(),
+                    Some(attention),
                     Budget::INFINITE,
                     now,
                 )
@@ -147,6 +195,7 @@ impl<Fut: Future> RootTask<Fut> {
             raw_panic: None,
             report: None,
             home: RootHome { home, region },
+            polled: false,
         }
     }
 
@@ -183,14 +232,24 @@ impl<Fut: Future> RootTask<Fut> {
         let Some(inner) = self.future.as_mut().as_pin_mut() else {
             return;
         };
+        // A1: the attention bits as of now stand for a run edge's (SW4):
+        // a bit set later stays for the next poll.
+        let attention = &self.wake.attention;
+        let cell = CellWords {
+            state: attention,
+            cancel: None,
+            seen: attention.load_acquire(),
+            light_cell: None,
+        };
+        let polled_before = std::mem::replace(&mut self.polled, true);
         // OB9: the body's own `Cx` finds its home in the context.
         let step = self.core.poll_task(
             self.task,
             self.region,
             inner,
             &self.waker,
-            None,
-            false,
+            Some(cell),
+            polled_before,
             Some(&self.home),
         );
         let (mut end, value) = match step {

@@ -12,6 +12,7 @@ use super::*;
 impl Kernel {
     /// Creates a task record in region `r`. `Finalizer` tasks may be created
     /// in a finalizing region; others only while it accepts spawns.
+    #[cfg(test)]
     pub(crate) fn create_task(
         &mut self,
         r: RegionId,

@@ -347,8 +347,7 @@ impl RunQueue {
             let next = if injector_turn {
                 self.injector.pop().or_else(|| self.pop_driver_local())
             } else {
-                self.pop_driver_local()
-                    .or_else(|| self.injector.pop())
+                self.pop_driver_local().or_else(|| self.injector.pop())
             };
             let Some(task) = next else { break };
             self.counters[0].poll();
