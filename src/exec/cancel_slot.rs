@@ -149,6 +149,26 @@ mod loom_tests {
     use crate::loom::{model, thread};
     use crate::types::CancelKind;
 
+    /// A light task's state word (running) and cancel slot.
+    fn running_task() -> (Arc<CellState>, Arc<CancelSlot>) {
+        let state = Arc::new(CellState::new());
+        assert!(state.start_running().is_some());
+        (state, Arc::new(CancelSlot::new()))
+    }
+
+    /// A thread that aborts the task with a `kind` reason.
+    fn spawn_aborter(
+        state: &Arc<CellState>,
+        slot: &Arc<CancelSlot>,
+        kind: CancelKind,
+    ) -> thread::JoinHandle<LightRequest> {
+        let (state, slot) = (state.clone(), slot.clone());
+        thread::spawn(move || {
+            let reason = std::sync::Arc::new(CancelReason::new(kind));
+            slot.request(&state, &reason, Time::from_nanos(10))
+        })
+    }
+
     /// Every abort is accounted exactly once: stored in the slot the
     /// completion reads (and then counted there), or refused because the
     /// task completed, or handed to the kernel because it registered the
@@ -157,16 +177,8 @@ mod loom_tests {
     #[test]
     fn an_abort_lands_in_exactly_one_place() {
         model(|| {
-            let state = Arc::new(CellState::new());
-            let slot = Arc::new(CancelSlot::new());
-            assert!(state.start_running().is_some());
-            let aborter = {
-                let (state, slot) = (state.clone(), slot.clone());
-                thread::spawn(move || {
-                    let reason = std::sync::Arc::new(CancelReason::new(CancelKind::User));
-                    slot.request(&state, &reason, Time::from_nanos(10))
-                })
-            };
+            let (state, slot) = running_task();
+            let aborter = spawn_aborter(&state, &slot, CancelKind::User);
             let registrar = {
                 let (state, slot) = (state.clone(), slot.clone());
                 thread::spawn(move || {
@@ -202,16 +214,8 @@ mod loom_tests {
     #[test]
     fn the_completion_reports_the_acknowledgement_the_task_made() {
         model(|| {
-            let state = Arc::new(CellState::new());
-            let slot = Arc::new(CancelSlot::new());
-            assert!(state.start_running().is_some());
-            let aborter = {
-                let (state, slot) = (state.clone(), slot.clone());
-                thread::spawn(move || {
-                    let reason = std::sync::Arc::new(CancelReason::new(CancelKind::Shutdown));
-                    slot.request(&state, &reason, Time::from_nanos(10))
-                })
-            };
+            let (state, slot) = running_task();
+            let aborter = spawn_aborter(&state, &slot, CancelKind::Shutdown);
             let acked = matches!(slot.acknowledge(&state), LightAck::Cancelled(_));
             let before = state.complete();
             let read = before
