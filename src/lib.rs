@@ -17,6 +17,8 @@ pub mod monitor;
 pub mod obligation;
 pub mod prelude;
 pub mod runtime;
+#[cfg(test)]
+mod sizes;
 pub mod sync;
 pub mod time;
 pub(crate) mod timer_wheel;

@@ -534,3 +534,278 @@ pub(crate) trait JoinTarget<T>: super::abort::AbortTarget {
     fn core(&self) -> &Arc<Core>;
     fn region(&self) -> RegionId;
 }
+
+/// Loom models of the join hand-off (rules SW9–SW12 in `state`, run by
+/// `.ci/run` with `--cfg loom`): the real word and the real slot, the
+/// completion, a join poll and the handle's drop on separate threads.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    // Bookkeeping, outside the model (loom explores only its own types).
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::task::{Poll, Waker};
+
+    use super::*;
+    use crate::exec::state::CellState;
+    use crate::loom::cell::UnsafeCell;
+    use crate::loom::sync::Arc;
+    use crate::loom::{model, thread};
+
+    // ----- the join hand-off (SW9–SW12) --------------------------------
+
+    /// A task's output that counts its drops (std, outside the model).
+    struct Out(std::sync::Arc<AtomicUsize>);
+
+    impl Drop for Out {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+
+    /// A joiner's waker that counts its wakes.
+    #[derive(Default)]
+    struct Joiner {
+        wakes: AtomicUsize,
+    }
+
+    impl std::task::Wake for Joiner {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &std::sync::Arc<Self>) {
+            self.wakes.fetch_add(1, SeqCst);
+        }
+    }
+
+    fn joiner() -> (std::sync::Arc<Joiner>, Waker) {
+        let j = std::sync::Arc::new(Joiner::default());
+        (j.clone(), Waker::from(j))
+    }
+
+    /// The output cell (a task cell's stage), as a loom cell, so an access
+    /// the word does not order is reported as a data race.
+    struct Output(UnsafeCell<Option<Stored<Out>>>);
+
+    impl OutputCell<Out> for Output {
+        unsafe fn put(&self, stored: Stored<Out>) {
+            // SAFETY: the caller owns the cell (SW9); loom checks it.
+            self.0.with_mut(|o| unsafe { *o = Some(stored) });
+        }
+
+        unsafe fn take(&self) -> Option<Stored<Out>> {
+            // SAFETY: as for `put`.
+            self.0.with_mut(|o| unsafe { (*o).take() })
+        }
+    }
+
+    /// A cell's join side: the real word and the real slot (`join`), with
+    /// what the completion and the handle did with the output.
+    struct Joined {
+        state: CellState,
+        slot: JoinSlot<Out>,
+        output: Output,
+        /// Outputs the handle read (J1: at most 1).
+        reads: AtomicUsize,
+        /// Outputs disposed of unjoined, by the completion or the drop.
+        disposals: AtomicUsize,
+        /// Drops of the output value.
+        dropped: std::sync::Arc<AtomicUsize>,
+    }
+
+    impl Joined {
+        fn new() -> Arc<Self> {
+            Arc::new(Self {
+                state: CellState::new(),
+                slot: JoinSlot::new(),
+                output: Output(UnsafeCell::new(None)),
+                reads: AtomicUsize::new(0),
+                disposals: AtomicUsize::new(0),
+                dropped: std::sync::Arc::default(),
+            })
+        }
+
+        /// `JoinSlot::complete`'s hand-off: publish, wake, dispose.
+        fn complete(&self) {
+            self.state.complete();
+            let stored = (Ok(Out(self.dropped.clone())), None);
+            let published = self.slot.publish(&self.state, &self.output, stored);
+            let (wake, unclaimed) = published.into_parts();
+            if wake {
+                self.slot.wake_joiner(&self.state);
+            }
+            if let Some(stored) = unclaimed {
+                self.dispose(stored);
+            }
+        }
+
+        fn dispose(&self, stored: Stored<Out>) {
+            assert!(stored.0.is_ok());
+            self.disposals.fetch_add(1, SeqCst);
+        }
+
+        /// One poll of the join: `true` if it returned the output.
+        fn poll(&self, waker: &Waker) -> bool {
+            match self.slot.try_read(&self.state, &self.output, waker) {
+                Poll::Pending => false,
+                Poll::Ready(stored) => {
+                    let stored = stored.expect("J1: the output was taken already");
+                    let (Ok(out), None) = stored else {
+                        unreachable!("the model's task returns a value")
+                    };
+                    drop(out);
+                    self.reads.fetch_add(1, SeqCst);
+                    true
+                }
+            }
+        }
+
+        /// The handle's drop (`release_handle`).
+        fn drop_handle(&self) {
+            if let Some(Some(stored)) = self.slot.release(&self.state, &self.output) {
+                self.dispose(stored);
+            }
+        }
+
+        /// After every thread is done and the last reference dropped: the
+        /// output was read or disposed of exactly once and dropped exactly
+        /// once.
+        fn assert_handed_off_once(this: Arc<Self>) {
+            let dropped = this.dropped.clone();
+            let handed = this.reads.load(SeqCst) + this.disposals.load(SeqCst);
+            assert_eq!(handed, 1, "the output read or disposed of exactly once");
+            drop(this);
+            assert_eq!(dropped.load(SeqCst), 1, "the output dropped exactly once");
+        }
+    }
+
+    impl Drop for Joined {
+        fn drop(&mut self) {
+            // The cell's destructor (`TaskCell::drop`).
+            self.slot.clear();
+            // SAFETY: `&mut self`: nobody else reaches the cell.
+            drop(unsafe { self.output.take() });
+        }
+    }
+
+    /// SW9, SW11, SW12: a join poll racing the completion: the poll either
+    /// stores its waker before FINISHED, and then the waker is woken
+    /// exactly once and a later poll reads the output, or it reads the
+    /// output itself; the output is read once (J1) and the waker is
+    /// released (no reference leaked).
+    #[test]
+    fn loom_a_join_poll_racing_the_completion_is_woken_iff_it_waited() {
+        model(|| {
+            let cell = Joined::new();
+            let completer = {
+                let cell = cell.clone();
+                thread::spawn(move || cell.complete())
+            };
+            let (j, waker) = joiner();
+            let first = cell.poll(&waker);
+            completer.join().unwrap();
+            let woken = j.wakes.load(SeqCst);
+            if first {
+                assert_eq!(woken, 0, "SW12: no waker was stored");
+            } else {
+                assert_eq!(woken, 1, "SW12: a waker stored before FINISHED is woken");
+                assert!(cell.poll(&waker), "the wake leads to the output");
+            }
+            cell.drop_handle();
+            drop(waker);
+            Joined::assert_handed_off_once(cell);
+            assert_eq!(std::sync::Arc::strong_count(&j), 1, "a waker leaked");
+        });
+    }
+
+    /// SW9, SW10: the handle's drop racing the completion, after a poll
+    /// that stored a waker: exactly one side disposes of the output (the
+    /// drop if FINISHED came first, else the completion), the waker is
+    /// dropped exactly once by whichever side owns it, and never woken
+    /// after the handle is gone.
+    #[test]
+    fn loom_a_handle_drop_racing_the_completion_disposes_of_the_output_once() {
+        model(|| {
+            let cell = Joined::new();
+            let (j, waker) = joiner();
+            assert!(!cell.poll(&waker), "not complete yet");
+            drop(waker);
+            let completer = {
+                let cell = cell.clone();
+                thread::spawn(move || cell.complete())
+            };
+            cell.drop_handle();
+            completer.join().unwrap();
+            assert_eq!(cell.reads.load(SeqCst), 0);
+            assert!(j.wakes.load(SeqCst) <= 1);
+            Joined::assert_handed_off_once(cell);
+            assert_eq!(std::sync::Arc::strong_count(&j), 1, "a waker leaked");
+        });
+    }
+
+    /// SW11, SW12: a joiner replacing its waker (a poll from another task)
+    /// while the completion reads the stored one: the replaced waker is
+    /// never woken once the new one is stored, a poll that returns
+    /// `Pending` has its waker woken exactly once, at most one wake in all,
+    /// and every waker clone is released.
+    #[test]
+    fn loom_replacing_the_join_waker_races_the_completion_safely() {
+        model(|| {
+            let cell = Joined::new();
+            let (j1, w1) = joiner();
+            let (j2, w2) = joiner();
+            assert!(!cell.poll(&w1));
+            let completer = {
+                let cell = cell.clone();
+                thread::spawn(move || cell.complete())
+            };
+            let second = cell.poll(&w2);
+            completer.join().unwrap();
+            let (a, b) = (j1.wakes.load(SeqCst), j2.wakes.load(SeqCst));
+            assert!(a + b <= 1, "one completion wakes at most once");
+            if !second {
+                assert_eq!((a, b), (0, 1), "SW12: the stored waker is the one woken");
+                assert!(cell.poll(&w2));
+            }
+            cell.drop_handle();
+            drop((w1, w2));
+            Joined::assert_handed_off_once(cell);
+            assert_eq!(std::sync::Arc::strong_count(&j1), 1, "a waker leaked");
+            assert_eq!(std::sync::Arc::strong_count(&j2), 1, "a waker leaked");
+        });
+    }
+
+    /// SW10 with a join poll and the completion on three threads: the
+    /// handle polls on one thread and is dropped on another (it is `Send`),
+    /// while the task completes on a third.
+    #[test]
+    fn loom_complete_join_poll_and_handle_drop_on_three_threads() {
+        model(|| {
+            let cell = Joined::new();
+            let (j, waker) = joiner();
+            let completer = {
+                let cell = cell.clone();
+                thread::spawn(move || cell.complete())
+            };
+            let handle = {
+                let cell = cell.clone();
+                thread::spawn(move || {
+                    let read = cell.poll(&waker);
+                    drop(waker);
+                    read
+                })
+            };
+            let read = handle.join().unwrap();
+            let dropper = {
+                let cell = cell.clone();
+                thread::spawn(move || cell.drop_handle())
+            };
+            dropper.join().unwrap();
+            completer.join().unwrap();
+            assert_eq!(cell.reads.load(SeqCst), usize::from(read));
+            if read {
+                assert_eq!(j.wakes.load(SeqCst), 0);
+            }
+            Joined::assert_handed_off_once(cell);
+            assert_eq!(std::sync::Arc::strong_count(&j), 1, "a waker leaked");
+        });
+    }
+}

@@ -52,8 +52,6 @@ pub(crate) mod finalizer;
 pub(crate) mod join;
 pub(crate) mod root;
 pub(crate) mod runnable;
-#[cfg(test)]
-mod sizes;
 pub(crate) mod spawn;
 pub(crate) mod state;
 pub(crate) mod task_cell;

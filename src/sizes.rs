@@ -1,15 +1,17 @@
 //! Sizes of the per-task structures (`bytes_per_task` in the `vs_tokio`
 //! bench's allocation pass is mostly these): printed with `--nocapture`
-//! and asserted, so a regression shows in the tests.
+//! and asserted, so a regression shows in the tests. At the top of the
+//! crate (a test only): it builds a runtime and parks a task on a `Notify`
+//! as the bench does, so it sits above every layer it measures.
 
 use std::future::Future;
 use std::sync::Arc;
 
-use super::cancel_slot::CancelSlot;
-use super::cx::Cx;
-use super::join::JoinSlot;
-use super::state::CellState;
-use super::task_cell::TaskCell;
+use crate::exec::cancel_slot::CancelSlot;
+use crate::exec::cx::Cx;
+use crate::exec::join::JoinSlot;
+use crate::exec::state::CellState;
+use crate::exec::task_cell::TaskCell;
 
 /// The heap block of a spawned task: the cell inside its `Arc`.
 fn arc_cell_bytes<F: Future>(_: &F) -> usize {
@@ -48,7 +50,7 @@ fn the_per_task_structures_stay_within_their_budgets() {
         ("JoinSlot<u64>", std::mem::size_of::<JoinSlot<u64>>(), 16),
         (
             "Option<Stored<()>> (an output in the stage)",
-            std::mem::size_of::<Option<super::join::Stored<()>>>(),
+            std::mem::size_of::<Option<crate::exec::join::Stored<()>>>(),
             24,
         ),
         ("CancelSlot", std::mem::size_of::<CancelSlot>(), 24),
