@@ -258,6 +258,14 @@ impl Kernel {
                         }
                     }
                     RegionState::Finalizing if !rec.finalizers_running => {
+                        if !rec.finalizers.is_empty() {
+                            // K6: registered after the finalizer task took
+                            // its last one (a `Cx` used from another
+                            // thread): each still runs exactly once.
+                            rec.finalizers_running = true;
+                            self.actions.start_finalizers.push(r);
+                            return;
+                        }
                         current = self.close_region(r, now);
                         break;
                     }
@@ -343,6 +351,50 @@ impl Kernel {
 mod tests {
     use super::super::test_util::*;
     use super::*;
+
+    /// K6: a finalizer registered while the region finalizes, after the
+    /// finalizer task found the list empty (but before that task ended),
+    /// is run by a new finalizer task instead of being dropped unrun with
+    /// the region.
+    #[test]
+    fn a_finalizer_registered_after_the_last_one_ran_still_runs_before_the_close() {
+        let mut k = Kernel::new(KernelConfig::default(), Time::ZERO);
+        let root = k.create_root_region(Budget::INFINITE);
+        let owner = spawn(&mut k, root);
+        let r = k
+            .create_child_region(root, owner, Budget::INFINITE)
+            .unwrap();
+        assert!(
+            k.register_finalizer(r, Finalizer::Sync(Box::new(|| {})))
+                .is_ok()
+        );
+        k.region_body_done(r, BodyEnd::Ok, ms(1));
+        assert_eq!(k.take_actions().start_finalizers, vec![r]);
+        let runner = k
+            .create_task(
+                r,
+                TaskKind::Finalizer,
+                Waker::noop().clone(),
+                Budget::INFINITE,
+                ms(1),
+            )
+            .expect("a finalizing region takes its finalizer task");
+        assert!(k.pop_finalizer(r).is_some());
+        assert!(k.pop_finalizer(r).is_none(), "the task sees none left");
+        // A late registration, before the task's completion reaches the kernel.
+        assert!(
+            k.register_finalizer(r, Finalizer::Sync(Box::new(|| {})))
+                .is_ok()
+        );
+        k.complete_task(runner, TaskEnd::Returned, false, ms(2));
+        assert_eq!(
+            k.region_state(r),
+            Some(RegionState::Finalizing),
+            "not closed"
+        );
+        assert_eq!(k.take_actions().start_finalizers, vec![r], "started again");
+        assert!(k.pop_finalizer(r).is_some(), "the late one runs");
+    }
 
     /// K9: only a region whose deadline is tighter than its parent's gets a
     /// deadline timer; it cancels the region with `Deadline` and cascades;
