@@ -213,19 +213,17 @@ impl Kernel {
         r: RegionId,
         fin: Finalizer,
     ) -> Result<(), Finalizer> {
-        match self.region_mut(r) {
-            Some(rec) if rec.state != RegionState::Closed => {
-                rec.finalizers.push(fin);
-                self.emit(TraceKind::FinalizerRegister { region: r });
-                Ok(())
-            }
-            _ => Err(fin),
-        }
+        let Some(rec) = self.region(r) else {
+            return Err(fin);
+        };
+        rec.light.defer(fin)?; // RF1, RF2: refused once sealed
+        self.emit(TraceKind::FinalizerRegister { region: r });
+        Ok(())
     }
 
     /// Takes the most recently registered finalizer of `r` (LIFO).
     pub(crate) fn pop_finalizer(&mut self, r: RegionId) -> Option<Finalizer> {
-        let fin = self.region_mut(r)?.finalizers.pop()?;
+        let fin = self.region(r)?.light.pop_finalizer()?;
         self.emit(TraceKind::FinalizerRun { region: r });
         Some(fin)
     }
@@ -250,7 +248,7 @@ impl Kernel {
                     RegionState::Closing => rec.advance(r),
                     RegionState::Draining if rec.is_quiescent() => {
                         rec.advance(r);
-                        if !rec.finalizers.is_empty() {
+                        if rec.light.has_finalizers() {
                             rec.finalizers_running = true;
                             self.actions.start_finalizers.push(r);
                             self.mask_waiting_owner(r);
@@ -258,9 +256,9 @@ impl Kernel {
                         }
                     }
                     RegionState::Finalizing if !rec.finalizers_running => {
-                        if !rec.finalizers.is_empty() {
-                            // K6: registered after the finalizer task took
-                            // its last one (a `Cx` used from another
+                        if !rec.light.seal_finalizers() {
+                            // K6, RF2: registered after the finalizer task
+                            // took its last one (a `Cx` used from another
                             // thread): each still runs exactly once.
                             rec.finalizers_running = true;
                             self.actions.start_finalizers.push(r);

@@ -85,6 +85,14 @@
 //!   new record, so every request lands either in the slot it copies or
 //!   in the record. A light task's own checkpoint acknowledges under the
 //!   slot's lock unless REGISTERED is set.
+//! - RF1 (finalizers without the kernel): the set also keeps its region's
+//!   finalizers (K6), so a `Cx` that holds the set (a light-eligible
+//!   region's) registers one under the set's lock alone; any other goes
+//!   through the kernel, which pushes to the same list.
+//! - RF2 (sealed at the close): the kernel closes a finalizing region
+//!   only through [`LightTasks::seal_finalizers`], which refuses and seals
+//!   in one critical section: a registration either lands before the
+//!   seal (and the kernel runs the finalizers again) or is refused.
 //! - LT8 (the kernel takes over when it must): a cancelled light task that
 //!   completes in the poll that observes the cancel (the common case)
 //!   never meets the kernel: its completion reads the slot and delivers
@@ -105,7 +113,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 // The imports the loom model (`loom_tests` below) replaces.
 use crate::loom::sync::{Mutex, MutexGuard};
 
-use super::Attention;
+use super::{Attention, Finalizer};
 use crate::types::intrusive::{Linked, Links, List};
 use crate::types::{CancelReason, TaskId, Time};
 
@@ -162,6 +170,9 @@ struct Inner {
     /// Joining and leaving are O(1) and allocate nothing; finding a task
     /// by id walks the list (only the kernel's rare by-id paths do).
     tasks: List<dyn Attention>,
+    /// K6, RF1: the region's finalizers, run LIFO; `None` once the
+    /// region closed (sealed, RF2).
+    finalizers: Option<Vec<Finalizer>>,
 }
 
 /// What a light task's completion found (LT1, LT3).
@@ -183,6 +194,7 @@ impl LightTasks {
                 open: true,
                 kernel_waits: false,
                 tasks: List::new(),
+                finalizers: Some(Vec::new()),
             }),
         })
     }
@@ -365,6 +377,45 @@ impl LightTasks {
             .iter()
             .filter_map(|cell| cell.obligation_home().map(&f))
             .collect()
+    }
+
+    /// K6, RF1: registers a finalizer; gives it back once the region has
+    /// closed (RF2).
+    pub(crate) fn defer(&self, fin: Finalizer) -> Result<(), Finalizer> {
+        match &mut self.lock().finalizers {
+            Some(list) => {
+                list.push(fin);
+                Ok(())
+            }
+            None => Err(fin),
+        }
+    }
+
+    /// K6: the most recently registered finalizer (LIFO).
+    pub(crate) fn pop_finalizer(&self) -> Option<Finalizer> {
+        self.lock().finalizers.as_mut()?.pop()
+    }
+
+    /// K6: whether finalizers wait to run.
+    pub(crate) fn has_finalizers(&self) -> bool {
+        self.lock()
+            .finalizers
+            .as_ref()
+            .is_some_and(|l| !l.is_empty())
+    }
+
+    /// RF2: seals the finalizer list if it is empty (the region may
+    /// close: later registrations are refused); `false` if one was
+    /// registered since the last was taken (it must run first).
+    pub(crate) fn seal_finalizers(&self) -> bool {
+        let mut inner = self.lock();
+        match &inner.finalizers {
+            Some(list) if !list.is_empty() => false,
+            _ => {
+                inner.finalizers = None;
+                true
+            }
+        }
     }
 
     /// How many light tasks are live.
@@ -810,6 +861,34 @@ mod loom_tests {
             );
             assert_eq!(spawned, taken.contains(&id(2)), "LT2: spawned iff swept");
             assert_eq!(set.len(), 0, "nothing left behind the shut gate");
+        });
+    }
+
+    /// RF2: a finalizer registered from another thread races the kernel's
+    /// seal at the close: it is either refused (the seal came first) or
+    /// found by the seal, which then leaves the list open so the finalizer
+    /// runs before the close; never accepted and lost.
+    #[test]
+    fn a_finalizer_racing_the_close_is_refused_or_run_never_lost() {
+        model(|| {
+            let set = LightTasks::new(true);
+            let deferrer = {
+                let set = set.clone();
+                thread::spawn(move || set.defer(Finalizer::Sync(Box::new(|| {}))).is_ok())
+            };
+            let sealed_at_once = set.seal_finalizers();
+            let accepted = deferrer.join().unwrap();
+            if sealed_at_once {
+                assert!(!accepted, "accepted after the seal");
+            } else {
+                assert!(accepted, "the seal saw a finalizer");
+                assert!(set.pop_finalizer().is_some(), "it runs");
+                assert!(set.seal_finalizers(), "then the region closes");
+            }
+            assert!(
+                set.defer(Finalizer::Sync(Box::new(|| {}))).is_err(),
+                "sealed"
+            );
         });
     }
 }

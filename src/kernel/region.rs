@@ -104,7 +104,6 @@ pub(crate) struct RegionRecord {
     pub(crate) live_tasks: usize,
     /// Open child regions, in creation order.
     pub(crate) children: Vec<RegionId>,
-    pub(crate) finalizers: Vec<Finalizer>,
     pub(crate) finalizer_task: Option<TaskId>,
     /// Finalizers were handed to a finalizer task that has not finished.
     pub(crate) finalizers_running: bool,
@@ -143,7 +142,6 @@ impl RegionRecord {
             last_task: None,
             live_tasks: 0,
             children: Vec::new(),
-            finalizers: Vec::new(),
             finalizer_task: None,
             finalizers_running: false,
             owner_masked: false,

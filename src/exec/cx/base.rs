@@ -290,10 +290,12 @@ impl Cx {
 
     fn defer(&self, fin: Finalizer) -> Result<(), DeferError> {
         let region = self.region;
-        self.core
-            .lock()
-            .register_finalizer(region, fin)
-            .map_err(|_| DeferError { region })
+        let registered = match &self.light {
+            // RF1: the region's list, under its set's lock alone.
+            Some(set) => set.defer(fin),
+            None => self.core.lock().register_finalizer(region, fin),
+        };
+        registered.map_err(|_| DeferError { region })
     }
 
     /// 64 random bits. In the lab they come from the run's seed, so a
