@@ -14,13 +14,17 @@ use std::task::{Context, Poll};
 use super::context;
 use super::core::Core;
 use super::runnable::poll_catching;
-use crate::kernel::Finalizer;
+use crate::kernel::{Finalizer, LightTasks};
 use crate::types::{PanicPayload, RegionId};
 
 pub(crate) struct FinalizerRun {
     core: Arc<Core>,
     region: RegionId,
     current: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// The region's set, whose finalizer list (rule RF1 in
+    /// `kernel::light`) the task pops without the kernel lock once it has
+    /// it (untraced runtimes: the lab's kernel records each pop).
+    set: Option<Arc<LightTasks>>,
 }
 
 impl FinalizerRun {
@@ -29,7 +33,23 @@ impl FinalizerRun {
             core,
             region,
             current: None,
+            set: None,
         }
+    }
+
+    /// K6: the next finalizer, LIFO: from the region's set directly, or
+    /// through the kernel (the first time, and always when it traces).
+    fn pop(&mut self) -> Option<Finalizer> {
+        if let Some(set) = &self.set {
+            return set.pop_finalizer();
+        }
+        let (region, traced) = (self.region, self.core.is_tracing());
+        let (fin, set) = self.core.with_kernel_recent(|k, _| {
+            let set = if traced { None } else { k.region_set(region) };
+            (k.pop_finalizer(region), set)
+        });
+        self.set = set;
+        fin
     }
 
     fn report_panic(&self, payload: Box<dyn std::any::Any + Send>) {
@@ -63,8 +83,7 @@ impl Future for FinalizerRun {
                     this.report_panic(payload);
                 }
             }
-            let region = this.region;
-            match this.core.with_kernel_recent(|k, _| k.pop_finalizer(region)) {
+            match this.pop() {
                 None => return Poll::Ready(()),
                 Some(Finalizer::Sync(f)) => {
                     let finalizer = context::enter_finalizer();

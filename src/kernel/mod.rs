@@ -666,6 +666,12 @@ impl Kernel {
         }
     }
 
+    /// Region `r`'s set, whatever its eligibility (its finalizers, RF1):
+    /// for a finalizer task that takes them without the kernel lock.
+    pub(crate) fn region_set(&self, r: RegionId) -> Option<Arc<LightTasks>> {
+        self.region(r).map(|rec| rec.light.clone())
+    }
+
     /// Region `r`'s light-task set, if it takes light spawns (LT4): given
     /// to the `Cx`s that spawn into `r`.
     pub(crate) fn light_tasks(&self, r: RegionId) -> Option<Arc<LightTasks>> {
