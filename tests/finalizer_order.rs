@@ -507,3 +507,61 @@ on_both_drivers! {
         assert_quiescent(&rt);
     }
 }
+
+/// RF1, RF2 (`kernel::light`): a plain thread registers finalizers on a
+/// region through a clone of its `Cx` while the region closes: each
+/// registration is either refused (the region has closed) or its finalizer
+/// runs exactly once before `region` returns; none is accepted and lost.
+#[test]
+fn finalizers_registered_from_a_plain_thread_while_the_region_closes_run_or_are_refused() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    with_watchdog("finalizers racing a region close", || {
+        let rt = Driver::MultiThread.rt();
+        for round in 0..100u64 {
+            let accepted = Arc::new(AtomicU64::new(0));
+            let ran = Arc::new(AtomicU64::new(0));
+            let (acc, r) = (accepted.clone(), ran.clone());
+            let registrar = rt.block_on(move |cx: Cx| async move {
+                let (started, go) = std::sync::mpsc::channel::<()>();
+                let outcome = cx
+                    .region(move |rcx| async move {
+                        let thread_cx = rcx.clone();
+                        let registrar = std::thread::spawn(move || {
+                            started.send(()).expect("the body waits");
+                            // Bounded: an endless stream of registrations
+                            // would keep the region finalizing forever (each
+                            // runs before the close).
+                            for _ in 0..500 {
+                                let r = r.clone();
+                                let defer = thread_cx.defer_sync(move || {
+                                    r.fetch_add(1, Ordering::SeqCst);
+                                });
+                                if defer.is_err() {
+                                    break;
+                                }
+                                acc.fetch_add(1, Ordering::SeqCst);
+                            }
+                        });
+                        go.recv().expect("the registrar started");
+                        for _ in 0..round % 5 {
+                            yield_now().await;
+                        }
+                        Ok::<_, ()>(registrar)
+                    })
+                    .await;
+                match outcome {
+                    Outcome::Ok(registrar) => registrar,
+                    other => panic!("round {round}: {other:?}"),
+                }
+            });
+            registrar.join().expect("the registrar thread");
+            assert_eq!(
+                ran.load(Ordering::SeqCst),
+                accepted.load(Ordering::SeqCst),
+                "round {round}: every accepted finalizer ran exactly once"
+            );
+            assert_quiescent(&rt);
+        }
+    });
+}
