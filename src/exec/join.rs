@@ -691,14 +691,17 @@ mod loom_tests {
     /// exactly once and a later poll reads the output, or it reads the
     /// output itself; the output is read once (J1) and the waker is
     /// released (no reference leaked).
+    /// The completion, on its own thread.
+    fn spawn_completer(cell: &Arc<Joined>) -> thread::JoinHandle<()> {
+        let cell = cell.clone();
+        thread::spawn(move || cell.complete())
+    }
+
     #[test]
     fn loom_a_join_poll_racing_the_completion_is_woken_iff_it_waited() {
         model(|| {
             let cell = Joined::new();
-            let completer = {
-                let cell = cell.clone();
-                thread::spawn(move || cell.complete())
-            };
+            let completer = spawn_completer(&cell);
             let (j, waker) = joiner();
             let first = cell.poll(&waker);
             completer.join().unwrap();
@@ -728,10 +731,7 @@ mod loom_tests {
             let (j, waker) = joiner();
             assert!(!cell.poll(&waker), "not complete yet");
             drop(waker);
-            let completer = {
-                let cell = cell.clone();
-                thread::spawn(move || cell.complete())
-            };
+            let completer = spawn_completer(&cell);
             cell.drop_handle();
             completer.join().unwrap();
             assert_eq!(cell.reads.load(SeqCst), 0);
@@ -753,10 +753,7 @@ mod loom_tests {
             let (j1, w1) = joiner();
             let (j2, w2) = joiner();
             assert!(!cell.poll(&w1));
-            let completer = {
-                let cell = cell.clone();
-                thread::spawn(move || cell.complete())
-            };
+            let completer = spawn_completer(&cell);
             let second = cell.poll(&w2);
             completer.join().unwrap();
             let (a, b) = (j1.wakes.load(SeqCst), j2.wakes.load(SeqCst));
@@ -781,10 +778,7 @@ mod loom_tests {
         model(|| {
             let cell = Joined::new();
             let (j, waker) = joiner();
-            let completer = {
-                let cell = cell.clone();
-                thread::spawn(move || cell.complete())
-            };
+            let completer = spawn_completer(&cell);
             let handle = {
                 let cell = cell.clone();
                 thread::spawn(move || {
