@@ -152,7 +152,8 @@ unsafe impl Linked for dyn Attention {
     }
 }
 
-/// A region's light tasks (see the module doc).
+/// A region's shared part outside the kernel lock: its light tasks
+/// (LT1–LT8) and its finalizers (RF1, RF2); see the module doc.
 pub(crate) struct LightTasks {
     /// LT4: whether tasks may be spawned light into this region at all.
     eligible: bool,
