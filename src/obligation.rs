@@ -123,7 +123,10 @@ impl Cx {
         }
         let home = self
             .core()
-            .with_kernel_recent(|k, _| k.region_obligation_home(region))?;
+            .with_kernel_recent(|k, _| {
+                k.ensure_region_of(self.light().map(|s| &**s)); // LR1
+                k.region_obligation_home(region)
+            })?;
         let id = reserve(home.obligation_home(), &*home).ok_or(SpawnError::RegionClosed(region))?;
         Ok((id, Arc::downgrade(&home)))
     }

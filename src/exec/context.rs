@@ -210,6 +210,27 @@ pub(crate) fn polled_task_cancel_hint(core: CoreKey, task: TaskId) -> Option<Opt
     Some(state.load().cancel_severity())
 }
 
+/// Rule LR5 (`kernel::light_region`): if this thread is polling task
+/// `task` of `core`, whether the kernel has its record: `true` for a task
+/// not spawned light (every other task is registered when it is made), or
+/// a light one the kernel registered (SW7). `None` otherwise: ask the
+/// kernel.
+#[inline]
+pub(crate) fn polled_task_registered(core: CoreKey, task: TaskId) -> Option<bool> {
+    let current = CURRENT.try_with(Cell::get).ok()?;
+    if current.core != core_key(core) || current.task != task.to_bits() || current.core == 0 {
+        return None;
+    }
+    if current.light_cell.is_none() || current.state.is_null() {
+        return Some(true);
+    }
+    // SAFETY: W7, as in `polled_task_cancel_hint`: the state word is alive
+    // for the whole poll, which runs synchronously on this thread; it is
+    // only read, atomically.
+    let state = unsafe { &*current.state };
+    Some(state.load_acquire().is_registered())
+}
+
 /// Marks the current poll as running a region finalizer (CX1 exemption)
 /// until the guard drops.
 pub(crate) fn enter_finalizer() -> ContextGuard {

@@ -55,7 +55,7 @@ impl Core {
             .and_then(|set| self.create_light_cell::<Fut>(region, set));
         let cell = match light_cell {
             Some(cell) => cell,
-            None => self.create_cell::<Fut>(region, TaskKind::Spawned, budget)?,
+            None => self.create_cell_in::<Fut>(region, light, budget)?,
         };
         let id = cell.task_id();
         // Rule A2's deadline exception: the budget deadline the kernel
@@ -70,6 +70,7 @@ impl Core {
             core: self,
             id,
             region,
+            light,
         };
         let future = f(cx);
         std::mem::forget(guard);
@@ -97,6 +98,26 @@ impl Core {
             return None;
         }
         Some(cell)
+    }
+
+    /// [`create_cell`](Self::create_cell) for a spawned task, in a region
+    /// that may be an unregistered light one (LR1: registered first).
+    fn create_cell_in<Fut>(
+        self: &Arc<Self>,
+        region: RegionId,
+        light: Option<&Arc<LightTasks>>,
+        budget: Budget,
+    ) -> Result<Arc<TaskCell<Fut>>, SpawnError>
+    where
+        Fut: Future + Send + 'static,
+        Fut::Output: Send + 'static,
+    {
+        if let Some(set) = light
+            && set.light_parent().is_some()
+        {
+            self.with_kernel_recent(|k, _| k.ensure_region(set));
+        }
+        self.create_cell::<Fut>(region, TaskKind::Spawned, budget)
     }
 
     /// Allocates an empty cell and creates its kernel record, registered
@@ -198,12 +219,14 @@ struct UnspawnOnUnwind<'a> {
     core: &'a Arc<Core>,
     id: TaskId,
     region: RegionId,
+    light: Option<&'a Arc<LightTasks>>,
 }
 
 impl Drop for UnspawnOnUnwind<'_> {
     fn drop(&mut self) {
         let (id, region) = (self.id, self.region);
         self.core.with_kernel(|k, now| {
+            k.ensure_region_of(self.light.map(|s| &**s)); // LR1
             // LT1: a light task is registered by the request.
             k.request_cancel_of(
                 id,

@@ -98,6 +98,9 @@ impl Kernel {
         if rec.kind == TaskKind::Finalizer || rec.state >= TaskState::Finalizing {
             return false;
         }
+        // LR5: its light regions join `owned_regions` first (K2).
+        self.register_regions_of(t);
+        let rec = self.task(t).expect("looked up above");
         let region = rec.region;
         let now = self.exact_now(now);
         if needs_stamp(&reason) {
@@ -229,7 +232,11 @@ impl Kernel {
         let shared = Arc::new(effective);
         // LT7, LT2: the light tasks are cancelled in place and the gate
         // shut, in one pass under the set's lock.
-        let (woken, visited) = light.shut_and_cancel_all(&shared, deadline);
+        let (woken, visited, taken) = light.shut_and_cancel_all(&shared, deadline);
+        // LR3: its light child regions are registered and cancelled as
+        // its other children are.
+        let mut children = children;
+        children.extend(self.register_light_regions(taken));
         let grace = if tasks.is_empty() && visited == 0 {
             None
         } else {

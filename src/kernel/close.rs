@@ -23,9 +23,9 @@ use super::*;
 impl Kernel {
     /// Creates a root region (one per `block_on`).
     pub(crate) fn create_root_region(&mut self, budget: Budget) -> RegionId {
-        let (i, g) = self.regions.insert(RegionRecord::new(None, None, budget));
-        self.stats.regions_created += 1;
-        let region = RegionId::from_parts(i, g);
+        let region = self.counters.next_region_id();
+        self.regions
+            .insert(region, RegionRecord::new(region, None, None, budget));
         self.emit(TraceKind::RegionCreate {
             region,
             parent: None,
@@ -52,11 +52,9 @@ impl Kernel {
         }
         let parent_deadline = parent_rec.budget.deadline;
         let budget = parent_rec.budget.meet(budget);
-        let (i, g) = self
-            .regions
-            .insert(RegionRecord::new(Some(parent), Some(owner), budget));
-        let r = RegionId::from_parts(i, g);
-        self.stats.regions_created += 1;
+        let r = self.counters.next_region_id();
+        self.regions
+            .insert(r, RegionRecord::new(r, Some(parent), Some(owner), budget));
         self.emit(TraceKind::RegionCreate {
             region: r,
             parent: Some(parent),
@@ -203,8 +201,7 @@ impl Kernel {
     }
 
     pub(super) fn remove_region(&mut self, r: RegionId) {
-        let (i, g) = region_key(r);
-        self.regions.remove(i, g);
+        self.regions.remove(&r);
     }
 
     /// Registers a finalizer on `r`; gives it back if `r` already closed.
@@ -331,7 +328,6 @@ impl Kernel {
         if let Some(w) = rec.close_waker.take() {
             self.actions.wakes.push(w);
         }
-        self.stats.regions_closed += 1;
         self.emit(TraceKind::RegionClose { region: r });
         if !awaited {
             self.remove_region(r);

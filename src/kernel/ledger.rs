@@ -97,9 +97,9 @@ impl Kernel {
     /// (the lock-free paths keep no id index).
     pub(crate) fn obligation_state(&self, o: ObligationId) -> Option<ObligationState> {
         let in_light = || {
-            self.regions
+            self.all_sets()
                 .iter()
-                .any(|(_, rec)| rec.light.map_homes(|h| h.holds(o)).contains(&true))
+                .any(|set| set.map_homes(|h| h.holds(o)).contains(&true))
         };
         (self.live_homes().any(|h| h.holds(o)) || in_light()).then_some(ObligationState::Reserved)
     }

@@ -107,6 +107,7 @@
 //!   reads the cell's hint during its polls and asks the kernel anywhere
 //!   else; registration counts it, and the kernel's completion uncounts it.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -115,7 +116,7 @@ use crate::loom::sync::{Mutex, MutexGuard};
 
 use super::{Attention, Finalizer};
 use crate::types::intrusive::{Linked, Links, List};
-use crate::types::{CancelReason, TaskId, Time};
+use crate::types::{CancelReason, RegionId, TaskId, Time};
 
 /// A light task's cancellation, kept in its cell until the kernel
 /// registers it (LT7), then copied into its record.
@@ -153,11 +154,23 @@ unsafe impl Linked for dyn Attention {
 }
 
 /// A region's shared part outside the kernel lock: its light tasks
-/// (LT1–LT8) and its finalizers (RF1, RF2); see the module doc.
+/// (LT1–LT8), its finalizers (RF1, RF2) and its light child regions
+/// (LR1–LR6); see the module doc.
 pub(crate) struct LightTasks {
-    /// LT4: whether tasks may be spawned light into this region at all.
+    /// LT4: whether tasks (and light regions) may be opened light in this
+    /// region at all.
     eligible: bool,
+    /// The region this set belongs to.
+    region: RegionId,
+    /// LR1: for a region opened light, its parent's set and its owner
+    /// (whose task runs its body); `None` for a region the kernel made.
+    light: Option<LightRegion>,
     inner: Mutex<Inner>,
+}
+
+struct LightRegion {
+    parent: Arc<LightTasks>,
+    owner: TaskId,
 }
 
 struct Inner {
@@ -171,9 +184,35 @@ struct Inner {
     /// Joining and leaving are O(1) and allocate nothing; finding a task
     /// by id walks the list (only the kernel's rare by-id paths do).
     tasks: List<dyn Attention>,
+    /// LR1: the light child regions the kernel has not registered, by
+    /// owner then id (so a cancel of an owner finds its own, LR5).
+    regions: BTreeMap<(TaskId, RegionId), Arc<LightTasks>>,
+    /// LR1: the kernel has a record of this region (always, for a region
+    /// the kernel made).
+    registered: bool,
     /// K6, RF1: the region's finalizers, run LIFO; `None` once the
     /// region closed (sealed, RF2).
     finalizers: Option<Vec<Finalizer>>,
+}
+
+impl Inner {
+    /// LT3, LR3: no light task and no light child region is left.
+    fn is_empty(&self) -> bool {
+        self.tasks.is_empty() && self.regions.is_empty()
+    }
+}
+
+/// What [`LightTasks::close_light`] found (LR4).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum LightClose {
+    /// Closed without the kernel. `advance`: it was its parent's last
+    /// member and the kernel waits to close the parent (LT3): the caller
+    /// must call [`Kernel::light_tasks_drained`](super::Kernel::light_tasks_drained)
+    /// on the parent.
+    Closed { advance: bool },
+    /// It still has members or finalizers, or the kernel registered it:
+    /// close it through the kernel.
+    Kernel,
 }
 
 /// What a light task's completion found (LT1, LT3).
@@ -188,16 +227,129 @@ pub(crate) enum Finish {
 }
 
 impl LightTasks {
-    pub(crate) fn new(eligible: bool) -> Arc<Self> {
+    /// The set of region `region`, made by the kernel (registered).
+    pub(crate) fn new(region: RegionId, eligible: bool) -> Arc<Self> {
+        Self::with(region, eligible, None, true)
+    }
+
+    fn with(
+        region: RegionId,
+        eligible: bool,
+        light: Option<LightRegion>,
+        registered: bool,
+    ) -> Arc<Self> {
         Arc::new(Self {
             eligible,
+            region,
+            light,
             inner: Mutex::new(Inner {
                 open: true,
                 kernel_waits: false,
                 tasks: List::new(),
+                regions: BTreeMap::new(),
+                registered,
                 finalizers: Some(Vec::new()),
             }),
         })
+    }
+
+    /// The region this set belongs to.
+    pub(crate) fn region(&self) -> RegionId {
+        self.region
+    }
+
+    /// LR1: the parent's set and the owner, if this region was opened
+    /// light.
+    pub(crate) fn light_parent(&self) -> Option<(&Arc<LightTasks>, TaskId)> {
+        self.light.as_ref().map(|l| (&l.parent, l.owner))
+    }
+
+    /// LR2: opens a light child region (its id from `counters`), whose
+    /// body runs in task `owner` (registered, LR5), unless this region takes no light
+    /// spawns or its gate is shut (LT2): then the caller opens it through
+    /// the kernel, which refuses it with the current reason.
+    pub(crate) fn open_region(
+        self: &Arc<Self>,
+        counters: &TaskCounters,
+        owner: TaskId,
+    ) -> Option<Arc<LightTasks>> {
+        if !self.eligible {
+            return None;
+        }
+        let mut inner = self.lock();
+        if !inner.open {
+            return None;
+        }
+        // The id only once the region is sure to open (the statistics
+        // count every id handed out as a region).
+        let id = counters.next_region_id();
+        let parent = LightRegion {
+            parent: self.clone(),
+            owner,
+        };
+        let child = Self::with(id, true, Some(parent), false);
+        inner.regions.insert((owner, id), child.clone());
+        Some(child)
+    }
+
+    /// LR1 (kernel side): takes light child region `id` of `owner` out of
+    /// this set to register it, marking it registered before the lock is
+    /// released; `None` if it is not here (registered already, or closed).
+    pub(crate) fn take_region(&self, owner: TaskId, id: RegionId) -> Option<Arc<LightTasks>> {
+        let mut inner = self.lock();
+        let child = inner.regions.remove(&(owner, id))?;
+        child.lock().registered = true; // lock order LR6: parent, then child
+        Some(child)
+    }
+
+    /// LR5 (kernel side): takes every light child region `owner` opened
+    /// here, in id order, to register them (its cancel reaches them).
+    pub(crate) fn take_regions_of(&self, owner: TaskId) -> Vec<Arc<LightTasks>> {
+        let mut inner = self.lock();
+        let keys: Vec<_> = inner
+            .regions
+            .range((owner, RegionId::MIN)..=(owner, RegionId::MAX))
+            .map(|(k, _)| *k)
+            .collect();
+        let taken: Vec<_> = keys
+            .into_iter()
+            .filter_map(|k| inner.regions.remove(&k))
+            .collect();
+        for child in &taken {
+            child.lock().registered = true; // LR6
+        }
+        taken
+    }
+
+    /// LR4: closes this light region without the kernel if nothing is left
+    /// in it (no light task, no light child region, no finalizer) and the
+    /// kernel has not registered it: seals it (gate shut, finalizers
+    /// refused) and takes it out of its parent's set, in one critical
+    /// section of both locks (parent first, LR6), so a registration either
+    /// took it before (and the caller closes it through the kernel) or
+    /// finds it gone.
+    pub(crate) fn close_light(&self) -> LightClose {
+        let Some(LightRegion { parent, owner }) = &self.light else {
+            return LightClose::Kernel;
+        };
+        let mut up = parent.lock();
+        let mut inner = self.lock();
+        let finalizers = inner.finalizers.as_ref().is_some_and(|l| !l.is_empty());
+        if inner.registered || !inner.is_empty() || finalizers {
+            return LightClose::Kernel;
+        }
+        inner.open = false;
+        inner.finalizers = None;
+        drop(inner);
+        up.regions.remove(&(*owner, self.region));
+        let advance = up.is_empty() && std::mem::take(&mut up.kernel_waits);
+        LightClose::Closed { advance }
+    }
+
+    /// The light child regions (a snapshot, in key order): for the
+    /// kernel's diagnostics, which walk the light regions too.
+    pub(crate) fn light_regions(&self) -> Vec<Arc<LightTasks>> {
+        self.lock().regions.values().cloned().collect()
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -254,7 +406,7 @@ impl LightTasks {
         // or in none.
         match unsafe { inner.tasks.remove(cell) } {
             Some(entry) => {
-                let advance = inner.tasks.is_empty() && std::mem::take(&mut inner.kernel_waits);
+                let advance = inner.is_empty() && std::mem::take(&mut inner.kernel_waits);
                 (Finish::Light { advance }, Some(entry))
             }
             None => (Finish::Registered, None),
@@ -288,16 +440,18 @@ impl LightTasks {
         Some(entry)
     }
 
-    /// LT2, LT7 (a region cancel): shuts the gate and cancels every light
-    /// task in place with `reason`, its grace ending at `grace_deadline`.
-    /// Returns the tasks whose reason changed (to be woken once the
-    /// caller's locks are released; in the order they joined the set:
-    /// light tasks never run in the lab, LT4) and how many the set held.
+    /// LT2, LT7, LR3 (a region cancel): shuts the gate and cancels every
+    /// light task in place with `reason`, its grace ending at
+    /// `grace_deadline`, and takes every light child region (marked
+    /// registered, LR6) for the kernel to register and cancel. Returns the
+    /// tasks whose reason changed (to be woken once the caller's locks are
+    /// released; in the order they joined the set: light tasks never run
+    /// in the lab, LT4), how many tasks the set held, and the regions.
     pub(crate) fn shut_and_cancel_all(
         &self,
         reason: &Arc<CancelReason>,
         grace_deadline: Time,
-    ) -> (Vec<Arc<dyn Attention>>, usize) {
+    ) -> (Vec<Arc<dyn Attention>>, usize, Vec<Arc<LightTasks>>) {
         let mut inner = self.lock();
         inner.open = false;
         let mut woken = Vec::with_capacity(inner.tasks.len());
@@ -306,7 +460,11 @@ impl LightTasks {
                 woken.push(entry.to_arc());
             }
         }
-        (woken, inner.tasks.len())
+        let regions: Vec<_> = std::mem::take(&mut inner.regions).into_values().collect();
+        for child in &regions {
+            child.lock().registered = true; // LR6
+        }
+        (woken, inner.tasks.len(), regions)
     }
 
     /// Light task `t`'s entry, if it is in the set (a walk: rare paths).
@@ -338,7 +496,7 @@ impl LightTasks {
     /// `Draining`); otherwise records that the kernel waits for the last one.
     pub(crate) fn seal_if_empty(&self) -> bool {
         let mut inner = self.lock();
-        if inner.tasks.is_empty() {
+        if inner.is_empty() {
             inner.open = false;
             true
         } else {
@@ -441,9 +599,23 @@ impl LightTasks {
 pub(crate) struct TaskCounters {
     next_id: AtomicU64,
     unused: AtomicU64,
+    /// Region ids, for registered and light regions alike (LR2).
+    next_region: AtomicU64,
 }
 
 impl TaskCounters {
+    /// A fresh region id (K7: never reused; increasing in creation order).
+    pub(crate) fn next_region_id(&self) -> RegionId {
+        // Relaxed: only uniqueness matters (as for task ids).
+        let n = self.next_region.fetch_add(1, Ordering::Relaxed);
+        RegionId::from_parts(n as u32, (n >> 32) as u32)
+    }
+
+    /// How many regions were ever created.
+    pub(crate) fn regions_created(&self) -> u64 {
+        self.next_region.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn next_id(&self) -> TaskId {
         // Relaxed: only uniqueness matters; the id is published with the
         // task by the lock or queue that hands the task over.
@@ -645,7 +817,7 @@ mod tests {
         use std::sync::atomic::{AtomicU32, AtomicU64};
         const PER_THREAD: u64 = 4000;
         for round in 0..6u64 {
-            let set = LightTasks::new(true);
+            let set = LightTasks::new(RegionId::MIN, true);
             let next = AtomicU64::new(0);
             // All three start together; the spawners pause half-way until
             // the kernel is about to cancel, so the cancel races spawns.
@@ -717,7 +889,7 @@ mod tests {
                             // LT2, LT7: half-way, the region is cancelled.
                             half.wait();
                             let reason = Arc::new(CancelReason::user("stress"));
-                            let (woken, held) = set.shut_and_cancel_all(&reason, ms(5));
+                            let (woken, held, _) = set.shut_and_cancel_all(&reason, ms(5));
                             assert_eq!(woken.len(), held, "all stored, once");
                             cancelled = true;
                         }
@@ -814,7 +986,7 @@ mod loom_tests {
     #[test]
     fn the_region_closes_exactly_once_when_its_last_light_tasks_finish() {
         model(|| {
-            let set = LightTasks::new(true);
+            let set = LightTasks::new(RegionId::MIN, true);
             let finishers: Vec<_> = [1, 2]
                 .map(|n| {
                     let cell = cell(n, &set);
@@ -844,7 +1016,7 @@ mod loom_tests {
     #[test]
     fn a_cancel_sweep_and_a_completion_never_both_get_a_task() {
         model(|| {
-            let set = LightTasks::new(true);
+            let set = LightTasks::new(RegionId::MIN, true);
             let first = cell(1, &set);
             assert!(set.spawn(first.clone()));
             let finisher = thread::spawn(move || first.set.finish(&*first, false).0);
@@ -872,7 +1044,7 @@ mod loom_tests {
     #[test]
     fn a_finalizer_racing_the_close_is_refused_or_run_never_lost() {
         model(|| {
-            let set = LightTasks::new(true);
+            let set = LightTasks::new(RegionId::MIN, true);
             let deferrer = {
                 let set = set.clone();
                 thread::spawn(move || set.defer(Finalizer::Sync(Box::new(|| {}))).is_ok())

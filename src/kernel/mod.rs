@@ -25,16 +25,15 @@
 //! - `timers.rs`: the timer service (the wheel under its own lock, shared
 //!   with the execution core, and its hint) and the kernel's own timers;
 //!   K8 (timer hint), TL1 (lock order kernel → wheel).
-//! - `arena.rs`: generational arenas; K7 (stale ids never resolve).
 //! - `light.rs`: light tasks, outside the kernel lock until registered
 //!   (LT1–LT6).
 //! - This file: the kernel's data, lookups, time and trace plumbing.
 
-mod arena;
 mod cancel;
 mod close;
 mod ledger;
 pub(crate) mod light;
+mod light_region;
 pub(crate) mod obligation;
 pub(crate) mod region;
 mod spawn;
@@ -52,8 +51,7 @@ pub(crate) use crate::types::intrusive::Links;
 use crate::types::{
     Budget, CancelKind, CancelReason, ObligationId, PanicPayload, RegionId, TaskId, Time,
 };
-use arena::Arena;
-pub(crate) use light::{Finish, LightCancel, LightRequest, LightTasks, TaskCounters};
+pub(crate) use light::{Finish, LightCancel, LightClose, LightRequest, LightTasks, TaskCounters};
 use obligation::ObligationRecord;
 pub(crate) use obligation::{
     Held, HomeHost, HomeSource, ObligationCounters, ObligationHome, StandaloneHome,
@@ -289,7 +287,9 @@ pub(crate) struct Kernel {
     tasks: IdMap<TaskId, TaskRecord>,
     /// Task ids and the light tasks' statistics (LT5).
     counters: Arc<TaskCounters>,
-    regions: Arena<RegionRecord>,
+    /// Registered regions (light ones live in their parent's set until
+    /// registered: LR1), keyed by ids from `counters` (K7: never reused).
+    regions: IdMap<RegionId, RegionRecord>,
     /// The lab's obligation ledger (rule OB8): filled only when tracing.
     obligations: std::collections::BTreeMap<ObligationId, ObligationRecord>,
     /// Region homes (rule 5 of `obligation`), created on first use and
@@ -365,16 +365,12 @@ pub(crate) fn grace_period(uniform: Option<Duration>, kind: CancelKind) -> Durat
     uniform.unwrap_or_else(|| kind.grace_period())
 }
 
-fn region_key(r: RegionId) -> (u32, u32) {
-    (r.index(), r.generation())
-}
-
 impl Kernel {
     pub(crate) fn new(config: KernelConfig, start: Time) -> Self {
         Self {
             tasks: IdMap::default(),
             counters: Arc::default(),
-            regions: Arena::new(),
+            regions: IdMap::default(),
             obligations: Default::default(),
             region_homes: Default::default(),
             obligation_counters: Default::default(),
@@ -479,10 +475,10 @@ impl Kernel {
                 (t, rec.region, rec.state, held)
             })
             .collect();
-        for ((i, g), rec) in self.regions.iter() {
-            let r = RegionId::from_parts(i, g);
+        for set in self.all_sets() {
+            let r = set.region();
             out.extend(
-                rec.light
+                set
                     .held()
                     .into_iter()
                     .map(|(t, held)| (t, r, TaskState::Running, held)),
@@ -571,8 +567,8 @@ impl Kernel {
                 (waker, rec.attention.take())
             })
             .collect();
-        for (_, rec) in self.regions.iter() {
-            let light = rec.light.clear().into_iter();
+        for set in self.all_sets() {
+            let light = set.clear().into_iter();
             wakers.extend(light.map(|a| (Waker::noop().clone(), Some(a))));
         }
         wakers
@@ -580,10 +576,17 @@ impl Kernel {
 
     /// Live regions in id order, with their parent and state (diagnostics).
     pub(crate) fn live_regions(&self) -> Vec<(RegionId, Option<RegionId>, RegionState)> {
-        self.regions
-            .iter()
-            .map(|((i, g), rec)| (RegionId::from_parts(i, g), rec.parent, rec.state))
+        self.regions_in_order()
+            .map(|(r, rec)| (r, rec.parent, rec.state))
             .collect()
+    }
+
+    /// The registered regions in id order (creation order): for every
+    /// walk whose order can show (the lab's determinism).
+    fn regions_in_order(&self) -> impl Iterator<Item = (RegionId, &RegionRecord)> {
+        let mut all: Vec<_> = self.regions.iter().map(|(&r, rec)| (r, rec)).collect();
+        all.sort_unstable_by_key(|entry| entry.0);
+        all.into_iter()
     }
 
     pub(crate) fn take_actions(&mut self) -> Actions {
@@ -603,6 +606,16 @@ impl Kernel {
         stats.tasks_spawned = self.counters.spawned();
         let live = u64::try_from(self.live_task_count()).unwrap_or(u64::MAX);
         stats.tasks_completed = stats.tasks_spawned.saturating_sub(live);
+        // LR2: likewise for regions, light ones included.
+        stats.regions_created = self.counters.regions_created();
+        let closed_records = self
+            .regions
+            .values()
+            .filter(|rec| rec.state == RegionState::Closed)
+            .count();
+        let live = self.live_region_count() - closed_records;
+        let live = u64::try_from(live).unwrap_or(u64::MAX);
+        stats.regions_closed = stats.regions_created.saturating_sub(live);
         (stats.obligations_committed, stats.obligations_aborted) =
             self.obligation_counters.totals();
         stats
@@ -639,6 +652,8 @@ impl Kernel {
         cell: &(dyn Attention + 'static),
     ) -> Option<&mut TaskRecord> {
         if !self.tasks.contains_key(&t) {
+            // LR1: a light region's task registers its region first.
+            self.ensure_region_of(cell.light_set());
             let set = &self.region(r)?.light;
             if !cell
                 .light_set()
@@ -681,18 +696,22 @@ impl Kernel {
 
     /// Whether task `t` (of region `r`, as in [`registered`](Self::registered))
     /// is still live.
-    pub(crate) fn task_alive(&self, t: TaskId, r: RegionId) -> bool {
-        self.tasks.contains_key(&t) || self.region(r).is_some_and(|rec| rec.light.contains(t))
+    /// `set`: region `r`'s set, if the caller holds it (LR1: an
+    /// unregistered light region has no record to find it by).
+    pub(crate) fn task_alive(&self, t: TaskId, r: RegionId, set: Option<&LightTasks>) -> bool {
+        self.tasks.contains_key(&t)
+            || match self.region(r) {
+                Some(rec) => rec.light.contains(t),
+                None => set.is_some_and(|set| set.region() == r && set.contains(t)),
+            }
     }
 
     pub(crate) fn region(&self, r: RegionId) -> Option<&RegionRecord> {
-        let (i, g) = region_key(r);
-        self.regions.get(i, g)
+        self.regions.get(&r)
     }
 
     fn region_mut(&mut self, r: RegionId) -> Option<&mut RegionRecord> {
-        let (i, g) = region_key(r);
-        self.regions.get_mut(i, g)
+        self.regions.get_mut(&r)
     }
 
     pub(crate) fn task_state(&self, t: TaskId) -> Option<TaskState> {
@@ -705,7 +724,7 @@ impl Kernel {
     /// as their record would say.
     pub(crate) fn any_task_state(&self, t: TaskId) -> Option<TaskState> {
         self.task_state(t).or_else(|| {
-            let cell = self.regions.iter().find_map(|(_, rec)| rec.light.get(t))?;
+            let cell = self.all_sets().iter().find_map(|set| set.get(t))?;
             Some(match cell.light_cancel() {
                 None => TaskState::Running,
                 Some(c) if c.acked => TaskState::Cancelling,
@@ -714,17 +733,28 @@ impl Kernel {
         })
     }
 
+    /// Region `r`'s state; an unregistered light region (LR1) is `Open`
+    /// (its body runs: it is registered before anything else happens to
+    /// it) and is found by a walk of the light regions (diagnostics).
     pub(crate) fn region_state(&self, r: RegionId) -> Option<RegionState> {
-        self.region(r).map(|r| r.state)
+        match self.region(r) {
+            Some(rec) => Some(rec.state),
+            None => self
+                .light_region_sets()
+                .iter()
+                .any(|set| set.region() == r)
+                .then_some(RegionState::Open),
+        }
     }
 
     pub(crate) fn live_task_count(&self) -> usize {
-        let light: usize = self.regions.iter().map(|(_, rec)| rec.light.len()).sum();
+        let light: usize = self.all_sets().iter().map(|set| set.len()).sum();
         self.tasks.len() + light
     }
 
+    /// Live regions, registered and light (LR1).
     pub(crate) fn live_region_count(&self) -> usize {
-        self.regions.len()
+        self.regions.len() + self.light_region_sets().len()
     }
 
     /// Tasks of region `r`, in spawn order.

@@ -130,7 +130,25 @@ pub(crate) struct RegionRecord {
 }
 
 impl RegionRecord {
-    pub(crate) fn new(parent: Option<RegionId>, owner: Option<TaskId>, budget: Budget) -> Self {
+    pub(crate) fn new(
+        id: RegionId,
+        parent: Option<RegionId>,
+        owner: Option<TaskId>,
+        budget: Budget,
+    ) -> Self {
+        // LT4: a region with a budget of its own counts its tasks' polls.
+        let light = super::LightTasks::new(id, budget == Budget::INFINITE);
+        Self::with_set(parent, owner, budget, light)
+    }
+
+    /// The record of a region opened light (LR1), registered now: its set
+    /// is the one it was opened with.
+    pub(crate) fn with_set(
+        parent: Option<RegionId>,
+        owner: Option<TaskId>,
+        budget: Budget,
+        light: std::sync::Arc<super::LightTasks>,
+    ) -> Self {
         Self {
             parent,
             owner,
@@ -152,8 +170,7 @@ impl RegionRecord {
             grace_timer: None,
             grace_deadline: None,
             deadline_timer: None,
-            // LT4: a region with a budget of its own counts its tasks' polls.
-            light: super::LightTasks::new(budget == Budget::INFINITE),
+            light,
         }
     }
 

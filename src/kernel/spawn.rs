@@ -460,6 +460,7 @@ impl Kernel {
         payload: PanicPayload,
         now: Time,
     ) -> bool {
+        self.ensure_region_id(r); // LR1: a light task's region may be light
         let open = self
             .region(r)
             .is_some_and(|rec| rec.state != RegionState::Closed);

@@ -254,6 +254,10 @@ where
     }
     let core = cx.core();
     let pool = core.blocking_pool();
+    // LR1: a light region is registered first (the task is not light).
+    if let Some(set) = cx.light() {
+        core.with_kernel_recent(|k, _| k.ensure_region_of(Some(set)));
+    }
     // Registered from the start: it is marked uninterruptible at once.
     let handle = core.spawn(
         cx.region_id(),

@@ -1,8 +1,10 @@
-//! Generational arena identifiers.
+//! Identifiers.
 //!
-//! Every kernel entity lives in a generational arena. An id is the pair
-//! `(index, generation)`; when a slot is reused its generation is bumped, so an
-//! id that outlived its entity (a *stale* id) never resolves to the newcomer.
+//! An id is the pair `(index, generation)`. Task and region ids come from
+//! per-runtime counters (the counter's low and high halves), so they are
+//! never reused and an id that outlived its entity (a *stale* id) never
+//! resolves to a newcomer (K7); other ids are slots of generational arenas,
+//! whose generation is bumped when a slot is reused, to the same effect.
 //!
 //! Ordering is by index first, then generation (the derive order of the
 //! fields), which keeps ordered containers of ids deterministic.
@@ -20,6 +22,13 @@ macro_rules! define_id {
         }
 
         impl $name {
+            /// The least id (for ranges of ordered containers).
+            #[allow(dead_code)]
+            pub(crate) const MIN: Self = Self::from_parts(0, 0);
+            /// The greatest id (for ranges of ordered containers).
+            #[allow(dead_code)]
+            pub(crate) const MAX: Self = Self::from_parts(u32::MAX, u32::MAX);
+
             /// Builds an id from its arena slot and generation.
             pub(crate) const fn from_parts(index: u32, generation: u32) -> Self {
                 Self { index, generation }

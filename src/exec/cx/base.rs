@@ -175,8 +175,18 @@ impl Cx {
     pub fn budget(&self) -> Budget {
         let (task, region) = (self.task, self.region);
         crate::exec::context::with_polled_light_cell(self.core.key(), task, |cell| {
-            self.core.lock().task_budget(task, region, cell)
+            let mut kernel = self.core.lock();
+            kernel.ensure_region_of(self.own_light()); // LR1
+            kernel.task_budget(task, region, cell)
         })
+    }
+
+    /// LR1: the set of this `Cx`'s region if it is the task's own (whose
+    /// task may be light in an unregistered light region, which the
+    /// kernel must register before it can find the task); a region body's
+    /// task is its owner, registered (LR5).
+    pub(crate) fn own_light(&self) -> Option<&LightTasks> {
+        self.light.as_deref().filter(|_| self.own_region)
     }
 
     /// Returns `Err` once cancellation is requested (for this task or its
@@ -208,7 +218,10 @@ impl Cx {
         }
         let (task, region) = (self.task, self.region);
         self.core
-            .with_kernel(|k, now| k.observe_cancel(task, region, now))
+            .with_kernel(|k, now| {
+                k.ensure_region_of(self.own_light()); // LR1
+                k.observe_cancel(task, region, now)
+            })
             .map(std::sync::Arc::unwrap_or_clone) // copied outside the lock
     }
 
@@ -244,7 +257,9 @@ impl Cx {
     pub fn cancel_reason(&self) -> Option<CancelReason> {
         let (task, region) = (self.task, self.region);
         crate::exec::context::with_polled_light_cell(self.core.key(), task, |cell| {
-            self.core.lock().cancel_requested(task, region, cell)
+            let mut kernel = self.core.lock();
+            kernel.ensure_region_of(self.own_light()); // LR1
+            kernel.cancel_requested(task, region, cell)
         })
     }
 
@@ -258,6 +273,7 @@ impl Cx {
         let (task, region) = (self.task, self.region);
         crate::exec::context::with_polled_light_cell(self.core.key(), task, |cell| {
             let mut kernel = self.core.lock();
+            kernel.ensure_region_of(self.own_light()); // LR1
             kernel.registered_hinted(task, region, cell); // LT1: O(1) in its poll
             kernel.mask_enter(task, region);
         });

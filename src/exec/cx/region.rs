@@ -6,10 +6,14 @@ use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
+use std::sync::Arc;
+
 use super::base::Cx;
+use crate::exec::context;
+use crate::exec::core::Core;
 use crate::exec::runnable::poll_catching;
-use crate::kernel::{BodyEnd, RegionReport, SpawnError};
-use crate::types::{Budget, Outcome, PanicPayload, RegionId};
+use crate::kernel::{BodyEnd, LightClose, LightTasks, RegionReport, SpawnError};
+use crate::types::{Budget, Outcome, PanicPayload, RegionId, TaskId};
 
 impl Cx {
     /// Opens a child region, runs `body` in it, and closes it.
@@ -89,6 +93,9 @@ pin_project! {
         #[pin]
         body: Option<Fut>,
         region: Option<RegionId>,
+        // LR1: the region's set, if it was opened light (the kernel may
+        // have registered it since: `ensure_region` finds out).
+        light: Option<Arc<LightTasks>>,
         result: Option<Outcome<T, E>>,
         // K9: polls of the body the region's poll quota still allows
         // (`u32::MAX`: not counted here; see `RegionFuture::poll`).
@@ -101,7 +108,11 @@ pin_project! {
             // Drop the body first: its destructors may still talk to the region.
             this.body.set(None);
             if let Some(region) = this.region.take() {
-                this.cx.core().with_kernel(|k, now| k.abandon_region(region, now));
+                let light = this.light.take();
+                this.cx.core().with_kernel(|k, now| {
+                    k.ensure_region_of(light.as_deref()); // LR1
+                    k.abandon_region(region, now)
+                });
             }
         }
     }
@@ -119,6 +130,7 @@ where
             body_fn: Some(body),
             body: None,
             region: None,
+            light: None,
             result: None,
             body_polls_left: u32::MAX,
         }
@@ -151,14 +163,15 @@ where
             }
             let (parent, owner, budget) = (this.cx.region_id(), this.cx.task_id(), *this.budget);
             let core = this.cx.core();
-            let created = crate::exec::context::with_polled_light_cell(core.key(), owner, |cell| {
-                core.with_kernel_recent(|k, _| {
-                    // LT1: a light owner is registered, in O(1) in its poll.
-                    k.registered_hinted(owner, parent, cell);
-                    let r = k.create_child_region(parent, owner, budget)?;
-                    Ok((r, k.region_budget(r), k.light_tasks(r)))
-                })
-            });
+            let opened_light = (budget == Budget::INFINITE)
+                .then(|| this.cx.light())
+                .flatten()
+                .and_then(|set| open_light(core, set, parent, owner));
+            let is_light = opened_light.is_some();
+            let created = match opened_light {
+                Some(set) => Ok((set.region(), Budget::INFINITE, Some(set))),
+                None => open_through_kernel(core, this.cx.light(), parent, owner, budget),
+            };
             let (region, region_budget, light) = match created {
                 Ok(r) => r,
                 Err(SpawnError::RegionCancelled(_, reason)) => {
@@ -166,6 +179,9 @@ where
                 }
                 Err(e) => return Poll::Ready(Outcome::Panicked(PanicPayload::new(e.to_string()))),
             };
+            if is_light {
+                *this.light = light.clone();
+            }
             *this.region = Some(region);
             // K9: a poll quota asked for here counts the body's polls (an
             // inherited one is counted by whoever asked for it: the
@@ -179,7 +195,9 @@ where
                 Err(payload) => {
                     let p = PanicPayload::from_panic(payload);
                     *this.result = Some(Outcome::Panicked(p.clone()));
+                    let light = this.light.take();
                     this.cx.core().with_kernel(|k, now| {
+                        k.ensure_region_of(light.as_deref()); // LR1
                         k.region_body_done(region, BodyEnd::Panicked(p), now)
                     });
                 }
@@ -211,9 +229,26 @@ where
             };
             this.body.set(None);
             *this.result = Some(outcome);
-            this.cx
-                .core()
-                .with_kernel(|k, now| k.region_body_done(region, end, now));
+            if matches!(end, BodyEnd::Ok)
+                && let Some(set) = this.light.as_ref()
+                && let LightClose::Closed { advance } = set.close_light()
+            {
+                // LR4: closed without the kernel.
+                *this.light = None;
+                *this.region = None;
+                if advance {
+                    let parent = this.cx.region_id();
+                    let core = this.cx.core();
+                    core.with_kernel_recent(|k, now| k.light_tasks_drained(parent, now));
+                }
+                let body = this.result.take().expect("set above");
+                return Poll::Ready(outcome_with_report(body, RegionReport::default()));
+            }
+            let light = this.light.take();
+            this.cx.core().with_kernel(|k, now| {
+                k.ensure_region_of(light.as_deref()); // LR1, LR4
+                k.region_body_done(region, end, now)
+            });
         }
         let waker = cx.waker();
         match this
@@ -229,4 +264,44 @@ where
             }
         }
     }
+}
+
+/// LR2, LR5: opens a light child region of `set` (region `parent`) whose
+/// body runs in `owner`, registering the owner first if it is a light task
+/// the kernel has no record of; `None` if `set`'s gate is shut (the caller
+/// opens it through the kernel, which says why it cannot).
+fn open_light(
+    core: &Arc<Core>,
+    set: &Arc<LightTasks>,
+    parent: RegionId,
+    owner: TaskId,
+) -> Option<Arc<LightTasks>> {
+    if context::polled_task_registered(core.key(), owner) != Some(true) {
+        context::with_polled_light_cell(core.key(), owner, |cell| {
+            core.with_kernel_recent(|k, _| {
+                k.registered_hinted(owner, parent, cell); // LT1: O(1) in its poll
+            })
+        });
+    }
+    set.open_region(&core.counters, owner)
+}
+
+/// Opens a child region of `parent` through the kernel (a budget of its
+/// own, a parent that takes no light spawns, or a shut gate).
+fn open_through_kernel(
+    core: &Arc<Core>,
+    parent_set: Option<&Arc<LightTasks>>,
+    parent: RegionId,
+    owner: TaskId,
+    budget: Budget,
+) -> Result<(RegionId, Budget, Option<Arc<LightTasks>>), SpawnError> {
+    context::with_polled_light_cell(core.key(), owner, |cell| {
+        core.with_kernel_recent(|k, _| {
+            k.ensure_region_of(parent_set.map(|s| &**s)); // LR1: a light parent
+            // LT1: a light owner is registered, in O(1) in its poll.
+            k.registered_hinted(owner, parent, cell);
+            let r = k.create_child_region(parent, owner, budget)?;
+            Ok((r, k.region_budget(r), k.light_tasks(r)))
+        })
+    })
 }

@@ -1,0 +1,167 @@
+//! Light regions: regions opened, used and closed without the kernel lock
+//! until the kernel has to act on them.
+//!
+//! Most regions are opened by a task in a region that takes light spawns
+//! (LT4), with no budget of their own, and close with a body that returned
+//! `Ok` after their tasks finished: all the kernel would do for them is
+//! count them in their parent (K1) and find them when the parent is
+//! cancelled (K2). Such a region is *light*: its state is its set
+//! ([`LightTasks`]), which its parent's set lists, each behind its own
+//! lock, so opening, spawning into and closing regions in unrelated parts
+//! of the tree never contend. The moment the kernel must act on one (a
+//! cancel, a body that failed or ended with tasks still running, a
+//! finalizer to run, a task spawned in it with a budget, anything of it
+//! the kernel must record) it *registers* it: makes the region's record
+//! from its set, as if the kernel had opened it.
+//!
+//! Rules (cited as LR1–LR6):
+//! - LR1 (one home): a live light region is either listed in its parent's
+//!   set (unregistered) or has a record in the kernel (registered), never
+//!   both and never neither. Only the kernel, under its lock and the
+//!   parent's set's lock, moves it from the list to a record
+//!   ([`LightTasks::take_region`] and the bulk takes), marking the
+//!   region's set registered in the same critical section; only the
+//!   region's own light close ([`LightTasks::close_light`]) removes it from
+//!   the list for good, under the same two locks, and only if the set is
+//!   not marked registered. So exactly one of them happens.
+//! - LR2 (eligibility): a region is opened light only through a `Cx` whose
+//!   region takes light spawns (LT4: no trace, no budget), with no budget
+//!   of its own, while the parent's gate is open (LT2, checked under the
+//!   parent's lock as the region joins its list); region ids come from the
+//!   per-runtime counter the kernel's regions use too (K7: never reused).
+//! - LR3 (cancelled through the tree): a region cancel shuts its gate and
+//!   takes every light child region in the same critical section (so none
+//!   opens after the sweep and escapes it), registers them and cancels
+//!   them as it cancels registered children (K2).
+//! - LR4 (closed without the kernel): a light region whose body returned
+//!   `Ok` closes without the kernel if, under its parent's lock then its
+//!   own, it is unregistered, has no light task, no light child region
+//!   and no finalizer: it is sealed (gate shut, finalizers refused) and
+//!   leaves its parent's list; if that empties a parent the kernel waits
+//!   for (LT3), the kernel is told, as for a light task. Otherwise it is
+//!   registered and closes through the kernel (K1, K6).
+//! - LR5 (owners are registered): the owner of a light region (the task its
+//!   body runs in) is registered before the region is opened, so its
+//!   record holds its cancel state; its light regions are listed in its
+//!   region's set under its id, and a cancel of the owner registers them
+//!   (taking them under that set's lock) before it cascades to the regions
+//!   it owns (K2). A region opened after that sweep is like one the kernel
+//!   opens after the owner's cancel: the body sees the cancel at its next
+//!   checkpoint (rule A2, the owner being registered, is counted).
+//! - LR6 (lock order): kernel → a parent's set → a child's set → a cell's
+//!   cancel slot (extending LT6); registration goes up the tree first, so
+//!   a registered region's parent is registered.
+
+use super::*;
+
+impl Kernel {
+    /// LR1, LR6: makes sure the region of `set` is registered, registering
+    /// its ancestors first. Nothing to do for a region the kernel made or
+    /// has registered, and for a light region that closed (whose work is
+    /// over: the caller's call then finds no record, as for any closed
+    /// region).
+    pub(crate) fn ensure_region(&mut self, set: &LightTasks) {
+        if self.regions.contains_key(&set.region()) {
+            return;
+        }
+        let Some((parent, owner)) = set.light_parent() else {
+            return;
+        };
+        self.ensure_region(parent);
+        if let Some(taken) = parent.take_region(owner, set.region()) {
+            self.register_light_region(taken);
+        }
+    }
+
+    /// [`ensure_region`](Self::ensure_region) for a caller that holds only
+    /// the id (rare paths: a walk of the light regions).
+    pub(crate) fn ensure_region_id(&mut self, r: RegionId) {
+        if self.regions.contains_key(&r) {
+            return;
+        }
+        let found = self.light_region_sets().into_iter().find(|s| s.region() == r);
+        if let Some(set) = found {
+            self.ensure_region(&set);
+        }
+    }
+
+    /// [`ensure_region`](Self::ensure_region) for a caller that may hold a
+    /// set (a `Cx`'s, a cell's).
+    pub(crate) fn ensure_region_of(&mut self, set: Option<&LightTasks>) {
+        if let Some(set) = set
+            && set.light_parent().is_some()
+        {
+            self.ensure_region(set);
+        }
+    }
+
+    /// LR1: makes the record of light region `set`, taken from its
+    /// parent's list (whose record exists: LR6), as `create_child_region`
+    /// would have: a child of its parent, owned by its owner (LR5).
+    pub(super) fn register_light_region(&mut self, set: Arc<LightTasks>) {
+        let r = set.region();
+        let (parent_set, owner) = set.light_parent().expect("a light region's set");
+        let parent = parent_set.region();
+        let budget = self.region_budget(parent);
+        let record = RegionRecord::with_set(Some(parent), Some(owner), budget, set.clone());
+        self.regions.insert(r, record);
+        if let Some(p) = self.region_mut(parent) {
+            p.children.push(r);
+        }
+        if let Some(o) = self.task_mut(owner) {
+            o.owned_regions.push(r);
+        }
+    }
+
+    /// LR5: registers the light regions task `t` (registered) opened in its
+    /// region, so a cancel of `t` reaches them through `owned_regions`.
+    pub(super) fn register_regions_of(&mut self, t: TaskId) {
+        let Some(home) = self.task(t).and_then(|rec| self.region(rec.region)) else {
+            return;
+        };
+        for child in home.light.clone().take_regions_of(t) {
+            self.register_light_region(child);
+        }
+    }
+
+    /// LR3: registers the light child regions a region cancel took.
+    pub(super) fn register_light_regions(&mut self, taken: Vec<Arc<LightTasks>>) -> Vec<RegionId> {
+        taken
+            .into_iter()
+            .map(|set| {
+                let r = set.region();
+                self.register_light_region(set);
+                r
+            })
+            .collect()
+    }
+
+    /// Every light region's set below the registered regions, in id order
+    /// of their registered ancestors then key order (diagnostics: the
+    /// light regions' tasks are live tasks too).
+    pub(super) fn light_region_sets(&self) -> Vec<Arc<LightTasks>> {
+        let mut out = Vec::new();
+        let mut stack: Vec<_> = self
+            .regions_in_order()
+            .flat_map(|(_, rec)| rec.light.light_regions())
+            .collect();
+        stack.reverse();
+        while let Some(set) = stack.pop() {
+            let children = set.light_regions();
+            out.push(set);
+            stack.extend(children.into_iter().rev());
+        }
+        out
+    }
+
+    /// Every set: the registered regions' then the light regions' (see
+    /// [`light_region_sets`](Self::light_region_sets)).
+    pub(super) fn all_sets(&self) -> Vec<Arc<LightTasks>> {
+        let mut all: Vec<_> = self
+            .regions_in_order()
+            .map(|(_, rec)| rec.light.clone())
+            .collect();
+        all.extend(self.light_region_sets());
+        all
+    }
+}
