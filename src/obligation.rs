@@ -121,12 +121,10 @@ impl Cx {
             // OB2: a closed home (a completed task) refuses.
             return found.ok_or(SpawnError::RegionClosed(region));
         }
-        let home = self
-            .core()
-            .with_kernel_recent(|k, _| {
-                k.ensure_region_of(self.light().map(|s| &**s)); // LR1
-                k.region_obligation_home(region)
-            })?;
+        let home = self.core().with_kernel_recent(|k, _| {
+            k.ensure_region_of(self.light().map(|s| &**s)); // LR1
+            k.region_obligation_home(region)
+        })?;
         let id = reserve(home.obligation_home(), &*home).ok_or(SpawnError::RegionClosed(region))?;
         Ok((id, Arc::downgrade(&home)))
     }

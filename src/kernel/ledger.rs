@@ -77,14 +77,9 @@ impl Kernel {
     /// live task's home).
     pub(crate) fn pending_obligation_count(&self) -> usize {
         let light: usize = self
-            .regions
+            .all_sets()
             .iter()
-            .map(|(_, rec)| {
-                rec.light
-                    .map_homes(|h| h.pending())
-                    .into_iter()
-                    .sum::<usize>()
-            })
+            .map(|set| set.map_homes(|h| h.pending()).into_iter().sum::<usize>())
             .sum();
         self.live_homes()
             .map(ObligationHome::pending)

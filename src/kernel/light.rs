@@ -1064,4 +1064,65 @@ mod loom_tests {
             );
         });
     }
+
+    /// LR1, LR3, LR4: a light region's close races its parent's cancel
+    /// sweep while another light region opens: the closing region ends in
+    /// exactly one home (closed light, or taken to be registered), and the
+    /// opening one is refused exactly when the sweep did not take it.
+    #[test]
+    fn a_light_close_a_parent_sweep_and_an_open_never_lose_a_region() {
+        model(|| {
+            let counters = Arc::new(TaskCounters::default());
+            let parent = LightTasks::new(RegionId::MIN, true);
+            let closing = parent.open_region(&counters, id(1)).expect("open");
+            let closer = thread::spawn(move || closing.close_light());
+            let opener = {
+                let (parent, counters) = (parent.clone(), counters.clone());
+                thread::spawn(move || parent.open_region(&counters, id(2)).map(|s| s.region()))
+            };
+            let reason = Arc::new(CancelReason::user("sweep"));
+            let (_, _, taken) = parent.shut_and_cancel_all(&reason, Time::ZERO);
+            let taken: Vec<RegionId> = taken.iter().map(|s| s.region()).collect();
+            let closed = closer.join().unwrap();
+            let opened = opener.join().unwrap();
+            let first = RegionId::from_parts(0, 0);
+            let closed_light = matches!(closed, LightClose::Closed { .. });
+            assert!(
+                closed_light != taken.contains(&first),
+                "one home: closed {closed:?}, taken {taken:?}"
+            );
+            match opened {
+                Some(r) => assert!(taken.contains(&r), "LR3: opened, so swept"),
+                None => assert!(!taken.iter().any(|r| *r != first), "refused, nothing else"),
+            }
+            assert!(
+                parent.light_regions().is_empty(),
+                "nothing left behind the gate"
+            );
+        });
+    }
+
+    /// LR4, LT3: the last light child region closes while the kernel, the
+    /// parent's body done, tries to close the parent: the parent closes
+    /// exactly once (its seal finds it empty, or the child's close hands
+    /// the close back exactly once).
+    #[test]
+    fn the_parent_closes_exactly_once_when_its_last_light_region_closes() {
+        model(|| {
+            let counters = TaskCounters::default();
+            let parent = LightTasks::new(RegionId::MIN, true);
+            let child = parent.open_region(&counters, id(1)).expect("open");
+            let closer = thread::spawn(move || child.close_light());
+            let sealed = parent.seal_if_empty();
+            let handed_back = closer.join().unwrap() == LightClose::Closed { advance: true };
+            assert_eq!(
+                usize::from(sealed) + usize::from(handed_back),
+                1,
+                "closed once"
+            );
+            if handed_back {
+                assert!(parent.seal_if_empty(), "the handed-back close seals");
+            }
+        });
+    }
 }

@@ -79,7 +79,10 @@ impl Kernel {
         if self.regions.contains_key(&r) {
             return;
         }
-        let found = self.light_region_sets().into_iter().find(|s| s.region() == r);
+        let found = self
+            .light_region_sets()
+            .into_iter()
+            .find(|s| s.region() == r);
         if let Some(set) = found {
             self.ensure_region(&set);
         }

@@ -3,7 +3,8 @@
 //! The kernel is plain data behind one lock (the timer wheel is not: it is
 //! the timer service's, under its own lock, see `timers.rs`; nor are light
 //! tasks, which live in their region's set until the kernel registers
-//! them, see `light.rs`; nor are obligation counts, which live in their
+//! them, see `light.rs`; nor are light regions, listed in their parent's
+//! set until registered, see `light_region.rs`; nor are obligation counts, which live in their
 //! home words, see `obligation.rs`). It knows nothing about threads,
 //! clocks or how futures are stored: drivers (the current-thread runtime, the
 //! multi-thread runtime, the lab) own the futures, read their own clock and
@@ -26,7 +27,9 @@
 //!   with the execution core, and its hint) and the kernel's own timers;
 //!   K8 (timer hint), TL1 (lock order kernel → wheel).
 //! - `light.rs`: light tasks, outside the kernel lock until registered
-//!   (LT1–LT6).
+//!   (LT1–LT8), and the sets that hold them (a region's shared part).
+//! - `light_region.rs`: light regions, opened and closed outside the
+//!   kernel lock until registered (LR1–LR6).
 //! - This file: the kernel's data, lookups, time and trace plumbing.
 
 mod cancel;
@@ -478,8 +481,7 @@ impl Kernel {
         for set in self.all_sets() {
             let r = set.region();
             out.extend(
-                set
-                    .held()
+                set.held()
                     .into_iter()
                     .map(|(t, held)| (t, r, TaskState::Running, held)),
             );

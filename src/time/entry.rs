@@ -159,7 +159,11 @@ impl TimerEntry {
         let (task, region) = (cx.task_id(), cx.region_id());
         crate::exec::context::check_cx(core.key(), task); // rule CX1
         let outside = !crate::exec::context::in_task();
-        if outside && !core.lock().task_alive(task, region, cx.light().map(|s| &**s)) {
+        if outside
+            && !core
+                .lock()
+                .task_alive(task, region, cx.light().map(|s| &**s))
+        {
             // CX1: a plain thread's timer on a completed task's `Cx`: nothing
             // would ever wake it. (Inside a task, `check_cx` established
             // that the task is the one being polled, or a finalizer runs.)

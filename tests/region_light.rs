@@ -1,0 +1,271 @@
+//! Light regions (rules LR1–LR6 in `kernel::light_region`): regions opened,
+//! used and closed without the kernel lock, registered with the kernel
+//! only when it must act on them. These tests aim at the hand-offs: a
+//! cancel of the parent or of the owner reaching a light region's tasks,
+//! registration on demand (a budgeted spawn, a finalizer, a body that
+//! fails or returns with tasks still running), the close racing a parent
+//! cancel, and the diagnostics that must still see every region.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use asupersync::kernel::RegionState;
+use asupersync::types::{Budget, CancelKind};
+use asupersync::{Cx, Outcome, time, yield_now};
+use support::*;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+on_both_drivers! {
+    /// An empty region opened from a task closes with `Ok`, is seen as
+    /// `Open` while its body runs and never again after, and is counted
+    /// in the statistics like any region.
+    fn a_light_region_is_open_while_its_body_runs_and_counted_when_closed(d: Driver) {
+        let rt = d.rt();
+        let rtr = &rt;
+        let before = rt.stats().regions_created;
+        rt.block_on(|cx: Cx| async move {
+            let h = cx
+                .spawn(move |cx| async move {
+                    let mut ids = Vec::new();
+                    for _ in 0..50 {
+                        let id = cx
+                            .region(|rcx| async move { Ok::<_, ()>(rcx.region_id()) })
+                            .await
+                            .unwrap();
+                        ids.push(id);
+                    }
+                    ids
+                })
+                .unwrap();
+            let ids = h.join(&cx).await.unwrap();
+            let mut sorted = ids.clone();
+            sorted.dedup();
+            assert_eq!(sorted.len(), 50, "every region gets a fresh id");
+            for id in ids {
+                assert_eq!(rtr.region_state(id), None, "a closed region id is stale");
+            }
+            let seen = cx
+                .region(|rcx| async move { Ok::<_, ()>(rtr.region_state(rcx.region_id())) })
+                .await
+                .unwrap();
+            assert_eq!(seen, Some(RegionState::Open));
+        });
+        assert_quiescent(&rt);
+        assert_eq!(rt.stats().regions_created - before, 52, "the root, 50 and one more");
+    }
+
+    /// LR3: a cancel of the region a light region was opened in reaches
+    /// the tasks spawned in the light region (ParentCancelled), and the
+    /// owner's region future returns once they drained.
+    fn a_parent_cancel_reaches_the_tasks_of_its_light_child_regions(d: Driver) {
+        let rt = d.rt();
+        let cancelled = Arc::new(AtomicU64::new(0));
+        let seen = cancelled.clone();
+        rt.block_on(move |cx: Cx| async move {
+            let parked = Arc::new(AtomicU64::new(0));
+            let all_parked = Gate::new();
+            let outcome = cx
+                .region(move |cx| async move {
+                    for _ in 0..8 {
+                        let (seen, parked, all) = (seen.clone(), parked.clone(), all_parked.clone());
+                        drop(cx.spawn(move |cx| async move {
+                            let inner = cx
+                                .region(move |cx| async move {
+                                    for _ in 0..4 {
+                                        let (seen, parked, all) =
+                                            (seen.clone(), parked.clone(), all.clone());
+                                        drop(cx.spawn(move |cx| async move {
+                                            let sleep = time::sleep(&cx, HOUR);
+                                            if parked.fetch_add(1, Ordering::AcqRel) + 1 == 32 {
+                                                all.open();
+                                            }
+                                            let err = sleep.await.expect_err("cancelled");
+                                            assert_eq!(err.reason().kind, CancelKind::ParentCancelled);
+                                            seen.fetch_add(1, Ordering::Relaxed);
+                                        }));
+                                    }
+                                    Ok::<(), ()>(())
+                                })
+                                .await;
+                            assert!(matches!(inner, Outcome::Ok(())), "{inner:?}");
+                        }));
+                    }
+                    all_parked.wait().await;
+                    Err::<(), &str>("fail the outer region")
+                })
+                .await;
+            assert!(matches!(outcome, Outcome::Err(_)), "{outcome:?}");
+        });
+        assert_eq!(cancelled.load(Ordering::Relaxed), 32);
+        assert_quiescent(&rt);
+    }
+
+    /// LR5: aborting the task whose body runs a light region cancels the
+    /// region's tasks (K2: a cancelled task's regions are cancelled), and
+    /// the task itself ends cancelled.
+    fn aborting_the_owner_of_a_light_region_cancels_the_region_s_tasks(d: Driver) {
+        let rt = d.rt();
+        rt.block_on(|cx: Cx| async move {
+            let parked = Gate::new();
+            let p = parked.clone();
+            let reason = Slot::new();
+            let r = reason.clone();
+            let owner = cx
+                .spawn(move |cx| async move {
+                    let _ = cx
+                        .region(move |cx| async move {
+                            drop(cx.spawn(move |cx| async move {
+                                let sleep = time::sleep(&cx, HOUR);
+                                p.open();
+                                let err = sleep.await.expect_err("cancelled");
+                                r.set(err.reason().kind);
+                            }));
+                            // The body waits too, cancel-aware.
+                            time::sleep(&cx, HOUR).await.map_err(|_| ())
+                        })
+                        .await;
+                })
+                .unwrap();
+            parked.wait().await;
+            owner.abort();
+            let joined = owner.join(&cx).await;
+            assert!(joined.expect_err("aborted").is_cancelled());
+            assert_eq!(reason.take(), Some(CancelKind::ParentCancelled));
+        });
+        assert_quiescent(&rt);
+    }
+
+    /// LR1: a task spawned with a budget into a light region registers
+    /// the region; it keeps running, and the region waits for it.
+    fn a_budgeted_spawn_into_a_light_region_registers_it_and_the_region_waits(d: Driver) {
+        let rt = d.rt();
+        let log = Log::new();
+        let l = log.clone();
+        rt.block_on(move |cx: Cx| async move {
+            let h = cx
+                .spawn(move |cx| async move {
+                    let lb = l.clone();
+                    let out = cx
+                        .region(move |cx| async move {
+                            let l = lb;
+                            let l2 = l.clone();
+                            let budget = Budget::INFINITE.with_poll_quota(1_000);
+                            drop(
+                                cx.spawn_with_budget(budget, move |_| async move {
+                                    yield_now().await;
+                                    l2.push("budgeted task done");
+                                })
+                                .unwrap(),
+                            );
+                            l.push("body done");
+                            Ok::<(), ()>(())
+                        })
+                        .await;
+                    l.push("region closed");
+                    out
+                })
+                .unwrap();
+            assert!(matches!(h.join(&cx).await.unwrap(), Outcome::Ok(())));
+        });
+        let events = log.snapshot();
+        assert_eq!(events.last().map(String::as_str), Some("region closed"), "{events:?}");
+        assert!(events.contains(&"budgeted task done".to_string()), "{events:?}");
+        assert_quiescent(&rt);
+    }
+
+    /// LR4: a light region with finalizers closes through the kernel,
+    /// which runs them after its last task, LIFO, before the region
+    /// future returns.
+    fn a_light_region_s_finalizers_run_after_its_tasks_before_it_returns(d: Driver) {
+        let rt = d.rt();
+        let log = Log::new();
+        let l = log.clone();
+        rt.block_on(move |cx: Cx| async move {
+            let h = cx
+                .spawn(move |cx| async move {
+                    let l1 = l.clone();
+                    let l2 = l.clone();
+                    let l3 = l.clone();
+                    let out = cx
+                        .region(move |cx| async move {
+                            cx.defer_sync(move || l1.push("first finalizer")).unwrap();
+                            cx.defer_sync(move || l2.push("second finalizer")).unwrap();
+                            drop(cx.spawn(move |_| async move {
+                                yield_now().await;
+                                l3.push("task done");
+                            }));
+                            Ok::<(), ()>(())
+                        })
+                        .await;
+                    l.push("region returned");
+                    out
+                })
+                .unwrap();
+            assert!(matches!(h.join(&cx).await.unwrap(), Outcome::Ok(())));
+        });
+        assert_eq!(
+            log.snapshot(),
+            ["task done", "second finalizer", "first finalizer", "region returned"]
+        );
+        assert_quiescent(&rt);
+    }
+
+    /// LR1–LR3 under contention: many tasks open and close light regions
+    /// (nested two deep, each with a few tasks) while their common parent
+    /// is cancelled; every task ends (cancelled or done), nothing is left
+    /// behind, and every region is counted closed.
+    fn light_regions_opening_and_closing_while_their_parent_is_cancelled_leave_nothing_behind(d: Driver) {
+        let rt = d.rt();
+        for round in 0..20u64 {
+            let finished = Arc::new(AtomicU64::new(0));
+            let f = finished.clone();
+            rt.block_on(move |cx: Cx| async move {
+                let outcome = cx
+                    .region(move |cx| async move {
+                        for _ in 0..16 {
+                            let f = f.clone();
+                            drop(cx.spawn(move |cx| async move {
+                                for _ in 0..4 {
+                                    let f = f.clone();
+                                    let _ = cx
+                                        .region(move |cx| async move {
+                                            let f2 = f.clone();
+                                            let _ = cx
+                                                .region(move |cx| async move {
+                                                    let f3 = f2.clone();
+                                                    drop(cx.spawn(move |cx| async move {
+                                                        let _ = time::sleep(&cx, Duration::from_micros(50)).await;
+                                                        f3.fetch_add(1, Ordering::Relaxed);
+                                                    }));
+                                                    yield_now().await;
+                                                    Ok::<(), ()>(())
+                                                })
+                                                .await;
+                                            f.fetch_add(1, Ordering::Relaxed);
+                                            Ok::<(), ()>(())
+                                        })
+                                        .await;
+                                    if cx.checkpoint().is_err() {
+                                        return;
+                                    }
+                                }
+                            }));
+                        }
+                        // Cancel after a varying number of yields.
+                        for _ in 0..round % 5 {
+                            yield_now().await;
+                        }
+                        Err::<(), ()>(())
+                    })
+                    .await;
+                assert!(matches!(outcome, Outcome::Err(())), "{outcome:?}");
+            });
+            assert_quiescent(&rt);
+            assert!(finished.load(Ordering::Relaxed) <= 16 * 4 * 2);
+        }
+    }
+}
