@@ -269,3 +269,90 @@ on_both_drivers! {
         }
     }
 }
+
+on_both_drivers! {
+    /// LR4: a body that returns `Ok` while its tasks still run leaves the
+    /// region waiting without the kernel; the last task out lets it close,
+    /// and the region future returns only then.
+    fn a_light_region_whose_body_returns_early_waits_for_its_last_task(d: Driver) {
+        let rt = d.rt();
+        let log = Log::new();
+        let l = log.clone();
+        rt.block_on(move |cx: Cx| async move {
+            let gate = Gate::new();
+            let g = gate.clone();
+            let opener = cx
+                .spawn(move |cx| async move {
+                    let lb = l.clone();
+                    let out = cx
+                        .region(move |cx| async move {
+                            for n in 0..3 {
+                                let (g, l) = (g.clone(), lb.clone());
+                                drop(cx.spawn(move |_| async move {
+                                    g.wait().await;
+                                    l.push(format!("task {n} done"));
+                                }));
+                            }
+                            lb.push("body done");
+                            Ok::<(), ()>(())
+                        })
+                        .await;
+                    l.push("region closed");
+                    out
+                })
+                .unwrap();
+            // Let the body return and the region wait, then release its tasks.
+            for _ in 0..10 {
+                yield_now().await;
+            }
+            gate.open();
+            assert!(matches!(opener.join(&cx).await.unwrap(), Outcome::Ok(())));
+        });
+        let events = log.snapshot();
+        assert_eq!(events.first().map(String::as_str), Some("body done"), "{events:?}");
+        assert_eq!(events.last().map(String::as_str), Some("region closed"), "{events:?}");
+        assert_eq!(events.len(), 5, "{events:?}");
+        assert_quiescent(&rt);
+    }
+
+    /// LR3, LR4: a region waiting without the kernel for its tasks (its
+    /// body returned `Ok`) is registered by a cancel of its parent, which
+    /// cancels the tasks; the waiting region future is woken and closes
+    /// through the kernel.
+    fn a_parent_cancel_reaches_a_light_region_waiting_for_its_tasks(d: Driver) {
+        let rt = d.rt();
+        let cancelled = Arc::new(AtomicU64::new(0));
+        let seen = cancelled.clone();
+        rt.block_on(move |cx: Cx| async move {
+            let parked = Gate::new();
+            let p = parked.clone();
+            let outcome = cx
+                .region(move |cx| async move {
+                    drop(cx.spawn(move |cx| async move {
+                        let inner = cx
+                            .region(move |cx| async move {
+                                drop(cx.spawn(move |cx| async move {
+                                    let sleep = time::sleep(&cx, HOUR);
+                                    p.open();
+                                    let err = sleep.await.expect_err("cancelled");
+                                    assert_eq!(err.reason().kind, CancelKind::ParentCancelled);
+                                    seen.fetch_add(1, Ordering::Relaxed);
+                                }));
+                                Ok::<(), ()>(())
+                            })
+                            .await;
+                        assert!(matches!(inner, Outcome::Ok(())), "{inner:?}");
+                    }));
+                    parked.wait().await;
+                    for _ in 0..5 {
+                        yield_now().await;
+                    }
+                    Err::<(), ()>(())
+                })
+                .await;
+            assert!(matches!(outcome, Outcome::Err(())), "{outcome:?}");
+        });
+        assert_eq!(cancelled.load(Ordering::Relaxed), 1);
+        assert_quiescent(&rt);
+    }
+}

@@ -110,6 +110,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::Waker;
 
 // The imports the loom model (`loom_tests` below) replaces.
 use crate::loom::sync::{Mutex, MutexGuard};
@@ -190,6 +191,10 @@ struct Inner {
     /// LR1: the kernel has a record of this region (always, for a region
     /// the kernel made).
     registered: bool,
+    /// LR4: the region future of this unregistered light region, its body
+    /// done, waiting for the set to empty (woken by the member whose exit
+    /// empties it, or by the registration).
+    waiter: Option<Waker>,
     /// K6, RF1: the region's finalizers, run LIFO; `None` once the
     /// region closed (sealed, RF2).
     finalizers: Option<Vec<Finalizer>>,
@@ -210,9 +215,33 @@ pub(crate) enum LightClose {
     /// must call [`Kernel::light_tasks_drained`](super::Kernel::light_tasks_drained)
     /// on the parent.
     Closed { advance: bool },
-    /// It still has members or finalizers, or the kernel registered it:
-    /// close it through the kernel.
+    /// It still has members: the waker is stored, and the member whose
+    /// exit empties the set (or the kernel registering the region) wakes
+    /// it; then try again.
+    Wait,
+    /// It has finalizers, or the kernel registered it: close it through
+    /// the kernel.
     Kernel,
+}
+
+impl Inner {
+    /// LR1, LR4: marks the region registered (its parent's lock held)
+    /// and hands back a waiting region future's waker, to be woken once
+    /// the locks are released: the future must now close through the
+    /// kernel.
+    fn mark_registered(&mut self) -> Option<Waker> {
+        self.registered = true;
+        self.waiter.take()
+    }
+
+    /// LR4: the waiter to wake if the set is now empty.
+    fn waiter_if_empty(&mut self) -> Option<Waker> {
+        if self.is_empty() {
+            self.waiter.take()
+        } else {
+            None
+        }
+    }
 }
 
 /// What a light task's completion found (LT1, LT3).
@@ -248,6 +277,7 @@ impl LightTasks {
                 tasks: List::new(),
                 regions: BTreeMap::new(),
                 registered,
+                waiter: None,
                 finalizers: Some(Vec::new()),
             }),
         })
@@ -298,7 +328,11 @@ impl LightTasks {
     pub(crate) fn take_region(&self, owner: TaskId, id: RegionId) -> Option<Arc<LightTasks>> {
         let mut inner = self.lock();
         let child = inner.regions.remove(&(owner, id))?;
-        child.lock().registered = true; // lock order LR6: parent, then child
+        let waiter = child.lock().mark_registered(); // lock order LR6: parent, then child
+        drop(inner);
+        if let Some(w) = waiter {
+            w.wake();
+        }
         Some(child)
     }
 
@@ -315,34 +349,51 @@ impl LightTasks {
             .into_iter()
             .filter_map(|k| inner.regions.remove(&k))
             .collect();
-        for child in &taken {
-            child.lock().registered = true; // LR6
-        }
+        let waiters: Vec<_> = taken
+            .iter()
+            .filter_map(|child| child.lock().mark_registered()) // LR6
+            .collect();
+        drop(inner);
+        waiters.into_iter().for_each(Waker::wake);
         taken
     }
 
-    /// LR4: closes this light region without the kernel if nothing is left
-    /// in it (no light task, no light child region, no finalizer) and the
-    /// kernel has not registered it: seals it (gate shut, finalizers
-    /// refused) and takes it out of its parent's set, in one critical
-    /// section of both locks (parent first, LR6), so a registration either
-    /// took it before (and the caller closes it through the kernel) or
-    /// finds it gone.
-    pub(crate) fn close_light(&self) -> LightClose {
+    /// LR4: closes this light region, its body done with `Ok`, without the
+    /// kernel if nothing is left in it (no light task, no light child
+    /// region, no finalizer) and the kernel has not registered it: seals
+    /// it (gate shut, finalizers refused) and takes it out of its
+    /// parent's set, in one critical section of both locks (parent first,
+    /// LR6), so a registration either took it before (and the caller
+    /// closes it through the kernel) or finds it gone. With members left,
+    /// stores `waker` to be woken when the last leaves (or the kernel
+    /// registers the region).
+    pub(crate) fn close_light(&self, waker: &Waker) -> LightClose {
         let Some(LightRegion { parent, owner }) = &self.light else {
             return LightClose::Kernel;
         };
         let mut up = parent.lock();
         let mut inner = self.lock();
         let finalizers = inner.finalizers.as_ref().is_some_and(|l| !l.is_empty());
-        if inner.registered || !inner.is_empty() || finalizers {
+        if inner.registered || finalizers {
             return LightClose::Kernel;
+        }
+        if !inner.is_empty() {
+            match &mut inner.waiter {
+                Some(w) if w.will_wake(waker) => {}
+                slot => *slot = Some(waker.clone()),
+            }
+            return LightClose::Wait;
         }
         inner.open = false;
         inner.finalizers = None;
         drop(inner);
         up.regions.remove(&(*owner, self.region));
         let advance = up.is_empty() && std::mem::take(&mut up.kernel_waits);
+        let waiter = up.waiter_if_empty();
+        drop(up);
+        if let Some(w) = waiter {
+            w.wake(); // LR4: the parent's own light close can go on
+        }
         LightClose::Closed { advance }
     }
 
@@ -407,6 +458,11 @@ impl LightTasks {
         match unsafe { inner.tasks.remove(cell) } {
             Some(entry) => {
                 let advance = inner.is_empty() && std::mem::take(&mut inner.kernel_waits);
+                let waiter = inner.waiter_if_empty();
+                drop(inner);
+                if let Some(w) = waiter {
+                    w.wake(); // LR4: the region's light close can go on
+                }
                 (Finish::Light { advance }, Some(entry))
             }
             None => (Finish::Registered, None),
@@ -461,10 +517,14 @@ impl LightTasks {
             }
         }
         let regions: Vec<_> = std::mem::take(&mut inner.regions).into_values().collect();
-        for child in &regions {
-            child.lock().registered = true; // LR6
-        }
-        (woken, inner.tasks.len(), regions)
+        let waiters: Vec<_> = regions
+            .iter()
+            .filter_map(|child| child.lock().mark_registered()) // LR6
+            .collect();
+        let held = inner.tasks.len();
+        drop(inner);
+        waiters.into_iter().for_each(Waker::wake);
+        (woken, held, regions)
     }
 
     /// Light task `t`'s entry, if it is in the set (a walk: rare paths).
@@ -1075,7 +1135,7 @@ mod loom_tests {
             let counters = Arc::new(TaskCounters::default());
             let parent = LightTasks::new(RegionId::MIN, true);
             let closing = parent.open_region(&counters, id(1)).expect("open");
-            let closer = thread::spawn(move || closing.close_light());
+            let closer = thread::spawn(move || closing.close_light(Waker::noop()));
             let opener = {
                 let (parent, counters) = (parent.clone(), counters.clone());
                 thread::spawn(move || parent.open_region(&counters, id(2)).map(|s| s.region()))
@@ -1112,7 +1172,7 @@ mod loom_tests {
             let counters = TaskCounters::default();
             let parent = LightTasks::new(RegionId::MIN, true);
             let child = parent.open_region(&counters, id(1)).expect("open");
-            let closer = thread::spawn(move || child.close_light());
+            let closer = thread::spawn(move || child.close_light(Waker::noop()));
             let sealed = parent.seal_if_empty();
             let handed_back = closer.join().unwrap() == LightClose::Closed { advance: true };
             assert_eq!(
@@ -1123,6 +1183,51 @@ mod loom_tests {
             if handed_back {
                 assert!(parent.seal_if_empty(), "the handed-back close seals");
             }
+        });
+    }
+
+    /// A waker that counts its wakes (bookkeeping outside the model).
+    struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+    impl std::task::Wake for CountingWaker {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &std::sync::Arc<Self>) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    /// LR4: a light region's close, its body done, races its last task's
+    /// completion: the close finds the set empty and closes, or it waits
+    /// and the completion wakes it exactly once, after which it closes.
+    /// No wake is lost and none is spurious.
+    #[test]
+    fn a_light_region_waiting_for_its_last_task_is_woken_exactly_once() {
+        model(|| {
+            let counters = TaskCounters::default();
+            let parent = LightTasks::new(RegionId::MIN, true);
+            let region = parent.open_region(&counters, id(1)).expect("open");
+            let task = cell(2, &region);
+            assert!(region.spawn(task.clone()));
+            let finisher = thread::spawn(move || task.set.finish(&*task, false).0);
+            let counting = std::sync::Arc::new(CountingWaker(Default::default()));
+            let waker = Waker::from(counting.clone());
+            let first = region.close_light(&waker);
+            assert!(matches!(finisher.join().unwrap(), Finish::Light { .. }));
+            let wakes = counting.0.load(std::sync::atomic::Ordering::SeqCst);
+            match first {
+                LightClose::Closed { .. } => assert_eq!(wakes, 0, "no spurious wake"),
+                LightClose::Wait => {
+                    assert_eq!(wakes, 1, "the last task out wakes the close");
+                    assert!(matches!(
+                        region.close_light(&waker),
+                        LightClose::Closed { .. }
+                    ));
+                }
+                LightClose::Kernel => panic!("nothing registered it"),
+            }
+            assert!(parent.light_regions().is_empty());
         });
     }
 }

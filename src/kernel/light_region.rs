@@ -9,8 +9,7 @@
 //! ([`LightTasks`]), which its parent's set lists, each behind its own
 //! lock, so opening, spawning into and closing regions in unrelated parts
 //! of the tree never contend. The moment the kernel must act on one (a
-//! cancel, a body that failed or ended with tasks still running, a
-//! finalizer to run, a task spawned in it with a budget, anything of it
+//! cancel, a body that failed, a finalizer to run, a task spawned in it with a budget, anything of it
 //! the kernel must record) it *registers* it: makes the region's record
 //! from its set, as if the kernel had opened it.
 //!
@@ -38,8 +37,12 @@
 //!   own, it is unregistered, has no light task, no light child region
 //!   and no finalizer: it is sealed (gate shut, finalizers refused) and
 //!   leaves its parent's list; if that empties a parent the kernel waits
-//!   for (LT3), the kernel is told, as for a light task. Otherwise it is
-//!   registered and closes through the kernel (K1, K6).
+//!   for (LT3), the kernel is told, as for a light task. With members
+//!   left, its region future's waker is stored in the set (same critical
+//!   section), and the member whose exit empties the set, or the
+//!   registration, wakes it (after releasing its locks) to try again. A
+//!   region with finalizers, or registered, closes through the kernel
+//!   (K1, K6).
 //! - LR5 (owners are registered): the owner of a light region (the task its
 //!   body runs in) is registered before the region is opened, so its
 //!   record holds its cancel state; its light regions are listed in its

@@ -96,6 +96,9 @@ pin_project! {
         // LR1: the region's set, if it was opened light (the kernel may
         // have registered it since: `ensure_region` finds out).
         light: Option<Arc<LightTasks>>,
+        // LR4: the body returned `Ok` in a light region the kernel has not
+        // been told about: its close is tried light on each poll.
+        light_ok: bool,
         result: Option<Outcome<T, E>>,
         // K9: polls of the body the region's poll quota still allows
         // (`u32::MAX`: not counted here; see `RegionFuture::poll`).
@@ -131,6 +134,7 @@ where
             body: None,
             region: None,
             light: None,
+            light_ok: false,
             result: None,
             body_polls_left: u32::MAX,
         }
@@ -229,26 +233,44 @@ where
             };
             this.body.set(None);
             *this.result = Some(outcome);
-            if matches!(end, BodyEnd::Ok)
-                && let Some(set) = this.light.as_ref()
-                && let LightClose::Closed { advance } = set.close_light()
-            {
-                // LR4: closed without the kernel.
-                *this.light = None;
-                *this.region = None;
-                if advance {
-                    let parent = this.cx.region_id();
-                    let core = this.cx.core();
-                    core.with_kernel_recent(|k, now| k.light_tasks_drained(parent, now));
-                }
-                let body = this.result.take().expect("set above");
-                return Poll::Ready(outcome_with_report(body, RegionReport::default()));
+            if matches!(end, BodyEnd::Ok) && this.light.is_some() {
+                // LR4: the close is tried without the kernel (below).
+                *this.light_ok = true;
+            } else {
+                let light = this.light.take();
+                this.cx.core().with_kernel(|k, now| {
+                    k.ensure_region_of(light.as_deref()); // LR1
+                    k.region_body_done(region, end, now)
+                });
             }
-            let light = this.light.take();
-            this.cx.core().with_kernel(|k, now| {
-                k.ensure_region_of(light.as_deref()); // LR1, LR4
-                k.region_body_done(region, end, now)
-            });
+        }
+        if *this.light_ok {
+            let set = this.light.as_ref().expect("a light region's set");
+            match set.close_light(cx.waker()) {
+                LightClose::Closed { advance } => {
+                    *this.light = None;
+                    *this.region = None;
+                    *this.light_ok = false;
+                    if advance {
+                        // LT3: the parent's close was waiting for this one.
+                        let parent = this.cx.region_id();
+                        let core = this.cx.core();
+                        core.with_kernel_recent(|k, now| k.light_tasks_drained(parent, now));
+                    }
+                    let body = this.result.take().expect("body finished before close");
+                    return Poll::Ready(outcome_with_report(body, RegionReport::default()));
+                }
+                LightClose::Wait => return Poll::Pending,
+                LightClose::Kernel => {
+                    // Registered, or finalizers to run: the kernel closes it.
+                    *this.light_ok = false;
+                    let light = this.light.take();
+                    this.cx.core().with_kernel(|k, now| {
+                        k.ensure_region_of(light.as_deref()); // LR1
+                        k.region_body_done(region, BodyEnd::Ok, now)
+                    });
+                }
+            }
         }
         let waker = cx.waker();
         match this
