@@ -185,7 +185,10 @@ impl<T> Inner<T> {
         // SAFETY: OS2: `TX_DONE` is not set yet (only this sender sets it,
         // once), so the value cell is the sender's.
         self.value.with_mut(|v| unsafe { *v = Some(value) });
-        let mut state = self.load();
+        // A guess instead of a load: a receiver already waiting (the word
+        // last written on its thread) costs one CAS; a wrong guess costs a
+        // retry with the value the CAS read.
+        let mut state = RX_WAKER;
         loop {
             if state & CLOSED != 0 {
                 // SAFETY: OS2: the CAS did not set `TX_DONE`: still ours.
