@@ -613,9 +613,9 @@ impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
         let before = self.inner.close();
         if before & TX_DONE != 0 {
-            // OS2: a value sent before the close is the receiver's to drop
-            // (no lock is held: it may own anything, even this channel's
-            // other half's peers).
+            // OS2: a value sent before the close is the receiver's to drop,
+            // now rather than with the last `Arc` (it may own anything,
+            // such as other channels' halves).
             // SAFETY: OS2: seen `TX_DONE`; this is the receiver's drop.
             drop(unsafe { self.inner.take_value() });
         }
