@@ -10,8 +10,9 @@
 //! Only the shimmed modules change under `--cfg loom`; everything else keeps
 //! `std`'s types, and the library built as a dependency (not `cfg(test)`)
 //! is the ordinary one, since loom is a dev-dependency. Shimmed today:
-//! the task cell's state word (`exec::state`) and the join slot's cells
-//! (`exec::join`). A model may only run inside
+//! the task cell's state word (`exec::state`), the join slot's cells
+//! (`exec::join`) and the oneshot channel's word and cells
+//! (`channel::oneshot`). A model may only run inside
 //! `loom::model`: a loom atomic created outside of it panics, so the rest
 //! of the unit tests are not meant to run in a `--cfg loom` build (the CI
 //! step filters on `loom`).

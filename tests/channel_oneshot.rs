@@ -339,7 +339,7 @@ fn a_reply_travels_between_tasks_through_a_permit() {
 }
 
 #[test]
-fn a_value_left_in_a_dropped_receiver_is_dropped_outside_the_lock() {
+fn a_value_left_in_a_dropped_receiver_is_dropped_with_it_even_if_it_owns_a_receiver() {
     for_each_driver(|_, rt| {
         rt.block_on(|_cx| async move {
             // The value owns the receiver of another oneshot whose sender

@@ -46,17 +46,81 @@
 //!
 //! Errors are the [`mpsc`](super::mpsc) types ([`SendError`], [`RecvError`],
 //! [`TryRecvError`], [`ReserveError`]).
+//!
+//! # The protocol (no lock)
+//!
+//! A channel is one allocation (`Inner`, behind an `Arc` shared by the two
+//! halves): a state word and three cells, the value and the two wakers
+//! (the receiver's, woken by a send or a disconnect; the sender's, woken
+//! by a close, for [`Sender::closed`]). The word's bits say who may touch
+//! which cell; no operation takes a lock or waits for the other side. The
+//! bits:
+//!
+//! - `TX_DONE`: the sending side is finished: it sent (the value is in its
+//!   cell) or ended without sending (the cell is empty).
+//! - `CLOSED`: the receiver closed or was dropped.
+//! - `RX_WAKER` / `TX_WAKER`: the receiver's / the sender's waker cell holds
+//!   a waker the other side may read.
+//!
+//! Rules (cited in the code as OS1..OS7; the loom models in `loom_tests`
+//! check them, `docs/ARCHITECTURE.md` "Oneshot"):
+//!
+//! - **OS1 (the word).** `TX_DONE` and `CLOSED` are each set once and never
+//!   cleared: `TX_DONE` only by the sending side (a send, a disconnect),
+//!   `CLOSED` only by the receiver. `RX_WAKER` is set and cleared only by
+//!   the receiver, `TX_WAKER` only by the sender. Every change is one
+//!   acquire-release read-modify-write; every read is an acquire load, so a
+//!   cell written before a change is visible to whoever sees the change.
+//! - **OS2 (the value).** Until `TX_DONE` is set the value cell belongs to
+//!   the sender: a send writes the value, then sets `TX_DONE` with a CAS
+//!   that fails if `CLOSED` is set, and on failure takes the value back
+//!   (the cell is still its own) to return it to the caller. A disconnect
+//!   sets `TX_DONE` with the cell empty. Once `TX_DONE` is set the cell
+//!   belongs to the receiver alone, which reads it only after seeing
+//!   `TX_DONE`. So the value has exactly one owner at a time and is dropped
+//!   exactly once: by whoever receives it, by the receiver's drop, by the
+//!   caller of a failed send, or (never in practice) by `Inner`'s drop.
+//! - **OS3 (the receiver's waker).** Only the receiver writes its waker
+//!   cell, and only while `RX_WAKER` is clear and no change of the word it
+//!   made or saw had `TX_DONE`: it writes, then sets `RX_WAKER`. To replace
+//!   a stored waker it first clears `RX_WAKER`; it writes only if the value
+//!   that clearing replaced had no `TX_DONE` (else the sender may be reading
+//!   the old waker; the receiver leaves the cell alone and takes the value).
+//!   The receiver may read its own cell (to compare wakers) at any time.
+//! - **OS4 (the sender's waker).** The mirror of OS3: only the sender writes
+//!   its cell, only while `TX_WAKER` is clear and it has seen no `CLOSED`;
+//!   it clears `TX_WAKER` before replacing a stored waker and writes only if
+//!   that change saw no `CLOSED`.
+//! - **OS5 (who wakes whom).** The side whose finishing change (`TX_DONE`,
+//!   `CLOSED`) comes first in the word's order wakes the other side: the
+//!   change that sets `TX_DONE` wakes the receiver's waker iff it replaced a
+//!   value with `RX_WAKER` set and `CLOSED` clear; the change that sets
+//!   `CLOSED` wakes the sender's iff it replaced one with `TX_WAKER` set and
+//!   `TX_DONE` clear. The waker is woken by reference (the owner may be
+//!   comparing it), never taken. A poll that sets its waker bit and finds
+//!   the other side's finishing bit already set does not wait: it returns
+//!   the outcome itself, so no wake is lost.
+//! - **OS6 (a finished side's own waker).** A side whose finishing change
+//!   replaced a value without the other side's finishing bit owns its own
+//!   waker cell again (by OS5 the other side, which will see this bit, never
+//!   reads it) and drops the waker at once.
+//! - **OS7 (the end).** Whatever is left (a waker, a value) is dropped by
+//!   `Inner`'s drop, which runs after the last `Arc` is gone and so has
+//!   every cell to itself.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
 use futures_core::Stream;
 
 pub use super::mpsc::{RecvError, ReserveError, SendError, TryRecvError};
 use crate::exec::cx::Cx;
+// The types the loom models (`loom_tests` below) replace.
+use crate::loom::cell::UnsafeCell;
+use crate::loom::sync::Arc;
+use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 use crate::obligation::Obligation;
 use crate::types::CancelReason;
 use crate::types::cancel::Cancelled;
@@ -67,13 +131,10 @@ pub const PERMIT_KIND: &str = "oneshot_permit";
 /// Creates a oneshot channel.
 pub fn channel<T>() -> (Sender<T>, Receiver<T>) {
     let inner = Arc::new(Inner {
-        state: Mutex::new(State {
-            value: None,
-            tx_done: false,
-            rx_closed: false,
-            rx_waker: None,
-            tx_waker: None,
-        }),
+        state: AtomicUsize::new(0),
+        value: UnsafeCell::new(None),
+        rx_waker: UnsafeCell::new(None),
+        tx_waker: UnsafeCell::new(None),
     });
     (
         Sender {
@@ -83,66 +144,229 @@ pub fn channel<T>() -> (Sender<T>, Receiver<T>) {
     )
 }
 
+// The state word's bits (module doc, "The protocol").
+/// The sending side is finished (sent, or ended without sending).
+const TX_DONE: usize = 0b0001;
+/// The receiver closed or was dropped.
+const CLOSED: usize = 0b0010;
+/// The receiver's waker cell holds a waker the sender may wake.
+const RX_WAKER: usize = 0b0100;
+/// The sender's waker cell holds a waker the receiver may wake.
+const TX_WAKER: usize = 0b1000;
+
+/// The shared part of a channel (module doc, "The protocol"). It has no
+/// `Drop` of its own: OS7, the cells drop what they hold once the last
+/// `Arc` is gone (that drop synchronises with every other).
 struct Inner<T> {
-    state: Mutex<State<T>>,
+    state: AtomicUsize,
+    /// OS2: the sender's until `TX_DONE`, the receiver's after.
+    value: UnsafeCell<Option<T>>,
+    /// OS3: written by the receiver only, woken by the sender (OS5).
+    rx_waker: UnsafeCell<Option<Waker>>,
+    /// OS4: written by the sender only, woken by the receiver (OS5).
+    tx_waker: UnsafeCell<Option<Waker>>,
 }
 
-struct State<T> {
-    value: Option<T>,
-    /// The sender side is finished: it sent, or was dropped without sending.
-    tx_done: bool,
-    /// The receiver closed or was dropped.
-    rx_closed: bool,
-    rx_waker: Option<Waker>,
-    tx_waker: Option<Waker>,
-}
+// SAFETY: the cells are accessed only as OS1–OS7 allow, so a `T` is moved
+// between threads (hence `T: Send`) but never shared: no `&T` is ever handed
+// out to two threads, so `T: Sync` is not needed. Wakers are `Send + Sync`.
+unsafe impl<T: Send> Send for Inner<T> {}
+// SAFETY: as above; every shared access goes through the word (OS1).
+unsafe impl<T: Send> Sync for Inner<T> {}
 
 impl<T> Inner<T> {
-    fn lock(&self) -> MutexGuard<'_, State<T>> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    fn load(&self) -> usize {
+        // OS1: acquire, so the cells written before a change are visible.
+        self.state.load(Ordering::Acquire)
     }
 
     /// Stores the value (rule 1); gives it back if the receiver is gone.
     fn send(&self, value: T) -> Result<(), T> {
-        let waker = {
-            let mut st = self.lock();
-            st.tx_done = true;
-            if st.rx_closed {
-                return Err(value);
+        // SAFETY: OS2: `TX_DONE` is not set yet (only this sender sets it,
+        // once), so the value cell is the sender's.
+        self.value.with_mut(|v| unsafe { *v = Some(value) });
+        // A guess instead of a load: a receiver already waiting (the word
+        // last written on its thread) costs one CAS; a wrong guess costs a
+        // retry with the value the CAS read.
+        let mut state = RX_WAKER;
+        loop {
+            if state & CLOSED != 0 {
+                // SAFETY: OS2: the CAS did not set `TX_DONE`: still ours.
+                let value = self.value.with_mut(|v| unsafe { (*v).take() });
+                return Err(value.expect("the value stored above"));
             }
-            st.value = Some(value);
-            st.rx_waker.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
+            // OS1, OS2: release publishes the value with `TX_DONE`.
+            match self.state.compare_exchange_weak(
+                state,
+                state | TX_DONE,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(actual) => state = actual,
+            }
         }
+        self.finished_sending(state);
         Ok(())
     }
 
     /// The sending side ends without a value (rule 3).
     fn disconnect(&self) {
-        let waker = {
-            let mut st = self.lock();
-            st.tx_done = true;
-            st.rx_waker.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
+        // OS1, OS2: the value cell stays empty.
+        let before = self.state.fetch_or(TX_DONE, Ordering::AcqRel);
+        if before & CLOSED == 0 {
+            self.finished_sending(before);
         }
+    }
+
+    /// After the change that set `TX_DONE`, replacing `before` (which had
+    /// no `CLOSED`): wake the receiver (OS5), drop the sender's own waker
+    /// (OS6).
+    fn finished_sending(&self, before: usize) {
+        debug_assert_eq!(before & (TX_DONE | CLOSED), 0);
+        if before & RX_WAKER != 0 {
+            // SAFETY: OS3, OS5: `RX_WAKER` was set and our change came
+            // before any `CLOSED`: the receiver will not write its cell
+            // again (it sees `TX_DONE` before writing); it may only read.
+            self.rx_waker.with(|w| {
+                if let Some(w) = unsafe { &*w } {
+                    w.wake_by_ref();
+                }
+            });
+        }
+        if before & TX_WAKER != 0 {
+            // SAFETY: OS6: a later `CLOSED` sees `TX_DONE` and does not
+            // read the sender's cell; the sender (us) is the only writer.
+            drop(self.tx_waker.with_mut(|w| unsafe { (*w).take() }));
+        }
+    }
+
+    /// Sets `CLOSED` (rule 3); returns the value the change replaced.
+    fn close(&self) -> usize {
+        let before = self.state.fetch_or(CLOSED, Ordering::AcqRel);
+        if before & (CLOSED | TX_DONE) == 0 {
+            if before & TX_WAKER != 0 {
+                // SAFETY: OS4, OS5: the sender stores no waker after seeing
+                // `CLOSED`, and clears `TX_WAKER` before replacing one: with
+                // the bit set the cell is only read.
+                self.tx_waker.with(|w| {
+                    if let Some(w) = unsafe { &*w } {
+                        w.wake_by_ref();
+                    }
+                });
+            }
+            if before & RX_WAKER != 0 {
+                // SAFETY: OS6: `TX_DONE` will see `CLOSED` and not read the
+                // receiver's cell; the receiver (us) is the only writer.
+                drop(self.rx_waker.with_mut(|w| unsafe { (*w).take() }));
+            }
+        }
+        before
     }
 
     fn is_closed(&self) -> bool {
-        self.lock().rx_closed
+        self.load() & CLOSED != 0
     }
 
-    fn poll_closed(&self, waker: &Waker) -> Poll<()> {
-        let mut st = self.lock();
-        if st.rx_closed {
+    /// Takes the value after seeing `TX_DONE` (receiver side only).
+    ///
+    /// # Safety
+    /// The caller is the receiver (`&mut Receiver` or its drop) and has seen
+    /// `TX_DONE` in the word (OS2).
+    unsafe fn take_value(&self) -> Option<T> {
+        // SAFETY: OS2, by the caller's contract.
+        self.value.with_mut(|v| unsafe { (*v).take() })
+    }
+
+    /// Whether a value is waiting (receiver side, any reference).
+    fn has_value(&self, state: usize) -> bool {
+        // SAFETY: OS2: after `TX_DONE` only the receiver touches the cell,
+        // and it writes only through `&mut Receiver`, which a caller holding
+        // `&Receiver` rules out.
+        state & TX_DONE != 0 && self.value.with(|v| unsafe { (*v).is_some() })
+    }
+
+    /// The receiver's poll (rules 4, 5; OS3, OS5).
+    ///
+    /// # Safety
+    /// The caller is the receiver, through `&mut Receiver`.
+    unsafe fn poll_recv(&self, waker: &Waker) -> Poll<Option<T>> {
+        let state = self.load();
+        if state & TX_DONE != 0 {
+            // SAFETY: OS2: seen `TX_DONE`; the caller is the receiver.
+            return Poll::Ready(unsafe { self.take_value() });
+        }
+        if state & CLOSED != 0 {
+            // No value was sent before the close (OS2: a send after it fails).
+            return Poll::Ready(None);
+        }
+        if state & RX_WAKER != 0 {
+            // SAFETY: OS3: the receiver may always read its own cell.
+            let same = self.rx_waker.with(|w| {
+                unsafe { &*w }
+                    .as_ref()
+                    .is_some_and(|stored| stored.will_wake(waker))
+            });
+            if same {
+                return Poll::Pending;
+            }
+            // OS3: take the cell back before writing it.
+            let before = self.state.fetch_and(!RX_WAKER, Ordering::AcqRel);
+            if before & TX_DONE != 0 {
+                // The sender may be waking the old waker: leave it (OS7).
+                // SAFETY: OS2: seen `TX_DONE`; the caller is the receiver.
+                return Poll::Ready(unsafe { self.take_value() });
+            }
+        }
+        // SAFETY: OS3: `RX_WAKER` is clear and no `TX_DONE` was seen: the
+        // sender does not read the cell until we set the bit.
+        self.rx_waker
+            .with_mut(|w| unsafe { *w = Some(waker.clone()) });
+        // OS1: release publishes the waker with the bit.
+        let before = self.state.fetch_or(RX_WAKER, Ordering::AcqRel);
+        if before & TX_DONE != 0 {
+            // OS5: the sender finished before the bit was set and woke
+            // nobody: return its outcome now.
+            // SAFETY: OS2: seen `TX_DONE`; the caller is the receiver.
+            return Poll::Ready(unsafe { self.take_value() });
+        }
+        Poll::Pending
+    }
+
+    /// The sender's wait for `CLOSED` (OS4, OS5).
+    ///
+    /// # Safety
+    /// The caller is the sender, through `&mut Sender`.
+    unsafe fn poll_closed(&self, waker: &Waker) -> Poll<()> {
+        let state = self.load();
+        if state & CLOSED != 0 {
             return Poll::Ready(());
         }
-        match &st.tx_waker {
-            Some(w) if w.will_wake(waker) => {}
-            _ => st.tx_waker = Some(waker.clone()),
+        if state & TX_WAKER != 0 {
+            // SAFETY: OS4: the sender may always read its own cell.
+            let same = self.tx_waker.with(|w| {
+                unsafe { &*w }
+                    .as_ref()
+                    .is_some_and(|stored| stored.will_wake(waker))
+            });
+            if same {
+                return Poll::Pending;
+            }
+            // OS4: take the cell back before writing it.
+            let before = self.state.fetch_and(!TX_WAKER, Ordering::AcqRel);
+            if before & CLOSED != 0 {
+                // The receiver may be waking the old waker: leave it (OS7).
+                return Poll::Ready(());
+            }
+        }
+        // SAFETY: OS4: `TX_WAKER` is clear and no `CLOSED` was seen: the
+        // receiver does not read the cell until we set the bit.
+        self.tx_waker
+            .with_mut(|w| unsafe { *w = Some(waker.clone()) });
+        let before = self.state.fetch_or(TX_WAKER, Ordering::AcqRel);
+        if before & CLOSED != 0 {
+            // OS5: closed before the bit was set; nobody woke us.
+            return Poll::Ready(());
         }
         Poll::Pending
     }
@@ -216,6 +440,13 @@ impl<T> Sender<T> {
     pub fn closed<'a>(&'a mut self, cx: &'a Cx) -> Closed<'a, T> {
         Closed { tx: self, cx }
     }
+
+    /// One poll of the wait in [`closed`](Self::closed), without the cancel
+    /// check.
+    fn poll_closed(&mut self, waker: &Waker) -> Poll<()> {
+        // SAFETY: `&mut self`: the caller is the sender (OS4).
+        unsafe { self.inner().poll_closed(waker) }
+    }
 }
 
 impl<T> Drop for Sender<T> {
@@ -244,7 +475,7 @@ impl<T> Future for Closed<'_, T> {
 
     fn poll(self: Pin<&mut Self>, task_cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        match this.tx.inner().poll_closed(task_cx.waker()) {
+        match this.tx.poll_closed(task_cx.waker()) {
             Poll::Ready(()) => Poll::Ready(Ok(())),
             Poll::Pending => match this.cx.observe_cancel() {
                 Some(reason) => Poll::Ready(Err(Cancelled::new(reason))),
@@ -347,74 +578,57 @@ impl<T> Receiver<T> {
     /// never will (it ended, the receiver was closed, or the value was
     /// already received).
     pub fn try_recv(&mut self) -> Result<T, TryRecvError> {
-        let mut st = self.inner.lock();
-        match st.value.take() {
-            Some(v) => Ok(v),
-            None if st.tx_done || st.rx_closed => Err(TryRecvError::Disconnected),
-            None => Err(TryRecvError::Empty),
+        let state = self.inner.load();
+        if state & TX_DONE != 0 {
+            // SAFETY: OS2: seen `TX_DONE`, through `&mut self`.
+            return unsafe { self.inner.take_value() }.ok_or(TryRecvError::Disconnected);
         }
+        if state & CLOSED != 0 {
+            return Err(TryRecvError::Disconnected);
+        }
+        Err(TryRecvError::Empty)
     }
 
     /// Refuses any future send (it fails with the value back) and wakes a
     /// sender waiting in [`Sender::closed`]. A value sent before is still
     /// retrievable.
     pub fn close(&mut self) {
-        let waker = {
-            let mut st = self.inner.lock();
-            st.rx_closed = true;
-            st.tx_waker.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
+        self.inner.close();
     }
 
     /// Whether no value will ever be received: the sender ended (or the
     /// channel was closed) and no value is waiting.
     pub fn is_terminated(&self) -> bool {
-        let st = self.inner.lock();
-        st.value.is_none() && (st.tx_done || st.rx_closed)
+        let state = self.inner.load();
+        state & (TX_DONE | CLOSED) != 0 && !self.inner.has_value(state)
     }
 
     fn poll_recv(&mut self, waker: &Waker) -> Poll<Option<T>> {
-        let mut st = self.inner.lock();
-        if let Some(v) = st.value.take() {
-            return Poll::Ready(Some(v));
-        }
-        if st.tx_done || st.rx_closed {
-            return Poll::Ready(None);
-        }
-        match &st.rx_waker {
-            Some(w) if w.will_wake(waker) => {}
-            _ => st.rx_waker = Some(waker.clone()),
-        }
-        Poll::Pending
+        // SAFETY: `&mut self`: the caller is the receiver (OS2, OS3).
+        unsafe { self.inner.poll_recv(waker) }
     }
 }
 
 impl<T> Drop for Receiver<T> {
     fn drop(&mut self) {
-        let (value, waker) = {
-            let mut st = self.inner.lock();
-            st.rx_closed = true;
-            st.rx_waker = None;
-            (st.value.take(), st.tx_waker.take())
-        };
-        // Dropped outside the lock: the value may own this channel's sender.
-        drop(value);
-        if let Some(w) = waker {
-            w.wake();
+        let before = self.inner.close();
+        if before & TX_DONE != 0 {
+            // OS2: a value sent before the close is the receiver's to drop,
+            // now rather than with the last `Arc` (it may own anything,
+            // such as other channels' halves).
+            // SAFETY: OS2: seen `TX_DONE`; this is the receiver's drop.
+            drop(unsafe { self.inner.take_value() });
         }
     }
 }
 
 impl<T> fmt::Debug for Receiver<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let st = self.inner.lock();
+        let state = self.inner.load();
         f.debug_struct("Receiver")
-            .field("has_value", &st.value.is_some())
-            .field("sender_done", &st.tx_done)
-            .field("closed", &st.rx_closed)
+            .field("has_value", &self.inner.has_value(state))
+            .field("sender_done", &(state & TX_DONE != 0))
+            .field("closed", &(state & CLOSED != 0))
             .finish()
     }
 }
@@ -468,3 +682,221 @@ const _: () = {
     send::<Recv<'static, u8>>();
     send::<Closed<'static, u8>>();
 };
+
+/// Loom models of the protocol (OS1–OS7; run by `.ci/run` with
+/// `--cfg loom`): the real channel, its halves on separate threads. The
+/// cells are loom cells, so an access the word does not order is reported
+/// as a data race.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    // Bookkeeping, outside the model (loom explores only its own types).
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::task::{Poll, Waker};
+
+    use super::*;
+    use crate::loom::{model, thread};
+
+    /// A value that counts its drops.
+    struct Val(std::sync::Arc<AtomicUsize>);
+
+    impl Drop for Val {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+
+    /// A waker that counts its wakes.
+    #[derive(Default)]
+    struct Wakes(AtomicUsize);
+
+    impl std::task::Wake for Wakes {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.wake_by_ref();
+        }
+        fn wake_by_ref(self: &std::sync::Arc<Self>) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+
+    fn waker() -> (std::sync::Arc<Wakes>, Waker) {
+        let w = std::sync::Arc::new(Wakes::default());
+        (w.clone(), Waker::from(w))
+    }
+
+    fn wakes(w: &Wakes) -> usize {
+        w.0.load(SeqCst)
+    }
+
+    /// Sends a counted value on its own thread; the value comes back if
+    /// the send failed.
+    fn spawn_send(
+        tx: Sender<Val>,
+        drops: &std::sync::Arc<AtomicUsize>,
+    ) -> thread::JoinHandle<Result<(), Val>> {
+        let val = Val(drops.clone());
+        thread::spawn(move || tx.send(val).map_err(SendError::into_inner))
+    }
+
+    /// OS2, OS3, OS5, OS6: a send racing the receiver's poll and then its
+    /// drop: the value is received, dropped with the receiver, or given
+    /// back to the sender, exactly once; a poll that returned `Pending` is
+    /// woken iff the send succeeded; no waker reference is leaked.
+    #[test]
+    fn loom_a_send_racing_a_poll_and_the_receivers_drop_hands_the_value_off_once() {
+        model(|| {
+            let drops = std::sync::Arc::new(AtomicUsize::new(0));
+            let (tx, mut rx) = channel::<Val>();
+            let sender = spawn_send(tx, &drops);
+            let (w, wk) = waker();
+            let polled = rx.poll_recv(&wk);
+            drop(rx);
+            let sent = sender.join().unwrap();
+            match polled {
+                Poll::Ready(Some(v)) => {
+                    assert!(sent.is_ok(), "a received value was sent");
+                    drop(v);
+                }
+                Poll::Ready(None) => panic!("nothing disconnects before the drop"),
+                Poll::Pending => assert_eq!(
+                    wakes(&w),
+                    usize::from(sent.is_ok()),
+                    "OS5: woken iff the send came before the close"
+                ),
+            }
+            drop(sent);
+            assert_eq!(drops.load(SeqCst), 1, "OS2: the value dropped exactly once");
+            drop(wk);
+            assert_eq!(std::sync::Arc::strong_count(&w), 1, "a waker leaked");
+        });
+    }
+
+    /// OS2, OS4, OS5: a sender waiting in `closed` and then sending, racing
+    /// a close: a send before the close delivers (the value stays
+    /// retrievable), one after it fails with the value back; the waiting
+    /// sender is woken iff the close came first.
+    #[test]
+    fn loom_a_send_racing_a_close_either_delivers_or_gets_the_value_back() {
+        model(|| {
+            let drops = std::sync::Arc::new(AtomicUsize::new(0));
+            let (mut tx, mut rx) = channel::<Val>();
+            let val = Val(drops.clone());
+            let (w, wk) = waker();
+            let sender = thread::spawn(move || {
+                let waited = tx.poll_closed(&wk).is_pending();
+                let sent = tx.send(val).map_err(SendError::into_inner);
+                (waited, sent)
+            });
+            rx.close();
+            let (waited, sent) = sender.join().unwrap();
+            match &sent {
+                Ok(()) => assert!(rx.try_recv().is_ok(), "a value sent before the close stays"),
+                Err(_) => assert!(matches!(rx.try_recv(), Err(TryRecvError::Disconnected))),
+            }
+            if waited {
+                assert_eq!(
+                    wakes(&w),
+                    usize::from(sent.is_err()),
+                    "OS5: the waiting sender is woken iff the close came first"
+                );
+            } else {
+                assert!(sent.is_err(), "`closed` was ready: the send must fail");
+                assert_eq!(wakes(&w), 0);
+            }
+            drop(sent);
+            drop(rx);
+            assert_eq!(drops.load(SeqCst), 1, "OS2: the value dropped exactly once");
+            assert_eq!(std::sync::Arc::strong_count(&w), 1, "a waker leaked");
+        });
+    }
+
+    /// OS3, OS5: the sender dropped unsent while the receiver polls: a
+    /// poll that returned `Pending` is woken exactly once and the next
+    /// poll reports the disconnection.
+    #[test]
+    fn loom_a_sender_dropped_unsent_wakes_a_waiting_receiver_exactly_once() {
+        model(|| {
+            let (tx, mut rx) = channel::<u8>();
+            let dropper = thread::spawn(move || drop(tx));
+            let (w, wk) = waker();
+            let first = rx.poll_recv(&wk);
+            dropper.join().unwrap();
+            match first {
+                Poll::Ready(v) => {
+                    assert!(v.is_none(), "nothing was sent");
+                    assert_eq!(wakes(&w), 0);
+                }
+                Poll::Pending => {
+                    assert_eq!(wakes(&w), 1, "OS5: the disconnect wakes the receiver");
+                    assert!(matches!(rx.poll_recv(&wk), Poll::Ready(None)));
+                }
+            }
+            drop(rx);
+            drop(wk);
+            assert_eq!(std::sync::Arc::strong_count(&w), 1, "a waker leaked");
+        });
+    }
+
+    /// OS3, OS5: the receiver re-polls with another waker while the value
+    /// is sent: the replaced waker is never woken once the new one is
+    /// stored, a poll that returns `Pending` has its waker woken exactly
+    /// once, there is at most one wake in all, and the value arrives.
+    #[test]
+    fn loom_replacing_the_receivers_waker_races_the_send_safely() {
+        model(|| {
+            let drops = std::sync::Arc::new(AtomicUsize::new(0));
+            let (tx, mut rx) = channel::<Val>();
+            let (w1, wk1) = waker();
+            let (w2, wk2) = waker();
+            assert!(rx.poll_recv(&wk1).is_pending());
+            let sender = spawn_send(tx, &drops);
+            let second = rx.poll_recv(&wk2);
+            assert!(sender.join().unwrap().is_ok(), "the receiver is alive");
+            let (a, b) = (wakes(&w1), wakes(&w2));
+            assert!(a + b <= 1, "one send wakes at most once");
+            match second {
+                Poll::Ready(v) => {
+                    assert!(v.is_some());
+                    assert_eq!(b, 0, "the second waker was never needed");
+                }
+                Poll::Pending => {
+                    assert_eq!((a, b), (0, 1), "OS3: only the stored waker is woken");
+                    assert!(matches!(rx.poll_recv(&wk2), Poll::Ready(Some(_))));
+                }
+            }
+            drop(rx);
+            assert_eq!(drops.load(SeqCst), 1, "the value dropped exactly once");
+            drop((wk1, wk2));
+            assert_eq!(std::sync::Arc::strong_count(&w1), 1, "a waker leaked");
+            assert_eq!(std::sync::Arc::strong_count(&w2), 1, "a waker leaked");
+        });
+    }
+
+    /// OS4, OS5, OS6: the sender re-polls `closed` with another waker while
+    /// the receiver is dropped: only the waker stored last is woken, at
+    /// most once, and both are released.
+    #[test]
+    fn loom_replacing_the_senders_waker_races_the_receivers_drop_safely() {
+        model(|| {
+            let (mut tx, rx) = channel::<u8>();
+            let (w1, wk1) = waker();
+            let (w2, wk2) = waker();
+            assert!(tx.poll_closed(&wk1).is_pending());
+            let dropper = thread::spawn(move || drop(rx));
+            let second = tx.poll_closed(&wk2);
+            dropper.join().unwrap();
+            let (a, b) = (wakes(&w1), wakes(&w2));
+            assert!(a + b <= 1, "one close wakes at most once");
+            match second {
+                Poll::Ready(()) => assert_eq!(b, 0),
+                Poll::Pending => {
+                    assert_eq!((a, b), (0, 1), "OS4: only the stored waker is woken");
+                    assert!(tx.poll_closed(&wk2).is_ready());
+                }
+            }
+            drop(tx);
+            drop((wk1, wk2));
+            assert_eq!(std::sync::Arc::strong_count(&w1), 1, "a waker leaked");
+            assert_eq!(std::sync::Arc::strong_count(&w2), 1, "a waker leaked");
+        });
+    }
+}
