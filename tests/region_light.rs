@@ -8,16 +8,52 @@
 
 mod support;
 
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use asupersync::kernel::RegionState;
 use asupersync::types::{Budget, CancelKind};
-use asupersync::{Cx, Outcome, time, yield_now};
+use asupersync::{Cx, Outcome, Runtime, time, yield_now};
 use support::*;
 
 const HOUR: Duration = Duration::from_secs(3600);
+
+/// Runs `body` as the body of a region that a spawned task opens (so the
+/// region is light), logging "region returned" once the region future
+/// resolved (it must resolve `Ok`); returns the log.
+fn open_from_a_task<B, Fut>(rt: &Runtime, body: B) -> Vec<String>
+where
+    B: FnOnce(Cx, Log) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), ()>> + Send + 'static,
+{
+    let log = Log::new();
+    let l = log.clone();
+    rt.block_on(move |cx: Cx| async move {
+        let h = cx
+            .spawn(move |cx| async move {
+                let lb = l.clone();
+                let out = cx.region(move |cx| body(cx, lb)).await;
+                l.push("region returned");
+                out
+            })
+            .unwrap();
+        assert!(matches!(h.join(&cx).await.unwrap(), Outcome::Ok(())));
+    });
+    log.snapshot()
+}
+
+/// A task body that parks on an hour's sleep, calls `parked` once it is
+/// parked, and expects its region's parent to be cancelled (counted in
+/// `seen`).
+async fn parked_until_parent_cancel(cx: Cx, parked: impl FnOnce(), seen: Arc<AtomicU64>) {
+    let sleep = time::sleep(&cx, HOUR);
+    parked();
+    let err = sleep.await.expect_err("cancelled");
+    assert_eq!(err.reason().kind, CancelKind::ParentCancelled);
+    seen.fetch_add(1, Ordering::Relaxed);
+}
 
 on_both_drivers! {
     /// An empty region opened from a task closes with `Ok`, is seen as
@@ -78,14 +114,13 @@ on_both_drivers! {
                                     for _ in 0..4 {
                                         let (seen, parked, all) =
                                             (seen.clone(), parked.clone(), all.clone());
-                                        drop(cx.spawn(move |cx| async move {
-                                            let sleep = time::sleep(&cx, HOUR);
+                                        let parked = move || {
                                             if parked.fetch_add(1, Ordering::AcqRel) + 1 == 32 {
                                                 all.open();
                                             }
-                                            let err = sleep.await.expect_err("cancelled");
-                                            assert_eq!(err.reason().kind, CancelKind::ParentCancelled);
-                                            seen.fetch_add(1, Ordering::Relaxed);
+                                        };
+                                        drop(cx.spawn(move |cx| {
+                                            parked_until_parent_cancel(cx, parked, seen)
                                         }));
                                     }
                                     Ok::<(), ()>(())
@@ -143,36 +178,19 @@ on_both_drivers! {
     /// the region; it keeps running, and the region waits for it.
     fn a_budgeted_spawn_into_a_light_region_registers_it_and_the_region_waits(d: Driver) {
         let rt = d.rt();
-        let log = Log::new();
-        let l = log.clone();
-        rt.block_on(move |cx: Cx| async move {
-            let h = cx
-                .spawn(move |cx| async move {
-                    let lb = l.clone();
-                    let out = cx
-                        .region(move |cx| async move {
-                            let l = lb;
-                            let l2 = l.clone();
-                            let budget = Budget::INFINITE.with_poll_quota(1_000);
-                            drop(
-                                cx.spawn_with_budget(budget, move |_| async move {
-                                    yield_now().await;
-                                    l2.push("budgeted task done");
-                                })
-                                .unwrap(),
-                            );
-                            l.push("body done");
-                            Ok::<(), ()>(())
-                        })
-                        .await;
-                    l.push("region closed");
-                    out
-                })
-                .unwrap();
-            assert!(matches!(h.join(&cx).await.unwrap(), Outcome::Ok(())));
+        let events = open_from_a_task(&rt, |cx, log| async move {
+            let l = log.clone();
+            let budget = Budget::INFINITE.with_poll_quota(1_000);
+            let task = cx.spawn_with_budget(budget, move |_| async move {
+                yield_now().await;
+                l.push("budgeted task done");
+            });
+            drop(task.unwrap());
+            log.push("body done");
+            Ok(())
         });
-        let events = log.snapshot();
-        assert_eq!(events.last().map(String::as_str), Some("region closed"), "{events:?}");
+        assert_eq!(events.len(), 3, "{events:?}");
+        assert_eq!(events[2], "region returned", "after the task: {events:?}");
         assert!(events.contains(&"budgeted task done".to_string()), "{events:?}");
         assert_quiescent(&rt);
     }
@@ -182,33 +200,18 @@ on_both_drivers! {
     /// future returns.
     fn a_light_region_s_finalizers_run_after_its_tasks_before_it_returns(d: Driver) {
         let rt = d.rt();
-        let log = Log::new();
-        let l = log.clone();
-        rt.block_on(move |cx: Cx| async move {
-            let h = cx
-                .spawn(move |cx| async move {
-                    let l1 = l.clone();
-                    let l2 = l.clone();
-                    let l3 = l.clone();
-                    let out = cx
-                        .region(move |cx| async move {
-                            cx.defer_sync(move || l1.push("first finalizer")).unwrap();
-                            cx.defer_sync(move || l2.push("second finalizer")).unwrap();
-                            drop(cx.spawn(move |_| async move {
-                                yield_now().await;
-                                l3.push("task done");
-                            }));
-                            Ok::<(), ()>(())
-                        })
-                        .await;
-                    l.push("region returned");
-                    out
-                })
-                .unwrap();
-            assert!(matches!(h.join(&cx).await.unwrap(), Outcome::Ok(())));
+        let events = open_from_a_task(&rt, |cx, log| async move {
+            let (l1, l2, l3) = (log.clone(), log.clone(), log.clone());
+            cx.defer_sync(move || l1.push("first finalizer")).unwrap();
+            cx.defer_sync(move || l2.push("second finalizer")).unwrap();
+            drop(cx.spawn(move |_| async move {
+                yield_now().await;
+                l3.push("task done");
+            }));
+            Ok(())
         });
         assert_eq!(
-            log.snapshot(),
+            events,
             ["task done", "second finalizer", "first finalizer", "region returned"]
         );
         assert_quiescent(&rt);
@@ -331,12 +334,8 @@ on_both_drivers! {
                     drop(cx.spawn(move |cx| async move {
                         let inner = cx
                             .region(move |cx| async move {
-                                drop(cx.spawn(move |cx| async move {
-                                    let sleep = time::sleep(&cx, HOUR);
-                                    p.open();
-                                    let err = sleep.await.expect_err("cancelled");
-                                    assert_eq!(err.reason().kind, CancelKind::ParentCancelled);
-                                    seen.fetch_add(1, Ordering::Relaxed);
+                                drop(cx.spawn(move |cx| {
+                                    parked_until_parent_cancel(cx, move || p.open(), seen)
                                 }));
                                 Ok::<(), ()>(())
                             })

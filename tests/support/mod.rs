@@ -9,6 +9,7 @@
 //! - shared state ([`shared`]): [`Gate`], [`Log`], [`Slot`], [`Counter`],
 //!   [`Flag`], [`SetOnDrop`], [`DropFlag`];
 //! - wakes ([`wake_counter`]): [`counting_waker`], [`wakes`];
+//! - allocations ([`alloc`]): `counting_allocator!()`;
 //! - utilities ([`util`]): [`until`], [`yield_until`], [`poll_once`],
 //!   [`panic_message`], [`expect_panic`], [`XorShift`].
 //!
@@ -16,6 +17,7 @@
 //! the blanket allowances below.
 #![allow(dead_code, unused_imports)]
 
+pub mod alloc;
 pub mod any_driver;
 pub mod drivers;
 pub mod shared;
