@@ -232,7 +232,8 @@ impl Kernel {
         let shared = Arc::new(effective);
         // LT7, LT2: the light tasks are cancelled in place and the gate
         // shut, in one pass under the set's lock.
-        let (woken, visited, taken) = light.shut_and_cancel_all(&shared, deadline);
+        let (woken, visited, taken) =
+            light.shut_and_cancel_all(&shared, deadline, &mut self.actions.wakes);
         // LR3: its light child regions are registered and cancelled as
         // its other children are.
         let mut children = children;

@@ -227,8 +227,8 @@ pub(crate) enum LightClose {
 impl Inner {
     /// LR1, LR4: marks the region registered (its parent's lock held)
     /// and hands back a waiting region future's waker, to be woken once
-    /// the locks are released: the future must now close through the
-    /// kernel.
+    /// every lock is released (the kernel's too: it runs no foreign code
+    /// under its lock): the future must now close through the kernel.
     fn mark_registered(&mut self) -> Option<Waker> {
         self.registered = true;
         self.waiter.take()
@@ -325,20 +325,30 @@ impl LightTasks {
     /// LR1 (kernel side): takes light child region `id` of `owner` out of
     /// this set to register it, marking it registered before the lock is
     /// released; `None` if it is not here (registered already, or closed).
-    pub(crate) fn take_region(&self, owner: TaskId, id: RegionId) -> Option<Arc<LightTasks>> {
+    /// A region future waiting for its close (LR4) must now close through
+    /// the kernel: its waker is put in `wakes`, for the kernel to wake
+    /// once its lock is released.
+    pub(crate) fn take_region(
+        &self,
+        owner: TaskId,
+        id: RegionId,
+        wakes: &mut Vec<Waker>,
+    ) -> Option<Arc<LightTasks>> {
         let mut inner = self.lock();
         let child = inner.regions.remove(&(owner, id))?;
-        let waiter = child.lock().mark_registered(); // lock order LR6: parent, then child
-        drop(inner);
-        if let Some(w) = waiter {
-            w.wake();
-        }
+        // Lock order LR6: parent, then child.
+        wakes.extend(child.lock().mark_registered());
         Some(child)
     }
 
     /// LR5 (kernel side): takes every light child region `owner` opened
     /// here, in id order, to register them (its cancel reaches them).
-    pub(crate) fn take_regions_of(&self, owner: TaskId) -> Vec<Arc<LightTasks>> {
+    /// Waiting region futures' wakers go to `wakes` (see `take_region`).
+    pub(crate) fn take_regions_of(
+        &self,
+        owner: TaskId,
+        wakes: &mut Vec<Waker>,
+    ) -> Vec<Arc<LightTasks>> {
         let mut inner = self.lock();
         let keys: Vec<_> = inner
             .regions
@@ -349,12 +359,9 @@ impl LightTasks {
             .into_iter()
             .filter_map(|k| inner.regions.remove(&k))
             .collect();
-        let waiters: Vec<_> = taken
-            .iter()
-            .filter_map(|child| child.lock().mark_registered()) // LR6
-            .collect();
-        drop(inner);
-        waiters.into_iter().for_each(Waker::wake);
+        for child in &taken {
+            wakes.extend(child.lock().mark_registered()); // LR6
+        }
         taken
     }
 
@@ -503,10 +510,12 @@ impl LightTasks {
     /// tasks whose reason changed (to be woken once the caller's locks are
     /// released; in the order they joined the set: light tasks never run
     /// in the lab, LT4), how many tasks the set held, and the regions.
+    /// Waiting region futures' wakers go to `wakes` (see `take_region`).
     pub(crate) fn shut_and_cancel_all(
         &self,
         reason: &Arc<CancelReason>,
         grace_deadline: Time,
+        wakes: &mut Vec<Waker>,
     ) -> (Vec<Arc<dyn Attention>>, usize, Vec<Arc<LightTasks>>) {
         let mut inner = self.lock();
         inner.open = false;
@@ -517,14 +526,10 @@ impl LightTasks {
             }
         }
         let regions: Vec<_> = std::mem::take(&mut inner.regions).into_values().collect();
-        let waiters: Vec<_> = regions
-            .iter()
-            .filter_map(|child| child.lock().mark_registered()) // LR6
-            .collect();
-        let held = inner.tasks.len();
-        drop(inner);
-        waiters.into_iter().for_each(Waker::wake);
-        (woken, held, regions)
+        for child in &regions {
+            wakes.extend(child.lock().mark_registered()); // LR6
+        }
+        (woken, inner.tasks.len(), regions)
     }
 
     /// Light task `t`'s entry, if it is in the set (a walk: rare paths).
@@ -949,7 +954,8 @@ mod tests {
                             // LT2, LT7: half-way, the region is cancelled.
                             half.wait();
                             let reason = Arc::new(CancelReason::user("stress"));
-                            let (woken, held, _) = set.shut_and_cancel_all(&reason, ms(5));
+                            let (woken, held, _) =
+                                set.shut_and_cancel_all(&reason, ms(5), &mut Vec::new());
                             assert_eq!(woken.len(), held, "all stored, once");
                             cancelled = true;
                         }
@@ -1141,7 +1147,7 @@ mod loom_tests {
                 thread::spawn(move || parent.open_region(&counters, id(2)).map(|s| s.region()))
             };
             let reason = Arc::new(CancelReason::user("sweep"));
-            let (_, _, taken) = parent.shut_and_cancel_all(&reason, Time::ZERO);
+            let (_, _, taken) = parent.shut_and_cancel_all(&reason, Time::ZERO, &mut Vec::new());
             let taken: Vec<RegionId> = taken.iter().map(|s| s.region()).collect();
             let closed = closer.join().unwrap();
             let opened = opener.join().unwrap();

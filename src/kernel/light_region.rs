@@ -39,8 +39,9 @@
 //!   leaves its parent's list; if that empties a parent the kernel waits
 //!   for (LT3), the kernel is told, as for a light task. With members
 //!   left, its region future's waker is stored in the set (same critical
-//!   section), and the member whose exit empties the set, or the
-//!   registration, wakes it (after releasing its locks) to try again. A
+//!   section), and the member whose exit empties the set (after
+//!   releasing its locks), or the registration (among the kernel's
+//!   actions, after the kernel lock), wakes it to try again. A
 //!   region with finalizers, or registered, closes through the kernel
 //!   (K1, K6).
 //! - LR5 (owners are registered): the owner of a light region (the task its
@@ -71,7 +72,7 @@ impl Kernel {
             return;
         };
         self.ensure_region(parent);
-        if let Some(taken) = parent.take_region(owner, set.region()) {
+        if let Some(taken) = parent.take_region(owner, set.region(), &mut self.actions.wakes) {
             self.register_light_region(taken);
         }
     }
@@ -125,7 +126,8 @@ impl Kernel {
         let Some(home) = self.task(t).and_then(|rec| self.region(rec.region)) else {
             return;
         };
-        for child in home.light.clone().take_regions_of(t) {
+        let home = home.light.clone();
+        for child in home.take_regions_of(t, &mut self.actions.wakes) {
             self.register_light_region(child);
         }
     }
