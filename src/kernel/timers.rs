@@ -235,8 +235,8 @@ impl Timers {
             // wheel's slot granularity only ever make it early). When the
             // cursor already sits in the slot of a pending deadline the
             // bound is `now`, which would make an idle driver spin until
-            // it; the exact deadline (a scan of that one small slot) lets it
-            // sleep instead.
+            // it; the exact deadline (the head of that sorted slot, wheel
+            // rule 8) lets it sleep instead.
             let next = match wheel.next_deadline_bound() {
                 Some(bound) if bound <= now => wheel.next_deadline(),
                 other => other,
