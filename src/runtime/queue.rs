@@ -154,6 +154,14 @@ pub(crate) struct RunQueue {
 }
 
 /// One worker's private scheduling state, reachable from its thread-local.
+impl WorkerCtx {
+    /// The worker this context runs for: its own index, or, for a
+    /// `block_in_place` helper, the worker it stands in for (TL5).
+    pub(crate) fn worker(&self) -> usize {
+        self.counter
+    }
+}
+
 pub(crate) struct WorkerCtx {
     /// Identity of the queue this worker belongs to (compared, never read).
     queue: *const RunQueue,
