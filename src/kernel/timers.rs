@@ -31,10 +31,10 @@
 //!   processes its kernel timers in that order. The lab runs one shard, so
 //!   its schedule stays a function of its seed.
 //! - TL4 (shards): the wheel is split into shards, each its own lock and
-//!   K8 hint, so workers arming and cancelling sleeps rarely meet: a sleep
-//!   goes to the shard its task's id picks (ids are handed out in order,
-//!   so neighbours alternate), the kernel's own timers to the first. A key
-//!   names its shard, so a cancel locks only that one. The service's hint
+//!   K8 hint, so workers arming and cancelling sleeps rarely meet: which
+//!   shard a timer goes to is TL5's (a worker's home shard, else the shared
+//!   shard its task's id picks; ids are handed out in order, so neighbours
+//!   alternate). A key names its shard, so a cancel locks only that one. The service's hint
 //!   is the earliest shard hint (K8 holds for each, hence for the least);
 //!   a firing pass visits only the shards whose hint has passed, one lock
 //!   at a time. The production runtime has twice as many shards as

@@ -153,7 +153,6 @@ pub(crate) struct RunQueue {
     block_on_parks: AtomicU64,
 }
 
-/// One worker's private scheduling state, reachable from its thread-local.
 impl WorkerCtx {
     /// The worker this context runs for: its own index, or, for a
     /// `block_in_place` helper, the worker it stands in for (TL5).
@@ -162,6 +161,7 @@ impl WorkerCtx {
     }
 }
 
+/// One worker's private scheduling state, reachable from its thread-local.
 pub(crate) struct WorkerCtx {
     /// Identity of the queue this worker belongs to (compared, never read).
     queue: *const RunQueue,
