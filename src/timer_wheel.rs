@@ -57,6 +57,17 @@
 //! 7. A [`TimerKey`] is `(slab index, insertion sequence)`. Sequence numbers
 //!    are never reused, so the key of a fired or cancelled entry never
 //!    resolves again, even after its slab slot is reused.
+//! 8. The *current slot* (the level-0 slot of the cursor's tick `elapsed`)
+//!    is sorted by `(deadline, insertion sequence)` from its head, and its
+//!    tail is known (`current_tail`). An `advance` that moves the cursor to
+//!    a new tick sorts that tick's slot once (what cascading and earlier
+//!    insertions left there, unordered); an insertion into the current slot
+//!    goes to its place, found from the tail (a later insertion is usually
+//!    a later deadline: O(1)). So a pass that stays in the same millisecond
+//!    takes out only the due prefix, O(due), and `next_deadline` in it is
+//!    the head's deadline, O(1): a millisecond holding thousands of
+//!    sub-millisecond deadlines (a sleep storm) costs one sort, not a walk
+//!    of the whole slot per pass.
 
 use crate::types::Time;
 
@@ -184,6 +195,11 @@ pub(crate) struct TimerWheel<T> {
     len: usize,
     /// Reused buffer of slab indices fired by one `advance`.
     fire_scratch: Vec<u32>,
+    /// Rule 8: the last entry of the current slot (level 0, tick
+    /// `elapsed`), or [`NIL`] when it is empty.
+    current_tail: u32,
+    /// Reused buffer for sorting a new current slot (rule 8).
+    sort_scratch: Vec<u32>,
 }
 
 impl<T> TimerWheel<T> {
@@ -200,6 +216,8 @@ impl<T> TimerWheel<T> {
             next_seq: 0,
             len: 0,
             fire_scratch: Vec::new(),
+            current_tail: NIL,
+            sort_scratch: Vec::new(),
         }
     }
 
@@ -241,7 +259,11 @@ impl<T> TimerWheel<T> {
             index
         };
         let list = self.list_for(deadline);
-        self.link(index, list);
+        if list == self.current_slot() {
+            self.link_sorted_current(index);
+        } else {
+            self.link(index, list);
+        }
         self.len += 1;
         TimerKey { index, seq }
     }
@@ -282,6 +304,10 @@ impl<T> TimerWheel<T> {
         } else {
             self.next_event()?.list
         };
+        if list == self.current_slot() {
+            // Rule 8: sorted, the earliest first.
+            return Some(self.occupied_entry(self.heads[list as usize]).deadline);
+        }
         let mut best: Option<Time> = None;
         let mut index = self.heads[list as usize];
         while index != NIL {
@@ -317,6 +343,12 @@ impl<T> TimerWheel<T> {
         let now = now.max(self.now);
         self.now = now;
         let target = tick_of(now);
+        let old_tick = self.elapsed;
+        if target != old_tick {
+            // Rule 8: the slot that becomes current is sorted below (if it
+            // holds anything); the old one fires whole.
+            self.current_tail = NIL;
+        }
         let mut scratch = std::mem::take(&mut self.fire_scratch);
         debug_assert!(scratch.is_empty());
 
@@ -336,24 +368,24 @@ impl<T> TimerWheel<T> {
             }
             // `max` is defensive: rule 4 says `start >= elapsed` already.
             self.elapsed = self.elapsed.max(event.start);
+            if event.level == 0 && event.start == target {
+                // The slot of `target`, the current slot from now on: take
+                // out its due prefix (rule 8). It is the last event.
+                if target == old_tick {
+                    self.fire_sorted_prefix(event.list, now, &mut scratch);
+                } else {
+                    self.sort_new_current(event.list, now, &mut scratch);
+                }
+                break;
+            }
             let mut index = self.take_list(event.list);
             if event.level == 0 {
+                // A tick before `target`: every entry in it is due.
                 while index != NIL {
                     let next = self.occupied_entry(index).next;
-                    if self.occupied_entry(index).deadline <= now {
-                        self.occupied_entry_mut(index).list = DETACHED;
-                        scratch.push(index);
-                    } else {
-                        // Same millisecond as `now`, later nanosecond: stays.
-                        self.link(index, event.list);
-                    }
+                    self.occupied_entry_mut(index).list = DETACHED;
+                    scratch.push(index);
                     index = next;
-                }
-                // A level-0 slot is a single tick; if it is `target`, nothing
-                // else can be due (rule 4), and it may still hold entries that
-                // must not be revisited in this call.
-                if event.start == target {
-                    break;
                 }
             } else {
                 while index != NIL {
@@ -401,6 +433,85 @@ impl<T> TimerWheel<T> {
     }
 
     // ----- internals -----
+
+    /// The current slot's list (rule 8): level 0, the cursor's tick.
+    fn current_slot(&self) -> ListId {
+        (self.elapsed & SLOT_MASK) as ListId
+    }
+
+    /// Rule 8: links the detached entry at `index` (the newest insertion)
+    /// into the current slot at its sorted place, searching from the tail.
+    fn link_sorted_current(&mut self, index: u32) {
+        let list = self.current_slot();
+        let deadline = self.occupied_entry(index).deadline;
+        // Earlier insertions with an equal deadline stay ahead (rule 6).
+        let mut after = self.current_tail;
+        while after != NIL && self.occupied_entry(after).deadline > deadline {
+            after = self.occupied_entry(after).prev;
+        }
+        if after == NIL {
+            if self.heads[list as usize] == NIL {
+                self.current_tail = index;
+            }
+            self.link(index, list);
+            return;
+        }
+        let next = self.occupied_entry(after).next;
+        let e = self.occupied_entry_mut(index);
+        e.list = list;
+        e.prev = after;
+        e.next = next;
+        self.occupied_entry_mut(after).next = index;
+        if next == NIL {
+            self.current_tail = index;
+        } else {
+            self.occupied_entry_mut(next).prev = index;
+        }
+    }
+
+    /// Rule 8, the cursor stays in its tick: detaches the current slot's
+    /// entries due at `now` (a sorted prefix) onto `fired`.
+    fn fire_sorted_prefix(&mut self, list: ListId, now: Time, fired: &mut Vec<u32>) {
+        let mut index = self.heads[list as usize];
+        while index != NIL && self.occupied_entry(index).deadline <= now {
+            let next = self.occupied_entry(index).next;
+            self.unlink(index);
+            fired.push(index);
+            index = next;
+        }
+    }
+
+    /// Rule 8, the cursor moved to the tick of `list`: sorts the slot,
+    /// detaches its entries due at `now` onto `fired` and re-links the rest
+    /// in order, noting the tail.
+    fn sort_new_current(&mut self, list: ListId, now: Time, fired: &mut Vec<u32>) {
+        let mut order = std::mem::take(&mut self.sort_scratch);
+        let mut index = self.take_list(list);
+        while index != NIL {
+            order.push(index);
+            index = self.occupied_entry(index).next;
+        }
+        order.sort_unstable_by_key(|&i| {
+            let e = self.occupied_entry(i);
+            (e.deadline, e.seq)
+        });
+        let due = order.partition_point(|&i| self.occupied_entry(i).deadline <= now);
+        for &i in &order[..due] {
+            self.occupied_entry_mut(i).list = DETACHED;
+            fired.push(i);
+        }
+        // Linked at the front, latest first: the list ends up sorted.
+        self.current_tail = order
+            .get(due..)
+            .and_then(|r| r.last())
+            .copied()
+            .unwrap_or(NIL);
+        for &i in order[due..].iter().rev() {
+            self.link(i, list);
+        }
+        order.clear();
+        self.sort_scratch = order;
+    }
 
     /// The pending entry for `key`, if the key is still live.
     fn entry(&self, key: TimerKey) -> Option<&Entry<T>> {
@@ -511,6 +622,10 @@ impl<T> TimerWheel<T> {
         }
         if next != NIL {
             self.occupied_entry_mut(next).prev = prev;
+        }
+        if index == self.current_tail {
+            // Rule 8: only the current slot's last entry is its tail.
+            self.current_tail = prev;
         }
         self.occupied_entry_mut(index).list = DETACHED;
     }
@@ -624,6 +739,18 @@ impl<T> TimerWheel<T> {
             }
         }
         assert_eq!(seen, self.len);
+        // Rule 8: the current slot is sorted and its tail known.
+        let mut last: Option<(Time, u64)> = None;
+        let mut tail = NIL;
+        let mut index = self.heads[self.current_slot() as usize];
+        while index != NIL {
+            let e = self.occupied_entry(index);
+            assert!(last < Some((e.deadline, e.seq)), "rule 8: sorted");
+            last = Some((e.deadline, e.seq));
+            tail = index;
+            index = e.next;
+        }
+        assert_eq!(self.current_tail, tail, "rule 8: the tail");
         let occupied = self
             .slots
             .iter()
@@ -700,6 +827,38 @@ mod tests {
         wheel.insert(ns(base + 899_999 + 1), 4);
         assert_eq!(wheel.next_deadline(), Some(ns(base + 900_000)));
         assert_eq!(fire(&mut wheel, ns(base + 900_000)), vec![3, 4]);
+        assert!(wheel.is_empty());
+    }
+
+    /// Rule 8: a millisecond full of sub-millisecond deadlines, inserted
+    /// out of order before and after the cursor reaches it (and with its
+    /// tail cancelled), fires pass by pass in order, each pass only what
+    /// is due; the next deadline is always exact.
+    #[test]
+    fn the_current_millisecond_fires_in_order_pass_by_pass() {
+        let mut wheel = TimerWheel::new(Time::ZERO);
+        let base = 9 * MS;
+        // Before the cursor reaches 9 ms: unordered, in a future slot.
+        let offsets = [700_000, 100, 300_000, 100, 999_999, 5];
+        for (i, off) in offsets.iter().enumerate() {
+            wheel.insert(ns(base + off), i);
+        }
+        assert_eq!(fire(&mut wheel, ns(base + 50)), vec![5]);
+        assert_eq!(wheel.next_deadline(), Some(ns(base + 100)));
+        // Into the current slot: before, between and after the others.
+        wheel.insert(ns(base + 200), 6);
+        let tail = wheel.insert(ns(base + 999_999), 7);
+        wheel.insert(ns(base + 60), 8);
+        wheel.assert_invariants();
+        assert_eq!(wheel.next_deadline(), Some(ns(base + 60)));
+        assert!(wheel.cancel(tail).is_some(), "the tail leaves");
+        wheel.assert_invariants();
+        wheel.insert(ns(base + 800_000), 9);
+        assert_eq!(fire(&mut wheel, ns(base + 100)), vec![8, 1, 3]);
+        assert_eq!(fire(&mut wheel, ns(base + 299_999)), vec![6]);
+        assert_eq!(wheel.next_deadline(), Some(ns(base + 300_000)));
+        assert_eq!(fire(&mut wheel, ns(base + 800_000)), vec![2, 0, 9]);
+        assert_eq!(fire(&mut wheel, ns(base + MS)), vec![4]);
         assert!(wheel.is_empty());
     }
 

@@ -150,6 +150,9 @@ pub(crate) struct KernelConfig {
     pub(crate) leak_policy: LeakPolicy,
     /// Shards of the timer service (TL4; 0 is taken as 1).
     pub(crate) timer_shards: usize,
+    /// How many of them are workers' home shards (TL5; at least one shard
+    /// stays shared).
+    pub(crate) timer_home_shards: usize,
 }
 
 /// Why a spawn (or a region entry) was refused.
@@ -377,7 +380,11 @@ impl Kernel {
             obligations: Default::default(),
             region_homes: Default::default(),
             obligation_counters: Default::default(),
-            timers: Arc::new(Timers::sharded(start, config.timer_shards)),
+            timers: Arc::new(Timers::sharded(
+                start,
+                config.timer_shards,
+                config.timer_home_shards,
+            )),
             grace: GraceQueue::default(),
             config,
             actions: Actions::default(),

@@ -31,14 +31,34 @@
 //!   processes its kernel timers in that order. The lab runs one shard, so
 //!   its schedule stays a function of its seed.
 //! - TL4 (shards): the wheel is split into shards, each its own lock and
-//!   K8 hint, so workers arming and cancelling sleeps rarely meet: a sleep
-//!   goes to the shard its task's id picks (ids are handed out in order,
-//!   so neighbours alternate), the kernel's own timers to the first. A key
-//!   names its shard, so a cancel locks only that one. The service's hint
+//!   K8 hint, so workers arming and cancelling sleeps rarely meet: which
+//!   shard a timer goes to is TL5's (a worker's home shard, else the shared
+//!   shard its task's id picks; ids are handed out in order, so neighbours
+//!   alternate). A key names its shard, so a cancel locks only that one. The service's hint
 //!   is the earliest shard hint (K8 holds for each, hence for the least);
 //!   a firing pass visits only the shards whose hint has passed, one lock
 //!   at a time. The production runtime has twice as many shards as
 //!   workers (at most 16), the current-thread runtime and the lab one.
+//! - TL5 (home shards): on the multi-thread runtime the first shards are
+//!   *owned*, one per worker (as many as fit in half the shards), the rest
+//!   are *shared*. A sleep armed on a worker thread goes to that worker's
+//!   home shard (a thread-local set by the worker loop, keyed by the
+//!   service's address, compared and never dereferenced); one armed
+//!   anywhere else (a `block_on` thread, a plain thread, a worker without
+//!   a home, a thread inside `block_in_place`) goes to the shared shard its
+//!   task's id picks, and the kernel's own timers to the first shared
+//!   shard (the first shard when none is owned: the current-thread runtime
+//!   and the lab). A thread fires its home shard and the shared shards as
+//!   soon as their K8 hint passes, and another worker's home shard only
+//!   once its hint is [`FOREIGN_SLACK`] old; it parks accordingly. So a
+//!   sleep is armed, fired, woken and re-polled on one worker, whose
+//!   caches already hold the entry and the task, and workers do not fight
+//!   over shard locks; a worker stuck in a long poll (or a home left
+//!   without its thread) delays its own timers by at most the slack, as the
+//!   other threads then fire them. T1 is untouched (the slack only ever
+//!   delays), and neither is K8 (each shard's hint stays a lower bound).
+//!   A `block_in_place` helper takes over the home of the worker it stands
+//!   in for while that worker's thread blocks without one.
 //!
 //! The grace queue (K4 for individually cancelled tasks) keeps the tasks'
 //! grace deadlines out of the wheel, so a cancel arms, and a completion
@@ -56,6 +76,7 @@
 //!   of them completes, the queue is emptied and its timer cancelled, so a
 //!   quiescent kernel holds no timer.
 
+use std::cell::Cell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -114,39 +135,120 @@ pub(crate) struct TimerKey {
     key: WheelKey,
 }
 
+/// TL5: how late another worker's home shard may run before a thread
+/// that does not own it fires it (one wheel tick).
+pub(crate) const FOREIGN_SLACK: Duration = Duration::from_millis(1);
+
+/// [`FOREIGN_SLACK`] in nanoseconds.
+const FOREIGN_SLACK_NS: u64 = FOREIGN_SLACK.as_nanos() as u64;
+
+thread_local! {
+    /// TL5: this thread's home shard, as (the service's address, shard);
+    /// the address is compared, never dereferenced. `(0, 0)`: none.
+    static HOME: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+}
+
 /// One shard of the timer service: a wheel behind its own lock and the
 /// shard's K8 hint.
 struct Shard {
-    wheel: Mutex<TimerWheel<Timer>>,
     /// Rule K8 for this shard: no timer in it is due before this instant
-    /// (nanoseconds; `u64::MAX`: none).
-    hint: AtomicU64,
+    /// (nanoseconds; `u64::MAX`: none). On a cache line of its own: every
+    /// driver reads it between batches, and arming writes the wheel's.
+    hint: crossbeam_utils::CachePadded<AtomicU64>,
+    wheel: Mutex<TimerWheel<Timer>>,
 }
 
 /// The timer service: the wheel, sharded (TL4), each shard behind its own
-/// lock with its own K8 hint.
+/// lock with its own K8 hint; the first `owned` shards are workers' home
+/// shards (TL5).
 pub(crate) struct Timers {
     shards: Box<[crossbeam_utils::CachePadded<Shard>]>,
+    /// TL5: shards `0..owned` are the home shards of workers `0..owned`;
+    /// the others are shared (at least one).
+    owned: usize,
+}
+
+/// Restores a thread's previous home shard when dropped (TL5).
+pub(crate) struct HomeGuard {
+    previous: (usize, usize),
+}
+
+impl Drop for HomeGuard {
+    fn drop(&mut self) {
+        let _ = HOME.try_with(|h| h.set(self.previous));
+    }
 }
 
 impl Timers {
     /// A service of one shard.
     #[cfg(test)]
     pub(crate) fn new(start: Time) -> Self {
-        Self::sharded(start, 1)
+        Self::sharded(start, 1, 0)
     }
 
-    /// A service of `shards` shards (at least one).
-    pub(crate) fn sharded(start: Time, shards: usize) -> Self {
-        let shards = (0..shards.max(1))
+    /// A service of `shards` shards (at least one), the first `owned` of
+    /// them workers' home shards (TL5; at least one shard stays shared).
+    pub(crate) fn sharded(start: Time, shards: usize, owned: usize) -> Self {
+        let count = shards.max(1);
+        let shards = (0..count)
             .map(|_| {
                 crossbeam_utils::CachePadded::new(Shard {
+                    hint: crossbeam_utils::CachePadded::new(AtomicU64::new(u64::MAX)),
                     wheel: Mutex::new(TimerWheel::new(start)),
-                    hint: AtomicU64::new(u64::MAX),
                 })
             })
             .collect();
-        Self { shards }
+        Self {
+            shards,
+            owned: owned.min(count - 1),
+        }
+    }
+
+    /// TL5: makes shard `worker` the calling thread's home shard (if the
+    /// service has one for that worker; otherwise the thread has none)
+    /// until the guard is dropped.
+    pub(crate) fn enter_home(&self, worker: usize) -> HomeGuard {
+        let home = if worker < self.owned {
+            (self.address(), worker)
+        } else {
+            (0, 0)
+        };
+        HomeGuard {
+            previous: HOME.try_with(|h| h.replace(home)).unwrap_or((0, 0)),
+        }
+    }
+
+    /// TL5: the calling thread has no home shard until the guard is
+    /// dropped (a worker thread blocking in `block_in_place`).
+    pub(crate) fn leave_home() -> HomeGuard {
+        HomeGuard {
+            previous: HOME.try_with(|h| h.replace((0, 0))).unwrap_or((0, 0)),
+        }
+    }
+
+    /// The service's identity for [`HOME`] (compared, never dereferenced).
+    fn address(&self) -> usize {
+        std::ptr::from_ref(self) as usize
+    }
+
+    /// TL5: the calling thread's home shard in this service, if any.
+    fn home(&self) -> Option<usize> {
+        if self.owned == 0 {
+            return None;
+        }
+        let (service, shard) = HOME.try_with(Cell::get).unwrap_or((0, 0));
+        (service == self.address()).then_some(shard)
+    }
+
+    /// TL5: when the calling thread fires shard `i` whose K8 hint is
+    /// `hint`: at once if it is the thread's home or a shared shard, else
+    /// `FOREIGN_SLACK` later.
+    fn due_at(&self, i: usize, hint: u64, home: Option<usize>) -> u64 {
+        if i < self.owned && home != Some(i) {
+            hint.saturating_add(FOREIGN_SLACK_NS)
+        } else {
+            hint
+        }
     }
 
     /// Locks one shard's wheel. No user code runs under this lock (TL2),
@@ -156,19 +258,27 @@ impl Timers {
         shard.wheel.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// TL4: the shard a timer spread by `spread` (a task id's bits, or 0
-    /// for the kernel's own timers) goes to.
+    /// TL4, TL5: the shard a sleep spread by `spread` (its task id's
+    /// bits) goes to: the calling thread's home shard, else the shared
+    /// shard `spread` picks.
     fn shard_for(&self, spread: u64) -> usize {
-        // The shard count is small; the remainder fits `usize`.
-        (spread % self.shards.len() as u64) as usize
+        self.home().unwrap_or_else(|| {
+            // The shard count is small; the remainder fits `usize`.
+            let shared = (self.shards.len() - self.owned) as u64;
+            self.owned + (spread % shared) as usize
+        })
     }
 
-    /// Rule K8: the service's hint, the earliest of its shards' hints
-    /// (nanoseconds, `u64::MAX`: no timer), each read with `order`.
+    /// Rule K8 (with TL5's slack): when the calling thread must next fire
+    /// something, the earliest of its shards' hints (a shard it does not
+    /// own counted `FOREIGN_SLACK` later; nanoseconds, `u64::MAX`: no
+    /// timer), each read with `order`.
     pub(crate) fn hint(&self, order: Ordering) -> u64 {
+        let home = self.home();
         self.shards
             .iter()
-            .map(|s| s.hint.load(order))
+            .enumerate()
+            .map(|(i, s)| self.due_at(i, s.hint.load(order), home))
             .min()
             .unwrap_or(u64::MAX)
     }
@@ -206,9 +316,9 @@ impl Timers {
     }
 
     /// Arms one of the kernel's timers (called under the kernel lock: TL1),
-    /// in the first shard.
+    /// in the first shared shard (TL5).
     pub(crate) fn arm(&self, deadline: Time, event: TimerEvent) -> TimerKey {
-        self.insert(0, deadline, Timer::Kernel(event))
+        self.insert(self.owned, deadline, Timer::Kernel(event))
     }
 
     /// Removes the entry for `key`; false if it already fired or was
@@ -219,14 +329,16 @@ impl Timers {
     }
 
     /// Takes every entry due at `now` out of the shards whose hint says one
-    /// may be (sleep entries are marked fired on the way, TE2) and
-    /// refreshes each such shard's K8 hint, one shard's critical section at
-    /// a time (TL1). The caller wakes and processes them.
+    /// may be (another worker's home shard only once `FOREIGN_SLACK` late,
+    /// TL5; sleep entries are marked fired on the way, TE2) and refreshes
+    /// each such shard's K8 hint, one shard's critical section at a time
+    /// (TL1). The caller wakes and processes them.
     pub(crate) fn take_due(&self, now: Time) -> Fired {
         let mut out = Fired::default();
         let mut due = Vec::new();
-        for shard in self.shards.iter() {
-            if shard.hint.load(Ordering::Acquire) > now.as_nanos() {
+        let home = self.home();
+        for (i, shard) in self.shards.iter().enumerate() {
+            if self.due_at(i, shard.hint.load(Ordering::Acquire), home) > now.as_nanos() {
                 continue;
             }
             let mut wheel = Self::lock(shard);
@@ -235,14 +347,16 @@ impl Timers {
             // wheel's slot granularity only ever make it early). When the
             // cursor already sits in the slot of a pending deadline the
             // bound is `now`, which would make an idle driver spin until
-            // it; the exact deadline (a scan of that one small slot) lets it
-            // sleep instead.
+            // it; the exact deadline (the head of that sorted slot, wheel
+            // rule 8) lets it sleep instead.
             let next = match wheel.next_deadline_bound() {
                 Some(bound) if bound <= now => wheel.next_deadline(),
                 other => other,
             }
             .map_or(u64::MAX, Time::as_nanos);
             shard.hint.store(next, Ordering::Release);
+            // One allocation per pass, not one per doubling.
+            out.sleepers.reserve(due.len());
             for (_, timer) in due.drain(..) {
                 match timer {
                     Timer::Sleep(entry) => {
@@ -507,7 +621,7 @@ mod tests {
     /// shard; teardown empties them all.
     #[test]
     fn a_sharded_service_spreads_sleeps_and_fires_every_shard() {
-        let timers = Timers::sharded(Time::ZERO, 4);
+        let timers = Timers::sharded(Time::ZERO, 4, 0);
         let probes: Vec<_> = (0..8).map(|_| Arc::new(Probe::default())).collect();
         let keys: Vec<_> = probes
             .iter()
@@ -539,6 +653,61 @@ mod tests {
             (timers.len(), timers.hint(Ordering::Acquire)),
             (0, u64::MAX)
         );
+    }
+
+    /// TL5: a worker's sleeps go to its home shard, which it fires as soon
+    /// as they are due and every other thread only `FOREIGN_SLACK` later
+    /// (and parks accordingly); a thread without a home (or a worker beyond
+    /// the owned shards, or one that left its home) arms in the shared
+    /// shards, which everyone fires on time; the kernel's timers go to the
+    /// first shared shard.
+    #[test]
+    fn a_workers_sleeps_wait_in_its_home_shard_and_others_fire_them_only_late() {
+        let timers = Timers::sharded(Time::ZERO, 4, 2);
+        let slack = FOREIGN_SLACK.as_nanos() as u64;
+        let (mine, shared) = (Arc::new(Probe::default()), Arc::new(Probe::default()));
+        let key = {
+            let _home = timers.enter_home(1);
+            let key = timers.arm_sleep(ms(5), mine.clone(), 0);
+            {
+                let _away = Timers::leave_home();
+                let key = timers.arm_sleep(ms(5), shared.clone(), 7);
+                assert_eq!(key.shard, 3, "left its home: shared, by task id");
+            }
+            assert_eq!(timers.hint(Ordering::Acquire), ms(5).as_nanos());
+            key
+        };
+        assert_eq!(key.shard, 1, "the home shard");
+        {
+            let _beyond = timers.enter_home(2);
+            let key = timers.arm_sleep(ms(50), Arc::new(Probe::default()), 6);
+            assert_eq!(key.shard, 2, "no home beyond the owned shards");
+        }
+        let kernel = timers.arm(ms(60), TimerEvent::GraceQueue);
+        assert_eq!(kernel.shard, 2, "the first shared shard");
+        // Another worker, and a thread with no home: the shared sleep on
+        // time, the foreign one only once it is late by the slack.
+        for home in [Some(0), None] {
+            let _home = home.map(|w| timers.enter_home(w));
+            assert_eq!(timers.hint(Ordering::Acquire), ms(5).as_nanos());
+        }
+        let _other = timers.enter_home(0);
+        assert_eq!(timers.take_due(ms(5)).sleepers.len(), 1);
+        assert!(shared.fired.load(Ordering::SeqCst));
+        assert!(!mine.fired.load(Ordering::SeqCst), "not yet: the owner may");
+        assert_eq!(timers.hint(Ordering::Acquire), ms(5).as_nanos() + slack);
+        assert_eq!(timers.take_due(ms(5) + FOREIGN_SLACK).sleepers.len(), 1);
+        assert!(
+            mine.fired.load(Ordering::SeqCst),
+            "late by the slack at most"
+        );
+        drop(_other);
+        // The owner fires its own at once.
+        let _owner = timers.enter_home(1);
+        let again = Arc::new(Probe::default());
+        timers.arm_sleep(ms(7), again.clone(), 0);
+        assert_eq!(timers.take_due(ms(7)).sleepers.len(), 1);
+        assert!(again.fired.load(Ordering::SeqCst));
     }
 
     /// The kernel arms and cancels its own timers in the shared service.

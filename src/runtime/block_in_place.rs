@@ -88,6 +88,9 @@ pub fn block_in_place<R>(cx: &Cx, f: impl FnOnce() -> R) -> R {
     // Dropped before `worker`: the helper is told to stop first.
     let _helper = start_helper(cx.core(), &worker);
     let _may_block = context::exit_task(); // TB1: blocking calls allowed in `f`
+    // TL5: the helper fires this worker's home shard meanwhile; timers armed
+    // in `f` go to the shared shards.
+    let _away = crate::kernel::Timers::leave_home();
     f()
 }
 
@@ -123,6 +126,8 @@ fn start_helper(core: &Arc<Core>, worker: &Detached) -> Option<Helper> {
 fn helper_loop(core: &Arc<Core>, slot: HelperSlot, parker: &Parker, stop: &AtomicBool) {
     let guard = slot.enter(parker.unparker().clone());
     let queue = guard.queue().clone();
+    // TL5: the home shard of the worker this helper stands in for.
+    let _home = core.timers().enter_home(guard.ctx().worker());
     let mut polls_since_clock = 0;
     while !stop.load(Ordering::Acquire) {
         let ran = queue.run_worker_batch(guard.ctx(), HELPER_BATCH);

@@ -181,8 +181,11 @@ impl RuntimeBuilder {
             }
         };
         let mut config = self.kernel;
-        // TL4: twice as many timer shards as workers (at most 16).
+        // TL4: twice as many timer shards as workers (at most 16); TL5: the
+        // first half are the workers' home shards (none on the
+        // current-thread runtime).
         config.timer_shards = (2 * workers).clamp(1, 16);
+        config.timer_home_shards = workers.min(config.timer_shards / 2);
         let driver = Parker::new();
         let driver_unparker = driver.unparker().clone();
         let worker_parkers: Vec<Parker> = (0..workers).map(|_| Parker::new()).collect();

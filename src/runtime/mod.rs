@@ -411,6 +411,9 @@ fn worker_loop(
     // Installs this thread's scheduler context (LIFO slot, local deque);
     // dropping the guard uninstalls it and drops leftover tasks.
     let worker = queue.enter(index);
+    // TL5: sleeps armed here go to this worker's home shard, which it
+    // fires on time (others only once it is late).
+    let _home = core.timers().enter_home(index);
     let mut polls_since_clock = 0;
     while !shutdown.load(Ordering::Acquire) {
         let ran = queue.run_worker_batch(worker.ctx(), DRIVER_BATCH);

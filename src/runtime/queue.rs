@@ -153,6 +153,14 @@ pub(crate) struct RunQueue {
     block_on_parks: AtomicU64,
 }
 
+impl WorkerCtx {
+    /// The worker this context runs for: its own index, or, for a
+    /// `block_in_place` helper, the worker it stands in for (TL5).
+    pub(crate) fn worker(&self) -> usize {
+        self.counter
+    }
+}
+
 /// One worker's private scheduling state, reachable from its thread-local.
 pub(crate) struct WorkerCtx {
     /// Identity of the queue this worker belongs to (compared, never read).
