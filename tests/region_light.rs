@@ -355,3 +355,102 @@ on_both_drivers! {
         assert_quiescent(&rt);
     }
 }
+
+/// What one owner task of the race below does with its light region.
+#[derive(Clone, Copy)]
+enum Shape {
+    /// The body joins its tasks, then returns `Ok` (closes light).
+    JoinThenOk,
+    /// The body returns `Ok` at once; the region waits for its tasks (LR4).
+    ReturnEarly,
+    /// The body returns `Err` (FailFast: registered and cancelled).
+    Fail,
+    /// A task spawned with a budget registers the region (LR1).
+    Budgeted,
+}
+
+on_both_drivers! {
+    /// LR1–LR5 raced: owners open light regions of random shapes, with
+    /// tasks that sleep a random few microseconds, while some owners are
+    /// aborted at random moments (LR5) and, every other round, the common
+    /// parent is cancelled too (LR3). Every owner's join ends (done or
+    /// cancelled), every region closes, and nothing is left behind.
+    fn light_regions_of_every_shape_racing_owner_aborts_and_a_parent_cancel_leave_nothing_behind(d: Driver) {
+        let rt = d.rt();
+        let mut rng = XorShift::new(0x5eed_11de);
+        for round in 0..12u64 {
+            let plan: Vec<(Shape, u64, bool)> = (0..24)
+                .map(|_| {
+                    let shape = match rng.below(4) {
+                        0 => Shape::JoinThenOk,
+                        1 => Shape::ReturnEarly,
+                        2 => Shape::Fail,
+                        _ => Shape::Budgeted,
+                    };
+                    (shape, rng.below(80), rng.below(3) == 0)
+                })
+                .collect();
+            let fail_parent = round % 2 == 1;
+            rt.block_on(move |cx: Cx| async move {
+                let outcome = cx
+                    .region(move |cx| async move {
+                        let mut owners = Vec::new();
+                        for (shape, micros, abort) in plan {
+                            let owner = cx
+                                .spawn(move |cx| async move {
+                                    let _ = cx
+                                        .region(move |cx| async move {
+                                            let nap = Duration::from_micros(micros);
+                                            let mut tasks = Vec::new();
+                                            for _ in 0..3 {
+                                                let task = match shape {
+                                                    Shape::Budgeted => cx.spawn_with_budget(
+                                                        Budget::INFINITE.with_poll_quota(10_000),
+                                                        move |cx| async move {
+                                                            let _ = time::sleep(&cx, nap).await;
+                                                        },
+                                                    ),
+                                                    _ => cx.spawn(move |cx| async move {
+                                                        let _ = time::sleep(&cx, nap).await;
+                                                    }),
+                                                };
+                                                tasks.push(task.expect("spawn"));
+                                            }
+                                            match shape {
+                                                Shape::JoinThenOk => {
+                                                    for t in tasks {
+                                                        let _ = t.join(&cx).await;
+                                                    }
+                                                    Ok(())
+                                                }
+                                                Shape::Fail => Err(()),
+                                                Shape::ReturnEarly | Shape::Budgeted => Ok(()),
+                                            }
+                                        })
+                                        .await;
+                                })
+                                .expect("spawn owner");
+                            owners.push((owner, abort));
+                        }
+                        yield_now().await;
+                        for (owner, abort) in &owners {
+                            if *abort {
+                                owner.abort();
+                            }
+                        }
+                        if fail_parent {
+                            return Err(());
+                        }
+                        for (owner, _) in owners {
+                            let _ = owner.join(&cx).await;
+                        }
+                        Ok(())
+                    })
+                    .await;
+                let expected_err = fail_parent;
+                assert_eq!(matches!(outcome, Outcome::Err(())), expected_err, "{outcome:?}");
+            });
+            assert_quiescent(&rt);
+        }
+    }
+}
