@@ -29,12 +29,25 @@ use crate::types::{CancelReason, Time};
 #[derive(Debug)]
 pub(crate) enum LightAck {
     /// The task is cancelled: this observation acknowledges it (the
-    /// record's `Cancelling`; repeated observations return it again).
-    Cancelled(std::sync::Arc<CancelReason>),
+    /// record's `Cancelled`; repeated observations return it again). The
+    /// reason is copied out of the stored one under the slot's lock, with
+    /// no reference-count traffic: a region cancel stores one `Arc` in
+    /// every task it reaches, whose count would otherwise be one cache
+    /// line written by every draining task on every worker.
+    Cancelled(CancelReason),
     /// Nothing was requested.
     Quiet,
     /// The kernel registered the task: ask the kernel.
     Registered,
+}
+
+/// A light task's cancel as its completion read it ([`CancelSlot::completion`]).
+#[derive(Debug)]
+pub(crate) struct LightCancelSeen {
+    /// The task observed it: it ends `Cancelled`.
+    pub(crate) acked: bool,
+    /// The reason, unless no handle will read the task's end.
+    pub(crate) reason: Option<std::sync::Arc<CancelReason>>,
 }
 
 /// A [`LightCancel`] as the slot stores it: the reason (`None`: nothing
@@ -124,12 +137,24 @@ impl CancelSlot {
         }
         match &slot.reason {
             Some(reason) => {
-                let reason = reason.clone();
+                let reason = CancelReason::clone(reason);
                 slot.deadline_acked |= ACKED;
                 LightAck::Cancelled(reason)
             }
             None => LightAck::Quiet,
         }
+    }
+
+    /// LT8: what the task's completion (after it set COMPLETE) needs: whether
+    /// the task acknowledged the stored cancel and, if `with_reason`, the
+    /// reason. Without it (no handle will read the task's end, SW10) the
+    /// shared reason's count is not touched.
+    pub(crate) fn completion(&self, with_reason: bool) -> Option<LightCancelSeen> {
+        let slot = self.lock();
+        slot.reason.as_ref().map(|reason| LightCancelSeen {
+            acked: slot.deadline_acked & ACKED != 0,
+            reason: with_reason.then(|| reason.clone()),
+        })
     }
 
     /// The stored cancellation: for the kernel registering the task, for

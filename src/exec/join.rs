@@ -26,9 +26,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 
+use super::cancel_slot::LightCancelSeen;
 use super::core::Core;
 use super::state::{CellState, Snapshot};
-use crate::kernel::{Finish, LightCancel, LightTasks, ObligationHome, TaskEnd, TaskOutcome};
+use crate::kernel::{Finish, LightTasks, ObligationHome, TaskEnd, TaskOutcome};
 use crate::loom::cell::UnsafeCell;
 use crate::types::{CancelReason, PanicPayload, RegionId, TaskId};
 
@@ -83,7 +84,10 @@ impl std::error::Error for JoinError {}
 
 /// A failed task's end as the slot keeps it.
 pub(crate) enum SlotError {
-    Cancelled(Arc<CancelReason>),
+    /// The reason; `None` for the default one (no allocation), or where no
+    /// handle will read it (a light task whose handle was gone at its
+    /// completion, SW10: the shared reason's count is not touched).
+    Cancelled(Option<Arc<CancelReason>>),
     /// Boxed: a pointer like the reason, so an end costs 16 bytes, not 32
     /// (panics are rare; the box is made only for one that is stored).
     Panicked(Box<PanicPayload>),
@@ -92,7 +96,9 @@ pub(crate) enum SlotError {
 impl SlotError {
     fn into_join_error(self) -> JoinError {
         match self {
-            SlotError::Cancelled(r) => JoinError::Cancelled(Arc::unwrap_or_clone(r)),
+            SlotError::Cancelled(r) => {
+                JoinError::Cancelled(r.map(Arc::unwrap_or_clone).unwrap_or_default())
+            }
             SlotError::Panicked(p) => JoinError::Panicked(*p),
         }
     }
@@ -110,8 +116,9 @@ pub(crate) struct LightEnd<'a> {
     /// The cell's obligation home, swept here (K5, OB4).
     pub(crate) home: &'a ObligationHome,
     /// The cancellation its cancel slot held, read after the cell was
-    /// marked COMPLETE (LT7).
-    pub(crate) cancel: Option<LightCancel>,
+    /// marked COMPLETE (LT7), without its reason if the handle was gone
+    /// then (SW10).
+    pub(crate) cancel: Option<LightCancelSeen>,
 }
 
 /// A task's end as the output cell holds it: the result for the joiner,
@@ -241,10 +248,7 @@ impl<T> JoinSlot<T> {
                     Some(cancel) if cancel.acked => {
                         (Err(SlotError::Cancelled(cancel.reason)), value)
                     }
-                    _ => (
-                        value.ok_or_else(|| SlotError::Cancelled(Arc::default())),
-                        None,
-                    ),
+                    _ => (value.ok_or(SlotError::Cancelled(None)), None),
                 };
                 let published = self.publish(state, output, stored);
                 if advance {
@@ -268,8 +272,8 @@ impl<T> JoinSlot<T> {
         });
         let stored = match (outcome, value) {
             (TaskOutcome::Ok, Some(v)) => (Ok(v), None),
-            (TaskOutcome::Ok, None) => (Err(SlotError::Cancelled(Arc::default())), None),
-            (TaskOutcome::Cancelled(r), v) => (Err(SlotError::Cancelled(r)), v),
+            (TaskOutcome::Ok, None) => (Err(SlotError::Cancelled(None)), None),
+            (TaskOutcome::Cancelled(r), v) => (Err(SlotError::Cancelled(Some(r))), v),
             (TaskOutcome::Panicked(p), v) => (Err(SlotError::Panicked(Box::new(p))), v),
         };
         let published = self.publish(state, output, stored);

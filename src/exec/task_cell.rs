@@ -304,7 +304,16 @@ where
         if self.light.is_none() || self.state.registered() {
             return Err(reason);
         }
-        let now = self.core.now();
+        // CL1, LT7: inside a task of this runtime the stamp is the recent
+        // reading, which its driver refreshes at least every batch (so it
+        // lags the request by at most that batch, or the aborting poll);
+        // anywhere else (a plain thread: the drivers may have been parked
+        // for long) the clock is read.
+        let now = if super::context::in_task_of(self.core.key()) {
+            self.core.recent_now()
+        } else {
+            self.core.now()
+        };
         let reason = crate::kernel::stamp(reason, now, self.region, Some(self.task_id()));
         let deadline = now + self.core.grace_for(reason.kind);
         let shared = Arc::new(reason);
@@ -338,7 +347,11 @@ where
             cell: &**self,
             registered: self.state.registered(),
             home: &self.home,
-            cancel: before.cancel_severity().and_then(|_| self.cancel.current()),
+            // SW10: a handle gone at COMPLETE never returns, so its
+            // task's end is never read: no reason is copied for it.
+            cancel: before
+                .cancel_severity()
+                .and_then(|_| self.cancel.completion(before.is_join_interested())),
         });
         self.join.complete(
             &self.state,

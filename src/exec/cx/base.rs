@@ -201,7 +201,7 @@ impl Cx {
             // stored in its cell, without the kernel.
             use crate::exec::cancel_slot::LightAck;
             match crate::exec::context::polled_light_acknowledge(self.core.key(), self.task) {
-                Some(LightAck::Cancelled(reason)) => return Some(Arc::unwrap_or_clone(reason)),
+                Some(LightAck::Cancelled(reason)) => return Some(reason),
                 Some(LightAck::Quiet) => return None,
                 Some(LightAck::Registered) | None => {}
             }
