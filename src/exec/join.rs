@@ -26,7 +26,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 
-use super::cancel_slot::LightCancelSeen;
+use super::cancel_slot::{LightCancelSeen, PlainReason, SlotReason};
 use super::core::Core;
 use super::state::{CellState, Snapshot};
 use crate::kernel::{Finish, LightTasks, ObligationHome, TaskEnd, TaskOutcome};
@@ -88,14 +88,18 @@ pub(crate) enum SlotError {
     /// handle will read it (a light task whose handle was gone at its
     /// completion, SW10: the shared reason's count is not touched).
     Cancelled(Option<Arc<CancelReason>>),
+    /// A light task's plain abort reason (LT7), kept without an allocation;
+    /// the join fills in its origin, the task itself.
+    Aborted(PlainReason),
     /// Boxed: a pointer like the reason, so an end costs 16 bytes, not 32
     /// (panics are rare; the box is made only for one that is stored).
     Panicked(Box<PanicPayload>),
 }
 
 impl SlotError {
-    fn into_join_error(self) -> JoinError {
+    fn into_join_error(self, region: RegionId, id: TaskId) -> JoinError {
         match self {
+            SlotError::Aborted(plain) => JoinError::Cancelled(plain.to_reason(region, id)),
             SlotError::Cancelled(r) => {
                 JoinError::Cancelled(r.map(Arc::unwrap_or_clone).unwrap_or_default())
             }
@@ -246,7 +250,12 @@ impl<T> JoinSlot<T> {
             {
                 let stored = match light.cancel {
                     Some(cancel) if cancel.acked => {
-                        (Err(SlotError::Cancelled(cancel.reason)), value)
+                        let error = match cancel.reason {
+                            SlotReason::Plain(plain) => SlotError::Aborted(plain),
+                            SlotReason::Shared(reason) => SlotError::Cancelled(Some(reason)),
+                            SlotReason::None => SlotError::Cancelled(None),
+                        };
+                        (Err(error), value)
                     }
                     _ => (value.ok_or(SlotError::Cancelled(None)), None),
                 };
@@ -420,7 +429,7 @@ impl<T> JoinSlot<T> {
             core.with_kernel_recent(|k, _| k.panic_joined(region, id));
         }
         drop_unread(discarded, core, id, region, Unwind::InUserCode);
-        Poll::Ready(out.map_err(SlotError::into_join_error))
+        Poll::Ready(out.map_err(|e| e.into_join_error(region, id)))
     }
 
     /// The handle's side of its drop (SW10): what it still owns. `Some`:

@@ -47,7 +47,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{RawWaker, RawWakerVTable, Waker};
 
 use super::abort::AbortTarget;
-use super::cancel_slot::CancelSlot;
+use super::cancel_slot::{CancelSlot, PlainReason, SlotReason};
 use super::context::CellWords;
 use super::core::{Core, Step};
 use super::join::{JoinSlot, JoinTarget, LightEnd, OutputCell, Stored};
@@ -314,16 +314,30 @@ where
         } else {
             self.core.now()
         };
-        let reason = crate::kernel::stamp(reason, now, self.region, Some(self.task_id()));
         let deadline = now + self.core.grace_for(reason.kind);
-        let shared = Arc::new(reason);
-        match self.cancel.request(&self.state, &shared, deadline) {
+        // LT7: a plain reason (an `abort()`'s) is stored as its kind and
+        // stamp, allocating nothing; any other is stamped and shared.
+        let (id, region) = (self.task_id(), self.region);
+        let plain = PlainReason::of(&reason, now);
+        let (stored, shared) = match plain {
+            Some(plain) => (SlotReason::Plain(plain), None),
+            None => {
+                let shared = Arc::new(crate::kernel::stamp(reason, now, region, Some(id)));
+                (SlotReason::Shared(shared.clone()), Some(shared))
+            }
+        };
+        match self.cancel.request_reason(&self.state, stored, deadline) {
             LightRequest::Stored => {
                 self.schedule(); // to observe it
                 Ok(())
             }
             LightRequest::Unchanged | LightRequest::Complete => Ok(()),
-            LightRequest::Registered => Err(Arc::unwrap_or_clone(shared)),
+            // The slot dropped its copy: the reason goes to the kernel.
+            LightRequest::Registered => Err(match (shared, plain) {
+                (Some(shared), _) => Arc::unwrap_or_clone(shared),
+                (None, Some(plain)) => plain.to_reason(region, id),
+                (None, None) => unreachable!("a reason is plain or shared"),
+            }),
         }
     }
 
@@ -544,7 +558,7 @@ where
     }
 
     fn light_cancel(&self) -> Option<LightCancel> {
-        self.cancel.current()
+        self.cancel.current(self.region, self.task_id())
     }
 
     fn light_id(&self) -> TaskId {
