@@ -523,4 +523,50 @@ mod loom_tests {
             }
         });
     }
+
+    /// K3 over both kinds of stored reason (CS1): a region cancel (one
+    /// shared `Arc`, `ParentCancelled`) and a plain abort (`User`) race;
+    /// whatever the order, the slot ends with the stronger (the region's),
+    /// the task's checkpoint reads it with its true origin, and the shared
+    /// reason's count is back to its owner's alone once the slot is gone
+    /// (the word released what it held, once).
+    #[test]
+    fn a_region_cancel_and_an_abort_keep_the_stronger_reason() {
+        model(|| {
+            let (state, slot) = running_task();
+            let mut region_reason = CancelReason::new(CancelKind::ParentCancelled);
+            region_reason.origin_region = Some(RegionId::from_parts(7, 0));
+            let shared = std::sync::Arc::new(region_reason);
+            let canceller = {
+                let (state, slot, shared) = (state.clone(), slot.clone(), shared.clone());
+                thread::spawn(move || slot.request(&state, &shared, Time::from_nanos(5)))
+            };
+            let aborter = spawn_aborter(&state, &slot, CancelKind::User);
+            assert_eq!(canceller.join().unwrap(), LightRequest::Stored);
+            aborter.join().unwrap();
+            let LightAck::Cancelled(seen) = slot.acknowledge(&state, REGION, TASK) else {
+                panic!("cancelled twice, acknowledged nothing");
+            };
+            // ParentCancelled outranks User (severity 4 over 0).
+            assert_eq!(
+                seen.kind,
+                CancelKind::ParentCancelled,
+                "K3: the stronger is kept"
+            );
+            assert_eq!(
+                seen.origin_region,
+                Some(RegionId::from_parts(7, 0)),
+                "its origin"
+            );
+            let seen_by_completion = slot.completion(true).expect("stored");
+            assert!(seen_by_completion.acked);
+            drop(seen_by_completion);
+            drop(slot);
+            assert_eq!(
+                std::sync::Arc::strong_count(&shared),
+                1,
+                "CS1: released once"
+            );
+        });
+    }
 }
