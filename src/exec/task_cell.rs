@@ -202,7 +202,13 @@ where
 
     /// A waker owning one reference to the cell (rule W6).
     pub(crate) fn waker(self: &Arc<Self>) -> Waker {
-        let data = Arc::into_raw(self.clone()).cast::<()>();
+        Self::into_waker(self.clone())
+    }
+
+    /// A waker owning the reference `this` was (rule W6): no count change
+    /// (a region cancel turns each cell it reached into a waker this way).
+    fn into_waker(this: Arc<Self>) -> Waker {
+        let data = Arc::into_raw(this).cast::<()>();
         // SAFETY: W6: `data` is an `Arc<Self>` reference from `into_raw`,
         // which this waker owns; the vtable's functions treat it as such.
         unsafe { Waker::from_raw(RawWaker::new(data, &Self::WAKER_VTABLE)) }
@@ -542,7 +548,7 @@ where
     }
 
     fn to_waker(self: Arc<Self>) -> Waker {
-        self.waker()
+        Self::into_waker(self)
     }
 
     fn mark_registered(&self) {
