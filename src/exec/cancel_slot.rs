@@ -15,8 +15,17 @@
 //! COMPLETE is ordered with the request's: if the request's came first,
 //! the completion sees the hint and reads the slot (waiting for the lock
 //! the request holds while it stores); if not, the request sees COMPLETE
-//! and stores nothing. A completion that sees no hint reads no slot, so a
-//! task never cancelled takes no lock here.
+//! and stores nothing (the completion reads it with `completion`). A
+//! completion that sees no hint reads no slot, so a task never cancelled
+//! takes no lock here.
+//!
+//! What is stored costs as little as the request allows: CS1 (below) keeps
+//! the reason in one word, an `abort()`'s plain reason as its kind and
+//! stamp (nothing allocated; its origin, the task, filled in when read),
+//! any other as an `Arc` the word owns (a region cancel shares one among
+//! all its tasks). The task's checkpoint copies the reason out without
+//! touching that `Arc`'s count, and a completion whose handle is gone
+//! (SW10) takes no reason at all.
 
 // The imports the loom model (`loom_tests` below) replaces.
 use crate::loom::sync::{Mutex, MutexGuard};
@@ -125,7 +134,7 @@ impl SlotReason {
 #[derive(Debug)]
 pub(crate) enum LightAck {
     /// The task is cancelled: this observation acknowledges it (the
-    /// record's `Cancelled`; repeated observations return it again). The
+    /// record's `Cancelling`; repeated observations return it again). The
     /// reason is copied out of the stored one under the slot's lock, with
     /// no reference-count traffic: a region cancel stores one `Arc` in
     /// every task it reaches, whose count would otherwise be one cache
