@@ -297,3 +297,142 @@ fn aborts_racing_completions_and_a_region_cancel_settle_every_task_once() {
         }
     });
 }
+
+on_both_drivers! {
+    /// CS1: a plain `abort()` (no message, cause or origin of its own) is
+    /// stored without an allocation, yet the reason the task observes and
+    /// the one its join reports are the same full reason: `User`, no
+    /// message or cause, attributed to the aborted task and its region,
+    /// stamped no later than the join's clock reading.
+    fn a_plain_abort_joins_with_a_user_reason_attributed_to_the_task(d: Driver) {
+        let rt = d.rt();
+        rt.block_on(|cx: Cx| async move {
+            let seen = Slot::new();
+            let slot = seen.clone();
+            let h = spawn_started(&cx, move |cx| async move {
+                let err = time::sleep(&cx, HOUR).await.expect_err("aborted");
+                slot.set(err.reason().clone());
+            })
+            .await;
+            let id = h.task_id();
+            h.abort();
+            let err = h.join(&cx).await.expect_err("cancelled");
+            let after = cx.now();
+            let reason = err.cancel_reason().expect("a cancel").clone();
+            assert_eq!(reason.kind, CancelKind::User);
+            assert_eq!(reason.message, None);
+            assert_eq!(reason.cause, None);
+            assert_eq!(reason.origin_task, Some(id), "attributed to the aborted task");
+            assert_eq!(reason.origin_region, Some(cx.region_id()), "and its region");
+            assert!(reason.timestamp > asupersync::types::Time::ZERO, "stamped");
+            assert!(reason.timestamp <= after, "never after the request");
+            assert_eq!(seen.take(), Some(reason), "the task observed the same reason");
+        });
+        assert_quiescent(&rt);
+    }
+
+    /// An abort from a plain thread (no driver keeps a recent clock
+    /// reading there) is stamped from the clock: between a reading taken
+    /// before the thread started and one taken after the join.
+    fn an_abort_from_a_plain_thread_is_stamped_from_the_clock(d: Driver) {
+        let rt = d.rt();
+        rt.block_on(|cx: Cx| async move {
+            let h = spawn_started(&cx, move |cx| async move {
+                let _ = time::sleep(&cx, HOUR).await;
+            })
+            .await;
+            let (abort, id) = (h.abort_handle(), h.task_id());
+            let before = cx.now();
+            std::thread::spawn(move || abort.abort())
+                .join()
+                .expect("the aborting thread");
+            let err = h.join(&cx).await.expect_err("cancelled");
+            let after = cx.now();
+            let reason = err.cancel_reason().expect("a cancel");
+            assert_eq!(reason.origin_task, Some(id), "attributed to the aborted task");
+            assert!(
+                before <= reason.timestamp && reason.timestamp <= after,
+                "stamped at the request: {before} <= {} <= {after}",
+                reason.timestamp
+            );
+        });
+        assert_quiescent(&rt);
+    }
+
+    /// K3 across both forms of a stored reason: a plain abort (`User`),
+    /// then the region failing (`FailFast`, one shared reason, stronger):
+    /// the task observes the region's reason, message and origin intact.
+    fn a_region_cancel_outranks_a_plain_abort_stored_before_it(d: Driver) {
+        let rt = d.rt();
+        let seen = Slot::new();
+        let slot = seen.clone();
+        rt.block_on(|cx: Cx| async move {
+            let region = Slot::new();
+            let region_slot = region.clone();
+            let outcome = cx
+                .region(move |cx| async move {
+                    region_slot.set(cx.region_id());
+                    let h = spawn_started(&cx, move |cx| async move {
+                        // Not cancel-aware until the region's cancel has
+                        // arrived (asking the kernel each time).
+                        while cx.cancel_reason().map(|r| r.kind) != Some(CancelKind::FailFast) {
+                            yield_now().await;
+                        }
+                        slot.set(cx.checkpoint().expect_err("cancelled").into_reason());
+                    })
+                    .await;
+                    h.abort();
+                    drop(h);
+                    Err::<(), ()>(()) // FailFast
+                })
+                .await;
+            assert!(matches!(outcome, Outcome::Err(())), "region: {outcome:?}");
+            let reason = seen.take().expect("observed");
+            assert_eq!(reason.kind, CancelKind::FailFast, "the stronger reason");
+            assert_eq!(reason.origin_region, region.take(), "the region's own");
+        });
+        assert_quiescent(&rt);
+    }
+
+    /// A region cancel reaches every light task of the region, most with
+    /// their handles dropped (their completions read no reason, SW10):
+    /// every task observes the region's `FailFast`, every finalizer runs,
+    /// and the tasks still joined report the same reason.
+    fn a_failing_region_cancels_its_light_tasks_whether_or_not_a_handle_remains(d: Driver) {
+        let rt = d.rt();
+        let observed = Arc::new(AtomicU64::new(0));
+        let finalized = Arc::new(AtomicU64::new(0));
+        let (obs, fin) = (observed.clone(), finalized.clone());
+        rt.block_on(|cx: Cx| async move {
+            let outcome = cx
+                .region(move |cx| async move {
+                    let mut kept = Vec::new();
+                    for i in 0..64u64 {
+                        let (obs, fin) = (obs.clone(), fin.clone());
+                        let h = spawn_started(&cx, move |cx| async move {
+                            cx.defer_sync(move || {
+                                fin.fetch_add(1, Ordering::Relaxed);
+                            })
+                            .expect("region open");
+                            let err = time::sleep(&cx, HOUR).await.expect_err("cancelled");
+                            assert_eq!(err.reason().kind, CancelKind::FailFast);
+                            obs.fetch_add(1, Ordering::Relaxed);
+                        })
+                        .await;
+                        if i % 8 == 0 {
+                            kept.push(h);
+                        }
+                    }
+                    // The kept handles go with the body's failure; the
+                    // tasks are still cancelled and drained.
+                    drop(kept);
+                    Err::<(), ()>(())
+                })
+                .await;
+            assert!(matches!(outcome, Outcome::Err(())), "region: {outcome:?}");
+        });
+        assert_eq!(observed.load(Ordering::SeqCst), 64, "every task observed it");
+        assert_eq!(finalized.load(Ordering::SeqCst), 64, "every finalizer ran");
+        assert_quiescent(&rt);
+    }
+}

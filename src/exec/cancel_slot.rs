@@ -15,35 +15,278 @@
 //! COMPLETE is ordered with the request's: if the request's came first,
 //! the completion sees the hint and reads the slot (waiting for the lock
 //! the request holds while it stores); if not, the request sees COMPLETE
-//! and stores nothing. A completion that sees no hint reads no slot, so a
-//! task never cancelled takes no lock here.
+//! and stores nothing (the completion reads it with `completion`). A
+//! completion that sees no hint reads no slot, so a task never cancelled
+//! takes no lock here.
+//!
+//! What is stored costs as little as the request allows: CS1 (below) keeps
+//! the reason in one word, an `abort()`'s plain reason as its kind and
+//! stamp (nothing allocated; its origin, the task, filled in when read),
+//! any other as an `Arc` the word owns (a region cancel shares one among
+//! all its tasks). The task's checkpoint copies the reason out without
+//! touching that `Arc`'s count, and a completion whose handle is gone
+//! (SW10) takes no reason at all.
 
 // The imports the loom model (`loom_tests` below) replaces.
 use crate::loom::sync::{Mutex, MutexGuard};
 
+use std::sync::Arc;
+
 use super::state::{COMPLETE, CellState};
 use crate::kernel::{LightCancel, LightRequest};
-use crate::types::{CancelReason, Time};
+use crate::types::{CancelKind, CancelReason, RegionId, TaskId, Time};
+
+/// An abort's plain reason (LT7): a reason with no message, cause or origin
+/// of its own, as `abort()` makes, kept as its kind and its stamp. Its
+/// origin is the aborted task and its region, filled in when it is read
+/// ([`to_reason`](Self::to_reason)), so an abort stores it, and the task's
+/// end carries it to the join, without an allocation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PlainReason {
+    pub(crate) kind: CancelKind,
+    pub(crate) timestamp: Time,
+}
+
+impl PlainReason {
+    /// `reason` as a plain one, if it is (no message, cause or origin).
+    pub(crate) fn of(reason: &CancelReason, now: Time) -> Option<Self> {
+        let plain = reason.message.is_none()
+            && reason.cause.is_none()
+            && reason.origin_region.is_none()
+            && reason.origin_task.is_none();
+        // `kernel::stamp`: a reason's own timestamp is kept.
+        let timestamp = if reason.timestamp == Time::ZERO {
+            now
+        } else {
+            reason.timestamp
+        };
+        // CS1: a stamp past 2^59 ns (18 years) does not fit the reason word.
+        (plain && timestamp.as_nanos() <= STAMP_MAX).then_some(Self {
+            kind: reason.kind,
+            timestamp,
+        })
+    }
+
+    /// The reason as users see it: the kernel's `stamp` of the plain
+    /// reason, with task `task` of `region` as its origin.
+    pub(crate) fn to_reason(self, region: RegionId, task: TaskId) -> CancelReason {
+        let mut reason = CancelReason::new(self.kind);
+        reason.timestamp = self.timestamp;
+        reason.origin_region = Some(region);
+        reason.origin_task = Some(task);
+        reason
+    }
+
+    /// The reason without its origin, for K3's comparisons (precedence
+    /// reads no origin); a stack value, nothing allocated.
+    fn unattributed(self) -> CancelReason {
+        let mut reason = CancelReason::new(self.kind);
+        reason.timestamp = self.timestamp;
+        reason
+    }
+}
+
+/// A stored cancel reason.
+#[derive(Debug, Default)]
+pub(crate) enum SlotReason {
+    #[default]
+    None,
+    /// An abort's plain reason, without an allocation.
+    Plain(PlainReason),
+    /// Any other reason; a region cancel shares one among all its tasks.
+    Shared(Arc<CancelReason>),
+}
+
+impl SlotReason {
+    fn kind(&self) -> Option<CancelKind> {
+        match self {
+            SlotReason::None => None,
+            SlotReason::Plain(p) => Some(p.kind),
+            SlotReason::Shared(r) => Some(r.kind),
+        }
+    }
+
+    /// Whether this reason would replace `stored` (K3: only one that
+    /// outranks it does).
+    fn outranks(&self, stored: Option<&CancelReason>) -> bool {
+        let Some(stored) = stored else {
+            return self.kind().is_some();
+        };
+        match self {
+            SlotReason::None => false,
+            SlotReason::Plain(p) => p.unattributed().outranks(stored),
+            SlotReason::Shared(r) => r.outranks(stored),
+        }
+    }
+
+    /// The reason shared (an allocation for a plain one: the kernel's
+    /// rare paths only).
+    fn into_shared(self, region: RegionId, task: TaskId) -> Option<Arc<CancelReason>> {
+        match self {
+            SlotReason::None => None,
+            SlotReason::Plain(p) => Some(Arc::new(p.to_reason(region, task))),
+            SlotReason::Shared(r) => Some(r),
+        }
+    }
+}
 
 /// What a light task's own checkpoint found in its slot (LT7).
 #[derive(Debug)]
 pub(crate) enum LightAck {
     /// The task is cancelled: this observation acknowledges it (the
-    /// record's `Cancelling`; repeated observations return it again).
-    Cancelled(std::sync::Arc<CancelReason>),
+    /// record's `Cancelling`; repeated observations return it again). The
+    /// reason is copied out of the stored one under the slot's lock, with
+    /// no reference-count traffic: a region cancel stores one `Arc` in
+    /// every task it reaches, whose count would otherwise be one cache
+    /// line written by every draining task on every worker.
+    Cancelled(CancelReason),
     /// Nothing was requested.
     Quiet,
     /// The kernel registered the task: ask the kernel.
     Registered,
 }
 
-/// A [`LightCancel`] as the slot stores it: the reason (`None`: nothing
-/// requested), and the grace deadline's nanoseconds with the
-/// acknowledgement in the top bit, so the slot takes 24 bytes instead of
-/// 32 (a deadline past 2^63 ns, 292 years, is kept as that).
+/// A light task's cancel as its completion read it ([`CancelSlot::completion`]).
+#[derive(Debug)]
+pub(crate) struct LightCancelSeen {
+    /// The task observed it: it ends `Cancelled`.
+    pub(crate) acked: bool,
+    /// The reason (`None` if no handle will read the task's end, SW10).
+    pub(crate) reason: SlotReason,
+}
+
+/// CS1 (the reason word): a stored reason in one word, so the slot takes
+/// 24 bytes with its lock. 0: none. Low bit set: a plain reason, its
+/// stamp's nanoseconds from bit 5 up and its kind's index in bits 1..=4.
+/// Otherwise: a pointer from `Arc::into_raw` (aligned, so its low bit is
+/// clear), which the word owns: one strong reference, released when the
+/// word is dropped (a replaced word is dropped).
+struct ReasonWord(u64);
+
+const PLAIN_BIT: u64 = 1;
+const KIND_SHIFT: u32 = 1;
+const KIND_MASK: u64 = 0b1111;
+const STAMP_SHIFT: u32 = 5;
+/// The largest stamp a plain reason keeps in its word (CS1).
+const STAMP_MAX: u64 = u64::MAX >> STAMP_SHIFT;
+
+// CS1: a kind's index is its discriminant (`ALL` is in declaration order)
+// and fits the word's four kind bits.
+const _: () = {
+    assert!(CancelKind::ALL.len() as u64 <= KIND_MASK + 1);
+    let mut i = 0;
+    while i < CancelKind::ALL.len() {
+        assert!(CancelKind::ALL[i] as usize == i);
+        i += 1;
+    }
+};
+
+impl ReasonWord {
+    const NONE: Self = Self(0);
+
+    fn new(reason: SlotReason) -> Self {
+        match reason {
+            SlotReason::None => Self::NONE,
+            SlotReason::Plain(p) => {
+                debug_assert!(p.timestamp.as_nanos() <= STAMP_MAX, "PlainReason::of");
+                let kind = p.kind as u64;
+                Self((p.timestamp.as_nanos() << STAMP_SHIFT) | (kind << KIND_SHIFT) | PLAIN_BIT)
+            }
+            SlotReason::Shared(r) => {
+                let ptr = Arc::into_raw(r) as usize as u64;
+                debug_assert!(ptr != 0 && ptr & PLAIN_BIT == 0, "CS1: an aligned pointer");
+                Self(ptr)
+            }
+        }
+    }
+
+    fn is_some(&self) -> bool {
+        self.0 != 0
+    }
+
+    fn plain(&self) -> Option<PlainReason> {
+        (self.0 & PLAIN_BIT != 0).then(|| PlainReason {
+            kind: CancelKind::ALL[((self.0 >> KIND_SHIFT) & KIND_MASK) as usize],
+            timestamp: Time::from_nanos(self.0 >> STAMP_SHIFT),
+        })
+    }
+
+    fn shared(&self) -> Option<&CancelReason> {
+        if self.0 == 0 || self.0 & PLAIN_BIT != 0 {
+            return None;
+        }
+        // SAFETY: CS1: the word holds a pointer from `Arc::into_raw` and a
+        // strong reference to it, alive while `self` is borrowed.
+        Some(unsafe { &*(self.0 as usize as *const CancelReason) })
+    }
+
+    /// The stored reason, out of the word (a shared one's count is raised).
+    fn get(&self) -> SlotReason {
+        if let Some(p) = self.plain() {
+            return SlotReason::Plain(p);
+        }
+        if self.0 == 0 {
+            return SlotReason::None;
+        }
+        let ptr = self.0 as usize as *const CancelReason;
+        // SAFETY: CS1: the word owns a strong reference to this `Arc`, so
+        // it is alive; the count raised here is the returned `Arc`'s.
+        unsafe {
+            Arc::increment_strong_count(ptr);
+            SlotReason::Shared(Arc::from_raw(ptr))
+        }
+    }
+
+    /// The stored reason as K3 compares it: a plain one without its
+    /// origin, which precedence does not read (a stack value).
+    fn compared(&self) -> Option<std::borrow::Cow<'_, CancelReason>> {
+        match self.plain() {
+            Some(p) => Some(std::borrow::Cow::Owned(p.unattributed())),
+            None => self.shared().map(std::borrow::Cow::Borrowed),
+        }
+    }
+
+    /// A copy of the reason for the task's own observation: no
+    /// reference-count traffic on a shared one.
+    fn to_reason(&self, region: RegionId, task: TaskId) -> Option<CancelReason> {
+        match self.plain() {
+            Some(p) => Some(p.to_reason(region, task)),
+            None => self.shared().cloned(),
+        }
+    }
+}
+
+impl Drop for ReasonWord {
+    fn drop(&mut self) {
+        if self.0 != 0 && self.0 & PLAIN_BIT == 0 {
+            // SAFETY: CS1: the word owns this strong reference; it is
+            // released once, here, as the word goes away.
+            drop(unsafe { Arc::from_raw(self.0 as usize as *const CancelReason) });
+        }
+    }
+}
+
+impl Default for ReasonWord {
+    fn default() -> Self {
+        Self::NONE
+    }
+}
+
+// CS1: the word may hold an `Arc<CancelReason>`, which crosses threads
+// with the slot: the reason must be `Send + Sync` (the word, a `u64`, is
+// either way).
+const _: () = {
+    const fn send_sync<X: Send + Sync>() {}
+    send_sync::<Arc<CancelReason>>();
+};
+
+/// A [`LightCancel`] as the slot stores it: the reason (CS1), and the
+/// grace deadline's nanoseconds with the acknowledgement in the top bit, so
+/// the slot takes 24 bytes (a deadline past 2^63 ns, 292 years, is kept as
+/// that).
 #[derive(Default)]
 struct Stored {
-    reason: Option<std::sync::Arc<CancelReason>>,
+    reason: ReasonWord,
     deadline_acked: u64,
 }
 
@@ -58,12 +301,8 @@ impl Stored {
         self.deadline_acked = (self.deadline_acked & ACKED) | deadline.as_nanos().min(!ACKED);
     }
 
-    fn get(&self) -> Option<LightCancel> {
-        self.reason.as_ref().map(|reason| LightCancel {
-            reason: reason.clone(),
-            grace_deadline: self.deadline(),
-            acked: self.deadline_acked & ACKED != 0,
-        })
+    fn acked(&self) -> bool {
+        self.deadline_acked & ACKED != 0
     }
 }
 
@@ -80,51 +319,68 @@ impl CancelSlot {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// LT7: a cancel request with `reason` (shared: a region cancel's), its
+    /// cleanup bounded by `grace_deadline`, on the light task whose state
+    /// word is `state`. See [`request_reason`](Self::request_reason).
+    pub(crate) fn request(
+        &self,
+        state: &CellState,
+        reason: &Arc<CancelReason>,
+        grace_deadline: Time,
+    ) -> LightRequest {
+        self.request_reason(state, SlotReason::Shared(reason.clone()), grace_deadline)
+    }
+
     /// LT7: a cancel request with `reason`, its cleanup bounded by
     /// `grace_deadline`, on the light task whose state word is `state`. A
     /// request that does not outrank the stored reason changes nothing (K3);
     /// one that does also moves the grace deadline earlier, never later
     /// (K4), and raises the cell's cancel hint (SW5).
-    pub(crate) fn request(
+    pub(crate) fn request_reason(
         &self,
         state: &CellState,
-        reason: &std::sync::Arc<CancelReason>,
+        reason: SlotReason,
         grace_deadline: Time,
     ) -> LightRequest {
+        let Some(kind) = reason.kind() else {
+            return LightRequest::Unchanged;
+        };
         let mut slot = self.lock();
-        if slot
-            .reason
-            .as_ref()
-            .is_some_and(|stored| !reason.outranks(stored))
-        {
+        if !reason.outranks(slot.reason.compared().as_deref()) {
             return LightRequest::Unchanged;
         }
         // The hint first: the value it replaces decides (module doc).
-        let before = state.cancel_requested(reason.kind.severity());
+        let before = state.cancel_requested(kind.severity());
         if before.lifecycle() == COMPLETE {
             return LightRequest::Complete;
         }
         if before.is_registered() {
             return LightRequest::Registered;
         }
-        let deadline = match &slot.reason {
-            Some(_) => slot.deadline().min(grace_deadline),
-            None => grace_deadline,
+        let deadline = if slot.reason.is_some() {
+            slot.deadline().min(grace_deadline)
+        } else {
+            grace_deadline
         };
-        slot.reason = Some(reason.clone());
+        slot.reason = ReasonWord::new(reason);
         slot.set_deadline(deadline);
         LightRequest::Stored
     }
 
-    /// LT7: the task's own checkpoint: acknowledges a stored request.
-    pub(crate) fn acknowledge(&self, state: &CellState) -> LightAck {
+    /// LT7: the checkpoint of task `task` (of `region`, this slot's
+    /// cell's): acknowledges a stored request.
+    pub(crate) fn acknowledge(
+        &self,
+        state: &CellState,
+        region: RegionId,
+        task: TaskId,
+    ) -> LightAck {
         let mut slot = self.lock();
         if state.load_acquire().is_registered() {
             return LightAck::Registered;
         }
-        match &slot.reason {
+        match slot.reason.to_reason(region, task) {
             Some(reason) => {
-                let reason = reason.clone();
                 slot.deadline_acked |= ACKED;
                 LightAck::Cancelled(reason)
             }
@@ -132,10 +388,36 @@ impl CancelSlot {
         }
     }
 
-    /// The stored cancellation: for the kernel registering the task, for
-    /// `Cx::cancel_reason`, and for the completion (after it set COMPLETE).
-    pub(crate) fn current(&self) -> Option<LightCancel> {
-        self.lock().get()
+    /// LT8: what the task's completion (after it set COMPLETE) needs: whether
+    /// the task acknowledged the stored cancel and, if `with_reason`, the
+    /// reason (a plain one stays plain: nothing is allocated). Without it
+    /// (no handle will read the task's end, SW10) a shared reason's count
+    /// is not touched.
+    pub(crate) fn completion(&self, with_reason: bool) -> Option<LightCancelSeen> {
+        let slot = self.lock();
+        slot.reason.is_some().then(|| LightCancelSeen {
+            acked: slot.acked(),
+            reason: if with_reason {
+                slot.reason.get()
+            } else {
+                SlotReason::None
+            },
+        })
+    }
+
+    /// The stored cancellation of task `task` of `region` (this slot's
+    /// cell's): for the kernel registering the task and for
+    /// `Cx::cancel_reason`.
+    pub(crate) fn current(&self, region: RegionId, task: TaskId) -> Option<LightCancel> {
+        let slot = self.lock();
+        slot.reason
+            .get()
+            .into_shared(region, task)
+            .map(|reason| LightCancel {
+                reason,
+                grace_deadline: slot.deadline(),
+                acked: slot.acked(),
+            })
     }
 }
 
@@ -156,7 +438,12 @@ mod loom_tests {
         (state, Arc::new(CancelSlot::new()))
     }
 
-    /// A thread that aborts the task with a `kind` reason.
+    /// The model task's ids (its origin, filled into a plain reason).
+    const REGION: RegionId = RegionId::from_parts(1, 0);
+    const TASK: TaskId = TaskId::from_parts(2, 0);
+
+    /// A thread that aborts the task with a plain `kind` reason, as
+    /// `abort()` does (nothing allocated, LT7).
     fn spawn_aborter(
         state: &Arc<CellState>,
         slot: &Arc<CancelSlot>,
@@ -164,8 +451,11 @@ mod loom_tests {
     ) -> thread::JoinHandle<LightRequest> {
         let (state, slot) = (state.clone(), slot.clone());
         thread::spawn(move || {
-            let reason = std::sync::Arc::new(CancelReason::new(kind));
-            slot.request(&state, &reason, Time::from_nanos(10))
+            let plain = PlainReason {
+                kind,
+                timestamp: Time::from_nanos(1),
+            };
+            slot.request_reason(&state, SlotReason::Plain(plain), Time::from_nanos(10))
         })
     }
 
@@ -183,12 +473,13 @@ mod loom_tests {
                 let (state, slot) = (state.clone(), slot.clone());
                 thread::spawn(move || {
                     state.mark_registered();
-                    slot.current().is_some()
+                    slot.current(REGION, TASK).is_some()
                 })
             };
             // The task completes and reads its slot if the hint says so.
             let before = state.complete();
-            let read_by_completion = before.cancel_severity().is_some() && slot.current().is_some();
+            let read_by_completion = before.cancel_severity().is_some()
+                && slot.completion(before.is_join_interested()).is_some();
             let outcome = aborter.join().unwrap();
             let kernel_copy = registrar.join().unwrap();
             match outcome {
@@ -216,11 +507,19 @@ mod loom_tests {
         model(|| {
             let (state, slot) = running_task();
             let aborter = spawn_aborter(&state, &slot, CancelKind::Shutdown);
-            let acked = matches!(slot.acknowledge(&state), LightAck::Cancelled(_));
+            let acked = match slot.acknowledge(&state, REGION, TASK) {
+                LightAck::Cancelled(reason) => {
+                    // The plain reason read back with the task as origin.
+                    assert_eq!(reason.origin_task, Some(TASK));
+                    assert_eq!(reason.origin_region, Some(REGION));
+                    true
+                }
+                _ => false,
+            };
             let before = state.complete();
             let read = before
                 .cancel_severity()
-                .and_then(|_| slot.current())
+                .and_then(|_| slot.completion(true))
                 .map(|c| c.acked);
             let outcome = aborter.join().unwrap();
             if acked {
@@ -231,6 +530,52 @@ mod loom_tests {
                 LightRequest::Complete => assert_eq!(read, None),
                 other => unreachable!("{other:?}"),
             }
+        });
+    }
+
+    /// K3 over both kinds of stored reason (CS1): a region cancel (one
+    /// shared `Arc`, `ParentCancelled`) and a plain abort (`User`) race;
+    /// whatever the order, the slot ends with the stronger (the region's),
+    /// the task's checkpoint reads it with its true origin, and the shared
+    /// reason's count is back to its owner's alone once the slot is gone
+    /// (the word released what it held, once).
+    #[test]
+    fn a_region_cancel_and_an_abort_keep_the_stronger_reason() {
+        model(|| {
+            let (state, slot) = running_task();
+            let mut region_reason = CancelReason::new(CancelKind::ParentCancelled);
+            region_reason.origin_region = Some(RegionId::from_parts(7, 0));
+            let shared = std::sync::Arc::new(region_reason);
+            let canceller = {
+                let (state, slot, shared) = (state.clone(), slot.clone(), shared.clone());
+                thread::spawn(move || slot.request(&state, &shared, Time::from_nanos(5)))
+            };
+            let aborter = spawn_aborter(&state, &slot, CancelKind::User);
+            assert_eq!(canceller.join().unwrap(), LightRequest::Stored);
+            aborter.join().unwrap();
+            let LightAck::Cancelled(seen) = slot.acknowledge(&state, REGION, TASK) else {
+                panic!("cancelled twice, acknowledged nothing");
+            };
+            // ParentCancelled outranks User (severity 4 over 0).
+            assert_eq!(
+                seen.kind,
+                CancelKind::ParentCancelled,
+                "K3: the stronger is kept"
+            );
+            assert_eq!(
+                seen.origin_region,
+                Some(RegionId::from_parts(7, 0)),
+                "its origin"
+            );
+            let seen_by_completion = slot.completion(true).expect("stored");
+            assert!(seen_by_completion.acked);
+            drop(seen_by_completion);
+            drop(slot);
+            assert_eq!(
+                std::sync::Arc::strong_count(&shared),
+                1,
+                "CS1: released once"
+            );
         });
     }
 }

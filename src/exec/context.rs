@@ -40,7 +40,7 @@ use super::cancel_slot::{CancelSlot, LightAck};
 use super::state::{CellState, Snapshot};
 use crate::kernel::Attention;
 use crate::kernel::{HomeHost, HomeSource};
-use crate::types::TaskId;
+use crate::types::{RegionId, TaskId};
 
 /// A runtime core's identity (`Core::key`: the address of its allocation,
 /// compared and never dereferenced). Opaque here, so this module needs
@@ -178,7 +178,11 @@ pub(crate) fn with_polled_light_cell<R>(
 /// `core` and it was spawned light, its checkpoint's acknowledgement
 /// through the cell's cancel slot. `None` otherwise: ask the kernel.
 #[inline]
-pub(crate) fn polled_light_acknowledge(core: CoreKey, task: TaskId) -> Option<LightAck> {
+pub(crate) fn polled_light_acknowledge(
+    core: CoreKey,
+    task: TaskId,
+    region: RegionId,
+) -> Option<LightAck> {
     let current = CURRENT.try_with(Cell::get).ok()?;
     if current.cancel.is_null() || current.core != core_key(core) || current.task != task.to_bits()
     {
@@ -189,7 +193,7 @@ pub(crate) fn polled_light_acknowledge(core: CoreKey, task: TaskId) -> Option<Li
     // word alive until the guard restores the previous context, and we
     // run synchronously on this thread inside that poll.
     let (slot, state) = unsafe { (&*current.cancel, &*current.state) };
-    Some(slot.acknowledge(state))
+    Some(slot.acknowledge(state, region, task))
 }
 
 /// Rule W7 (`task_cell`): if this thread is polling task `task` of `core`
@@ -243,6 +247,16 @@ pub(crate) fn enter_finalizer() -> ContextGuard {
 /// part of the task (the lab's blocking closures).
 pub(crate) fn exit_task() -> ContextGuard {
     replace(NONE)
+}
+
+/// Whether this thread is inside a poll (or a finalizer) of a task of the
+/// runtime `core`, whose driver keeps the clock's recent reading fresh
+/// (CL1).
+#[inline]
+pub(crate) fn in_task_of(core: CoreKey) -> bool {
+    CURRENT
+        .try_with(|c| c.get().core == core_key(core))
+        .unwrap_or(false)
 }
 
 /// Whether the thread is polling a task (of any runtime).

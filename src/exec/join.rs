@@ -26,9 +26,10 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
 
+use super::cancel_slot::{LightCancelSeen, PlainReason, SlotReason};
 use super::core::Core;
 use super::state::{CellState, Snapshot};
-use crate::kernel::{Finish, LightCancel, LightTasks, ObligationHome, TaskEnd, TaskOutcome};
+use crate::kernel::{Finish, LightTasks, ObligationHome, TaskEnd, TaskOutcome};
 use crate::loom::cell::UnsafeCell;
 use crate::types::{CancelReason, PanicPayload, RegionId, TaskId};
 
@@ -83,16 +84,25 @@ impl std::error::Error for JoinError {}
 
 /// A failed task's end as the slot keeps it.
 pub(crate) enum SlotError {
-    Cancelled(Arc<CancelReason>),
+    /// The reason; `None` for the default one (no allocation), or where no
+    /// handle will read it (a light task whose handle was gone at its
+    /// completion, SW10: the shared reason's count is not touched).
+    Cancelled(Option<Arc<CancelReason>>),
+    /// A light task's plain abort reason (LT7), kept without an allocation;
+    /// the join fills in its origin, the task itself.
+    Aborted(PlainReason),
     /// Boxed: a pointer like the reason, so an end costs 16 bytes, not 32
     /// (panics are rare; the box is made only for one that is stored).
     Panicked(Box<PanicPayload>),
 }
 
 impl SlotError {
-    fn into_join_error(self) -> JoinError {
+    fn into_join_error(self, region: RegionId, id: TaskId) -> JoinError {
         match self {
-            SlotError::Cancelled(r) => JoinError::Cancelled(Arc::unwrap_or_clone(r)),
+            SlotError::Aborted(plain) => JoinError::Cancelled(plain.to_reason(region, id)),
+            SlotError::Cancelled(r) => {
+                JoinError::Cancelled(r.map(Arc::unwrap_or_clone).unwrap_or_default())
+            }
             SlotError::Panicked(p) => JoinError::Panicked(*p),
         }
     }
@@ -110,8 +120,9 @@ pub(crate) struct LightEnd<'a> {
     /// The cell's obligation home, swept here (K5, OB4).
     pub(crate) home: &'a ObligationHome,
     /// The cancellation its cancel slot held, read after the cell was
-    /// marked COMPLETE (LT7).
-    pub(crate) cancel: Option<LightCancel>,
+    /// marked COMPLETE (LT7), without its reason if the handle was gone
+    /// then (SW10).
+    pub(crate) cancel: Option<LightCancelSeen>,
 }
 
 /// A task's end as the output cell holds it: the result for the joiner,
@@ -239,12 +250,14 @@ impl<T> JoinSlot<T> {
             {
                 let stored = match light.cancel {
                     Some(cancel) if cancel.acked => {
-                        (Err(SlotError::Cancelled(cancel.reason)), value)
+                        let error = match cancel.reason {
+                            SlotReason::Plain(plain) => SlotError::Aborted(plain),
+                            SlotReason::Shared(reason) => SlotError::Cancelled(Some(reason)),
+                            SlotReason::None => SlotError::Cancelled(None),
+                        };
+                        (Err(error), value)
                     }
-                    _ => (
-                        value.ok_or_else(|| SlotError::Cancelled(Arc::default())),
-                        None,
-                    ),
+                    _ => (value.ok_or(SlotError::Cancelled(None)), None),
                 };
                 let published = self.publish(state, output, stored);
                 if advance {
@@ -268,8 +281,8 @@ impl<T> JoinSlot<T> {
         });
         let stored = match (outcome, value) {
             (TaskOutcome::Ok, Some(v)) => (Ok(v), None),
-            (TaskOutcome::Ok, None) => (Err(SlotError::Cancelled(Arc::default())), None),
-            (TaskOutcome::Cancelled(r), v) => (Err(SlotError::Cancelled(r)), v),
+            (TaskOutcome::Ok, None) => (Err(SlotError::Cancelled(None)), None),
+            (TaskOutcome::Cancelled(r), v) => (Err(SlotError::Cancelled(Some(r))), v),
             (TaskOutcome::Panicked(p), v) => (Err(SlotError::Panicked(Box::new(p))), v),
         };
         let published = self.publish(state, output, stored);
@@ -416,7 +429,7 @@ impl<T> JoinSlot<T> {
             core.with_kernel_recent(|k, _| k.panic_joined(region, id));
         }
         drop_unread(discarded, core, id, region, Unwind::InUserCode);
-        Poll::Ready(out.map_err(SlotError::into_join_error))
+        Poll::Ready(out.map_err(|e| e.into_join_error(region, id)))
     }
 
     /// The handle's side of its drop (SW10): what it still owns. `Some`:

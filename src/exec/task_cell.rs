@@ -47,7 +47,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{RawWaker, RawWakerVTable, Waker};
 
 use super::abort::AbortTarget;
-use super::cancel_slot::CancelSlot;
+use super::cancel_slot::{CancelSlot, PlainReason, SlotReason};
 use super::context::CellWords;
 use super::core::{Core, Step};
 use super::join::{JoinSlot, JoinTarget, LightEnd, OutputCell, Stored};
@@ -202,7 +202,13 @@ where
 
     /// A waker owning one reference to the cell (rule W6).
     pub(crate) fn waker(self: &Arc<Self>) -> Waker {
-        let data = Arc::into_raw(self.clone()).cast::<()>();
+        Self::into_waker(self.clone())
+    }
+
+    /// A waker owning the reference `this` was (rule W6): no count change
+    /// (a region cancel turns each cell it reached into a waker this way).
+    fn into_waker(this: Arc<Self>) -> Waker {
+        let data = Arc::into_raw(this).cast::<()>();
         // SAFETY: W6: `data` is an `Arc<Self>` reference from `into_raw`,
         // which this waker owns; the vtable's functions treat it as such.
         unsafe { Waker::from_raw(RawWaker::new(data, &Self::WAKER_VTABLE)) }
@@ -304,17 +310,40 @@ where
         if self.light.is_none() || self.state.registered() {
             return Err(reason);
         }
-        let now = self.core.now();
-        let reason = crate::kernel::stamp(reason, now, self.region, Some(self.task_id()));
+        // CL1, LT7: inside a task of this runtime the stamp is the recent
+        // reading, which its driver refreshes at least every batch (so it
+        // lags the request by at most that batch, or the aborting poll);
+        // anywhere else (a plain thread: the drivers may have been parked
+        // for long) the clock is read.
+        let now = if super::context::in_task_of(self.core.key()) {
+            self.core.recent_now()
+        } else {
+            self.core.now()
+        };
         let deadline = now + self.core.grace_for(reason.kind);
-        let shared = Arc::new(reason);
-        match self.cancel.request(&self.state, &shared, deadline) {
+        // LT7: a plain reason (an `abort()`'s) is stored as its kind and
+        // stamp, allocating nothing; any other is stamped and shared.
+        let (id, region) = (self.task_id(), self.region);
+        let plain = PlainReason::of(&reason, now);
+        let (stored, shared) = match plain {
+            Some(plain) => (SlotReason::Plain(plain), None),
+            None => {
+                let shared = Arc::new(crate::kernel::stamp(reason, now, region, Some(id)));
+                (SlotReason::Shared(shared.clone()), Some(shared))
+            }
+        };
+        match self.cancel.request_reason(&self.state, stored, deadline) {
             LightRequest::Stored => {
                 self.schedule(); // to observe it
                 Ok(())
             }
             LightRequest::Unchanged | LightRequest::Complete => Ok(()),
-            LightRequest::Registered => Err(Arc::unwrap_or_clone(shared)),
+            // The slot dropped its copy: the reason goes to the kernel.
+            LightRequest::Registered => Err(match (shared, plain) {
+                (Some(shared), _) => Arc::unwrap_or_clone(shared),
+                (None, Some(plain)) => plain.to_reason(region, id),
+                (None, None) => unreachable!("a reason is plain or shared"),
+            }),
         }
     }
 
@@ -338,7 +367,11 @@ where
             cell: &**self,
             registered: self.state.registered(),
             home: &self.home,
-            cancel: before.cancel_severity().and_then(|_| self.cancel.current()),
+            // SW10: a handle gone at COMPLETE never returns, so its
+            // task's end is never read: no reason is copied for it.
+            cancel: before
+                .cancel_severity()
+                .and_then(|_| self.cancel.completion(before.is_join_interested())),
         });
         self.join.complete(
             &self.state,
@@ -515,7 +548,7 @@ where
     }
 
     fn to_waker(self: Arc<Self>) -> Waker {
-        self.waker()
+        Self::into_waker(self)
     }
 
     fn mark_registered(&self) {
@@ -531,7 +564,7 @@ where
     }
 
     fn light_cancel(&self) -> Option<LightCancel> {
-        self.cancel.current()
+        self.cancel.current(self.region, self.task_id())
     }
 
     fn light_id(&self) -> TaskId {

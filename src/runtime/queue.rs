@@ -477,7 +477,19 @@ impl RunQueue {
         if self.cancel_len.load(Ordering::Acquire) == 0 {
             return None;
         }
-        let task = self.cancel_lane.iter().rev().find_map(steal_one)?;
+        // An empty tier is skipped on its indices alone: a steal from an
+        // empty injector issues a SeqCst fence, which a pop would otherwise
+        // pay once per empty tier above the one holding work (a `User`
+        // cancel sits in the lowest). `cancel_len` is counted after the
+        // push, so a counted entry's tier reads non-empty; a push this
+        // misses is found by the next dispatch (Q1's re-check reads the
+        // same indices, `is_empty`, after its fence).
+        let task = self
+            .cancel_lane
+            .iter()
+            .rev()
+            .filter(|tier| !tier.is_empty())
+            .find_map(steal_one)?;
         self.cancel_len.fetch_sub(1, Ordering::AcqRel);
         Some(task)
     }

@@ -107,9 +107,14 @@ impl Sleeper for Shared {
     }
 }
 
-/// TE6: how many unused shared halves a thread keeps (at most 64 KiB:
-/// enough for a task that arms and drops a thousand sleeps at a time).
-const POOL_MAX: usize = 1024;
+/// TE6: how many unused shared halves a thread keeps (64 bytes each with
+/// their allocation's header, so at most 1 MiB, and only up to the most a
+/// thread ever dropped at once): enough for a region of ten thousand
+/// sleeping tasks cancelled at once, whose drain would otherwise free
+/// each half between the frees of the task cells (with glibc's allocator
+/// every such free of a cell then consolidated the fast bins: a seventh
+/// of the drain).
+const POOL_MAX: usize = 16 * 1024;
 
 thread_local! {
     /// TE6: unused shared halves (each unique, without a waker).

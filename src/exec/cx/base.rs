@@ -210,8 +210,12 @@ impl Cx {
             // LT7: a light task's own checkpoint acknowledges the cancel
             // stored in its cell, without the kernel.
             use crate::exec::cancel_slot::LightAck;
-            match crate::exec::context::polled_light_acknowledge(self.core.key(), self.task) {
-                Some(LightAck::Cancelled(reason)) => return Some(Arc::unwrap_or_clone(reason)),
+            match crate::exec::context::polled_light_acknowledge(
+                self.core.key(),
+                self.task,
+                self.region,
+            ) {
+                Some(LightAck::Cancelled(reason)) => return Some(reason),
                 Some(LightAck::Quiet) => return None,
                 Some(LightAck::Registered) | None => {}
             }
