@@ -249,16 +249,6 @@ pub(crate) fn exit_task() -> ContextGuard {
     replace(NONE)
 }
 
-/// Whether this thread is inside a poll (or a finalizer) of a task of the
-/// runtime `core`, whose driver keeps the clock's recent reading fresh
-/// (CL1).
-#[inline]
-pub(crate) fn in_task_of(core: CoreKey) -> bool {
-    CURRENT
-        .try_with(|c| c.get().core == core_key(core))
-        .unwrap_or(false)
-}
-
 /// Whether the thread is polling a task (of any runtime).
 pub(crate) fn in_task() -> bool {
     CURRENT.try_with(|c| c.get().core != 0).unwrap_or(false)

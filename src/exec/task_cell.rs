@@ -310,16 +310,10 @@ where
         if self.light.is_none() || self.state.registered() {
             return Err(reason);
         }
-        // CL1, LT7: inside a task of this runtime the stamp is the recent
-        // reading, which its driver refreshes at least every batch (so it
-        // lags the request by at most that batch, or the aborting poll);
-        // anywhere else (a plain thread: the drivers may have been parked
-        // for long) the clock is read.
-        let now = if super::context::in_task_of(self.core.key()) {
-            self.core.recent_now()
-        } else {
-            self.core.now()
-        };
+        // CL1: a cancel's stamp and grace deadline are exact (a recent
+        // reading could lag by a whole batch or a long poll and cut the
+        // grace period short by as much).
+        let now = self.core.now();
         let deadline = now + self.core.grace_for(reason.kind);
         // LT7: a plain reason (an `abort()`'s) is stored as its kind and
         // stamp, allocating nothing; any other is stamped and shared.
