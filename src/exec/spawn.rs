@@ -12,7 +12,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use super::core::{Core, CoreOptions};
-use super::cx::{Capabilities, Cx};
+use super::cx::{Capabilities, Cx, CxHome, SharedHome};
 use super::finalizer::FinalizerRun;
 use super::runnable::{Clock, Runnable, Schedule};
 use super::task_cell::TaskCell;
@@ -53,17 +53,20 @@ impl Core {
         let light_cell = light
             .filter(|_| budget == Budget::INFINITE)
             .and_then(|set| self.create_light_cell::<Fut>(region, set));
-        let cell = match light_cell {
-            Some(cell) => cell,
-            None => self.create_cell_in::<Fut>(region, light, budget)?,
+        let (cell, home): (_, Arc<dyn CxHome>) = match light_cell {
+            // CXH2: a light task's own `Cx` lives in its cell.
+            Some(cell) => (cell.clone(), cell),
+            None => (
+                self.create_cell_in::<Fut>(region, light, budget)?,
+                SharedHome::new(self.clone(), light.cloned()),
+            ),
         };
         let id = cell.task_id();
         // Rule A2's deadline exception: the budget deadline the kernel
         // settled on (its timed-lane hint, set when the record was made).
         let deadline = Runnable::deadline_hint(&*cell).map(Time::from_nanos);
-        let cx = Cx::new(self.clone(), id, region, caps)
+        let cx = Cx::new(home, id, region, caps)
             .with_deadline(deadline)
-            .with_light(light.cloned())
             .of_spawned_task();
         // If the closure panics, the half-made task must not linger.
         let guard = UnspawnOnUnwind {
@@ -236,5 +239,21 @@ impl Drop for UnspawnOnUnwind<'_> {
             );
             k.complete_task(id, TaskEnd::Dropped, false, now)
         });
+    }
+}
+
+/// CXH2: a light task's cell is its own `Cx`'s home: the core and the
+/// region's set it holds anyway.
+impl<F> CxHome for TaskCell<F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn core(&self) -> &Arc<Core> {
+        TaskCell::core(self)
+    }
+
+    fn light(&self) -> Option<&Arc<LightTasks>> {
+        self.light_arc()
     }
 }

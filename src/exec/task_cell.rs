@@ -157,6 +157,11 @@ where
         )
     }
 
+    /// CXH2: the region's set, if this task was spawned light.
+    pub(crate) fn light_arc(&self) -> Option<&Arc<LightTasks>> {
+        self.light.as_ref()
+    }
+
     fn build(
         region: RegionId,
         core: Arc<Core>,

@@ -19,7 +19,9 @@ const NO_DEADLINE: Time = Time::from_nanos(u64::MAX);
 /// The capability context of a task: the only route to runtime effects.
 #[derive(Clone)]
 pub struct Cx {
-    core: Arc<Core>,
+    /// Rule CXH1: what this `Cx` reaches the runtime through: the core and
+    /// the light-task set its spawns join (see [`CxHome`]).
+    home: Arc<dyn CxHome>,
     task: TaskId,
     region: RegionId,
     caps: Capabilities,
@@ -31,10 +33,6 @@ pub struct Cx {
     /// takes 8 bytes instead of an `Option`'s 16, and meeting two
     /// deadlines is their `min`.
     deadline: Time,
-    /// The light-task set of `region`, if it takes light spawns (rules
-    /// LT1–LT6 in `kernel::light`): spawns through this `Cx` skip the
-    /// kernel lock.
-    light: Option<Arc<LightTasks>>,
     /// This is the `Cx` a spawned task was given (or a clone): its region
     /// is the task's own, whose cancellation reaches the task itself, so
     /// the task's cancel hint alone says whether there is anything to
@@ -60,15 +58,61 @@ impl fmt::Display for DeferError {
 
 impl std::error::Error for DeferError {}
 
+/// What a [`Cx`] reaches the runtime through (rules CXH1, CXH2): the core,
+/// and the light-task set of its region if that region takes light spawns
+/// (rules LT1–LT6 in `kernel::light`: spawns through the `Cx` then skip
+/// the kernel lock).
+///
+/// - CXH1: a `Cx` holds one `Arc` to its home, so cloning or dropping one
+///   (a sleep keeps a clone) writes only the home's count.
+/// - CXH2: a light task's own `Cx` has the task's cell as its home (the
+///   cell holds the core and its region's set anyway), so spawning it and
+///   every clone of its `Cx` write the cell's count, a line the task's
+///   worker has to itself, not the core's and the set's, which every
+///   worker shares. The cycle cell → future → `Cx` → cell ends when the
+///   future is dropped (completion, forced drop); any other `Cx` (a
+///   region body's, a root task's, a registered task's) has a
+///   [`SharedHome`] of its own.
+pub(crate) trait CxHome: Send + Sync + 'static {
+    fn core(&self) -> &Arc<Core>;
+    fn light(&self) -> Option<&Arc<LightTasks>>;
+}
+
+/// A home made for a `Cx` of its own (CXH2).
+pub(crate) struct SharedHome {
+    core: Arc<Core>,
+    light: Option<Arc<LightTasks>>,
+}
+
+impl SharedHome {
+    pub(crate) fn new(core: Arc<Core>, light: Option<Arc<LightTasks>>) -> Arc<dyn CxHome> {
+        Arc::new(Self { core, light })
+    }
+}
+
+impl CxHome for SharedHome {
+    fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    fn light(&self) -> Option<&Arc<LightTasks>> {
+        self.light.as_ref()
+    }
+}
+
 impl Cx {
-    pub(crate) fn new(core: Arc<Core>, task: TaskId, region: RegionId, caps: Capabilities) -> Self {
+    pub(crate) fn new(
+        home: Arc<dyn CxHome>,
+        task: TaskId,
+        region: RegionId,
+        caps: Capabilities,
+    ) -> Self {
         Self {
-            core,
+            home,
             task,
             region,
             caps,
             deadline: NO_DEADLINE,
-            light: None,
             own_region: false,
         }
     }
@@ -76,12 +120,6 @@ impl Cx {
     /// Marks this `Cx` as its spawned task's own (see `own_region`).
     pub(crate) fn of_spawned_task(mut self) -> Self {
         self.own_region = true;
-        self
-    }
-
-    /// This context spawning light tasks into `light` (its region's set).
-    pub(crate) fn with_light(mut self, light: Option<Arc<LightTasks>>) -> Self {
-        self.light = light;
         self
     }
 
@@ -93,15 +131,16 @@ impl Cx {
         self
     }
 
+    #[inline]
     pub(crate) fn core(&self) -> &Arc<Core> {
-        &self.core
+        self.home.core()
     }
 
     /// The light-task set spawns through this `Cx` join, if any (rules
     /// LT1–LT6 in `kernel::light`).
     #[inline]
     pub(crate) fn light(&self) -> Option<&Arc<LightTasks>> {
-        self.light.as_ref()
+        self.home.light()
     }
 
     /// The same task seen from another region (used for region bodies),
@@ -114,9 +153,9 @@ impl Cx {
     ) -> Cx {
         let deadline = self.deadline.min(deadline.unwrap_or(NO_DEADLINE));
         Cx {
+            home: SharedHome::new(self.core().clone(), light),
             region,
             deadline,
-            light,
             own_region: false,
             ..self.clone()
         }
@@ -161,21 +200,21 @@ impl Cx {
     #[track_caller]
     pub fn now(&self) -> Time {
         self.require(Capabilities::TIME, "time");
-        self.core.now()
+        self.core().now()
     }
 
     /// Current runtime time, or `None` without [`Capabilities::TIME`].
     pub fn try_now(&self) -> Option<Time> {
         self.caps
             .contains(Capabilities::TIME)
-            .then(|| self.core.now())
+            .then(|| self.core().now())
     }
 
     /// The task's current budget (tightened by cleanup once cancelled).
     pub fn budget(&self) -> Budget {
         let (task, region) = (self.task, self.region);
-        crate::exec::context::with_polled_light_cell(self.core.key(), task, |cell| {
-            let mut kernel = self.core.lock();
+        crate::exec::context::with_polled_light_cell(self.core().key(), task, |cell| {
+            let mut kernel = self.core().lock();
             kernel.ensure_region_of(self.own_light()); // LR1
             kernel.task_budget(task, region, cell)
         })
@@ -186,7 +225,7 @@ impl Cx {
     /// kernel must register before it can find the task); a region body's
     /// task is its owner, registered (LR5).
     pub(crate) fn own_light(&self) -> Option<&LightTasks> {
-        self.light.as_deref().filter(|_| self.own_region)
+        self.light().map(|s| &**s).filter(|_| self.own_region)
     }
 
     /// Returns `Err` once cancellation is requested (for this task or its
@@ -202,7 +241,7 @@ impl Cx {
 
     /// The acknowledgement step shared by every cancel-aware wait.
     pub(crate) fn observe_cancel(&self) -> Option<CancelReason> {
-        crate::exec::context::check_cx(self.core.key(), self.task); // rule CX1
+        crate::exec::context::check_cx(self.core().key(), self.task); // rule CX1
         if !self.may_observe_cancel() {
             return None;
         }
@@ -211,7 +250,7 @@ impl Cx {
             // stored in its cell, without the kernel.
             use crate::exec::cancel_slot::LightAck;
             match crate::exec::context::polled_light_acknowledge(
-                self.core.key(),
+                self.core().key(),
                 self.task,
                 self.region,
             ) {
@@ -221,7 +260,7 @@ impl Cx {
             }
         }
         let (task, region) = (self.task, self.region);
-        self.core
+        self.core()
             .with_kernel(|k, now| {
                 k.ensure_region_of(self.own_light()); // LR1
                 k.observe_cancel(task, region, now)
@@ -241,14 +280,14 @@ impl Cx {
     /// timer fires (the task may not have yielded since), so a `Cx` with a
     /// deadline reads the clock first.
     pub(crate) fn may_observe_cancel(&self) -> bool {
-        if self.deadline != NO_DEADLINE && self.core.now() >= self.deadline {
+        if self.deadline != NO_DEADLINE && self.core().now() >= self.deadline {
             return true;
         }
         if self.own_region {
-            return crate::exec::context::polled_task_cancel_hint(self.core.key(), self.task)
+            return crate::exec::context::polled_task_cancel_hint(self.core().key(), self.task)
                 .is_none_or(|hint| hint.is_some());
         }
-        self.core.any_cancellation()
+        self.core().any_cancellation()
     }
 
     /// Whether cancellation was requested for this task or region (masking
@@ -260,8 +299,8 @@ impl Cx {
     /// The requested cancellation reason, if any.
     pub fn cancel_reason(&self) -> Option<CancelReason> {
         let (task, region) = (self.task, self.region);
-        crate::exec::context::with_polled_light_cell(self.core.key(), task, |cell| {
-            let mut kernel = self.core.lock();
+        crate::exec::context::with_polled_light_cell(self.core().key(), task, |cell| {
+            let mut kernel = self.core().lock();
             kernel.ensure_region_of(self.own_light()); // LR1
             kernel.cancel_requested(task, region, cell)
         })
@@ -275,8 +314,8 @@ impl Cx {
     /// If nesting exceeds the bound (a bug in the caller).
     pub fn masked<R>(&self, f: impl FnOnce() -> R) -> R {
         let (task, region) = (self.task, self.region);
-        crate::exec::context::with_polled_light_cell(self.core.key(), task, |cell| {
-            let mut kernel = self.core.lock();
+        crate::exec::context::with_polled_light_cell(self.core().key(), task, |cell| {
+            let mut kernel = self.core().lock();
             kernel.ensure_region_of(self.own_light()); // LR1
             kernel.registered_hinted(task, region, cell); // LT1: O(1) in its poll
             kernel.mask_enter(task, region);
@@ -285,7 +324,7 @@ impl Cx {
         impl Drop for Unmask<'_> {
             fn drop(&mut self) {
                 let task = self.0.task;
-                self.0.core.lock().mask_exit(task);
+                self.0.core().lock().mask_exit(task);
             }
         }
         let _unmask = Unmask(self);
@@ -310,10 +349,10 @@ impl Cx {
 
     fn defer(&self, fin: Finalizer) -> Result<(), DeferError> {
         let region = self.region;
-        let registered = match &self.light {
+        let registered = match self.light() {
             // RF1: the region's list, under its set's lock alone.
             Some(set) => set.defer(fin),
-            None => self.core.lock().register_finalizer(region, fin),
+            None => self.core().lock().register_finalizer(region, fin),
         };
         registered.map_err(|_| DeferError { region })
     }
@@ -326,13 +365,13 @@ impl Cx {
     #[track_caller]
     pub fn random_u64(&self) -> u64 {
         self.require(Capabilities::RANDOM, "random");
-        self.core.random_u64()
+        self.core().random_u64()
     }
 
     /// Records `message` in the trace (the lab's; a no-op elsewhere).
     pub fn trace(&self, message: impl Into<String>) {
-        if self.core.is_tracing() {
-            self.core.trace(crate::trace::TraceKind::User {
+        if self.core().is_tracing() {
+            self.core().trace(crate::trace::TraceKind::User {
                 task: self.task,
                 message: message.into(),
             });
@@ -343,7 +382,7 @@ impl Cx {
     /// the task is cancelled with `CostBudget` and this returns `Err`.
     pub fn charge(&self, cost: u64) -> Result<(), Cancelled> {
         let task = self.task;
-        self.core
+        self.core()
             .with_kernel(|k, now| k.charge_cost(task, cost, now));
         self.checkpoint()
     }

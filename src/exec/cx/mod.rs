@@ -35,6 +35,7 @@ mod masked;
 mod region;
 
 pub use base::{Cx, DeferError};
+pub(crate) use base::{CxHome, SharedHome};
 pub use caps::Capabilities;
 pub use masked::MaskedAsync;
 pub use region::RegionFuture;
