@@ -58,7 +58,7 @@ impl Core {
             Some(cell) => (cell.clone(), cell),
             None => (
                 self.create_cell_in::<Fut>(region, light, budget)?,
-                SharedHome::new(self.clone(), light.cloned()),
+                SharedHome::arc(self.clone(), light.cloned()),
             ),
         };
         let id = cell.task_id();

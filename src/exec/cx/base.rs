@@ -85,7 +85,7 @@ pub(crate) struct SharedHome {
 }
 
 impl SharedHome {
-    pub(crate) fn new(core: Arc<Core>, light: Option<Arc<LightTasks>>) -> Arc<dyn CxHome> {
+    pub(crate) fn arc(core: Arc<Core>, light: Option<Arc<LightTasks>>) -> Arc<dyn CxHome> {
         Arc::new(Self { core, light })
     }
 }
@@ -153,7 +153,7 @@ impl Cx {
     ) -> Cx {
         let deadline = self.deadline.min(deadline.unwrap_or(NO_DEADLINE));
         Cx {
-            home: SharedHome::new(self.core().clone(), light),
+            home: SharedHome::arc(self.core().clone(), light),
             region,
             deadline,
             own_region: false,
