@@ -36,22 +36,13 @@ on_both_drivers! {
     fn an_aborted_light_task_joins_cancelled_with_the_reason_it_observed(d: Driver) {
         let rt = d.rt();
         rt.block_on(|cx: Cx| async move {
-            let seen = Slot::new();
-            let slot = seen.clone();
-            let h = spawn_started(&cx, move |cx| async move {
-                let err = time::sleep(&cx, HOUR).await.expect_err("aborted");
-                slot.set(err.reason().clone());
-            })
-            .await;
-            let id = h.task_id();
-            h.abort_with(CancelReason::user("stop that"));
-            let err = h.join(&cx).await.expect_err("cancelled");
-            let reason = err.cancel_reason().expect("a cancel").clone();
+            let (id, reason, seen) =
+                abort_a_sleeper(&cx, |h| h.abort_with(CancelReason::user("stop that"))).await;
             assert_eq!(reason.kind, CancelKind::User);
             assert_eq!(reason.message.as_deref(), Some("stop that"));
             assert_eq!(reason.origin_task, Some(id), "attributed to the aborted task");
             assert!(reason.timestamp > asupersync::types::Time::ZERO, "stamped");
-            assert_eq!(seen.take(), Some(reason), "the task observed the same reason");
+            assert_eq!(seen, Some(reason), "the task observed the same reason");
         });
         assert_quiescent(&rt);
     }
@@ -213,6 +204,31 @@ on_both_drivers! {
 /// Spawns `body` and waits until the task has started (a task aborted
 /// before its first poll is dropped unpolled, which these tests are not
 /// about).
+/// Spawns a light task parked on an hour's sleep, aborts it with `abort`
+/// and joins it: its id, the reason its join reported and the one its
+/// sleep returned.
+async fn abort_a_sleeper(
+    cx: &Cx,
+    abort: impl FnOnce(&TaskHandle<()>),
+) -> (
+    asupersync::types::TaskId,
+    CancelReason,
+    Option<CancelReason>,
+) {
+    let seen = Slot::new();
+    let slot = seen.clone();
+    let h = spawn_started(cx, move |cx| async move {
+        let err = time::sleep(&cx, HOUR).await.expect_err("aborted");
+        slot.set(err.reason().clone());
+    })
+    .await;
+    let id = h.task_id();
+    abort(&h);
+    let err = h.join(cx).await.expect_err("cancelled");
+    let reason = err.cancel_reason().expect("a cancel").clone();
+    (id, reason, seen.take())
+}
+
 async fn spawn_started<T, Fut>(
     cx: &Cx,
     body: impl FnOnce(Cx) -> Fut + Send + 'static,
@@ -307,18 +323,8 @@ on_both_drivers! {
     fn a_plain_abort_joins_with_a_user_reason_attributed_to_the_task(d: Driver) {
         let rt = d.rt();
         rt.block_on(|cx: Cx| async move {
-            let seen = Slot::new();
-            let slot = seen.clone();
-            let h = spawn_started(&cx, move |cx| async move {
-                let err = time::sleep(&cx, HOUR).await.expect_err("aborted");
-                slot.set(err.reason().clone());
-            })
-            .await;
-            let id = h.task_id();
-            h.abort();
-            let err = h.join(&cx).await.expect_err("cancelled");
+            let (id, reason, seen) = abort_a_sleeper(&cx, |h| h.abort()).await;
             let after = cx.now();
-            let reason = err.cancel_reason().expect("a cancel").clone();
             assert_eq!(reason.kind, CancelKind::User);
             assert_eq!(reason.message, None);
             assert_eq!(reason.cause, None);
@@ -326,7 +332,7 @@ on_both_drivers! {
             assert_eq!(reason.origin_region, Some(cx.region_id()), "and its region");
             assert!(reason.timestamp > asupersync::types::Time::ZERO, "stamped");
             assert!(reason.timestamp <= after, "never after the request");
-            assert_eq!(seen.take(), Some(reason), "the task observed the same reason");
+            assert_eq!(seen, Some(reason), "the task observed the same reason");
         });
         assert_quiescent(&rt);
     }
