@@ -87,6 +87,9 @@ pub(crate) struct TaskCell<F: Future> {
     deadline_hint: AtomicU64,
     /// Whether the kernel may use the attention flag (spawned tasks).
     fast_polls: bool,
+    /// LT9: the shard of `light` this cell joins: the spawning thread's
+    /// (fits beside `fast_polls`, in what was padding).
+    light_shard: u8,
     /// The region's light-task set, if this task was spawned light (rules
     /// LT1–LT6 in `kernel::light`): its completion looks there first.
     light: Option<Arc<LightTasks>>,
@@ -177,6 +180,7 @@ where
             state,
             deadline_hint: AtomicU64::new(u64::MAX),
             fast_polls,
+            light_shard: crate::kernel::light::thread_shard() as u8,
             light,
             light_links: Links::new(),
             stage: UnsafeCell::new(Stage::Vacant),
@@ -564,6 +568,10 @@ where
 
     fn light_cancel(&self) -> Option<LightCancel> {
         self.cancel.current(self.region, self.task_id())
+    }
+
+    fn light_shard(&self) -> usize {
+        usize::from(self.light_shard)
     }
 
     fn light_id(&self) -> TaskId {

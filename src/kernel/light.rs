@@ -32,7 +32,7 @@
 //! kernel registering one task, diagnostics) walks the list from its
 //! oldest task; only those rare paths do.
 //!
-//! Rules (cited as LT1–LT8):
+//! Rules (cited as LT1–LT9):
 //! - LT1 (one home): a live spawned task is either in its region's set
 //!   (light) or in the kernel's task map (registered), never both and never
 //!   neither. Only the kernel, under its lock, moves a task from the set to
@@ -85,6 +85,19 @@
 //!   new record, so every request lands either in the slot it copies or
 //!   in the record. A light task's own checkpoint acknowledges under the
 //!   slot's lock unless REGISTERED is set.
+//! - LT9 (shards): a set keeps its light tasks in `SHARDS` lists, each
+//!   behind its own lock with its own copy of the gate (LT2); a cell
+//!   joins and leaves the shard it names (`Attention::light_shard`: a task
+//!   cell, the shard of the thread that spawned it), so the spawns and
+//!   completions of different workers take different locks. Whatever
+//!   concerns the whole set (its light regions, finalizers, the kernel's
+//!   and a light close's wait) sits behind one more lock, after the shards
+//!   in the lock order (shards in index order, then it). A sweep shuts
+//!   each shard's gate under that shard's lock as it goes; the close
+//!   checks emptiness with every lock held; a wait for the set to empty
+//!   (LT3, LR4) is marked in every shard, and a completion that empties
+//!   its shard while marked re-checks the whole set with every lock held,
+//!   ending the wait exactly once.
 //! - RF1 (finalizers without the kernel): the set also keeps its region's
 //!   finalizers (K6), so a `Cx` that holds the set (a light-eligible
 //!   region's) registers one under the set's lock alone; any other goes
@@ -166,7 +179,46 @@ pub(crate) struct LightTasks {
     /// LR1: for a region opened light, its parent's set and its owner
     /// (whose task runs its body); `None` for a region the kernel made.
     light: Option<LightRegion>,
+    /// LT9: the light tasks, in shards, each behind its own lock; a cell
+    /// stays in the shard it joined (`Attention::light_shard`).
+    shards: [Mutex<Shard>; SHARDS],
+    /// Everything else, behind one more lock (order LT9: the shards in
+    /// index order, then this).
     inner: Mutex<Inner>,
+}
+
+/// LT9: how many shards a set's light tasks are spread over (a power of
+/// two; two under loom, to keep the models small).
+#[cfg(not(loom))]
+pub(crate) const SHARDS: usize = 8;
+#[cfg(loom)]
+pub(crate) const SHARDS: usize = 2;
+
+/// LT9: one shard of a set's light tasks.
+struct Shard {
+    /// LT2: this shard's gate; shut, with every other shard's, by a cancel
+    /// sweep or the close, each under its own lock.
+    open: bool,
+    /// LT3, LR4: someone (the kernel closing the region, or its light
+    /// close) waits for the set to empty; set in every shard at once.
+    waits: bool,
+    /// LT1: the light cells of this shard, linked through their own
+    /// `light_links`, in the order they joined (IL1: the list holds one
+    /// reference to each). Joining and leaving are O(1) and allocate
+    /// nothing; finding a task by id walks the lists (only the kernel's
+    /// rare by-id paths do).
+    tasks: List<dyn Attention>,
+}
+
+/// LT9: a shard for cells made on this thread: a worker's spawns (and,
+/// mostly, the completions of what it spawned) keep to one shard, whose
+/// lock and lines the other workers rarely touch.
+pub(crate) fn thread_shard() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    SHARD.try_with(|s| *s).unwrap_or(0)
 }
 
 struct LightRegion {
@@ -175,16 +227,11 @@ struct LightRegion {
 }
 
 struct Inner {
-    /// LT2: false once spawns must go through the kernel (which refuses
-    /// them with the current reason).
+    /// LT2, LR2: false once light regions must be opened through the
+    /// kernel (shut with the shards' gates).
     open: bool,
     /// LT3: the kernel found the set non-empty when it wanted to close.
     kernel_waits: bool,
-    /// LT1: the light cells, linked through their own `light_links`, in
-    /// the order they joined (IL1: the list holds one reference to each).
-    /// Joining and leaving are O(1) and allocate nothing; finding a task
-    /// by id walks the list (only the kernel's rare by-id paths do).
-    tasks: List<dyn Attention>,
     /// LR1: the light child regions the kernel has not registered, by
     /// owner then id (so a cancel of an owner finds its own, LR5).
     regions: BTreeMap<(TaskId, RegionId), Arc<LightTasks>>,
@@ -200,11 +247,9 @@ struct Inner {
     finalizers: Option<Vec<Finalizer>>,
 }
 
-impl Inner {
-    /// LT3, LR3: no light task and no light child region is left.
-    fn is_empty(&self) -> bool {
-        self.tasks.is_empty() && self.regions.is_empty()
-    }
+/// LT3, LR3, LT9: no light task in any shard and no light child region.
+fn all_empty(shards: &[MutexGuard<'_, Shard>], inner: &Inner) -> bool {
+    inner.regions.is_empty() && shards.iter().all(|s| s.tasks.is_empty())
 }
 
 /// What [`LightTasks::close_light`] found (LR4).
@@ -232,15 +277,6 @@ impl Inner {
     fn mark_registered(&mut self) -> Option<Waker> {
         self.registered = true;
         self.waiter.take()
-    }
-
-    /// LR4: the waiter to wake if the set is now empty.
-    fn waiter_if_empty(&mut self) -> Option<Waker> {
-        if self.is_empty() {
-            self.waiter.take()
-        } else {
-            None
-        }
     }
 }
 
@@ -271,10 +307,16 @@ impl LightTasks {
             eligible,
             region,
             light,
+            shards: std::array::from_fn(|_| {
+                Mutex::new(Shard {
+                    open: true,
+                    waits: false,
+                    tasks: List::new(),
+                })
+            }),
             inner: Mutex::new(Inner {
                 open: true,
                 kernel_waits: false,
-                tasks: List::new(),
                 regions: BTreeMap::new(),
                 registered,
                 waiter: None,
@@ -378,30 +420,55 @@ impl LightTasks {
         let Some(LightRegion { parent, owner }) = &self.light else {
             return LightClose::Kernel;
         };
+        // Lock order LT9, LR6: the parent's `inner`, then this set's
+        // shards and `inner`.
         let mut up = parent.lock();
+        let mut shards = self.lock_shards();
         let mut inner = self.lock();
         let finalizers = inner.finalizers.as_ref().is_some_and(|l| !l.is_empty());
         if inner.registered || finalizers {
             return LightClose::Kernel;
         }
-        if !inner.is_empty() {
+        if !all_empty(&shards, &inner) {
             match &mut inner.waiter {
                 Some(w) if w.will_wake(waker) => {}
                 slot => *slot = Some(waker.clone()),
             }
+            shards.iter_mut().for_each(|s| s.waits = true);
             return LightClose::Wait;
         }
+        shards.iter_mut().for_each(|s| s.open = false);
         inner.open = false;
         inner.finalizers = None;
-        drop(inner);
+        drop((inner, shards));
         up.regions.remove(&(*owner, self.region));
-        let advance = up.is_empty() && std::mem::take(&mut up.kernel_waits);
-        let waiter = up.waiter_if_empty();
+        // LT3, LR4: the parent may be waited for; its shards come before
+        // its `inner` in the lock order, so it is checked after.
+        let waited = up.regions.is_empty() && (up.kernel_waits || up.waiter.is_some());
         drop(up);
-        if let Some(w) = waiter {
-            w.wake(); // LR4: the parent's own light close can go on
-        }
+        let advance = waited && parent.drained();
         LightClose::Closed { advance }
+    }
+
+    /// LT3, LR4, LT9: whoever emptied a shard (or the parent's last light
+    /// region) while someone waited checks the whole set, all its locks
+    /// held: if it is empty and still waited for, the waits end here,
+    /// exactly once (a second caller finds them ended). Wakes a waiting
+    /// light close (after the locks); returns whether the kernel waited.
+    fn drained(&self) -> bool {
+        let mut shards = self.lock_shards();
+        let mut inner = self.lock();
+        if !all_empty(&shards, &inner) || !shards.iter().any(|s| s.waits) {
+            return false;
+        }
+        shards.iter_mut().for_each(|s| s.waits = false);
+        let kernel = std::mem::take(&mut inner.kernel_waits);
+        let waiter = inner.waiter.take();
+        drop((inner, shards));
+        if let Some(w) = waiter {
+            w.wake(); // LR4: the region's light close can go on
+        }
+        kernel
     }
 
     /// The light child regions (a snapshot, in key order): for the
@@ -414,6 +481,18 @@ impl LightTasks {
         // No user code runs under this lock (entries are only moved, never
         // dropped here: `finish` hands its entry back to the caller).
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// LT9: shard `i`'s lock (no user code runs under it either).
+    fn shard(&self, i: usize) -> MutexGuard<'_, Shard> {
+        self.shards[i % SHARDS]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// LT9: every shard's lock, taken in index order.
+    fn lock_shards(&self) -> [MutexGuard<'_, Shard>; SHARDS] {
+        std::array::from_fn(|i| self.shard(i))
     }
 
     /// LT1 (one set per cell): `cell` names this set as the one it may be
@@ -437,11 +516,11 @@ impl LightTasks {
     /// refuses it with the current reason. O(1), no allocation.
     pub(crate) fn spawn(&self, task: Arc<dyn Attention>) -> bool {
         self.assert_home(&*task);
-        let mut inner = self.lock();
-        if !inner.open {
+        let mut shard = self.shard(task.light_shard());
+        if !shard.open {
             return false;
         }
-        inner.tasks.push_back(task);
+        shard.tasks.push_back(task);
         true
     }
 
@@ -458,18 +537,15 @@ impl LightTasks {
             return (Finish::Registered, None);
         }
         self.assert_home(cell);
-        let mut inner = self.lock();
+        let mut shard = self.shard(cell.light_shard());
         // SAFETY: IL3: `cell` names this set (asserted above) and `spawn`
-        // links a cell only into the set it names, so it is in this list
-        // or in none.
-        match unsafe { inner.tasks.remove(cell) } {
+        // links a cell only into the set it names, in the shard it names
+        // (LT9), so it is in this list or in none.
+        match unsafe { shard.tasks.remove(cell) } {
             Some(entry) => {
-                let advance = inner.is_empty() && std::mem::take(&mut inner.kernel_waits);
-                let waiter = inner.waiter_if_empty();
-                drop(inner);
-                if let Some(w) = waiter {
-                    w.wake(); // LR4: the region's light close can go on
-                }
+                let check = shard.waits && shard.tasks.is_empty();
+                drop(shard);
+                let advance = check && self.drained();
                 (Finish::Light { advance }, Some(entry))
             }
             None => (Finish::Registered, None),
@@ -480,11 +556,12 @@ impl LightTasks {
     /// marking it registered before the lock is released. Walks the list
     /// from its oldest task (registration is rare: LT8).
     pub(crate) fn take(&self, t: TaskId) -> Option<Arc<dyn Attention>> {
-        let mut inner = self.lock();
-        let entry = inner.tasks.remove_first(|cell| cell.light_id() == t)?;
-        entry.mark_registered();
-        drop(inner);
-        Some(entry)
+        (0..SHARDS).find_map(|i| {
+            let mut shard = self.shard(i);
+            let entry = shard.tasks.remove_first(|cell| cell.light_id() == t)?;
+            entry.mark_registered();
+            Some(entry)
+        })
     }
 
     /// LT1 (kernel side): takes `cell` (a cell naming this set) out of the
@@ -493,13 +570,12 @@ impl LightTasks {
     /// completed). O(1): for callers that hold the cell.
     pub(crate) fn take_cell(&self, cell: &(dyn Attention + 'static)) -> Option<Arc<dyn Attention>> {
         self.assert_home(cell);
-        let mut inner = self.lock();
+        let mut shard = self.shard(cell.light_shard());
         // SAFETY: IL3: `cell` names this set (asserted above) and `spawn`
-        // links a cell only into the set it names, so it is in this list
-        // or in none.
-        let entry = unsafe { inner.tasks.remove(cell) }?;
+        // links a cell only into the set it names, in the shard it names
+        // (LT9), so it is in this list or in none.
+        let entry = unsafe { shard.tasks.remove(cell) }?;
         entry.mark_registered();
-        drop(inner);
         Some(entry)
     }
 
@@ -517,42 +593,50 @@ impl LightTasks {
         grace_deadline: Time,
         wakes: &mut Vec<Waker>,
     ) -> (Vec<Arc<dyn Attention>>, usize, Vec<Arc<LightTasks>>) {
-        let mut inner = self.lock();
-        inner.open = false;
-        let mut woken = Vec::with_capacity(inner.tasks.len());
-        for entry in inner.tasks.iter() {
-            if entry.cancel_light(reason, grace_deadline) == LightRequest::Stored {
-                woken.push(entry.to_arc());
+        let mut woken = Vec::new();
+        let mut held = 0;
+        for i in 0..SHARDS {
+            // LT2, LT9: each shard's gate shut as it is swept, under its lock.
+            let mut shard = self.shard(i);
+            shard.open = false;
+            held += shard.tasks.len();
+            for entry in shard.tasks.iter() {
+                if entry.cancel_light(reason, grace_deadline) == LightRequest::Stored {
+                    woken.push(entry.to_arc());
+                }
             }
         }
+        let mut inner = self.lock();
+        inner.open = false;
         let regions: Vec<_> = std::mem::take(&mut inner.regions).into_values().collect();
         for child in &regions {
             wakes.extend(child.lock().mark_registered()); // LR6
         }
-        (woken, inner.tasks.len(), regions)
+        (woken, held, regions)
     }
 
     /// Light task `t`'s entry, if it is in the set (a walk: rare paths).
     pub(crate) fn get(&self, t: TaskId) -> Option<Arc<dyn Attention>> {
-        let inner = self.lock();
-        inner
-            .tasks
-            .iter()
-            .find(|cell| cell.light_id() == t)
-            .map(|cell| cell.to_arc())
+        (0..SHARDS).find_map(|i| {
+            let shard = self.shard(i);
+            let found = shard.tasks.iter().find(|cell| cell.light_id() == t);
+            found.map(|cell| cell.to_arc())
+        })
     }
 
     /// LT2 (a grace timer firing): shuts the gate and takes every light
     /// task, in id order, to register them.
     pub(crate) fn shut_and_take_all(&self) -> Vec<(TaskId, Arc<dyn Attention>)> {
-        let mut inner = self.lock();
-        inner.open = false;
-        let mut all = Vec::with_capacity(inner.tasks.len());
-        while let Some(entry) = inner.tasks.pop_front() {
-            entry.mark_registered();
-            all.push((entry.light_id(), entry));
+        let mut all = Vec::new();
+        for i in 0..SHARDS {
+            let mut shard = self.shard(i);
+            shard.open = false;
+            while let Some(entry) = shard.tasks.pop_front() {
+                entry.mark_registered();
+                all.push((entry.light_id(), entry));
+            }
         }
-        drop(inner);
+        self.lock().open = false;
         all.sort_unstable_by_key(|entry| entry.0);
         all
     }
@@ -560,11 +644,14 @@ impl LightTasks {
     /// LT3: shuts the gate if no light task is left (the region may leave
     /// `Draining`); otherwise records that the kernel waits for the last one.
     pub(crate) fn seal_if_empty(&self) -> bool {
+        let mut shards = self.lock_shards();
         let mut inner = self.lock();
-        if inner.is_empty() {
+        if all_empty(&shards, &inner) {
+            shards.iter_mut().for_each(|s| s.open = false);
             inner.open = false;
             true
         } else {
+            shards.iter_mut().for_each(|s| s.waits = true);
             inner.kernel_waits = true;
             false
         }
@@ -572,22 +659,20 @@ impl LightTasks {
 
     /// Whether task `t` is in the set (alive and light; a walk).
     pub(crate) fn contains(&self, t: TaskId) -> bool {
-        self.lock().tasks.iter().any(|cell| cell.light_id() == t)
+        (0..SHARDS).any(|i| self.shard(i).tasks.iter().any(|cell| cell.light_id() == t))
     }
 
     /// The light tasks with the obligations each holds (OB9: a light task
     /// reserves in its cell's home without the kernel), in id order.
     pub(crate) fn held(&self) -> Vec<(TaskId, usize)> {
-        let inner = self.lock();
-        let mut held: Vec<_> = inner
-            .tasks
-            .iter()
-            .map(|cell| {
+        let mut held = Vec::new();
+        for i in 0..SHARDS {
+            let shard = self.shard(i);
+            held.extend(shard.tasks.iter().map(|cell| {
                 let pending = cell.obligation_home().map_or(0, |h| h.pending());
                 (cell.light_id(), pending)
-            })
-            .collect();
-        drop(inner);
+            }));
+        }
         held.sort_unstable_by_key(|entry| entry.0);
         held
     }
@@ -595,12 +680,17 @@ impl LightTasks {
     /// `f` applied to each light task's obligation home (diagnostics; OB9:
     /// a light task reserves in its cell's home without the kernel).
     pub(crate) fn map_homes<R>(&self, f: impl Fn(&super::ObligationHome) -> R) -> Vec<R> {
-        let inner = self.lock();
-        inner
-            .tasks
-            .iter()
-            .filter_map(|cell| cell.obligation_home().map(&f))
-            .collect()
+        let mut out = Vec::new();
+        for i in 0..SHARDS {
+            let shard = self.shard(i);
+            out.extend(
+                shard
+                    .tasks
+                    .iter()
+                    .filter_map(|cell| cell.obligation_home().map(&f)),
+            );
+        }
+        out
     }
 
     /// K6, RF1: registers a finalizer; gives it back once the region has
@@ -644,14 +734,18 @@ impl LightTasks {
 
     /// How many light tasks are live.
     pub(crate) fn len(&self) -> usize {
-        self.lock().tasks.len()
+        (0..SHARDS).map(|i| self.shard(i).tasks.len()).sum()
     }
 
     /// Empties the set without shutting the gate (runtime teardown: the
     /// entries are handed back to be dropped outside every lock).
     pub(crate) fn clear(&self) -> Vec<Arc<dyn Attention>> {
-        let mut inner = self.lock();
-        std::iter::from_fn(|| inner.tasks.pop_front()).collect()
+        let mut all = Vec::new();
+        for i in 0..SHARDS {
+            let mut shard = self.shard(i);
+            all.extend(std::iter::from_fn(|| shard.tasks.pop_front()));
+        }
+        all
     }
 }
 

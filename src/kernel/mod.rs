@@ -113,6 +113,12 @@ pub(crate) trait Attention: Send + Sync {
     /// LT1: the task's id (a light task's set finds it by id on the rare
     /// by-id paths: registration, diagnostics).
     fn light_id(&self) -> TaskId;
+    /// LT9: the shard of its set a light cell joins and leaves; the same
+    /// on every call. By default its id's (a task cell keeps the shard of
+    /// the thread that made it).
+    fn light_shard(&self) -> usize {
+        self.light_id().index() as usize
+    }
     /// LT1: the one light-task set this cell may be linked into (its
     /// region's, if it was spawned light); checked by every link and
     /// unlink (rule IL3 in `types::intrusive`).
