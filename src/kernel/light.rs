@@ -85,8 +85,9 @@
 //!   new record, so every request lands either in the slot it copies or
 //!   in the record. A light task's own checkpoint acknowledges under the
 //!   slot's lock unless REGISTERED is set.
-//! - LT9 (shards): a set keeps its light tasks in `SHARDS` lists, each
-//!   behind its own lock with its own copy of the gate (LT2); a cell
+//! - LT9 (shards): a set keeps its light tasks in `SHARDS` lists (one,
+//!   for a region opened light), each behind its own lock with its own
+//!   copy of the gate (LT2); a cell
 //!   joins and leaves the shard it names (`Attention::light_shard`: a task
 //!   cell, the shard of the thread that spawned it), so the spawns and
 //!   completions of different workers take different locks. Whatever
@@ -181,7 +182,14 @@ pub(crate) struct LightTasks {
     light: Option<LightRegion>,
     /// LT9: the light tasks, in shards, each behind its own lock; a cell
     /// stays in the shard it joined (`Attention::light_shard`).
-    shards: [Mutex<Shard>; SHARDS],
+    first: Mutex<Shard>,
+    /// LT9: the other shards, for a region the kernel made (the root's and
+    /// registered regions, where many tasks of many workers meet); a
+    /// region opened light (most hold a few tasks) has `first` alone, so
+    /// its set stays small and its open and close take one shard lock.
+    more: Option<Box<[Mutex<Shard>; SHARDS - 1]>>,
+    /// LT9: how many shards are used: `SHARDS` with `more`, else 1.
+    used: usize,
     /// Everything else, behind one more lock (order LT9: the shards in
     /// index order, then this).
     inner: Mutex<Inner>,
@@ -208,6 +216,16 @@ struct Shard {
     /// nothing; finding a task by id walks the lists (only the kernel's
     /// rare by-id paths do).
     tasks: List<dyn Attention>,
+}
+
+impl Shard {
+    fn new() -> Mutex<Shard> {
+        Mutex::new(Shard {
+            open: true,
+            waits: false,
+            tasks: List::new(),
+        })
+    }
 }
 
 /// LT9: a shard for cells made on this thread: a worker's spawns (and,
@@ -248,9 +266,12 @@ struct Inner {
 }
 
 /// LT3, LR3, LT9: no light task in any shard and no light child region.
-fn all_empty(shards: &[MutexGuard<'_, Shard>], inner: &Inner) -> bool {
-    inner.regions.is_empty() && shards.iter().all(|s| s.tasks.is_empty())
+fn all_empty(shards: &Shards<'_>, inner: &Inner) -> bool {
+    inner.regions.is_empty() && shards.iter().flatten().all(|s| s.tasks.is_empty())
 }
+
+/// LT9: the locks of a set's used shards, taken in index order.
+type Shards<'a> = [Option<MutexGuard<'a, Shard>>; SHARDS];
 
 /// What [`LightTasks::close_light`] found (LR4).
 #[derive(Debug, PartialEq, Eq)]
@@ -306,14 +327,12 @@ impl LightTasks {
         Arc::new(Self {
             eligible,
             region,
+            used: if light.is_some() { 1 } else { SHARDS },
+            more: light
+                .is_none()
+                .then(|| Box::new(std::array::from_fn(|_| Shard::new()))),
             light,
-            shards: std::array::from_fn(|_| {
-                Mutex::new(Shard {
-                    open: true,
-                    waits: false,
-                    tasks: List::new(),
-                })
-            }),
+            first: Shard::new(),
             inner: Mutex::new(Inner {
                 open: true,
                 kernel_waits: false,
@@ -434,10 +453,10 @@ impl LightTasks {
                 Some(w) if w.will_wake(waker) => {}
                 slot => *slot = Some(waker.clone()),
             }
-            shards.iter_mut().for_each(|s| s.waits = true);
+            shards.iter_mut().flatten().for_each(|s| s.waits = true);
             return LightClose::Wait;
         }
-        shards.iter_mut().for_each(|s| s.open = false);
+        shards.iter_mut().flatten().for_each(|s| s.open = false);
         inner.open = false;
         inner.finalizers = None;
         drop((inner, shards));
@@ -458,10 +477,10 @@ impl LightTasks {
     fn drained(&self) -> bool {
         let mut shards = self.lock_shards();
         let mut inner = self.lock();
-        if !all_empty(&shards, &inner) || !shards.iter().any(|s| s.waits) {
+        if !all_empty(&shards, &inner) || !shards.iter().flatten().any(|s| s.waits) {
             return false;
         }
-        shards.iter_mut().for_each(|s| s.waits = false);
+        shards.iter_mut().flatten().for_each(|s| s.waits = false);
         let kernel = std::mem::take(&mut inner.kernel_waits);
         let waiter = inner.waiter.take();
         drop((inner, shards));
@@ -485,14 +504,16 @@ impl LightTasks {
 
     /// LT9: shard `i`'s lock (no user code runs under it either).
     fn shard(&self, i: usize) -> MutexGuard<'_, Shard> {
-        self.shards[i % SHARDS]
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let shard = match (i % self.used, &self.more) {
+            (0, _) | (_, None) => &self.first,
+            (i, Some(more)) => &more[i - 1],
+        };
+        shard.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// LT9: every shard's lock, taken in index order.
-    fn lock_shards(&self) -> [MutexGuard<'_, Shard>; SHARDS] {
-        std::array::from_fn(|i| self.shard(i))
+    /// LT9: every used shard's lock, taken in index order.
+    fn lock_shards(&self) -> Shards<'_> {
+        std::array::from_fn(|i| (i < self.used).then(|| self.shard(i)))
     }
 
     /// LT1 (one set per cell): `cell` names this set as the one it may be
@@ -556,7 +577,7 @@ impl LightTasks {
     /// marking it registered before the lock is released. Walks the list
     /// from its oldest task (registration is rare: LT8).
     pub(crate) fn take(&self, t: TaskId) -> Option<Arc<dyn Attention>> {
-        (0..SHARDS).find_map(|i| {
+        (0..self.used).find_map(|i| {
             let mut shard = self.shard(i);
             let entry = shard.tasks.remove_first(|cell| cell.light_id() == t)?;
             entry.mark_registered();
@@ -595,7 +616,7 @@ impl LightTasks {
     ) -> (Vec<Arc<dyn Attention>>, usize, Vec<Arc<LightTasks>>) {
         let mut woken = Vec::new();
         let mut held = 0;
-        for i in 0..SHARDS {
+        for i in 0..self.used {
             // LT2, LT9: each shard's gate shut as it is swept, under its lock.
             let mut shard = self.shard(i);
             shard.open = false;
@@ -617,7 +638,7 @@ impl LightTasks {
 
     /// Light task `t`'s entry, if it is in the set (a walk: rare paths).
     pub(crate) fn get(&self, t: TaskId) -> Option<Arc<dyn Attention>> {
-        (0..SHARDS).find_map(|i| {
+        (0..self.used).find_map(|i| {
             let shard = self.shard(i);
             let found = shard.tasks.iter().find(|cell| cell.light_id() == t);
             found.map(|cell| cell.to_arc())
@@ -628,7 +649,7 @@ impl LightTasks {
     /// task, in id order, to register them.
     pub(crate) fn shut_and_take_all(&self) -> Vec<(TaskId, Arc<dyn Attention>)> {
         let mut all = Vec::new();
-        for i in 0..SHARDS {
+        for i in 0..self.used {
             let mut shard = self.shard(i);
             shard.open = false;
             while let Some(entry) = shard.tasks.pop_front() {
@@ -647,11 +668,11 @@ impl LightTasks {
         let mut shards = self.lock_shards();
         let mut inner = self.lock();
         if all_empty(&shards, &inner) {
-            shards.iter_mut().for_each(|s| s.open = false);
+            shards.iter_mut().flatten().for_each(|s| s.open = false);
             inner.open = false;
             true
         } else {
-            shards.iter_mut().for_each(|s| s.waits = true);
+            shards.iter_mut().flatten().for_each(|s| s.waits = true);
             inner.kernel_waits = true;
             false
         }
@@ -659,14 +680,14 @@ impl LightTasks {
 
     /// Whether task `t` is in the set (alive and light; a walk).
     pub(crate) fn contains(&self, t: TaskId) -> bool {
-        (0..SHARDS).any(|i| self.shard(i).tasks.iter().any(|cell| cell.light_id() == t))
+        (0..self.used).any(|i| self.shard(i).tasks.iter().any(|cell| cell.light_id() == t))
     }
 
     /// The light tasks with the obligations each holds (OB9: a light task
     /// reserves in its cell's home without the kernel), in id order.
     pub(crate) fn held(&self) -> Vec<(TaskId, usize)> {
         let mut held = Vec::new();
-        for i in 0..SHARDS {
+        for i in 0..self.used {
             let shard = self.shard(i);
             held.extend(shard.tasks.iter().map(|cell| {
                 let pending = cell.obligation_home().map_or(0, |h| h.pending());
@@ -681,7 +702,7 @@ impl LightTasks {
     /// a light task reserves in its cell's home without the kernel).
     pub(crate) fn map_homes<R>(&self, f: impl Fn(&super::ObligationHome) -> R) -> Vec<R> {
         let mut out = Vec::new();
-        for i in 0..SHARDS {
+        for i in 0..self.used {
             let shard = self.shard(i);
             out.extend(
                 shard
@@ -734,14 +755,14 @@ impl LightTasks {
 
     /// How many light tasks are live.
     pub(crate) fn len(&self) -> usize {
-        (0..SHARDS).map(|i| self.shard(i).tasks.len()).sum()
+        (0..self.used).map(|i| self.shard(i).tasks.len()).sum()
     }
 
     /// Empties the set without shutting the gate (runtime teardown: the
     /// entries are handed back to be dropped outside every lock).
     pub(crate) fn clear(&self) -> Vec<Arc<dyn Attention>> {
         let mut all = Vec::new();
-        for i in 0..SHARDS {
+        for i in 0..self.used {
             let mut shard = self.shard(i);
             all.extend(std::iter::from_fn(|| shard.tasks.pop_front()));
         }
