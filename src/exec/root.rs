@@ -180,8 +180,8 @@ impl<Fut: Future> RootTask<Fut> {
         if let Some((_, id)) = &wake.tracer {
             let _ = id.set(task);
         }
-        let cx_home = crate::exec::cx::SharedHome::arc(core.clone(), light);
-        let cx = Cx::new(cx_home, task, region, Capabilities::ALL).with_deadline(budget.deadline);
+        let cx_home = crate::exec::cx::SharedHome::arc(core.clone(), light, budget.deadline);
+        let cx = Cx::new(cx_home, task, region, Capabilities::ALL);
         let future = Box::pin(Some(f(cx)));
         Self {
             core: core.clone(),

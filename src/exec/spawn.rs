@@ -54,20 +54,21 @@ impl Core {
             .filter(|_| budget == Budget::INFINITE)
             .and_then(|set| self.create_light_cell::<Fut>(region, set));
         let (cell, home): (_, Arc<dyn CxHome>) = match light_cell {
-            // CXH2: a light task's own `Cx` lives in its cell.
+            // CXH2: a light task's own `Cx` lives in its cell (with no
+            // deadline: a light task has no budget, LT4).
             Some(cell) => (cell.clone(), cell),
-            None => (
-                self.create_cell_in::<Fut>(region, light, budget)?,
-                SharedHome::arc(self.clone(), light.cloned()),
-            ),
+            None => {
+                let cell = self.create_cell_in::<Fut>(region, light, budget)?;
+                // Rule A2's deadline exception: the budget deadline the
+                // kernel settled on (its timed-lane hint, set when the
+                // record was made).
+                let deadline = Runnable::deadline_hint(&*cell).map(Time::from_nanos);
+                let home = SharedHome::arc(self.clone(), light.cloned(), deadline);
+                (cell, home)
+            }
         };
         let id = cell.task_id();
-        // Rule A2's deadline exception: the budget deadline the kernel
-        // settled on (its timed-lane hint, set when the record was made).
-        let deadline = Runnable::deadline_hint(&*cell).map(Time::from_nanos);
-        let cx = Cx::new(home, id, region, caps)
-            .with_deadline(deadline)
-            .of_spawned_task();
+        let cx = Cx::new(home, id, region, caps).of_spawned_task();
         // If the closure panics, the half-made task must not linger.
         let guard = UnspawnOnUnwind {
             core: self,

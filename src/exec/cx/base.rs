@@ -25,14 +25,6 @@ pub struct Cx {
     task: TaskId,
     region: RegionId,
     caps: Capabilities,
-    /// The earliest budget deadline that bounds this context: the task's
-    /// (its budget met with its region's, fixed at spawn), met with the
-    /// deadline of every region body it runs in. Rule A2's exception: a
-    /// `Cx` with a deadline reads the clock on the lock-free path.
-    /// [`NO_DEADLINE`] (the latest instant) stands for none, so the field
-    /// takes 8 bytes instead of an `Option`'s 16, and meeting two
-    /// deadlines is their `min`.
-    deadline: Time,
     /// This is the `Cx` a spawned task was given (or a clone): its region
     /// is the task's own, whose cancellation reaches the task itself, so
     /// the task's cancel hint alone says whether there is anything to
@@ -76,17 +68,36 @@ impl std::error::Error for DeferError {}
 pub(crate) trait CxHome: Send + Sync + 'static {
     fn core(&self) -> &Arc<Core>;
     fn light(&self) -> Option<&Arc<LightTasks>>;
+    /// The earliest budget deadline that bounds a `Cx` of this home: its
+    /// task's (its budget met with its region's, fixed at spawn), met with
+    /// the deadline of every region body it runs in. Rule A2's exception:
+    /// a `Cx` with a deadline reads the clock on the lock-free path.
+    /// [`NO_DEADLINE`] (the latest instant) stands for none. A light task
+    /// has none (LT4: no budget), so its cell keeps no deadline.
+    fn deadline(&self) -> Time {
+        NO_DEADLINE
+    }
 }
 
 /// A home made for a `Cx` of its own (CXH2).
 pub(crate) struct SharedHome {
     core: Arc<Core>,
     light: Option<Arc<LightTasks>>,
+    deadline: Time,
 }
 
 impl SharedHome {
-    pub(crate) fn arc(core: Arc<Core>, light: Option<Arc<LightTasks>>) -> Arc<dyn CxHome> {
-        Arc::new(Self { core, light })
+    pub(crate) fn arc(
+        core: Arc<Core>,
+        light: Option<Arc<LightTasks>>,
+        deadline: Option<Time>,
+    ) -> Arc<dyn CxHome> {
+        let deadline = deadline.unwrap_or(NO_DEADLINE);
+        Arc::new(Self {
+            core,
+            light,
+            deadline,
+        })
     }
 }
 
@@ -97,6 +108,10 @@ impl CxHome for SharedHome {
 
     fn light(&self) -> Option<&Arc<LightTasks>> {
         self.light.as_ref()
+    }
+
+    fn deadline(&self) -> Time {
+        self.deadline
     }
 }
 
@@ -112,7 +127,6 @@ impl Cx {
             task,
             region,
             caps,
-            deadline: NO_DEADLINE,
             own_region: false,
         }
     }
@@ -120,14 +134,6 @@ impl Cx {
     /// Marks this `Cx` as its spawned task's own (see `own_region`).
     pub(crate) fn of_spawned_task(mut self) -> Self {
         self.own_region = true;
-        self
-    }
-
-    /// This context with its task's budget deadline (rule A2's exception);
-    /// given where the `Cx` of a new task is made, from the budget the
-    /// kernel settled on.
-    pub(crate) fn with_deadline(mut self, deadline: Option<Time>) -> Self {
-        self.deadline = deadline.unwrap_or(NO_DEADLINE);
         self
     }
 
@@ -151,11 +157,10 @@ impl Cx {
         deadline: Option<Time>,
         light: Option<Arc<LightTasks>>,
     ) -> Cx {
-        let deadline = self.deadline.min(deadline.unwrap_or(NO_DEADLINE));
+        let deadline = self.home.deadline().min(deadline.unwrap_or(NO_DEADLINE));
         Cx {
-            home: SharedHome::arc(self.core().clone(), light),
+            home: SharedHome::arc(self.core().clone(), light, Some(deadline)),
             region,
-            deadline,
             own_region: false,
             ..self.clone()
         }
@@ -280,7 +285,8 @@ impl Cx {
     /// timer fires (the task may not have yielded since), so a `Cx` with a
     /// deadline reads the clock first.
     pub(crate) fn may_observe_cancel(&self) -> bool {
-        if self.deadline != NO_DEADLINE && self.core().now() >= self.deadline {
+        let deadline = self.home.deadline();
+        if deadline != NO_DEADLINE && self.core().now() >= deadline {
             return true;
         }
         if self.own_region {
