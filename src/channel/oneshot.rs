@@ -121,6 +121,29 @@ use crate::exec::cx::Cx;
 use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::Arc;
 use crate::loom::sync::atomic::{AtomicUsize, Ordering};
+
+/// Wakes the waker stored in `cell`, if any, by reference.
+///
+/// # Safety
+/// Nobody writes `cell` meanwhile (the caller cites the rule, OS3–OS5).
+unsafe fn wake_stored(cell: &UnsafeCell<Option<Waker>>) {
+    cell.with(|w| {
+        // SAFETY: the caller's contract: the cell is only read meanwhile.
+        if let Some(w) = unsafe { &*w } {
+            w.wake_by_ref();
+        }
+    });
+}
+
+/// Drops the waker stored in `cell`, if any.
+///
+/// # Safety
+/// The caller is the cell's only writer and nobody reads it meanwhile
+/// (the caller cites the rule, OS6).
+unsafe fn drop_stored(cell: &UnsafeCell<Option<Waker>>) {
+    // SAFETY: the caller's contract: exclusive access to the cell.
+    drop(cell.with_mut(|w| unsafe { (*w).take() }));
+}
 use crate::obligation::Obligation;
 use crate::types::CancelReason;
 use crate::types::cancel::Cancelled;
@@ -228,16 +251,12 @@ impl<T> Inner<T> {
             // SAFETY: OS3, OS5: `RX_WAKER` was set and our change came
             // before any `CLOSED`: the receiver will not write its cell
             // again (it sees `TX_DONE` before writing); it may only read.
-            self.rx_waker.with(|w| {
-                if let Some(w) = unsafe { &*w } {
-                    w.wake_by_ref();
-                }
-            });
+            unsafe { wake_stored(&self.rx_waker) };
         }
         if before & TX_WAKER != 0 {
             // SAFETY: OS6: a later `CLOSED` sees `TX_DONE` and does not
             // read the sender's cell; the sender (us) is the only writer.
-            drop(self.tx_waker.with_mut(|w| unsafe { (*w).take() }));
+            unsafe { drop_stored(&self.tx_waker) };
         }
     }
 
@@ -249,16 +268,12 @@ impl<T> Inner<T> {
                 // SAFETY: OS4, OS5: the sender stores no waker after seeing
                 // `CLOSED`, and clears `TX_WAKER` before replacing one: with
                 // the bit set the cell is only read.
-                self.tx_waker.with(|w| {
-                    if let Some(w) = unsafe { &*w } {
-                        w.wake_by_ref();
-                    }
-                });
+                unsafe { wake_stored(&self.tx_waker) };
             }
             if before & RX_WAKER != 0 {
                 // SAFETY: OS6: `TX_DONE` will see `CLOSED` and not read the
                 // receiver's cell; the receiver (us) is the only writer.
-                drop(self.rx_waker.with_mut(|w| unsafe { (*w).take() }));
+                unsafe { drop_stored(&self.rx_waker) };
             }
         }
         before

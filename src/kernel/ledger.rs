@@ -76,11 +76,8 @@ impl Kernel {
     /// Pending obligations in the whole runtime (diagnostics: visits every
     /// live task's home).
     pub(crate) fn pending_obligation_count(&self) -> usize {
-        let light: usize = self
-            .all_sets()
-            .iter()
-            .map(|set| set.map_homes(|h| h.pending()).into_iter().sum::<usize>())
-            .sum();
+        let mut light = 0;
+        self.for_each_set(|set| light += set.map_homes(|h| h.pending()).into_iter().sum::<usize>());
         self.live_homes()
             .map(ObligationHome::pending)
             .sum::<usize>()
@@ -92,9 +89,9 @@ impl Kernel {
     /// (the lock-free paths keep no id index).
     pub(crate) fn obligation_state(&self, o: ObligationId) -> Option<ObligationState> {
         let in_light = || {
-            self.all_sets()
-                .iter()
-                .any(|set| set.map_homes(|h| h.holds(o)).contains(&true))
+            let mut found = false;
+            self.for_each_set(|set| found |= set.map_homes(|h| h.holds(o)).contains(&true));
+            found
         };
         (self.live_homes().any(|h| h.holds(o)) || in_light()).then_some(ObligationState::Reserved)
     }

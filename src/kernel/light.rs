@@ -64,7 +64,8 @@
 //!   The task statistics are derived from it (spawned = ids used,
 //!   completed = spawned − live), so no shared counter is written per
 //!   light spawn or completion.
-//! - LT6 (lock order): kernel → light set → a cell's cancel slot. A light
+//! - LT6 (lock order): kernel → light set (its shards in index order,
+//!   then the rest, LT9) → a cell's cancel slot. A light
 //!   spawn or completion takes only the set's lock (and its own slot) and
 //!   calls the kernel after releasing them.
 //! - LT7 (cancelled in place): a cancel of a light task is stored in its
@@ -183,10 +184,12 @@ pub(crate) struct LightTasks {
     /// LT9: the light tasks, in shards, each behind its own lock; a cell
     /// stays in the shard it joined (`Attention::light_shard`).
     first: Mutex<Shard>,
-    /// LT9: the other shards, for a region the kernel made (the root's and
-    /// registered regions, where many tasks of many workers meet); a
-    /// region opened light (most hold a few tasks) has `first` alone, so
-    /// its set stays small and its open and close take one shard lock.
+    /// LT9: the other shards, for a region the kernel made that takes light
+    /// tasks (the root's, a registered one: where many tasks of many
+    /// workers meet); a region opened light (most hold a few tasks) has
+    /// `first` alone, so its set stays small and its open and close take
+    /// one shard lock, and a region that takes no light tasks (a budgeted
+    /// one, any in the lab, LT4) needs no more.
     more: Option<Box<[Mutex<Shard>; SHARDS - 1]>>,
     /// LT9: how many shards are used: `SHARDS` with `more`, else 1.
     used: usize,
@@ -324,13 +327,14 @@ impl LightTasks {
         light: Option<LightRegion>,
         registered: bool,
     ) -> Arc<Self> {
+        // LT9: only a set many workers' tasks meet in is sharded: a region
+        // the kernel made that takes light tasks at all (LT4).
+        let sharded = eligible && light.is_none();
         Arc::new(Self {
             eligible,
             region,
-            used: if light.is_some() { 1 } else { SHARDS },
-            more: light
-                .is_none()
-                .then(|| Box::new(std::array::from_fn(|_| Shard::new()))),
+            used: if sharded { SHARDS } else { 1 },
+            more: sharded.then(|| Box::new(std::array::from_fn(|_| Shard::new()))),
             light,
             first: Shard::new(),
             inner: Mutex::new(Inner {

@@ -53,7 +53,8 @@
 //!   opens after the owner's cancel: the body sees the cancel at its next
 //!   checkpoint (rule A2, the owner being registered, is counted).
 //! - LR6 (lock order): kernel → a parent's set → a child's set → a cell's
-//!   cancel slot (extending LT6); registration goes up the tree first, so
+//!   cancel slot (extending LT6; within a set, its shards before the rest,
+//!   LT9, and a parent's shards before its rest before a child's shards); registration goes up the tree first, so
 //!   a registered region's parent is registered.
 
 use super::*;
@@ -160,6 +161,22 @@ impl Kernel {
             stack.extend(children.into_iter().rev());
         }
         out
+    }
+
+    /// Applies `f` to every set, the registered regions' and the light
+    /// ones', in no particular order: for sums and searches, which run
+    /// often (the lab asks for the live task count at every step), so it
+    /// neither sorts nor allocates unless light regions exist.
+    pub(super) fn for_each_set(&self, mut f: impl FnMut(&LightTasks)) {
+        let mut stack = Vec::new();
+        for rec in self.regions.values() {
+            f(&rec.light);
+            stack.extend(rec.light.light_regions());
+        }
+        while let Some(set) = stack.pop() {
+            stack.extend(set.light_regions());
+            f(&set);
+        }
     }
 
     /// Every set: the registered regions' then the light regions' (see

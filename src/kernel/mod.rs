@@ -763,13 +763,16 @@ impl Kernel {
     }
 
     pub(crate) fn live_task_count(&self) -> usize {
-        let light: usize = self.all_sets().iter().map(|set| set.len()).sum();
+        let mut light = 0;
+        self.for_each_set(|set| light += set.len());
         self.tasks.len() + light
     }
 
     /// Live regions, registered and light (LR1).
     pub(crate) fn live_region_count(&self) -> usize {
-        self.regions.len() + self.light_region_sets().len()
+        let mut sets = 0;
+        self.for_each_set(|_| sets += 1);
+        sets // every registered region has a set, and every light one is one
     }
 
     /// Tasks of region `r`, in spawn order.
