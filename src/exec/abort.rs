@@ -2,7 +2,7 @@
 //! `TaskHandle`.
 
 use std::fmt;
-use std::sync::{Arc, Weak};
+use std::sync::Weak;
 
 use crate::types::{CancelKind, CancelReason, TaskId};
 
@@ -12,7 +12,7 @@ use crate::types::{CancelKind, CancelReason, TaskId};
 pub(crate) trait AbortTarget: Send + Sync {
     /// Requests the task's cancellation with `reason` (K3: repeated
     /// requests only strengthen it).
-    fn abort_with(self: Arc<Self>, reason: CancelReason);
+    fn abort_with(&self, reason: CancelReason);
 
     /// Whether the task has completed: its cell's lifecycle is COMPLETE
     /// (SW2, set before the kernel hears of the completion), read without

@@ -250,7 +250,7 @@ impl Core {
 
     /// Refreshes the clock's recent reading (rule CL1), e.g. after a park.
     pub(crate) fn refresh_clock(&self) {
-        self.clock.now();
+        self.clock.refresh();
     }
 
     pub(crate) fn schedule(&self, task: TaskRef) {

@@ -72,13 +72,21 @@ pub(crate) trait Clock: Send + Sync {
     fn recent(&self) -> Time {
         self.now()
     }
+
+    /// A fresh reading that also becomes the recent one (CL1): drivers call
+    /// it once per batch and after every park. A plain [`now`](Self::now)
+    /// publishes nothing, so an exact stamp (an abort's) writes no line
+    /// that every worker reads.
+    fn refresh(&self) -> Time {
+        self.now()
+    }
 }
 
 /// Monotonic wall clock; its epoch is the runtime's creation.
 pub(crate) struct MonotonicClock {
     start: std::time::Instant,
-    /// The latest reading (CL1): refreshed by every `now`, which each driver
-    /// calls at least once per batch and after every park.
+    /// The latest published reading (CL1): written by `refresh`, which each
+    /// driver calls at least once per batch and after every park.
     latest: std::sync::atomic::AtomicU64,
 }
 
@@ -93,13 +101,21 @@ impl MonotonicClock {
 
 impl Clock for MonotonicClock {
     fn now(&self) -> Time {
-        let nanos = u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        self.latest.fetch_max(nanos, Ordering::Relaxed);
-        Time::from_nanos(nanos)
+        Time::from_nanos(u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX))
     }
 
     fn recent(&self) -> Time {
         Time::from_nanos(self.latest.load(Ordering::Relaxed))
+    }
+
+    fn refresh(&self) -> Time {
+        let now = self.now();
+        // Several drivers refresh at once: the latest reading wins, and the
+        // line is written only when it moves forward.
+        if self.latest.load(Ordering::Relaxed) < now.as_nanos() {
+            self.latest.fetch_max(now.as_nanos(), Ordering::Relaxed);
+        }
+        now
     }
 }
 

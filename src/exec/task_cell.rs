@@ -36,6 +36,12 @@
 //!   on), so code inside the poll reads its own task's cancel hint without
 //!   a lock (`context::polled_task_cancel_hint`; rule A2's per-task test in
 //!   `Cx`).
+//! - W8: a cell lives only in an `Arc` (`build` is its one constructor and
+//!   returns it inside one), so a `&TaskCell` always points into a live
+//!   `Arc` allocation holding at least the reference the borrow came
+//!   through: `arc_from_ref` can take a new strong reference from it. An
+//!   abort through a handle borrows the cell this way and queues it with
+//!   the one reference the queue needs (no clone and drop of the handle's).
 
 use std::cell::UnsafeCell;
 use std::future::Future;
@@ -287,6 +293,19 @@ where
         }
     }
 
+    /// A new strong reference to this cell, from a borrow (rule W8).
+    fn arc_from_ref(&self) -> Arc<Self> {
+        let ptr: *const Self = self;
+        // SAFETY: W8: `self` lies in a live `Arc` allocation (the cell's one
+        // constructor returns it inside one) whose count is at least the
+        // reference this borrow came through; the count raised here is the
+        // returned `Arc`'s own.
+        unsafe {
+            Arc::increment_strong_count(ptr);
+            Arc::from_raw(ptr)
+        }
+    }
+
     /// LT8: a light task that is still pending with a cancel stored in its
     /// cell is registered, so the kernel arms its grace deadline (K4) and
     /// counts its cleanup polls. Called before the poll's pending edge, so
@@ -315,7 +334,7 @@ where
 
     /// LT7: an abort of a light task the kernel has not registered is
     /// stored in the cell; `Err` hands the reason back for the kernel.
-    fn abort_in_place(self: &Arc<Self>, reason: CancelReason) -> Result<(), CancelReason> {
+    fn abort_in_place(&self, reason: CancelReason) -> Result<(), CancelReason> {
         if self.light.is_none() || self.state.registered() {
             return Err(reason);
         }
@@ -337,7 +356,11 @@ where
         };
         match self.cancel.request_reason(&self.state, stored, deadline) {
             LightRequest::Stored => {
-                self.schedule(); // to observe it
+                // To observe it; W8: the queue's reference is the only one
+                // taken.
+                if self.state.wake() == Wake::Queue {
+                    self.core.schedule(self.arc_from_ref());
+                }
                 Ok(())
             }
             LightRequest::Unchanged | LightRequest::Complete => Ok(()),
@@ -592,7 +615,7 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    fn abort_with(self: Arc<Self>, reason: CancelReason) {
+    fn abort_with(&self, reason: CancelReason) {
         if let Err(reason) = self.abort_in_place(reason) {
             let (id, region) = (self.task_id(), self.region);
             self.core

@@ -48,7 +48,7 @@ impl<T: Send + 'static> TaskHandle<T> {
     /// Requests cancellation with `reason`. Repeated requests only
     /// strengthen the reason.
     pub fn abort_with(&self, reason: CancelReason) {
-        self.target.clone().abort_with(reason);
+        self.target.abort_with(reason);
     }
 
     /// Waits for the task and returns its output.

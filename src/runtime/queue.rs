@@ -121,11 +121,6 @@ pub(crate) struct RunQueue {
     injector: Inject,
     /// Indexed by severity; popped from the highest tier down.
     cancel_lane: [Injector<TaskRef>; CANCEL_TIERS],
-    /// Entries in `cancel_lane` (incremented after a push, decremented
-    /// after a pop), so a dispatch with no cancel work reads one word
-    /// instead of six queues. The sleep protocol (Q1) still looks at the
-    /// queues themselves.
-    cancel_len: AtomicUsize,
     timed_lane: Mutex<BinaryHeap<Timed>>,
     /// Entries in `timed_lane`, read without its lock.
     timed_len: AtomicUsize,
@@ -273,7 +268,6 @@ impl RunQueue {
         Self {
             injector: Inject::new(),
             cancel_lane: std::array::from_fn(|_| Injector::new()),
-            cancel_len: AtomicUsize::new(0),
             timed_lane: Mutex::new(BinaryHeap::new()),
             timed_len: AtomicUsize::new(0),
             timed_seq: AtomicU64::new(0),
@@ -471,27 +465,20 @@ impl RunQueue {
 
     /// The cancel lane's next task: the most severe tier first.
     fn pop_cancel(&self) -> Option<TaskRef> {
-        // A pop may take an entry whose pusher has not counted it yet, so
-        // the counter can wrap below zero for a moment; that only costs a
-        // scan of the tiers, and Q1 looks at the queues, not the counter.
-        if self.cancel_len.load(Ordering::Acquire) == 0 {
-            return None;
-        }
         // An empty tier is skipped on its indices alone: a steal from an
         // empty injector issues a SeqCst fence, which a pop would otherwise
         // pay once per empty tier above the one holding work (a `User`
-        // cancel sits in the lowest). `cancel_len` is counted after the
-        // push, so a counted entry's tier reads non-empty; a push this
-        // misses is found by the next dispatch (Q1's re-check reads the
-        // same indices, `is_empty`, after its fence).
-        let task = self
-            .cancel_lane
+        // cancel sits in the lowest). No shared counter is kept beside
+        // the tiers: the pusher and every worker's dispatch would write
+        // and read it, and those lines would move between the cores on
+        // every abort of a storm. A push this misses is found by the next
+        // dispatch (Q1's re-check reads the same indices, `is_empty`,
+        // after its fence).
+        self.cancel_lane
             .iter()
             .rev()
             .filter(|tier| !tier.is_empty())
-            .find_map(steal_one)?;
-        self.cancel_len.fetch_sub(1, Ordering::AcqRel);
-        Some(task)
+            .find_map(steal_one)
     }
 
     fn pop_timed(&self) -> Option<TaskRef> {
@@ -984,7 +971,6 @@ impl Schedule for RunQueue {
         } else if let Some(severity) = task.cancel_hint() {
             let tier = usize::from(severity).min(CANCEL_TIERS - 1);
             self.cancel_lane[tier].push(task);
-            self.cancel_len.fetch_add(1, Ordering::SeqCst);
             fence(Ordering::SeqCst); // Rule Q1: pairs with `prepare_sleep`.
             self.wake_one();
             return;
