@@ -162,7 +162,7 @@ on_both_drivers! {
             let sender = {
                 let waiting = waiting.clone();
                 cx.spawn(move |cx| async move {
-                    let mut send = tx.send_timeout(&cx, 2, Duration::from_secs(3600));
+                    let mut send = std::pin::pin!(tx.send_timeout(&cx, 2, Duration::from_secs(3600)));
                     assert!(poll_once(&mut send).await.is_pending(), "the channel is full");
                     waiting.set();
                     send.await
@@ -186,7 +186,7 @@ on_both_drivers! {
             let sender = {
                 let waiting = waiting.clone();
                 cx.spawn(move |cx| async move {
-                    let mut send = tx.send_timeout(&cx, 2, Duration::from_secs(3600));
+                    let mut send = std::pin::pin!(tx.send_timeout(&cx, 2, Duration::from_secs(3600)));
                     assert!(poll_once(&mut send).await.is_pending());
                     waiting.set();
                     send.await
@@ -214,7 +214,7 @@ on_both_drivers! {
                 let (waiting, back) = (waiting.clone(), back.clone());
                 let tx = tx.clone();
                 cx.spawn(move |cx| async move {
-                    let mut send = tx.send_timeout(&cx, 2, Duration::from_secs(3600));
+                    let mut send = std::pin::pin!(tx.send_timeout(&cx, 2, Duration::from_secs(3600)));
                     assert!(poll_once(&mut send).await.is_pending());
                     waiting.set();
                     let r = send.await;

@@ -21,10 +21,11 @@ use support::{XorShift, assert_quiescent, poll_once, with_watchdog};
 
 /// Completes once; a poll after completion fails the test ("exactly once").
 struct Once<F> {
-    inner: Option<F>,
+    // Boxed: timer futures are `!Unpin` (their entry lives in them).
+    inner: Option<Pin<Box<F>>>,
 }
 
-impl<F: Future + Unpin> Future for Once<F> {
+impl<F: Future> Future for Once<F> {
     type Output = F::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
@@ -32,7 +33,7 @@ impl<F: Future + Unpin> Future for Once<F> {
             .inner
             .as_mut()
             .expect("a timer future was polled after it completed");
-        let out = Pin::new(inner).poll(cx);
+        let out = inner.as_mut().poll(cx);
         if out.is_ready() {
             self.inner = None;
         }
@@ -41,7 +42,9 @@ impl<F: Future + Unpin> Future for Once<F> {
 }
 
 fn once<F>(f: F) -> Once<F> {
-    Once { inner: Some(f) }
+    Once {
+        inner: Some(Box::pin(f)),
+    }
 }
 
 #[derive(Default)]
@@ -75,7 +78,7 @@ async fn rounds(cx: Cx, seed: u64, totals: Arc<Totals>) -> Result<(), Cancelled>
             2 => {
                 // Armed on its first poll, then dropped (T3), perhaps while
                 // a worker is firing it.
-                let mut s = time::sleep(&cx, d);
+                let mut s = Box::pin(time::sleep(&cx, d));
                 if let Poll::Ready(r) = poll_once(&mut s).await {
                     r?;
                     assert!(cx.now() >= s.deadline(), "T1: a sleep completed early");

@@ -98,19 +98,19 @@ fn sleep_until_a_past_time_and_a_zero_sleep_are_ready_on_the_first_poll() {
             sleep(&cx, Duration::from_millis(2)).await.unwrap();
             let past = [Time::ZERO, Time::from_millis(1), cx.now()];
             for t in past {
-                let mut s = sleep_until(&cx, t);
+                let mut s = Box::pin(sleep_until(&cx, t));
                 assert!(
                     matches!(poll_once(&mut s).await, Poll::Ready(Ok(()))),
                     "[{name}] sleep_until({t:?}) (a past time) must be ready at once"
                 );
             }
-            let mut s = sleep(&cx, Duration::ZERO);
+            let mut s = Box::pin(sleep(&cx, Duration::ZERO));
             assert!(
                 matches!(poll_once(&mut s).await, Poll::Ready(Ok(()))),
                 "[{name}] sleep(0) must be ready at once"
             );
             // And awaiting one from scratch completes in that first poll.
-            let mut s = sleep_until(&cx, Time::ZERO);
+            let mut s = Box::pin(sleep_until(&cx, Time::ZERO));
             assert!(
                 matches!(poll_once(&mut s).await, Poll::Ready(Ok(()))),
                 "[{name}] awaiting a past sleep_until"
@@ -123,7 +123,7 @@ fn sleep_until_a_past_time_and_a_zero_sleep_are_ready_on_the_first_poll() {
 fn a_pending_sleep_is_not_ready_before_its_deadline() {
     for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
-            let mut s = sleep(&cx, HOUR);
+            let mut s = Box::pin(sleep(&cx, HOUR));
             assert!(
                 poll_once(&mut s).await.is_pending(),
                 "[{name}] a one-hour sleep is pending"
@@ -241,7 +241,7 @@ fn dropping_a_pending_sleep_deregisters_its_timer() {
         let rt_ref = &rt;
         rt.block_on(|cx: Cx| async move {
             let base = rt_ref.pending_timers();
-            let mut s = sleep(&cx, HOUR);
+            let mut s = Box::pin(sleep(&cx, HOUR));
             assert!(poll_once(&mut s).await.is_pending());
             assert_eq!(
                 rt_ref.pending_timers(),
@@ -382,7 +382,7 @@ fn a_sleep_of_duration_max_saturates_and_stays_cancellable() {
         rt.block_on(|cx: Cx| async move {
             let s = sleep(&cx, Duration::MAX);
             assert_eq!(s.deadline(), Time::MAX, "[{name}] the deadline saturates");
-            let mut s = s;
+            let mut s = Box::pin(s);
             assert!(poll_once(&mut s).await.is_pending(), "[{name}]");
             drop(s);
             assert_eq!(rt_ref.pending_timers(), 0, "[{name}]");

@@ -126,7 +126,7 @@ fn a_ready_future_wins_a_tie_with_the_deadline() {
                 assert_eq!(r, Ok(Ok(())), "[{name}] tie at {d:?}");
             }
             // And polled once with everything already due: Ready(Ok).
-            let mut t = timeout_at(&cx, Time::ZERO, sleep_until(&cx, Time::ZERO));
+            let mut t = std::pin::pin!(timeout_at(&cx, Time::ZERO, sleep_until(&cx, Time::ZERO)));
             assert!(
                 matches!(poll_once(&mut t).await, Poll::Ready(Ok(Ok(())))),
                 "[{name}]"
@@ -139,7 +139,7 @@ fn a_ready_future_wins_a_tie_with_the_deadline() {
 fn a_pending_timeout_is_not_ready_before_its_deadline() {
     for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
-            let mut t = timeout(&cx, HOUR, std::future::pending::<u8>());
+            let mut t = std::pin::pin!(timeout(&cx, HOUR, std::future::pending::<u8>()));
             assert!(poll_once(&mut t).await.is_pending(), "[{name}]");
         });
     });

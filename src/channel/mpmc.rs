@@ -90,6 +90,7 @@
 //! which a receiver that stops polling would hold forever. Loop on
 //! [`Receiver::recv`] instead.
 
+use pin_project_lite::pin_project;
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
@@ -791,31 +792,39 @@ impl<T> fmt::Debug for SendFuture<'_, T> {
     }
 }
 
-/// The future returned by [`Sender::send_timeout`].
-#[must_use = "futures do nothing unless awaited"]
-pub struct SendTimeout<'a, T> {
-    chan: &'a Chan<T>,
-    key: Option<WaiterKey>,
-    value: Option<T>,
-    /// Cancel-aware: its cancellation is the send's.
-    sleep: Sleep,
-}
+pin_project! {
+    /// The future returned by [`Sender::send_timeout`].
+    #[must_use = "futures do nothing unless awaited"]
+    pub struct SendTimeout<'a, T> {
+        chan: &'a Chan<T>,
+        key: Option<WaiterKey>,
+        // Moved out when the send ends, never pinned.
+        value: Option<T>,
+        // Cancel-aware: its cancellation is the send's. Pinned: its timer
+        // entry lives in it (rule TE7 in `time::entry`).
+        #[pin]
+        sleep: Sleep,
+    }
 
-// The value is moved out, never pinned; `Sleep` is `Unpin`.
-impl<T> Unpin for SendTimeout<'_, T> {}
+    impl<T> PinnedDrop for SendTimeout<'_, T> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+        if let Some(k) = this.key.take() {
+            drop(this.chan.abandon_send(k));
+        }
+        }
+    }
+}
 
 impl<T> Future for SendTimeout<'_, T> {
     type Output = Result<(), SendTimeoutError<T>>;
 
     fn poll(self: Pin<&mut Self>, task_cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        if let Poll::Ready(r) = this
-            .chan
-            .poll_send(&mut this.key, &mut this.value, task_cx.waker())
-        {
+        let this = self.project();
+        if let Poll::Ready(r) = this.chan.poll_send(this.key, this.value, task_cx.waker()) {
             return Poll::Ready(r.map_err(SendTimeoutError::from));
         }
-        let timed_out = match Pin::new(&mut this.sleep).poll(task_cx) {
+        let timed_out = match this.sleep.poll(task_cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(Ok(())) => true,
             Poll::Ready(Err(_cancelled)) => false,
@@ -828,14 +837,6 @@ impl<T> Future for SendTimeout<'_, T> {
             (Some(v), None) => Err(SendTimeoutError::Cancelled(v)),
             (None, _) => unreachable!("an unsent value is still parked"),
         })
-    }
-}
-
-impl<T> Drop for SendTimeout<'_, T> {
-    fn drop(&mut self) {
-        if let Some(k) = self.key.take() {
-            drop(self.chan.abandon_send(k));
-        }
     }
 }
 

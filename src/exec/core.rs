@@ -170,8 +170,9 @@ impl Core {
         if self.tracing {
             self.trace(crate::trace::TraceKind::TimerFire { count: n });
         }
-        for entry in fired.sleepers {
-            entry.wake();
+        // A panicking waker is contained (contract 3).
+        for waker in fired.sleepers {
+            wake_catching(waker);
         }
         if !fired.events.is_empty() {
             let events = fired.events;
@@ -243,6 +244,12 @@ impl Core {
         self.clock.now()
     }
 
+    /// An exact reading of the clock that does not become its recent one
+    /// (`Clock::quiet`): an abort's stamp (LT7).
+    pub(crate) fn now_quiet(&self) -> Time {
+        self.clock.quiet()
+    }
+
     /// The per-runtime obligation counters (rule OB7).
     pub(crate) fn obligation_counters(&self) -> &Arc<crate::kernel::ObligationCounters> {
         &self.obligation_counters
@@ -250,7 +257,7 @@ impl Core {
 
     /// Refreshes the clock's recent reading (rule CL1), e.g. after a park.
     pub(crate) fn refresh_clock(&self) {
-        self.clock.refresh();
+        self.clock.now();
     }
 
     pub(crate) fn schedule(&self, task: TaskRef) {

@@ -73,11 +73,10 @@ pub(crate) trait Clock: Send + Sync {
         self.now()
     }
 
-    /// A fresh reading that also becomes the recent one (CL1): drivers call
-    /// it once per batch and after every park. A plain [`now`](Self::now)
-    /// publishes nothing, so an exact stamp (an abort's) writes no line
-    /// that every worker reads.
-    fn refresh(&self) -> Time {
+    /// A fresh reading that is not published as the recent one: for exact
+    /// stamps taken in storms (an abort's, LT7), which would otherwise
+    /// write one line that every worker reads, once per stamp.
+    fn quiet(&self) -> Time {
         self.now()
     }
 }
@@ -85,8 +84,8 @@ pub(crate) trait Clock: Send + Sync {
 /// Monotonic wall clock; its epoch is the runtime's creation.
 pub(crate) struct MonotonicClock {
     start: std::time::Instant,
-    /// The latest published reading (CL1): written by `refresh`, which each
-    /// driver calls at least once per batch and after every park.
+    /// The latest reading (CL1): refreshed by every `now`, which each driver
+    /// calls at least once per batch and after every park.
     latest: std::sync::atomic::AtomicU64,
 }
 
@@ -101,21 +100,22 @@ impl MonotonicClock {
 
 impl Clock for MonotonicClock {
     fn now(&self) -> Time {
-        Time::from_nanos(u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX))
+        let now = self.quiet();
+        // CL1: every fresh reading becomes the recent one (a timer polled
+        // right after `Cx::now` sees it); the line is written only when the
+        // reading moves it forward.
+        if self.latest.load(Ordering::Relaxed) < now.as_nanos() {
+            self.latest.fetch_max(now.as_nanos(), Ordering::Relaxed);
+        }
+        now
     }
 
     fn recent(&self) -> Time {
         Time::from_nanos(self.latest.load(Ordering::Relaxed))
     }
 
-    fn refresh(&self) -> Time {
-        let now = self.now();
-        // Several drivers refresh at once: the latest reading wins, and the
-        // line is written only when it moves forward.
-        if self.latest.load(Ordering::Relaxed) < now.as_nanos() {
-            self.latest.fetch_max(now.as_nanos(), Ordering::Relaxed);
-        }
-        now
+    fn quiet(&self) -> Time {
+        Time::from_nanos(u64::try_from(self.start.elapsed().as_nanos()).unwrap_or(u64::MAX))
     }
 }
 

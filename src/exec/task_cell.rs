@@ -341,7 +341,7 @@ where
         // CL1: a cancel's stamp and grace deadline are exact (a recent
         // reading could lag by a whole batch or a long poll and cut the
         // grace period short by as much).
-        let now = self.core.now();
+        let now = self.core.now_quiet();
         let deadline = now + self.core.grace_for(reason.kind);
         // LT7: a plain reason (an `abort()`'s) is stored as its kind and
         // stamp, allocating nothing; any other is stamped and shared.

@@ -84,6 +84,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use super::*;
 use crate::timer_wheel::TimerKey as WheelKey;
+pub(crate) use crate::types::pinned::PinnedRef;
 
 /// K4's individual grace deadlines behind one wheel timer (GQ1–GQ3).
 #[derive(Default)]
@@ -95,35 +96,37 @@ pub(crate) struct GraceQueue {
     live: usize,
 }
 
-/// A sleep's shared entry as the wheel sees it (its protocol, TE1–TE6, is
-/// in `time::entry`).
+/// A sleep's entry as the wheel sees it (its protocol, TE1–TE7, is in
+/// `time::entry`): it lives inside the sleeping future, and the wheel holds
+/// a [`PinnedRef`] to it.
 pub(crate) trait Sleeper: Send + Sync {
     /// Called under the wheel lock by the pass that takes the entry out as
-    /// due: marks it fired (one atomic store, no user code; TL2).
-    fn fire(&self);
-    /// Called with no lock held, after [`fire`](Self::fire): wakes the task
-    /// waiting on the entry, if any.
-    fn wake(&self);
+    /// due: marks it fired and takes its waker out (no user code; TL2),
+    /// the pass's last access to the entry (TE7). The caller wakes the
+    /// waker once the lock is released.
+    fn fire(&self) -> Option<Waker>;
 }
 
 /// What the wheel holds: a sleep's entry or one of the kernel's timers.
 pub(crate) enum Timer {
-    Sleep(Arc<dyn Sleeper>),
+    Sleep(PinnedRef<dyn Sleeper>),
     Kernel(TimerEvent),
 }
 
 /// The entries one firing pass took out of the wheel, in firing order.
 #[derive(Default)]
 pub(crate) struct Fired {
-    /// Sleep entries, already marked fired, to be woken with no lock held.
-    pub(crate) sleepers: Vec<Arc<dyn Sleeper>>,
+    /// The fired sleeps' wakers, to be woken with no lock held.
+    pub(crate) sleepers: Vec<Waker>,
     /// Kernel timers, to be processed under the kernel lock.
     pub(crate) events: Vec<TimerEvent>,
+    /// Sleeps fired with no waker registered (counted, not woken).
+    pub(crate) quiet: usize,
 }
 
 impl Fired {
     pub(crate) fn len(&self) -> usize {
-        self.sleepers.len() + self.events.len()
+        self.sleepers.len() + self.quiet + self.events.len()
     }
 }
 
@@ -303,13 +306,13 @@ impl Timers {
     }
 
     /// Arms a sleep entry (rule TE2 in `time::entry`: the caller marked it
-    /// armed before; the wheel's clone is taken out only by a firing pass,
-    /// which marks it fired, or by [`cancel`](Self::cancel)), in the shard
-    /// `spread` picks (TL4: the sleeping task's id).
+    /// armed before; the wheel's reference is taken out only by a firing
+    /// pass, which marks it fired, or by [`cancel`](Self::cancel)), in the
+    /// shard `spread` picks (TL4: the sleeping task's id).
     pub(crate) fn arm_sleep(
         &self,
         deadline: Time,
-        entry: Arc<dyn Sleeper>,
+        entry: PinnedRef<dyn Sleeper>,
         spread: u64,
     ) -> TimerKey {
         self.insert(self.shard_for(spread), deadline, Timer::Sleep(entry))
@@ -322,7 +325,9 @@ impl Timers {
     }
 
     /// Removes the entry for `key`; false if it already fired or was
-    /// removed. The payload is dropped after the lock is released (TL2).
+    /// removed. Either way, a firing pass that took it out has finished
+    /// with it (TE7: the pass runs under the lock this takes). The payload
+    /// is dropped after the lock is released (TL2).
     pub(crate) fn cancel(&self, key: TimerKey) -> bool {
         let removed = Self::lock(&self.shards[key.shard as usize]).cancel(key.key);
         removed.is_some()
@@ -359,10 +364,11 @@ impl Timers {
             out.sleepers.reserve(due.len());
             for (_, timer) in due.drain(..) {
                 match timer {
-                    Timer::Sleep(entry) => {
-                        entry.fire();
-                        out.sleepers.push(entry);
-                    }
+                    // TE7: the pass's last touch of the entry, under the lock.
+                    Timer::Sleep(entry) => match entry.get().fire() {
+                        Some(waker) => out.sleepers.push(waker),
+                        None => out.quiet += 1,
+                    },
                     Timer::Kernel(event) => out.events.push(event),
                 }
             }
@@ -528,8 +534,8 @@ impl Kernel {
         if n > 0 {
             self.emit(TraceKind::TimerFire { count: n });
         }
-        for entry in fired.sleepers {
-            entry.wake();
+        for waker in fired.sleepers {
+            waker.wake();
         }
         self.fire_kernel_timers(fired.events, now);
         n
@@ -542,21 +548,36 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicBool, AtomicUsize};
 
-    /// A sleep entry that records what the wheel did to it.
+    /// A sleep entry that records what the wheel did to it; its waker
+    /// counts its wakes.
     #[derive(Default)]
     struct Probe {
         fired: AtomicBool,
-        woken: AtomicUsize,
+        woken: Arc<AtomicUsize>,
+    }
+
+    struct CountWake(Arc<AtomicUsize>);
+
+    impl std::task::Wake for CountWake {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
     }
 
     impl Sleeper for Probe {
-        fn fire(&self) {
+        fn fire(&self) -> Option<Waker> {
             assert!(!self.fired.swap(true, Ordering::SeqCst), "fired twice");
+            Some(Waker::from(Arc::new(CountWake(self.woken.clone()))))
         }
-        fn wake(&self) {
-            assert!(self.fired.load(Ordering::SeqCst), "woken before fired");
-            self.woken.fetch_add(1, Ordering::SeqCst);
-        }
+    }
+
+    /// A probe that lives for the rest of the test binary (PR1 by leaking).
+    fn probe() -> &'static Probe {
+        Box::leak(Box::default())
+    }
+
+    fn pinned(p: &'static Probe) -> PinnedRef<dyn Sleeper> {
+        PinnedRef::from_static(p)
     }
 
     /// K8: the hint never passes the next deadline, and once the wheel's
@@ -571,7 +592,7 @@ mod tests {
             "no timer: no hint"
         );
         let deadline = ms(20) + Duration::from_micros(500);
-        timers.arm_sleep(deadline, Arc::new(Probe::default()), 0);
+        timers.arm_sleep(deadline, pinned(probe()), 0);
         assert_eq!(timers.hint(Ordering::Acquire), deadline.as_nanos());
         timers.take_due(ms(5));
         let early = timers.hint(Ordering::Acquire);
@@ -591,10 +612,10 @@ mod tests {
         let root = k.create_root_region(Budget::INFINITE);
         let t = spawn(&mut k, root);
         let timers = k.timers();
-        let late = Arc::new(Probe::default());
-        let early = Arc::new(Probe::default());
-        let late_key = timers.arm_sleep(ms(3), late.clone(), 0);
-        timers.arm_sleep(ms(1), early.clone(), 0);
+        let late = probe();
+        let early = probe();
+        let late_key = timers.arm_sleep(ms(3), pinned(late), 0);
+        timers.arm_sleep(ms(1), pinned(early), 0);
         timers.arm(ms(2), TimerEvent::Deadline(t));
         assert_eq!(timers.len(), 3);
         let fired = timers.take_due(ms(3));
@@ -605,11 +626,12 @@ mod tests {
             0,
             "woken under the lock"
         );
-        let first: *const dyn Sleeper = Arc::as_ptr(&fired.sleepers[0]);
-        assert!(
-            std::ptr::addr_eq(first, Arc::as_ptr(&early)),
-            "firing order"
-        );
+        // Firing order: the early probe's waker is first.
+        for waker in fired.sleepers {
+            waker.wake();
+            assert_eq!(early.woken.load(Ordering::SeqCst), 1, "firing order");
+        }
+        assert_eq!(late.woken.load(Ordering::SeqCst), 1);
         assert!(matches!(fired.events[0], TimerEvent::Deadline(id) if id == t));
         assert!(!timers.cancel(late_key), "a fired entry is gone");
         assert_eq!(timers.len(), 0);
@@ -622,11 +644,11 @@ mod tests {
     #[test]
     fn a_sharded_service_spreads_sleeps_and_fires_every_shard() {
         let timers = Timers::sharded(Time::ZERO, 4, 0);
-        let probes: Vec<_> = (0..8).map(|_| Arc::new(Probe::default())).collect();
+        let probes: Vec<_> = (0..8).map(|_| probe()).collect();
         let keys: Vec<_> = probes
             .iter()
             .enumerate()
-            .map(|(i, p)| timers.arm_sleep(ms(10 + i as u64), p.clone(), i as u64))
+            .map(|(i, p)| timers.arm_sleep(ms(10 + i as u64), pinned(p), i as u64))
             .collect();
         let shards: std::collections::BTreeSet<_> = keys.iter().map(|k| k.shard).collect();
         assert_eq!(shards.len(), 4, "every shard holds some: {keys:?}");
@@ -665,13 +687,13 @@ mod tests {
     fn a_workers_sleeps_wait_in_its_home_shard_and_others_fire_them_only_late() {
         let timers = Timers::sharded(Time::ZERO, 4, 2);
         let slack = FOREIGN_SLACK.as_nanos() as u64;
-        let (mine, shared) = (Arc::new(Probe::default()), Arc::new(Probe::default()));
+        let (mine, shared) = (probe(), probe());
         let key = {
             let _home = timers.enter_home(1);
-            let key = timers.arm_sleep(ms(5), mine.clone(), 0);
+            let key = timers.arm_sleep(ms(5), pinned(mine), 0);
             {
                 let _away = Timers::leave_home();
-                let key = timers.arm_sleep(ms(5), shared.clone(), 7);
+                let key = timers.arm_sleep(ms(5), pinned(shared), 7);
                 assert_eq!(key.shard, 3, "left its home: shared, by task id");
             }
             assert_eq!(timers.hint(Ordering::Acquire), ms(5).as_nanos());
@@ -680,7 +702,7 @@ mod tests {
         assert_eq!(key.shard, 1, "the home shard");
         {
             let _beyond = timers.enter_home(2);
-            let key = timers.arm_sleep(ms(50), Arc::new(Probe::default()), 6);
+            let key = timers.arm_sleep(ms(50), pinned(probe()), 6);
             assert_eq!(key.shard, 2, "no home beyond the owned shards");
         }
         let kernel = timers.arm(ms(60), TimerEvent::GraceQueue);
@@ -704,8 +726,8 @@ mod tests {
         drop(_other);
         // The owner fires its own at once.
         let _owner = timers.enter_home(1);
-        let again = Arc::new(Probe::default());
-        timers.arm_sleep(ms(7), again.clone(), 0);
+        let again = probe();
+        timers.arm_sleep(ms(7), pinned(again), 0);
         assert_eq!(timers.take_due(ms(7)).sleepers.len(), 1);
         assert!(again.fired.load(Ordering::SeqCst));
     }
@@ -715,12 +737,15 @@ mod tests {
     fn kernel_timers_live_in_the_shared_service() {
         let k = Kernel::new(KernelConfig::default(), Time::ZERO);
         let timers = k.timers();
-        let probe = Arc::new(Probe::default());
-        let key = timers.arm_sleep(ms(1), probe.clone(), 0);
+        let probe = probe();
+        let key = timers.arm_sleep(ms(1), pinned(probe), 0);
         assert_eq!(k.pending_timer_count(), 1);
         assert!(timers.cancel(key));
         assert_eq!(k.pending_timer_count(), 0);
-        assert_eq!(Arc::strong_count(&probe), 1, "the wheel's clone is dropped");
+        assert!(
+            !probe.fired.load(Ordering::SeqCst),
+            "a cancelled entry never fires"
+        );
     }
 
     /// GQ1–GQ3: individual grace deadlines share one wheel timer; an entry

@@ -44,16 +44,6 @@ impl AtomicWaker {
         }
     }
 
-    /// A slot that already holds `waker`, as if it had been registered
-    /// (for a registrant that makes the slot itself, before any producer
-    /// can see it).
-    pub(crate) fn with_waker(waker: Waker) -> Self {
-        Self {
-            state: AtomicUsize::new(WAITING),
-            waker: UnsafeCell::new(Some(waker)),
-        }
-    }
-
     /// Stores `waker` to be woken by the next `wake` (AW1).
     pub(crate) fn register(&self, waker: &Waker) {
         match self

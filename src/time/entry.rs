@@ -1,37 +1,34 @@
 //! A timer future's entry in the timer wheel, shared by every timer future
 //! (`Sleep`, `Timeout`, `Interval`'s ticks).
 //!
-//! The entry has two halves. The owner half ([`TimerEntry`]) lives in the
-//! future and holds the wheel key of the current arming. The shared half
-//! (`Shared`, allocated at the first arming and reused by later ones) is what
-//! the wheel holds while the entry is armed: a deadline-or-`FIRED` state word
-//! and an [`AtomicWaker`] (in the style of tokio's `StateCell`). The wheel
-//! lives in the timer service (`kernel::timers`), under its own lock:
-//! arming, re-polling, firing and disarming do not take the kernel lock (a
+//! The entry lives inside the timer future, as tokio's does: the future is
+//! pinned once polled, and while the entry is armed the wheel holds a
+//! [`PinnedRef`] to its shared half (`Shared`: a deadline-or-fired state
+//! word and an [`AtomicWaker`], in the style of tokio's `StateCell`). So
+//! arming a timer allocates nothing, and the entry's memory is the task's
+//! own, already in the cache of the worker polling it. The wheel lives in
+//! the timer service (`kernel::timers`), under its own lock: arming,
+//! re-polling, firing and disarming do not take the kernel lock (a
 //! cancel-aware poll asks the kernel only when a cancellation may be
 //! observable, TE5).
 //!
 //! Protocol:
-//! - TE1 (one owner): the owner half is reached only through `&mut` (a
+//! - TE1 (one owner): the entry is reached only through `Pin<&mut>` (a
 //!   future's poll or drop), so arming, disarming and the key have one
 //!   writer; the waker slot has one registrant (AW2).
 //! - TE2 (state): `state` is `FIRED` while the entry is not armed; the owner
 //!   stores the (clamped) deadline just before it inserts the entry into
 //!   the wheel (under the wheel lock), and the firing pass that takes the
-//!   entry out of the wheel as due stores `FIRED` under the same lock
-//!   (`Sleeper::fire`). Nothing else writes it. An arming starts only after
-//!   the previous one ended, and a previous arming ends either by the owner
-//!   seeing `FIRED` (the store is done) or by the owner's removal under the
-//!   wheel lock (which either removed it, so it never fires, or comes after
-//!   the pass that took it out and stored `FIRED`): a `FIRED` meant for an
-//!   earlier arming can never land on a later one.
+//!   entry out of the wheel as due stores `FIRING`, takes the waker out and
+//!   stores `FIRED`, all under the same lock (`Shared::fire`). Nothing else
+//!   writes it. An arming starts only after the previous one ended (TE7),
+//!   so a pass meant for an earlier arming never lands on a later one.
 //! - TE3 (no lost wake): the owner registers its waker before it arms the
 //!   entry, and on later polls before it reads the state a second time; the
-//!   firing pass stores `FIRED` (under the lock, before releasing it) before
-//!   it wakes (after releasing it). By AW1 the task is polled again after
-//!   `FIRED` is visible to it. A pass of an earlier arming may still wake
-//!   the slot after a re-arming: a spurious wake, never a lost one.
-//! - TE4 (never early, rule T1): a poll completes when the state is `FIRED`
+//!   firing pass stores `FIRING` before it takes the waker (AW1: a take
+//!   that races with the registration makes the registration wake). So the
+//!   task is polled again after the fired state is visible to it.
+//! - TE4 (never early, rule T1): a poll completes when the state is fired
 //!   (the wheel was advanced to a driver's clock reading at or past the
 //!   deadline) or the clock's recent reading (CL1, never ahead of the
 //!   clock) is at or past the deadline; a poll that completes on the clock
@@ -39,30 +36,35 @@
 //! - TE5 (locks): a first poll that arms takes the wheel lock only; a poll
 //!   of an armed entry takes no lock; a drop (or a completion on the clock,
 //!   or a cancellation) takes the wheel lock only if the entry is armed and
-//!   not fired. A cancel-aware poll observes cancellation through
+//!   not `FIRED`. A cancel-aware poll observes cancellation through
 //!   `Cx::observe_cancel`, which asks the kernel only when rule A2 says a
 //!   cancellation may be observable (the gauge, the task's cancel hint, the
 //!   `Cx`'s deadline) and the task is not a light one whose cancel waits
 //!   in its cell (LT7); an observed cancellation then removes the arming
 //!   (wheel lock, after the kernel's is released). A poll from outside any
 //!   task asks the kernel whether the task is still live (rule CX1).
-//! - TE6 (allocation): at most one per entry (the shared half, at the first
-//!   arming); re-armings reuse it, and the wheel holds a reference-count
-//!   clone. A dropped entry whose shared half nobody else holds any more
-//!   (`Arc::get_mut`: not in the wheel, no firing pass holding it) gives it,
-//!   emptied of its waker, to a small per-thread pool that the next first
-//!   arming on that thread takes it from, so steady-state arming allocates
-//!   nothing. A pooled half is unique and holds no waker (it keeps no task
-//!   alive).
+//! - TE6 (allocation): none. The shared half is a field of the entry.
+//! - TE7 (release, PR1): the wheel's reference is used only under the
+//!   wheel lock, by a pass (`fire`, whose last access is the `FIRED`
+//!   store, Release) or by nothing at all once `cancel` removed it. An
+//!   arming ends, and the entry may be armed again or go, only when the
+//!   owner has seen `FIRED` (Acquire) or has itself held the wheel lock
+//!   after the arming (`Timers::cancel`: it either removes the entry, so no
+//!   pass ever reaches it, or finds it gone, taken by a pass that finished
+//!   under that lock). `key` stays `Some` until then. Every owner clears
+//!   its entry in its own drop, before the entry's fields go; an entry
+//!   dropped while armed would leave the wheel pointing at freed memory,
+//!   so that (a bug in an owner) aborts the process.
 
-use std::cell::RefCell;
-use std::sync::Arc;
+use std::marker::PhantomPinned;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Waker;
 
+use pin_project_lite::pin_project;
+
 use crate::exec::cx::Cx;
-use crate::kernel::Sleeper;
-use crate::kernel::TimerKey;
+use crate::kernel::{PinnedRef, Sleeper, TimerKey};
 use crate::sync::atomic_waker::AtomicWaker;
 use crate::types::Time;
 use crate::types::cancel::Cancelled;
@@ -74,87 +76,87 @@ pub(crate) enum TimerPoll {
     Pending,
 }
 
-/// The state of an entry that is not armed, or whose arming fired (TE2).
+/// The state of an entry that is not armed, or whose arming fired and was
+/// released by its pass (TE2, TE7).
 const FIRED: u64 = u64::MAX;
+/// The state a firing pass stores before it takes the waker (TE2, TE3):
+/// fired, but the pass may still touch the entry (TE7).
+const FIRING: u64 = u64::MAX - 1;
 
-/// The state word of an entry armed for `deadline` (TE2). `Time::MAX` is
-/// clamped below `FIRED`; the wheel and the owner keep the exact deadline.
+/// The state word of an entry armed for `deadline` (TE2). Deadlines from
+/// `FIRING` up are clamped below it; the wheel and the owner keep the exact
+/// deadline.
 fn armed(deadline: Time) -> u64 {
-    deadline.as_nanos().min(FIRED - 1)
+    deadline.as_nanos().min(FIRING - 1)
 }
 
-/// The half of an entry the wheel holds while it is armed.
+/// The half of an entry the wheel reaches while it is armed.
 struct Shared {
-    /// `armed(deadline)` while armed and not fired, else `FIRED` (TE2).
+    /// `armed(deadline)` while armed and not fired, then `FIRING` and
+    /// `FIRED` (TE2).
     state: AtomicU64,
     /// The owner's waker (TE3).
     waker: AtomicWaker,
 }
 
 impl Sleeper for Shared {
-    fn fire(&self) {
-        // TE2: under the wheel lock, as the entry leaves the wheel. Release:
-        // the owner's Acquire load that sees it sees the pass's time.
+    fn fire(&self) -> Option<Waker> {
+        // TE2, TE3: under the wheel lock, as the entry leaves the wheel.
+        self.state.store(FIRING, Ordering::SeqCst);
+        let waker = self.waker.take();
+        // TE7: the pass's last access to the entry. Release: the owner's
+        // Acquire load that sees it may reuse or free the entry.
         self.state.store(FIRED, Ordering::Release);
+        waker
+    }
+}
+
+pin_project! {
+    /// The owner half of a timer entry (TE1): lives in a pinned timer
+    /// future.
+    pub(crate) struct TimerEntry {
+        shared: Shared,
+        // The key of the current arming; `None` once it ended (TE7).
+        key: Option<TimerKey>,
+        // The exact deadline of the current arming (while `key` is `Some`).
+        armed_for: Time,
+        // TE7, PR1: the wheel may point at `shared` while armed.
+        #[pin]
+        _pinned: PhantomPinned,
     }
 
-    fn wake(&self) {
-        // TE3: after the lock is released; a panicking waker is contained
-        // (contract 3).
-        if let Some(waker) = self.waker.take() {
-            crate::exec::runnable::wake_catching(waker);
+    impl PinnedDrop for TimerEntry {
+        fn drop(this: Pin<&mut Self>) {
+            if this.key.is_some() {
+                // TE7: the wheel still points here; going on would free
+                // memory it reaches. Only an owner that failed to clear
+                // its entry in its own drop gets here.
+                eprintln!("asupersync: a timer entry was dropped while armed (rule TE7); aborting");
+                std::process::abort();
+            }
         }
     }
 }
 
-/// TE6: how many unused shared halves a thread keeps (64 bytes each with
-/// their allocation's header, so at most 1 MiB, and only up to the most a
-/// thread ever dropped at once): enough for a region of ten thousand
-/// sleeping tasks cancelled at once, whose drain would otherwise free
-/// each half between the frees of the task cells (with glibc's allocator
-/// every such free of a cell then consolidated the fast bins: a seventh
-/// of the drain).
-const POOL_MAX: usize = 16 * 1024;
-
-thread_local! {
-    /// TE6: unused shared halves (each unique, without a waker).
-    static POOL: RefCell<Vec<Arc<Shared>>> = const { RefCell::new(Vec::new()) };
-}
-
-/// A shared half armed for `deadline` with `waker` registered (TE2, TE3):
-/// from this thread's pool if it has one (TE6), else a new allocation.
-fn new_shared(deadline: Time, waker: &Waker) -> Arc<Shared> {
-    let pooled = POOL.try_with(|p| p.borrow_mut().pop()).ok().flatten();
-    match pooled {
-        Some(mut shared) => {
-            let s = Arc::get_mut(&mut shared).expect("TE6: a pooled half is unique");
-            *s.state.get_mut() = armed(deadline);
-            s.waker = AtomicWaker::with_waker(waker.clone());
-            shared
+impl Default for TimerEntry {
+    fn default() -> Self {
+        Self {
+            shared: Shared {
+                state: AtomicU64::new(FIRED),
+                waker: AtomicWaker::new(),
+            },
+            key: None,
+            armed_for: Time::ZERO,
+            _pinned: PhantomPinned,
         }
-        None => Arc::new(Shared {
-            state: AtomicU64::new(armed(deadline)),
-            waker: AtomicWaker::with_waker(waker.clone()),
-        }),
     }
-}
-
-/// The owner half of a timer entry (TE1).
-#[derive(Default)]
-pub(crate) struct TimerEntry {
-    /// Allocated at the first arming, reused after (TE6).
-    shared: Option<Arc<Shared>>,
-    /// The key of the current arming; `None` when not armed or seen fired.
-    key: Option<TimerKey>,
-    /// The exact deadline of the current arming (while `key` is `Some`).
-    armed_for: Time,
 }
 
 impl TimerEntry {
     /// Checks the deadline (and, if `cancel_aware`, the task's
     /// cancellation) and otherwise arms the entry or registers `waker`.
     pub(crate) fn poll(
-        &mut self,
+        mut self: Pin<&mut Self>,
         cx: &Cx,
         deadline: Time,
         waker: &Waker,
@@ -179,107 +181,81 @@ impl TimerEntry {
         // a cancel stored in its cell (LT7). An observed cancel removes
         // the arming, as the wait deregisters (T2).
         if cancel_aware && let Some(reason) = cx.observe_cancel() {
-            if let Some(key) = self.key.take()
-                && self
-                    .shared
-                    .as_ref()
-                    .is_some_and(|s| s.state.load(Ordering::Acquire) != FIRED)
-            {
-                core.timers().cancel(key);
-            }
+            self.as_mut().clear(cx);
             return TimerPoll::Cancelled(Cancelled::new(reason));
         }
         // TE4 / CL1: the recent reading is never ahead of the clock, so the
         // entry never completes early; if it lags, the entry is armed and
         // fires at the driver's next fresh reading.
         let now = core.recent_now();
-        if let (Some(shared), Some(_)) = (&self.shared, self.key) {
-            let state = shared.state.load(Ordering::Acquire);
-            if state == FIRED {
-                self.key = None; // TE2: the wheel no longer holds it.
+        if self.key.is_some() {
+            if self.fired() {
+                self.as_mut().clear(cx); // TE7: no lock once `FIRED`
                 return TimerPoll::Elapsed;
             }
             if self.armed_for == deadline {
                 if now >= deadline {
-                    self.clear(cx);
+                    self.as_mut().clear(cx);
                     return TimerPoll::Elapsed;
                 }
                 // TE3: register, then look again (no lock: TE5).
-                shared.waker.register(waker);
-                if shared.state.load(Ordering::Acquire) == FIRED {
-                    self.key = None;
+                self.shared.waker.register(waker);
+                if self.fired() {
+                    self.as_mut().clear(cx);
                     return TimerPoll::Elapsed;
                 }
-                return self.pending(cx, outside);
+                return Self::pending(cx, outside);
             }
             // Armed for another deadline: disarm, then arm anew.
-            self.clear(cx);
+            self.as_mut().clear(cx);
         }
         if now >= deadline {
             return TimerPoll::Elapsed;
         }
+        let this = self.project();
         // TE3: the waker is in place before a firing pass can see the entry.
-        let shared = match &self.shared {
-            Some(shared) => {
-                shared.waker.register(waker);
-                // TE2: the previous arming has ended (`key` is `None`), so
-                // no pass writes this word until the entry is in the wheel
-                // again.
-                shared.state.store(armed(deadline), Ordering::Relaxed);
-                shared
-            }
-            None => self.shared.insert(new_shared(deadline, waker)),
-        };
-        let entry: Arc<dyn Sleeper> = shared.clone();
-        self.key = Some(core.timers().arm_sleep(deadline, entry, task.to_bits()));
-        self.armed_for = deadline;
-        self.pending(cx, outside)
+        this.shared.waker.register(waker);
+        // TE2, TE7: the previous arming has ended (`key` is `None`), so no
+        // pass touches this word until the entry is in the wheel again.
+        this.shared.state.store(armed(deadline), Ordering::Relaxed);
+        let shared: &dyn Sleeper = &*this.shared;
+        // SAFETY: PR1 via TE7: the entry is pinned (`Pin<&mut Self>`, and
+        // `TimerEntry` is `!Unpin`), and its arming ends (`clear`, which
+        // every owner calls before the entry goes; an entry dropped armed
+        // aborts) only once the wheel can no longer reach it.
+        let entry = unsafe { PinnedRef::new(shared) };
+        *this.key = Some(core.timers().arm_sleep(deadline, entry, task.to_bits()));
+        *this.armed_for = deadline;
+        Self::pending(cx, outside)
+    }
+
+    /// Whether a pass fired the current arming (`FIRING` or `FIRED`).
+    fn fired(&self) -> bool {
+        self.shared.state.load(Ordering::Acquire) >= FIRING
     }
 
     /// Rule T4: a driver parked with a later deadline would oversleep a
     /// timer armed by a thread that runs no task (runtime threads look at
     /// the hint before they park).
-    fn pending(&self, cx: &Cx, outside: bool) -> TimerPoll {
+    fn pending(cx: &Cx, outside: bool) -> TimerPoll {
         if outside {
             cx.core().timer_armed_outside();
         }
         TimerPoll::Pending
     }
 
-    /// Removes the arming, if any (rule T3); takes the wheel lock only if
-    /// the entry is armed and not fired (TE5).
-    pub(crate) fn clear(&mut self, cx: &Cx) {
-        if let Some(key) = self.key.take()
-            && let Some(shared) = &self.shared
-            && shared.state.load(Ordering::Acquire) != FIRED
+    /// Ends the arming, if any (rules T3, TE7): takes the wheel lock unless
+    /// the state is `FIRED` (TE5), so that afterwards the wheel can no
+    /// longer reach the entry.
+    pub(crate) fn clear(self: Pin<&mut Self>, cx: &Cx) {
+        let this = self.project();
+        if let Some(key) = this.key.take()
+            && this.shared.state.load(Ordering::Acquire) != FIRED
         {
-            // A pass may take it out meanwhile; then this finds nothing.
+            // Removes it, or finds it taken by a pass that finished under
+            // the lock this takes (TE7).
             cx.core().timers().cancel(key);
         }
-    }
-}
-
-impl Drop for TimerEntry {
-    /// TE6: recycles the shared half if nothing else holds it (the owner's
-    /// `clear`, rule T3, ran in the timer future's own `Drop` first).
-    fn drop(&mut self) {
-        let Some(mut shared) = self.shared.take() else {
-            return;
-        };
-        let Some(s) = Arc::get_mut(&mut shared) else {
-            return; // still in the wheel, or a firing pass holds it
-        };
-        // The pool keeps no task alive: drop the waker here.
-        s.waker = AtomicWaker::new();
-        *s.state.get_mut() = FIRED;
-        // A half the pool does not take (full, or the thread is exiting)
-        // is freed.
-        let _ = POOL.try_with(move |p| {
-            let mut p = p.borrow_mut();
-            if p.len() < POOL_MAX {
-                p.push(shared);
-            }
-        });
     }
 }
 

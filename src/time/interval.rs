@@ -49,7 +49,7 @@ pub fn interval_at(cx: &Cx, start: Time, period: Duration) -> Interval {
         period,
         next: start,
         behavior: MissedTickBehavior::default(),
-        entry: TimerEntry::default(),
+        entry: Box::pin(TimerEntry::default()),
     }
 }
 
@@ -59,7 +59,9 @@ pub struct Interval {
     period: Duration,
     next: Time,
     behavior: MissedTickBehavior,
-    entry: TimerEntry,
+    /// Boxed (TE7): an `Interval` is not pinned and may move between ticks
+    /// (a forgotten `Tick` can leave the entry armed), the entry may not.
+    entry: Pin<Box<TimerEntry>>,
 }
 
 impl Interval {
@@ -96,7 +98,7 @@ impl Interval {
     /// Restarts the schedule: the next tick is one period from now.
     pub fn reset(&mut self) {
         self.next = self.cx.now() + self.period;
-        self.entry.clear(&self.cx);
+        self.entry.as_mut().clear(&self.cx);
     }
 
     /// Computes the tick after the one scheduled at `fired`, taken at `now`.
@@ -125,7 +127,7 @@ impl Interval {
 
 impl Drop for Interval {
     fn drop(&mut self) {
-        self.entry.clear(&self.cx);
+        self.entry.as_mut().clear(&self.cx);
     }
 }
 
@@ -148,7 +150,7 @@ pub struct Tick<'a> {
 impl Drop for Tick<'_> {
     fn drop(&mut self) {
         // Rule T3; the schedule (`next`) is untouched.
-        self.interval.entry.clear(&self.interval.cx);
+        self.interval.entry.as_mut().clear(&self.interval.cx);
     }
 }
 
@@ -157,7 +159,11 @@ impl Future for Tick<'_> {
 
     fn poll(self: Pin<&mut Self>, task_cx: &mut Context<'_>) -> Poll<Self::Output> {
         let iv = &mut *self.get_mut().interval;
-        match iv.entry.poll(&iv.cx, iv.next, task_cx.waker(), true) {
+        match iv
+            .entry
+            .as_mut()
+            .poll(&iv.cx, iv.next, task_cx.waker(), true)
+        {
             TimerPoll::Pending => Poll::Pending,
             TimerPoll::Cancelled(c) => Poll::Ready(Err(c)),
             TimerPoll::Elapsed => {

@@ -5,6 +5,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use pin_project_lite::pin_project;
+
 use super::entry::{TimerEntry, TimerPoll};
 use crate::exec::cx::{Capabilities, Cx};
 use crate::types::Time;
@@ -39,12 +41,27 @@ pub fn sleep_until(cx: &Cx, deadline: Time) -> Sleep {
     }
 }
 
-/// The future returned by [`sleep`] and [`sleep_until`].
-#[must_use = "futures do nothing unless awaited"]
-pub struct Sleep {
-    cx: Cx,
-    deadline: Time,
-    entry: TimerEntry,
+pin_project! {
+    /// The future returned by [`sleep`] and [`sleep_until`].
+    ///
+    /// Like tokio's, it is `!Unpin`: its timer entry lives inside it and the
+    /// timer wheel points at it while it waits (rule TE7 in `time::entry`),
+    /// so arming allocates nothing. Pin it to poll it by hand
+    /// (`std::pin::pin!`, or `Box::pin`); `.await` does that for you.
+    #[must_use = "futures do nothing unless awaited"]
+    pub struct Sleep {
+        cx: Cx,
+        deadline: Time,
+        #[pin]
+        entry: TimerEntry,
+    }
+
+    impl PinnedDrop for Sleep {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            this.entry.clear(this.cx); // TE7
+        }
+    }
 }
 
 impl Sleep {
@@ -58,21 +75,15 @@ impl Future for Sleep {
     type Output = Result<(), Cancelled>;
 
     fn poll(self: Pin<&mut Self>, task_cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
+        let this = self.project();
         match this
             .entry
-            .poll(&this.cx, this.deadline, task_cx.waker(), true)
+            .poll(this.cx, *this.deadline, task_cx.waker(), true)
         {
             TimerPoll::Elapsed => Poll::Ready(Ok(())),
             TimerPoll::Cancelled(c) => Poll::Ready(Err(c)),
             TimerPoll::Pending => Poll::Pending,
         }
-    }
-}
-
-impl Drop for Sleep {
-    fn drop(&mut self) {
-        self.entry.clear(&self.cx);
     }
 }
 

@@ -75,6 +75,8 @@ pin_project! {
     pub struct Timeout<F> {
         cx: Cx,
         deadline: Time,
+        // TE7: pinned, the wheel points at it while armed.
+        #[pin]
         entry: TimerEntry,
         #[pin]
         future: F,

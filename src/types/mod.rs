@@ -11,6 +11,7 @@ pub mod cancel;
 mod id;
 pub(crate) mod intrusive;
 pub mod outcome;
+pub(crate) mod pinned;
 pub(crate) mod rng;
 mod time;
 

@@ -1,6 +1,7 @@
 //! `Sender::send_timeout` and its error, [`SendTimeoutError`] (shared with
 //! [`mpmc`](crate::channel::mpmc)).
 
+use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -126,29 +127,41 @@ impl<T> Sender<T> {
     }
 }
 
-/// The future returned by [`Sender::send_timeout`].
-#[must_use = "futures do nothing unless awaited"]
-pub struct SendTimeout<'a, T> {
-    sender: &'a Sender<T>,
-    key: Option<WaiterKey>,
-    value: Option<T>,
-    /// Cancel-aware: its cancellation is the send's.
-    sleep: Sleep,
-}
+pin_project! {
+    /// The future returned by [`Sender::send_timeout`].
+    #[must_use = "futures do nothing unless awaited"]
+    pub struct SendTimeout<'a, T> {
+        sender: &'a Sender<T>,
+        key: Option<WaiterKey>,
+        // Moved out when the send ends, never pinned.
+        value: Option<T>,
+        // Cancel-aware: its cancellation is the send's. Pinned: its timer
+        // entry lives in it (rule TE7 in `time::entry`).
+        #[pin]
+        sleep: Sleep,
+    }
 
-// The value is moved out, never pinned; `Sleep` is `Unpin`.
-impl<T> Unpin for SendTimeout<'_, T> {}
+    impl<T> PinnedDrop for SendTimeout<'_, T> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+        if let Some(k) = this.key.take() {
+            // The parked value (if unsent) is dropped here, outside the lock.
+            drop(this.sender.chan.abandon_wait(k));
+        }
+        }
+    }
+}
 
 impl<T> Future for SendTimeout<'_, T> {
     type Output = Result<(), SendTimeoutError<T>>;
 
     fn poll(self: Pin<&mut Self>, task_cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
+        let this = self.project();
         let chan = &*this.sender.chan;
-        if let Poll::Ready(r) = chan.poll_send(&mut this.key, &mut this.value, task_cx.waker()) {
+        if let Poll::Ready(r) = chan.poll_send(this.key, this.value, task_cx.waker()) {
             return Poll::Ready(r.map_err(SendTimeoutError::from));
         }
-        let timed_out = match Pin::new(&mut this.sleep).poll(task_cx) {
+        let timed_out = match this.sleep.poll(task_cx) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(Ok(())) => true,
             Poll::Ready(Err(_cancelled)) => false,
@@ -162,15 +175,6 @@ impl<T> Future for SendTimeout<'_, T> {
             (Some(v), _) => Err(SendTimeoutError::Cancelled(v)),
             (None, _) => unreachable!("an unsent value is still parked"),
         })
-    }
-}
-
-impl<T> Drop for SendTimeout<'_, T> {
-    fn drop(&mut self) {
-        if let Some(k) = self.key.take() {
-            // The parked value (if unsent) is dropped here, outside the lock.
-            drop(self.sender.chan.abandon_wait(k));
-        }
     }
 }
 
