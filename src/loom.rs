@@ -65,3 +65,24 @@ pub(crate) mod cell {
         }
     }
 }
+
+/// A short wait for the holder of a lock bit (the obligation home's OB6,
+/// the cancel slot's CS2, `exec::cancel_slot`), which holds it for a few
+/// instructions: spins a little, then yields the thread. Under loom, a
+/// modelled yield, so that a model explores the holder's progress.
+pub(crate) fn backoff(spins: &mut u32) {
+    #[cfg(all(test, loom))]
+    {
+        let _ = spins;
+        ::loom::thread::yield_now();
+    }
+    #[cfg(not(all(test, loom)))]
+    {
+        *spins += 1;
+        if *spins < 64 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}

@@ -26,10 +26,30 @@
 //! all its tasks). The task's checkpoint copies the reason out without
 //! touching that `Arc`'s count, and a completion whose handle is gone
 //! (SW10) takes no reason at all.
+//!
+//! The slot is two words, 16 bytes in every task cell:
+//! - CS1: the reason word (below).
+//! - CS2 (the lock bit): the deadline word holds the grace deadline, the
+//!   acknowledgement (`ACKED`) and the slot's lock (`LOCKED`). Every step
+//!   above takes `LOCKED` by one acquiring compare-and-swap (waiting while
+//!   another thread holds it: only the task itself and whoever cancels it
+//!   ever do, for a few instructions), and only its holder reads or writes
+//!   the reason word or changes the deadline word, giving the lock up with
+//!   one release store of the word's new value (on unwind too). So the
+//!   steps are serialised as a mutex would serialise them.
+//! - CS3 (the deadline word's other use): a cell spawned through the
+//!   kernel stores no cancel here (its cancel state is its kernel record's;
+//!   the cell never reaches LT7's paths), and a light task has no budget
+//!   (LT4). So the deadline bits of a kernel-spawned cell carry its budget
+//!   deadline, the timed lane's hint, set once by the kernel before the
+//!   cell is first queued (`set_lane_deadline`, under `LOCKED`) and read
+//!   relaxed by the scheduler (`lane_deadline`); a light cell reports no
+//!   lane deadline. No cell needs both uses.
 
-// The imports the loom model (`loom_tests` below) replaces.
-use crate::loom::sync::{Mutex, MutexGuard};
+// The import the loom model (`loom_tests` below) replaces.
+use crate::loom::sync::atomic::{AtomicU64, Ordering};
 
+use std::cell::UnsafeCell;
 use std::sync::Arc;
 
 use super::state::{COMPLETE, CellState};
@@ -156,7 +176,7 @@ pub(crate) struct LightCancelSeen {
 }
 
 /// CS1 (the reason word): a stored reason in one word, so the slot takes
-/// 24 bytes with its lock. 0: none. Low bit set: a plain reason, its
+/// 16 bytes with its deadline word (CS2). 0: none. Low bit set: a plain reason, its
 /// stamp's nanoseconds from bit 5 up and its kind's index in bits 1..=4.
 /// Otherwise: a pointer from `Arc::into_raw` (aligned, so its low bit is
 /// clear), which the word owns: one strong reference, released when the
@@ -280,43 +300,133 @@ const _: () = {
     send_sync::<Arc<CancelReason>>();
 };
 
-/// A [`LightCancel`] as the slot stores it: the reason (CS1), and the
-/// grace deadline's nanoseconds with the acknowledgement in the top bit, so
-/// the slot takes 24 bytes (a deadline past 2^63 ns, 292 years, is kept as
-/// that).
-#[derive(Default)]
-struct Stored {
-    reason: ReasonWord,
-    deadline_acked: u64,
+/// CS2 (the deadline word): bit 63 `ACKED` (the task acknowledged the
+/// stored cancel), bit 62 `LOCKED` (the slot's lock), bits 0..=61 a
+/// deadline's nanoseconds (a deadline past 2^62 ns, 146 years, is kept as
+/// that; all ones: none). The word and the reason word are 16 bytes.
+const ACKED: u64 = 1 << 63;
+const LOCKED: u64 = 1 << 62;
+const DEADLINE: u64 = LOCKED - 1;
+/// CS3: no lane deadline (and the value of a fresh slot).
+const NO_DEADLINE: u64 = DEADLINE;
+
+/// The slot (see the module doc): a reason word (CS1) and a deadline word
+/// whose `LOCKED` bit is the slot's lock (CS2).
+pub(crate) struct CancelSlot {
+    /// CS1, CS2: read and written only by the holder of `LOCKED`.
+    reason: UnsafeCell<ReasonWord>,
+    /// CS2: `ACKED` | `LOCKED` | the deadline (the grace deadline, LT7; or,
+    /// in a cell spawned through the kernel, the lane deadline, CS3).
+    word: AtomicU64,
 }
 
-const ACKED: u64 = 1 << 63;
+// SAFETY: CS2: the reason word is touched only by the holder of `LOCKED`,
+// taken by an acquiring compare-and-swap and given up by a release store,
+// as a mutex would order it; what it may own, an `Arc<CancelReason>`, is
+// `Send + Sync` (CS1's assertion above).
+unsafe impl Sync for CancelSlot {}
+// SAFETY: as for `Sync`: the word is a `u64` or an owned `Arc<CancelReason>`.
+unsafe impl Send for CancelSlot {}
 
-impl Stored {
+/// The slot's lock held (CS2): the reason word, and the deadline word as
+/// it will be stored when the lock is given up (on drop, also on unwind).
+struct Locked<'a> {
+    slot: &'a CancelSlot,
+    /// The deadline word without `LOCKED`.
+    word: u64,
+}
+
+impl Locked<'_> {
+    fn reason(&self) -> &ReasonWord {
+        // SAFETY: CS2: this guard holds `LOCKED`, so no other thread
+        // touches the reason word until it is dropped, and the borrow
+        // ends before (it borrows the guard).
+        unsafe { &*self.slot.reason.get() }
+    }
+
+    /// Stores `reason`, dropping (releasing, CS1) the word it replaces.
+    fn set_reason(&mut self, reason: ReasonWord) {
+        // SAFETY: CS2, as in `reason`; `&mut self` rules out a live
+        // borrow of the old word.
+        unsafe { *self.slot.reason.get() = reason };
+    }
+
     fn deadline(&self) -> Time {
-        Time::from_nanos(self.deadline_acked & !ACKED)
+        Time::from_nanos(self.word & DEADLINE)
     }
 
     fn set_deadline(&mut self, deadline: Time) {
-        self.deadline_acked = (self.deadline_acked & ACKED) | deadline.as_nanos().min(!ACKED);
+        self.word = (self.word & ACKED) | deadline.as_nanos().min(DEADLINE - 1);
     }
 
     fn acked(&self) -> bool {
-        self.deadline_acked & ACKED != 0
+        self.word & ACKED != 0
+    }
+
+    fn ack(&mut self) {
+        self.word |= ACKED;
     }
 }
 
-/// The slot (see the module doc).
-pub(crate) struct CancelSlot(Mutex<Stored>);
+impl Drop for Locked<'_> {
+    /// CS2: gives the lock up. Nobody else writes the word while `LOCKED`
+    /// is set, so a release store of the new value suffices.
+    fn drop(&mut self) {
+        self.slot.word.store(self.word & !LOCKED, Ordering::Release);
+    }
+}
 
 impl CancelSlot {
     pub(crate) fn new() -> Self {
-        Self(Mutex::new(Stored::default()))
+        Self {
+            reason: UnsafeCell::new(ReasonWord::NONE),
+            word: AtomicU64::new(NO_DEADLINE),
+        }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Stored> {
-        // No user code runs under this lock.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    /// CS2: takes `LOCKED` (one acquiring compare-and-swap; waits while
+    /// another thread holds it). No user code runs under this lock.
+    fn lock(&self) -> Locked<'_> {
+        let mut spins = 0;
+        let mut w = self.word.load(Ordering::Relaxed);
+        loop {
+            if w & LOCKED != 0 {
+                crate::loom::backoff(&mut spins);
+                w = self.word.load(Ordering::Relaxed);
+                continue;
+            }
+            match self.word.compare_exchange_weak(
+                w,
+                w | LOCKED,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    return Locked {
+                        slot: self,
+                        word: w,
+                    };
+                }
+                Err(actual) => w = actual,
+            }
+        }
+    }
+
+    /// CS3: the lane deadline in nanoseconds, if one was set (a relaxed
+    /// reading: a hint; the deadline bits never change while `LOCKED` is
+    /// held, so a reading during a lock sees the value before it).
+    pub(crate) fn lane_deadline(&self) -> Option<u64> {
+        let d = self.word.load(Ordering::Relaxed) & DEADLINE;
+        (d != NO_DEADLINE).then_some(d)
+    }
+
+    /// CS3: records the budget deadline of a cell spawned through the
+    /// kernel (once, before the cell is first queued; the slot holds no
+    /// cancel and never will).
+    pub(crate) fn set_lane_deadline(&self, deadline: Time) {
+        let mut slot = self.lock();
+        debug_assert!(!slot.reason().is_some(), "CS3: a slot with a cancel");
+        slot.set_deadline(deadline);
     }
 
     /// LT7: a cancel request with `reason` (shared: a region cancel's), its
@@ -346,7 +456,7 @@ impl CancelSlot {
             return LightRequest::Unchanged;
         };
         let mut slot = self.lock();
-        if !reason.outranks(slot.reason.compared().as_deref()) {
+        if !reason.outranks(slot.reason().compared().as_deref()) {
             return LightRequest::Unchanged;
         }
         // The hint first: the value it replaces decides (module doc).
@@ -357,12 +467,12 @@ impl CancelSlot {
         if before.is_registered() {
             return LightRequest::Registered;
         }
-        let deadline = if slot.reason.is_some() {
+        let deadline = if slot.reason().is_some() {
             slot.deadline().min(grace_deadline)
         } else {
             grace_deadline
         };
-        slot.reason = ReasonWord::new(reason);
+        slot.set_reason(ReasonWord::new(reason));
         slot.set_deadline(deadline);
         LightRequest::Stored
     }
@@ -379,9 +489,9 @@ impl CancelSlot {
         if state.load_acquire().is_registered() {
             return LightAck::Registered;
         }
-        match slot.reason.to_reason(region, task) {
+        match slot.reason().to_reason(region, task) {
             Some(reason) => {
-                slot.deadline_acked |= ACKED;
+                slot.ack();
                 LightAck::Cancelled(reason)
             }
             None => LightAck::Quiet,
@@ -395,10 +505,10 @@ impl CancelSlot {
     /// is not touched.
     pub(crate) fn completion(&self, with_reason: bool) -> Option<LightCancelSeen> {
         let slot = self.lock();
-        slot.reason.is_some().then(|| LightCancelSeen {
+        slot.reason().is_some().then(|| LightCancelSeen {
             acked: slot.acked(),
             reason: if with_reason {
-                slot.reason.get()
+                slot.reason().get()
             } else {
                 SlotReason::None
             },
@@ -410,7 +520,7 @@ impl CancelSlot {
     /// `Cx::cancel_reason`.
     pub(crate) fn current(&self, region: RegionId, task: TaskId) -> Option<LightCancel> {
         let slot = self.lock();
-        slot.reason
+        slot.reason()
             .get()
             .into_shared(region, task)
             .map(|reason| LightCancel {
