@@ -11,7 +11,9 @@
 //! `std`'s types, and the library built as a dependency (not `cfg(test)`)
 //! is the ordinary one, since loom is a dev-dependency. Shimmed today:
 //! the task cell's state word (`exec::state`), the join slot's cells
-//! (`exec::join`) and the oneshot channel's word and cells
+//! (`exec::join`), the cancel slot's deadline word (`exec::cancel_slot`),
+//! the obligation home word (`kernel::obligation`) and the oneshot
+//! channel's word and cells
 //! (`channel::oneshot`). A model may only run inside
 //! `loom::model`: a loom atomic created outside of it panics, so the rest
 //! of the unit tests are not meant to run in a `--cfg loom` build (the CI

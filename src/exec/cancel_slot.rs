@@ -325,8 +325,6 @@ pub(crate) struct CancelSlot {
 // as a mutex would order it; what it may own, an `Arc<CancelReason>`, is
 // `Send + Sync` (CS1's assertion above).
 unsafe impl Sync for CancelSlot {}
-// SAFETY: as for `Sync`: the word is a `u64` or an owned `Arc<CancelReason>`.
-unsafe impl Send for CancelSlot {}
 
 /// The slot's lock held (CS2): the reason word, and the deadline word as
 /// it will be stored when the lock is given up (on drop, also on unwind).
@@ -687,5 +685,139 @@ mod loom_tests {
                 "CS1: released once"
             );
         });
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::types::CancelKind;
+
+    const REGION: RegionId = RegionId::from_parts(1, 0);
+    const TASK: TaskId = TaskId::from_parts(2, 0);
+
+    fn running_light_task() -> CellState {
+        let state = CellState::vacant(true, true, 0);
+        assert!(state.start_running().is_some());
+        state
+    }
+
+    fn unlocked(slot: &CancelSlot) -> bool {
+        slot.word.load(Ordering::Relaxed) & LOCKED == 0
+    }
+
+    #[test]
+    fn a_fresh_slot_has_no_lane_deadline_and_keeps_the_one_the_kernel_sets() {
+        let slot = CancelSlot::new();
+        assert_eq!(slot.lane_deadline(), None);
+        assert!(slot.current(REGION, TASK).is_none(), "no cancel stored");
+        slot.set_lane_deadline(Time::from_nanos(1_234));
+        assert_eq!(slot.lane_deadline(), Some(1_234), "CS3");
+        // CS2: a deadline past 2^62 ns is kept as the largest that fits,
+        // never as "none".
+        slot.set_lane_deadline(Time::from_nanos(u64::MAX));
+        assert_eq!(slot.lane_deadline(), Some(DEADLINE - 1));
+        assert!(unlocked(&slot), "CS2: the lock is given up");
+        assert!(slot.current(REGION, TASK).is_none(), "CS3: still no cancel");
+    }
+
+    #[test]
+    fn a_stored_cancel_keeps_its_deadline_and_acknowledgement_beside_the_lock_bit() {
+        let (state, slot) = (running_light_task(), CancelSlot::new());
+        let plain = PlainReason {
+            kind: CancelKind::User,
+            timestamp: Time::from_nanos(3),
+        };
+        let stored = slot.request_reason(&state, SlotReason::Plain(plain), Time::from_nanos(100));
+        assert_eq!(stored, LightRequest::Stored);
+        // K3, K4: a stronger reason replaces it; its later deadline does not.
+        let shutdown = Arc::new(CancelReason::shutdown());
+        assert_eq!(
+            slot.request(&state, &shutdown, Time::from_nanos(500)),
+            LightRequest::Stored
+        );
+        assert_eq!(
+            slot.request_reason(&state, SlotReason::Plain(plain), Time::from_nanos(1)),
+            LightRequest::Unchanged,
+            "K3: a weaker one changes nothing"
+        );
+        let seen = slot.current(REGION, TASK).expect("stored");
+        assert_eq!(seen.reason.kind, CancelKind::Shutdown);
+        assert_eq!(seen.grace_deadline, Time::from_nanos(100), "K4");
+        assert!(!seen.acked);
+        drop(seen);
+        assert!(matches!(
+            slot.acknowledge(&state, REGION, TASK),
+            LightAck::Cancelled(r) if r.kind == CancelKind::Shutdown
+        ));
+        let seen = slot.current(REGION, TASK).expect("stored");
+        assert!(seen.acked && seen.grace_deadline == Time::from_nanos(100));
+        assert!(slot.completion(true).expect("stored").acked);
+        assert!(unlocked(&slot), "CS2: every step gave the lock up");
+        drop(seen);
+        drop(slot);
+        assert_eq!(Arc::strong_count(&shutdown), 1, "CS1: released once");
+    }
+
+    /// CS2 under contention: one request per severity tier from its own
+    /// thread (the stronger, the earlier its grace deadline) while the
+    /// task acknowledges in a loop. Whatever the order, the slot ends with
+    /// the strongest reason and its deadline, acknowledged once the task
+    /// checks again, and nobody is left waiting for the lock.
+    #[test]
+    fn racing_requests_leave_the_strongest_reason_and_the_earliest_deadline() {
+        let tiers = [
+            CancelKind::User,
+            CancelKind::Timeout,
+            CancelKind::PollQuota,
+            CancelKind::FailFast,
+            CancelKind::ParentCancelled,
+            CancelKind::Shutdown,
+        ];
+        for _ in 0..200 {
+            let state = Arc::new(running_light_task());
+            let slot = Arc::new(CancelSlot::new());
+            let requesters: Vec<_> = tiers
+                .iter()
+                .map(|&kind| {
+                    let (state, slot) = (state.clone(), slot.clone());
+                    std::thread::spawn(move || {
+                        let deadline = Time::from_nanos(1_000 - 10 * u64::from(kind.severity()));
+                        let plain = PlainReason {
+                            kind,
+                            timestamp: Time::from_nanos(1),
+                        };
+                        slot.request_reason(&state, SlotReason::Plain(plain), deadline)
+                    })
+                })
+                .collect();
+            let mut acked_kinds = Vec::new();
+            for _ in 0..20 {
+                if let LightAck::Cancelled(r) = slot.acknowledge(&state, REGION, TASK) {
+                    acked_kinds.push(r.kind.severity());
+                }
+            }
+            for r in requesters {
+                let outcome = r.join().unwrap();
+                assert!(matches!(
+                    outcome,
+                    LightRequest::Stored | LightRequest::Unchanged
+                ));
+            }
+            assert!(
+                acked_kinds.windows(2).all(|w| w[0] <= w[1]),
+                "K3: the reason only strengthens: {acked_kinds:?}"
+            );
+            let seen = slot.current(REGION, TASK).expect("stored");
+            assert_eq!(seen.reason.kind, CancelKind::Shutdown);
+            assert_eq!(seen.grace_deadline, Time::from_nanos(950), "K4");
+            assert_eq!(state.load().cancel_severity(), Some(5), "SW5");
+            assert!(matches!(
+                slot.acknowledge(&state, REGION, TASK),
+                LightAck::Cancelled(_)
+            ));
+            assert!(slot.completion(false).expect("stored").acked);
+            assert!(unlocked(&slot));
+        }
     }
 }

@@ -433,6 +433,15 @@ impl ObligationHome {
         leaked
     }
 
+    /// OB10: whether the details' box exists (tests: no other thread may
+    /// use the home meanwhile).
+    #[cfg(test)]
+    fn has_details(&self) -> bool {
+        // SAFETY: a test reads the box while no other thread uses the
+        // home, so nothing writes it meanwhile (OB6).
+        unsafe { (*self.details.get()).is_some() }
+    }
+
     /// Whether `id` is pending here (diagnostics: takes the lock bit).
     pub(crate) fn holds(&self, id: ObligationId) -> bool {
         let Some(locked) = self.lock_step(0) else {
@@ -597,6 +606,52 @@ mod tests {
         let leaked: Vec<_> = home.close().into_iter().map(|h| h.id).collect();
         let expected: Vec<_> = all.iter().skip(1).step_by(2).copied().collect();
         assert_eq!(leaked, expected);
+    }
+
+    #[test]
+    fn a_home_makes_its_details_at_its_first_reservation_and_drops_them_at_its_sweep() {
+        let ids = AtomicU64::new(0);
+        let idle = ObligationHome::new();
+        assert!(!idle.has_details(), "OB10: nothing until a reservation");
+        assert!(idle.close().is_empty());
+        assert!(!idle.has_details());
+
+        let home = ObligationHome::new();
+        let a = reserve(&home, &ids, "a");
+        assert!(home.has_details(), "OB10: made by the first reservation");
+        assert!(home.release(a).is_some());
+        assert!(home.has_details(), "kept for the next reservation");
+        let b = reserve(&home, &ids, "b");
+        assert_eq!(u64::from(b.index()), 1, "OB7: the block is kept too");
+        assert!(home.release(b).is_some());
+        assert!(home.close().is_empty());
+        assert!(!home.has_details(), "OB10: dropped by the sweep");
+
+        let leaky = ObligationHome::new();
+        let c = reserve(&leaky, &ids, "c");
+        let leaked: Vec<_> = leaky.close().into_iter().map(|h| h.id).collect();
+        assert_eq!(leaked, vec![c]);
+        assert!(!leaky.has_details(), "OB10: dropped by a sweep that leaks");
+        assert_eq!(leaky.reserve(&ids, "d", t(1), r0(), Time::ZERO), None);
+        assert!(!leaky.has_details(), "OB2: a closed home makes nothing");
+    }
+
+    #[test]
+    fn giving_back_the_oldest_keeps_the_others_in_reservation_order() {
+        let ids = AtomicU64::new(0);
+        let home = ObligationHome::new();
+        let a = reserve(&home, &ids, "a");
+        let b = reserve(&home, &ids, "b");
+        let c = reserve(&home, &ids, "c");
+        assert_eq!(home.release(a).map(|h| h.kind), Some("a"), "the inline one");
+        let d = reserve(&home, &ids, "d");
+        assert!(home.release(c).is_some());
+        let e = reserve(&home, &ids, "e");
+        assert!([a, c].iter().all(|id| !home.holds(*id)));
+        assert!([b, d, e].iter().all(|id| home.holds(*id)));
+        assert_eq!(home.pending(), 3);
+        let leaked: Vec<_> = home.close().into_iter().map(|h| h.id).collect();
+        assert_eq!(leaked, vec![b, d, e]);
     }
 
     /// The hard race (OB1, OB5): one thread resolves obligations it does
