@@ -17,8 +17,8 @@
 //!                                  waker, readable by the completion (SW11, SW12)
 //!   bit  12      FINISHED          the join slot's output cell holds the task's
 //!                                  end, published by the completion (SW9)
-//!   bit  13      FAST_POLLS        constant: the kernel may skip this task's
-//!                                  polls (A1; spawned tasks), SW13
+//!   bit  13      FAST_POLLS        constant: a poll may skip the kernel when
+//!                                  no attention bit is set (A1; spawned tasks), SW13
 //!   bits 14..=17 LIGHT_SHARD       constant: the shard of the light set this
 //!                                  cell joins (LT9), SW13
 //!   bits 18..=63 reserved, always 0
@@ -198,8 +198,9 @@ impl Snapshot {
         self.0 & FINISHED != 0
     }
 
-    /// SW13: whether the kernel may skip this task's polls (A1: spawned
-    /// tasks; a root body's or a test's word has it clear).
+    /// SW13: whether a poll may skip the kernel when no attention bit is
+    /// set (A1: spawned tasks; a root body's or a test's word has it
+    /// clear).
     pub(crate) fn fast_polls(self) -> bool {
         self.0 & FAST_POLLS != 0
     }
