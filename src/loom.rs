@@ -11,7 +11,9 @@
 //! `std`'s types, and the library built as a dependency (not `cfg(test)`)
 //! is the ordinary one, since loom is a dev-dependency. Shimmed today:
 //! the task cell's state word (`exec::state`), the join slot's cells
-//! (`exec::join`) and the oneshot channel's word and cells
+//! (`exec::join`), the cancel slot's deadline word (`exec::cancel_slot`),
+//! the obligation home word (`kernel::obligation`) and the oneshot
+//! channel's word and cells
 //! (`channel::oneshot`). A model may only run inside
 //! `loom::model`: a loom atomic created outside of it panics, so the rest
 //! of the unit tests are not meant to run in a `--cfg loom` build (the CI
@@ -62,6 +64,27 @@ pub(crate) mod cell {
         /// access.
         pub(crate) fn with_mut<R>(&self, f: impl FnOnce(*mut T) -> R) -> R {
             f(self.0.get())
+        }
+    }
+}
+
+/// A short wait for the holder of a lock bit (the obligation home's OB6,
+/// the cancel slot's CS2, `exec::cancel_slot`), which holds it for a few
+/// instructions: spins a little, then yields the thread. Under loom, a
+/// modelled yield, so that a model explores the holder's progress.
+pub(crate) fn backoff(spins: &mut u32) {
+    #[cfg(all(test, loom))]
+    {
+        let _ = spins;
+        ::loom::thread::yield_now();
+    }
+    #[cfg(not(all(test, loom)))]
+    {
+        *spins += 1;
+        if *spins < 64 {
+            std::hint::spin_loop();
+        } else {
+            std::thread::yield_now();
         }
     }
 }

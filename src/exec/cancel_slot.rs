@@ -26,10 +26,30 @@
 //! all its tasks). The task's checkpoint copies the reason out without
 //! touching that `Arc`'s count, and a completion whose handle is gone
 //! (SW10) takes no reason at all.
+//!
+//! The slot is two words, 16 bytes in every task cell:
+//! - CS1: the reason word (below).
+//! - CS2 (the lock bit): the deadline word holds the grace deadline, the
+//!   acknowledgement (`ACKED`) and the slot's lock (`LOCKED`). Every step
+//!   above takes `LOCKED` by one acquiring compare-and-swap (waiting while
+//!   another thread holds it: only the task itself and whoever cancels it
+//!   ever do, for a few instructions), and only its holder reads or writes
+//!   the reason word or changes the deadline word, giving the lock up with
+//!   one release store of the word's new value (on unwind too). So the
+//!   steps are serialised as a mutex would serialise them.
+//! - CS3 (the deadline word's other use): a cell spawned through the
+//!   kernel stores no cancel here (its cancel state is its kernel record's;
+//!   the cell never reaches LT7's paths), and a light task has no budget
+//!   (LT4). So the deadline bits of a kernel-spawned cell carry its budget
+//!   deadline, the timed lane's hint, set once by the kernel before the
+//!   cell is first queued (`set_lane_deadline`, under `LOCKED`) and read
+//!   relaxed by the scheduler (`lane_deadline`); a light cell reports no
+//!   lane deadline. No cell needs both uses.
 
-// The imports the loom model (`loom_tests` below) replaces.
-use crate::loom::sync::{Mutex, MutexGuard};
+// The import the loom model (`loom_tests` below) replaces.
+use crate::loom::sync::atomic::{AtomicU64, Ordering};
 
+use std::cell::UnsafeCell;
 use std::sync::Arc;
 
 use super::state::{COMPLETE, CellState};
@@ -156,7 +176,7 @@ pub(crate) struct LightCancelSeen {
 }
 
 /// CS1 (the reason word): a stored reason in one word, so the slot takes
-/// 24 bytes with its lock. 0: none. Low bit set: a plain reason, its
+/// 16 bytes with its deadline word (CS2). 0: none. Low bit set: a plain reason, its
 /// stamp's nanoseconds from bit 5 up and its kind's index in bits 1..=4.
 /// Otherwise: a pointer from `Arc::into_raw` (aligned, so its low bit is
 /// clear), which the word owns: one strong reference, released when the
@@ -280,43 +300,131 @@ const _: () = {
     send_sync::<Arc<CancelReason>>();
 };
 
-/// A [`LightCancel`] as the slot stores it: the reason (CS1), and the
-/// grace deadline's nanoseconds with the acknowledgement in the top bit, so
-/// the slot takes 24 bytes (a deadline past 2^63 ns, 292 years, is kept as
-/// that).
-#[derive(Default)]
-struct Stored {
-    reason: ReasonWord,
-    deadline_acked: u64,
+/// CS2 (the deadline word): bit 63 `ACKED` (the task acknowledged the
+/// stored cancel), bit 62 `LOCKED` (the slot's lock), bits 0..=61 a
+/// deadline's nanoseconds (a deadline past 2^62 ns, 146 years, is kept as
+/// that; all ones: none). The word and the reason word are 16 bytes.
+const ACKED: u64 = 1 << 63;
+const LOCKED: u64 = 1 << 62;
+const DEADLINE: u64 = LOCKED - 1;
+/// CS3: no lane deadline (and the value of a fresh slot).
+const NO_DEADLINE: u64 = DEADLINE;
+
+/// The slot (see the module doc): a reason word (CS1) and a deadline word
+/// whose `LOCKED` bit is the slot's lock (CS2).
+pub(crate) struct CancelSlot {
+    /// CS1, CS2: read and written only by the holder of `LOCKED`.
+    reason: UnsafeCell<ReasonWord>,
+    /// CS2: `ACKED` | `LOCKED` | the deadline (the grace deadline, LT7; or,
+    /// in a cell spawned through the kernel, the lane deadline, CS3).
+    word: AtomicU64,
 }
 
-const ACKED: u64 = 1 << 63;
+// SAFETY: CS2: the reason word is touched only by the holder of `LOCKED`,
+// taken by an acquiring compare-and-swap and given up by a release store,
+// as a mutex would order it; what it may own, an `Arc<CancelReason>`, is
+// `Send + Sync` (CS1's assertion above).
+unsafe impl Sync for CancelSlot {}
 
-impl Stored {
+/// The slot's lock held (CS2): the reason word, and the deadline word as
+/// it will be stored when the lock is given up (on drop, also on unwind).
+struct Locked<'a> {
+    slot: &'a CancelSlot,
+    /// The deadline word without `LOCKED`.
+    word: u64,
+}
+
+impl Locked<'_> {
+    fn reason(&self) -> &ReasonWord {
+        // SAFETY: CS2: this guard holds `LOCKED`, so no other thread
+        // touches the reason word until it is dropped, and the borrow
+        // ends before (it borrows the guard).
+        unsafe { &*self.slot.reason.get() }
+    }
+
+    /// Stores `reason`, dropping (releasing, CS1) the word it replaces.
+    fn set_reason(&mut self, reason: ReasonWord) {
+        // SAFETY: CS2, as in `reason`; `&mut self` rules out a live
+        // borrow of the old word.
+        unsafe { *self.slot.reason.get() = reason };
+    }
+
     fn deadline(&self) -> Time {
-        Time::from_nanos(self.deadline_acked & !ACKED)
+        Time::from_nanos(self.word & DEADLINE)
     }
 
     fn set_deadline(&mut self, deadline: Time) {
-        self.deadline_acked = (self.deadline_acked & ACKED) | deadline.as_nanos().min(!ACKED);
+        self.word = (self.word & ACKED) | deadline.as_nanos().min(DEADLINE - 1);
     }
 
     fn acked(&self) -> bool {
-        self.deadline_acked & ACKED != 0
+        self.word & ACKED != 0
+    }
+
+    fn ack(&mut self) {
+        self.word |= ACKED;
     }
 }
 
-/// The slot (see the module doc).
-pub(crate) struct CancelSlot(Mutex<Stored>);
+impl Drop for Locked<'_> {
+    /// CS2: gives the lock up. Nobody else writes the word while `LOCKED`
+    /// is set, so a release store of the new value suffices.
+    fn drop(&mut self) {
+        self.slot.word.store(self.word & !LOCKED, Ordering::Release);
+    }
+}
 
 impl CancelSlot {
     pub(crate) fn new() -> Self {
-        Self(Mutex::new(Stored::default()))
+        Self {
+            reason: UnsafeCell::new(ReasonWord::NONE),
+            word: AtomicU64::new(NO_DEADLINE),
+        }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Stored> {
-        // No user code runs under this lock.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    /// CS2: takes `LOCKED` (one acquiring compare-and-swap; waits while
+    /// another thread holds it). No user code runs under this lock.
+    fn lock(&self) -> Locked<'_> {
+        let mut spins = 0;
+        let mut w = self.word.load(Ordering::Relaxed);
+        loop {
+            if w & LOCKED != 0 {
+                crate::loom::backoff(&mut spins);
+                w = self.word.load(Ordering::Relaxed);
+                continue;
+            }
+            match self.word.compare_exchange_weak(
+                w,
+                w | LOCKED,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    return Locked {
+                        slot: self,
+                        word: w,
+                    };
+                }
+                Err(actual) => w = actual,
+            }
+        }
+    }
+
+    /// CS3: the lane deadline in nanoseconds, if one was set (a relaxed
+    /// reading: a hint; the deadline bits never change while `LOCKED` is
+    /// held, so a reading during a lock sees the value before it).
+    pub(crate) fn lane_deadline(&self) -> Option<u64> {
+        let d = self.word.load(Ordering::Relaxed) & DEADLINE;
+        (d != NO_DEADLINE).then_some(d)
+    }
+
+    /// CS3: records the budget deadline of a cell spawned through the
+    /// kernel (once, before the cell is first queued; the slot holds no
+    /// cancel and never will).
+    pub(crate) fn set_lane_deadline(&self, deadline: Time) {
+        let mut slot = self.lock();
+        debug_assert!(!slot.reason().is_some(), "CS3: a slot with a cancel");
+        slot.set_deadline(deadline);
     }
 
     /// LT7: a cancel request with `reason` (shared: a region cancel's), its
@@ -346,7 +454,7 @@ impl CancelSlot {
             return LightRequest::Unchanged;
         };
         let mut slot = self.lock();
-        if !reason.outranks(slot.reason.compared().as_deref()) {
+        if !reason.outranks(slot.reason().compared().as_deref()) {
             return LightRequest::Unchanged;
         }
         // The hint first: the value it replaces decides (module doc).
@@ -357,12 +465,12 @@ impl CancelSlot {
         if before.is_registered() {
             return LightRequest::Registered;
         }
-        let deadline = if slot.reason.is_some() {
+        let deadline = if slot.reason().is_some() {
             slot.deadline().min(grace_deadline)
         } else {
             grace_deadline
         };
-        slot.reason = ReasonWord::new(reason);
+        slot.set_reason(ReasonWord::new(reason));
         slot.set_deadline(deadline);
         LightRequest::Stored
     }
@@ -379,9 +487,9 @@ impl CancelSlot {
         if state.load_acquire().is_registered() {
             return LightAck::Registered;
         }
-        match slot.reason.to_reason(region, task) {
+        match slot.reason().to_reason(region, task) {
             Some(reason) => {
-                slot.deadline_acked |= ACKED;
+                slot.ack();
                 LightAck::Cancelled(reason)
             }
             None => LightAck::Quiet,
@@ -395,10 +503,10 @@ impl CancelSlot {
     /// is not touched.
     pub(crate) fn completion(&self, with_reason: bool) -> Option<LightCancelSeen> {
         let slot = self.lock();
-        slot.reason.is_some().then(|| LightCancelSeen {
+        slot.reason().is_some().then(|| LightCancelSeen {
             acked: slot.acked(),
             reason: if with_reason {
-                slot.reason.get()
+                slot.reason().get()
             } else {
                 SlotReason::None
             },
@@ -410,7 +518,7 @@ impl CancelSlot {
     /// `Cx::cancel_reason`.
     pub(crate) fn current(&self, region: RegionId, task: TaskId) -> Option<LightCancel> {
         let slot = self.lock();
-        slot.reason
+        slot.reason()
             .get()
             .into_shared(region, task)
             .map(|reason| LightCancel {
@@ -577,5 +685,139 @@ mod loom_tests {
                 "CS1: released once"
             );
         });
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::types::CancelKind;
+
+    const REGION: RegionId = RegionId::from_parts(1, 0);
+    const TASK: TaskId = TaskId::from_parts(2, 0);
+
+    fn running_light_task() -> CellState {
+        let state = CellState::vacant(true, true, 0);
+        assert!(state.start_running().is_some());
+        state
+    }
+
+    fn unlocked(slot: &CancelSlot) -> bool {
+        slot.word.load(Ordering::Relaxed) & LOCKED == 0
+    }
+
+    #[test]
+    fn a_fresh_slot_has_no_lane_deadline_and_keeps_the_one_the_kernel_sets() {
+        let slot = CancelSlot::new();
+        assert_eq!(slot.lane_deadline(), None);
+        assert!(slot.current(REGION, TASK).is_none(), "no cancel stored");
+        slot.set_lane_deadline(Time::from_nanos(1_234));
+        assert_eq!(slot.lane_deadline(), Some(1_234), "CS3");
+        // CS2: a deadline past 2^62 ns is kept as the largest that fits,
+        // never as "none".
+        slot.set_lane_deadline(Time::from_nanos(u64::MAX));
+        assert_eq!(slot.lane_deadline(), Some(DEADLINE - 1));
+        assert!(unlocked(&slot), "CS2: the lock is given up");
+        assert!(slot.current(REGION, TASK).is_none(), "CS3: still no cancel");
+    }
+
+    #[test]
+    fn a_stored_cancel_keeps_its_deadline_and_acknowledgement_beside_the_lock_bit() {
+        let (state, slot) = (running_light_task(), CancelSlot::new());
+        let plain = PlainReason {
+            kind: CancelKind::User,
+            timestamp: Time::from_nanos(3),
+        };
+        let stored = slot.request_reason(&state, SlotReason::Plain(plain), Time::from_nanos(100));
+        assert_eq!(stored, LightRequest::Stored);
+        // K3, K4: a stronger reason replaces it; its later deadline does not.
+        let shutdown = Arc::new(CancelReason::shutdown());
+        assert_eq!(
+            slot.request(&state, &shutdown, Time::from_nanos(500)),
+            LightRequest::Stored
+        );
+        assert_eq!(
+            slot.request_reason(&state, SlotReason::Plain(plain), Time::from_nanos(1)),
+            LightRequest::Unchanged,
+            "K3: a weaker one changes nothing"
+        );
+        let seen = slot.current(REGION, TASK).expect("stored");
+        assert_eq!(seen.reason.kind, CancelKind::Shutdown);
+        assert_eq!(seen.grace_deadline, Time::from_nanos(100), "K4");
+        assert!(!seen.acked);
+        drop(seen);
+        assert!(matches!(
+            slot.acknowledge(&state, REGION, TASK),
+            LightAck::Cancelled(r) if r.kind == CancelKind::Shutdown
+        ));
+        let seen = slot.current(REGION, TASK).expect("stored");
+        assert!(seen.acked && seen.grace_deadline == Time::from_nanos(100));
+        assert!(slot.completion(true).expect("stored").acked);
+        assert!(unlocked(&slot), "CS2: every step gave the lock up");
+        drop(seen);
+        drop(slot);
+        assert_eq!(Arc::strong_count(&shutdown), 1, "CS1: released once");
+    }
+
+    /// CS2 under contention: one request per severity tier from its own
+    /// thread (the stronger, the earlier its grace deadline) while the
+    /// task acknowledges in a loop. Whatever the order, the slot ends with
+    /// the strongest reason and its deadline, acknowledged once the task
+    /// checks again, and nobody is left waiting for the lock.
+    #[test]
+    fn racing_requests_leave_the_strongest_reason_and_the_earliest_deadline() {
+        let tiers = [
+            CancelKind::User,
+            CancelKind::Timeout,
+            CancelKind::PollQuota,
+            CancelKind::FailFast,
+            CancelKind::ParentCancelled,
+            CancelKind::Shutdown,
+        ];
+        for _ in 0..200 {
+            let state = Arc::new(running_light_task());
+            let slot = Arc::new(CancelSlot::new());
+            let requesters: Vec<_> = tiers
+                .iter()
+                .map(|&kind| {
+                    let (state, slot) = (state.clone(), slot.clone());
+                    std::thread::spawn(move || {
+                        let deadline = Time::from_nanos(1_000 - 10 * u64::from(kind.severity()));
+                        let plain = PlainReason {
+                            kind,
+                            timestamp: Time::from_nanos(1),
+                        };
+                        slot.request_reason(&state, SlotReason::Plain(plain), deadline)
+                    })
+                })
+                .collect();
+            let mut acked_kinds = Vec::new();
+            for _ in 0..20 {
+                if let LightAck::Cancelled(r) = slot.acknowledge(&state, REGION, TASK) {
+                    acked_kinds.push(r.kind.severity());
+                }
+            }
+            for r in requesters {
+                let outcome = r.join().unwrap();
+                assert!(matches!(
+                    outcome,
+                    LightRequest::Stored | LightRequest::Unchanged
+                ));
+            }
+            assert!(
+                acked_kinds.windows(2).all(|w| w[0] <= w[1]),
+                "K3: the reason only strengthens: {acked_kinds:?}"
+            );
+            let seen = slot.current(REGION, TASK).expect("stored");
+            assert_eq!(seen.reason.kind, CancelKind::Shutdown);
+            assert_eq!(seen.grace_deadline, Time::from_nanos(950), "K4");
+            assert_eq!(state.load().cancel_severity(), Some(5), "SW5");
+            assert!(matches!(
+                slot.acknowledge(&state, REGION, TASK),
+                LightAck::Cancelled(_)
+            ));
+            assert!(slot.completion(false).expect("stored").acked);
+            assert!(unlocked(&slot));
+        }
     }
 }

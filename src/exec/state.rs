@@ -1,6 +1,8 @@
 //! A task cell's state word: one `AtomicU64` holding the wake state (rules
 //! W1–W4 in `task_cell`), whether the future has started, the kernel's
-//! attention bits (rule A1 in `kernel`) and the cancel lane hint.
+//! attention bits (rule A1 in `kernel`), the cancel lane hint, and two
+//! fields fixed when the cell is made (SW13), kept here rather than in
+//! bytes of their own.
 //!
 //! Layout (bit 0 lowest):
 //! ```text
@@ -15,7 +17,11 @@
 //!                                  waker, readable by the completion (SW11, SW12)
 //!   bit  12      FINISHED          the join slot's output cell holds the task's
 //!                                  end, published by the completion (SW9)
-//!   bits 13..=63 reserved, always 0
+//!   bit  13      FAST_POLLS        constant: a poll may skip the kernel when
+//!                                  no attention bit is set (A1; spawned tasks), SW13
+//!   bits 14..=17 LIGHT_SHARD       constant: the shard of the light set this
+//!                                  cell joins (LT9), SW13
+//!   bits 18..=63 reserved, always 0
 //! ```
 //!
 //! A light task's cancel request is its cancel hint (the atomic flag)
@@ -51,6 +57,11 @@
 //!   leaves it), is never reset, and fits `CancelKind::severity` (0..=5)
 //!   plus one in its 3 bits.
 //! - SW6: the reserved bits stay 0.
+//! - SW13: FAST_POLLS and LIGHT_SHARD are written once, by the constructor
+//!   ([`CellState::vacant`]), and never changed: no transition names them,
+//!   so every RMW keeps them (SW1). Any reading of the word, relaxed or a
+//!   transition's snapshot, gives their true values (the cell is published
+//!   to other threads only after it is built).
 //! - SW8: a wake absorbed by a task already SCHEDULED or NOTIFIED still
 //!   writes the word (its compare-and-swap stores the value it read), so,
 //!   like every other wake, it is a release that the serving run edge's
@@ -121,6 +132,13 @@ const REGISTERED: u64 = 1 << 9;
 const JOIN_INTEREST: u64 = 1 << 10;
 const JOIN_WAKER: u64 = 1 << 11;
 const FINISHED: u64 = 1 << 12;
+/// SW13: constant from construction.
+const FAST_POLLS: u64 = 1 << 13;
+const SHARD_SHIFT: u32 = 14;
+/// SW13: constant from construction; 4 bits.
+const LIGHT_SHARD: u64 = 0b1111 << SHARD_SHIFT;
+// SW13: every shard index fits the field.
+const _: () = assert!(crate::kernel::light::SHARDS as u64 <= (LIGHT_SHARD >> SHARD_SHIFT) + 1);
 /// Rule SW6: bits no transition may set yet.
 const RESERVED: u64 = !(LIFECYCLE
     | STARTED
@@ -130,7 +148,9 @@ const RESERVED: u64 = !(LIFECYCLE
     | REGISTERED
     | JOIN_INTEREST
     | JOIN_WAKER
-    | FINISHED);
+    | FINISHED
+    | FAST_POLLS
+    | LIGHT_SHARD);
 
 /// One reading of a [`CellState`].
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -178,6 +198,19 @@ impl Snapshot {
         self.0 & FINISHED != 0
     }
 
+    /// SW13: whether a poll may skip the kernel when no attention bit is
+    /// set (A1: spawned tasks; a root body's or a test's word has it
+    /// clear).
+    pub(crate) fn fast_polls(self) -> bool {
+        self.0 & FAST_POLLS != 0
+    }
+
+    /// SW13: the shard of its light set the cell joins (LT9).
+    pub(crate) fn light_shard(self) -> usize {
+        // 4 bits: the cast keeps every value.
+        ((self.0 & LIGHT_SHARD) >> SHARD_SHIFT) as usize
+    }
+
     /// The cancel lane hint: the severity of the strongest cancel request.
     pub(crate) fn cancel_severity(self) -> Option<u8> {
         // The field is 3 bits wide, so the cast keeps every value.
@@ -197,6 +230,8 @@ impl std::fmt::Debug for Snapshot {
             .field("join_interest", &self.is_join_interested())
             .field("join_waker", &self.is_join_waker_set())
             .field("finished", &self.is_finished())
+            .field("fast_polls", &self.fast_polls())
+            .field("light_shard", &self.light_shard())
             .finish()
     }
 }
@@ -226,16 +261,25 @@ impl CellState {
     /// A vacant cell: SCHEDULED (wakes before the spawner queues it are
     /// absorbed, W1), not started, with attention (A1: the kernel clears it
     /// at registration when the first poll may skip it), and with join
-    /// interest (SW10: every cell is created for one `TaskHandle`).
+    /// interest (SW10: every cell is created for one `TaskHandle`); no
+    /// fast polls, shard 0 (SW13).
     pub(crate) fn new() -> Self {
-        Self(AtomicU64::new(SCHEDULED | ATTENTION | JOIN_INTEREST))
+        Self::vacant(false, false, 0)
     }
 
-    /// A vacant light task's cell (LT4): as [`new`](Self::new), its first
-    /// poll free to skip the kernel from the start (A1: nothing can have
-    /// asked for attention before the cell exists).
-    pub(crate) fn new_light() -> Self {
-        Self(AtomicU64::new(SCHEDULED | JOIN_INTEREST))
+    /// A vacant task cell (as [`new`](Self::new)) with its constant fields
+    /// (SW13). A light task's (LT4) has its first poll free to skip the
+    /// kernel from the start (A1: nothing can have asked for attention
+    /// before the cell exists) and always `fast_polls`.
+    pub(crate) fn vacant(light: bool, fast_polls: bool, light_shard: usize) -> Self {
+        debug_assert!(!light || fast_polls, "LT4: a light task is a spawned one");
+        let attention = if light { 0 } else { ATTENTION };
+        let fast = if fast_polls { FAST_POLLS } else { 0 };
+        let shard = (light_shard as u64) << SHARD_SHIFT;
+        debug_assert_eq!(shard & !LIGHT_SHARD, 0, "SW13: the shard fits");
+        Self(AtomicU64::new(
+            SCHEDULED | attention | JOIN_INTEREST | fast | (shard & LIGHT_SHARD),
+        ))
     }
 
     /// A relaxed reading (lane hints).
@@ -432,9 +476,40 @@ mod tests {
 
     #[test]
     fn a_vacant_light_cell_differs_from_a_vacant_cell_only_by_its_attention() {
-        let (plain, light) = (CellState::new().load(), CellState::new_light().load());
+        let plain = CellState::vacant(false, true, 3).load();
+        let light = CellState::vacant(true, true, 3).load();
         assert!(plain.has_attention() && !light.has_attention());
         assert_eq!(plain.0 & !ATTENTION, light.0);
+    }
+
+    #[test]
+    fn the_constant_fields_survive_every_transition() {
+        for (fast, shard) in [
+            (true, crate::kernel::light::SHARDS - 1),
+            (false, 0),
+            (true, 1),
+        ] {
+            let s = CellState::vacant(false, fast, shard);
+            let check = |s: &CellState| {
+                let w = s.load();
+                assert_eq!((w.fast_polls(), w.light_shard()), (fast, shard), "SW13");
+            };
+            check(&s);
+            let seen = s.start_running().unwrap();
+            assert_eq!((seen.fast_polls(), seen.light_shard()), (fast, shard));
+            s.wake();
+            s.cancel_requested(5);
+            s.take_attention();
+            s.request_attention();
+            s.mark_registered();
+            assert_eq!(s.pending(), Pending::Requeue);
+            check(&s);
+            s.start_running().unwrap();
+            s.complete();
+            s.publish_output();
+            s.drop_join_interest();
+            check(&s);
+        }
     }
 
     #[test]

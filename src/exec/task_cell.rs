@@ -80,22 +80,17 @@ pub(crate) struct TaskCell<F: Future> {
     id: AtomicU64,
     region: RegionId,
     core: Arc<Core>,
-    /// Rules SW1–SW6 (`state`): the wake state (W1–W4); STARTED, set by
+    /// Rules SW1–SW13 (`state`): the wake state (W1–W4); STARTED, set by
     /// the first run; the A1 attention bits (`kernel`): whether the next
     /// poll must go through the kernel (ATTENTION), or only if the task
-    /// has not started (CANCEL_ATTENTION); and the cancel lane hint, the
+    /// has not started (CANCEL_ATTENTION); the cancel lane hint, the
     /// severity of the strongest cancel request (set by the kernel on a
     /// cancel request and raised when the reason is strengthened, never
-    /// reset; read by the scheduler on each schedule).
+    /// reset; read by the scheduler on each schedule); and, constant
+    /// (SW13), whether the kernel may use the attention flag (FAST_POLLS:
+    /// spawned tasks) and the shard of `light` this cell joins (LIGHT_SHARD,
+    /// LT9: the spawning thread's).
     state: CellState,
-    /// Lane hint: the budget deadline in nanoseconds (`u64::MAX`: none),
-    /// set by the kernel when the task registers.
-    deadline_hint: AtomicU64,
-    /// Whether the kernel may use the attention flag (spawned tasks).
-    fast_polls: bool,
-    /// LT9: the shard of `light` this cell joins: the spawning thread's
-    /// (fits beside `fast_polls`, in what was padding).
-    light_shard: u8,
     /// The region's light-task set, if this task was spawned light (rules
     /// LT1–LT6 in `kernel::light`): its completion looks there first.
     light: Option<Arc<LightTasks>>,
@@ -112,14 +107,17 @@ pub(crate) struct TaskCell<F: Future> {
     /// then the handle's (or the completion's, if the handle was gone).
     stage: UnsafeCell<Stage<F>>,
     pub(crate) join: JoinSlot<F::Output>,
-    /// The task's obligation home word (rules OB1–OB9 in
+    /// The task's obligation home word (rules OB1–OB10 in
     /// `kernel::obligation`): in the cell, so spawning allocates nothing
     /// more. Reached during the task's polls through the thread-local
     /// context (OB9), by permits through a `Weak`, by the kernel through
     /// `Attention::obligation_home`.
     home: crate::kernel::ObligationHome,
     /// A light task's pending cancellation (rules LT7, LT8 in
-    /// `kernel::light`), until the kernel registers the task.
+    /// `kernel::light`), until the kernel registers the task; in a cell
+    /// spawned through the kernel, which stores no cancel here, the budget
+    /// deadline that is the timed lane's hint (CS3 in `cancel_slot`: a
+    /// light task has no budget, LT4).
     cancel: CancelSlot,
 }
 
@@ -144,7 +142,8 @@ where
         fast_polls: bool,
         light: Option<Arc<LightTasks>>,
     ) -> Arc<Self> {
-        Self::build(region, core, fast_polls, light, u64::MAX, CellState::new())
+        let state = CellState::vacant(false, fast_polls, crate::kernel::light::thread_shard());
+        Self::build(region, core, light, u64::MAX, state)
     }
 
     /// An empty cell for light task `id` of `set` (rules LT1–LT5): its id
@@ -156,14 +155,8 @@ where
         set: Arc<LightTasks>,
         id: TaskId,
     ) -> Arc<Self> {
-        Self::build(
-            region,
-            core,
-            true,
-            Some(set),
-            id.to_bits(),
-            CellState::new_light(),
-        )
+        let state = CellState::vacant(true, true, crate::kernel::light::thread_shard());
+        Self::build(region, core, Some(set), id.to_bits(), state)
     }
 
     /// CXH2: the region's set, if this task was spawned light.
@@ -174,7 +167,6 @@ where
     fn build(
         region: RegionId,
         core: Arc<Core>,
-        fast_polls: bool,
         light: Option<Arc<LightTasks>>,
         id: u64,
         state: CellState,
@@ -184,9 +176,6 @@ where
             region,
             core,
             state,
-            deadline_hint: AtomicU64::new(u64::MAX),
-            fast_polls,
-            light_shard: crate::kernel::light::thread_shard() as u8,
             light,
             light_links: Links::new(),
             stage: UnsafeCell::new(Stage::Vacant),
@@ -457,7 +446,9 @@ where
             // in `before_poll`, registered here in O(1) from the cell.
             self.register_cell();
         }
-        let cell = self.fast_polls.then_some(CellWords {
+        // SW13: a constant of the word, in the run edge's snapshot.
+        let fast_polls = before.fast_polls();
+        let cell = fast_polls.then_some(CellWords {
             state: &self.state,
             cancel: self.light.is_some().then_some(&self.cancel),
             seen: before,
@@ -468,9 +459,7 @@ where
         });
         let polled_before = before.is_started();
         // OB9: the task's own `Cx` finds its home in the context.
-        let home = self
-            .fast_polls
-            .then_some(&self as &(dyn crate::kernel::HomeSource + 'static));
+        let home = fast_polls.then_some(&self as &(dyn crate::kernel::HomeSource + 'static));
         let step = self.core.poll_task(
             self.task_id(),
             self.region,
@@ -514,8 +503,12 @@ where
     }
 
     fn deadline_hint(&self) -> Option<u64> {
-        let d = self.deadline_hint.load(Ordering::Relaxed);
-        (d != u64::MAX).then_some(d)
+        // CS3: only a cell spawned through the kernel keeps one (a light
+        // cell's slot deadline is a cancel's grace deadline).
+        if self.light.is_some() {
+            return None;
+        }
+        self.cancel.lane_deadline()
     }
 }
 
@@ -569,8 +562,9 @@ where
     }
 
     fn deadline_hint(&self, deadline: crate::types::Time) {
-        self.deadline_hint
-            .store(deadline.as_nanos().min(u64::MAX - 1), Ordering::Relaxed);
+        // CS3: a light task has no budget (LT4), so its slot is free of it.
+        debug_assert!(self.light.is_none(), "LT4: a light task has no budget");
+        self.cancel.set_lane_deadline(deadline);
     }
 
     fn to_waker(self: Arc<Self>) -> Waker {
@@ -594,7 +588,7 @@ where
     }
 
     fn light_shard(&self) -> usize {
-        usize::from(self.light_shard)
+        self.state.load().light_shard() // SW13
     }
 
     fn light_id(&self) -> TaskId {

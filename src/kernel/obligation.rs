@@ -33,7 +33,7 @@
 //!    same holds for obligations reserved with a region body's `Cx`: the
 //!    body's region is their home.
 //!
-//! # Home words (rules OB1–OB9)
+//! # Home words (rules OB1–OB10)
 //!
 //! Reserving and resolving take no kernel lock. Every pending obligation
 //! is counted in exactly one [`ObligationHome`]: the task cell of a spawned
@@ -41,7 +41,8 @@
 //! (owned obligations, and those reserved with a region body's `Cx`, rule
 //! 5). A home is one word — `CLOSED` (bit 63), `LOCKED` (bit 62) and the
 //! count of pending obligations — plus the details of each pending one
-//! (id, kind, reserver, region, `reserved_at`) for leak reports.
+//! (id, kind, reserver, region, `reserved_at`) for leak reports, behind a
+//! pointer that stays empty until the home's first reservation (OB10).
 //! - OB1 (one word decides): how an obligation ends is decided by the
 //!   modification order of its home word alone. A resolve whose decrement
 //!   precedes the sweep's `CLOSED` resolved it; one that finds `CLOSED`
@@ -88,6 +89,16 @@
 //!   a task cell (and its future) alive; a home that is gone was swept.
 //!   A `Cx` used outside its task's polls (another task, a plain thread)
 //!   reserves in its region's home.
+//! - OB10 (details on demand): a home's details (the pending records and
+//!   the id block, OB7) live in one box, allocated by the home's first
+//!   reservation or adoption under `LOCKED`, with room for one record
+//!   inline, and dropped by its sweep (OB4: nothing is counted in a closed
+//!   home, so nothing needs them after it). So a home is 16 bytes in its
+//!   task cell (the word and the box pointer), a task that never reserves
+//!   allocates nothing for it, and a reservation or resolve after the
+//!   home's first allocates nothing while the home holds at most one
+//!   pending obligation: the hot path stays one compare-and-swap and one
+//!   release store on the home word.
 
 use std::sync::atomic::Ordering;
 
@@ -170,21 +181,75 @@ pub(crate) struct Held {
     pub(crate) reserved_at: Time,
 }
 
+/// The details of a home's pending obligations (OB6, OB10), in the order
+/// they were reserved or received: the oldest inline (a home rarely holds
+/// more than one at a time), any others after it. `first` is empty only
+/// when `rest` is.
+#[derive(Default)]
+struct HeldList {
+    first: Option<Held>,
+    rest: Vec<Held>,
+}
+
+impl HeldList {
+    fn push(&mut self, held: Held) {
+        if self.first.is_none() {
+            debug_assert!(self.rest.is_empty(), "HeldList: the oldest is inline");
+            self.first = Some(held);
+        } else {
+            self.rest.push(held);
+        }
+    }
+
+    fn remove(&mut self, id: ObligationId) -> Option<Held> {
+        // The most recent first: permits are mostly given back in LIFO order.
+        if let Some(p) = self.rest.iter().rposition(|h| h.id == id) {
+            return Some(self.rest.remove(p));
+        }
+        if self.first.as_ref().is_some_and(|h| h.id == id) {
+            let out = self.first.take();
+            if !self.rest.is_empty() {
+                self.first = Some(self.rest.remove(0));
+            }
+            return out;
+        }
+        None
+    }
+
+    fn contains(&self, id: ObligationId) -> bool {
+        self.first.iter().chain(&self.rest).any(|h| h.id == id)
+    }
+
+    fn into_vec(self) -> Vec<Held> {
+        match self.first {
+            None => Vec::new(),
+            Some(first) => {
+                let mut all = self.rest;
+                all.insert(0, first);
+                all
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct Details {
-    held: Vec<Held>,
+    held: HeldList,
     /// The next id of this home's block (OB7); a multiple of `ID_BLOCK`
     /// means the block is used up (or none was taken yet).
     next: u64,
 }
 
-/// A home word plus its details (rules OB1–OB8 in the module docs).
+/// A home word plus its details (rules OB1–OB10 in the module docs): 16
+/// bytes; the details are on the heap only from the home's first
+/// reservation to its sweep (OB10).
 pub(crate) struct ObligationHome {
     /// `CLOSED` (bit 63) | `LOCKED` (bit 62, OB6) | count of pending
     /// obligations.
     word: AtomicU64,
-    /// OB6: touched only by the thread that set `LOCKED`.
-    details: UnsafeCell<Details>,
+    /// OB6: touched only by the thread that set `LOCKED`; OB10: allocated
+    /// by the first reservation (or adoption), dropped by the sweep.
+    details: UnsafeCell<Option<Box<Details>>>,
 }
 
 // SAFETY: `details` is only accessed by the thread holding the word's
@@ -199,30 +264,11 @@ impl Default for ObligationHome {
     }
 }
 
-/// Waits a little for the holder of `LOCKED` (a few instructions, or an
-/// allocation when a detail list grows).
-fn backoff(spins: &mut u32) {
-    #[cfg(all(test, loom))]
-    {
-        let _ = spins;
-        crate::loom::thread::yield_now();
-    }
-    #[cfg(not(all(test, loom)))]
-    {
-        *spins += 1;
-        if *spins < 64 {
-            std::hint::spin_loop();
-        } else {
-            std::thread::yield_now();
-        }
-    }
-}
-
 impl ObligationHome {
     pub(crate) fn new() -> Self {
         Self {
             word: AtomicU64::new(0),
-            details: UnsafeCell::new(Details::default()),
+            details: UnsafeCell::new(None),
         }
     }
 
@@ -238,7 +284,7 @@ impl ObligationHome {
                 return None;
             }
             if w & LOCKED != 0 {
-                backoff(&mut spins);
+                crate::loom::backoff(&mut spins);
                 w = self.word.load(Ordering::Acquire);
                 continue;
             }
@@ -265,13 +311,19 @@ impl ObligationHome {
         self.word.store(locked & !LOCKED, Ordering::Release);
     }
 
-    /// The details, for the holder of `LOCKED`.
+    /// The details' box, for the holder of `LOCKED` (`None` until the
+    /// first reservation, OB10).
     #[allow(clippy::mut_from_ref)]
-    fn details(&self, _locked: &u64) -> &mut Details {
+    fn details(&self, _locked: &u64) -> &mut Option<Box<Details>> {
         // SAFETY: rule OB6: the caller holds `LOCKED` (it passes the word
         // `lock_step` returned), so no other thread touches the details
         // until it unlocks, and it drops this borrow before unlocking.
         unsafe { &mut *self.details.get() }
+    }
+
+    /// OB10: the details, allocated by the first reservation or adoption.
+    fn details_made(&self, locked: &u64) -> &mut Details {
+        self.details(locked).get_or_insert_with(Box::default)
     }
 
     /// Pending obligations (0 once closed).
@@ -301,7 +353,7 @@ impl ObligationHome {
         reserved_at: Time,
     ) -> Option<ObligationId> {
         let locked = self.lock_step(1)?;
-        let d = self.details(&locked);
+        let d = self.details_made(&locked);
         if d.next.is_multiple_of(ID_BLOCK) {
             d.next = ids.fetch_add(ID_BLOCK, Ordering::Relaxed);
         }
@@ -326,7 +378,7 @@ impl ObligationHome {
         let Some(locked) = self.lock_step(1) else {
             return false;
         };
-        self.details(&locked).held.push(held);
+        self.details_made(&locked).held.push(held);
         self.unlock(locked);
         true
     }
@@ -336,12 +388,10 @@ impl ObligationHome {
     /// obligation was leaked).
     pub(crate) fn release(&self, id: ObligationId) -> Option<Held> {
         let locked = self.lock_step(-1)?;
-        let held = &mut self.details(&locked).held;
-        // The most recent first: permits are mostly given back in LIFO order.
-        let out = held
-            .iter()
-            .rposition(|h| h.id == id)
-            .map(|p| held.remove(p));
+        let out = self
+            .details(&locked)
+            .as_mut()
+            .and_then(|d| d.held.remove(id));
         self.unlock(locked);
         // Checked after unlocking: a panic must never leave `LOCKED` set.
         debug_assert!(out.is_some(), "rule OB6: {id} counted but not detailed");
@@ -358,12 +408,23 @@ impl ObligationHome {
             .compare_exchange(0, CLOSED, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
+            // OB10: an empty box left by earlier reservations goes now.
+            // SAFETY: OB6, OB10: `LOCKED` was clear in the word this CAS
+            // replaced (acquiring the last holder's release), and no thread
+            // takes it once `CLOSED` is set (every `lock_step` refuses), so
+            // the details are this sweep's alone.
+            drop(unsafe { (*self.details.get()).take() });
             return Vec::new();
         }
         let Some(locked) = self.lock_step(0) else {
             return Vec::new(); // closed already
         };
-        let leaked = std::mem::take(&mut self.details(&locked).held);
+        // OB10: the details go with the sweep (no home takes anything once
+        // closed, OB2).
+        let leaked = self
+            .details(&locked)
+            .take()
+            .map_or_else(Vec::new, |d| d.held.into_vec());
         // Release: whoever sees `CLOSED` sees the details taken.
         self.word
             .store(CLOSED | (locked & COUNT), Ordering::Release);
@@ -372,12 +433,24 @@ impl ObligationHome {
         leaked
     }
 
+    /// OB10: whether the details' box exists (tests: no other thread may
+    /// use the home meanwhile).
+    #[cfg(test)]
+    fn has_details(&self) -> bool {
+        // SAFETY: a test reads the box while no other thread uses the
+        // home, so nothing writes it meanwhile (OB6).
+        unsafe { (*self.details.get()).is_some() }
+    }
+
     /// Whether `id` is pending here (diagnostics: takes the lock bit).
     pub(crate) fn holds(&self, id: ObligationId) -> bool {
         let Some(locked) = self.lock_step(0) else {
             return false;
         };
-        let found = self.details(&locked).held.iter().any(|h| h.id == id);
+        let found = self
+            .details(&locked)
+            .as_ref()
+            .is_some_and(|d| d.held.contains(id));
         self.unlock(locked);
         found
     }
@@ -533,6 +606,52 @@ mod tests {
         let leaked: Vec<_> = home.close().into_iter().map(|h| h.id).collect();
         let expected: Vec<_> = all.iter().skip(1).step_by(2).copied().collect();
         assert_eq!(leaked, expected);
+    }
+
+    #[test]
+    fn a_home_makes_its_details_at_its_first_reservation_and_drops_them_at_its_sweep() {
+        let ids = AtomicU64::new(0);
+        let idle = ObligationHome::new();
+        assert!(!idle.has_details(), "OB10: nothing until a reservation");
+        assert!(idle.close().is_empty());
+        assert!(!idle.has_details());
+
+        let home = ObligationHome::new();
+        let a = reserve(&home, &ids, "a");
+        assert!(home.has_details(), "OB10: made by the first reservation");
+        assert!(home.release(a).is_some());
+        assert!(home.has_details(), "kept for the next reservation");
+        let b = reserve(&home, &ids, "b");
+        assert_eq!(u64::from(b.index()), 1, "OB7: the block is kept too");
+        assert!(home.release(b).is_some());
+        assert!(home.close().is_empty());
+        assert!(!home.has_details(), "OB10: dropped by the sweep");
+
+        let leaky = ObligationHome::new();
+        let c = reserve(&leaky, &ids, "c");
+        let leaked: Vec<_> = leaky.close().into_iter().map(|h| h.id).collect();
+        assert_eq!(leaked, vec![c]);
+        assert!(!leaky.has_details(), "OB10: dropped by a sweep that leaks");
+        assert_eq!(leaky.reserve(&ids, "d", t(1), r0(), Time::ZERO), None);
+        assert!(!leaky.has_details(), "OB2: a closed home makes nothing");
+    }
+
+    #[test]
+    fn giving_back_the_oldest_keeps_the_others_in_reservation_order() {
+        let ids = AtomicU64::new(0);
+        let home = ObligationHome::new();
+        let a = reserve(&home, &ids, "a");
+        let b = reserve(&home, &ids, "b");
+        let c = reserve(&home, &ids, "c");
+        assert_eq!(home.release(a).map(|h| h.kind), Some("a"), "the inline one");
+        let d = reserve(&home, &ids, "d");
+        assert!(home.release(c).is_some());
+        let e = reserve(&home, &ids, "e");
+        assert!([a, c].iter().all(|id| !home.holds(*id)));
+        assert!([b, d, e].iter().all(|id| home.holds(*id)));
+        assert_eq!(home.pending(), 3);
+        let leaked: Vec<_> = home.close().into_iter().map(|h| h.id).collect();
+        assert_eq!(leaked, vec![b, d, e]);
     }
 
     /// The hard race (OB1, OB5): one thread resolves obligations it does
