@@ -65,7 +65,7 @@ fn notify_one_with_nobody_waiting_stores_one_permit_and_only_one() {
             notify.notified(&cx).await.unwrap();
             assert!(!notify.has_permit(), "[{name}]");
             // ...and the second blocks: three notifies stored one permit.
-            let mut second = notify.notified(&cx);
+            let mut second = Box::pin(notify.notified(&cx));
             assert!(poll_once(&mut second).await.is_pending(), "[{name}]");
             assert_eq!(notify.waiters(), 1);
             notify.notify_one();
@@ -98,7 +98,7 @@ fn notify_waiters_wakes_every_current_waiter_and_stores_no_permit() {
                 !notify.has_permit(),
                 "[{name}] notify_waiters stores no permit"
             );
-            let mut later = notify.notified(&cx);
+            let mut later = Box::pin(notify.notified(&cx));
             assert!(poll_once(&mut later).await.is_pending(), "[{name}]");
         });
     });
@@ -111,7 +111,7 @@ fn a_notified_future_created_before_notify_waiters_completes_even_if_not_yet_pol
             let notify = Notify::new();
             let before = notify.notified(&cx);
             notify.notify_waiters();
-            let after = notify.notified(&cx);
+            let after = Box::pin(notify.notified(&cx));
             before.await.unwrap();
             let mut after = after;
             assert!(
@@ -157,8 +157,8 @@ fn a_waiter_dropped_after_notify_one_passes_the_notification_to_the_next_waiter(
     for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let notify = Notify::new();
-            let mut a = notify.notified(&cx);
-            let mut b = notify.notified(&cx);
+            let mut a = Box::pin(notify.notified(&cx));
+            let mut b = Box::pin(notify.notified(&cx));
             assert!(poll_once(&mut a).await.is_pending());
             assert!(poll_once(&mut b).await.is_pending());
             notify.notify_one(); // serves `a` (FIFO)
@@ -177,7 +177,7 @@ fn a_waiter_dropped_after_notify_one_with_nobody_behind_it_restores_the_permit()
     for_each_driver(|_name, rt| {
         rt.block_on(|cx: Cx| async move {
             let notify = Notify::new();
-            let mut a = notify.notified(&cx);
+            let mut a = Box::pin(notify.notified(&cx));
             assert!(poll_once(&mut a).await.is_pending());
             notify.notify_one();
             assert!(!notify.has_permit(), "handed to a, not stored");
@@ -192,10 +192,10 @@ fn a_waiter_dropped_after_notify_waiters_does_not_pass_it_on() {
     for_each_driver(|_name, rt| {
         rt.block_on(|cx: Cx| async move {
             let notify = Notify::new();
-            let mut a = notify.notified(&cx);
+            let mut a = Box::pin(notify.notified(&cx));
             assert!(poll_once(&mut a).await.is_pending());
             notify.notify_waiters();
-            let mut b = notify.notified(&cx);
+            let mut b = Box::pin(notify.notified(&cx));
             assert!(poll_once(&mut b).await.is_pending());
             drop(a);
             assert!(
