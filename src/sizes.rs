@@ -61,6 +61,14 @@ fn the_per_task_structures_stay_within_their_budgets() {
             std::mem::size_of::<crate::kernel::ObligationHome>(),
             40,
         ),
+        // The wait future with its intrusive waiter node (`sync::waiters`):
+        // the lock, the links, the waker, the broadcast count and two flag
+        // bytes, and the `&Cx`.
+        (
+            "Notified",
+            std::mem::size_of::<crate::sync::Notified<'static>>(),
+            56,
+        ),
         // The cells' budgets are today's sizes.
         (
             "TaskCell<Ready<()>>",

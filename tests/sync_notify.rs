@@ -563,3 +563,148 @@ fn stress_on_four_worker_threads_with_random_aborts_loses_no_notify_one() {
         conservation_stress(0x5EED_0002, 3);
     });
 }
+
+// ===== intrusive waiters: a model of the queue ============================
+
+/// A waker that counts its wakes.
+struct WakeCount(AtomicUsize);
+
+impl std::task::Wake for WakeCount {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// What the model knows of one `Notified`.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Modelled {
+    /// Completed on its first poll (the permit): never registered.
+    Immediate,
+    Waiting,
+    /// Served by `notify_one` (passed on if dropped, N5) or by
+    /// `notify_waiters` (not passed on).
+    Served {
+        one: bool,
+    },
+}
+
+/// 10,000 `Notified` futures (their waiter nodes inside them, WL1–WL6)
+/// are created, notified (one or all), polled and dropped (cancelled) in a
+/// seeded random order, and agree with a model of the queue after every
+/// step: FIFO service, the permit, N5's pass-on, and each future's waker
+/// woken exactly once if it was served and never otherwise.
+#[test]
+fn ten_thousand_waiters_notified_and_dropped_at_random_follow_the_queue_model() {
+    for_each_driver(|name, rt| {
+        rt.block_on(|cx: Cx| async move {
+            const N: usize = 10_000;
+            let notify = Notify::new();
+            let mut rng = XorShift::new(0x0d15_ea5e);
+            let mut futs = Vec::new();
+            let mut counts: Vec<Arc<WakeCount>> = Vec::new();
+            let mut state: Vec<Modelled> = Vec::new();
+            let mut live: Vec<usize> = Vec::new();
+            let mut queue = std::collections::VecDeque::new();
+            let mut permit = false;
+            let (mut completed, mut served_total) = (0usize, 0usize);
+            // Serves the model's oldest waiter with a notify_one, or stores
+            // the permit (N1, N5).
+            let serve_one = |queue: &mut std::collections::VecDeque<usize>,
+                             state: &mut Vec<Modelled>,
+                             permit: &mut bool| {
+                match queue.pop_front() {
+                    Some(next) => {
+                        state[next] = Modelled::Served { one: true };
+                        1
+                    }
+                    None => {
+                        *permit = true;
+                        0
+                    }
+                }
+            };
+            while futs.len() < N || !live.is_empty() {
+                let op = rng.below(100);
+                if futs.len() < N && (op < 40 || live.is_empty()) {
+                    let id = futs.len();
+                    let count = Arc::new(WakeCount(AtomicUsize::new(0)));
+                    let waker = Waker::from(count.clone());
+                    let mut fut = Box::pin(notify.notified(&cx));
+                    let polled = fut
+                        .as_mut()
+                        .poll(&mut std::task::Context::from_waker(&waker));
+                    counts.push(count);
+                    futs.push(Some(fut));
+                    if std::mem::take(&mut permit) {
+                        assert!(matches!(polled, Poll::Ready(Ok(()))), "[{name}] N1");
+                        futs[id] = None;
+                        state.push(Modelled::Immediate);
+                        completed += 1;
+                    } else {
+                        assert!(polled.is_pending(), "[{name}] registers");
+                        state.push(Modelled::Waiting);
+                        queue.push_back(id);
+                        live.push(id);
+                    }
+                } else if op < 65 {
+                    notify.notify_one();
+                    served_total += serve_one(&mut queue, &mut state, &mut permit);
+                } else if op < 68 {
+                    notify.notify_waiters();
+                    for id in queue.drain(..) {
+                        state[id] = Modelled::Served { one: false };
+                        served_total += 1;
+                    }
+                } else if !live.is_empty() {
+                    let at = rng.below(live.len() as u64) as usize;
+                    let id = live[at];
+                    if op < 85 {
+                        // Dropped: cancelled, or its task went away.
+                        live.swap_remove(at);
+                        futs[id] = None;
+                        match state[id] {
+                            Modelled::Waiting => queue.retain(|&q| q != id),
+                            Modelled::Served { one: true } => {
+                                served_total += serve_one(&mut queue, &mut state, &mut permit);
+                            }
+                            Modelled::Served { one: false } | Modelled::Immediate => {}
+                        }
+                    } else {
+                        let waker = Waker::from(counts[id].clone());
+                        let fut = futs[id].as_mut().expect("live");
+                        let polled = fut
+                            .as_mut()
+                            .poll(&mut std::task::Context::from_waker(&waker));
+                        match state[id] {
+                            Modelled::Waiting => assert!(polled.is_pending(), "[{name}]"),
+                            Modelled::Immediate => unreachable!("completed, not live"),
+                            Modelled::Served { .. } => {
+                                assert!(matches!(polled, Poll::Ready(Ok(()))), "[{name}]");
+                                live.swap_remove(at);
+                                futs[id] = None;
+                                completed += 1;
+                            }
+                        }
+                    }
+                }
+                assert_eq!(notify.waiters(), queue.len(), "[{name}] N3: the queue");
+                assert_eq!(notify.has_permit(), permit, "[{name}] N1: the permit");
+            }
+            for (id, count) in counts.iter().enumerate() {
+                let served = matches!(state[id], Modelled::Served { .. });
+                let woken = count.0.load(Ordering::SeqCst);
+                assert_eq!(
+                    woken,
+                    usize::from(served),
+                    "[{name}] waiter {id} woken {woken} times"
+                );
+            }
+            let woken: usize = counts.iter().map(|c| c.0.load(Ordering::SeqCst)).sum();
+            assert_eq!(
+                woken, served_total,
+                "[{name}] each service woke its waiter once"
+            );
+            assert!(completed > N / 10, "[{name}] many completed ({completed})");
+        });
+    });
+}

@@ -26,7 +26,9 @@
 //!    registered at the time of the call, plus every [`Notified`] future
 //!    *created* before the call and not yet polled; it stores no permit.
 //!    This makes "create the future, check the condition, await" free of
-//!    lost wake-ups.
+//!    lost wake-ups. (The future remembers the count of `notify_waiters`
+//!    calls modulo 2^32: only exactly a multiple of 2^32 calls between its
+//!    creation and its first poll would go unseen.)
 //! 3. N3 (FIFO): waiters register on their first poll and are served by
 //!    `notify_one` in registration order.
 //! 4. N4 (cancellation): a wait that would block observes the task's
@@ -41,6 +43,10 @@
 //!    it on: to the next waiter, or back into the permit. A
 //!    `notify_waiters` notification is not passed on (it was meant for the
 //!    waiters of that moment).
+//!
+//! The queue is intrusive (`sync::waiters`, WL1–WL6): a waiter's node
+//! (links, waker, grant) lives inside its pinned [`Notified`] future, so a
+//! parked task costs nothing in the `Notify`, and [`Notified`] is `!Unpin`.
 
 use std::fmt;
 use std::future::Future;

@@ -432,6 +432,7 @@ impl<T, G> WaitNode<T, G> {
     /// # Safety
     /// WL1: the caller holds the node's lock, or owns the node and it is
     /// unregistered; the reference does not outlive that.
+    #[allow(clippy::mut_from_ref)] // WL1: exclusive by contract, as `UnsafeCell::get`
     unsafe fn phase(&self) -> &mut Phase<G> {
         // SAFETY: the caller (WL1): exclusive access to the cells.
         self.phase.with_mut(|p| unsafe { &mut *p })
@@ -439,6 +440,7 @@ impl<T, G> WaitNode<T, G> {
 
     /// # Safety
     /// As for [`phase`](Self::phase).
+    #[allow(clippy::mut_from_ref)] // WL1, as for `phase`
     unsafe fn data(&self) -> &mut T {
         // SAFETY: the caller (WL1).
         self.data.with_mut(|d| unsafe { &mut *d })
@@ -446,6 +448,7 @@ impl<T, G> WaitNode<T, G> {
 
     /// # Safety
     /// As for [`phase`](Self::phase).
+    #[allow(clippy::mut_from_ref)] // WL1, as for `phase`
     unsafe fn waker(&self) -> &mut Waker {
         // SAFETY: the caller (WL1).
         self.waker.with_mut(|w| unsafe { &mut *w })
@@ -527,20 +530,6 @@ impl<S, T, G> WaitGuard<'_, S, T, G> {
     /// Waiters not yet notified.
     pub(crate) fn len(&self) -> usize {
         self.guard.queue.len()
-    }
-
-    /// Whether no waiter waits to be notified.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.guard.queue.is_empty()
-    }
-
-    /// The oldest waiting node's data.
-    pub(crate) fn front(&self) -> Option<&T> {
-        let node = self.guard.queue.front()?;
-        // SAFETY: WL1: we hold the lock and the node is registered (linked,
-        // hence alive, IL6); the reference lives as long as our borrow of
-        // the guard.
-        Some(unsafe { node.data() })
     }
 
     /// Serves the oldest waiter with `grant` (WQ1, WQ3) and returns its
@@ -757,7 +746,10 @@ impl<S, T, G> WaiterGuard<'_, S, T, G> {
         };
         // SAFETY: WL1, as above: drop the stale waker now, not at the node's
         // drop (it may hold the task alive).
-        drop(std::mem::replace(unsafe { self.node.waker() }, Waker::noop().clone()));
+        drop(std::mem::replace(
+            unsafe { self.node.waker() },
+            Waker::noop().clone(),
+        ));
         self.node.owner.store(FRESH, Ordering::Relaxed);
         left
     }
@@ -937,6 +929,255 @@ mod tests {
         }
     }
 
+    // ---------------------------------------------------- intrusive queue
+
+    /// A waker that counts its wakes.
+    struct Count(std::sync::atomic::AtomicUsize);
+    impl std::task::Wake for Count {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    fn counting() -> (std::sync::Arc<Count>, Waker) {
+        let c = std::sync::Arc::new(Count(std::sync::atomic::AtomicUsize::new(0)));
+        (c.clone(), Waker::from(c))
+    }
+    fn wakes(c: &Count) -> usize {
+        c.0.load(Ordering::SeqCst)
+    }
+
+    type Lock = WaitLock<(), u32, u32>;
+
+    fn registered<'a>(
+        lock: &'a Lock,
+        data: u32,
+        waker: &Waker,
+    ) -> Pin<Box<Waiter<'a, (), u32, u32>>> {
+        let w = Box::pin(Waiter::new(lock, data));
+        w.as_ref().lock().register(waker);
+        w
+    }
+
+    #[test]
+    fn intrusive_waiters_are_served_in_registration_order() {
+        let lock = Lock::new(());
+        let a = registered(&lock, 1, &w());
+        let b = registered(&lock, 2, &w());
+        assert_eq!(lock.lock().len(), 2);
+        assert!(lock.lock().notify_front(10).is_some());
+        assert!(lock.lock().notify_front(20).is_some());
+        assert!(lock.lock().notify_front(30).is_none(), "nobody waits");
+        assert_eq!(a.as_ref().lock().poll_grant(&w()), Some(10));
+        assert_eq!(b.as_ref().lock().poll_grant(&w()), Some(20));
+        assert!(!a.is_registered() && !b.is_registered(), "WL2: collected");
+        assert!((lock.lock().len() == 0));
+    }
+
+    #[test]
+    fn an_intrusive_waiter_leaves_from_any_position_keeping_the_others_order() {
+        let lock = Lock::new(());
+        let waiters: Vec<_> = (0..5).map(|i| registered(&lock, i, &w())).collect();
+        assert_eq!(waiters[2].as_ref().lock().leave(), Left::Waiting);
+        assert_eq!(waiters[0].as_ref().lock().leave(), Left::Waiting);
+        assert_eq!(waiters[4].as_ref().lock().leave(), Left::Waiting);
+        assert_eq!(waiters[4].as_ref().lock().leave(), Left::Unregistered);
+        assert_eq!(lock.lock().len(), 2);
+        let mut served = Vec::new();
+        while lock.lock().notify_front(7).is_some() {}
+        for (i, waiter) in waiters.iter().enumerate() {
+            if waiter.as_ref().lock().poll_grant(&w()).is_some() {
+                served.push(i);
+            }
+        }
+        assert_eq!(served, [1, 3]);
+    }
+
+    #[test]
+    fn a_notified_intrusive_waiter_that_leaves_hands_back_its_grant() {
+        let lock = Lock::new(());
+        let (count, waker) = counting();
+        let a = registered(&lock, 0, &waker);
+        let woken = lock.lock().notify_front(7).expect("a waits");
+        assert_eq!(wakes(&count), 0, "woken after the unlock, by the notifier");
+        woken.wake();
+        assert_eq!(wakes(&count), 1);
+        assert_eq!(a.as_ref().lock().leave(), Left::Notified(7), "WL5");
+        assert!(!a.is_registered());
+        assert_eq!(
+            a.as_ref().lock().poll_grant(&w()),
+            None,
+            "nothing left to collect"
+        );
+    }
+
+    #[test]
+    fn a_waiting_node_is_woken_through_its_latest_waker_exactly_once() {
+        let lock = Lock::new(());
+        let (first, first_waker) = counting();
+        let (latest, latest_waker) = counting();
+        let a = registered(&lock, 0, &first_waker);
+        assert_eq!(a.as_ref().lock().poll_grant(&latest_waker), None);
+        lock.lock().notify_all(1).wake();
+        assert_eq!((wakes(&first), wakes(&latest)), (0, 1));
+        lock.lock().notify_all(2).wake();
+        assert_eq!(wakes(&latest), 1, "a notified node is not served twice");
+        assert_eq!(a.as_ref().lock().poll_grant(&latest_waker), Some(1));
+    }
+
+    /// WL4: a registered waiter dropped without leaving unlinks itself
+    /// (its grant, if any, is dropped); the queue never points at it again.
+    #[test]
+    fn a_registered_waiter_dropped_without_leaving_unlinks_itself() {
+        let lock = Lock::new(());
+        let a = registered(&lock, 1, &w());
+        let b = registered(&lock, 2, &w());
+        let c = registered(&lock, 3, &w());
+        drop(b);
+        assert_eq!(lock.lock().len(), 2);
+        assert!(lock.lock().notify_front(0).is_some());
+        drop(a); // notified, uncollected
+        drop(c); // waiting
+        assert!((lock.lock().len() == 0));
+        assert!(lock.lock().notify_front(0).is_none());
+    }
+
+    #[test]
+    #[should_panic(expected = "WL2")]
+    fn a_waiter_cannot_register_twice() {
+        let lock = Lock::new(());
+        let a = registered(&lock, 1, &w());
+        a.as_ref().lock().register(&w());
+    }
+
+    /// WL1–WL5 under real threads: four threads register 10,000 waiters
+    /// and each collects or leaves at a random moment, while a notifier
+    /// serves the queue. Every grant handed out is collected or handed
+    /// back exactly once, and every served waiter is woken exactly once.
+    #[test]
+    fn ten_thousand_waiters_notified_and_cancelled_at_random_account_for_every_grant() {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, AtomicUsize};
+        const THREADS: u64 = 4;
+        const EACH: u64 = 2_500;
+        let lock: Arc<WaitLock<u64, u64, u64>> = Arc::new(WaitLock::new(0));
+        let done = Arc::new(AtomicBool::new(false));
+        let (collected, returned, woken_twice) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let workers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (lock, collected, returned, woken_twice) = (
+                    lock.clone(),
+                    collected.clone(),
+                    returned.clone(),
+                    woken_twice.clone(),
+                );
+                std::thread::spawn(move || {
+                    let mut rng = crate::types::rng::DetRng::new(0x5eed + t);
+                    let mut wakes_seen = Vec::new();
+                    for i in 0..EACH {
+                        let (count, waker) = counting();
+                        let waiter = Box::pin(Waiter::new(&*lock, t * EACH + i));
+                        waiter.as_ref().lock().register(&waker);
+                        for _ in 0..rng.below(64) {
+                            std::hint::spin_loop();
+                        }
+                        match rng.below(3) {
+                            0 => {
+                                // Cancelled: leave, handing back a grant.
+                                if let Left::Notified(_) = waiter.as_ref().lock().leave() {
+                                    returned.fetch_add(1, Ordering::SeqCst);
+                                }
+                            }
+                            1 => {
+                                // One last look, then cancelled.
+                                let grant = {
+                                    let mut g = waiter.as_ref().lock();
+                                    let got = g.poll_grant(&waker);
+                                    if got.is_none() {
+                                        g.leave();
+                                    }
+                                    got
+                                };
+                                if grant.is_some() {
+                                    collected.fetch_add(1, Ordering::SeqCst);
+                                }
+                            }
+                            _ => {
+                                // Waits until served or gives up.
+                                let mut got = None;
+                                for _ in 0..rng.below(4) {
+                                    got = waiter.as_ref().lock().poll_grant(&waker);
+                                    if got.is_some() {
+                                        break;
+                                    }
+                                    std::thread::yield_now();
+                                }
+                                match got {
+                                    Some(_) => collected.fetch_add(1, Ordering::SeqCst),
+                                    None => match waiter.as_ref().lock().leave() {
+                                        Left::Notified(_) => {
+                                            returned.fetch_add(1, Ordering::SeqCst)
+                                        }
+                                        _ => 0,
+                                    },
+                                };
+                            }
+                        }
+                        assert!(!waiter.is_registered());
+                        drop(waiter);
+                        wakes_seen.push(count);
+                    }
+                    for c in wakes_seen {
+                        if wakes(&c) > 1 {
+                            woken_twice.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                })
+            })
+            .collect();
+        let notifier = {
+            let (lock, done) = (lock.clone(), done.clone());
+            std::thread::spawn(move || {
+                let mut served = 0usize;
+                while !done.load(Ordering::SeqCst) {
+                    let waker = {
+                        let mut g = lock.lock();
+                        *g += 1;
+                        let grant = *g;
+                        g.notify_front(grant)
+                    };
+                    if let Some(waker) = waker {
+                        served += 1;
+                        waker.wake();
+                    } else {
+                        std::thread::yield_now();
+                    }
+                }
+                served
+            })
+        };
+        for w in workers {
+            w.join().expect("worker");
+        }
+        done.store(true, Ordering::SeqCst);
+        let served = notifier.join().expect("notifier");
+        assert!((lock.lock().len() == 0), "every waiter left");
+        assert_eq!(
+            served,
+            collected.load(Ordering::SeqCst) + returned.load(Ordering::SeqCst),
+            "WL5: each grant collected or handed back once"
+        );
+        assert_eq!(
+            woken_twice.load(Ordering::SeqCst),
+            0,
+            "each woken at most once"
+        );
+        assert!(served > 0, "the notifier served someone");
+    }
+
     #[test]
     fn notify_all_serves_everyone() {
         let mut q: WaitQueue<u32, u8> = WaitQueue::new();
@@ -945,5 +1186,102 @@ mod tests {
         for k in keys {
             assert_eq!(q.take_grant(k), Some(1));
         }
+    }
+}
+
+/// Loom models of the intrusive queue (run by `.ci/run` with `--cfg loom`):
+/// the real [`WaitLock`] over loom's mutex, the node's cells loom's cells,
+/// so a notifier touching a node unordered with its owner (WL1, WL4) is
+/// reported, as is a lost or doubled grant (WL5).
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::loom::sync::Arc;
+    use crate::loom::{model, thread};
+
+    /// The state is `Notify`'s permit; `dispatch` is its `notify_one`.
+    type Lock = WaitLock<bool, (), u8>;
+
+    fn dispatch(g: &mut WaitGuard<'_, bool, (), u8>) -> Option<Waker> {
+        let waker = g.notify_front(1);
+        if waker.is_none() {
+            **g = true;
+        }
+        waker
+    }
+
+    /// WL4, WL5: a notify races a waiting node's cancellation (leave and
+    /// drop, on its own thread) while another node waits: the grant ends
+    /// up exactly once, with the other node or stored, never with the
+    /// dropped node and never twice.
+    #[test]
+    fn loom_a_notify_racing_the_drop_of_a_waiting_node_passes_the_grant_on() {
+        model(|| {
+            let lock = Arc::new(Lock::new(false));
+            let cancelled = {
+                let lock = lock.clone();
+                thread::spawn(move || {
+                    let a = Box::pin(Waiter::new(&*lock, ()));
+                    a.as_ref().lock().register(Waker::noop());
+                    let waker = {
+                        let mut g = a.as_ref().lock();
+                        match g.leave() {
+                            Left::Notified(_) => dispatch(&mut g),
+                            Left::Waiting | Left::Unregistered => None,
+                        }
+                    };
+                    drop(a);
+                    if let Some(w) = waker {
+                        w.wake();
+                    }
+                })
+            };
+            let b = Box::pin(Waiter::new(&*lock, ()));
+            b.as_ref().lock().register(Waker::noop());
+            let notifier = {
+                let lock = lock.clone();
+                thread::spawn(move || {
+                    let waker = dispatch(&mut lock.lock());
+                    if let Some(w) = waker {
+                        w.wake();
+                    }
+                })
+            };
+            cancelled.join().unwrap();
+            notifier.join().unwrap();
+            let mut g = b.as_ref().lock();
+            let collected = g.poll_grant(Waker::noop()).is_some();
+            let stored = **g;
+            assert!(collected ^ stored, "the grant lands exactly once");
+            assert!(g.len() == 0 || !collected);
+            g.leave();
+        });
+    }
+
+    /// WL1, WL4: a notify races the waiting node's own poll and drop: the
+    /// owner collects (or leaves, getting the grant back) and frees the
+    /// node while the notifier may still be serving it; the notifier's
+    /// accesses are all under the lock, before the owner's.
+    #[test]
+    fn loom_a_node_freed_right_after_its_grant_is_never_touched_again() {
+        model(|| {
+            let lock = Arc::new(Lock::new(false));
+            let owner = {
+                let lock = lock.clone();
+                thread::spawn(move || {
+                    let a = Box::pin(Waiter::new(&*lock, ()));
+                    a.as_ref().lock().register(Waker::noop());
+                    let got = a.as_ref().lock().poll_grant(Waker::noop()).is_some();
+                    let handed_back = matches!(a.as_ref().lock().leave(), Left::Notified(_));
+                    drop(a);
+                    got || handed_back
+                })
+            };
+            let served = dispatch(&mut lock.lock()).is_some();
+            let owner_had_it = owner.join().unwrap();
+            assert_eq!(served, owner_had_it, "served iff the owner saw the grant");
+            assert_eq!(*lock.lock(), !served, "otherwise stored");
+            assert!((lock.lock().len() == 0));
+        });
     }
 }

@@ -331,13 +331,6 @@ impl<T: ?Sized + Linked, H: Handle<Node = T>> List<T, H> {
         Some(unsafe { self.unlink(head) })
     }
 
-    /// The first node, borrowed from the list.
-    pub(crate) fn front(&self) -> Option<&T> {
-        // SAFETY: IL1: the head is linked, hence alive while `self` is
-        // borrowed (nothing can unlink it meanwhile).
-        self.head.map(|h| unsafe { h.as_ref() })
-    }
-
     /// The nodes from head to tail, borrowed from the list.
     pub(crate) fn iter(&self) -> Iter<'_, T, H> {
         Iter {
@@ -372,8 +365,11 @@ impl<T: ?Sized + Linked, H: Handle<Node = T>> fmt::Debug for List<T, H> {
 /// the list cannot unlink it meanwhile, IL1).
 pub(crate) struct Node<'a, T: ?Sized, H = Arc<T>> {
     ptr: NonNull<T>,
-    _list: PhantomData<(&'a T, fn() -> H)>,
+    _list: Borrowed<'a, T, H>,
 }
+
+/// A borrow of a list of `T`s held as `H`s.
+type Borrowed<'a, T, H> = PhantomData<(&'a T, fn() -> H)>;
 
 impl<T: ?Sized> Node<'_, T, Arc<T>> {
     /// A new reference to the node (an `Arc` list's only, IL6).
@@ -399,7 +395,7 @@ impl<T: ?Sized, H> std::ops::Deref for Node<'_, T, H> {
 /// [`List::iter`].
 pub(crate) struct Iter<'a, T: ?Sized, H = Arc<T>> {
     next: Option<NonNull<T>>,
-    _list: PhantomData<(&'a T, fn() -> H)>,
+    _list: Borrowed<'a, T, H>,
 }
 
 impl<'a, T: ?Sized + Linked, H> Iterator for Iter<'a, T, H> {
@@ -558,11 +554,13 @@ mod tests {
             list.push_back(unsafe { Pinned::new(pinned(i)) });
         }
         assert_eq!(list.iter().map(|n| n.n).collect::<Vec<_>>(), [0, 1, 2, 3]);
-        assert_eq!(list.front().map(|n| n.n), Some(0));
         // SAFETY: IL3: items[2] is in this list.
         let removed = unsafe { list.remove(&items[2]) }.expect("linked");
         assert!(std::ptr::eq(removed.as_ptr().as_ptr(), &items[2]));
-        assert_eq!(list.pop_front().map(|h| h.as_ptr()), Some(NonNull::from(&items[0])));
+        assert_eq!(
+            list.pop_front().map(|h| h.as_ptr()),
+            Some(NonNull::from(&items[0]))
+        );
         assert_eq!(list.iter().map(|n| n.n).collect::<Vec<_>>(), [1, 3]);
         drop(list);
         // SAFETY: IL3: in no list any more (the list was dropped).
