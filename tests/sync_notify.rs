@@ -4,7 +4,9 @@
 //! `notify_waiters` wakes the current waiters (and futures created before
 //! it) and stores nothing; N3 FIFO; N4 a cancelled wait returns `Err` and
 //! leaves the queue, a served one returns `Ok`; N5 a `notify_one` handed to
-//! a waiter that is dropped uncollected is passed on.
+//! a waiter that is dropped uncollected is passed on. The queue is intrusive
+//! (src/sync/waiters.rs, WL1–WL6): a model-based run of 10,000 futures and
+//! a forgotten future check it through `Notify`.
 
 mod support;
 
@@ -705,6 +707,30 @@ fn ten_thousand_waiters_notified_and_dropped_at_random_follow_the_queue_model() 
                 "[{name}] each service woke its waiter once"
             );
             assert!(completed > N / 10, "[{name}] many completed ({completed})");
+        });
+    });
+}
+
+/// WL4: a waiting `Notified` whose box is `mem::forget`-ed is never freed
+/// (pinning's drop guarantee), so the queue's pointer to it stays valid: the
+/// next `notify_one` is handed to it (and lost with it, as with any
+/// forgotten future), and the `Notify` goes on working.
+#[test]
+fn a_forgotten_waiting_future_leaks_its_place_in_the_queue_and_nothing_else() {
+    for_each_driver(|name, rt| {
+        rt.block_on(|cx: Cx| async move {
+            let notify = Notify::new();
+            let mut forgotten = Box::pin(notify.notified(&cx));
+            assert!(poll_once(&mut forgotten).await.is_pending());
+            std::mem::forget(forgotten);
+            let mut next = Box::pin(notify.notified(&cx));
+            assert!(poll_once(&mut next).await.is_pending());
+            assert_eq!(notify.waiters(), 2, "[{name}]");
+            notify.notify_one(); // the forgotten one is first (FIFO)
+            assert!(poll_once(&mut next).await.is_pending(), "[{name}]");
+            notify.notify_one();
+            assert!(matches!(poll_once(&mut next).await, Poll::Ready(Ok(()))));
+            assert_eq!(notify.waiters(), 0, "[{name}]");
         });
     });
 }
