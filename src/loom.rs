@@ -13,8 +13,8 @@
 //! the task cell's state word (`exec::state`), the join slot's cells
 //! (`exec::join`), the oneshot channel's word and cells
 //! (`channel::oneshot`) and the intrusive wait queue's lock and node cells
-//! (`sync::waiters`; its `WaitLock::new`, hence `Notify::new` and
-//! `Barrier::new`, are not `const` there). A model may only run inside
+//! (`sync::waiters`; its `WaitLock::new`, hence `Notify::new`,
+//! `Barrier::new` and `OnceCell::new`, are not `const` there). A model may only run inside
 //! `loom::model`: a loom atomic created outside of it panics, so the rest
 //! of the unit tests are not meant to run in a `--cfg loom` build (the CI
 //! step filters on `loom`).
