@@ -5,8 +5,8 @@
 //!   embeds its [`Waiter`] (waker, links, grant), pinned with the future,
 //!   and the primitive's lock (the [`WaitLock`]) guards the list of them.
 //!   Registering allocates nothing anywhere, so a parked task costs nothing
-//!   outside its own allocation. Rules WL1–WL6 below; `Notify`, `Barrier`
-//!   and `OnceCell` use it.
+//!   outside its own allocation. Rules WL1–WL6 below; `Notify`, `Barrier`,
+//!   `OnceCell` and `Pool` use it.
 //! - [`WaitQueue`], the slab queue: the queue owns one slot per waiter in a
 //!   `Vec` (reused through a free list) and each waiting future owns a
 //!   [`WaiterKey`]; it registers once, refreshes its waker on later polls,
