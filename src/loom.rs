@@ -12,9 +12,11 @@
 //! is the ordinary one, since loom is a dev-dependency. Shimmed today:
 //! the task cell's state word (`exec::state`), the join slot's cells
 //! (`exec::join`), the cancel slot's deadline word (`exec::cancel_slot`),
-//! the obligation home word (`kernel::obligation`) and the oneshot
-//! channel's word and cells
-//! (`channel::oneshot`). A model may only run inside
+//! the obligation home word (`kernel::obligation`), the oneshot channel's
+//! word and cells (`channel::oneshot`) and the intrusive wait queue's lock
+//! and node cells (`sync::waiters`; its `WaitLock::new`, hence
+//! `Notify::new`, `Barrier::new` and `OnceCell::new`, are not `const`
+//! there). A model may only run inside
 //! `loom::model`: a loom atomic created outside of it panics, so the rest
 //! of the unit tests are not meant to run in a `--cfg loom` build (the CI
 //! step filters on `loom`).

@@ -148,7 +148,7 @@ fn a_cancelled_waiter_leaves_the_count_so_the_barrier_still_needs_n_live_arrival
             assert!(joined.unwrap_err().is_cancelled(), "[{name}]");
             assert_eq!(barrier.waiting(), 1, "[{name}] the cancelled waiter left");
             // The root's arrival makes 2 live arrivals of 3: still waiting.
-            let mut root = barrier.wait(&cx);
+            let mut root = Box::pin(barrier.wait(&cx));
             assert!(
                 poll_once(&mut root).await.is_pending(),
                 "[{name}] released with 2 of 3"
@@ -177,12 +177,12 @@ fn a_dropped_wait_withdraws_its_arrival() {
     for_each_driver(|_name, rt| {
         rt.block_on(|cx: Cx| async move {
             let barrier = Barrier::new(2);
-            let mut w = barrier.wait(&cx);
+            let mut w = Box::pin(barrier.wait(&cx));
             assert!(poll_once(&mut w).await.is_pending());
             assert_eq!(barrier.waiting(), 1);
             drop(w);
             assert_eq!(barrier.waiting(), 0);
-            let mut again = barrier.wait(&cx);
+            let mut again = Box::pin(barrier.wait(&cx));
             assert!(
                 poll_once(&mut again).await.is_pending(),
                 "one live arrival of 2"
@@ -212,7 +212,7 @@ fn a_wait_future_arrives_on_its_first_poll_not_when_it_is_created() {
             let created = barrier.wait(&cx);
             assert_eq!(barrier.waiting(), 0);
             drop(created);
-            let mut first = barrier.wait(&cx);
+            let mut first = Box::pin(barrier.wait(&cx));
             assert!(poll_once(&mut first).await.is_pending());
             assert_eq!(barrier.waiting(), 1);
             let second = barrier.wait(&cx).await.unwrap();

@@ -4,7 +4,9 @@
 //! `notify_waiters` wakes the current waiters (and futures created before
 //! it) and stores nothing; N3 FIFO; N4 a cancelled wait returns `Err` and
 //! leaves the queue, a served one returns `Ok`; N5 a `notify_one` handed to
-//! a waiter that is dropped uncollected is passed on.
+//! a waiter that is dropped uncollected is passed on. The queue is intrusive
+//! (src/sync/waiters.rs, WL1–WL6): a model-based run of 10,000 futures and
+//! a forgotten future check it through `Notify`.
 
 mod support;
 
@@ -65,7 +67,7 @@ fn notify_one_with_nobody_waiting_stores_one_permit_and_only_one() {
             notify.notified(&cx).await.unwrap();
             assert!(!notify.has_permit(), "[{name}]");
             // ...and the second blocks: three notifies stored one permit.
-            let mut second = notify.notified(&cx);
+            let mut second = Box::pin(notify.notified(&cx));
             assert!(poll_once(&mut second).await.is_pending(), "[{name}]");
             assert_eq!(notify.waiters(), 1);
             notify.notify_one();
@@ -98,7 +100,7 @@ fn notify_waiters_wakes_every_current_waiter_and_stores_no_permit() {
                 !notify.has_permit(),
                 "[{name}] notify_waiters stores no permit"
             );
-            let mut later = notify.notified(&cx);
+            let mut later = Box::pin(notify.notified(&cx));
             assert!(poll_once(&mut later).await.is_pending(), "[{name}]");
         });
     });
@@ -111,7 +113,7 @@ fn a_notified_future_created_before_notify_waiters_completes_even_if_not_yet_pol
             let notify = Notify::new();
             let before = notify.notified(&cx);
             notify.notify_waiters();
-            let after = notify.notified(&cx);
+            let after = Box::pin(notify.notified(&cx));
             before.await.unwrap();
             let mut after = after;
             assert!(
@@ -157,8 +159,8 @@ fn a_waiter_dropped_after_notify_one_passes_the_notification_to_the_next_waiter(
     for_each_driver(|name, rt| {
         rt.block_on(|cx: Cx| async move {
             let notify = Notify::new();
-            let mut a = notify.notified(&cx);
-            let mut b = notify.notified(&cx);
+            let mut a = Box::pin(notify.notified(&cx));
+            let mut b = Box::pin(notify.notified(&cx));
             assert!(poll_once(&mut a).await.is_pending());
             assert!(poll_once(&mut b).await.is_pending());
             notify.notify_one(); // serves `a` (FIFO)
@@ -177,7 +179,7 @@ fn a_waiter_dropped_after_notify_one_with_nobody_behind_it_restores_the_permit()
     for_each_driver(|_name, rt| {
         rt.block_on(|cx: Cx| async move {
             let notify = Notify::new();
-            let mut a = notify.notified(&cx);
+            let mut a = Box::pin(notify.notified(&cx));
             assert!(poll_once(&mut a).await.is_pending());
             notify.notify_one();
             assert!(!notify.has_permit(), "handed to a, not stored");
@@ -192,10 +194,10 @@ fn a_waiter_dropped_after_notify_waiters_does_not_pass_it_on() {
     for_each_driver(|_name, rt| {
         rt.block_on(|cx: Cx| async move {
             let notify = Notify::new();
-            let mut a = notify.notified(&cx);
+            let mut a = Box::pin(notify.notified(&cx));
             assert!(poll_once(&mut a).await.is_pending());
             notify.notify_waiters();
-            let mut b = notify.notified(&cx);
+            let mut b = Box::pin(notify.notified(&cx));
             assert!(poll_once(&mut b).await.is_pending());
             drop(a);
             assert!(
@@ -561,5 +563,174 @@ fn stress_on_four_worker_threads_every_notify_one_is_received_despite_dropped_wa
 fn stress_on_four_worker_threads_with_random_aborts_loses_no_notify_one() {
     with_watchdog("notify stress aborts", || {
         conservation_stress(0x5EED_0002, 3);
+    });
+}
+
+// ===== intrusive waiters: a model of the queue ============================
+
+/// A waker that counts its wakes.
+struct WakeCount(AtomicUsize);
+
+impl std::task::Wake for WakeCount {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// What the model knows of one `Notified`.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Modelled {
+    /// Completed on its first poll (the permit): never registered.
+    Immediate,
+    Waiting,
+    /// Served by `notify_one` (passed on if dropped, N5) or by
+    /// `notify_waiters` (not passed on).
+    Served {
+        one: bool,
+    },
+}
+
+/// 10,000 `Notified` futures (their waiter nodes inside them, WL1–WL6)
+/// are created, notified (one or all), polled and dropped (cancelled) in a
+/// seeded random order, and agree with a model of the queue after every
+/// step: FIFO service, the permit, N5's pass-on, and each future's waker
+/// woken exactly once if it was served and never otherwise.
+#[test]
+fn ten_thousand_waiters_notified_and_dropped_at_random_follow_the_queue_model() {
+    for_each_driver(|name, rt| {
+        rt.block_on(|cx: Cx| async move {
+            const N: usize = 10_000;
+            let notify = Notify::new();
+            let mut rng = XorShift::new(0x0d15_ea5e);
+            let mut futs = Vec::new();
+            let mut counts: Vec<Arc<WakeCount>> = Vec::new();
+            let mut state: Vec<Modelled> = Vec::new();
+            let mut live: Vec<usize> = Vec::new();
+            let mut queue = std::collections::VecDeque::new();
+            let mut permit = false;
+            let (mut completed, mut served_total) = (0usize, 0usize);
+            // Serves the model's oldest waiter with a notify_one, or stores
+            // the permit (N1, N5).
+            let serve_one = |queue: &mut std::collections::VecDeque<usize>,
+                             state: &mut Vec<Modelled>,
+                             permit: &mut bool| {
+                match queue.pop_front() {
+                    Some(next) => {
+                        state[next] = Modelled::Served { one: true };
+                        1
+                    }
+                    None => {
+                        *permit = true;
+                        0
+                    }
+                }
+            };
+            while futs.len() < N || !live.is_empty() {
+                let op = rng.below(100);
+                if futs.len() < N && (op < 40 || live.is_empty()) {
+                    let id = futs.len();
+                    let count = Arc::new(WakeCount(AtomicUsize::new(0)));
+                    let waker = Waker::from(count.clone());
+                    let mut fut = Box::pin(notify.notified(&cx));
+                    let polled = fut
+                        .as_mut()
+                        .poll(&mut std::task::Context::from_waker(&waker));
+                    counts.push(count);
+                    futs.push(Some(fut));
+                    if std::mem::take(&mut permit) {
+                        assert!(matches!(polled, Poll::Ready(Ok(()))), "[{name}] N1");
+                        futs[id] = None;
+                        state.push(Modelled::Immediate);
+                        completed += 1;
+                    } else {
+                        assert!(polled.is_pending(), "[{name}] registers");
+                        state.push(Modelled::Waiting);
+                        queue.push_back(id);
+                        live.push(id);
+                    }
+                } else if op < 65 {
+                    notify.notify_one();
+                    served_total += serve_one(&mut queue, &mut state, &mut permit);
+                } else if op < 68 {
+                    notify.notify_waiters();
+                    for id in queue.drain(..) {
+                        state[id] = Modelled::Served { one: false };
+                        served_total += 1;
+                    }
+                } else if !live.is_empty() {
+                    let at = rng.below(live.len() as u64) as usize;
+                    let id = live[at];
+                    if op < 85 {
+                        // Dropped: cancelled, or its task went away.
+                        live.swap_remove(at);
+                        futs[id] = None;
+                        match state[id] {
+                            Modelled::Waiting => queue.retain(|&q| q != id),
+                            Modelled::Served { one: true } => {
+                                served_total += serve_one(&mut queue, &mut state, &mut permit);
+                            }
+                            Modelled::Served { one: false } | Modelled::Immediate => {}
+                        }
+                    } else {
+                        let waker = Waker::from(counts[id].clone());
+                        let fut = futs[id].as_mut().expect("live");
+                        let polled = fut
+                            .as_mut()
+                            .poll(&mut std::task::Context::from_waker(&waker));
+                        match state[id] {
+                            Modelled::Waiting => assert!(polled.is_pending(), "[{name}]"),
+                            Modelled::Immediate => unreachable!("completed, not live"),
+                            Modelled::Served { .. } => {
+                                assert!(matches!(polled, Poll::Ready(Ok(()))), "[{name}]");
+                                live.swap_remove(at);
+                                futs[id] = None;
+                                completed += 1;
+                            }
+                        }
+                    }
+                }
+                assert_eq!(notify.waiters(), queue.len(), "[{name}] N3: the queue");
+                assert_eq!(notify.has_permit(), permit, "[{name}] N1: the permit");
+            }
+            for (id, count) in counts.iter().enumerate() {
+                let served = matches!(state[id], Modelled::Served { .. });
+                let woken = count.0.load(Ordering::SeqCst);
+                assert_eq!(
+                    woken,
+                    usize::from(served),
+                    "[{name}] waiter {id} woken {woken} times"
+                );
+            }
+            let woken: usize = counts.iter().map(|c| c.0.load(Ordering::SeqCst)).sum();
+            assert_eq!(
+                woken, served_total,
+                "[{name}] each service woke its waiter once"
+            );
+            assert!(completed > N / 10, "[{name}] many completed ({completed})");
+        });
+    });
+}
+
+/// WL4: a waiting `Notified` whose box is `mem::forget`-ed is never freed
+/// (pinning's drop guarantee), so the queue's pointer to it stays valid: the
+/// next `notify_one` is handed to it (and lost with it, as with any
+/// forgotten future), and the `Notify` goes on working.
+#[test]
+fn a_forgotten_waiting_future_leaks_its_place_in_the_queue_and_nothing_else() {
+    for_each_driver(|name, rt| {
+        rt.block_on(|cx: Cx| async move {
+            let notify = Notify::new();
+            let mut forgotten = Box::pin(notify.notified(&cx));
+            assert!(poll_once(&mut forgotten).await.is_pending());
+            std::mem::forget(forgotten);
+            let mut next = Box::pin(notify.notified(&cx));
+            assert!(poll_once(&mut next).await.is_pending());
+            assert_eq!(notify.waiters(), 2, "[{name}]");
+            notify.notify_one(); // the forgotten one is first (FIFO)
+            assert!(poll_once(&mut next).await.is_pending(), "[{name}]");
+            notify.notify_one();
+            assert!(matches!(poll_once(&mut next).await, Poll::Ready(Ok(()))));
+            assert_eq!(notify.waiters(), 0, "[{name}]");
+        });
     });
 }

@@ -48,14 +48,19 @@
 //!    arrives.
 //! 6. `Barrier::new(0)` behaves like `Barrier::new(1)`: every wait is its
 //!    own generation and leader.
+//!
+//! The queue is intrusive (`sync::waiters`, WL1–WL6): a waiter's node lives
+//! inside its pinned [`BarrierWait`], so a waiting task costs nothing in the
+//! `Barrier`, and [`BarrierWait`] is `!Unpin`.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
-use super::waiters::{WaitQueue, WaiterKey, WaiterState, WakeList};
+use pin_project_lite::pin_project;
+
+use super::waiters::{Left, WaitGuard, WaitLock, Waiter, WakeList};
 use crate::exec::cx::Cx;
 use crate::types::cancel::Cancelled;
 
@@ -67,23 +72,21 @@ use crate::types::cancel::Cancelled;
 /// dropped wait withdraws its arrival (B3), a wait whose generation already
 /// completed returns `Ok` (B4).
 pub struct Barrier {
-    n: usize,
-    state: Mutex<State>,
+    /// The state and the intrusive queue of the current generation's
+    /// waiters (`sync::waiters`, WL1–WL6: each node lives in its
+    /// [`BarrierWait`]); the grant is the generation that released them.
+    lock: WaitLock<State, (), u64>,
 }
 
 struct State {
+    /// Arrivals per generation (at least 1).
+    parties: usize,
     /// Live arrivals in the current generation (waiting, not yet released).
     arrived: usize,
     generation: u64,
-    /// Waiters of the current generation; the grant is the generation that
-    /// released them.
-    waiters: WaitQueue<(), u64>,
 }
 
-fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
-    // No user code runs under the lock: a poisoned state is still consistent.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+type Guard<'a> = WaitGuard<'a, State, (), u64>;
 
 /// What a completed [`Barrier::wait`] reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -105,17 +108,30 @@ impl BarrierWaitResult {
     }
 }
 
+const fn state(n: usize) -> State {
+    State {
+        parties: if n == 0 { 1 } else { n },
+        arrived: 0,
+        generation: 0,
+    }
+}
+
 impl Barrier {
     /// A barrier that releases its waiters once `n` of them arrived
     /// (`n == 0` behaves like `n == 1`).
+    #[cfg(not(all(test, loom)))]
     pub const fn new(n: usize) -> Self {
         Self {
-            n: if n == 0 { 1 } else { n },
-            state: Mutex::new(State {
-                arrived: 0,
-                generation: 0,
-                waiters: WaitQueue::new(),
-            }),
+            lock: WaitLock::new(state(n)),
+        }
+    }
+
+    /// A barrier that releases its waiters once `n` of them arrived
+    /// (`n == 0` behaves like `n == 1`; loom's lock: not `const`).
+    #[cfg(all(test, loom))]
+    pub fn new(n: usize) -> Self {
+        Self {
+            lock: WaitLock::new(state(n)),
         }
     }
 
@@ -134,77 +150,89 @@ impl Barrier {
     /// that completes a generation never blocks, so it is never cancelled.
     pub fn wait<'a>(&'a self, cx: &'a Cx) -> BarrierWait<'a> {
         BarrierWait {
-            barrier: self,
+            waiter: Waiter::new(&self.lock, ()),
             cx,
-            stage: Stage::Init,
         }
     }
 
     /// How many arrivals the barrier needs per generation.
     pub fn parties(&self) -> usize {
-        self.n
+        self.lock.lock().parties
     }
 
     /// Live arrivals waiting in the current generation.
     pub fn waiting(&self) -> usize {
-        lock(&self.state).arrived
+        self.lock.lock().arrived
     }
 
     /// The current generation (how many generations completed so far).
     pub fn generation(&self) -> u64 {
-        lock(&self.state).generation
+        self.lock.lock().generation
     }
+}
 
-    /// Counts one arrival; if it completes the generation, releases it and
-    /// returns the leader's result and the wakers to wake after unlocking.
-    fn arrive_and_release(&self, st: &mut State) -> Option<(BarrierWaitResult, WakeList)> {
-        if st.arrived + 1 < self.n {
-            return None;
-        }
-        let generation = st.generation;
-        st.generation += 1;
-        st.arrived = 0;
-        let wakers = st.waiters.notify_all(generation);
-        debug_assert!(st.waiters.is_empty());
-        Some((
-            BarrierWaitResult {
-                leader: true,
-                generation,
-            },
-            wakers,
-        ))
+/// Counts one arrival; if it completes the generation, releases it and
+/// returns the leader's result and the wakers to wake after unlocking.
+fn arrive_and_release(st: &mut Guard<'_>) -> Option<(BarrierWaitResult, WakeList)> {
+    if st.arrived + 1 < st.parties {
+        return None;
     }
+    let generation = st.generation;
+    st.generation += 1;
+    st.arrived = 0;
+    let wakers = st.notify_all(generation);
+    debug_assert_eq!(st.len(), 0);
+    Some((
+        BarrierWaitResult {
+            leader: true,
+            generation,
+        },
+        wakers,
+    ))
 }
 
 impl fmt::Debug for Barrier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let st = lock(&self.state);
+        let st = self.lock.lock();
         f.debug_struct("Barrier")
-            .field("parties", &self.n)
+            .field("parties", &st.parties)
             .field("waiting", &st.arrived)
             .field("generation", &st.generation)
             .finish()
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Stage {
-    Init,
-    Waiting(WaiterKey),
-    Done,
-}
+pin_project! {
+    /// The future returned by [`Barrier::wait`].
+    ///
+    /// It holds its own place in the queue (the waiter's node), so it is
+    /// `!Unpin`: pin it (`.await`, `pin!`, `Box::pin`) to poll it.
+    ///
+    /// # Cancellation
+    /// See [`Barrier::wait`]: dropping it before its generation completed
+    /// withdraws its arrival.
+    #[must_use = "futures do nothing unless awaited; a BarrierWait arrives on its first poll, \
+                  and dropping it before its generation completes withdraws the arrival"]
+    pub struct BarrierWait<'a> {
+        #[pin]
+        waiter: Waiter<'a, State, (), u64>,
+        cx: &'a Cx,
+    }
 
-/// The future returned by [`Barrier::wait`].
-///
-/// # Cancellation
-/// See [`Barrier::wait`]: dropping it before its generation completed
-/// withdraws its arrival.
-#[must_use = "futures do nothing unless awaited; a BarrierWait arrives on its first poll, \
-              and dropping it before its generation completes withdraws the arrival"]
-pub struct BarrierWait<'a> {
-    barrier: &'a Barrier,
-    cx: &'a Cx,
-    stage: Stage,
+    impl PinnedDrop for BarrierWait<'_> {
+        fn drop(this: Pin<&mut Self>) {
+            let waiter = this.project().waiter.into_ref();
+            if !waiter.is_registered() {
+                return;
+            }
+            let mut st = waiter.lock();
+            if st.leave() == Left::Waiting {
+                // B3: still waiting, so it leaves the count. (Served but
+                // uncollected: the generation completed; nothing to undo.)
+                st.arrived -= 1;
+            }
+        }
+    }
 }
 
 fn release(result: BarrierWaitResult, wakers: WakeList) -> BarrierWaitResult {
@@ -212,93 +240,73 @@ fn release(result: BarrierWaitResult, wakers: WakeList) -> BarrierWaitResult {
     result
 }
 
+fn follower(generation: u64) -> BarrierWaitResult {
+    BarrierWaitResult {
+        leader: false,
+        generation,
+    }
+}
+
 impl Future for BarrierWait<'_> {
     type Output = Result<BarrierWaitResult, Cancelled>;
 
     fn poll(self: Pin<&mut Self>, task_cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        let barrier = this.barrier;
-        match this.stage {
-            Stage::Done => panic!("`BarrierWait` polled after completion"),
-            Stage::Init => {
-                let released = barrier.arrive_and_release(&mut lock(&barrier.state));
-                if let Some((result, wakers)) = released {
-                    this.stage = Stage::Done;
-                    return Poll::Ready(Ok(release(result, wakers)));
-                }
-                // The wait would block: observe cancellation first (outside
-                // our lock), so a cancelled task never arrives.
-                if let Some(reason) = this.cx.observe_cancel() {
-                    this.stage = Stage::Done;
-                    return Poll::Ready(Err(Cancelled::new(reason)));
-                }
-                let mut st = lock(&barrier.state);
-                if let Some((result, wakers)) = barrier.arrive_and_release(&mut st) {
-                    drop(st);
-                    this.stage = Stage::Done;
-                    return Poll::Ready(Ok(release(result, wakers)));
-                }
-                st.arrived += 1;
-                let key = st.waiters.push_back(task_cx.waker().clone(), ());
-                this.stage = Stage::Waiting(key);
-                Poll::Pending
+        let this = self.project();
+        let waiter = this.waiter.into_ref();
+        if waiter.is_finished() {
+            panic!("`BarrierWait` polled after completion");
+        }
+        if !waiter.is_registered() {
+            let released = arrive_and_release(&mut waiter.lock());
+            if let Some((result, wakers)) = released {
+                waiter.finish();
+                return Poll::Ready(Ok(release(result, wakers)));
             }
-            Stage::Waiting(key) => {
-                let follower = |generation| BarrierWaitResult {
-                    leader: false,
-                    generation,
-                };
-                {
-                    let mut st = lock(&barrier.state);
-                    match st.waiters.state(key) {
-                        Some(WaiterState::Notified(_)) => {
-                            let generation = st.waiters.take_grant(key).expect("notified");
-                            this.stage = Stage::Done;
-                            return Poll::Ready(Ok(follower(generation)));
-                        }
-                        Some(WaiterState::Waiting) => {
-                            st.waiters.update_waker(key, task_cx.waker());
-                        }
-                        None => unreachable!("only this future removes its key"),
+            // The wait would block: observe cancellation first (outside
+            // our lock), so a cancelled task never arrives.
+            if let Some(reason) = this.cx.observe_cancel() {
+                waiter.finish();
+                return Poll::Ready(Err(Cancelled::new(reason)));
+            }
+            let mut st = waiter.lock();
+            if let Some((result, wakers)) = arrive_and_release(&mut st) {
+                drop(st);
+                waiter.finish();
+                return Poll::Ready(Ok(release(result, wakers)));
+            }
+            st.arrived += 1;
+            st.register(task_cx.waker());
+            return Poll::Pending;
+        }
+        let served = waiter.lock().poll_grant(task_cx.waker());
+        if let Some(generation) = served {
+            waiter.finish();
+            return Poll::Ready(Ok(follower(generation)));
+        }
+        if let Some(reason) = this.cx.observe_cancel() {
+            let outcome = {
+                let mut st = waiter.lock();
+                match st.leave() {
+                    // B4: the generation completed meanwhile.
+                    Left::Notified(generation) => Ok(follower(generation)),
+                    Left::Waiting | Left::Unregistered => {
+                        // B3: withdraw the arrival.
+                        st.arrived -= 1;
+                        Err(Cancelled::new(reason))
                     }
                 }
-                if let Some(reason) = this.cx.observe_cancel() {
-                    this.stage = Stage::Done;
-                    let mut st = lock(&barrier.state);
-                    return Poll::Ready(match st.waiters.remove(key) {
-                        // B4: the generation completed meanwhile.
-                        Some((_, Some(generation))) => Ok(follower(generation)),
-                        _ => {
-                            // B3: withdraw the arrival.
-                            st.arrived -= 1;
-                            Err(Cancelled::new(reason))
-                        }
-                    });
-                }
-                Poll::Pending
-            }
+            };
+            waiter.finish();
+            return Poll::Ready(outcome);
         }
-    }
-}
-
-impl Drop for BarrierWait<'_> {
-    fn drop(&mut self) {
-        let Stage::Waiting(key) = self.stage else {
-            return;
-        };
-        let mut st = lock(&self.barrier.state);
-        if let Some((_, None)) = st.waiters.remove(key) {
-            // B3: still waiting, so it leaves the count. (Served but
-            // uncollected: the generation completed; nothing to undo.)
-            st.arrived -= 1;
-        }
+        Poll::Pending
     }
 }
 
 impl fmt::Debug for BarrierWait<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BarrierWait")
-            .field("stage", &self.stage)
+            .field("waiter", &self.waiter)
             .finish()
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Every wait takes `&Cx` and returns `Err` when the waiting task is
 //! cancelled; waiters are served FIFO; a cancelled waiter leaves the queue
-//! without disturbing the others (see `waiters`, rules WQ1–WQ4).
+//! without disturbing the others (see `waiters`, rules WQ1–WQ4, and the
+//! intrusive queue's WL1–WL6: a waiter's node lives in its future).
 
 pub(crate) mod atomic_waker;
 pub(crate) mod waiters;

@@ -26,7 +26,9 @@
 //!    registered at the time of the call, plus every [`Notified`] future
 //!    *created* before the call and not yet polled; it stores no permit.
 //!    This makes "create the future, check the condition, await" free of
-//!    lost wake-ups.
+//!    lost wake-ups. (The future remembers the count of `notify_waiters`
+//!    calls modulo 2^32: only exactly a multiple of 2^32 calls between its
+//!    creation and its first poll would go unseen.)
 //! 3. N3 (FIFO): waiters register on their first poll and are served by
 //!    `notify_one` in registration order.
 //! 4. N4 (cancellation): a wait that would block observes the task's
@@ -41,14 +43,19 @@
 //!    it on: to the next waiter, or back into the permit. A
 //!    `notify_waiters` notification is not passed on (it was meant for the
 //!    waiters of that moment).
+//!
+//! The queue is intrusive (`sync::waiters`, WL1–WL6): a waiter's node
+//! (links, waker, grant) lives inside its pinned [`Notified`] future, so a
+//! parked task costs nothing in the `Notify`, and [`Notified`] is `!Unpin`.
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use super::waiters::{WaitQueue, WaiterKey, WaiterState};
+use pin_project_lite::pin_project;
+
+use super::waiters::{Left, WaitGuard, WaitLock, Waiter};
 use crate::exec::cx::Cx;
 use crate::types::cancel::Cancelled;
 
@@ -61,7 +68,11 @@ use crate::types::cancel::Cancelled;
 /// `notify_one` is ever lost to a cancelled or dropped waiter (N4, N5).
 /// `notify_one` and `notify_waiters` never block.
 pub struct Notify {
-    state: Mutex<State>,
+    /// The state and the intrusive queue of waiters (`sync::waiters`,
+    /// WL1–WL6): each waiter's node lives in its [`Notified`] future, so a
+    /// parked task costs nothing here. A node carries the broadcast count
+    /// its future was created at (N2).
+    lock: WaitLock<State, u32, Grant>,
 }
 
 /// What a served waiter was given.
@@ -75,25 +86,33 @@ enum Grant {
 
 struct State {
     permit: bool,
-    /// How many `notify_waiters` calls happened so far (N2).
-    broadcasts: u64,
-    waiters: WaitQueue<(), Grant>,
+    /// How many `notify_waiters` calls happened so far, modulo 2^32 (N2:
+    /// a future created before a call sees a different count when it is
+    /// first polled, unless exactly a multiple of 2^32 calls came between).
+    broadcasts: u32,
 }
 
-fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
-    // No user code runs under the lock, so a poisoned lock still holds a
-    // consistent state.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
+type Guard<'a> = WaitGuard<'a, State, u32, Grant>;
 
 impl Notify {
     /// A `Notify` with no permit and no waiters.
+    #[cfg(not(all(test, loom)))]
     pub const fn new() -> Self {
         Self {
-            state: Mutex::new(State {
+            lock: WaitLock::new(State {
                 permit: false,
                 broadcasts: 0,
-                waiters: WaitQueue::new(),
+            }),
+        }
+    }
+
+    /// A `Notify` with no permit and no waiters (loom's lock: not `const`).
+    #[cfg(all(test, loom))]
+    pub fn new() -> Self {
+        Self {
+            lock: WaitLock::new(State {
+                permit: false,
+                broadcasts: 0,
             }),
         }
     }
@@ -112,12 +131,10 @@ impl Notify {
     /// A `notify_one` handed to a waiter that then returns `Err` or is
     /// dropped is passed on (N5): none is lost.
     pub fn notified<'a>(&'a self, cx: &'a Cx) -> Notified<'a> {
-        let broadcasts = lock(&self.state).broadcasts;
+        let broadcasts = self.lock.lock().broadcasts;
         Notified {
-            notify: self,
+            waiter: Waiter::new(&self.lock, broadcasts),
             cx,
-            broadcasts,
-            stage: Stage::Init,
         }
     }
 
@@ -131,60 +148,50 @@ impl Notify {
 
     /// Wakes the oldest waiter, or stores one permit if nobody waits (N1).
     pub fn notify_one(&self) {
-        let waker = {
-            let mut st = lock(&self.state);
-            Self::dispatch_one(&mut st)
-        };
+        let waker = dispatch_one(&mut self.lock.lock());
         if let Some(w) = waker {
             w.wake();
         }
-    }
-
-    fn dispatch_one(st: &mut State) -> Option<Waker> {
-        let waker = st.waiters.notify_front(Grant::One);
-        if waker.is_none() {
-            st.permit = true;
-        }
-        waker
     }
 
     /// Wakes every waiter registered now (and every [`Notified`] created
     /// before this call and not yet polled); stores no permit (N2).
     pub fn notify_waiters(&self) {
         let wakers = {
-            let mut st = lock(&self.state);
-            st.broadcasts += 1;
-            st.waiters.notify_all(Grant::All)
+            let mut st = self.lock.lock();
+            st.broadcasts = st.broadcasts.wrapping_add(1);
+            st.notify_all(Grant::All)
         };
-        for w in wakers {
-            w.wake();
-        }
-    }
-
-    /// Removes a waiter (cancelled or dropped); an uncollected `notify_one`
-    /// goes to the next waiter or back into the permit (N5).
-    fn leave(&self, key: WaiterKey) {
-        let waker = {
-            let mut st = lock(&self.state);
-            match st.waiters.remove(key) {
-                Some((_, Some(Grant::One))) => Self::dispatch_one(&mut st),
-                _ => None,
-            }
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
+        wakers.wake();
     }
 
     /// Whether a permit is stored.
     pub fn has_permit(&self) -> bool {
-        lock(&self.state).permit
+        self.lock.lock().permit
     }
 
     /// How many tasks are registered and not yet served.
     pub fn waiters(&self) -> usize {
-        lock(&self.state).waiters.len()
+        self.lock.lock().len()
     }
+}
+
+/// Serves the oldest waiter with a `notify_one`, or stores the permit
+/// (N1); the waker is to be woken after the lock is released.
+fn dispatch_one(st: &mut Guard<'_>) -> Option<Waker> {
+    let waker = st.notify_front(Grant::One);
+    if waker.is_none() {
+        st.permit = true;
+    }
+    waker
+}
+
+/// Completes without blocking if a permit or a broadcast is available.
+fn try_now(st: &mut Guard<'_>, broadcasts: u32) -> bool {
+    if st.broadcasts != broadcasts {
+        return true;
+    }
+    std::mem::take(&mut st.permit)
 }
 
 impl Default for Notify {
@@ -195,42 +202,54 @@ impl Default for Notify {
 
 impl fmt::Debug for Notify {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let st = lock(&self.state);
+        let st = self.lock.lock();
         f.debug_struct("Notify")
             .field("permit", &st.permit)
-            .field("waiters", &st.waiters.len())
+            .field("waiters", &st.len())
             .finish()
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Stage {
-    Init,
-    Waiting(WaiterKey),
-    Done,
-}
+pin_project! {
+    /// The future returned by [`Notify::notified`].
+    ///
+    /// It holds its own place in the queue (the waiter's node, linked while
+    /// it waits), so it is `!Unpin`: pin it (`.await`, `pin!`, `Box::pin`)
+    /// to poll it.
+    ///
+    /// # Cancellation
+    /// See [`Notify::notified`]: dropping it leaves the queue and passes on a
+    /// `notify_one` it was handed but never returned.
+    #[must_use = "futures do nothing unless awaited; dropping a Notified that was \
+                  already served by notify_one passes the notification on"]
+    pub struct Notified<'a> {
+        #[pin]
+        waiter: Waiter<'a, State, u32, Grant>,
+        cx: &'a Cx,
+    }
 
-/// The future returned by [`Notify::notified`].
-///
-/// # Cancellation
-/// See [`Notify::notified`]: dropping it leaves the queue and passes on a
-/// `notify_one` it was handed but never returned.
-#[must_use = "futures do nothing unless awaited; dropping a Notified that was \
-              already served by notify_one passes the notification on"]
-pub struct Notified<'a> {
-    notify: &'a Notify,
-    cx: &'a Cx,
-    broadcasts: u64,
-    stage: Stage,
-}
-
-impl Notified<'_> {
-    /// Completes without blocking if a permit or a broadcast is available.
-    fn try_now(&self, st: &mut State) -> bool {
-        if st.broadcasts != self.broadcasts {
-            return true;
+    impl PinnedDrop for Notified<'_> {
+        fn drop(this: Pin<&mut Self>) {
+            let waiter = this.project().waiter.into_ref();
+            if waiter.is_registered() {
+                leave(waiter);
+            }
         }
-        std::mem::take(&mut st.permit)
+    }
+}
+
+/// Takes a registered waiter out of the queue; a `notify_one` it was handed
+/// and never returned goes to the next waiter or back into the permit (N5).
+fn leave(waiter: Pin<&Waiter<'_, State, u32, Grant>>) {
+    let waker = {
+        let mut st = waiter.lock();
+        match st.leave() {
+            Left::Notified(Grant::One) => dispatch_one(&mut st),
+            Left::Notified(Grant::All) | Left::Waiting | Left::Unregistered => None,
+        }
+    };
+    if let Some(w) = waker {
+        w.wake();
     }
 }
 
@@ -238,69 +257,57 @@ impl Future for Notified<'_> {
     type Output = Result<(), Cancelled>;
 
     fn poll(self: Pin<&mut Self>, task_cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        match this.stage {
-            Stage::Done => panic!("`Notified` polled after completion"),
-            Stage::Init => {
-                if this.try_now(&mut lock(&this.notify.state)) {
-                    this.stage = Stage::Done;
+        let this = self.project();
+        let waiter = this.waiter.into_ref();
+        if waiter.is_finished() {
+            panic!("`Notified` polled after completion");
+        }
+        if !waiter.is_registered() {
+            {
+                let mut st = waiter.lock();
+                let created_at = *st.data();
+                if try_now(&mut st, created_at) {
+                    drop(st);
+                    waiter.finish();
                     return Poll::Ready(Ok(()));
                 }
-                // The wait would block: observe cancellation (outside our
-                // lock: the kernel lock is never taken under it).
-                if let Some(reason) = this.cx.observe_cancel() {
-                    this.stage = Stage::Done;
-                    return Poll::Ready(Err(Cancelled::new(reason)));
-                }
-                let mut st = lock(&this.notify.state);
-                if this.try_now(&mut st) {
-                    this.stage = Stage::Done;
-                    return Poll::Ready(Ok(()));
-                }
-                let key = st.waiters.push_back(task_cx.waker().clone(), ());
-                this.stage = Stage::Waiting(key);
-                Poll::Pending
             }
-            Stage::Waiting(key) => {
-                {
-                    let mut st = lock(&this.notify.state);
-                    match st.waiters.state(key) {
-                        Some(WaiterState::Notified(_)) => {
-                            st.waiters.take_grant(key);
-                            this.stage = Stage::Done;
-                            return Poll::Ready(Ok(()));
-                        }
-                        Some(WaiterState::Waiting) => {
-                            st.waiters.update_waker(key, task_cx.waker());
-                        }
-                        None => unreachable!("only this future removes its key"),
-                    }
-                }
-                if let Some(reason) = this.cx.observe_cancel() {
-                    // N4: acknowledged, so Err; a notify_one that raced in
-                    // meanwhile is passed on (N5).
-                    this.stage = Stage::Done;
-                    this.notify.leave(key);
-                    return Poll::Ready(Err(Cancelled::new(reason)));
-                }
-                Poll::Pending
+            // The wait would block: observe cancellation (outside our
+            // lock: the kernel lock is never taken under it).
+            if let Some(reason) = this.cx.observe_cancel() {
+                waiter.finish();
+                return Poll::Ready(Err(Cancelled::new(reason)));
             }
+            let mut st = waiter.lock();
+            let created_at = *st.data();
+            if try_now(&mut st, created_at) {
+                drop(st);
+                waiter.finish();
+                return Poll::Ready(Ok(()));
+            }
+            st.register(task_cx.waker());
+            return Poll::Pending;
         }
-    }
-}
-
-impl Drop for Notified<'_> {
-    fn drop(&mut self) {
-        if let Stage::Waiting(key) = self.stage {
-            self.notify.leave(key);
+        // Registered: collect a grant, or refresh the waker.
+        if waiter.lock().poll_grant(task_cx.waker()).is_some() {
+            waiter.finish();
+            return Poll::Ready(Ok(()));
         }
+        if let Some(reason) = this.cx.observe_cancel() {
+            // N4: acknowledged, so Err; a notify_one that raced in
+            // meanwhile is passed on (N5).
+            leave(waiter);
+            waiter.finish();
+            return Poll::Ready(Err(Cancelled::new(reason)));
+        }
+        Poll::Pending
     }
 }
 
 impl fmt::Debug for Notified<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Notified")
-            .field("stage", &self.stage)
+            .field("waiter", &self.waiter)
             .finish()
     }
 }
@@ -323,7 +330,7 @@ mod tests {
         n.notify_one();
         n.notify_one();
         assert!(n.has_permit());
-        let mut st = lock(&n.state);
+        let mut st = n.lock.lock();
         assert!(std::mem::take(&mut st.permit));
         assert!(!st.permit);
     }

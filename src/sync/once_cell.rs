@@ -49,10 +49,12 @@ use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::OnceLock;
 use std::task::{Context, Poll, Waker};
 
-use super::waiters::{WaitQueue, WaiterKey, WaiterState, WakeList};
+use pin_project_lite::pin_project;
+
+use super::waiters::{Left, WaitGuard, WaitLock, Waiter, WakeList};
 use crate::exec::cx::Cx;
 use crate::types::cancel::Cancelled;
 
@@ -68,7 +70,9 @@ use crate::types::cancel::Cancelled;
 /// oldest waiter takes over). `get`, `set` and the rest never block.
 pub struct OnceCell<T> {
     value: OnceLock<T>,
-    state: Mutex<State>,
+    /// The state and the intrusive queue of waiters (`sync::waiters`,
+    /// WL1–WL6: each node lives in its waiting future).
+    state: WaitLock<State, (), Turn>,
 }
 
 /// What a waiter is handed.
@@ -84,12 +88,13 @@ struct State {
     /// Someone holds the initializer role (or it was handed to a waiter
     /// that has not collected it yet).
     initializing: bool,
-    waiters: WaitQueue<(), Turn>,
 }
 
-fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+type Guard<'a> = WaitGuard<'a, State, (), Turn>;
+
+fn lock(m: &WaitLock<State, (), Turn>) -> Guard<'_> {
     // No user code runs under the lock: a poisoned state is still consistent.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+    m.lock()
 }
 
 /// Why [`OnceCell::get_or_try_init`] returned without a value.
@@ -173,12 +178,23 @@ impl<T> std::error::Error for SetError<T> {}
 
 impl<T> OnceCell<T> {
     /// An empty cell.
+    #[cfg(not(all(test, loom)))]
     pub const fn new() -> Self {
         Self {
             value: OnceLock::new(),
-            state: Mutex::new(State {
+            state: WaitLock::new(State {
                 initializing: false,
-                waiters: WaitQueue::new(),
+            }),
+        }
+    }
+
+    /// An empty cell (loom's lock: not `const`).
+    #[cfg(all(test, loom))]
+    pub fn new() -> Self {
+        Self {
+            value: OnceLock::new(),
+            state: WaitLock::new(State {
+                initializing: false,
             }),
         }
     }
@@ -211,7 +227,7 @@ impl<T> OnceCell<T> {
             if let Err(v) = self.value.set(value) {
                 return Err(SetError::AlreadyInitialized(v));
             }
-            st.waiters.notify_all(Turn::Ready)
+            st.notify_all(Turn::Ready)
         };
         wake_all(wakers);
         Ok(())
@@ -229,7 +245,7 @@ impl<T> OnceCell<T> {
 
     /// How many callers wait for an initializer.
     pub fn waiters(&self) -> usize {
-        lock(&self.state).waiters.len()
+        lock(&self.state).len()
     }
 
     /// Returns the value, running `init` to produce it if the cell is empty
@@ -282,8 +298,8 @@ impl<T> OnceCell<T> {
         }
         let role = InitWait {
             cell: self,
+            waiter: Waiter::new(&self.state, ()),
             cx,
-            stage: Stage::Init,
         }
         .await?;
         let guard = match role {
@@ -315,24 +331,9 @@ impl<T> OnceCell<T> {
         }
     }
 
-    /// Removes a waiter (cancelled or dropped); a role handed to it but
-    /// never taken passes on (C4).
-    fn leave(&self, key: WaiterKey) {
-        let waker = {
-            let mut st = lock(&self.state);
-            match st.waiters.remove(key) {
-                Some((_, Some(Turn::Initialize))) => Self::hand_on_locked(&mut st),
-                _ => None,
-            }
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
-    }
-
-    fn hand_on_locked(st: &mut State) -> Option<Waker> {
+    fn hand_on_locked(st: &mut Guard<'_>) -> Option<Waker> {
         debug_assert!(st.initializing);
-        let waker = st.waiters.notify_front(Turn::Initialize);
+        let waker = st.notify_front(Turn::Initialize);
         if waker.is_none() {
             st.initializing = false;
         }
@@ -384,7 +385,7 @@ impl<'a, T> InitGuard<'a, T> {
                 unreachable!("C1: only the initializer writes the cell");
             }
             st.initializing = false;
-            st.waiters.notify_all(Turn::Ready)
+            st.notify_all(Turn::Ready)
         };
         wake_all(wakers);
         cell.value.get().expect("just stored")
@@ -404,44 +405,57 @@ enum Role<'a, T> {
     Initializer(InitGuard<'a, T>),
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Stage {
-    Init,
-    Waiting(WaiterKey),
-    Done,
-}
-
-/// Waits to either see the value or get the initializer role.
-struct InitWait<'a, 'c, T> {
-    cell: &'a OnceCell<T>,
-    cx: &'c Cx,
-    stage: Stage,
-}
-
-impl<'a, T> InitWait<'a, '_, T> {
-    /// Without blocking: the value, or the role if nobody holds it.
-    fn try_now(&self, st: &mut State) -> Option<Role<'a, T>> {
-        if self.cell.value.get().is_some() {
-            return Some(Role::Ready);
-        }
-        if st.initializing {
-            return None;
-        }
-        st.initializing = true;
-        Some(Role::Initializer(InitGuard {
-            cell: self.cell,
-            done: false,
-        }))
+pin_project! {
+    /// Waits to either see the value or get the initializer role. Its
+    /// waiter node (WL1–WL6) is linked while it waits.
+    struct InitWait<'a, 'c, T> {
+        cell: &'a OnceCell<T>,
+        #[pin]
+        waiter: Waiter<'a, State, (), Turn>,
+        cx: &'c Cx,
     }
 
-    fn role(&self, turn: Turn) -> Role<'a, T> {
-        match turn {
-            Turn::Ready => Role::Ready,
-            Turn::Initialize => Role::Initializer(InitGuard {
-                cell: self.cell,
-                done: false,
-            }),
+    impl<T> PinnedDrop for InitWait<'_, '_, T> {
+        fn drop(this: Pin<&mut Self>) {
+            let waiter = this.project().waiter.into_ref();
+            if waiter.is_registered() {
+                leave(waiter);
+            }
         }
+    }
+}
+
+/// Takes a registered waiter out of the queue; a role handed to it but
+/// never taken passes on (C4).
+fn leave(waiter: Pin<&Waiter<'_, State, (), Turn>>) {
+    let waker = {
+        let mut st = waiter.lock();
+        match st.leave() {
+            Left::Notified(Turn::Initialize) => OnceCell::<()>::hand_on_locked(&mut st),
+            Left::Notified(Turn::Ready) | Left::Waiting | Left::Unregistered => None,
+        }
+    };
+    if let Some(w) = waker {
+        w.wake();
+    }
+}
+
+/// Without blocking: the value, or the role if nobody holds it.
+fn try_now<'a, T>(cell: &'a OnceCell<T>, st: &mut State) -> Option<Role<'a, T>> {
+    if cell.value.get().is_some() {
+        return Some(Role::Ready);
+    }
+    if st.initializing {
+        return None;
+    }
+    st.initializing = true;
+    Some(Role::Initializer(InitGuard { cell, done: false }))
+}
+
+fn role<T>(cell: &OnceCell<T>, turn: Turn) -> Role<'_, T> {
+    match turn {
+        Turn::Ready => Role::Ready,
+        Turn::Initialize => Role::Initializer(InitGuard { cell, done: false }),
     }
 }
 
@@ -449,61 +463,44 @@ impl<'a, T> Future for InitWait<'a, '_, T> {
     type Output = Result<Role<'a, T>, Cancelled>;
 
     fn poll(self: Pin<&mut Self>, task_cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        let cell = this.cell;
-        match this.stage {
-            Stage::Done => panic!("`InitWait` polled after completion"),
-            Stage::Init => {
-                if let Some(role) = this.try_now(&mut lock(&cell.state)) {
-                    this.stage = Stage::Done;
-                    return Poll::Ready(Ok(role));
-                }
-                if let Some(reason) = this.cx.observe_cancel() {
-                    this.stage = Stage::Done;
-                    return Poll::Ready(Err(Cancelled::new(reason)));
-                }
-                let mut st = lock(&cell.state);
-                if let Some(role) = this.try_now(&mut st) {
-                    this.stage = Stage::Done;
-                    return Poll::Ready(Ok(role));
-                }
-                let key = st.waiters.push_back(task_cx.waker().clone(), ());
-                this.stage = Stage::Waiting(key);
-                Poll::Pending
-            }
-            Stage::Waiting(key) => {
-                {
-                    let mut st = lock(&cell.state);
-                    match st.waiters.state(key) {
-                        Some(WaiterState::Notified(_)) => {
-                            let turn = st.waiters.take_grant(key).expect("notified");
-                            this.stage = Stage::Done;
-                            return Poll::Ready(Ok(this.role(turn)));
-                        }
-                        Some(WaiterState::Waiting) => {
-                            st.waiters.update_waker(key, task_cx.waker());
-                        }
-                        None => unreachable!("only this future removes its key"),
-                    }
-                }
-                if let Some(reason) = this.cx.observe_cancel() {
-                    // C4: acknowledged, so Err; a role handed over in the
-                    // meantime passes on.
-                    this.stage = Stage::Done;
-                    cell.leave(key);
-                    return Poll::Ready(Err(Cancelled::new(reason)));
-                }
-                Poll::Pending
-            }
+        let this = self.project();
+        let cell: &'a OnceCell<T> = this.cell;
+        let waiter = this.waiter.into_ref();
+        if waiter.is_finished() {
+            panic!("`InitWait` polled after completion");
         }
-    }
-}
-
-impl<T> Drop for InitWait<'_, '_, T> {
-    fn drop(&mut self) {
-        if let Stage::Waiting(key) = self.stage {
-            self.cell.leave(key);
+        if !waiter.is_registered() {
+            let now = try_now(cell, &mut waiter.lock());
+            if let Some(role) = now {
+                waiter.finish();
+                return Poll::Ready(Ok(role));
+            }
+            if let Some(reason) = this.cx.observe_cancel() {
+                waiter.finish();
+                return Poll::Ready(Err(Cancelled::new(reason)));
+            }
+            let mut st = waiter.lock();
+            if let Some(role) = try_now(cell, &mut st) {
+                drop(st);
+                waiter.finish();
+                return Poll::Ready(Ok(role));
+            }
+            st.register(task_cx.waker());
+            return Poll::Pending;
         }
+        let turn = waiter.lock().poll_grant(task_cx.waker());
+        if let Some(turn) = turn {
+            waiter.finish();
+            return Poll::Ready(Ok(role(cell, turn)));
+        }
+        if let Some(reason) = this.cx.observe_cancel() {
+            // C4: acknowledged, so Err; a role handed over in the
+            // meantime passes on.
+            leave(waiter);
+            waiter.finish();
+            return Poll::Ready(Err(Cancelled::new(reason)));
+        }
+        Poll::Pending
     }
 }
 

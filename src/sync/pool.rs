@@ -59,10 +59,11 @@ use std::fmt;
 use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::pin::Pin;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
 
-use super::waiters::{WaitQueue, WaiterKey, WaiterState};
+use pin_project_lite::pin_project;
+
+use super::waiters::{Left, WaitGuard, WaitLock, Waiter};
 use crate::exec::cx::Cx;
 use crate::kernel::SpawnError;
 use crate::obligation::Obligation;
@@ -94,7 +95,9 @@ pub struct Pool<R, E> {
 struct Shared<R> {
     max_size: usize,
     health: Option<HealthCheck<R>>,
-    state: Mutex<State<R>>,
+    /// The state and the intrusive queue of waiters (`sync::waiters`,
+    /// WL1–WL6: each node lives in its waiting future).
+    state: WaitLock<State<R>, (), Grant<R>>,
 }
 
 /// What a waiter is handed.
@@ -111,25 +114,24 @@ struct State<R> {
     in_use: usize,
     creating: usize,
     size: usize,
-    waiters: WaitQueue<(), Grant<R>>,
     created: u64,
     reused: u64,
     discarded: u64,
     create_failures: u64,
 }
 
-impl<R> State<R> {
-    fn check(&self, max_size: usize) {
-        debug_assert_eq!(self.size, self.idle.len() + self.in_use + self.creating);
-        debug_assert!(self.size <= max_size);
-        debug_assert!(self.waiters.is_empty() || (self.idle.is_empty() && self.size == max_size));
-    }
+type Guard<'a, R> = WaitGuard<'a, State<R>, (), Grant<R>>;
+
+fn check_counts<R>(st: &Guard<'_, R>, max_size: usize) {
+    debug_assert_eq!(st.size, st.idle.len() + st.in_use + st.creating);
+    debug_assert!(st.size <= max_size);
+    debug_assert!(st.len() == 0 || (st.idle.is_empty() && st.size == max_size));
 }
 
-fn lock<R>(m: &Mutex<State<R>>) -> MutexGuard<'_, State<R>> {
+fn lock<R>(m: &WaitLock<State<R>, (), Grant<R>>) -> Guard<'_, R> {
     // No user code runs under the lock (resources are dropped after it is
     // released): a poisoned state is still consistent.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
+    m.lock()
 }
 
 /// Gauges and counters of a [`Pool`].
@@ -219,12 +221,11 @@ impl<R, E> PoolBuilder<R, E> {
             shared: Shared {
                 max_size: self.max_size,
                 health: self.health,
-                state: Mutex::new(State {
+                state: WaitLock::new(State {
                     idle: VecDeque::new(),
                     in_use: 0,
                     creating: 0,
                     size: 0,
-                    waiters: WaitQueue::new(),
                     created: 0,
                     reused: 0,
                     discarded: 0,
@@ -300,8 +301,8 @@ impl<R, E> Pool<R, E> {
         let shared = &self.shared;
         let mut checkout = Acquire {
             shared,
+            waiter: Waiter::new(&shared.state, ()),
             cx,
-            stage: Stage::Init,
         }
         .await?;
         let obligation = cx
@@ -337,7 +338,7 @@ impl<R, E> Pool<R, E> {
             idle: st.idle.len(),
             in_use: st.in_use,
             creating: st.creating,
-            waiters: st.waiters.len(),
+            waiters: st.len(),
             created: st.created,
             reused: st.reused,
             discarded: st.discarded,
@@ -356,7 +357,7 @@ impl<R, E> Pool<R, E> {
             let mut st = lock(&self.shared.state);
             let idle = std::mem::take(&mut st.idle);
             st.size -= idle.len();
-            st.check(self.shared.max_size);
+            check_counts(&st, self.shared.max_size);
             idle
         };
         drop(dropped);
@@ -378,7 +379,7 @@ impl<R> Shared<R> {
         let waker = {
             let mut st = lock(&self.state);
             let waker = self.give_back_locked(&mut st, resource);
-            st.check(self.max_size);
+            check_counts(&st, self.max_size);
             waker
         };
         if let Some(w) = waker {
@@ -386,25 +387,25 @@ impl<R> Shared<R> {
         }
     }
 
-    fn give_back_locked(&self, st: &mut State<R>, resource: R) -> Option<Waker> {
-        if st.waiters.is_empty() {
+    fn give_back_locked(&self, st: &mut Guard<'_, R>, resource: R) -> Option<Waker> {
+        if st.len() == 0 {
             st.in_use -= 1;
             st.idle.push_back(resource);
             None
         } else {
-            st.waiters.notify_front(Grant::Resource(resource))
+            st.notify_front(Grant::Resource(resource))
         }
     }
 
     /// A slot counted in `creating` is freed: to the oldest waiter (still
     /// `creating`), or the pool shrinks.
-    fn free_creating_locked(st: &mut State<R>) -> Option<Waker> {
-        if st.waiters.is_empty() {
+    fn free_creating_locked(st: &mut Guard<'_, R>) -> Option<Waker> {
+        if st.len() == 0 {
             st.creating -= 1;
             st.size -= 1;
             None
         } else {
-            st.waiters.notify_front(Grant::Slot)
+            st.notify_front(Grant::Slot)
         }
     }
 
@@ -417,7 +418,7 @@ impl<R> Shared<R> {
             st.creating += 1;
             st.discarded += u64::from(discarded);
             let waker = Self::free_creating_locked(&mut st);
-            st.check(self.max_size);
+            check_counts(&st, self.max_size);
             waker
         };
         if let Some(w) = waker {
@@ -425,17 +426,18 @@ impl<R> Shared<R> {
         }
     }
 
-    /// Removes a waiter (cancelled or dropped); a grant handed to it but
-    /// never collected goes to the next waiter or back to the pool (P6).
-    fn leave(&self, key: WaiterKey) {
+    /// Removes a registered waiter (cancelled or dropped); a grant handed
+    /// to it but never collected goes to the next waiter or back to the
+    /// pool (P6).
+    fn leave(&self, waiter: Pin<&Waiter<'_, State<R>, (), Grant<R>>>) {
         let waker = {
-            let mut st = lock(&self.state);
-            let waker = match st.waiters.remove(key) {
-                Some((_, Some(Grant::Resource(r)))) => self.give_back_locked(&mut st, r),
-                Some((_, Some(Grant::Slot))) => Self::free_creating_locked(&mut st),
-                _ => None,
+            let mut st = waiter.lock();
+            let waker = match st.leave() {
+                Left::Notified(Grant::Resource(r)) => self.give_back_locked(&mut st, r),
+                Left::Notified(Grant::Slot) => Self::free_creating_locked(&mut st),
+                Left::Waiting | Left::Unregistered => None,
             };
-            st.check(self.max_size);
+            check_counts(&st, self.max_size);
             waker
         };
         if let Some(w) = waker {
@@ -487,7 +489,7 @@ impl<'a, R> Held<'a, R> {
             st.in_use -= 1;
             st.creating += 1;
             st.discarded += 1;
-            st.check(shared.max_size);
+            check_counts(&st, shared.max_size);
         }
         drop(resource); // outside the lock: user code
         Err(SlotGuard {
@@ -520,7 +522,7 @@ impl<R> SlotGuard<'_, R> {
         st.creating -= 1;
         st.in_use += 1;
         st.created += 1;
-        st.check(self.shared.max_size);
+        check_counts(&st, self.shared.max_size);
     }
 
     /// The factory failed: count it and free the slot.
@@ -538,7 +540,7 @@ impl<R> Drop for SlotGuard<'_, R> {
         let waker = {
             let mut st = lock(&self.shared.state);
             let waker = Shared::free_creating_locked(&mut st);
-            st.check(self.shared.max_size);
+            check_counts(&st, self.shared.max_size);
             waker
         };
         if let Some(w) = waker {
@@ -547,60 +549,65 @@ impl<R> Drop for SlotGuard<'_, R> {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
-enum Stage {
-    Init,
-    Waiting(WaiterKey),
-    Done,
-}
-
-/// Waits for an idle resource, a free slot, or a grant (FIFO).
-struct Acquire<'a, 'c, R> {
-    shared: &'a Shared<R>,
-    cx: &'c Cx,
-    stage: Stage,
-}
-
-impl<'a, R> Acquire<'a, '_, R> {
-    fn try_now(&self, st: &mut State<R>) -> Option<Checkout<'a, R>> {
-        if !st.waiters.is_empty() {
-            return None; // P2: never overtake a waiter.
-        }
-        if let Some(r) = st.idle.pop_back() {
-            st.in_use += 1;
-            st.reused += 1;
-            return Some(self.held(r));
-        }
-        if st.size < self.shared.max_size {
-            st.size += 1;
-            st.creating += 1;
-            return Some(self.slot());
-        }
-        None
+pin_project! {
+    /// Waits for an idle resource, a free slot, or a grant (FIFO). Its
+    /// waiter node (WL1–WL6) is linked while it waits.
+    struct Acquire<'a, 'c, R> {
+        shared: &'a Shared<R>,
+        #[pin]
+        waiter: Waiter<'a, State<R>, (), Grant<R>>,
+        cx: &'c Cx,
     }
 
-    fn held(&self, r: R) -> Checkout<'a, R> {
-        Checkout::Resource(Held {
-            shared: self.shared,
-            resource: Some(r),
-        })
-    }
-
-    fn slot(&self) -> Checkout<'a, R> {
-        Checkout::Slot(SlotGuard {
-            shared: self.shared,
-            armed: true,
-        })
-    }
-
-    fn granted(&self, st: &mut State<R>, grant: Grant<R>) -> Checkout<'a, R> {
-        match grant {
-            Grant::Resource(r) => {
-                st.reused += 1;
-                self.held(r)
+    impl<R> PinnedDrop for Acquire<'_, '_, R> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            let waiter = this.waiter.into_ref();
+            if waiter.is_registered() {
+                this.shared.leave(waiter);
             }
-            Grant::Slot => self.slot(),
         }
+    }
+}
+
+fn try_now<'a, R>(shared: &'a Shared<R>, st: &mut Guard<'_, R>) -> Option<Checkout<'a, R>> {
+    if st.len() != 0 {
+        return None; // P2: never overtake a waiter.
+    }
+    if let Some(r) = st.idle.pop_back() {
+        st.in_use += 1;
+        st.reused += 1;
+        return Some(held(shared, r));
+    }
+    if st.size < shared.max_size {
+        st.size += 1;
+        st.creating += 1;
+        return Some(slot(shared));
+    }
+    None
+}
+
+fn held<R>(shared: &Shared<R>, r: R) -> Checkout<'_, R> {
+    Checkout::Resource(Held {
+        shared,
+        resource: Some(r),
+    })
+}
+
+fn slot<R>(shared: &Shared<R>) -> Checkout<'_, R> {
+    Checkout::Slot(SlotGuard {
+        shared,
+        armed: true,
+    })
+}
+
+fn granted<'a, R>(shared: &'a Shared<R>, st: &mut State<R>, grant: Grant<R>) -> Checkout<'a, R> {
+    match grant {
+        Grant::Resource(r) => {
+            st.reused += 1;
+            held(shared, r)
+        }
+        Grant::Slot => slot(shared),
     }
 }
 
@@ -608,61 +615,48 @@ impl<'a, R> Future for Acquire<'a, '_, R> {
     type Output = Result<Checkout<'a, R>, Cancelled>;
 
     fn poll(self: Pin<&mut Self>, task_cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        let shared = this.shared;
-        match this.stage {
-            Stage::Done => panic!("pool `Acquire` polled after completion"),
-            Stage::Init => {
-                if let Some(c) = this.try_now(&mut lock(&shared.state)) {
-                    this.stage = Stage::Done;
-                    return Poll::Ready(Ok(c));
-                }
-                if let Some(reason) = this.cx.observe_cancel() {
-                    this.stage = Stage::Done;
-                    return Poll::Ready(Err(Cancelled::new(reason)));
-                }
-                let mut st = lock(&shared.state);
-                if let Some(c) = this.try_now(&mut st) {
-                    this.stage = Stage::Done;
-                    return Poll::Ready(Ok(c));
-                }
-                let key = st.waiters.push_back(task_cx.waker().clone(), ());
-                this.stage = Stage::Waiting(key);
-                Poll::Pending
+        let this = self.project();
+        let shared: &'a Shared<R> = this.shared;
+        let waiter = this.waiter.into_ref();
+        if waiter.is_finished() {
+            panic!("pool `Acquire` polled after completion");
+        }
+        if !waiter.is_registered() {
+            let now = try_now(shared, &mut waiter.lock());
+            if let Some(c) = now {
+                waiter.finish();
+                return Poll::Ready(Ok(c));
             }
-            Stage::Waiting(key) => {
-                {
-                    let mut st = lock(&shared.state);
-                    match st.waiters.state(key) {
-                        Some(WaiterState::Notified(_)) => {
-                            let grant = st.waiters.take_grant(key).expect("notified");
-                            this.stage = Stage::Done;
-                            return Poll::Ready(Ok(this.granted(&mut st, grant)));
-                        }
-                        Some(WaiterState::Waiting) => {
-                            st.waiters.update_waker(key, task_cx.waker());
-                        }
-                        None => unreachable!("only this future removes its key"),
-                    }
-                }
-                if let Some(reason) = this.cx.observe_cancel() {
-                    // Acknowledged, so Err; a resource or slot handed over
-                    // in the meantime goes to the next waiter (P6).
-                    this.stage = Stage::Done;
-                    shared.leave(key);
-                    return Poll::Ready(Err(Cancelled::new(reason)));
-                }
-                Poll::Pending
+            if let Some(reason) = this.cx.observe_cancel() {
+                waiter.finish();
+                return Poll::Ready(Err(Cancelled::new(reason)));
+            }
+            let mut st = waiter.lock();
+            if let Some(c) = try_now(shared, &mut st) {
+                drop(st);
+                waiter.finish();
+                return Poll::Ready(Ok(c));
+            }
+            st.register(task_cx.waker());
+            return Poll::Pending;
+        }
+        {
+            let mut st = waiter.lock();
+            if let Some(grant) = st.poll_grant(task_cx.waker()) {
+                let checkout = granted(shared, &mut st, grant);
+                drop(st);
+                waiter.finish();
+                return Poll::Ready(Ok(checkout));
             }
         }
-    }
-}
-
-impl<R> Drop for Acquire<'_, '_, R> {
-    fn drop(&mut self) {
-        if let Stage::Waiting(key) = self.stage {
-            self.shared.leave(key);
+        if let Some(reason) = this.cx.observe_cancel() {
+            // Acknowledged, so Err; a resource or slot handed over in the
+            // meantime goes to the next waiter (P6).
+            shared.leave(waiter);
+            waiter.finish();
+            return Poll::Ready(Err(Cancelled::new(reason)));
         }
+        Poll::Pending
     }
 }
 

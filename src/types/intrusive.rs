@@ -1,19 +1,22 @@
-//! An intrusive doubly linked list of `Arc`-owned nodes: the links live in
-//! the nodes themselves, so linking and unlinking a node are a few pointer
-//! writes in its own header and its neighbours', with no hashing and no
-//! allocation (the light-task set, `kernel::light`, keeps its task cells
-//! in one).
+//! An intrusive doubly linked list: the links live in the nodes
+//! themselves, so linking and unlinking a node are a few pointer writes in
+//! its own header and its neighbours', with no hashing and no allocation.
+//! Its nodes are either `Arc`-owned (the light-task set, `kernel::light`,
+//! keeps its task cells in one) or pinned in place and merely borrowed
+//! (the wait queues of `sync::waiters` link the waiter nodes embedded in
+//! the waiting futures): the list's [`Handle`] type says which.
 //!
-//! Rules (cited as IL1–IL5):
-//! - IL1 (the list owns one reference): [`List::push_back`] turns the
-//!   node's `Arc` into the raw pointer the list keeps; [`List::remove`],
-//!   [`List::remove_first`] and [`List::pop_front`] turn it back into the
-//!   `Arc` they return. So a node is alive at least while it is linked,
-//!   and every pointer the list holds (head, tail, a linked node's links)
-//!   points at a live node. The list's pointers to nodes (head, tail,
-//!   each `next`) are the ones `Arc::into_raw` made; a `prev` points at
-//!   the previous node's links only, so a `dyn` node's links are three
-//!   words.
+//! Rules (cited as IL1–IL6):
+//! - IL1 (the list holds its nodes alive): [`List::push_back`] turns the
+//!   node's handle (an `Arc`, or a [`Pinned`] borrow, IL6) into the raw
+//!   pointer the list keeps; [`List::remove`], [`List::remove_first`] and
+//!   [`List::pop_front`] turn it back into the handle they return. So a
+//!   node is alive at least while it is linked (an `Arc` node: the list
+//!   owns one reference; a pinned node: IL6), and every pointer the list
+//!   holds (head, tail, a linked node's links) points at a live node. The
+//!   list's pointers to nodes (head, tail, each `next`) are the ones
+//!   [`Handle::into_raw`] made; a `prev` points at the previous node's
+//!   links only, so a `dyn` node's links are three words.
 //! - IL2 (who touches the links): a node's [`Links`] are read and written
 //!   only by the holder of `&mut List` for the list the node is in (or, for
 //!   an unlinked node, by the `push_back` of the list about to own it), and
@@ -29,10 +32,23 @@
 //!   list" from "in none" in O(1) (given IL3).
 //! - IL5 ([`Linked`], an `unsafe` trait): `links()` returns the same
 //!   [`Links`], stored inside the node, for the node's whole life.
+//! - IL6 (borrowed nodes, [`Pinned`]): a list of pinned nodes does not own
+//!   them; whoever makes a [`Pinned`] handle (an `unsafe` constructor)
+//!   promises that the node neither moves nor is freed while it is linked,
+//!   nor while the list's owner (its lock) is held by whoever unlinked it
+//!   and still reads or writes the node. The node's owner keeps that
+//!   promise by unlinking it under the list's lock (or seeing it unlinked
+//!   there) before it lets the node go; `Pin`'s drop guarantee makes this
+//!   enough even for a node whose owner is `mem::forget`-ed: the memory of
+//!   a pinned `!Unpin` value is not reused before its destructor runs, so a
+//!   forgotten node stays valid (leaked) for ever. A pinned node's handle
+//!   confers no ownership: dropping it does nothing, and [`Node::to_arc`]
+//!   exists only for `Arc` lists.
 
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
@@ -43,6 +59,77 @@ use std::sync::Arc;
 /// node itself, every time it is called on the same node.
 pub(crate) unsafe trait Linked {
     fn links(&self) -> &Links<Self>;
+}
+
+/// How a list holds the nodes it links (IL1): an `Arc` (the list owns one
+/// reference) or a [`Pinned`] borrow (IL6).
+///
+/// # Safety
+/// `into_raw` returns a pointer to the node that stays valid until the
+/// same pointer is given back to `from_raw` (for `Arc`: the reference it
+/// stands for; for [`Pinned`]: the promise IL6 its maker gave).
+pub(crate) unsafe trait Handle {
+    /// The node type.
+    type Node: ?Sized + Linked;
+    /// The pointer the list keeps while the node is linked.
+    fn into_raw(self) -> NonNull<Self::Node>;
+    /// The handle back, when the node is unlinked.
+    ///
+    /// # Safety
+    /// `ptr` came from `into_raw` of this handle type and is turned back
+    /// once.
+    unsafe fn from_raw(ptr: NonNull<Self::Node>) -> Self;
+}
+
+// SAFETY: IL1: the pointer is the reference `Arc::into_raw` leaks, valid
+// until `Arc::from_raw` takes it back.
+unsafe impl<T: ?Sized + Linked> Handle for Arc<T> {
+    type Node = T;
+    fn into_raw(self) -> NonNull<T> {
+        // SAFETY: `Arc::into_raw` never returns null.
+        unsafe { NonNull::new_unchecked(Arc::into_raw(self).cast_mut()) }
+    }
+    unsafe fn from_raw(ptr: NonNull<T>) -> Self {
+        // SAFETY: the caller: `ptr` is a reference `into_raw` leaked.
+        unsafe { Arc::from_raw(ptr.as_ptr()) }
+    }
+}
+
+/// A pinned node a list links without owning it (IL6): a pointer.
+pub(crate) struct Pinned<T: ?Sized>(NonNull<T>);
+
+impl<T: ?Sized> Pinned<T> {
+    /// A handle to `node`, to link it.
+    ///
+    /// # Safety
+    /// IL6: `node` stays alive (and, being pinned, in place) while it is
+    /// linked, and while whoever unlinked it still holds the list's lock.
+    pub(crate) unsafe fn new(node: Pin<&T>) -> Self {
+        Self(NonNull::from(node.get_ref()))
+    }
+
+    /// The node's address: dereferenceable while IL6's promise lasts.
+    pub(crate) fn as_ptr(&self) -> NonNull<T> {
+        self.0
+    }
+}
+
+// SAFETY: IL6: the maker of the handle promised the node outlives its
+// stay in the list; the pointer is the one `new` took.
+unsafe impl<T: ?Sized + Linked> Handle for Pinned<T> {
+    type Node = T;
+    fn into_raw(self) -> NonNull<T> {
+        self.0
+    }
+    unsafe fn from_raw(ptr: NonNull<T>) -> Self {
+        Self(ptr)
+    }
+}
+
+impl<T: ?Sized> fmt::Debug for Pinned<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Pinned")
+    }
 }
 
 /// A node's two links (IL2: touched only by the owner of its list): 24
@@ -85,21 +172,25 @@ impl<T: ?Sized> fmt::Debug for Links<T> {
     }
 }
 
-/// The list: head, tail and length (see the module doc, IL1–IL5).
-pub(crate) struct List<T: ?Sized + Linked> {
+/// The list: head, tail and length (see the module doc, IL1–IL6). `H`
+/// is how it holds its nodes: `Arc<T>` (the default) or [`Pinned<T>`].
+pub(crate) struct List<T: ?Sized + Linked, H: Handle<Node = T> = Arc<T>> {
     head: Option<NonNull<T>>,
     tail: Option<NonNull<T>>,
     len: usize,
-    /// IL1: the list owns one `Arc<T>` per node.
-    _owns: PhantomData<Arc<T>>,
+    /// IL1: the list holds one `H` per node.
+    _holds: PhantomData<H>,
 }
 
-// SAFETY: IL1: the list owns `Arc<T>`s (sendable when `T: Send + Sync`);
-// IL2: it alone touches its nodes' links.
-unsafe impl<T: ?Sized + Linked + Send + Sync> Send for List<T> {}
+// SAFETY: IL1: the list holds `Arc<T>`s (sendable when `T: Send + Sync`)
+// or pointers to pinned `T`s (IL6: as good as `&T`, sendable when `T:
+// Sync`, and the nodes' contents may move between threads when `T:
+// Send`); IL2: it alone touches its nodes' links.
+unsafe impl<T: ?Sized + Linked + Send + Sync, H: Handle<Node = T>> Send for List<T, H> {}
 // SAFETY: `&List` only reads links (IL2: no writer exists meanwhile) and
-// hands out `&T` / clones of `Arc<T>`, as `&Vec<Arc<T>>` would.
-unsafe impl<T: ?Sized + Linked + Send + Sync> Sync for List<T> {}
+// hands out `&T` (and, for `Arc` lists, clones of `Arc<T>`), as
+// `&Vec<Arc<T>>` would.
+unsafe impl<T: ?Sized + Linked + Send + Sync, H: Handle<Node = T>> Sync for List<T, H> {}
 
 /// Whether `a` and `b` are the same node (by address: a `dyn` pointer's
 /// vtable part may differ between codegen units).
@@ -107,13 +198,13 @@ fn same<T: ?Sized>(a: NonNull<T>, b: &T) -> bool {
     std::ptr::addr_eq(a.as_ptr(), b as *const T)
 }
 
-impl<T: ?Sized + Linked> List<T> {
+impl<T: ?Sized + Linked, H: Handle<Node = T>> List<T, H> {
     pub(crate) const fn new() -> Self {
         Self {
             head: None,
             tail: None,
             len: 0,
-            _owns: PhantomData,
+            _holds: PhantomData,
         }
     }
 
@@ -125,13 +216,12 @@ impl<T: ?Sized + Linked> List<T> {
         self.len == 0
     }
 
-    /// Links `node` at the tail, keeping the `Arc`'s reference (IL1).
-    /// `node` must be in no list (IL3; checked in debug builds as far as
-    /// IL4 allows).
-    pub(crate) fn push_back(&mut self, node: Arc<T>) {
-        // IL1: the list now owns this reference.
-        // SAFETY: `Arc::into_raw` never returns null.
-        let ptr = unsafe { NonNull::new_unchecked(Arc::into_raw(node).cast_mut()) };
+    /// Links `node` at the tail, keeping its handle (IL1: the `Arc`'s
+    /// reference, or IL6's promise). `node` must be in no list (IL3;
+    /// checked in debug builds as far as IL4 allows).
+    pub(crate) fn push_back(&mut self, node: H) {
+        // IL1: the list now holds this handle.
+        let ptr = node.into_raw();
         // SAFETY: IL1: `ptr` (just made) and the tail (linked) are alive;
         // IL2, IL3: `node` is in no list, so nobody else touches its links,
         // and the tail's are ours under `&mut self`.
@@ -182,17 +272,17 @@ impl<T: ?Sized + Linked> List<T> {
         has_prev || self.head.is_some_and(|h| same(h, node))
     }
 
-    /// Unlinks `node` and returns the list's reference to it (IL1), or
+    /// Unlinks `node` and returns the list's handle to it (IL1), or
     /// `None` if it was not linked.
     ///
     /// # Safety
     /// IL3: `node` is in this list or in no list.
-    pub(crate) unsafe fn remove(&mut self, node: &T) -> Option<Arc<T>> {
+    pub(crate) unsafe fn remove(&mut self, node: &T) -> Option<H> {
         if !self.is_linked_here(node) {
             return None;
         }
-        // The list's own pointer to `node` (from `Arc::into_raw`, so valid
-        // for the whole `Arc` allocation, unlike one made from `&T`).
+        // The list's own pointer to `node` (from `into_raw`, so valid for
+        // the whole `Arc` allocation, unlike one made from `&T`).
         // SAFETY: the caller (IL3) and IL4: `node` is linked in this list.
         let own = unsafe { self.own_pointer(node.links()) };
         debug_assert!(same(own, node));
@@ -202,8 +292,8 @@ impl<T: ?Sized + Linked> List<T> {
 
     /// # Safety
     /// `node` is linked in this list, and is the list's own pointer to it
-    /// (the head, or a predecessor's `next`: from `Arc::into_raw`, IL1).
-    unsafe fn unlink(&mut self, node: NonNull<T>) -> Arc<T> {
+    /// (the head, or a predecessor's `next`: from `into_raw`, IL1).
+    unsafe fn unlink(&mut self, node: NonNull<T>) -> H {
         // SAFETY: IL1: `node` is linked, hence alive, as are its
         // neighbours; IL2: under `&mut self` all their links are ours.
         unsafe {
@@ -222,27 +312,27 @@ impl<T: ?Sized + Linked> List<T> {
                 None => self.tail = prev.map(|p| self.own_pointer(p.as_ref())),
             }
             self.len -= 1;
-            // IL1: the reference `push_back` kept.
-            Arc::from_raw(node.as_ptr())
+            // IL1: the handle `push_back` kept.
+            H::from_raw(node)
         }
     }
 
     /// Unlinks the first node (from the head) for which `pred` holds.
-    pub(crate) fn remove_first(&mut self, mut pred: impl FnMut(&T) -> bool) -> Option<Arc<T>> {
+    pub(crate) fn remove_first(&mut self, mut pred: impl FnMut(&T) -> bool) -> Option<H> {
         let found = self.iter().find(|n| pred(n)).map(|n| n.ptr)?;
         // SAFETY: `found` was reached from this list's head: it is linked here.
         Some(unsafe { self.unlink(found) })
     }
 
     /// Unlinks the head node.
-    pub(crate) fn pop_front(&mut self) -> Option<Arc<T>> {
+    pub(crate) fn pop_front(&mut self) -> Option<H> {
         let head = self.head?;
         // SAFETY: the head is linked in this list.
         Some(unsafe { self.unlink(head) })
     }
 
     /// The nodes from head to tail, borrowed from the list.
-    pub(crate) fn iter(&self) -> Iter<'_, T> {
+    pub(crate) fn iter(&self) -> Iter<'_, T, H> {
         Iter {
             next: self.head,
             _list: PhantomData,
@@ -250,14 +340,14 @@ impl<T: ?Sized + Linked> List<T> {
     }
 }
 
-impl<T: ?Sized + Linked> Default for List<T> {
+impl<T: ?Sized + Linked, H: Handle<Node = T>> Default for List<T, H> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<T: ?Sized + Linked> Drop for List<T> {
-    /// Releases the list's references (IL1).
+impl<T: ?Sized + Linked, H: Handle<Node = T>> Drop for List<T, H> {
+    /// Releases the list's handles (IL1), leaving every node unlinked.
     fn drop(&mut self) {
         while let Some(node) = self.pop_front() {
             drop(node);
@@ -265,7 +355,7 @@ impl<T: ?Sized + Linked> Drop for List<T> {
     }
 }
 
-impl<T: ?Sized + Linked> fmt::Debug for List<T> {
+impl<T: ?Sized + Linked, H: Handle<Node = T>> fmt::Debug for List<T, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("List").field("len", &self.len).finish()
     }
@@ -273,13 +363,16 @@ impl<T: ?Sized + Linked> fmt::Debug for List<T> {
 
 /// A linked node, borrowed from its list (alive while the borrow lasts:
 /// the list cannot unlink it meanwhile, IL1).
-pub(crate) struct Node<'a, T: ?Sized> {
+pub(crate) struct Node<'a, T: ?Sized, H = Arc<T>> {
     ptr: NonNull<T>,
-    _list: PhantomData<&'a T>,
+    _list: Borrowed<'a, T, H>,
 }
 
-impl<T: ?Sized> Node<'_, T> {
-    /// A new reference to the node.
+/// A borrow of a list of `T`s held as `H`s.
+type Borrowed<'a, T, H> = PhantomData<(&'a T, fn() -> H)>;
+
+impl<T: ?Sized> Node<'_, T, Arc<T>> {
+    /// A new reference to the node (an `Arc` list's only, IL6).
     pub(crate) fn to_arc(&self) -> Arc<T> {
         // SAFETY: IL1: `ptr` came from `Arc::into_raw` and the list still
         // holds that reference while this borrow lasts, so taking another
@@ -291,7 +384,7 @@ impl<T: ?Sized> Node<'_, T> {
     }
 }
 
-impl<T: ?Sized> std::ops::Deref for Node<'_, T> {
+impl<T: ?Sized, H> std::ops::Deref for Node<'_, T, H> {
     type Target = T;
     fn deref(&self) -> &T {
         // SAFETY: IL1: linked, hence alive, for the list borrow `'a`.
@@ -300,15 +393,15 @@ impl<T: ?Sized> std::ops::Deref for Node<'_, T> {
 }
 
 /// [`List::iter`].
-pub(crate) struct Iter<'a, T: ?Sized> {
+pub(crate) struct Iter<'a, T: ?Sized, H = Arc<T>> {
     next: Option<NonNull<T>>,
-    _list: PhantomData<&'a T>,
+    _list: Borrowed<'a, T, H>,
 }
 
-impl<'a, T: ?Sized + Linked> Iterator for Iter<'a, T> {
-    type Item = Node<'a, T>;
+impl<'a, T: ?Sized + Linked, H> Iterator for Iter<'a, T, H> {
+    type Item = Node<'a, T, H>;
 
-    fn next(&mut self) -> Option<Node<'a, T>> {
+    fn next(&mut self) -> Option<Node<'a, T, H>> {
         let ptr = self.next?;
         // SAFETY: IL1: a linked node is alive; IL2: its links are only
         // read while the list is borrowed shared (no writer).
@@ -441,6 +534,43 @@ mod tests {
         let second = list.iter().nth(1).map(|n| n.to_arc()).expect("two");
         assert!(Arc::ptr_eq(&second, &items[1]));
         assert_eq!(Arc::strong_count(&items[1]), 3);
+    }
+
+    /// IL6: pinned nodes, borrowed rather than owned, link and unlink the
+    /// same way, and a dropped list leaves them unlinked.
+    #[test]
+    fn a_list_of_pinned_nodes_links_them_without_owning_them() {
+        let items: Vec<Item> = (0..4)
+            .map(|n| Item {
+                n,
+                links: Links::new(),
+            })
+            .collect();
+        let pinned = |i: usize| Pin::new(&items[i]);
+        let mut list: List<Item, Pinned<Item>> = List::new();
+        for i in 0..4 {
+            // SAFETY: IL6: `items` outlives the list and does not move
+            // while it is borrowed.
+            list.push_back(unsafe { Pinned::new(pinned(i)) });
+        }
+        assert_eq!(list.iter().map(|n| n.n).collect::<Vec<_>>(), [0, 1, 2, 3]);
+        // SAFETY: IL3: items[2] is in this list.
+        let removed = unsafe { list.remove(&items[2]) }.expect("linked");
+        assert!(std::ptr::eq(removed.as_ptr().as_ptr(), &items[2]));
+        assert_eq!(
+            list.pop_front().map(|h| h.as_ptr()),
+            Some(NonNull::from(&items[0]))
+        );
+        assert_eq!(list.iter().map(|n| n.n).collect::<Vec<_>>(), [1, 3]);
+        drop(list);
+        // SAFETY: IL3: in no list any more (the list was dropped).
+        let relinked = unsafe {
+            let mut again: List<Item, Pinned<Item>> = List::new();
+            again.push_back(Pinned::new(pinned(3)));
+            again.push_back(Pinned::new(pinned(1)));
+            again.iter().map(|n| n.n).collect::<Vec<_>>()
+        };
+        assert_eq!(relinked, [3, 1], "IL4: the dropped list unlinked them");
     }
 
     /// Pushes and removals in a seeded random order agree with a `Vec`
