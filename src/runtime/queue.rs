@@ -63,6 +63,18 @@
 //! `block_in_place` helpers (see "block_in_place support" below) run the
 //! same loop as workers, each with its own sleep slot and deque.
 //!
+//! Rule Q2 (cancel batches): a worker that finds the cancel lane's most
+//! severe non-empty tier and holds no cancel batch takes up to
+//! [`CANCEL_BATCH`] of its tasks at once (one steal, in order) into a
+//! private FIFO and runs them from there, so a storm of cancellations
+//! costs one steal per batch instead of one per task, and the lane's hot
+//! indices are read by each worker once per batch. Priority holds: a
+//! worker with a batch of tier `t` still looks at the more severe tiers
+//! first and takes such a task alone; the streak limit counts batch
+//! dispatches like any other cancel dispatch. A worker does not sleep
+//! with a batch (Q1's re-check counts it as its own work), and a worker
+//! leaving for `block_in_place` hands the batch back to its tier.
+//!
 //! Rule Q1 (no lost wakeups): a worker announces it is going to sleep
 //! (`prepare_sleep`: its `sleeping` flag, the `sleepers` count, a SeqCst
 //! fence), then re-checks the injector, the cancel lane and every local
@@ -116,6 +128,9 @@ const HELPERS_PER_WORKER: usize = 2;
 
 /// Cleanup-priority tiers of the cancel lane (`CancelKind::severity` 0..=5).
 const CANCEL_TIERS: usize = 6;
+/// Most cancel-lane tasks a worker takes at once into its private batch
+/// (rule Q2).
+const CANCEL_BATCH: usize = 16;
 
 pub(crate) struct RunQueue {
     injector: Inject,
@@ -167,6 +182,10 @@ pub(crate) struct WorkerCtx {
     /// Which worker's metrics its dispatches count towards.
     counter: usize,
     local: Worker<TaskRef>,
+    /// Q2: cancel-lane tasks this worker took in one batch, all of tier
+    /// `cancel_tier`, run before that tier's shared queue (never stolen).
+    cancel_local: Worker<TaskRef>,
+    cancel_tier: Cell<usize>,
     lifo: Cell<Option<TaskRef>>,
     /// Tasks that woke themselves while running (`yield_now`), in order:
     /// private to this worker until the next flush into the local deque
@@ -242,6 +261,7 @@ impl Drop for WorkerGuard {
         drop(self.ctx.lifo.take());
         self.ctx.deferred.borrow_mut().clear();
         while self.ctx.local.pop().is_some() {}
+        while self.ctx.cancel_local.pop().is_some() {}
     }
 }
 
@@ -394,6 +414,8 @@ impl RunQueue {
             index,
             counter,
             local,
+            cancel_local: Worker::new_fifo(),
+            cancel_tier: Cell::new(0),
             lifo: Cell::new(None),
             deferred: std::cell::RefCell::new(std::collections::VecDeque::new()),
             running: Cell::new(std::ptr::null()),
@@ -426,7 +448,7 @@ impl RunQueue {
         let counters = &self.counters[ctx.counter];
         let streak = ctx.cancel_streak.get();
         if streak < CANCEL_STREAK_LIMIT
-            && let Some(task) = self.pop_cancel()
+            && let Some(task) = self.pop_cancel(ctx)
         {
             ctx.cancel_streak.set(streak + 1);
             counters.cancel_dispatch(u64::from(streak + 1));
@@ -438,7 +460,7 @@ impl RunQueue {
         if let Some(task) = self.next_timed_or_ready(ctx) {
             return Some(task);
         }
-        let task = self.pop_cancel()?;
+        let task = self.pop_cancel(ctx)?;
         ctx.cancel_streak.set(1);
         counters.cancel_dispatch(1);
         Some(task)
@@ -463,8 +485,10 @@ impl RunQueue {
         Some(task)
     }
 
-    /// The cancel lane's next task: the most severe tier first.
-    fn pop_cancel(&self) -> Option<TaskRef> {
+    /// The cancel lane's next task for worker `ctx`: the most severe tier
+    /// first, from the worker's private batch when nothing more severe
+    /// waits in the shared tiers (rule Q2).
+    fn pop_cancel(&self, ctx: &WorkerCtx) -> Option<TaskRef> {
         // An empty tier is skipped on its indices alone: a steal from an
         // empty injector issues a SeqCst fence, which a pop would otherwise
         // pay once per empty tier above the one holding work (a `User`
@@ -474,11 +498,28 @@ impl RunQueue {
         // every abort of a storm. A push this misses is found by the next
         // dispatch (Q1's re-check reads the same indices, `is_empty`,
         // after its fence).
-        self.cancel_lane
-            .iter()
-            .rev()
-            .filter(|tier| !tier.is_empty())
-            .find_map(steal_one)
+        let batched = !ctx.cancel_local.is_empty();
+        let held = ctx.cancel_tier.get();
+        for (i, tier) in self.cancel_lane.iter().enumerate().rev() {
+            if batched && i <= held {
+                return ctx.cancel_local.pop();
+            }
+            if tier.is_empty() {
+                continue;
+            }
+            if batched {
+                // Q2: a more severe cleanup goes before the batch, alone.
+                if let Some(task) = steal_one(tier) {
+                    return Some(task);
+                }
+                continue;
+            }
+            if let Some(task) = steal_batch(tier, &ctx.cancel_local) {
+                ctx.cancel_tier.set(i);
+                return Some(task);
+            }
+        }
+        ctx.cancel_local.pop()
     }
 
     fn pop_timed(&self) -> Option<TaskRef> {
@@ -636,7 +677,9 @@ impl RunQueue {
     pub(crate) fn prepare_sleep(&self, ctx: &WorkerCtx) -> bool {
         let index = ctx.index;
         let lifo = ctx.lifo.take();
-        let lifo_busy = lifo.is_some() || !ctx.deferred.borrow().is_empty();
+        // Q2: a private cancel batch is this worker's to run.
+        let lifo_busy =
+            lifo.is_some() || !ctx.deferred.borrow().is_empty() || !ctx.cancel_local.is_empty();
         ctx.lifo.set(lifo);
         if lifo_busy {
             return false;
@@ -909,6 +952,12 @@ impl RunQueue {
             self.injector.push(task);
             moved += 1;
         }
+        // Q2: a private cancel batch goes back to its tier.
+        let tier = ctx.cancel_tier.get();
+        while let Some(task) = ctx.cancel_local.pop() {
+            self.cancel_lane[tier].push(task);
+            moved += 1;
+        }
         if moved > 0 {
             fence(Ordering::SeqCst); // Rule Q1: pairs with `prepare_sleep`.
             for _ in 0..moved.min(self.sleeping.len()) {
@@ -943,6 +992,18 @@ impl PartialOrd for Timed {
 impl Ord for Timed {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         (other.deadline, other.seq).cmp(&(self.deadline, self.seq))
+    }
+}
+
+/// Q2: the oldest task of `from`, with up to [`CANCEL_BATCH`] - 1 more
+/// moved, in order, into `into`.
+fn steal_batch(from: &Injector<TaskRef>, into: &Worker<TaskRef>) -> Option<TaskRef> {
+    loop {
+        match from.steal_batch_with_limit_and_pop(into, CANCEL_BATCH) {
+            Steal::Success(task) => return Some(task),
+            Steal::Empty => return None,
+            Steal::Retry => {}
+        }
     }
 }
 
