@@ -1208,6 +1208,47 @@ mod tests {
         assert_eq!(*log.lock().unwrap(), vec![3, 7, 2, 5, 6, 1, 4]);
     }
 
+    /// Q2: a worker takes a batch of the most severe tier at once; a more
+    /// severe cleanup scheduled meanwhile still runs before the rest of
+    /// the batch; a worker does not sleep holding a batch, and gives it
+    /// back to its tier when it hands its work off.
+    #[test]
+    fn a_cancel_batch_keeps_priority_and_never_sleeps_or_strays() {
+        let q = queue(1);
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let probe = |name, severity: u8| -> TaskRef {
+            Arc::new(Probe {
+                name,
+                cancel: Some(severity),
+                deadline: None,
+                log: log.clone(),
+            })
+        };
+        for name in 0..40 {
+            q.schedule(probe(name, 0));
+        }
+        let guard = q.enter(0);
+        let ctx = guard.ctx();
+        assert_eq!(q.run_worker_batch(ctx, 1), 1);
+        assert_eq!(ctx.cancel_local.len(), CANCEL_BATCH - 1, "one steal");
+        assert!(!q.prepare_sleep(ctx), "Q2: its batch is its own work");
+        q.schedule(probe(100, 5)); // a Shutdown cleanup
+        assert_eq!(q.run_worker_batch(ctx, 2), 2);
+        assert_eq!(
+            *log.lock().unwrap(),
+            vec![0, 100, 1],
+            "the severe one first"
+        );
+        // Handed off (as for `block_in_place`): back to its tier, in order.
+        q.hand_off(ctx);
+        assert!(ctx.cancel_local.is_empty());
+        assert_eq!(q.run_worker_batch(ctx, 100), 38);
+        let ran = log.lock().unwrap().clone();
+        let mut rest = ran[3..].to_vec();
+        rest.sort_unstable();
+        assert_eq!(rest, (2..40).collect::<Vec<_>>(), "each once, none lost");
+    }
+
     #[test]
     fn the_timed_lane_is_earliest_deadline_first_and_bounded_against_ready_work() {
         let q = queue(1);
