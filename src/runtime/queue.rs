@@ -1083,6 +1083,16 @@ mod tests {
         }
     }
 
+    /// A probe whose cell reports a cancel of `severity` (cancel lane).
+    fn cancelled_probe(log: &Arc<Mutex<Vec<usize>>>, name: usize, severity: u8) -> TaskRef {
+        Arc::new(Probe {
+            name,
+            cancel: Some(severity),
+            deadline: None,
+            log: log.clone(),
+        })
+    }
+
     fn queue(workers: usize) -> Arc<RunQueue> {
         let parkers: Vec<_> = (0..workers)
             .map(|_| crossbeam_utils::sync::Parker::new())
@@ -1191,14 +1201,7 @@ mod tests {
     fn the_cancel_lane_runs_the_most_severe_cleanup_first_and_fifo_within_a_tier() {
         let q = queue(1);
         let log = Arc::new(Mutex::new(Vec::new()));
-        let probe = |name, severity: u8| -> TaskRef {
-            Arc::new(Probe {
-                name,
-                cancel: Some(severity),
-                deadline: None,
-                log: log.clone(),
-            })
-        };
+        let probe = |name, severity| cancelled_probe(&log, name, severity);
         // (name, severity): User 0, Deadline 1, FailFast 3, Shutdown 5.
         for (name, severity) in [(1, 0), (2, 3), (3, 5), (4, 0), (5, 3), (6, 1), (7, 5)] {
             q.schedule(probe(name, severity));
@@ -1216,14 +1219,7 @@ mod tests {
     fn a_cancel_batch_keeps_priority_and_never_sleeps_or_strays() {
         let q = queue(1);
         let log = Arc::new(Mutex::new(Vec::new()));
-        let probe = |name, severity: u8| -> TaskRef {
-            Arc::new(Probe {
-                name,
-                cancel: Some(severity),
-                deadline: None,
-                log: log.clone(),
-            })
-        };
+        let probe = |name, severity| cancelled_probe(&log, name, severity);
         for name in 0..40 {
             q.schedule(probe(name, 0));
         }
