@@ -16,7 +16,8 @@
 //! word and cells (`channel::oneshot`) and the intrusive wait queue's lock
 //! and node cells (`sync::waiters`; its `WaitLock::new`, hence
 //! `Notify::new`, `Barrier::new` and `OnceCell::new`, are not `const`
-//! there). A model may only run inside
+//! there), and the timer entry's state word and `AtomicWaker`
+//! (`time::entry`, `sync::atomic_waker`). A model may only run inside
 //! `loom::model`: a loom atomic created outside of it panics, so the rest
 //! of the unit tests are not meant to run in a `--cfg loom` build (the CI
 //! step filters on `loom`).

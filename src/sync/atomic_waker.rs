@@ -13,9 +13,11 @@
 //! - AW3 (no user code under the slot): the waker is woken after the slot
 //!   is released; only `Waker::clone`/`will_wake` run while it is held.
 
-use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Waker;
+
+// The types the loom model of the timer entry (`time::entry`) replaces.
+use crate::loom::cell::UnsafeCell;
+use crate::loom::sync::atomic::{AtomicUsize, Ordering};
 
 /// Nobody is touching the slot.
 const WAITING: usize = 0;
@@ -37,7 +39,17 @@ unsafe impl Send for AtomicWaker {}
 unsafe impl Sync for AtomicWaker {}
 
 impl AtomicWaker {
+    #[cfg(not(all(test, loom)))]
     pub(crate) const fn new() -> Self {
+        Self {
+            state: AtomicUsize::new(WAITING),
+            waker: UnsafeCell::new(None),
+        }
+    }
+
+    /// Loom's cells and atomics cannot be made in a `const fn`.
+    #[cfg(all(test, loom))]
+    pub(crate) fn new() -> Self {
         Self {
             state: AtomicUsize::new(WAITING),
             waker: UnsafeCell::new(None),
@@ -54,12 +66,11 @@ impl AtomicWaker {
             WAITING => {
                 // SAFETY: we moved the state from WAITING to REGISTERING, so
                 // we have exclusive access to the cell until we move it back.
-                let slot = unsafe { &mut *self.waker.get() };
                 // AW3: a replaced waker is dropped after the slot is released.
-                let replaced = match slot {
+                let replaced = self.waker.with_mut(|slot| match unsafe { &mut *slot } {
                     Some(old) if old.will_wake(waker) => None,
-                    _ => slot.replace(waker.clone()),
-                };
+                    slot => slot.replace(waker.clone()),
+                });
                 if let Err(actual) = self.state.compare_exchange(
                     REGISTERING,
                     WAITING,
@@ -69,7 +80,8 @@ impl AtomicWaker {
                     // A producer called `wake` meanwhile and left the waking
                     // to us (it saw REGISTERING and only set WAKING).
                     debug_assert_eq!(actual, REGISTERING | WAKING);
-                    let w = slot.take();
+                    // SAFETY: still REGISTERING: the cell is ours.
+                    let w = self.waker.with_mut(|slot| unsafe { (*slot).take() });
                     self.state.swap(WAITING, Ordering::AcqRel);
                     if let Some(w) = w {
                         w.wake();
@@ -95,7 +107,7 @@ impl AtomicWaker {
             WAITING => {
                 // SAFETY: we moved the state from WAITING to WAKING, so we
                 // have exclusive access to the cell until we clear WAKING.
-                let w = unsafe { (*self.waker.get()).take() };
+                let w = self.waker.with_mut(|slot| unsafe { (*slot).take() });
                 self.state.fetch_and(!WAKING, Ordering::Release);
                 w
             }

@@ -58,13 +58,14 @@
 
 use std::marker::PhantomPinned;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Waker;
 
 use pin_project_lite::pin_project;
 
 use crate::exec::cx::Cx;
 use crate::kernel::{PinnedRef, Sleeper, TimerKey};
+// The types the loom model (`loom_tests` below) replaces.
+use crate::loom::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::atomic_waker::AtomicWaker;
 use crate::types::Time;
 use crate::types::cancel::Cancelled;
@@ -256,6 +257,109 @@ impl TimerEntry {
             // the lock this takes (TE7).
             cx.core().timers().cancel(key);
         }
+    }
+}
+
+/// Loom model of TE2, TE3 and TE7 (run by `.ci/run` with `--cfg loom`):
+/// the real shared half (`Shared::fire`, the `AtomicWaker`) between an
+/// owner that arms, re-polls, ends its arming and arms again, as
+/// `TimerEntry` does, and a firing pass that takes whatever arming the
+/// wheel holds, under the wheel's lock (a loom `Mutex` standing for it).
+#[cfg(all(test, loom))]
+mod loom_tests {
+    // Bookkeeping, read after the threads joined (loom explores only its
+    // own types).
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::task::{Wake, Waker};
+
+    use super::*;
+    use crate::loom::sync::{Arc, Mutex};
+    use crate::loom::{model, thread};
+
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: std::sync::Arc<Self>) {
+            self.0.fetch_add(1, SeqCst);
+        }
+    }
+
+    fn counter() -> (std::sync::Arc<Count>, Waker) {
+        let count = std::sync::Arc::new(Count(AtomicUsize::new(0)));
+        (count.clone(), Waker::from(count))
+    }
+
+    /// The owner's end of an arming (`TimerEntry::clear`): no lock once
+    /// `FIRED`, else the wheel's lock, which removes the arming or finds
+    /// it taken by a pass that finished under that lock.
+    fn end_arming(shared: &Shared, wheel: &Mutex<Option<u32>>) {
+        if shared.state.load(Ordering::Acquire) != FIRED {
+            wheel.lock().unwrap().take();
+        }
+    }
+
+    #[test]
+    fn loom_a_fired_arming_wakes_its_owner_and_never_lands_on_the_next() {
+        model(|| {
+            let shared = Arc::new(Shared {
+                state: AtomicU64::new(FIRED),
+                waker: AtomicWaker::new(),
+            });
+            let wheel = Arc::new(Mutex::new(None::<u32>));
+            let fired = std::sync::Arc::new(AtomicUsize::new(0));
+            let (first_count, first) = counter();
+            let (second_count, second) = counter();
+            // Arming 1 (TE3: the waker first, then the state, then the
+            // wheel, under its lock).
+            shared.waker.register(&first);
+            shared
+                .state
+                .store(armed(Time::from_nanos(10)), Ordering::Relaxed);
+            *wheel.lock().unwrap() = Some(1);
+            let pass = {
+                let (shared, wheel, fired) = (shared.clone(), wheel.clone(), fired.clone());
+                thread::spawn(move || {
+                    let mut wheel = wheel.lock().unwrap();
+                    let Some(arming) = wheel.take() else { return };
+                    let waker = shared.fire(); // TE7: under the lock
+                    fired.store(arming as usize, SeqCst);
+                    drop(wheel);
+                    if let Some(w) = waker {
+                        w.wake();
+                    }
+                })
+            };
+            // A re-poll (TE3: register, then look).
+            shared.waker.register(&first);
+            let saw_fired = shared.state.load(Ordering::Acquire) >= FIRING;
+            // TE7: the arming ends; then arming 2 reuses the entry.
+            end_arming(&shared, &wheel);
+            shared.waker.register(&second);
+            shared
+                .state
+                .store(armed(Time::from_nanos(20)), Ordering::Relaxed);
+            {
+                let mut wheel = wheel.lock().unwrap();
+                assert!(wheel.is_none(), "TE7: the first arming is out of the wheel");
+                *wheel = Some(2);
+            }
+            pass.join().unwrap();
+            match fired.load(SeqCst) {
+                2 => assert_eq!(second_count.0.load(SeqCst), 1, "arming 2's owner woken"),
+                fired => {
+                    // TE2, TE7: no pass wrote the second arming's state.
+                    assert_eq!(
+                        shared.state.load(Ordering::Acquire),
+                        armed(Time::from_nanos(20)),
+                        "a FIRED of arming {fired} landed on arming 2"
+                    );
+                    if fired == 1 && !saw_fired {
+                        // TE3: the owner that looked too early is woken.
+                        assert_eq!(first_count.0.load(SeqCst), 1, "a lost wake");
+                    }
+                }
+            }
+        });
     }
 }
 
