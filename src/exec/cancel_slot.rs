@@ -52,7 +52,7 @@ use crate::loom::sync::atomic::{AtomicU64, Ordering};
 use std::cell::UnsafeCell;
 use std::sync::Arc;
 
-use super::state::{COMPLETE, CellState};
+use super::state::{COMPLETE, CellState, Wake};
 use crate::kernel::{LightCancel, LightRequest};
 use crate::types::{CancelKind, CancelReason, RegionId, TaskId, Time};
 
@@ -450,20 +450,47 @@ impl CancelSlot {
         reason: SlotReason,
         grace_deadline: Time,
     ) -> LightRequest {
+        self.request_with(state, reason, grace_deadline, false).0
+    }
+
+    /// [`request_reason`](Self::request_reason) for an abort, which also
+    /// wakes the task to observe it: the hint and the wake edge in one RMW
+    /// of the state word (SW14). Returns what the waker must do (queue the
+    /// task, once this returned: the reason is stored by then).
+    pub(crate) fn abort_request(
+        &self,
+        state: &CellState,
+        reason: SlotReason,
+        grace_deadline: Time,
+    ) -> (LightRequest, Wake) {
+        self.request_with(state, reason, grace_deadline, true)
+    }
+
+    fn request_with(
+        &self,
+        state: &CellState,
+        reason: SlotReason,
+        grace_deadline: Time,
+        wake: bool,
+    ) -> (LightRequest, Wake) {
         let Some(kind) = reason.kind() else {
-            return LightRequest::Unchanged;
+            return (LightRequest::Unchanged, Wake::Done);
         };
         let mut slot = self.lock();
         if !reason.outranks(slot.reason().compared().as_deref()) {
-            return LightRequest::Unchanged;
+            return (LightRequest::Unchanged, Wake::Done);
         }
         // The hint first: the value it replaces decides (module doc).
-        let before = state.cancel_requested(kind.severity());
+        let (before, woke) = if wake {
+            state.cancel_requested_waking(kind.severity())
+        } else {
+            (state.cancel_requested(kind.severity()), Wake::Done)
+        };
         if before.lifecycle() == COMPLETE {
-            return LightRequest::Complete;
+            return (LightRequest::Complete, Wake::Done);
         }
         if before.is_registered() {
-            return LightRequest::Registered;
+            return (LightRequest::Registered, Wake::Done);
         }
         let deadline = if slot.reason().is_some() {
             slot.deadline().min(grace_deadline)
@@ -472,7 +499,7 @@ impl CancelSlot {
         };
         slot.set_reason(ReasonWord::new(reason));
         slot.set_deadline(deadline);
-        LightRequest::Stored
+        (LightRequest::Stored, woke)
     }
 
     /// LT7: the checkpoint of task `task` (of `region`, this slot's
@@ -551,7 +578,8 @@ mod loom_tests {
     const TASK: TaskId = TaskId::from_parts(2, 0);
 
     /// A thread that aborts the task with a plain `kind` reason, as
-    /// `abort()` does (nothing allocated, LT7).
+    /// `abort()` does (nothing allocated, LT7; the hint and the wake edge
+    /// in one RMW, SW14).
     fn spawn_aborter(
         state: &Arc<CellState>,
         slot: &Arc<CancelSlot>,
@@ -563,7 +591,9 @@ mod loom_tests {
                 kind,
                 timestamp: Time::from_nanos(1),
             };
-            slot.request_reason(&state, SlotReason::Plain(plain), Time::from_nanos(10))
+            let (outcome, _wake) =
+                slot.abort_request(&state, SlotReason::Plain(plain), Time::from_nanos(10));
+            outcome
         })
     }
 

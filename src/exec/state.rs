@@ -62,6 +62,14 @@
 //!   so every RMW keeps them (SW1). Any reading of the word, relaxed or a
 //!   transition's snapshot, gives their true values (the cell is published
 //!   to other threads only after it is built).
+//! - SW14: an abort of a light task raises the cancel hint and makes the
+//!   wake transition in one RMW (`cancel_requested_waking`), while it holds
+//!   its cancel slot's lock and before it stores the reason there: a run
+//!   that this wake queues, or the run of a NOTIFIED task, reads the slot
+//!   under that lock, so it sees the reason; the aborting thread queues the
+//!   task (if the edge said so) only after it stored the reason and let the
+//!   lock go. A registered task makes no wake edge here (the kernel wakes
+//!   it with its own request).
 //! - SW8: a wake absorbed by a task already SCHEDULED or NOTIFIED still
 //!   writes the word (its compare-and-swap stores the value it read), so,
 //!   like every other wake, it is a release that the serving run edge's
@@ -458,11 +466,34 @@ impl CellState {
     /// Returns the snapshot it replaced (LT7: a light task's cancel slot
     /// decides by its lifecycle and REGISTERED bit).
     pub(crate) fn cancel_requested(&self, severity: u8) -> Snapshot {
-        let hint = (u64::from(severity) + 1).min(HINT >> HINT_SHIFT) << HINT_SHIFT;
+        self.update(|s| (s, Some(Self::raised(s, severity))))
+    }
+
+    /// [`cancel_requested`](Self::cancel_requested) and, unless the task
+    /// is registered (its cancel is the kernel's, which wakes it), the
+    /// wake transition (W1–W4) in the same RMW (SW14): an abort of a light
+    /// task takes one RMW of the word, not two. Returns the snapshot it
+    /// replaced and what the waker must do.
+    pub(crate) fn cancel_requested_waking(&self, severity: u8) -> (Snapshot, Wake) {
         self.update(|s| {
-            let raised = (s.0 & HINT).max(hint);
-            (s, Some(Snapshot((s.0 & !HINT) | raised | CANCEL_ATTENTION)))
+            let next = Self::raised(s, severity);
+            let (wake, next) = match s.lifecycle() {
+                _ if s.is_registered() => (Wake::Done, next),
+                IDLE => (Wake::Queue, next.with_lifecycle(SCHEDULED)),
+                RUNNING => (Wake::Done, next.with_lifecycle(NOTIFIED)),
+                // SW8: absorbed, and this RMW writes the word.
+                _ => (Wake::Done, next),
+            };
+            ((s, wake), Some(next))
         })
+    }
+
+    /// SW4, SW5: `s` with CANCEL_ATTENTION set and its cancel hint raised
+    /// to at least `severity`'s.
+    fn raised(s: Snapshot, severity: u8) -> Snapshot {
+        let hint = (u64::from(severity) + 1).min(HINT >> HINT_SHIFT) << HINT_SHIFT;
+        let raised = (s.0 & HINT).max(hint);
+        Snapshot((s.0 & !HINT) | raised | CANCEL_ATTENTION)
     }
 }
 
@@ -552,6 +583,36 @@ mod tests {
         s.start_running().unwrap();
         s.complete();
         assert!(s.start_running().is_none(), "COMPLETE");
+    }
+
+    /// SW14: the abort's one RMW raises the hint and makes the wake edge,
+    /// except on a registered task; a complete task stays complete.
+    #[test]
+    fn an_abort_raises_the_hint_and_wakes_in_one_step_unless_registered() {
+        let s = CellState::new();
+        assert!(s.start_running().is_some(), "SCHEDULED -> RUNNING");
+        assert_eq!(s.pending(), Pending::Idle);
+        let (before, wake) = s.cancel_requested_waking(3);
+        assert_eq!((before.lifecycle(), wake), (IDLE, Wake::Queue));
+        let now = s.load();
+        assert_eq!(now.lifecycle(), SCHEDULED);
+        assert_eq!(now.cancel_severity(), Some(3));
+        assert!(now.has_cancel_attention());
+        // Already queued: absorbed; a weaker request keeps the hint (SW5).
+        assert_eq!(s.cancel_requested_waking(1).1, Wake::Done);
+        assert_eq!(s.load().cancel_severity(), Some(3));
+        // Running: NOTIFIED, so the runner queues it again (W2).
+        assert!(s.start_running().is_some());
+        assert_eq!(s.cancel_requested_waking(5).1, Wake::Done);
+        assert_eq!(s.load().lifecycle(), NOTIFIED);
+        // Registered: the hint only (the kernel wakes it).
+        let r = CellState::new();
+        r.start_running();
+        r.pending();
+        r.mark_registered();
+        let (_, wake) = r.cancel_requested_waking(2);
+        assert_eq!((wake, r.load().lifecycle()), (Wake::Done, IDLE));
+        assert_eq!(r.load().cancel_severity(), Some(2));
     }
 
     #[test]

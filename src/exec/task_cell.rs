@@ -343,18 +343,17 @@ where
                 (SlotReason::Shared(shared.clone()), Some(shared))
             }
         };
-        match self.cancel.request_reason(&self.state, stored, deadline) {
-            LightRequest::Stored => {
-                // To observe it; W8: the queue's reference is the only one
-                // taken.
-                if self.state.wake() == Wake::Queue {
-                    self.core.schedule(self.arc_from_ref());
-                }
+        // SW14: the hint and the wake edge in one RMW; queued (to observe
+        // it) once the reason is stored. W8: the queue's reference is the
+        // only one taken.
+        match self.cancel.abort_request(&self.state, stored, deadline) {
+            (LightRequest::Stored, Wake::Queue) => {
+                self.core.schedule(self.arc_from_ref());
                 Ok(())
             }
-            LightRequest::Unchanged | LightRequest::Complete => Ok(()),
+            (LightRequest::Stored | LightRequest::Unchanged | LightRequest::Complete, _) => Ok(()),
             // The slot dropped its copy: the reason goes to the kernel.
-            LightRequest::Registered => Err(match (shared, plain) {
+            (LightRequest::Registered, _) => Err(match (shared, plain) {
                 (Some(shared), _) => Arc::unwrap_or_clone(shared),
                 (None, Some(plain)) => plain.to_reason(region, id),
                 (None, None) => unreachable!("a reason is plain or shared"),
