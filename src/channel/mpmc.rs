@@ -793,7 +793,8 @@ impl<T> fmt::Debug for SendFuture<'_, T> {
 }
 
 pin_project! {
-    /// The future returned by [`Sender::send_timeout`].
+    /// The future returned by [`Sender::send_timeout`]. `!Unpin`: it holds
+    /// a [`Sleep`](crate::time::Sleep); pin it to poll it by hand.
     #[must_use = "futures do nothing unless awaited"]
     pub struct SendTimeout<'a, T> {
         chan: &'a Chan<T>,

@@ -71,6 +71,9 @@ pub fn timeout_at<F: Future>(cx: &Cx, deadline: Time, future: F) -> Timeout<F> {
 
 pin_project! {
     /// The future returned by [`timeout`] and [`timeout_at`].
+    ///
+    /// `!Unpin`, like [`Sleep`](super::Sleep): its timer entry lives inside
+    /// it (rule TE7 in `time::entry`). Pin it to poll it by hand.
     #[must_use = "futures do nothing unless awaited"]
     pub struct Timeout<F> {
         cx: Cx,

@@ -128,7 +128,8 @@ impl<T> Sender<T> {
 }
 
 pin_project! {
-    /// The future returned by [`Sender::send_timeout`].
+    /// The future returned by [`Sender::send_timeout`]. `!Unpin`: it holds
+    /// a [`Sleep`](crate::time::Sleep); pin it to poll it by hand.
     #[must_use = "futures do nothing unless awaited"]
     pub struct SendTimeout<'a, T> {
         sender: &'a Sender<T>,
