@@ -66,7 +66,7 @@ use std::sync::Arc;
 pub use task::TaskState;
 pub(crate) use task::{TaskEnd, TaskKind, TaskRecord};
 use timers::GraceQueue;
-pub(crate) use timers::{PinnedRef, Sleeper, TimerKey, Timers};
+pub(crate) use timers::{Pinned, Sleeper, TimerKey, Timers};
 
 /// A task cell's "poll through the kernel next time" flag.
 ///

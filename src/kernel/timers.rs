@@ -4,7 +4,7 @@
 //!
 //! The wheel is not kernel data: it lives in [`Timers`], which the kernel
 //! and the execution core share (`Arc`). Sleeps arm and disarm their
-//! entries under the wheel lock alone (the entry protocol, TE1–TE6, is in
+//! entries under the wheel lock alone (the entry protocol, TE1–TE7, is in
 //! `time::entry`); the kernel arms and cancels its own timers while it holds
 //! the kernel lock.
 //!
@@ -23,9 +23,9 @@
 //!   wakes the sleepers with no lock held, and only then, if kernel timers
 //!   fired, takes the kernel lock once to process them.
 //! - TL2 (no user code under the wheel lock): what leaves the wheel (fired
-//!   entries, a cancelled entry's payload, the wheel itself at teardown) is
-//!   dropped or woken after the lock is released; under it a sleep entry is
-//!   only marked fired (one atomic store).
+//!   entries' wakers, a cancelled entry's payload, the wheel itself at
+//!   teardown) is dropped or woken after the lock is released; under it a
+//!   sleep entry is only marked fired and its waker taken out (TE2, TE7).
 //! - TL3 (determinism): a shard's wheel fires in `(deadline, insertion)`
 //!   order (wheel rule 6); a pass wakes its sleepers in that order, then
 //!   processes its kernel timers in that order. The lab runs one shard, so
@@ -84,7 +84,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use super::*;
 use crate::timer_wheel::TimerKey as WheelKey;
-pub(crate) use crate::types::pinned::PinnedRef;
+pub(crate) use crate::types::pinned::Pinned;
 
 /// K4's individual grace deadlines behind one wheel timer (GQ1–GQ3).
 #[derive(Default)]
@@ -98,7 +98,7 @@ pub(crate) struct GraceQueue {
 
 /// A sleep's entry as the wheel sees it (its protocol, TE1–TE7, is in
 /// `time::entry`): it lives inside the sleeping future, and the wheel holds
-/// a [`PinnedRef`] to it.
+/// a [`Pinned`] to it.
 pub(crate) trait Sleeper: Send + Sync {
     /// Called under the wheel lock by the pass that takes the entry out as
     /// due: marks it fired and takes its waker out (no user code; TL2),
@@ -109,7 +109,7 @@ pub(crate) trait Sleeper: Send + Sync {
 
 /// What the wheel holds: a sleep's entry or one of the kernel's timers.
 pub(crate) enum Timer {
-    Sleep(PinnedRef<dyn Sleeper>),
+    Sleep(Pinned<dyn Sleeper>),
     Kernel(TimerEvent),
 }
 
@@ -312,7 +312,7 @@ impl Timers {
     pub(crate) fn arm_sleep(
         &self,
         deadline: Time,
-        entry: PinnedRef<dyn Sleeper>,
+        entry: Pinned<dyn Sleeper>,
         spread: u64,
     ) -> TimerKey {
         self.insert(self.shard_for(spread), deadline, Timer::Sleep(entry))
@@ -576,8 +576,8 @@ mod tests {
         Box::leak(Box::default())
     }
 
-    fn pinned(p: &'static Probe) -> PinnedRef<dyn Sleeper> {
-        PinnedRef::from_static(p)
+    fn pinned(p: &'static Probe) -> Pinned<dyn Sleeper> {
+        Pinned::from_static(p)
     }
 
     /// K8: the hint never passes the next deadline, and once the wheel's

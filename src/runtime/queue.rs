@@ -519,7 +519,8 @@ impl RunQueue {
                 return Some(task);
             }
         }
-        ctx.cancel_local.pop()
+        // A batch is served by the loop (its tier is at least 0).
+        None
     }
 
     fn pop_timed(&self) -> Option<TaskRef> {

@@ -3,7 +3,7 @@
 //!
 //! The entry lives inside the timer future, as tokio's does: the future is
 //! pinned once polled, and while the entry is armed the wheel holds a
-//! [`PinnedRef`] to its shared half (`Shared`: a deadline-or-fired state
+//! [`Pinned`] to its shared half (`Shared`: a deadline-or-fired state
 //! word and an [`AtomicWaker`], in the style of tokio's `StateCell`). So
 //! arming a timer allocates nothing, and the entry's memory is the task's
 //! own, already in the cache of the worker polling it. The wheel lives in
@@ -63,7 +63,7 @@ use std::task::Waker;
 use pin_project_lite::pin_project;
 
 use crate::exec::cx::Cx;
-use crate::kernel::{PinnedRef, Sleeper, TimerKey};
+use crate::kernel::{Pinned, Sleeper, TimerKey};
 // The types the loom model (`loom_tests` below) replaces.
 use crate::loom::sync::atomic::{AtomicU64, Ordering};
 use crate::sync::atomic_waker::AtomicWaker;
@@ -116,6 +116,8 @@ pin_project! {
     /// The owner half of a timer entry (TE1): lives in a pinned timer
     /// future.
     pub(crate) struct TimerEntry {
+        // TE7, PR1: the wheel may point here while armed.
+        #[pin]
         shared: Shared,
         // The key of the current arming; `None` once it ended (TE7).
         key: Option<TimerKey>,
@@ -219,12 +221,11 @@ impl TimerEntry {
         // TE2, TE7: the previous arming has ended (`key` is `None`), so no
         // pass touches this word until the entry is in the wheel again.
         this.shared.state.store(armed(deadline), Ordering::Relaxed);
-        let shared: &dyn Sleeper = &*this.shared;
-        // SAFETY: PR1 via TE7: the entry is pinned (`Pin<&mut Self>`, and
-        // `TimerEntry` is `!Unpin`), and its arming ends (`clear`, which
-        // every owner calls before the entry goes; an entry dropped armed
-        // aborts) only once the wheel can no longer reach it.
-        let entry = unsafe { PinnedRef::new(shared) };
+        let shared: Pin<&dyn Sleeper> = this.shared.into_ref();
+        // SAFETY: PR1 via TE7: the entry is pinned, and its arming ends
+        // (`clear`, which every owner calls before the entry goes; an entry
+        // dropped armed aborts) only once the wheel can no longer reach it.
+        let entry = unsafe { Pinned::new(shared) };
         *this.key = Some(core.timers().arm_sleep(deadline, entry, task.to_bits()));
         *this.armed_for = deadline;
         Self::pending(cx, outside)

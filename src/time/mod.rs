@@ -14,8 +14,9 @@
 //!   announcing its sleep, so an arming that races its park is not missed.
 //!   Tests: `tests/time_plain_thread.rs`.
 //!
-//! Every timer future keeps one entry in the timer service's wheel (its own
-//! lock, not the kernel's); the entry protocol, TE1–TE6, is in `entry.rs`:
+//! Every timer future keeps one entry, inside itself, in the timer
+//! service's wheel (its own lock, not the kernel's); the entry protocol,
+//! TE1–TE7, is in `entry.rs`:
 //! arming takes the wheel lock, re-polls take no lock, a drop takes it only
 //! if the entry is armed and not fired. Tests: `tests/time_entry_stress.rs`.
 

@@ -48,9 +48,10 @@
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
-use std::pin::Pin;
 use std::ptr::NonNull;
 use std::sync::Arc;
+
+pub(crate) use super::pinned::Pinned;
 
 /// A node type that embeds its [`Links`].
 ///
@@ -95,40 +96,18 @@ unsafe impl<T: ?Sized + Linked> Handle for Arc<T> {
     }
 }
 
-/// A pinned node a list links without owning it (IL6): a pointer.
-pub(crate) struct Pinned<T: ?Sized>(NonNull<T>);
-
-impl<T: ?Sized> Pinned<T> {
-    /// A handle to `node`, to link it.
-    ///
-    /// # Safety
-    /// IL6: `node` stays alive (and, being pinned, in place) while it is
-    /// linked, and while whoever unlinked it still holds the list's lock.
-    pub(crate) unsafe fn new(node: Pin<&T>) -> Self {
-        Self(NonNull::from(node.get_ref()))
-    }
-
-    /// The node's address: dereferenceable while IL6's promise lasts.
-    pub(crate) fn as_ptr(&self) -> NonNull<T> {
-        self.0
-    }
-}
-
-// SAFETY: IL6: the maker of the handle promised the node outlives its
-// stay in the list; the pointer is the one `new` took.
+// SAFETY: IL6 (PR1 in `types::pinned`): the maker of the handle promised
+// the node outlives its stay in the list; the pointer is the one `new`
+// took.
 unsafe impl<T: ?Sized + Linked> Handle for Pinned<T> {
     type Node = T;
     fn into_raw(self) -> NonNull<T> {
-        self.0
+        self.as_ptr()
     }
     unsafe fn from_raw(ptr: NonNull<T>) -> Self {
-        Self(ptr)
-    }
-}
-
-impl<T: ?Sized> fmt::Debug for Pinned<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Pinned")
+        // SAFETY: the caller: `ptr` is one `into_raw` gave out, whose
+        // promise holds while it is linked (IL6).
+        unsafe { Pinned::from_ptr(ptr) }
     }
 }
 
@@ -416,6 +395,7 @@ impl<'a, T: ?Sized + Linked, H> Iterator for Iter<'a, T, H> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::pin::Pin;
 
     struct Item {
         n: u32,
