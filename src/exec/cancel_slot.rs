@@ -427,51 +427,20 @@ impl CancelSlot {
         slot.set_deadline(deadline);
     }
 
-    /// LT7: a cancel request with `reason` (shared: a region cancel's), its
-    /// cleanup bounded by `grace_deadline`, on the light task whose state
-    /// word is `state`. See [`request_reason`](Self::request_reason).
+    /// LT7: a cancel request with `reason`, its cleanup bounded by
+    /// `grace_deadline`, on the light task whose state word is `state` (an
+    /// abort's, or a region cancel's sweep, LT10). A request that does not
+    /// outrank the stored reason changes nothing (K3); one that does also
+    /// moves the grace deadline earlier, never later (K4), and raises the
+    /// cell's cancel hint (SW5) and makes the task's wake edge in the same
+    /// RMW of the state word (SW14). Returns what the caller must do with
+    /// the task: queue it (once this returned: the reason is stored by
+    /// then) on `Wake::Queue`.
     pub(crate) fn request(
         &self,
         state: &CellState,
-        reason: &Arc<CancelReason>,
-        grace_deadline: Time,
-    ) -> LightRequest {
-        self.request_reason(state, SlotReason::Shared(reason.clone()), grace_deadline)
-    }
-
-    /// LT7: a cancel request with `reason`, its cleanup bounded by
-    /// `grace_deadline`, on the light task whose state word is `state`. A
-    /// request that does not outrank the stored reason changes nothing (K3);
-    /// one that does also moves the grace deadline earlier, never later
-    /// (K4), and raises the cell's cancel hint (SW5).
-    pub(crate) fn request_reason(
-        &self,
-        state: &CellState,
         reason: SlotReason,
         grace_deadline: Time,
-    ) -> LightRequest {
-        self.request_with(state, reason, grace_deadline, false).0
-    }
-
-    /// [`request_reason`](Self::request_reason) for an abort, which also
-    /// wakes the task to observe it: the hint and the wake edge in one RMW
-    /// of the state word (SW14). Returns what the waker must do (queue the
-    /// task, once this returned: the reason is stored by then).
-    pub(crate) fn abort_request(
-        &self,
-        state: &CellState,
-        reason: SlotReason,
-        grace_deadline: Time,
-    ) -> (LightRequest, Wake) {
-        self.request_with(state, reason, grace_deadline, true)
-    }
-
-    fn request_with(
-        &self,
-        state: &CellState,
-        reason: SlotReason,
-        grace_deadline: Time,
-        wake: bool,
     ) -> (LightRequest, Wake) {
         let Some(kind) = reason.kind() else {
             return (LightRequest::Unchanged, Wake::Done);
@@ -481,11 +450,7 @@ impl CancelSlot {
             return (LightRequest::Unchanged, Wake::Done);
         }
         // The hint first: the value it replaces decides (module doc).
-        let (before, woke) = if wake {
-            state.cancel_requested_waking(kind.severity())
-        } else {
-            (state.cancel_requested(kind.severity()), Wake::Done)
-        };
+        let (before, woke) = state.cancel_requested_waking(kind.severity());
         if before.lifecycle() == COMPLETE {
             return (LightRequest::Complete, Wake::Done);
         }
@@ -592,7 +557,7 @@ mod loom_tests {
                 timestamp: Time::from_nanos(1),
             };
             let (outcome, _wake) =
-                slot.abort_request(&state, SlotReason::Plain(plain), Time::from_nanos(10));
+                slot.request(&state, SlotReason::Plain(plain), Time::from_nanos(10));
             outcome
         })
     }
@@ -686,7 +651,10 @@ mod loom_tests {
             let shared = std::sync::Arc::new(region_reason);
             let canceller = {
                 let (state, slot, shared) = (state.clone(), slot.clone(), shared.clone());
-                thread::spawn(move || slot.request(&state, &shared, Time::from_nanos(5)))
+                thread::spawn(move || {
+                    let stored = SlotReason::Shared(shared.clone());
+                    slot.request(&state, stored, Time::from_nanos(5)).0
+                })
             };
             let aborter = spawn_aborter(&state, &slot, CancelKind::User);
             assert_eq!(canceller.join().unwrap(), LightRequest::Stored);
@@ -758,16 +726,24 @@ mod tests {
             kind: CancelKind::User,
             timestamp: Time::from_nanos(3),
         };
-        let stored = slot.request_reason(&state, SlotReason::Plain(plain), Time::from_nanos(100));
+        let stored = slot
+            .request(&state, SlotReason::Plain(plain), Time::from_nanos(100))
+            .0;
         assert_eq!(stored, LightRequest::Stored);
         // K3, K4: a stronger reason replaces it; its later deadline does not.
         let shutdown = Arc::new(CancelReason::shutdown());
         assert_eq!(
-            slot.request(&state, &shutdown, Time::from_nanos(500)),
+            slot.request(
+                &state,
+                SlotReason::Shared(shutdown.clone()),
+                Time::from_nanos(500)
+            )
+            .0,
             LightRequest::Stored
         );
         assert_eq!(
-            slot.request_reason(&state, SlotReason::Plain(plain), Time::from_nanos(1)),
+            slot.request(&state, SlotReason::Plain(plain), Time::from_nanos(1))
+                .0,
             LightRequest::Unchanged,
             "K3: a weaker one changes nothing"
         );
@@ -817,7 +793,7 @@ mod tests {
                             kind,
                             timestamp: Time::from_nanos(1),
                         };
-                        slot.request_reason(&state, SlotReason::Plain(plain), deadline)
+                        slot.request(&state, SlotReason::Plain(plain), deadline).0
                     })
                 })
                 .collect();

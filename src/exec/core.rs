@@ -325,6 +325,11 @@ impl Core {
         for w in actions.wakes {
             wake_catching(w);
         }
+        // LT10: region cancels' sweeps, after the few wakes above (the
+        // owners' and registered tasks') that a long sweep would delay.
+        for sweep in actions.sweeps {
+            sweep.run();
+        }
         for region in actions.start_finalizers {
             (self.start_finalizers)(self, region);
         }

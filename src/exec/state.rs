@@ -62,7 +62,8 @@
 //!   so every RMW keeps them (SW1). Any reading of the word, relaxed or a
 //!   transition's snapshot, gives their true values (the cell is published
 //!   to other threads only after it is built).
-//! - SW14: an abort of a light task raises the cancel hint and makes the
+//! - SW14: a cancel request on a light task (an abort, or a region
+//!   cancel's sweep, LT10) raises the cancel hint and makes the
 //!   wake transition in one RMW (`cancel_requested_waking`), while it holds
 //!   its cancel slot's lock and before it stores the reason there: a run
 //!   that this wake queues, or the run of a NOTIFIED task, reads the slot
@@ -471,8 +472,8 @@ impl CellState {
 
     /// [`cancel_requested`](Self::cancel_requested) and, unless the task
     /// is registered (its cancel is the kernel's, which wakes it), the
-    /// wake transition (W1–W4) in the same RMW (SW14): an abort of a light
-    /// task takes one RMW of the word, not two. Returns the snapshot it
+    /// wake transition (W1–W4) in the same RMW (SW14): a cancel request on
+    /// a light task takes one RMW of the word, not two. Returns the snapshot it
     /// replaced and what the waker must do.
     pub(crate) fn cancel_requested_waking(&self, severity: u8) -> (Snapshot, Wake) {
         self.update(|s| {

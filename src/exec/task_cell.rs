@@ -346,7 +346,7 @@ where
         // SW14: the hint and the wake edge in one RMW; queued (to observe
         // it) once the reason is stored. W8: the queue's reference is the
         // only one taken.
-        match self.cancel.abort_request(&self.state, stored, deadline) {
+        match self.cancel.request(&self.state, stored, deadline) {
             (LightRequest::Stored, Wake::Queue) => {
                 self.core.schedule(self.arc_from_ref());
                 Ok(())
@@ -574,12 +574,17 @@ where
         self.state.mark_registered();
     }
 
-    fn cancel_light(
-        &self,
-        reason: &Arc<CancelReason>,
-        grace_deadline: crate::types::Time,
-    ) -> LightRequest {
-        self.cancel.request(&self.state, reason, grace_deadline)
+    fn cancel_light(&self, reason: &Arc<CancelReason>, grace_deadline: crate::types::Time) -> bool {
+        // SW14: the hint and the wake edge in one RMW; a registered task
+        // (which the kernel cancels) or a completed one gets neither.
+        let stored = SlotReason::Shared(reason.clone());
+        let (request, wake) = self.cancel.request(&self.state, stored, grace_deadline);
+        request == LightRequest::Stored && wake == Wake::Queue
+    }
+
+    fn queue(&self) {
+        // W8: the queue's reference is the only one taken.
+        self.core.schedule(self.arc_from_ref());
     }
 
     fn light_cancel(&self) -> Option<LightCancel> {

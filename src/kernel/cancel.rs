@@ -230,15 +230,22 @@ impl Kernel {
         let deadline = current.map_or(proposed, |c| c.min(proposed));
         let light = rec.light.clone();
         let shared = Arc::new(effective);
-        // LT7, LT2: the light tasks are cancelled in place and the gate
-        // shut, in one pass under the set's lock.
-        let (woken, visited, taken) =
-            light.shut_and_cancel_all(&shared, deadline, &mut self.actions.wakes);
         // LR3: its light child regions are registered and cancelled as
         // its other children are.
+        // LT2: the gate is shut here, so a spawn after this cancel is
+        // refused; LT10: the light tasks are cancelled in place (LT7) by a
+        // sweep once the kernel lock is released.
+        let (held, taken) = light.shut(&mut self.actions.wakes);
         let mut children = children;
         children.extend(self.register_light_regions(taken));
-        let grace = if tasks.is_empty() && visited == 0 {
+        if held > 0 {
+            self.actions.sweeps.push(LightSweep {
+                set: light,
+                reason: shared.clone(),
+                grace_deadline: deadline,
+            });
+        }
+        let grace = if tasks.is_empty() && held == 0 {
             None
         } else {
             if current.is_none_or(|c| c > proposed) {
@@ -252,10 +259,7 @@ impl Kernel {
             }
             Some(deadline)
         };
-        self.actions.wakes.reserve(tasks.len() + woken.len());
-        self.actions
-            .wakes
-            .extend(woken.into_iter().map(Attention::to_waker));
+        self.actions.wakes.reserve(tasks.len());
         for t in tasks {
             self.request_cancel_shared(t, shared.clone(), now, grace);
         }

@@ -32,7 +32,7 @@
 //! kernel registering one task, diagnostics) walks the list from its
 //! oldest task; only those rare paths do.
 //!
-//! Rules (cited as LT1–LT9):
+//! Rules (cited as LT1–LT10):
 //! - LT1 (one home): a live spawned task is either in its region's set
 //!   (light) or in the kernel's task map (registered), never both and never
 //!   neither. Only the kernel, under its lock, moves a task from the set to
@@ -44,10 +44,11 @@
 //!   region's, `Attention::light_set`), checked on every link and unlink,
 //!   so a cell is in that set's list or in none (IL3).
 //! - LT2 (the gate): spawns into the set are refused once the region is
-//!   cancelled or stops accepting spawns. The kernel shuts the gate under
-//!   the set's lock in the same critical section that empties it (a
-//!   cancel) or finds it empty (the close), so a spawn either is refused or
-//!   is in the set the kernel swept.
+//!   cancelled or stops accepting spawns. A region cancel shuts each
+//!   shard's gate under that shard's lock while it holds the kernel lock
+//!   (`shut`), and the close shuts it where it finds the set empty, so a
+//!   spawn either is refused or is in the set the cancel's sweep (LT10)
+//!   cancels, which from then on only shrinks.
 //! - LT3 (close waits for light tasks): a region leaves `Draining` only
 //!   through [`LightTasks::seal_if_empty`], which shuts the gate if the set
 //!   is empty and otherwise records that the kernel waits. The completion
@@ -72,11 +73,11 @@
 //!   cell, not by registering it: the reason (strengthened as K3 says), the
 //!   grace deadline (only ever shortened, K4) and whether the task has
 //!   acknowledged it, in the cell's cancel slot ([`LightCancel`]), behind the
-//!   slot's own lock. A region cancel does this for every task in the set
-//!   under the set's lock (and shuts the gate, LT2); an abort through a
-//!   handle does it with no other lock. A request that outranks the stored
-//!   one raises the cell's cancel hint first, in one RMW of the state word
-//!   under the slot's lock, and decides by the value it replaced: a
+//!   slot's own lock. A region cancel's sweep does this for every task in
+//!   the set (LT10); an abort through a handle does it too; neither holds
+//!   another lock meanwhile. A request that outranks the stored one raises
+//!   the cell's cancel hint and makes its wake edge first, in one RMW of the
+//!   state word under the slot's lock (SW14), and decides by the value it replaced: a
 //!   completed task is not cancelled, a registered one (SW7) is cancelled
 //!   through the kernel, any other gets the request stored. The completion
 //!   marks the word COMPLETE in one RMW and reads the slot (under its lock)
@@ -100,6 +101,16 @@
 //!   (LT3, LR4) is marked in every shard, and a completion that empties
 //!   its shard while marked re-checks the whole set with every lock held,
 //!   ending the wait exactly once.
+//! - LT10 (the sweep runs without the kernel lock): a region cancel, under
+//!   the kernel lock, records the region's reason, shuts the gate (LT2) and
+//!   queues a sweep of its light tasks ([`LightSweep`](super::LightSweep)),
+//!   run once the kernel lock is released: per shard, under the shard's
+//!   lock, it takes a reference to each task, then requests each task's
+//!   cancellation (LT7) and wakes it (SW14) with no lock held. A task the
+//!   kernel registers before the sweep reaches it gets the region's cancel
+//!   at its registration (`Kernel::register_light`), as if it had been
+//!   registered when the region was cancelled; the sweep finds it
+//!   REGISTERED and leaves it to the kernel.
 //! - RF1 (finalizers without the kernel): the set also keeps its region's
 //!   finalizers (K6), so a `Cx` that holds the set (a light-eligible
 //!   region's) registers one under the set's lock alone; any other goes
@@ -604,32 +615,20 @@ impl LightTasks {
         Some(entry)
     }
 
-    /// LT2, LT7, LR3 (a region cancel): shuts the gate and cancels every
-    /// light task in place with `reason`, its grace ending at
-    /// `grace_deadline`, and takes every light child region (marked
-    /// registered, LR6) for the kernel to register and cancel. Returns the
-    /// tasks whose reason changed (to be woken once the caller's locks are
-    /// released; in the order they joined the set: light tasks never run
-    /// in the lab, LT4), how many tasks the set held, and the regions.
-    /// Waiting region futures' wakers go to `wakes` (see `take_region`).
-    pub(crate) fn shut_and_cancel_all(
-        &self,
-        reason: &Arc<CancelReason>,
-        grace_deadline: Time,
-        wakes: &mut Vec<Waker>,
-    ) -> (Vec<Arc<dyn Attention>>, usize, Vec<Arc<LightTasks>>) {
-        let mut woken = Vec::new();
+    /// LT2, LR3, LT10 (a region cancel, under the kernel lock): shuts the
+    /// gate (each shard's under its lock, then the light regions'), so from
+    /// here on the set only shrinks, and takes every light child region
+    /// (marked registered, LR6) for the kernel to register and cancel.
+    /// Returns how many light tasks the set holds (the sweep cancels them
+    /// once the kernel lock is released, [`sweep_cancel`](Self::sweep_cancel))
+    /// and the regions. Waiting region futures' wakers go to `wakes` (see
+    /// `take_region`).
+    pub(crate) fn shut(&self, wakes: &mut Vec<Waker>) -> (usize, Vec<Arc<LightTasks>>) {
         let mut held = 0;
         for i in 0..self.used {
-            // LT2, LT9: each shard's gate shut as it is swept, under its lock.
             let mut shard = self.shard(i);
             shard.open = false;
             held += shard.tasks.len();
-            for entry in shard.tasks.iter() {
-                if entry.cancel_light(reason, grace_deadline) == LightRequest::Stored {
-                    woken.push(entry.to_arc());
-                }
-            }
         }
         let mut inner = self.lock();
         inner.open = false;
@@ -637,7 +636,36 @@ impl LightTasks {
         for child in &regions {
             wakes.extend(child.lock().mark_registered()); // LR6
         }
-        (woken, held, regions)
+        (held, regions)
+    }
+
+    /// LT7, LT10 (a region cancel's sweep, with no kernel lock held, after
+    /// [`shut`](Self::shut)): cancels every light task in place with
+    /// `reason`, its grace ending at `grace_deadline`, waking each whose
+    /// request was stored. Under a shard's lock it only takes a reference
+    /// to each task; the requests and wake-ups are made once the lock is
+    /// released, so the first tasks run (and complete, which takes the
+    /// shard's lock) while the rest are still cancelled. Returns how many
+    /// tasks it visited.
+    pub(crate) fn sweep_cancel(&self, reason: &Arc<CancelReason>, grace_deadline: Time) -> usize {
+        let mut visited = 0;
+        let mut swept = Vec::new();
+        for i in 0..self.used {
+            {
+                let mut shard = self.shard(i);
+                shard.open = false; // LT2 (shut already by a kernel's cancel)
+                swept.extend(shard.tasks.iter().map(|entry| entry.to_arc()));
+            }
+            visited += swept.len();
+            for cell in swept.drain(..) {
+                // SW14: marked notified by its request; queued now that its
+                // reason is stored.
+                if cell.cancel_light(reason, grace_deadline) {
+                    cell.queue();
+                }
+            }
+        }
+        visited
     }
 
     /// Light task `t`'s entry, if it is in the set (a walk: rare paths).
@@ -825,7 +853,7 @@ impl TaskCounters {
 mod tests {
     use super::super::test_util::*;
     use super::super::*;
-    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     /// A stand-in task cell: records whether the kernel registered it and
     /// keeps a cancel slot as a real cell does (LT7, without its state word).
@@ -835,6 +863,8 @@ mod tests {
         links: Links<dyn Attention>,
         registered: AtomicBool,
         cancel: std::sync::Mutex<Option<LightCancel>>,
+        /// How many times a sweep queued it (LT10).
+        queued: AtomicUsize,
     }
 
     impl FakeCell {
@@ -845,6 +875,7 @@ mod tests {
                 links: Links::new(),
                 registered: AtomicBool::new(false),
                 cancel: std::sync::Mutex::new(None),
+                queued: AtomicUsize::new(0),
             })
         }
     }
@@ -858,14 +889,20 @@ mod tests {
         fn mark_registered(&self) {
             self.registered.store(true, Ordering::Relaxed);
         }
-        fn cancel_light(&self, reason: &Arc<CancelReason>, grace_deadline: Time) -> LightRequest {
+        fn cancel_light(&self, reason: &Arc<CancelReason>, grace_deadline: Time) -> bool {
             let mut slot = self.cancel.lock().unwrap();
+            if slot.as_ref().is_some_and(|c| !reason.outranks(&c.reason)) {
+                return false; // K3
+            }
             *slot = Some(LightCancel {
                 reason: reason.clone(),
                 grace_deadline,
                 acked: false,
             });
-            LightRequest::Stored
+            true
+        }
+        fn queue(&self) {
+            self.queued.fetch_add(1, Ordering::Relaxed);
         }
         fn light_cancel(&self) -> Option<LightCancel> {
             self.cancel.lock().unwrap().clone()
@@ -902,8 +939,13 @@ mod tests {
         assert_eq!(k.live_task_count(), 3);
         assert_eq!(k.task_state(tasks[0].0), None, "light: no record yet");
         k.cancel_region(root, CancelReason::user("stop"), ms(1));
+        let sweeps = k.take_actions().sweeps;
+        assert_eq!(sweeps.len(), 1, "LT10: one sweep, after the kernel lock");
+        assert!(tasks.iter().all(|(_, c)| c.light_cancel().is_none()));
+        assert_eq!(sweeps.into_iter().map(LightSweep::run).sum::<usize>(), 3);
         let grace = ms(1) + CancelKind::User.grace_period();
         for (id, cell) in &tasks {
+            assert_eq!(cell.queued.load(Ordering::Relaxed), 1, "SW14: woken once");
             assert_eq!(k.task_state(*id), None, "LT7: still light");
             let stored = cell.light_cancel().expect("stored in the cell");
             assert_eq!(stored.reason.kind, CancelKind::User);
@@ -930,6 +972,70 @@ mod tests {
             assert_eq!(rec.force_drop, Some(ForceDropCause::GraceExpired));
         }
         assert_eq!(set.len(), 0);
+    }
+
+    /// LT10: a light task the kernel registers between a region cancel
+    /// and its sweep (here: a mask, which needs a record) is cancelled at
+    /// its registration with the region's reason; the sweep, which no
+    /// longer finds it in the set, cancels the others. A spawn the swept
+    /// gate refuses goes to the kernel, which refuses it too.
+    #[test]
+    fn a_task_registered_before_the_sweep_reaches_it_is_cancelled_at_registration() {
+        let mut k = Kernel::new(KernelConfig::default(), Time::ZERO);
+        let root = k.create_root_region(Budget::INFINITE);
+        let set = k.light_tasks(root).expect("light");
+        let (a, _) = spawn_light(&k, &set);
+        let (b, cell_b) = spawn_light(&k, &set);
+        k.cancel_region(root, CancelReason::user("stop"), ms(1));
+        let sweeps = k.take_actions().sweeps;
+        k.mask_enter(a, root); // registers `a` before the sweep ran
+        assert_eq!(k.task_state(a), Some(TaskState::CancelRequested));
+        assert_eq!(
+            k.task(a).unwrap().cancel.as_ref().map(|r| r.kind),
+            Some(CancelKind::User)
+        );
+        assert_eq!(sweeps.into_iter().map(LightSweep::run).sum::<usize>(), 1);
+        assert_eq!(
+            cell_b.light_cancel().map(|c| c.reason.kind),
+            Some(CancelKind::User)
+        );
+        assert_eq!(k.task_state(b), None, "LT7: `b` stays light");
+        let late = FakeCell::new(k.counters().next_id(), &set);
+        assert!(!set.spawn(late), "LT2: the cancel shut the gate");
+    }
+
+    /// LT10: a sweep, while another thread completes tasks of the same
+    /// shard, cancels every task still in the set and queues each once.
+    #[test]
+    fn a_sweep_racing_completions_cancels_each_remaining_task_once() {
+        let k = Kernel::new(KernelConfig::default(), Time::ZERO);
+        let set = LightTasks::new(RegionId::MIN, true);
+        let cells: Vec<_> = (0..333).map(|_| spawn_light(&k, &set).1).collect();
+        let reason = Arc::new(CancelReason::user("sweep"));
+        let leaving: Vec<usize> = (0..cells.len()).rev().step_by(3).collect();
+        let finished: Vec<bool> = std::thread::scope(|s| {
+            let finisher = s.spawn(|| {
+                let gone: Vec<usize> = leaving
+                    .iter()
+                    .copied()
+                    .filter(|&i| matches!(set.finish(&*cells[i], false).0, Finish::Light { .. }))
+                    .collect();
+                gone
+            });
+            set.sweep_cancel(&reason, ms(1));
+            let gone = finisher.join().unwrap();
+            (0..cells.len()).map(|i| gone.contains(&i)).collect()
+        });
+        for (cell, gone) in cells.iter().zip(finished) {
+            let queued = cell.queued.load(Ordering::Relaxed);
+            if gone {
+                assert!(queued <= 1, "a finished task is queued at most once");
+            } else {
+                assert_eq!(queued, 1, "every remaining task is woken exactly once");
+                assert!(cell.light_cancel().is_some());
+            }
+        }
+        assert_eq!(set.len(), cells.len() - leaving.len());
     }
 
     #[test]
@@ -1073,9 +1179,8 @@ mod tests {
                             // LT2, LT7: half-way, the region is cancelled.
                             half.wait();
                             let reason = Arc::new(CancelReason::user("stress"));
-                            let (woken, held, _) =
-                                set.shut_and_cancel_all(&reason, ms(5), &mut Vec::new());
-                            assert_eq!(woken.len(), held, "all stored, once");
+                            let (held, _) = set.shut(&mut Vec::new());
+                            assert!(set.sweep_cancel(&reason, ms(5)) <= held, "only shrinks");
                             cancelled = true;
                         }
                     }
@@ -1266,7 +1371,8 @@ mod loom_tests {
                 thread::spawn(move || parent.open_region(&counters, id(2)).map(|s| s.region()))
             };
             let reason = Arc::new(CancelReason::user("sweep"));
-            let (_, _, taken) = parent.shut_and_cancel_all(&reason, Time::ZERO, &mut Vec::new());
+            let (_, taken) = parent.shut(&mut Vec::new());
+            parent.sweep_cancel(&reason, Time::ZERO);
             let taken: Vec<RegionId> = taken.iter().map(|s| s.region()).collect();
             let closed = closer.join().unwrap();
             let opened = opener.join().unwrap();

@@ -100,11 +100,17 @@ pub(crate) trait Attention: Send + Sync {
     fn obligation_home(&self) -> Option<&ObligationHome> {
         None
     }
-    /// LT7: a cancel request stored in this light task's cell (a region
-    /// cancel, under its set's lock). Only light tasks' cells store one.
-    fn cancel_light(&self, _reason: &Arc<CancelReason>, _grace_deadline: Time) -> LightRequest {
-        LightRequest::Registered
+    /// LT7, LT10: a region cancel's request, stored in this light task's
+    /// cell (by the sweep, under its set's lock). Only light tasks' cells
+    /// store one. `true`: the request was stored and made the task's wake
+    /// edge (SW14), so the caller must [`queue`](Self::queue) it once the
+    /// set's lock is released.
+    fn cancel_light(&self, _reason: &Arc<CancelReason>, _grace_deadline: Time) -> bool {
+        false
     }
+    /// SW14: queues this task, whose wake edge a
+    /// [`cancel_light`](Self::cancel_light) made.
+    fn queue(&self) {}
     /// LT7: the cancellation stored in this light task's cell, if any
     /// (copied into its record when the kernel registers it).
     fn light_cancel(&self) -> Option<LightCancel> {
@@ -223,11 +229,29 @@ pub(crate) struct Actions {
     pub(crate) wakes: Vec<Waker>,
     /// Regions whose finalizers must start running (in a finalizer task).
     pub(crate) start_finalizers: Vec<RegionId>,
+    /// Region cancels' sweeps of their light tasks (LT10).
+    pub(crate) sweeps: Vec<LightSweep>,
 }
 
 impl Actions {
     pub(crate) fn is_empty(&self) -> bool {
-        self.wakes.is_empty() && self.start_finalizers.is_empty()
+        self.wakes.is_empty() && self.start_finalizers.is_empty() && self.sweeps.is_empty()
+    }
+}
+
+/// LT10: a region cancel's sweep of its light tasks, queued by the kernel
+/// and run once its lock is released.
+pub(crate) struct LightSweep {
+    set: Arc<LightTasks>,
+    reason: Arc<CancelReason>,
+    grace_deadline: Time,
+}
+
+impl LightSweep {
+    /// Cancels every light task of the set in place and wakes it
+    /// ([`LightTasks::sweep_cancel`]); how many it visited.
+    pub(crate) fn run(self) -> usize {
+        self.set.sweep_cancel(&self.reason, self.grace_deadline)
     }
 }
 

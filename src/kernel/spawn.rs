@@ -126,6 +126,16 @@ impl Kernel {
                 self.push_grace(t, c.grace_deadline);
             }
         }
+        // LT10: a region cancel whose sweep has not reached this task (it
+        // runs after the kernel lock is released) applies now, as if the
+        // task had been registered when the region was cancelled (K2).
+        let pending = self
+            .region(r)
+            .and_then(|rec| Some((rec.cancel.clone()?, rec.grace_deadline)));
+        if let Some((reason, grace)) = pending {
+            let now = self.now;
+            self.request_cancel_shared(t, Arc::new(reason), now, grace);
+        }
     }
 
     /// LT1: registers every light task of region `r` and shuts its gate
