@@ -494,6 +494,16 @@ impl CancelSlot {
     /// (no handle will read the task's end, SW10) a shared reason's count
     /// is not touched.
     pub(crate) fn completion(&self, with_reason: bool) -> Option<LightCancelSeen> {
+        // CS2: ACKED is set only under the lock with a reason stored, and
+        // never cleared: an acknowledged cancel needs no lock to be seen
+        // when its reason is not wanted (the common end of a cancelled
+        // task whose handle is gone).
+        if !with_reason && self.word.load(Ordering::Acquire) & ACKED != 0 {
+            return Some(LightCancelSeen {
+                acked: true,
+                reason: SlotReason::None,
+            });
+        }
         let slot = self.lock();
         slot.reason().is_some().then(|| LightCancelSeen {
             acked: slot.acked(),

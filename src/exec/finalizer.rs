@@ -22,9 +22,11 @@ pub(crate) struct FinalizerRun {
     region: RegionId,
     current: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     /// The region's set, whose finalizer list (rule RF1 in
-    /// `kernel::light`) the task pops without the kernel lock once it has
+    /// `kernel::light`) the task takes without the kernel lock once it has
     /// it (untraced runtimes: the lab's kernel records each pop).
     set: Option<Arc<LightTasks>>,
+    /// RF3: finalizers taken from the set's list, run from the end.
+    batch: Vec<Finalizer>,
 }
 
 impl FinalizerRun {
@@ -34,6 +36,7 @@ impl FinalizerRun {
             region,
             current: None,
             set: None,
+            batch: Vec::new(),
         }
     }
 
@@ -41,7 +44,11 @@ impl FinalizerRun {
     /// through the kernel (the first time, and always when it traces).
     fn pop(&mut self) -> Option<Finalizer> {
         if let Some(set) = &self.set {
-            return set.pop_finalizer();
+            // RF3: newer ones (the hint) before the rest of the batch.
+            if self.batch.is_empty() || set.finalizers_added() {
+                set.take_finalizers(&mut self.batch);
+            }
+            return self.batch.pop();
         }
         let (region, traced) = (self.region, self.core.is_tracing());
         let (fin, set) = self.core.with_kernel_recent(|k, _| {
@@ -57,6 +64,18 @@ impl FinalizerRun {
         let region = self.region;
         self.core
             .with_kernel_recent(|k, _| k.finalizer_panicked(region, payload));
+    }
+}
+
+impl Drop for FinalizerRun {
+    /// RF3: a batch taken but not run goes back to the region's list
+    /// (dropped outside the set's lock if the list is sealed).
+    fn drop(&mut self) {
+        if let Some(set) = &self.set
+            && !self.batch.is_empty()
+        {
+            set.return_finalizers(std::mem::take(&mut self.batch));
+        }
     }
 }
 

@@ -248,24 +248,31 @@ impl<T> JoinSlot<T> {
             if leaked.is_empty()
                 && let (Finish::Light { advance }, entry) = light.set.finish(light.cell, false)
             {
-                let stored = match light.cancel {
-                    Some(cancel) if cancel.acked => {
-                        let error = match cancel.reason {
-                            SlotReason::Plain(plain) => SlotError::Aborted(plain),
-                            SlotReason::Shared(reason) => SlotError::Cancelled(Some(reason)),
-                            SlotReason::None => SlotError::Cancelled(None),
-                        };
-                        (Err(error), value)
-                    }
-                    _ => (value.ok_or(SlotError::Cancelled(None)), None),
-                };
-                let published = self.publish(state, output, stored);
+                // SW10: with the handle gone for good (its value dropped
+                // above), nobody reads the output: no output is made, and
+                // FINISHED, which only hands it to the handle, is not set.
+                let published = handle_alive.then(|| {
+                    let stored = match light.cancel {
+                        Some(cancel) if cancel.acked => {
+                            let error = match cancel.reason {
+                                SlotReason::Plain(plain) => SlotError::Aborted(plain),
+                                SlotReason::Shared(reason) => SlotError::Cancelled(Some(reason)),
+                                SlotReason::None => SlotError::Cancelled(None),
+                            };
+                            (Err(error), value)
+                        }
+                        _ => (value.ok_or(SlotError::Cancelled(None)), None),
+                    };
+                    self.publish(state, output, stored)
+                });
                 if advance {
                     // LT3: the kernel waits for this region's last light task.
                     core.with_kernel_recent(|k, now| k.light_tasks_drained(region, now));
                 }
                 drop(entry);
-                self.after_publish(state, core, id, region, published);
+                if let Some(published) = published {
+                    self.after_publish(state, core, id, region, published);
+                }
                 return;
             }
             swept = Some(leaked);

@@ -103,7 +103,9 @@
 //!   FINISHED owns the output cell (SW9 saw the interest) and disposes of
 //!   it; one that does not leaves it to the completion (SW9 will not see
 //!   the interest). So exactly one side disposes of an output nobody
-//!   joined.
+//!   joined. A light task's completion that finds JOIN_INTEREST clear
+//!   before it publishes makes no output at all and leaves FINISHED clear
+//!   (nobody can read either any more).
 //! - SW11: the handle writes the waker cell only while JOIN_WAKER is
 //!   clear, and sets JOIN_WAKER (release, publishing the write) only by an
 //!   RMW that finds FINISHED clear ([`CellState::set_join_waker`]); it

@@ -115,6 +115,13 @@
 //!   finalizers (K6), so a `Cx` that holds the set (a light-eligible
 //!   region's) registers one under the set's lock alone; any other goes
 //!   through the kernel, which pushes to the same list.
+//! - RF3 (taken in batches, still LIFO): the finalizer task takes the
+//!   whole list in one critical section and runs it from its newest;
+//!   before each finalizer it reads a hint that `defer` raises under the
+//!   lock when the list turns non-empty, and takes the new ones first
+//!   (they are newer), so the order is what one pop per finalizer would
+//!   give, at one lock per batch. A registration the hint misses (from
+//!   another thread, racing) is taken when the batch runs out.
 //! - RF2 (sealed at the close): the kernel closes a finalizing region
 //!   only through [`LightTasks::seal_finalizers`], which refuses and seals
 //!   in one critical section: a registration either lands before the
@@ -135,7 +142,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::Waker;
 
 // The imports the loom model (`loom_tests` below) replaces.
@@ -207,6 +214,10 @@ pub(crate) struct LightTasks {
     /// Everything else, behind one more lock (order LT9: the shards in
     /// index order, then this).
     inner: Mutex<Inner>,
+    /// RF3: a finalizer was registered since the finalizer task last took
+    /// the list (a hint: set under the lock by `defer`, cleared under it
+    /// by `take_finalizers`).
+    fin_added: AtomicBool,
 }
 
 /// LT9: how many shards a set's light tasks are spread over (a power of
@@ -356,6 +367,7 @@ impl LightTasks {
                 waiter: None,
                 finalizers: Some(Vec::new()),
             }),
+            fin_added: AtomicBool::new(false),
         })
     }
 
@@ -752,6 +764,10 @@ impl LightTasks {
         match &mut self.lock().finalizers {
             Some(list) => {
                 list.push(fin);
+                if list.len() == 1 {
+                    // RF3: the first since the list was last taken.
+                    self.fin_added.store(true, Ordering::Release);
+                }
                 Ok(())
             }
             None => Err(fin),
@@ -761,6 +777,35 @@ impl LightTasks {
     /// K6: the most recently registered finalizer (LIFO).
     pub(crate) fn pop_finalizer(&self) -> Option<Finalizer> {
         self.lock().finalizers.as_mut()?.pop()
+    }
+
+    /// RF3: moves every registered finalizer, oldest first, to the end of
+    /// `batch` (the finalizer task's, which runs it from the end: LIFO),
+    /// in one critical section.
+    pub(crate) fn take_finalizers(&self, batch: &mut Vec<Finalizer>) {
+        let mut inner = self.lock();
+        self.fin_added.store(false, Ordering::Relaxed);
+        if let Some(list) = inner.finalizers.as_mut() {
+            batch.append(list);
+        }
+    }
+
+    /// RF3: gives back finalizers taken but not run (a finalizer task
+    /// dropped before it ran its batch), as the oldest in the list; they
+    /// are dropped with the list if it was sealed meanwhile.
+    pub(crate) fn return_finalizers(&self, batch: Vec<Finalizer>) {
+        let mut inner = self.lock();
+        if let Some(list) = inner.finalizers.as_mut() {
+            list.splice(0..0, batch);
+            self.fin_added.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// RF3: whether a finalizer was registered since the last
+    /// [`take_finalizers`](Self::take_finalizers) (a hint read without
+    /// the lock: one registered by the finalizer that just ran is seen).
+    pub(crate) fn finalizers_added(&self) -> bool {
+        self.fin_added.load(Ordering::Acquire)
     }
 
     /// K6: whether finalizers wait to run.
@@ -1036,6 +1081,50 @@ mod tests {
             }
         }
         assert_eq!(set.len(), cells.len() - leaving.len());
+    }
+
+    /// RF3: a batch taken in one critical section runs in the order one
+    /// pop per finalizer gives: one registered while the batch runs (the
+    /// hint) runs before the rest of it; a batch given back is taken again
+    /// as the oldest.
+    #[test]
+    fn finalizers_taken_in_batches_still_run_newest_first() {
+        let set = LightTasks::new(RegionId::MIN, true);
+        let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let fin = |name: &'static str| {
+            let log = log.clone();
+            Finalizer::Sync(Box::new(move || log.lock().unwrap().push(name)))
+        };
+        let run = |f: Finalizer| match f {
+            Finalizer::Sync(f) => f(),
+            Finalizer::Async(_) => unreachable!("sync only"),
+        };
+        for name in ["a", "b"] {
+            assert!(set.defer(fin(name)).is_ok());
+        }
+        let mut batch = Vec::new();
+        set.take_finalizers(&mut batch);
+        assert!(!set.finalizers_added(), "taken: the hint is down");
+        run(batch.pop().unwrap()); // b
+        assert!(set.defer(fin("c")).is_ok()); // registered while running
+        assert!(set.finalizers_added());
+        set.take_finalizers(&mut batch);
+        while let Some(f) = batch.pop() {
+            run(f);
+        }
+        assert_eq!(*log.lock().unwrap(), ["b", "c", "a"]);
+        for name in ["d", "e"] {
+            assert!(set.defer(fin(name)).is_ok());
+        }
+        set.take_finalizers(&mut batch);
+        set.return_finalizers(std::mem::take(&mut batch));
+        assert!(set.defer(fin("f")).is_ok());
+        set.take_finalizers(&mut batch);
+        while let Some(f) = batch.pop() {
+            run(f);
+        }
+        assert_eq!(*log.lock().unwrap(), ["b", "c", "a", "f", "e", "d"]);
+        assert!(set.seal_finalizers(), "all taken: the close seals");
     }
 
     #[test]
