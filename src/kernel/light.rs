@@ -1416,6 +1416,100 @@ mod loom_tests {
         });
     }
 
+    /// A light cell that counts the sweep's requests and queues (LT10).
+    struct Swept {
+        id: TaskId,
+        set: Arc<LightTasks>,
+        links: Links<dyn Attention>,
+        requests: std::sync::atomic::AtomicUsize,
+        queued: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Attention for Swept {
+        fn request_attention(&self) {}
+        fn cancel_requested(&self, _severity: u8) {}
+        fn to_waker(self: Arc<Self>) -> Waker {
+            Waker::noop().clone()
+        }
+        fn cancel_light(&self, _reason: &Arc<CancelReason>, _grace_deadline: Time) -> bool {
+            self.requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                == 0
+        }
+        fn queue(&self) {
+            self.queued
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        fn light_id(&self) -> TaskId {
+            self.id
+        }
+        fn light_set(&self) -> Option<&LightTasks> {
+            Some(&self.set)
+        }
+        fn light_links(&self) -> &Links<dyn Attention> {
+            &self.links
+        }
+    }
+
+    /// LT2, LT10: a region cancel shuts the gate (the kernel's part), then
+    /// its sweep runs with no kernel lock while one task completes, the
+    /// kernel takes another to register it, and a spawn tries to join.
+    /// The spawn is refused; a task the sweep finds in the set is
+    /// requested and queued exactly once, whether or not its completion
+    /// or its registration comes before or after; a task gone before its
+    /// shard is swept is not requested; the set ends empty.
+    #[test]
+    fn a_sweep_racing_a_completion_and_a_registration_requests_each_task_once() {
+        model(|| {
+            let set = LightTasks::new(RegionId::MIN, true);
+            let cells: Vec<Arc<Swept>> = [1, 2]
+                .map(|n| {
+                    let cell = Arc::new(Swept {
+                        id: id(n),
+                        set: set.clone(),
+                        links: Links::new(),
+                        requests: Default::default(),
+                        queued: Default::default(),
+                    });
+                    assert!(set.spawn(cell.clone()));
+                    cell
+                })
+                .into_iter()
+                .collect();
+            let (held, _) = set.shut(&mut Vec::new());
+            assert_eq!(held, 2);
+            let finisher = {
+                let first = cells[0].clone();
+                thread::spawn(move || {
+                    matches!(first.set.finish(&*first, false).0, Finish::Light { .. })
+                })
+            };
+            let registrar = {
+                let set = set.clone();
+                thread::spawn(move || set.take(id(2)).is_some())
+            };
+            assert!(!set.spawn(cell(3, &set)), "LT2: shut before the sweep");
+            let visited = set.sweep_cancel(&Arc::new(CancelReason::user("sweep")), Time::ZERO);
+            assert!(finisher.join().unwrap(), "nothing else removes it");
+            assert!(registrar.join().unwrap(), "nothing else takes it");
+            let requested: usize = cells
+                .iter()
+                .map(|c| {
+                    let r = c.requests.load(std::sync::atomic::Ordering::Relaxed);
+                    assert!(r <= 1, "requested once at most");
+                    assert_eq!(
+                        c.queued.load(std::sync::atomic::Ordering::Relaxed),
+                        r,
+                        "queued iff requested"
+                    );
+                    r
+                })
+                .sum();
+            assert_eq!(requested, visited, "each task the sweep found, once");
+            assert_eq!(set.len(), 0);
+        });
+    }
+
     /// RF2: a finalizer registered from another thread races the kernel's
     /// seal at the close: it is either refused (the seal came first) or
     /// found by the seal, which then leaves the list open so the finalizer
