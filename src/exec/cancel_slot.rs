@@ -22,8 +22,10 @@
 //! What is stored costs as little as the request allows: CS1 (below) keeps
 //! the reason in one word, an `abort()`'s plain reason as its kind and
 //! stamp (nothing allocated; its origin, the task, filled in when read),
-//! any other as an `Arc` the word owns (a region cancel shares one among
-//! all its tasks). The task's checkpoint copies the reason out without
+//! any other as an `Arc` the word owns, or (CS4) a region cancel's reason
+//! as a pointer lent by the region's light set, which keeps the `Arc` as
+//! long as it lives (every cell keeps its set), so a sweep of 10,000 tasks
+//! writes no shared count 10,000 times, nor do their ends. The task's checkpoint copies the reason out without
 //! touching that `Arc`'s count, and a completion whose handle is gone
 //! (SW10) takes no reason at all.
 //!
@@ -115,6 +117,36 @@ pub(crate) enum SlotReason {
     Plain(PlainReason),
     /// Any other reason; a region cancel shares one among all its tasks.
     Shared(Arc<CancelReason>),
+    /// CS4: a region cancel's reason, lent by the region's light set,
+    /// which keeps it alive as long as any of its cells (the slot's word
+    /// takes no count of it).
+    Lent(LentReason),
+}
+
+/// CS4: a reason the slot may point to without owning a count of it.
+#[derive(Debug)]
+pub(crate) struct LentReason(std::ptr::NonNull<CancelReason>);
+
+// SAFETY: it stands for a shared `&CancelReason` (`Send + Sync`: CS1's
+// assertion below covers `Arc<CancelReason>`, hence the reason).
+unsafe impl Send for LentReason {}
+// SAFETY: as above.
+unsafe impl Sync for LentReason {}
+
+impl LentReason {
+    /// # Safety
+    /// CS4: `reason`'s allocation must stay alive (an `Arc` of it kept) for
+    /// as long as any slot it is stored in: the caller's light set keeps
+    /// one for its own lifetime, and every cell that can hold it keeps the
+    /// set.
+    pub(crate) unsafe fn new(reason: &Arc<CancelReason>) -> Self {
+        Self(std::ptr::NonNull::from(&**reason))
+    }
+
+    fn get(&self) -> &CancelReason {
+        // SAFETY: CS4 (`new`'s contract): alive while any slot holds it.
+        unsafe { self.0.as_ref() }
+    }
 }
 
 impl SlotReason {
@@ -123,6 +155,7 @@ impl SlotReason {
             SlotReason::None => None,
             SlotReason::Plain(p) => Some(p.kind),
             SlotReason::Shared(r) => Some(r.kind),
+            SlotReason::Lent(r) => Some(r.get().kind),
         }
     }
 
@@ -136,6 +169,7 @@ impl SlotReason {
             SlotReason::None => false,
             SlotReason::Plain(p) => p.unattributed().outranks(stored),
             SlotReason::Shared(r) => r.outranks(stored),
+            SlotReason::Lent(r) => r.get().outranks(stored),
         }
     }
 
@@ -146,6 +180,7 @@ impl SlotReason {
             SlotReason::None => None,
             SlotReason::Plain(p) => Some(Arc::new(p.to_reason(region, task))),
             SlotReason::Shared(r) => Some(r),
+            SlotReason::Lent(r) => Some(ReasonWord::owned(r.0.as_ptr())),
         }
     }
 }
@@ -178,12 +213,17 @@ pub(crate) struct LightCancelSeen {
 /// CS1 (the reason word): a stored reason in one word, so the slot takes
 /// 16 bytes with its deadline word (CS2). 0: none. Low bit set: a plain reason, its
 /// stamp's nanoseconds from bit 5 up and its kind's index in bits 1..=4.
-/// Otherwise: a pointer from `Arc::into_raw` (aligned, so its low bit is
-/// clear), which the word owns: one strong reference, released when the
-/// word is dropped (a replaced word is dropped).
+/// Otherwise: a pointer to an `Arc`'s reason (aligned, so its two low
+/// bits are clear): with bit 1 clear, from `Arc::into_raw`, and the word
+/// owns one strong reference, released when the word is dropped (a
+/// replaced word is dropped); with bit 1 set, lent (CS4: the region's
+/// light set keeps the `Arc`, and the word takes no count).
 struct ReasonWord(u64);
 
 const PLAIN_BIT: u64 = 1;
+/// CS4: the pointer is lent, not owned.
+const LENT_BIT: u64 = 2;
+const POINTER_BITS: u64 = !(PLAIN_BIT | LENT_BIT);
 const KIND_SHIFT: u32 = 1;
 const KIND_MASK: u64 = 0b1111;
 const STAMP_SHIFT: u32 = 5;
@@ -214,10 +254,37 @@ impl ReasonWord {
             }
             SlotReason::Shared(r) => {
                 let ptr = Arc::into_raw(r) as usize as u64;
-                debug_assert!(ptr != 0 && ptr & PLAIN_BIT == 0, "CS1: an aligned pointer");
+                debug_assert!(
+                    ptr != 0 && ptr & !POINTER_BITS == 0,
+                    "CS1: an aligned pointer"
+                );
                 Self(ptr)
             }
+            SlotReason::Lent(r) => {
+                let ptr = r.0.as_ptr() as usize as u64;
+                debug_assert!(ptr & !POINTER_BITS == 0, "CS1: an aligned pointer");
+                Self(ptr | LENT_BIT)
+            }
         }
+    }
+
+    /// A new strong reference to the `Arc` whose reason `ptr` points to
+    /// (owned by a word, or kept by the light set that lent it, CS4).
+    fn owned(ptr: *const CancelReason) -> Arc<CancelReason> {
+        // SAFETY: CS1, CS4: `ptr` is an `Arc`'s reason with a strong
+        // reference alive (the word's own, or the lending set's) while the
+        // caller borrows the word; the count raised here is the returned
+        // `Arc`'s.
+        unsafe {
+            Arc::increment_strong_count(ptr);
+            Arc::from_raw(ptr)
+        }
+    }
+
+    /// The pointer of a shared or lent reason.
+    fn pointer(&self) -> Option<*const CancelReason> {
+        (self.0 != 0 && self.0 & PLAIN_BIT == 0)
+            .then_some((self.0 & POINTER_BITS) as usize as *const CancelReason)
     }
 
     fn is_some(&self) -> bool {
@@ -232,28 +299,21 @@ impl ReasonWord {
     }
 
     fn shared(&self) -> Option<&CancelReason> {
-        if self.0 == 0 || self.0 & PLAIN_BIT != 0 {
-            return None;
-        }
-        // SAFETY: CS1: the word holds a pointer from `Arc::into_raw` and a
-        // strong reference to it, alive while `self` is borrowed.
-        Some(unsafe { &*(self.0 as usize as *const CancelReason) })
+        // SAFETY: CS1, CS4: a pointer to an `Arc`'s reason with a strong
+        // reference alive (the word's own, or the lending set's) while
+        // `self` is borrowed.
+        self.pointer().map(|ptr| unsafe { &*ptr })
     }
 
-    /// The stored reason, out of the word (a shared one's count is raised).
+    /// The stored reason, out of the word (a shared or lent one as a new
+    /// strong reference).
     fn get(&self) -> SlotReason {
         if let Some(p) = self.plain() {
             return SlotReason::Plain(p);
         }
-        if self.0 == 0 {
-            return SlotReason::None;
-        }
-        let ptr = self.0 as usize as *const CancelReason;
-        // SAFETY: CS1: the word owns a strong reference to this `Arc`, so
-        // it is alive; the count raised here is the returned `Arc`'s.
-        unsafe {
-            Arc::increment_strong_count(ptr);
-            SlotReason::Shared(Arc::from_raw(ptr))
+        match self.pointer() {
+            Some(ptr) => SlotReason::Shared(Self::owned(ptr)),
+            None => SlotReason::None,
         }
     }
 
@@ -278,10 +338,12 @@ impl ReasonWord {
 
 impl Drop for ReasonWord {
     fn drop(&mut self) {
-        if self.0 != 0 && self.0 & PLAIN_BIT == 0 {
-            // SAFETY: CS1: the word owns this strong reference; it is
-            // released once, here, as the word goes away.
-            drop(unsafe { Arc::from_raw(self.0 as usize as *const CancelReason) });
+        if self.0 & LENT_BIT == 0
+            && let Some(ptr) = self.pointer()
+        {
+            // SAFETY: CS1: the word owns this strong reference (it is not
+            // lent); it is released once, here, as the word goes away.
+            drop(unsafe { Arc::from_raw(ptr) });
         }
     }
 }
@@ -727,6 +789,48 @@ mod tests {
         assert_eq!(slot.lane_deadline(), Some(DEADLINE - 1));
         assert!(unlocked(&slot), "CS2: the lock is given up");
         assert!(slot.current(REGION, TASK).is_none(), "CS3: still no cancel");
+    }
+
+    /// CS4: a lent reason is stored, compared, observed, handed out and
+    /// replaced without its lender's count ever moving for the slot's own
+    /// sake; what the slot hands out (`current`) is a strong reference of
+    /// its own.
+    #[test]
+    fn a_lent_reason_takes_no_count_of_its_own() {
+        let (state, slot) = (running_light_task(), CancelSlot::new());
+        let lender = Arc::new(CancelReason::fail_fast().with_message("region body failed"));
+        // SAFETY: CS4: `lender` outlives `slot` (dropped below, after it).
+        let lent = unsafe { LentReason::new(&lender) };
+        let (stored, _) = slot.request(&state, SlotReason::Lent(lent), Time::from_nanos(50));
+        assert_eq!(stored, LightRequest::Stored);
+        assert_eq!(Arc::strong_count(&lender), 1, "lent, not counted");
+        let LightAck::Cancelled(seen) = slot.acknowledge(&state, REGION, TASK) else {
+            panic!("the lent reason is observed");
+        };
+        assert_eq!(seen.message.as_deref(), Some("region body failed"));
+        let copied = slot.current(REGION, TASK).expect("stored");
+        assert!(
+            std::ptr::eq(&*copied.reason, &*lender),
+            "the lender's own reason"
+        );
+        assert_eq!(
+            Arc::strong_count(&lender),
+            2,
+            "the copy holds its own count"
+        );
+        drop(copied);
+        // K3: a stronger reason replaces it; the lent word releases nothing.
+        let shutdown = Arc::new(CancelReason::shutdown());
+        let stronger = SlotReason::Shared(shutdown.clone());
+        assert_eq!(
+            slot.request(&state, stronger, Time::from_nanos(60)).0,
+            LightRequest::Stored
+        );
+        assert_eq!(Arc::strong_count(&lender), 1);
+        assert_eq!(Arc::strong_count(&shutdown), 2, "a shared reason is owned");
+        drop(slot);
+        assert_eq!(Arc::strong_count(&shutdown), 1, "and released once");
+        assert_eq!(Arc::strong_count(&lender), 1);
     }
 
     #[test]

@@ -257,6 +257,9 @@ impl<T> JoinSlot<T> {
                             let error = match cancel.reason {
                                 SlotReason::Plain(plain) => SlotError::Aborted(plain),
                                 SlotReason::Shared(reason) => SlotError::Cancelled(Some(reason)),
+                                SlotReason::Lent(_) => {
+                                    unreachable!("CS4: a slot hands its reason out shared")
+                                }
                                 SlotReason::None => SlotError::Cancelled(None),
                             };
                             (Err(error), value)

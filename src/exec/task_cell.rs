@@ -53,7 +53,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{RawWaker, RawWakerVTable, Waker};
 
 use super::abort::AbortTarget;
-use super::cancel_slot::{CancelSlot, PlainReason, SlotReason};
+use super::cancel_slot::{CancelSlot, LentReason, PlainReason, SlotReason};
 use super::context::CellWords;
 use super::core::{Core, Step};
 use super::join::{JoinSlot, JoinTarget, LightEnd, OutputCell, Stored};
@@ -577,7 +577,10 @@ where
     fn cancel_light(&self, reason: &Arc<CancelReason>, grace_deadline: crate::types::Time) -> bool {
         // SW14: the hint and the wake edge in one RMW; a registered task
         // (which the kernel cancels) or a completed one gets neither.
-        let stored = SlotReason::Shared(reason.clone());
+        // SAFETY: CS4: the sweep's set lent the reason (`LightTasks::lend`)
+        // and keeps it as long as the set lives; this cell keeps its set
+        // (`light`) as long as it lives, slot included.
+        let stored = SlotReason::Lent(unsafe { LentReason::new(reason) });
         let (request, wake) = self.cancel.request(&self.state, stored, grace_deadline);
         request == LightRequest::Stored && wake == Wake::Queue
     }

@@ -288,6 +288,10 @@ struct Inner {
     /// K6, RF1: the region's finalizers, run LIFO; `None` once the
     /// region closed (sealed, RF2).
     finalizers: Option<Vec<Finalizer>>,
+    /// CS4: the reasons this set's sweeps lent to its cells' cancel slots,
+    /// kept as long as the set (a region is cancelled a few times at most:
+    /// each request must outrank the last, K3).
+    lent: Vec<Arc<CancelReason>>,
 }
 
 /// LT3, LR3, LT9: no light task in any shard and no light child region.
@@ -366,6 +370,7 @@ impl LightTasks {
                 registered,
                 waiter: None,
                 finalizers: Some(Vec::new()),
+                lent: Vec::new(),
             }),
             fin_added: AtomicBool::new(false),
         })
@@ -653,13 +658,14 @@ impl LightTasks {
 
     /// LT7, LT10 (a region cancel's sweep, with no kernel lock held, after
     /// [`shut`](Self::shut)): cancels every light task in place with
-    /// `reason`, its grace ending at `grace_deadline`, waking each whose
+    /// `reason` (lent to their slots, CS4), its grace ending at `grace_deadline`, waking each whose
     /// request was stored. Under a shard's lock it only takes a reference
     /// to each task; the requests and wake-ups are made once the lock is
     /// released, so the first tasks run (and complete, which takes the
     /// shard's lock) while the rest are still cancelled. Returns how many
     /// tasks it visited.
     pub(crate) fn sweep_cancel(&self, reason: &Arc<CancelReason>, grace_deadline: Time) -> usize {
+        self.lend(reason);
         let mut visited = 0;
         let mut swept = Vec::new();
         for i in 0..self.used {
@@ -678,6 +684,16 @@ impl LightTasks {
             }
         }
         visited
+    }
+
+    /// CS4 (in `exec::cancel_slot`): keeps `reason` as long as the set, so
+    /// its cells' cancel slots may point to it without a count of their
+    /// own (each cell keeps its set). The caller's sweep stores it in each.
+    fn lend(&self, reason: &Arc<CancelReason>) {
+        let mut inner = self.lock();
+        if !inner.lent.iter().any(|r| Arc::ptr_eq(r, reason)) {
+            inner.lent.push(reason.clone());
+        }
     }
 
     /// Light task `t`'s entry, if it is in the set (a walk: rare paths).
