@@ -979,6 +979,16 @@ mod tests {
         }
     }
 
+    /// A kernel with a root region that takes light tasks, and its set.
+    fn light_root() -> (Kernel, RegionId, Arc<LightTasks>) {
+        let mut k = Kernel::new(KernelConfig::default(), Time::ZERO);
+        let root = k.create_root_region(Budget::INFINITE);
+        let set = k
+            .light_tasks(root)
+            .expect("an unbudgeted region takes light tasks");
+        (k, root, set)
+    }
+
     fn spawn_light(k: &Kernel, set: &Arc<LightTasks>) -> (TaskId, Arc<FakeCell>) {
         let id = k.counters().next_id();
         let cell = FakeCell::new(id, set);
@@ -1042,9 +1052,7 @@ mod tests {
     /// gate refuses goes to the kernel, which refuses it too.
     #[test]
     fn a_task_registered_before_the_sweep_reaches_it_is_cancelled_at_registration() {
-        let mut k = Kernel::new(KernelConfig::default(), Time::ZERO);
-        let root = k.create_root_region(Budget::INFINITE);
-        let set = k.light_tasks(root).expect("light");
+        let (mut k, root, set) = light_root();
         let (a, _) = spawn_light(&k, &set);
         let (b, cell_b) = spawn_light(&k, &set);
         k.cancel_region(root, CancelReason::user("stop"), ms(1));
@@ -1145,9 +1153,7 @@ mod tests {
 
     #[test]
     fn a_draining_region_waits_for_its_last_light_task() {
-        let mut k = Kernel::new(KernelConfig::default(), Time::ZERO);
-        let root = k.create_root_region(Budget::INFINITE);
-        let set = k.light_tasks(root).expect("light");
+        let (mut k, root, set) = light_root();
         let (_, a) = spawn_light(&k, &set);
         let (_, b) = spawn_light(&k, &set);
         k.region_body_done(root, BodyEnd::Ok, ms(1));
@@ -1164,9 +1170,7 @@ mod tests {
 
     #[test]
     fn a_registered_light_task_completes_through_the_kernel() {
-        let mut k = Kernel::new(KernelConfig::default(), Time::ZERO);
-        let root = k.create_root_region(Budget::INFINITE);
-        let set = k.light_tasks(root).expect("light");
+        let (mut k, root, set) = light_root();
         let (t, cell) = spawn_light(&k, &set);
         k.mask_enter(t, root); // needs a record: registers the task
         assert!(cell.registered.load(Ordering::Relaxed));
@@ -1338,11 +1342,14 @@ mod loom_tests {
     use crate::loom::{model, thread};
     use std::task::Waker;
 
-    /// A stand-in light cell: its id, the set it names and its links.
+    /// A stand-in light cell: its id, the set it names, its links, and how
+    /// many times a sweep requested its cancel and queued it (LT10).
     struct Cell {
         id: TaskId,
         set: Arc<LightTasks>,
         links: Links<dyn Attention>,
+        requests: std::sync::atomic::AtomicUsize,
+        queued: std::sync::atomic::AtomicUsize,
     }
 
     impl Attention for Cell {
@@ -1350,6 +1357,14 @@ mod loom_tests {
         fn cancel_requested(&self, _severity: u8) {}
         fn to_waker(self: Arc<Self>) -> Waker {
             Waker::noop().clone()
+        }
+        fn cancel_light(&self, _reason: &Arc<CancelReason>, _grace_deadline: Time) -> bool {
+            let relaxed = std::sync::atomic::Ordering::Relaxed;
+            self.requests.fetch_add(1, relaxed) == 0
+        }
+        fn queue(&self) {
+            self.queued
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         fn light_id(&self) -> TaskId {
             self.id
@@ -1367,6 +1382,8 @@ mod loom_tests {
             id: id(n),
             set: set.clone(),
             links: Links::new(),
+            requests: Default::default(),
+            queued: Default::default(),
         })
     }
 
@@ -1432,41 +1449,6 @@ mod loom_tests {
         });
     }
 
-    /// A light cell that counts the sweep's requests and queues (LT10).
-    struct Swept {
-        id: TaskId,
-        set: Arc<LightTasks>,
-        links: Links<dyn Attention>,
-        requests: std::sync::atomic::AtomicUsize,
-        queued: std::sync::atomic::AtomicUsize,
-    }
-
-    impl Attention for Swept {
-        fn request_attention(&self) {}
-        fn cancel_requested(&self, _severity: u8) {}
-        fn to_waker(self: Arc<Self>) -> Waker {
-            Waker::noop().clone()
-        }
-        fn cancel_light(&self, _reason: &Arc<CancelReason>, _grace_deadline: Time) -> bool {
-            self.requests
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-                == 0
-        }
-        fn queue(&self) {
-            self.queued
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        fn light_id(&self) -> TaskId {
-            self.id
-        }
-        fn light_set(&self) -> Option<&LightTasks> {
-            Some(&self.set)
-        }
-        fn light_links(&self) -> &Links<dyn Attention> {
-            &self.links
-        }
-    }
-
     /// LT2, LT10: a region cancel shuts the gate (the kernel's part), then
     /// its sweep runs with no kernel lock while one task completes, the
     /// kernel takes another to register it, and a spawn tries to join.
@@ -1478,15 +1460,9 @@ mod loom_tests {
     fn a_sweep_racing_a_completion_and_a_registration_requests_each_task_once() {
         model(|| {
             let set = LightTasks::new(RegionId::MIN, true);
-            let cells: Vec<Arc<Swept>> = [1, 2]
+            let cells: Vec<Arc<Cell>> = [1, 2]
                 .map(|n| {
-                    let cell = Arc::new(Swept {
-                        id: id(n),
-                        set: set.clone(),
-                        links: Links::new(),
-                        requests: Default::default(),
-                        queued: Default::default(),
-                    });
+                    let cell = cell(n, &set);
                     assert!(set.spawn(cell.clone()));
                     cell
                 })
