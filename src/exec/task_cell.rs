@@ -348,7 +348,7 @@ where
         // only one taken.
         match self.cancel.request(&self.state, stored, deadline) {
             (LightRequest::Stored, Wake::Queue) => {
-                self.core.schedule(self.arc_from_ref());
+                self.queue();
                 Ok(())
             }
             (LightRequest::Stored | LightRequest::Unchanged | LightRequest::Complete, _) => Ok(()),

@@ -230,11 +230,10 @@ impl Kernel {
         let deadline = current.map_or(proposed, |c| c.min(proposed));
         let light = rec.light.clone();
         let shared = Arc::new(effective);
-        // LR3: its light child regions are registered and cancelled as
-        // its other children are.
         // LT2: the gate is shut here, so a spawn after this cancel is
         // refused; LT10: the light tasks are cancelled in place (LT7) by a
-        // sweep once the kernel lock is released.
+        // sweep once the kernel lock is released. LR3: its light child
+        // regions are registered and cancelled as its other children are.
         let (held, taken) = light.shut(&mut self.actions.wakes);
         let mut children = children;
         children.extend(self.register_light_regions(taken));

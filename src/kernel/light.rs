@@ -188,7 +188,7 @@ unsafe impl Linked for dyn Attention {
 }
 
 /// A region's shared part outside the kernel lock: its light tasks
-/// (LT1–LT8), its finalizers (RF1, RF2) and its light child regions
+/// (LT1–LT10), its finalizers (RF1–RF3) and its light child regions
 /// (LR1–LR6); see the module doc.
 pub(crate) struct LightTasks {
     /// LT4: whether tasks (and light regions) may be opened light in this
@@ -658,20 +658,20 @@ impl LightTasks {
 
     /// LT7, LT10 (a region cancel's sweep, with no kernel lock held, after
     /// [`shut`](Self::shut)): cancels every light task in place with
-    /// `reason` (lent to their slots, CS4), its grace ending at `grace_deadline`, waking each whose
-    /// request was stored. Under a shard's lock it only takes a reference
-    /// to each task; the requests and wake-ups are made once the lock is
-    /// released, so the first tasks run (and complete, which takes the
-    /// shard's lock) while the rest are still cancelled. Returns how many
-    /// tasks it visited.
+    /// `reason` (lent to their slots, CS4), its grace ending at
+    /// `grace_deadline`, waking each whose request was stored. Under a
+    /// shard's lock it only takes a reference to each task; the requests
+    /// and wake-ups are made once the lock is released, so the first
+    /// tasks run (and complete, which takes the shard's lock) while the
+    /// rest are still cancelled. Returns how many tasks it visited.
     pub(crate) fn sweep_cancel(&self, reason: &Arc<CancelReason>, grace_deadline: Time) -> usize {
         self.lend(reason);
         let mut visited = 0;
         let mut swept = Vec::new();
         for i in 0..self.used {
             {
-                let mut shard = self.shard(i);
-                shard.open = false; // LT2 (shut already by a kernel's cancel)
+                let shard = self.shard(i);
+                debug_assert!(!shard.open, "LT2: `shut` comes first");
                 swept.extend(shard.tasks.iter().map(|entry| entry.to_arc()));
             }
             visited += swept.len();
@@ -1081,6 +1081,7 @@ mod tests {
         let set = LightTasks::new(RegionId::MIN, true);
         let cells: Vec<_> = (0..333).map(|_| spawn_light(&k, &set).1).collect();
         let reason = Arc::new(CancelReason::user("sweep"));
+        assert_eq!(set.shut(&mut Vec::new()).0, cells.len(), "LT2 first");
         let leaving: Vec<usize> = (0..cells.len()).rev().step_by(3).collect();
         let finished: Vec<bool> = std::thread::scope(|s| {
             let finisher = s.spawn(|| {

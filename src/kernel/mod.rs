@@ -101,10 +101,10 @@ pub(crate) trait Attention: Send + Sync {
         None
     }
     /// LT7, LT10: a region cancel's request, stored in this light task's
-    /// cell (by the sweep, under its set's lock). Only light tasks' cells
-    /// store one. `true`: the request was stored and made the task's wake
-    /// edge (SW14), so the caller must [`queue`](Self::queue) it once the
-    /// set's lock is released.
+    /// cell by the region's sweep (which holds a reference to the cell and
+    /// no lock). Only light tasks' cells store one. `true`: the request was
+    /// stored and made the task's wake edge (SW14), so the caller must
+    /// [`queue`](Self::queue) it.
     fn cancel_light(&self, _reason: &Arc<CancelReason>, _grace_deadline: Time) -> bool {
         false
     }
