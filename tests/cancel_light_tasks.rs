@@ -441,4 +441,96 @@ on_both_drivers! {
         assert_eq!(finalized.load(Ordering::SeqCst), 64, "every finalizer ran");
         assert_quiescent(&rt);
     }
+
+    /// LT10: a region cancel, whose sweep runs after the kernel lock is
+    /// released, races tasks that keep spawning into the region, tasks that
+    /// the kernel registers (a masked section needs a record) and tasks
+    /// that complete on their own. Every spawn is refused (the region's
+    /// reason) or accepted, and every accepted task ends exactly once, as
+    /// its join says: completed on its own, or cancelled with the region's
+    /// reason (observed by its sleep, or dropped before its first poll),
+    /// whether it was light or registered when the cancel came.
+    fn a_region_cancel_racing_spawns_registrations_and_completions_ends_every_task_once(d: Driver) {
+        let rt = d.rt();
+        for round in 0..20u64 {
+            let handles = Arc::new(std::sync::Mutex::new(Vec::new()));
+            let observed = Arc::new(AtomicU64::new(0));
+            let (hs, obs, seen) = (handles.clone(), observed.clone(), handles.clone());
+            let joins = handles;
+            let cancelled = rt.block_on(move |cx: Cx| async move {
+                let outcome = cx
+                    .region(move |rcx| async move {
+                        for s in 0..3u64 {
+                            let (hs, obs) = (hs.clone(), obs.clone());
+                            let spawner = rcx.spawn(move |scx| async move {
+                                for i in 0u64.. {
+                                    let obs = obs.clone();
+                                    let kind = (s + i + round) % 3;
+                                    let spawned = scx.spawn(move |tcx| async move {
+                                        let slept = match kind {
+                                            0 => time::sleep(&tcx, HOUR).await,
+                                            // Registered by its mask, cancelled after it.
+                                            1 => {
+                                                tcx.masked_async(yield_now()).await;
+                                                time::sleep(&tcx, HOUR).await
+                                            }
+                                            _ => return true,
+                                        };
+                                        let err = slept.expect_err("only a cancel ends the sleep");
+                                        assert_eq!(err.reason().kind, CancelKind::FailFast);
+                                        obs.fetch_add(1, Ordering::Relaxed);
+                                        false
+                                    });
+                                    match spawned {
+                                        Ok(h) => hs.lock().unwrap().push(h),
+                                        Err(e) => {
+                                            assert!(
+                                                matches!(e, asupersync::SpawnError::RegionCancelled(..)),
+                                                "refused with the region's reason: {e}"
+                                            );
+                                            return;
+                                        }
+                                    }
+                                    if scx.checkpoint().is_err() {
+                                        return;
+                                    }
+                                    yield_now().await;
+                                }
+                            });
+                            drop(spawner.expect("the region is open"));
+                        }
+                        // Let the spawners get going, then fail the region.
+                        let target = (round as usize + 1) * 10;
+                        until(|| seen.lock().unwrap().len() >= target).await;
+                        Err::<(), ()>(())
+                    })
+                    .await;
+                assert!(matches!(outcome, Outcome::Err(())), "region: {outcome:?}");
+                // The region is closed: every accepted task has ended, and
+                // its join says how. A task that observed the cancel ends
+                // `Cancelled` (its acknowledgement decides, LT8).
+                let handles = std::mem::take(&mut *joins.lock().unwrap());
+                let accepted = handles.len();
+                let (mut completed, mut cancelled) = (0usize, 0u64);
+                for h in handles {
+                    match h.join(&cx).await {
+                        Ok(ran) => {
+                            assert!(ran, "a task that saw the cancel ends cancelled");
+                            completed += 1;
+                        }
+                        Err(e) => {
+                            let reason = e.cancel_reason().expect("cancelled, not panicked");
+                            assert_eq!(reason.kind, CancelKind::FailFast);
+                            cancelled += 1;
+                        }
+                    }
+                }
+                assert_eq!(completed + cancelled as usize, accepted, "round {round}: each ended once");
+                cancelled
+            });
+            let observed = observed.load(Ordering::SeqCst);
+            assert!(observed <= cancelled, "round {round}: observed {observed} of {cancelled}");
+        }
+        assert_quiescent(&rt);
+    }
 }
