@@ -55,7 +55,7 @@ use std::task::{Context, Poll, Waker};
 
 use pin_project_lite::pin_project;
 
-use super::waiters::{Left, WaitGuard, WaitLock, Waiter};
+use super::waiters::{Left, WaitGuard, WaitLock, Waiter, WaiterGuard};
 use crate::exec::cx::Cx;
 use crate::types::cancel::Cancelled;
 
@@ -253,6 +253,22 @@ fn leave(waiter: Pin<&Waiter<'_, State, u32, Grant>>) {
     }
 }
 
+/// An unregistered waiter completes at once if a permit or a broadcast is
+/// there (`None`: it is finished); otherwise its state comes back locked,
+/// to register under that lock.
+fn take_now<'w>(
+    waiter: Pin<&'w Waiter<'_, State, u32, Grant>>,
+) -> Option<WaiterGuard<'w, State, u32, Grant>> {
+    let mut st = waiter.lock();
+    let created_at = *st.data();
+    if try_now(&mut st, created_at) {
+        drop(st);
+        waiter.finish();
+        return None;
+    }
+    Some(st)
+}
+
 impl Future for Notified<'_> {
     type Output = Result<(), Cancelled>;
 
@@ -263,14 +279,8 @@ impl Future for Notified<'_> {
             panic!("`Notified` polled after completion");
         }
         if !waiter.is_registered() {
-            {
-                let mut st = waiter.lock();
-                let created_at = *st.data();
-                if try_now(&mut st, created_at) {
-                    drop(st);
-                    waiter.finish();
-                    return Poll::Ready(Ok(()));
-                }
+            if take_now(waiter).is_none() {
+                return Poll::Ready(Ok(()));
             }
             // The wait would block: observe cancellation (outside our
             // lock: the kernel lock is never taken under it).
@@ -278,15 +288,14 @@ impl Future for Notified<'_> {
                 waiter.finish();
                 return Poll::Ready(Err(Cancelled::new(reason)));
             }
-            let mut st = waiter.lock();
-            let created_at = *st.data();
-            if try_now(&mut st, created_at) {
-                drop(st);
-                waiter.finish();
-                return Poll::Ready(Ok(()));
-            }
-            st.register(task_cx.waker());
-            return Poll::Pending;
+            // Looked at again: a notify may have come meanwhile.
+            return match take_now(waiter) {
+                None => Poll::Ready(Ok(())),
+                Some(mut st) => {
+                    st.register(task_cx.waker());
+                    Poll::Pending
+                }
+            };
         }
         // Registered: collect a grant, or refresh the waker.
         if waiter.lock().poll_grant(task_cx.waker()).is_some() {
