@@ -14,10 +14,12 @@
 //! nanosecond deadline, including [`Time::MAX`], maps to one of 269 epochs,
 //! so the overflow is a fixed array of buckets plus an occupancy bitmap.
 //!
-//! Entries live in a slab (a `Vec` of generational slots). Every list (a wheel
-//! slot, an overflow bucket, or the expired list) is an intrusive doubly
-//! linked list threaded through slab indices, so insert and cancel are O(1)
-//! and allocate nothing once the slab has grown to its steady-state size.
+//! Entries live in a *store* (rule 9); every list (a wheel slot, an
+//! overflow bucket, or the expired list) is an intrusive doubly linked list
+//! threaded through the entries' [`Node`]s, so insert and cancel are O(1).
+//! [`TimerWheel`] is the wheel over a slab store (a `Vec` of generational
+//! slots, named by index), which allocates nothing once the slab has grown
+//! to its steady-state size.
 //!
 //! # Rules
 //!
@@ -68,6 +70,12 @@
 //!    the head's deadline, O(1): a millisecond holding thousands of
 //!    sub-millisecond deadlines (a sleep storm) costs one sort, not a walk
 //!    of the whole slot per pass.
+//! 9. The list logic (rules 1–8) is the same whatever holds the entries: it
+//!    reaches an entry's [`Node`] (key parts and links) only through the
+//!    wheel's [`Store`], by the store's `Ref`, for an entry that is linked
+//!    or that `advance` has just detached; what an entry carries besides,
+//!    and how it is named to callers and released, is the store's
+//!    (the slab: a payload, a generational [`TimerKey`], a free list).
 
 use crate::types::Time;
 
@@ -133,18 +141,39 @@ pub(crate) struct TimerKey {
     seq: u64,
 }
 
-/// A pending entry, linked into exactly one list.
-struct Entry<T> {
+/// Rule 9: a pending entry's place in the lists, wherever the entry
+/// lives (its store): its key parts and its two links.
+#[derive(Debug)]
+pub(crate) struct Node<R> {
     /// Insertion sequence number (the key's generation and the tie-breaker).
     seq: u64,
     /// When the entry fires.
     deadline: Time,
     /// The list the entry is linked into, or [`DETACHED`].
     list: ListId,
-    /// Previous entry in the list, or [`NIL`] if this is the head.
-    prev: u32,
-    /// Next entry in the list, or [`NIL`].
-    next: u32,
+    /// Previous entry in the list, or the store's `NIL` if this is the head.
+    prev: R,
+    /// Next entry in the list, or the store's `NIL`.
+    next: R,
+}
+
+/// Rule 9: where a wheel's entries live. The wheel links them through
+/// their [`Node`]s, reached by `Ref`; a store hands out the node of any
+/// entry that is linked, or detached by `advance` and not yet released.
+pub(crate) trait Store {
+    /// How the wheel names an entry.
+    type Ref: Copy + Eq + std::fmt::Debug;
+    /// No entry.
+    const NIL: Self::Ref;
+    /// The node of a linked (or just detached) entry.
+    fn node(&self, r: Self::Ref) -> &Node<Self::Ref>;
+    /// The node of a linked (or just detached) entry.
+    fn node_mut(&mut self, r: Self::Ref) -> &mut Node<Self::Ref>;
+}
+
+/// A pending entry of the slab store: its node and the caller's payload.
+struct Entry<T> {
+    node: Node<u32>,
     /// The caller's payload.
     payload: T,
 }
@@ -160,6 +189,33 @@ enum Slot<T> {
     Occupied(Entry<T>),
 }
 
+/// The slab store (rule 9): entries in a `Vec` of generational slots,
+/// named by index; a freed slot is reused.
+pub(crate) struct Slab<T> {
+    slots: Vec<Slot<T>>,
+    /// Head of the free list in `slots`, or [`NIL`].
+    free_head: u32,
+}
+
+impl<T> Store for Slab<T> {
+    type Ref = u32;
+    const NIL: u32 = NIL;
+
+    fn node(&self, index: u32) -> &Node<u32> {
+        match &self.slots[index as usize] {
+            Slot::Occupied(e) => &e.node,
+            Slot::Vacant { .. } => unreachable!("linked index {index} is vacant"),
+        }
+    }
+
+    fn node_mut(&mut self, index: u32) -> &mut Node<u32> {
+        match &mut self.slots[index as usize] {
+            Slot::Occupied(e) => &mut e.node,
+            Slot::Vacant { .. } => unreachable!("linked index {index} is vacant"),
+        }
+    }
+}
+
 /// A slot or bucket the cursor will reach next (see `next_event`).
 struct Event {
     /// The list to process.
@@ -170,16 +226,14 @@ struct Event {
     start: u64,
 }
 
-/// A hierarchical timer wheel holding payloads of type `T` keyed by deadline.
+/// A hierarchical timer wheel over the entries of store `S` (rule 9).
 ///
 /// See the module documentation for the layout and the invariants.
-pub(crate) struct TimerWheel<T> {
-    /// Entry storage.
-    slots: Vec<Slot<T>>,
-    /// Head of the free list in `slots`, or [`NIL`].
-    free_head: u32,
+pub(crate) struct Wheel<S: Store> {
+    /// Where the entries live.
+    store: S,
     /// Head of every list, indexed by [`ListId`].
-    heads: Box<[u32]>,
+    heads: Box<[S::Ref]>,
     /// Per level, bit `s` is set iff slot `s` is non-empty.
     occupied: [u64; LEVELS],
     /// Bit `e` is set iff overflow bucket `e` is non-empty.
@@ -193,21 +247,27 @@ pub(crate) struct TimerWheel<T> {
     next_seq: u64,
     /// Number of pending entries.
     len: usize,
-    /// Reused buffer of slab indices fired by one `advance`.
-    fire_scratch: Vec<u32>,
+    /// Reused buffer of the entries fired by one `advance`.
+    fire_scratch: Vec<S::Ref>,
     /// Rule 8: the last entry of the current slot (level 0, tick
-    /// `elapsed`), or [`NIL`] when it is empty.
-    current_tail: u32,
+    /// `elapsed`), or the store's `NIL` when it is empty.
+    current_tail: S::Ref,
     /// Reused buffer for sorting a new current slot (rule 8).
-    sort_scratch: Vec<u32>,
+    sort_scratch: Vec<S::Ref>,
 }
+
+/// A hierarchical timer wheel holding payloads of type `T` keyed by
+/// deadline, in a slab (rule 9).
+pub(crate) type TimerWheel<T> = Wheel<Slab<T>>;
 
 impl<T> TimerWheel<T> {
     /// Creates an empty wheel whose current time is `start`.
     pub(crate) fn new(start: Time) -> Self {
-        TimerWheel {
-            slots: Vec::new(),
-            free_head: NIL,
+        Wheel {
+            store: Slab {
+                slots: Vec::new(),
+                free_head: NIL,
+            },
             heads: vec![NIL; LIST_COUNT].into_boxed_slice(),
             occupied: [0; LEVELS],
             overflow_occupied: [0; OVERFLOW_WORDS],
@@ -233,38 +293,35 @@ impl<T> TimerWheel<T> {
         let seq = self.next_seq;
         self.next_seq += 1;
         let entry = Entry {
-            seq,
-            deadline,
-            list: DETACHED,
-            prev: NIL,
-            next: NIL,
+            node: Node {
+                seq,
+                deadline,
+                list: DETACHED,
+                prev: NIL,
+                next: NIL,
+            },
             payload,
         };
-        let index = if self.free_head != NIL {
-            let index = self.free_head;
-            let slot = &mut self.slots[index as usize];
+        let store = &mut self.store;
+        let index = if store.free_head != NIL {
+            let index = store.free_head;
+            let slot = &mut store.slots[index as usize];
             let Slot::Vacant { next_free } = *slot else {
                 unreachable!("free list points at an occupied slot");
             };
-            self.free_head = next_free;
+            store.free_head = next_free;
             *slot = Slot::Occupied(entry);
             index
         } else {
             // `NIL` is reserved, so the largest usable index is `NIL - 1`.
-            let index = u32::try_from(self.slots.len())
+            let index = u32::try_from(store.slots.len())
                 .ok()
                 .filter(|&i| i != NIL)
                 .expect("timer wheel: too many pending entries");
-            self.slots.push(Slot::Occupied(entry));
+            store.slots.push(Slot::Occupied(entry));
             index
         };
-        let list = self.list_for(deadline);
-        if list == self.current_slot() {
-            self.link_sorted_current(index);
-        } else {
-            self.link(index, list);
-        }
-        self.len += 1;
+        self.place(index);
         TimerKey { index, seq }
     }
 
@@ -281,8 +338,8 @@ impl<T> TimerWheel<T> {
     /// The payload of the pending entry for `key`, if any.
     #[allow(dead_code)] // Used by tests.
     pub(crate) fn get_mut(&mut self, key: TimerKey) -> Option<&mut T> {
-        match self.slots.get_mut(key.index as usize) {
-            Some(Slot::Occupied(e)) if e.seq == key.seq => Some(&mut e.payload),
+        match self.store.slots.get_mut(key.index as usize) {
+            Some(Slot::Occupied(e)) if e.node.seq == key.seq => Some(&mut e.payload),
             _ => None,
         }
     }
@@ -290,7 +347,58 @@ impl<T> TimerWheel<T> {
     /// The deadline of the pending entry for `key`, if any.
     #[allow(dead_code)] // Used by tests and the lab's diagnostics.
     pub(crate) fn deadline(&self, key: TimerKey) -> Option<Time> {
-        self.entry(key).map(|e| e.deadline)
+        self.entry(key).map(|e| e.node.deadline)
+    }
+
+    /// Advances the wheel to `now`, removing every entry whose deadline is
+    /// `<= now` and appending it to `fired` in `(deadline, insertion)` order
+    /// (rules 1, 2, 5, 6; see [`Wheel::advance_refs`]).
+    pub(crate) fn advance(&mut self, now: Time, fired: &mut Vec<(TimerKey, T)>) {
+        let mut scratch = self.advance_refs(now);
+        fired.reserve(scratch.len());
+        for &index in &scratch {
+            let seq = self.store.node(index).seq;
+            let payload = self.release(index);
+            fired.push((TimerKey { index, seq }, payload));
+        }
+        scratch.clear();
+        self.fire_scratch = scratch;
+    }
+
+    /// The pending entry for `key`, if the key is still live.
+    fn entry(&self, key: TimerKey) -> Option<&Entry<T>> {
+        match self.store.slots.get(key.index as usize) {
+            Some(Slot::Occupied(e)) if e.node.seq == key.seq => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Frees the (already unlinked) slot at `index` and returns its payload.
+    fn release(&mut self, index: u32) -> T {
+        let store = &mut self.store;
+        let vacant = Slot::Vacant {
+            next_free: store.free_head,
+        };
+        store.free_head = index;
+        match std::mem::replace(&mut store.slots[index as usize], vacant) {
+            Slot::Occupied(e) => e.payload,
+            Slot::Vacant { .. } => unreachable!("released index {index} is vacant"),
+        }
+    }
+}
+
+impl<S: Store> Wheel<S> {
+    /// Links the detached entry `r` (just inserted) where rules 2, 3 and 8
+    /// place it, and counts it.
+    fn place(&mut self, r: S::Ref) {
+        let deadline = self.store.node(r).deadline;
+        let list = self.list_for(deadline);
+        if list == self.current_slot() {
+            self.link_sorted_current(r);
+        } else {
+            self.link(r, list);
+        }
+        self.len += 1;
     }
 
     /// The exact earliest deadline among pending entries, if any.
@@ -299,19 +407,19 @@ impl<T> TimerWheel<T> {
     pub(crate) fn next_deadline(&self) -> Option<Time> {
         // Rule 2/4: expired entries precede everything in the wheel, and the
         // next event's list precedes every other list.
-        let list = if self.heads[EXPIRED as usize] != NIL {
+        let list = if self.heads[EXPIRED as usize] != S::NIL {
             EXPIRED
         } else {
             self.next_event()?.list
         };
         if list == self.current_slot() {
             // Rule 8: sorted, the earliest first.
-            return Some(self.occupied_entry(self.heads[list as usize]).deadline);
+            return Some(self.store.node(self.heads[list as usize]).deadline);
         }
         let mut best: Option<Time> = None;
         let mut index = self.heads[list as usize];
-        while index != NIL {
-            let e = self.occupied_entry(index);
+        while index != S::NIL {
+            let e = self.store.node(index);
             best = Some(best.map_or(e.deadline, |b| b.min(e.deadline)));
             index = e.next;
         }
@@ -325,20 +433,24 @@ impl<T> TimerWheel<T> {
     /// entries or cascades them to lower levels, so a driver that sleeps
     /// until this bound and asks again never misses a deadline.
     pub(crate) fn next_deadline_bound(&self) -> Option<Time> {
-        if self.heads[EXPIRED as usize] != NIL {
+        if self.heads[EXPIRED as usize] != S::NIL {
             return Some(self.now);
         }
         let start = self.next_event()?.start;
         Some(Time::from_nanos(start.saturating_mul(TICK_NS)).max(self.now))
     }
 
+    /// The generic part of `advance` (rule 9): detaches every due entry
+    /// and returns them in firing order, in the reused scratch buffer,
+    /// which the caller empties and gives back (`fire_scratch`).
+    ///
     /// Advances the wheel to `now`, removing every entry whose deadline is
     /// `<= now` and appending it to `fired` in `(deadline, insertion)` order.
     ///
     /// If `now` is earlier than a previous `now`, time does not move
     /// backwards, but entries inserted since then with a deadline at or
     /// before the previous `now` still fire.
-    pub(crate) fn advance(&mut self, now: Time, fired: &mut Vec<(TimerKey, T)>) {
+    fn advance_refs(&mut self, now: Time) -> Vec<S::Ref> {
         // Rule 1: never rewind.
         let now = now.max(self.now);
         self.now = now;
@@ -347,16 +459,16 @@ impl<T> TimerWheel<T> {
         if target != old_tick {
             // Rule 8: the slot that becomes current is sorted below (if it
             // holds anything); the old one fires whole.
-            self.current_tail = NIL;
+            self.current_tail = S::NIL;
         }
         let mut scratch = std::mem::take(&mut self.fire_scratch);
         debug_assert!(scratch.is_empty());
 
         // Rule 2: everything inserted already-due fires now.
         let mut index = self.take_list(EXPIRED);
-        while index != NIL {
-            let next = self.occupied_entry(index).next;
-            self.occupied_entry_mut(index).list = DETACHED;
+        while index != S::NIL {
+            let next = self.store.node(index).next;
+            self.store.node_mut(index).list = DETACHED;
             scratch.push(index);
             index = next;
         }
@@ -381,16 +493,16 @@ impl<T> TimerWheel<T> {
             let mut index = self.take_list(event.list);
             if event.level == 0 {
                 // A tick before `target`: every entry in it is due.
-                while index != NIL {
-                    let next = self.occupied_entry(index).next;
-                    self.occupied_entry_mut(index).list = DETACHED;
+                while index != S::NIL {
+                    let next = self.store.node(index).next;
+                    self.store.node_mut(index).list = DETACHED;
                     scratch.push(index);
                     index = next;
                 }
             } else {
-                while index != NIL {
-                    let next = self.occupied_entry(index).next;
-                    let t = tick_of(self.occupied_entry(index).deadline);
+                while index != S::NIL {
+                    let next = self.store.node(index).next;
+                    let t = tick_of(self.store.node(index).deadline);
                     let list = self.wheel_list_for(t);
                     debug_assert!(list != event.list, "cascade must move down");
                     self.link(index, list);
@@ -402,18 +514,11 @@ impl<T> TimerWheel<T> {
 
         // Rule 6: deterministic order. Keys are unique, so unstable is fine.
         scratch.sort_unstable_by_key(|&i| {
-            let e = self.occupied_entry(i);
+            let e = self.store.node(i);
             (e.deadline, e.seq)
         });
-        fired.reserve(scratch.len());
-        for &index in &scratch {
-            let seq = self.occupied_entry(index).seq;
-            let payload = self.release(index);
-            fired.push((TimerKey { index, seq }, payload));
-        }
         self.len -= scratch.len();
-        scratch.clear();
-        self.fire_scratch = scratch;
+        scratch
     }
 
     /// The wheel's current time (rule 1).
@@ -441,40 +546,40 @@ impl<T> TimerWheel<T> {
 
     /// Rule 8: links the detached entry at `index` (the newest insertion)
     /// into the current slot at its sorted place, searching from the tail.
-    fn link_sorted_current(&mut self, index: u32) {
+    fn link_sorted_current(&mut self, index: S::Ref) {
         let list = self.current_slot();
-        let deadline = self.occupied_entry(index).deadline;
+        let deadline = self.store.node(index).deadline;
         // Earlier insertions with an equal deadline stay ahead (rule 6).
         let mut after = self.current_tail;
-        while after != NIL && self.occupied_entry(after).deadline > deadline {
-            after = self.occupied_entry(after).prev;
+        while after != S::NIL && self.store.node(after).deadline > deadline {
+            after = self.store.node(after).prev;
         }
-        if after == NIL {
-            if self.heads[list as usize] == NIL {
+        if after == S::NIL {
+            if self.heads[list as usize] == S::NIL {
                 self.current_tail = index;
             }
             self.link(index, list);
             return;
         }
-        let next = self.occupied_entry(after).next;
-        let e = self.occupied_entry_mut(index);
+        let next = self.store.node(after).next;
+        let e = self.store.node_mut(index);
         e.list = list;
         e.prev = after;
         e.next = next;
-        self.occupied_entry_mut(after).next = index;
-        if next == NIL {
+        self.store.node_mut(after).next = index;
+        if next == S::NIL {
             self.current_tail = index;
         } else {
-            self.occupied_entry_mut(next).prev = index;
+            self.store.node_mut(next).prev = index;
         }
     }
 
     /// Rule 8, the cursor stays in its tick: detaches the current slot's
     /// entries due at `now` (a sorted prefix) onto `fired`.
-    fn fire_sorted_prefix(&mut self, list: ListId, now: Time, fired: &mut Vec<u32>) {
+    fn fire_sorted_prefix(&mut self, list: ListId, now: Time, fired: &mut Vec<S::Ref>) {
         let mut index = self.heads[list as usize];
-        while index != NIL && self.occupied_entry(index).deadline <= now {
-            let next = self.occupied_entry(index).next;
+        while index != S::NIL && self.store.node(index).deadline <= now {
+            let next = self.store.node(index).next;
             self.unlink(index);
             fired.push(index);
             index = next;
@@ -484,20 +589,20 @@ impl<T> TimerWheel<T> {
     /// Rule 8, the cursor moved to the tick of `list`: sorts the slot,
     /// detaches its entries due at `now` onto `fired` and re-links the rest
     /// in order, noting the tail.
-    fn sort_new_current(&mut self, list: ListId, now: Time, fired: &mut Vec<u32>) {
+    fn sort_new_current(&mut self, list: ListId, now: Time, fired: &mut Vec<S::Ref>) {
         let mut order = std::mem::take(&mut self.sort_scratch);
         let mut index = self.take_list(list);
-        while index != NIL {
+        while index != S::NIL {
             order.push(index);
-            index = self.occupied_entry(index).next;
+            index = self.store.node(index).next;
         }
         order.sort_unstable_by_key(|&i| {
-            let e = self.occupied_entry(i);
+            let e = self.store.node(i);
             (e.deadline, e.seq)
         });
-        let due = order.partition_point(|&i| self.occupied_entry(i).deadline <= now);
+        let due = order.partition_point(|&i| self.store.node(i).deadline <= now);
         for &i in &order[..due] {
-            self.occupied_entry_mut(i).list = DETACHED;
+            self.store.node_mut(i).list = DETACHED;
             fired.push(i);
         }
         // Linked at the front, latest first: the list ends up sorted.
@@ -505,48 +610,12 @@ impl<T> TimerWheel<T> {
             .get(due..)
             .and_then(|r| r.last())
             .copied()
-            .unwrap_or(NIL);
+            .unwrap_or(S::NIL);
         for &i in order[due..].iter().rev() {
             self.link(i, list);
         }
         order.clear();
         self.sort_scratch = order;
-    }
-
-    /// The pending entry for `key`, if the key is still live.
-    fn entry(&self, key: TimerKey) -> Option<&Entry<T>> {
-        match self.slots.get(key.index as usize) {
-            Some(Slot::Occupied(e)) if e.seq == key.seq => Some(e),
-            _ => None,
-        }
-    }
-
-    /// The entry at an index known to be occupied.
-    fn occupied_entry(&self, index: u32) -> &Entry<T> {
-        match &self.slots[index as usize] {
-            Slot::Occupied(e) => e,
-            Slot::Vacant { .. } => unreachable!("linked index {index} is vacant"),
-        }
-    }
-
-    /// The entry at an index known to be occupied.
-    fn occupied_entry_mut(&mut self, index: u32) -> &mut Entry<T> {
-        match &mut self.slots[index as usize] {
-            Slot::Occupied(e) => e,
-            Slot::Vacant { .. } => unreachable!("linked index {index} is vacant"),
-        }
-    }
-
-    /// Frees the (already unlinked) slot at `index` and returns its payload.
-    fn release(&mut self, index: u32) -> T {
-        let vacant = Slot::Vacant {
-            next_free: self.free_head,
-        };
-        self.free_head = index;
-        match std::mem::replace(&mut self.slots[index as usize], vacant) {
-            Slot::Occupied(e) => e.payload,
-            Slot::Vacant { .. } => unreachable!("released index {index} is vacant"),
-        }
     }
 
     /// The list a newly inserted entry with `deadline` belongs in (rules 2, 3).
@@ -591,50 +660,50 @@ impl<T> TimerWheel<T> {
     }
 
     /// Pushes the detached entry at `index` onto the front of `list`.
-    fn link(&mut self, index: u32, list: ListId) {
+    fn link(&mut self, index: S::Ref, list: ListId) {
         let head = self.heads[list as usize];
-        if head != NIL {
-            self.occupied_entry_mut(head).prev = index;
+        if head != S::NIL {
+            self.store.node_mut(head).prev = index;
         } else {
             self.set_occupied(list, true);
         }
-        let e = self.occupied_entry_mut(index);
+        let e = self.store.node_mut(index);
         e.list = list;
-        e.prev = NIL;
+        e.prev = S::NIL;
         e.next = head;
         self.heads[list as usize] = index;
     }
 
     /// Unlinks the entry at `index` from its list.
-    fn unlink(&mut self, index: u32) {
+    fn unlink(&mut self, index: S::Ref) {
         let (list, prev, next) = {
-            let e = self.occupied_entry(index);
+            let e = self.store.node(index);
             (e.list, e.prev, e.next)
         };
         debug_assert!(list != DETACHED, "unlinking a detached entry");
-        if prev != NIL {
-            self.occupied_entry_mut(prev).next = next;
+        if prev != S::NIL {
+            self.store.node_mut(prev).next = next;
         } else {
             self.heads[list as usize] = next;
-            if next == NIL {
+            if next == S::NIL {
                 self.set_occupied(list, false);
             }
         }
-        if next != NIL {
-            self.occupied_entry_mut(next).prev = prev;
+        if next != S::NIL {
+            self.store.node_mut(next).prev = prev;
         }
         if index == self.current_tail {
             // Rule 8: only the current slot's last entry is its tail.
             self.current_tail = prev;
         }
-        self.occupied_entry_mut(index).list = DETACHED;
+        self.store.node_mut(index).list = DETACHED;
     }
 
     /// Empties `list` and returns its former head; the caller must re-link
     /// or release every entry reachable from it (reading `next` first).
-    fn take_list(&mut self, list: ListId) -> u32 {
-        let head = std::mem::replace(&mut self.heads[list as usize], NIL);
-        if head != NIL {
+    fn take_list(&mut self, list: ListId) -> S::Ref {
+        let head = std::mem::replace(&mut self.heads[list as usize], S::NIL);
+        if head != S::NIL {
             self.set_occupied(list, false);
         }
         head
@@ -695,7 +764,7 @@ impl<T> TimerWheel<T> {
             let mut prev = NIL;
             let mut index = self.heads[list as usize];
             while index != NIL {
-                let e = self.occupied_entry(index);
+                let e = self.store.node(index);
                 assert_eq!(e.list, list);
                 assert_eq!(e.prev, prev);
                 assert!(e.seq < self.next_seq);
@@ -744,7 +813,7 @@ impl<T> TimerWheel<T> {
         let mut tail = NIL;
         let mut index = self.heads[self.current_slot() as usize];
         while index != NIL {
-            let e = self.occupied_entry(index);
+            let e = self.store.node(index);
             assert!(last < Some((e.deadline, e.seq)), "rule 8: sorted");
             last = Some((e.deadline, e.seq));
             tail = index;
@@ -752,21 +821,22 @@ impl<T> TimerWheel<T> {
         }
         assert_eq!(self.current_tail, tail, "rule 8: the tail");
         let occupied = self
+            .store
             .slots
             .iter()
             .filter(|s| matches!(s, Slot::Occupied(_)))
             .count();
         assert_eq!(occupied, self.len, "every occupied slot is linked");
         let mut free = 0;
-        let mut index = self.free_head;
+        let mut index = self.store.free_head;
         while index != NIL {
-            let Slot::Vacant { next_free } = self.slots[index as usize] else {
+            let Slot::Vacant { next_free } = self.store.slots[index as usize] else {
                 panic!("free list reaches an occupied slot");
             };
             free += 1;
             index = next_free;
         }
-        assert_eq!(free + self.len, self.slots.len());
+        assert_eq!(free + self.len, self.store.slots.len());
         // Unused high bits of the overflow bitmap stay clear.
         for e in OVERFLOW_BUCKETS..OVERFLOW_WORDS * 64 {
             assert_eq!(self.overflow_occupied[e / 64] >> (e % 64) & 1, 0);
@@ -1109,13 +1179,13 @@ mod tests {
     fn steady_state_insert_and_cancel_reuse_storage() {
         let mut wheel = TimerWheel::new(Time::ZERO);
         let mut keys: Vec<_> = (0..8).map(|i| wheel.insert(ms(i * 1_000), i)).collect();
-        let capacity = wheel.slots.len();
+        let capacity = wheel.store.slots.len();
         for round in 0..1_000u64 {
             let key = keys.remove(0);
             wheel.cancel(key);
             keys.push(wheel.insert(ms(round * 37 % 100_000), round));
         }
-        assert_eq!(wheel.slots.len(), capacity);
+        assert_eq!(wheel.store.slots.len(), capacity);
         assert_eq!(wheel.len(), 8);
         wheel.assert_invariants();
     }
