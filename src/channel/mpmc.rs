@@ -810,9 +810,9 @@ pin_project! {
     impl<T> PinnedDrop for SendTimeout<'_, T> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-        if let Some(k) = this.key.take() {
-            drop(this.chan.abandon_send(k));
-        }
+            if let Some(k) = this.key.take() {
+                drop(this.chan.abandon_send(k));
+            }
         }
     }
 }

@@ -145,10 +145,10 @@ pin_project! {
     impl<T> PinnedDrop for SendTimeout<'_, T> {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
-        if let Some(k) = this.key.take() {
-            // The parked value (if unsent) is dropped here, outside the lock.
-            drop(this.sender.chan.abandon_wait(k));
-        }
+            if let Some(k) = this.key.take() {
+                // The parked value (if unsent) is dropped here, outside the lock.
+                drop(this.sender.chan.abandon_wait(k));
+            }
         }
     }
 }
