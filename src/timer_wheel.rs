@@ -111,6 +111,8 @@ const EXPIRED: ListId = (OVERFLOW_BASE + OVERFLOW_BUCKETS) as ListId;
 const LIST_COUNT: usize = EXPIRED as usize + 1;
 /// Marks an entry that has been unlinked during `advance` and is about to fire.
 const DETACHED: ListId = ListId::MAX;
+/// Marks a free slot of the slab store.
+const VACANT: ListId = ListId::MAX - 1;
 /// Null slab index.
 const NIL: u32 = u32::MAX;
 
@@ -171,29 +173,30 @@ pub(crate) trait Store {
     fn node_mut(&mut self, r: Self::Ref) -> &mut Node<Self::Ref>;
 }
 
-/// A pending entry of the slab store: its node and the caller's payload.
+/// A slot of the slab store: a node, and the caller's payload while the
+/// slot holds a pending entry.
+///
+/// The node is a plain field, not behind a vacant/occupied tag: relinking
+/// a neighbour (the hot half of a cancel) is then a blind store into its
+/// node, which retires without waiting for the neighbour's cache line,
+/// where matching on a tag first would stall on it. One cache line per
+/// slot: a cancel touches its own entry and its neighbours' nodes, one
+/// line each, and workers cancelling neighbouring entries write no line
+/// in common but those nodes.
 struct Entry<T> {
+    /// The entry's node; in a free slot, `list` is [`VACANT`] and `next`
+    /// is the next free slot (or [`NIL`]).
     node: Node<u32>,
-    /// The caller's payload.
-    payload: T,
-}
-
-/// A slab slot.
-enum Slot<T> {
-    /// Free; part of the free list.
-    Vacant {
-        /// Next free slot, or [`NIL`].
-        next_free: u32,
-    },
-    /// Holds a pending entry.
-    Occupied(Entry<T>),
+    /// The caller's payload; `None` in a free slot.
+    payload: Option<T>,
 }
 
 /// The slab store (rule 9): entries in a `Vec` of generational slots,
 /// named by index; a freed slot is reused.
 pub(crate) struct Slab<T> {
-    slots: Vec<Slot<T>>,
-    /// Head of the free list in `slots`, or [`NIL`].
+    slots: Vec<Entry<T>>,
+    /// Head of the free list in `slots` (threaded through `node.next`), or
+    /// [`NIL`].
     free_head: u32,
 }
 
@@ -202,17 +205,15 @@ impl<T> Store for Slab<T> {
     const NIL: u32 = NIL;
 
     fn node(&self, index: u32) -> &Node<u32> {
-        match &self.slots[index as usize] {
-            Slot::Occupied(e) => &e.node,
-            Slot::Vacant { .. } => unreachable!("linked index {index} is vacant"),
-        }
+        let node = &self.slots[index as usize].node;
+        debug_assert!(node.list != VACANT, "linked index {index} is vacant");
+        node
     }
 
     fn node_mut(&mut self, index: u32) -> &mut Node<u32> {
-        match &mut self.slots[index as usize] {
-            Slot::Occupied(e) => &mut e.node,
-            Slot::Vacant { .. } => unreachable!("linked index {index} is vacant"),
-        }
+        let node = &mut self.slots[index as usize].node;
+        debug_assert!(node.list != VACANT, "linked index {index} is vacant");
+        node
     }
 }
 
@@ -300,17 +301,15 @@ impl<T> TimerWheel<T> {
                 prev: NIL,
                 next: NIL,
             },
-            payload,
+            payload: Some(payload),
         };
         let store = &mut self.store;
         let index = if store.free_head != NIL {
             let index = store.free_head;
             let slot = &mut store.slots[index as usize];
-            let Slot::Vacant { next_free } = *slot else {
-                unreachable!("free list points at an occupied slot");
-            };
-            store.free_head = next_free;
-            *slot = Slot::Occupied(entry);
+            debug_assert_eq!(slot.node.list, VACANT, "free list reaches an occupied slot");
+            store.free_head = slot.node.next;
+            *slot = entry;
             index
         } else {
             // `NIL` is reserved, so the largest usable index is `NIL - 1`.
@@ -318,7 +317,7 @@ impl<T> TimerWheel<T> {
                 .ok()
                 .filter(|&i| i != NIL)
                 .expect("timer wheel: too many pending entries");
-            store.slots.push(Slot::Occupied(entry));
+            store.slots.push(entry);
             index
         };
         self.place(index);
@@ -339,7 +338,7 @@ impl<T> TimerWheel<T> {
     #[allow(dead_code)] // Used by tests.
     pub(crate) fn get_mut(&mut self, key: TimerKey) -> Option<&mut T> {
         match self.store.slots.get_mut(key.index as usize) {
-            Some(Slot::Occupied(e)) if e.node.seq == key.seq => Some(&mut e.payload),
+            Some(e) if e.node.seq == key.seq && e.node.list != VACANT => e.payload.as_mut(),
             _ => None,
         }
     }
@@ -367,8 +366,9 @@ impl<T> TimerWheel<T> {
 
     /// The pending entry for `key`, if the key is still live.
     fn entry(&self, key: TimerKey) -> Option<&Entry<T>> {
+        // A free slot keeps its last entry's sequence: `VACANT` tells.
         match self.store.slots.get(key.index as usize) {
-            Some(Slot::Occupied(e)) if e.node.seq == key.seq => Some(e),
+            Some(e) if e.node.seq == key.seq && e.node.list != VACANT => Some(e),
             _ => None,
         }
     }
@@ -376,14 +376,13 @@ impl<T> TimerWheel<T> {
     /// Frees the (already unlinked) slot at `index` and returns its payload.
     fn release(&mut self, index: u32) -> T {
         let store = &mut self.store;
-        let vacant = Slot::Vacant {
-            next_free: store.free_head,
-        };
+        let slot = &mut store.slots[index as usize];
+        slot.node.list = VACANT;
+        slot.node.next = store.free_head;
         store.free_head = index;
-        match std::mem::replace(&mut store.slots[index as usize], vacant) {
-            Slot::Occupied(e) => e.payload,
-            Slot::Vacant { .. } => unreachable!("released index {index} is vacant"),
-        }
+        slot.payload
+            .take()
+            .unwrap_or_else(|| unreachable!("released index {index} is vacant"))
     }
 }
 
@@ -824,17 +823,17 @@ impl<T> TimerWheel<T> {
             .store
             .slots
             .iter()
-            .filter(|s| matches!(s, Slot::Occupied(_)))
+            .filter(|s| s.node.list != VACANT)
             .count();
         assert_eq!(occupied, self.len, "every occupied slot is linked");
         let mut free = 0;
         let mut index = self.store.free_head;
         while index != NIL {
-            let Slot::Vacant { next_free } = self.store.slots[index as usize] else {
-                panic!("free list reaches an occupied slot");
-            };
+            let slot = &self.store.slots[index as usize];
+            assert_eq!(slot.node.list, VACANT, "free list reaches an occupied slot");
+            assert!(slot.payload.is_none(), "a free slot holds no payload");
             free += 1;
-            index = next_free;
+            index = slot.node.next;
         }
         assert_eq!(free + self.len, self.store.slots.len());
         // Unused high bits of the overflow bitmap stay clear.

@@ -74,12 +74,12 @@ enum Stage<F: Future> {
     Done(Option<Stored<F::Output>>),
 }
 
+/// Layout (`repr(C)`, the order below): what an abort or a wake touches
+/// first (the state word, the cancel slot, the core) sits right after the
+/// `Arc`'s counts, so a cold cell costs one cache line there, not one per
+/// field; the future (the stage) comes last.
+#[repr(C)]
 pub(crate) struct TaskCell<F: Future> {
-    /// The kernel's id (`TaskId::to_bits`): set once, right after the kernel
-    /// creates the record and before the cell is first queued.
-    id: AtomicU64,
-    region: RegionId,
-    core: Arc<Core>,
     /// Rules SW1–SW13 (`state`): the wake state (W1–W4); STARTED, set by
     /// the first run; the A1 attention bits (`kernel`): whether the next
     /// poll must go through the kernel (ATTENTION), or only if the task
@@ -91,13 +91,31 @@ pub(crate) struct TaskCell<F: Future> {
     /// spawned tasks) and the shard of `light` this cell joins (LIGHT_SHARD,
     /// LT9: the spawning thread's).
     state: CellState,
+    /// A light task's pending cancellation (rules LT7, LT8 in
+    /// `kernel::light`), until the kernel registers the task; in a cell
+    /// spawned through the kernel, which stores no cancel here, the budget
+    /// deadline that is the timed lane's hint (CS3 in `cancel_slot`: a
+    /// light task has no budget, LT4).
+    cancel: CancelSlot,
+    core: Arc<Core>,
     /// The region's light-task set, if this task was spawned light (rules
     /// LT1–LT6 in `kernel::light`): its completion looks there first.
     light: Option<Arc<LightTasks>>,
+    /// The kernel's id (`TaskId::to_bits`): set once, right after the kernel
+    /// creates the record and before the cell is first queued.
+    id: AtomicU64,
+    region: RegionId,
     /// A light task's links in `light`'s list (rules IL1–IL5 in
     /// `types::intrusive`): owned by that set, read and written only by
     /// the holder of its lock (IL2); unlinked in any other cell.
     light_links: Links<dyn Attention>,
+    pub(crate) join: JoinSlot<F::Output>,
+    /// The task's obligation home word (rules OB1–OB10 in
+    /// `kernel::obligation`): in the cell, so spawning allocates nothing
+    /// more. Reached during the task's polls through the thread-local
+    /// context (OB9), by permits through a `Weak`, by the kernel through
+    /// `Attention::obligation_home`.
+    home: crate::kernel::ObligationHome,
     /// Rule W5: touched only by the thread that owns the cell's RUNNING
     /// state (won the SCHEDULED → RUNNING swap, until it leaves RUNNING),
     /// by the spawner in `fill` before the cell is first queued, and by
@@ -106,19 +124,6 @@ pub(crate) struct TaskCell<F: Future> {
     /// cell (rule SW9 in `state`): the completion's until it sets FINISHED,
     /// then the handle's (or the completion's, if the handle was gone).
     stage: UnsafeCell<Stage<F>>,
-    pub(crate) join: JoinSlot<F::Output>,
-    /// The task's obligation home word (rules OB1–OB10 in
-    /// `kernel::obligation`): in the cell, so spawning allocates nothing
-    /// more. Reached during the task's polls through the thread-local
-    /// context (OB9), by permits through a `Weak`, by the kernel through
-    /// `Attention::obligation_home`.
-    home: crate::kernel::ObligationHome,
-    /// A light task's pending cancellation (rules LT7, LT8 in
-    /// `kernel::light`), until the kernel registers the task; in a cell
-    /// spawned through the kernel, which stores no cancel here, the budget
-    /// deadline that is the timed lane's hint (CS3 in `cancel_slot`: a
-    /// light task has no budget, LT4).
-    cancel: CancelSlot,
 }
 
 // SAFETY: the only field that is not `Sync` on its own is the stage, and

@@ -208,7 +208,9 @@ pub(crate) struct LightTasks {
     /// `first` alone, so its set stays small and its open and close take
     /// one shard lock, and a region that takes no light tasks (a budgeted
     /// one, any in the lab, LT4) needs no more.
-    more: Option<Box<[Mutex<Shard>; SHARDS - 1]>>,
+    /// Each on cache lines of its own, so workers taking neighbouring
+    /// shards do not share a line.
+    more: Option<Box<[crossbeam_utils::CachePadded<Mutex<Shard>>; SHARDS - 1]>>,
     /// LT9: how many shards are used: `SHARDS` with `more`, else 1.
     used: usize,
     /// Everything else, behind one more lock (order LT9: the shards in
@@ -360,7 +362,11 @@ impl LightTasks {
             eligible,
             region,
             used: if sharded { SHARDS } else { 1 },
-            more: sharded.then(|| Box::new(std::array::from_fn(|_| Shard::new()))),
+            more: sharded.then(|| {
+                Box::new(std::array::from_fn(|_| {
+                    crossbeam_utils::CachePadded::new(Shard::new())
+                }))
+            }),
             light,
             first: Shard::new(),
             inner: Mutex::new(Inner {

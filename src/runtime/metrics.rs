@@ -82,7 +82,10 @@ impl WorkerCounters {
     /// A cancel-lane dispatch that makes the current streak `streak` long.
     pub(crate) fn cancel_dispatch(&self, streak: u64) {
         Self::bump(&self.cancel_lane_dispatches);
-        self.max_cancel_streak.fetch_max(streak, Ordering::Relaxed);
+        // Single writer, as in `bump`: no RMW needed.
+        if streak > self.max_cancel_streak.load(Ordering::Relaxed) {
+            self.max_cancel_streak.store(streak, Ordering::Relaxed);
+        }
     }
 
     pub(crate) fn timed_dispatch(&self) {

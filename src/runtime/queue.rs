@@ -102,6 +102,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex};
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
+use crossbeam_utils::CachePadded;
 use crossbeam_utils::sync::Unparker;
 
 use super::inject::Inject;
@@ -158,9 +159,12 @@ pub(crate) struct RunQueue {
     helpers_active: AtomicUsize,
     sleepers: AtomicUsize,
     next_wake: AtomicUsize,
-    counters: Vec<WorkerCounters>,
-    /// Parks of the thread inside `block_on` (`RuntimeMetrics::block_on_parks`).
-    block_on_parks: AtomicU64,
+    /// One per worker, each on cache lines of its own: a worker writes its
+    /// counters on every poll, which must not invalidate another worker's.
+    counters: Vec<CachePadded<WorkerCounters>>,
+    /// Parks of the thread inside `block_on` (`RuntimeMetrics::block_on_parks`),
+    /// apart from `sleepers`, which every schedule reads.
+    block_on_parks: CachePadded<AtomicU64>,
 }
 
 impl WorkerCtx {
@@ -283,7 +287,7 @@ impl RunQueue {
         let stealers = locals.iter().map(Worker::stealer).collect();
         let counters = unparkers
             .iter()
-            .map(|_| WorkerCounters::default())
+            .map(|_| CachePadded::new(WorkerCounters::default()))
             .collect();
         Self {
             injector: Inject::new(),
@@ -302,7 +306,7 @@ impl RunQueue {
             sleepers: AtomicUsize::new(0),
             next_wake: AtomicUsize::new(0),
             counters,
-            block_on_parks: AtomicU64::new(0),
+            block_on_parks: CachePadded::new(AtomicU64::new(0)),
         }
     }
 
@@ -316,7 +320,7 @@ impl RunQueue {
 
     pub(crate) fn metrics(&self) -> RuntimeMetrics {
         RuntimeMetrics {
-            workers: self.counters.iter().map(WorkerCounters::snapshot).collect(),
+            workers: self.counters.iter().map(|c| c.snapshot()).collect(),
             block_on_parks: self.block_on_parks.load(Ordering::Relaxed),
         }
     }
