@@ -35,10 +35,17 @@
 //!   acknowledgement (`ACKED`) and the slot's lock (`LOCKED`). Every step
 //!   above takes `LOCKED` by one acquiring compare-and-swap (waiting while
 //!   another thread holds it: only the task itself and whoever cancels it
-//!   ever do, for a few instructions), and only its holder reads or writes
-//!   the reason word or changes the deadline word, giving the lock up with
-//!   one release store of the word's new value (on unwind too). So the
-//!   steps are serialised as a mutex would serialise them.
+//!   ever do, for a few instructions), and only its holder writes the
+//!   reason word or changes the deadline word (and only it reads them,
+//!   but for CS5), giving the lock up with one release store of the
+//!   word's new value (on unwind too). So the steps are serialised as a
+//!   mutex would serialise them.
+//! - CS5 (the completion reads without the lock): once the task set
+//!   COMPLETE, no request stores (each sees COMPLETE in the RMW it makes
+//!   under `LOCKED`), and one that raced ahead of COMPLETE still holds
+//!   `LOCKED` where the completion's acquiring reading sees it. So the
+//!   completion reads the reason word without locking when the word it
+//!   reads is unlocked, and waits for the lock only behind such a request.
 //! - CS3 (the deadline word's other use): a cell spawned through the
 //!   kernel stores no cancel here (its cancel state is its kernel record's;
 //!   the cell never reaches LT7's paths), and a light task has no budget
@@ -48,10 +55,10 @@
 //!   relaxed by the scheduler (`lane_deadline`); a light cell reports no
 //!   lane deadline. No cell needs both uses.
 
-// The import the loom model (`loom_tests` below) replaces.
+// The imports the loom model (`loom_tests` below) replaces.
+use crate::loom::cell::UnsafeCell;
 use crate::loom::sync::atomic::{AtomicU64, Ordering};
 
-use std::cell::UnsafeCell;
 use std::sync::Arc;
 
 use super::state::{COMPLETE, CellState, Wake};
@@ -375,16 +382,20 @@ const NO_DEADLINE: u64 = DEADLINE;
 /// The slot (see the module doc): a reason word (CS1) and a deadline word
 /// whose `LOCKED` bit is the slot's lock (CS2).
 pub(crate) struct CancelSlot {
-    /// CS1, CS2: read and written only by the holder of `LOCKED`.
+    /// CS1, CS2: written only by the holder of `LOCKED`; read by it, or by
+    /// the completion once no request can store any more (CS5).
+    /// A loom cell in the models, so that a read CS5 does not allow is
+    /// reported as the data race it would be.
     reason: UnsafeCell<ReasonWord>,
     /// CS2: `ACKED` | `LOCKED` | the deadline (the grace deadline, LT7; or,
     /// in a cell spawned through the kernel, the lane deadline, CS3).
     word: AtomicU64,
 }
 
-// SAFETY: CS2: the reason word is touched only by the holder of `LOCKED`,
+// SAFETY: CS2: the reason word is written only by the holder of `LOCKED`,
 // taken by an acquiring compare-and-swap and given up by a release store,
-// as a mutex would order it; what it may own, an `Arc<CancelReason>`, is
+// as a mutex would order it, and read by that holder or, once it is
+// settled, by the completion (CS5); what it may own, an `Arc<CancelReason>`, is
 // `Send + Sync` (CS1's assertion above).
 unsafe impl Sync for CancelSlot {}
 
@@ -397,18 +408,18 @@ struct Locked<'a> {
 }
 
 impl Locked<'_> {
-    fn reason(&self) -> &ReasonWord {
+    fn with_reason<R>(&self, f: impl FnOnce(&ReasonWord) -> R) -> R {
         // SAFETY: CS2: this guard holds `LOCKED`, so no other thread
-        // touches the reason word until it is dropped, and the borrow
-        // ends before (it borrows the guard).
-        unsafe { &*self.slot.reason.get() }
+        // writes the reason word until it is dropped, and the borrow ends
+        // with `f`.
+        self.slot.reason.with(|word| f(unsafe { &*word }))
     }
 
     /// Stores `reason`, dropping (releasing, CS1) the word it replaces.
     fn set_reason(&mut self, reason: ReasonWord) {
-        // SAFETY: CS2, as in `reason`; `&mut self` rules out a live
+        // SAFETY: CS2, as in `with_reason`; `&mut self` rules out a live
         // borrow of the old word.
-        unsafe { *self.slot.reason.get() = reason };
+        self.slot.reason.with_mut(|word| unsafe { *word = reason });
     }
 
     fn deadline(&self) -> Time {
@@ -485,7 +496,10 @@ impl CancelSlot {
     /// cancel and never will).
     pub(crate) fn set_lane_deadline(&self, deadline: Time) {
         let mut slot = self.lock();
-        debug_assert!(!slot.reason().is_some(), "CS3: a slot with a cancel");
+        debug_assert!(
+            !slot.with_reason(ReasonWord::is_some),
+            "CS3: a slot with a cancel"
+        );
         slot.set_deadline(deadline);
     }
 
@@ -508,7 +522,7 @@ impl CancelSlot {
             return (LightRequest::Unchanged, Wake::Done);
         };
         let mut slot = self.lock();
-        if !reason.outranks(slot.reason().compared().as_deref()) {
+        if !slot.with_reason(|stored| reason.outranks(stored.compared().as_deref())) {
             return (LightRequest::Unchanged, Wake::Done);
         }
         // The hint first: the value it replaces decides (module doc).
@@ -519,7 +533,7 @@ impl CancelSlot {
         if before.is_registered() {
             return (LightRequest::Registered, Wake::Done);
         }
-        let deadline = if slot.reason().is_some() {
+        let deadline = if slot.with_reason(ReasonWord::is_some) {
             slot.deadline().min(grace_deadline)
         } else {
             grace_deadline
@@ -541,7 +555,7 @@ impl CancelSlot {
         if state.load_acquire().is_registered() {
             return LightAck::Registered;
         }
-        match slot.reason().to_reason(region, task) {
+        match slot.with_reason(|stored| stored.to_reason(region, task)) {
             Some(reason) => {
                 slot.ack();
                 LightAck::Cancelled(reason)
@@ -556,21 +570,35 @@ impl CancelSlot {
     /// (no handle will read the task's end, SW10) a shared reason's count
     /// is not touched.
     pub(crate) fn completion(&self, with_reason: bool) -> Option<LightCancelSeen> {
-        // CS2: ACKED is set only under the lock with a reason stored, and
-        // never cleared: an acknowledged cancel needs no lock to be seen
-        // when its reason is not wanted (the common end of a cancelled
-        // task whose handle is gone).
-        if !with_reason && self.word.load(Ordering::Acquire) & ACKED != 0 {
-            return Some(LightCancelSeen {
-                acked: true,
-                reason: SlotReason::None,
-            });
+        // CS5: the caller set COMPLETE (an AcqRel RMW of the state word)
+        // before this reading. From then on no request stores: each sees
+        // COMPLETE in its own RMW, which it makes holding `LOCKED` (LT7).
+        // A request whose RMW came before ours still holds `LOCKED` until
+        // its store is done, and the Acquire of ours, reading the RMW
+        // chain its Release started, makes its lock visible here. So a
+        // word read unlocked (Acquire, synchronising with the last
+        // release of the lock) shows a reason nobody will write again:
+        // it is read without the lock (only other readers may hold it).
+        let word = self.word.load(Ordering::Acquire);
+        if word & LOCKED == 0 {
+            // SAFETY: CS5 above: the reason word is settled and only read
+            // from here on (it changes again only when the cell drops it).
+            return self
+                .reason
+                .with(|reason| Self::seen(unsafe { &*reason }, word & ACKED != 0, with_reason));
         }
         let slot = self.lock();
-        slot.reason().is_some().then(|| LightCancelSeen {
-            acked: slot.acked(),
+        slot.with_reason(|reason| Self::seen(reason, slot.acked(), with_reason))
+    }
+
+    /// What a completion sees of a slot holding `reason`: nothing if no
+    /// request was stored; the reason itself only if it is wanted (SW10:
+    /// without it, a shared reason's count is not touched).
+    fn seen(reason: &ReasonWord, acked: bool, with_reason: bool) -> Option<LightCancelSeen> {
+        reason.is_some().then(|| LightCancelSeen {
+            acked,
             reason: if with_reason {
-                slot.reason().get()
+                reason.get()
             } else {
                 SlotReason::None
             },
@@ -582,8 +610,7 @@ impl CancelSlot {
     /// `Cx::cancel_reason`.
     pub(crate) fn current(&self, region: RegionId, task: TaskId) -> Option<LightCancel> {
         let slot = self.lock();
-        slot.reason()
-            .get()
+        slot.with_reason(ReasonWord::get)
             .into_shared(region, task)
             .map(|reason| LightCancel {
                 reason,

@@ -21,12 +21,37 @@ use crate::trace::TraceKind;
 use crate::types::intrusive::Links;
 use crate::types::{Budget, CancelReason, PanicPayload, RegionId, TaskId};
 
+/// How a root's wake reaches a thread that may be parked waiting for it.
+#[derive(Clone)]
+pub(crate) enum Unpark {
+    /// A parker that any thread driving the runtime may wait on (the
+    /// current-thread runtime's driver parker, or a `block_on` call's own
+    /// parker while it competes for the driver).
+    Parker(Unparker),
+    /// The `block_on` thread itself, waiting in `std::thread::park`
+    /// (PK1): an unpark is one atomic swap, plus a futex wake only if the
+    /// thread sleeps, and never takes a lock. A condvar parker takes its
+    /// mutex on both sides, so a worker completing a joined task could
+    /// wait behind the joining thread's own park, once per join of a
+    /// storm.
+    Thread(std::thread::Thread),
+}
+
+impl Unpark {
+    fn unpark(&self) {
+        match self {
+            Self::Parker(u) => u.unpark(),
+            Self::Thread(t) => t.unpark(),
+        }
+    }
+}
+
 /// Wakes the root task: a flag plus, in production, an unpark of the
 /// `block_on` thread (its own parker and, on the current-thread runtime,
 /// the driver's, whichever it is parked on).
 pub(crate) struct RootWake {
     woken: AtomicBool,
-    unparkers: Vec<Unparker>,
+    unparkers: Vec<Unpark>,
     /// Rule A1 for the root body: the kernel's attention bits (and the
     /// cancel hint), as in a task cell's state word; its lifecycle and join
     /// bits are unused. A poll of the body goes through the kernel only
@@ -42,7 +67,7 @@ pub(crate) struct RootWake {
 
 impl RootWake {
     /// A flag-and-unpark waker not tied to a root task (shutdown uses it).
-    pub(crate) fn new(unparkers: Vec<Unparker>) -> Self {
+    pub(crate) fn new(unparkers: Vec<Unpark>) -> Self {
         Self {
             woken: AtomicBool::new(false),
             unparkers,
@@ -141,7 +166,7 @@ pub(crate) struct RootTask<Fut: Future> {
 
 impl<Fut: Future> RootTask<Fut> {
     /// Creates the root region and task and builds the root future.
-    pub(crate) fn new<F>(core: &Arc<Core>, budget: Budget, unparkers: Vec<Unparker>, f: F) -> Self
+    pub(crate) fn new<F>(core: &Arc<Core>, budget: Budget, unparkers: Vec<Unpark>, f: F) -> Self
     where
         F: FnOnce(Cx) -> Fut,
     {

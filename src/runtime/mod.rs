@@ -43,7 +43,7 @@ pub use crate::kernel::{ForceDropCause, ForcedDrop, KernelStats, RegionState, Ta
 use self::queue::RunQueue;
 use crate::exec::core::Core;
 use crate::exec::cx::Cx;
-use crate::exec::root::RootTask;
+use crate::exec::root::{RootTask, Unpark};
 use crate::types::Budget;
 
 /// How long dropping a runtime waits for handle-spawned tasks to drain.
@@ -110,30 +110,34 @@ impl Runtime {
         Fut: Future,
     {
         crate::exec::context::assert_not_in_task("Runtime::block_on");
-        // Each call waits for its own root on its own parker; on the
-        // current-thread runtime the driving call also parks on the
-        // runtime's driver parker, which the root wakes too.
+        if !self.workers.is_empty() {
+            // PK1: the workers run the tasks; this thread only waits for
+            // its root, parked as a thread (an unpark takes no lock).
+            let wake = Unpark::Thread(std::thread::current());
+            let mut root = RootTask::new(&self.core, self.root_budget, vec![wake], f);
+            self.wait_for_root(&mut root, Wait::Thread, None);
+            return root.into_output();
+        }
+        // Each call waits for its own root on its own parker; the driving
+        // call also parks on the runtime's driver parker, which the root
+        // wakes too.
         let own = Parker::new();
-        let mut unparkers = vec![own.unparker().clone()];
-        if self.workers.is_empty() {
-            unparkers.push(self.driver_unparker.clone());
-        }
+        let unparkers = vec![
+            Unpark::Parker(own.unparker().clone()),
+            Unpark::Parker(self.driver_unparker.clone()),
+        ];
         let mut root = RootTask::new(&self.core, self.root_budget, unparkers, f);
-        if self.workers.is_empty() {
-            self.drive_current_thread(&mut root, &own);
-        } else {
-            self.wait_for_root(&mut root, &own, None);
-        }
+        self.drive_current_thread(&mut root, &own);
         root.into_output()
     }
 
-    /// Polls `root` on this thread, fires due timers and parks on `own`
+    /// Polls `root` on this thread, fires due timers and parks (`wait`)
     /// until the root region closed, or (with `driver_free`) until the
     /// current-thread runtime's driver is free to take.
     fn wait_for_root<Fut: Future>(
         &self,
         root: &mut RootTask<Fut>,
-        own: &Parker,
+        wait: Wait<'_>,
         driver_free: Option<&dyn Fn() -> bool>,
     ) {
         while !root.is_done() {
@@ -144,7 +148,7 @@ impl Runtime {
             let next_deadline = self.core.fire_due_timers(true);
             if !root.is_woken() {
                 self.queue.block_on_parked();
-                park(own, next_deadline);
+                wait.park(next_deadline);
                 self.core.refresh_clock(); // CL1
             }
         }
@@ -165,7 +169,7 @@ impl Runtime {
                 Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
                 Err(std::sync::TryLockError::WouldBlock) => {
                     let try_driver = || self.driver_released(me);
-                    self.wait_for_root(root, own, Some(&try_driver));
+                    self.wait_for_root(root, Wait::Parker(own), Some(&try_driver));
                     continue;
                 }
             };
@@ -264,9 +268,9 @@ impl Runtime {
         };
         let deadline = std::time::Instant::now() + timeout;
         let parker = self.driver.lock().unwrap_or_else(|e| e.into_inner());
-        let wake = Arc::new(crate::exec::root::RootWake::new(vec![
+        let wake = Arc::new(crate::exec::root::RootWake::new(vec![Unpark::Parker(
             self.driver_unparker.clone(),
-        ]));
+        )]));
         let waker = std::task::Waker::from(wake.clone());
         let reason = crate::types::CancelReason::shutdown().with_message("runtime shutdown");
         self.core.with_kernel(|k, now| {
@@ -366,6 +370,33 @@ impl Runtime {
     /// current-thread runtime reports one entry: the `block_on` thread.
     pub fn metrics(&self) -> RuntimeMetrics {
         self.queue.metrics()
+    }
+}
+
+/// How a `block_on` thread waits for its root's wake.
+#[derive(Clone, Copy)]
+enum Wait<'a> {
+    /// On a parker (the current-thread runtime: the root also wakes the
+    /// driver's).
+    Parker(&'a Parker),
+    /// PK1: as a thread (`Unpark::Thread`). A spurious return, or one
+    /// caused by another unpark of this thread, only makes the loop look at
+    /// the root's flag again; the flag is set before every unpark and read
+    /// before every park, so no wake is lost to a token another use of
+    /// `park` on this thread took.
+    Thread,
+}
+
+impl Wait<'_> {
+    fn park(self, timeout: Option<Duration>) {
+        match self {
+            Wait::Parker(parker) => park(parker, timeout),
+            Wait::Thread => match timeout {
+                Some(d) if d.is_zero() => {}
+                Some(d) => std::thread::park_timeout(d),
+                None => std::thread::park(),
+            },
+        }
     }
 }
 
