@@ -356,7 +356,11 @@ impl Core {
             // SW4: a bit set before the run edge is in the value it
             // replaced; only then is there anything to take (a bit set
             // since stays for the next poll), so most polls skip the RMW.
-            if !c.seen.has_attention() && !c.seen.has_cancel_attention() {
+            // CANCEL_ATTENTION alone matters only to a task's first poll
+            // (it is dropped unpolled); for a started one it is left set,
+            // and every later poll skips the RMW too (a cancelled task's
+            // polls while it drains).
+            if !c.seen.has_attention() && (!c.seen.has_cancel_attention() || polled_before) {
                 return false;
             }
             let bits = c.state.take_attention();

@@ -244,7 +244,7 @@ impl<T> JoinSlot<T> {
             && !light.registered
             && matches!(end, TaskEnd::Returned)
         {
-            let leaked = light.home.close();
+            let leaked = light.home.close_own(); // OB11
             if leaked.is_empty()
                 && let (Finish::Light { advance }, entry) = light.set.finish(light.cell, false)
             {

@@ -33,7 +33,7 @@
 //!    same holds for obligations reserved with a region body's `Cx`: the
 //!    body's region is their home.
 //!
-//! # Home words (rules OB1–OB10)
+//! # Home words (rules OB1–OB11)
 //!
 //! Reserving and resolving take no kernel lock. Every pending obligation
 //! is counted in exactly one [`ObligationHome`]: the task cell of a spawned
@@ -73,6 +73,14 @@
 //!   The bit is per home: only a task's own obligations, resolved on
 //!   several threads at once, ever wait for each other, for a few
 //!   instructions.
+//! - OB11 (a task's own sweep): a task's home gains obligations only
+//!   from its own polls (reservations through its own `Cx`, OB9, and
+//!   transfers it makes as the target, OB5) and loses them only by resolves
+//!   and transfers of obligations it counts. So when its completion, on
+//!   the thread that polled it, reads the word as 0 (nothing pending, not
+//!   locked), no other thread can write it any more: the sweep closes it
+//!   with a plain store ([`ObligationHome::close_own`]). A region's home
+//!   may gain obligations from any thread, so its sweep is always an RMW.
 //! - OB7 (ids): obligation ids come from a per-runtime counter, handed to a
 //!   home in blocks of [`ID_BLOCK`] (under `LOCKED`): unique per runtime,
 //!   deterministic in the lab, one shared increment per block.
@@ -396,6 +404,31 @@ impl ObligationHome {
         // Checked after unlocking: a panic must never leave `LOCKED` set.
         debug_assert!(out.is_some(), "rule OB6: {id} counted but not detailed");
         out
+    }
+
+    /// OB4, OB11: the sweep of a task's own home by its completion, on the
+    /// thread that polled it: as [`close`](Self::close), but a home with
+    /// nothing pending is closed by a load and a store, without an RMW.
+    ///
+    /// Only for the home of the task completing on this thread: OB11 says
+    /// why nobody else writes that word then; a region's home (which any
+    /// thread may reserve in) must use `close`.
+    pub(crate) fn close_own(&self) -> Vec<Held> {
+        if self.word.load(Ordering::Acquire) == 0 {
+            // OB11: nobody else writes this word now, so the store cannot
+            // overwrite anything. Release: whoever sees `CLOSED` sees the
+            // details taken below as they were.
+            self.word.store(CLOSED, Ordering::Release);
+            // OB10: an empty box left by earlier reservations goes now.
+            // SAFETY: OB6, OB10, OB11: `LOCKED` was clear in the word this
+            // load read (acquiring the last holder's release), nobody took
+            // it since (OB11) and nobody takes it once `CLOSED` is set
+            // (every `lock_step` refuses), so the details are this sweep's
+            // alone.
+            drop(unsafe { (*self.details.get()).take() });
+            return Vec::new();
+        }
+        self.close()
     }
 
     /// OB4: closes the home; what is still pending is leaked (in the order
@@ -763,26 +796,45 @@ mod loom_tests {
         home.reserve(&ids, "a", t1, r, Time::ZERO).unwrap()
     }
 
+    /// The task's own sweep, either kind: the general one (`close`) or the
+    /// completion's (`close_own`, OB11).
+    fn sweep(home: &ObligationHome, own: bool) -> Vec<ObligationId> {
+        let leaked = if own { home.close_own() } else { home.close() };
+        leaked.into_iter().map(|h| h.id).collect()
+    }
+
     #[test]
     fn loom_a_non_holder_resolve_and_the_sweep_end_the_obligation_exactly_once() {
-        model(|| {
+        for own in [false, true] {
+            model(move || non_holder_resolve_and_sweep(own));
+        }
+    }
+
+    fn non_holder_resolve_and_sweep(own: bool) {
+        {
             let home = Arc::new(ObligationHome::new());
             let a = one_reserved(&home);
             let resolver = {
                 let home = home.clone();
                 crate::loom::thread::spawn(move || home.release(a).is_some())
             };
-            let leaked: Vec<_> = home.close().into_iter().map(|h| h.id).collect();
+            let leaked = sweep(&home, own);
             let resolved = resolver.join().unwrap();
             assert_eq!(resolved, leaked.is_empty(), "resolved xor leaked");
             assert!(leaked.is_empty() || leaked == vec![a]);
             assert_eq!(home.pending(), 0);
-        });
+        }
     }
 
     #[test]
     fn loom_a_transfer_and_the_givers_sweep_end_the_obligation_exactly_once() {
-        model(|| {
+        for own in [false, true] {
+            model(move || transfer_and_givers_sweep(own));
+        }
+    }
+
+    fn transfer_and_givers_sweep(own: bool) {
+        {
             let source = Arc::new(ObligationHome::new());
             let target = Arc::new(ObligationHome::new());
             let b = one_reserved(&source);
@@ -805,7 +857,7 @@ mod loom_tests {
                     }
                 })
             };
-            let leaked: Vec<_> = source.close().into_iter().map(|h| h.id).collect();
+            let leaked = sweep(&source, own);
             let moved = mover.join().unwrap();
             let moved_leaked: Vec<_> = target.close().into_iter().map(|h| h.id).collect();
             assert_eq!(moved, leaked.is_empty(), "moved xor leaked by the giver");
@@ -814,6 +866,6 @@ mod loom_tests {
                 moved_leaked == vec![b],
                 "a moved one is the receiver's"
             );
-        });
+        }
     }
 }
