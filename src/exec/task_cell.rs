@@ -76,8 +76,9 @@ enum Stage<F: Future> {
 
 /// Layout (`repr(C)`, the order below): what an abort or a wake touches
 /// first (the state word, the cancel slot, the core) sits right after the
-/// `Arc`'s counts, so a cold cell costs one cache line there, not one per
-/// field; the future (the stage) comes last.
+/// `Arc`'s counts, contiguous (one cache line, or two as the 16-byte
+/// aligned block falls), not wherever the compiler would put each field;
+/// the future (the stage) comes last.
 #[repr(C)]
 pub(crate) struct TaskCell<F: Future> {
     /// Rules SW1–SW13 (`state`): the wake state (W1–W4); STARTED, set by
