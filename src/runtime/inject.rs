@@ -87,6 +87,20 @@ impl Inject {
         Some(first)
     }
 
+    /// The oldest task, with up to `limit - 1` more moved, in order, to
+    /// the back of `into` (IJ3): a whole batch for one lock.
+    pub(crate) fn pop_up_to(&self, into: &mut VecDeque<TaskRef>, limit: usize) -> Option<TaskRef> {
+        if self.is_empty() {
+            return None;
+        }
+        let mut ring = self.lock();
+        let first = ring.pop_front()?;
+        let take = ring.len().min(limit.saturating_sub(1));
+        into.extend(ring.drain(..take));
+        self.len.store(ring.len(), Ordering::SeqCst);
+        Some(first)
+    }
+
     /// Empties the injector, handing the tasks back to be dropped outside
     /// the lock.
     #[cfg(test)]
@@ -138,6 +152,31 @@ mod tests {
         let rest: Vec<_> = inject.drain().iter().map(id_of).collect();
         assert_eq!(rest, vec![6, 7, 8, 9]);
         assert!(inject.is_empty());
+    }
+
+    #[test]
+    fn a_batch_leaves_in_order_and_never_takes_more_than_asked() {
+        let inject = Inject::new();
+        for n in 0..10 {
+            inject.push(Arc::new(Probe(n)));
+        }
+        let mut batch = VecDeque::new();
+        let first = inject.pop_up_to(&mut batch, 4).map(|t| id_of(&t));
+        assert_eq!(first, Some(0));
+        assert_eq!(batch.iter().map(id_of).collect::<Vec<_>>(), vec![1, 2, 3]);
+        batch.clear();
+        // Fewer left than asked: all of them.
+        assert_eq!(
+            inject.pop_up_to(&mut batch, 100).map(|t| id_of(&t)),
+            Some(4)
+        );
+        assert_eq!(
+            batch.iter().map(id_of).collect::<Vec<_>>(),
+            vec![5, 6, 7, 8, 9]
+        );
+        assert!(inject.is_empty());
+        assert!(inject.pop_up_to(&mut batch, 4).is_none(), "empty: nothing");
+        assert_eq!(batch.len(), 5, "and nothing added");
     }
 
     #[test]

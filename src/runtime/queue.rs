@@ -65,10 +65,12 @@
 //!
 //! Rule Q2 (cancel batches): a worker that finds the cancel lane's most
 //! severe non-empty tier and holds no cancel batch takes up to
-//! [`CANCEL_BATCH`] of its tasks at once (one steal, in order) into a
-//! private FIFO and runs them from there, so a storm of cancellations
-//! costs one steal per batch instead of one per task, and the lane's hot
-//! indices are read by each worker once per batch. Priority holds: a
+//! [`CANCEL_BATCH`] of its tasks at once (one lock of the tier's injector
+//! ring, in order) into a private FIFO and runs them from there, so a storm
+//! of cancellations costs one lock per batch instead of one per task, the
+//! private FIFO costs no atomic per task (it is never stolen), and the
+//! tier's ring allocates nothing once grown (IJ1), where a segmented queue
+//! allocates a block every few dozen pushes and its consumer frees it. Priority holds: a
 //! worker with a batch of tier `t` still looks at the more severe tiers
 //! first and takes such a task alone; the streak limit counts batch
 //! dispatches like any other cancel dispatch. A worker does not sleep
@@ -101,7 +103,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 use std::sync::{Arc, Mutex};
 
-use crossbeam_deque::{Injector, Steal, Stealer, Worker};
+use crossbeam_deque::{Steal, Stealer, Worker};
 use crossbeam_utils::CachePadded;
 use crossbeam_utils::sync::Unparker;
 
@@ -136,7 +138,10 @@ const CANCEL_BATCH: usize = 16;
 pub(crate) struct RunQueue {
     injector: Inject,
     /// Indexed by severity; popped from the highest tier down.
-    cancel_lane: [Injector<TaskRef>; CANCEL_TIERS],
+    /// Each tier an injector ring (IJ1–IJ3): no block to allocate and free
+    /// as a storm of cancellations passes through, and a batch leaves
+    /// under one lock (Q2).
+    cancel_lane: [Inject; CANCEL_TIERS],
     timed_lane: Mutex<BinaryHeap<Timed>>,
     /// Entries in `timed_lane`, read without its lock.
     timed_len: AtomicUsize,
@@ -187,8 +192,9 @@ pub(crate) struct WorkerCtx {
     counter: usize,
     local: Worker<TaskRef>,
     /// Q2: cancel-lane tasks this worker took in one batch, all of tier
-    /// `cancel_tier`, run before that tier's shared queue (never stolen).
-    cancel_local: Worker<TaskRef>,
+    /// `cancel_tier`, run before that tier's shared queue (never stolen,
+    /// so a plain FIFO: no atomic per task).
+    cancel_local: RefCell<VecDeque<TaskRef>>,
     cancel_tier: Cell<usize>,
     lifo: Cell<Option<TaskRef>>,
     /// Tasks that woke themselves while running (`yield_now`), in order:
@@ -265,7 +271,7 @@ impl Drop for WorkerGuard {
         drop(self.ctx.lifo.take());
         self.ctx.deferred.borrow_mut().clear();
         while self.ctx.local.pop().is_some() {}
-        while self.ctx.cancel_local.pop().is_some() {}
+        drop(std::mem::take(&mut *self.ctx.cancel_local.borrow_mut()));
     }
 }
 
@@ -291,7 +297,7 @@ impl RunQueue {
             .collect();
         Self {
             injector: Inject::new(),
-            cancel_lane: std::array::from_fn(|_| Injector::new()),
+            cancel_lane: std::array::from_fn(|_| Inject::new()),
             timed_lane: Mutex::new(BinaryHeap::new()),
             timed_len: AtomicUsize::new(0),
             timed_seq: AtomicU64::new(0),
@@ -314,7 +320,7 @@ impl RunQueue {
         // Only the current-thread runtime has a driver-local queue.
         (self.multi || self.with_driver_local(|local| local.is_empty()) != Some(false))
             && self.injector.is_empty()
-            && self.cancel_lane.iter().all(Injector::is_empty)
+            && self.cancel_lane.iter().all(Inject::is_empty)
             && self.timed_len.load(Ordering::SeqCst) == 0
     }
 
@@ -418,7 +424,7 @@ impl RunQueue {
             index,
             counter,
             local,
-            cancel_local: Worker::new_fifo(),
+            cancel_local: RefCell::new(VecDeque::new()),
             cancel_tier: Cell::new(0),
             lifo: Cell::new(None),
             deferred: std::cell::RefCell::new(std::collections::VecDeque::new()),
@@ -502,23 +508,24 @@ impl RunQueue {
         // every abort of a storm. A push this misses is found by the next
         // dispatch (Q1's re-check reads the same indices, `is_empty`,
         // after its fence).
-        let batched = !ctx.cancel_local.is_empty();
+        let batched = !ctx.cancel_local.borrow().is_empty();
         let held = ctx.cancel_tier.get();
         for (i, tier) in self.cancel_lane.iter().enumerate().rev() {
             if batched && i <= held {
-                return ctx.cancel_local.pop();
+                return ctx.cancel_local.borrow_mut().pop_front();
             }
             if tier.is_empty() {
                 continue;
             }
             if batched {
                 // Q2: a more severe cleanup goes before the batch, alone.
-                if let Some(task) = steal_one(tier) {
+                if let Some(task) = tier.pop() {
                     return Some(task);
                 }
                 continue;
             }
-            if let Some(task) = steal_batch(tier, &ctx.cancel_local) {
+            let taken = tier.pop_up_to(&mut ctx.cancel_local.borrow_mut(), CANCEL_BATCH);
+            if let Some(task) = taken {
                 ctx.cancel_tier.set(i);
                 return Some(task);
             }
@@ -683,8 +690,9 @@ impl RunQueue {
         let index = ctx.index;
         let lifo = ctx.lifo.take();
         // Q2: a private cancel batch is this worker's to run.
-        let lifo_busy =
-            lifo.is_some() || !ctx.deferred.borrow().is_empty() || !ctx.cancel_local.is_empty();
+        let lifo_busy = lifo.is_some()
+            || !ctx.deferred.borrow().is_empty()
+            || !ctx.cancel_local.borrow().is_empty();
         ctx.lifo.set(lifo);
         if lifo_busy {
             return false;
@@ -959,7 +967,8 @@ impl RunQueue {
         }
         // Q2: a private cancel batch goes back to its tier.
         let tier = ctx.cancel_tier.get();
-        while let Some(task) = ctx.cancel_local.pop() {
+        let batch = std::mem::take(&mut *ctx.cancel_local.borrow_mut());
+        for task in batch {
             self.cancel_lane[tier].push(task);
             moved += 1;
         }
@@ -997,28 +1006,6 @@ impl PartialOrd for Timed {
 impl Ord for Timed {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         (other.deadline, other.seq).cmp(&(self.deadline, self.seq))
-    }
-}
-
-/// Q2: the oldest task of `from`, with up to [`CANCEL_BATCH`] - 1 more
-/// moved, in order, into `into`.
-fn steal_batch(from: &Injector<TaskRef>, into: &Worker<TaskRef>) -> Option<TaskRef> {
-    loop {
-        match from.steal_batch_with_limit_and_pop(into, CANCEL_BATCH) {
-            Steal::Success(task) => return Some(task),
-            Steal::Empty => return None,
-            Steal::Retry => {}
-        }
-    }
-}
-
-fn steal_one(from: &Injector<TaskRef>) -> Option<TaskRef> {
-    loop {
-        match from.steal() {
-            Steal::Success(task) => return Some(task),
-            Steal::Empty => return None,
-            Steal::Retry => {}
-        }
     }
 }
 
@@ -1231,7 +1218,11 @@ mod tests {
         let guard = q.enter(0);
         let ctx = guard.ctx();
         assert_eq!(q.run_worker_batch(ctx, 1), 1);
-        assert_eq!(ctx.cancel_local.len(), CANCEL_BATCH - 1, "one steal");
+        assert_eq!(
+            ctx.cancel_local.borrow().len(),
+            CANCEL_BATCH - 1,
+            "one steal"
+        );
         assert!(!q.prepare_sleep(ctx), "Q2: its batch is its own work");
         q.schedule(probe(100, 5)); // a Shutdown cleanup
         assert_eq!(q.run_worker_batch(ctx, 2), 2);
@@ -1242,7 +1233,7 @@ mod tests {
         );
         // Handed off (as for `block_in_place`): back to its tier, in order.
         q.hand_off(ctx);
-        assert!(ctx.cancel_local.is_empty());
+        assert!(ctx.cancel_local.borrow().is_empty());
         assert_eq!(q.run_worker_batch(ctx, 100), 38);
         let ran = log.lock().unwrap().clone();
         let mut rest = ran[3..].to_vec();
