@@ -13,7 +13,10 @@
 //!   the ring by a push: a pusher stores the new length before it releases
 //!   the lock, so a popper that sees it finds the task. Rule Q1 (no lost
 //!   wakeups, `queue`) holds as it did: the pusher's store precedes its
-//!   SeqCst fence and the sleeper's fence precedes its read of `len`.
+//!   SeqCst fence and the sleeper's fence precedes its read of `len`; the
+//!   fences order them, so the store itself is a plain release store (a
+//!   SeqCst store is a locked exchange on x86, one more per abort of a
+//!   storm).
 //! - IJ3 (FIFO): tasks leave in the order they came, one at a time or in
 //!   batches that keep their order in the taker's deque.
 
@@ -53,11 +56,13 @@ impl Inject {
         self.len.load(Ordering::SeqCst) == 0
     }
 
-    /// Appends `task` (IJ1: no allocation once the ring has grown).
+    /// Appends `task` (IJ1: no allocation once the ring has grown). IJ2:
+    /// the caller issues Q1's SeqCst fence before it looks for sleepers.
     pub(crate) fn push(&self, task: TaskRef) {
         let mut ring = self.lock();
         ring.push_back(task);
-        self.len.store(ring.len(), Ordering::SeqCst);
+        // IJ2: ordered before the sleepers' reading by the caller's fence.
+        self.len.store(ring.len(), Ordering::Release);
     }
 
     /// The oldest task, if any.
@@ -67,7 +72,7 @@ impl Inject {
         }
         let mut ring = self.lock();
         let task = ring.pop_front();
-        self.len.store(ring.len(), Ordering::SeqCst);
+        self.len.store(ring.len(), Ordering::Release);
         task
     }
 
@@ -83,7 +88,7 @@ impl Inject {
         for task in ring.drain(..take) {
             local.push(task);
         }
-        self.len.store(ring.len(), Ordering::SeqCst);
+        self.len.store(ring.len(), Ordering::Release);
         Some(first)
     }
 
@@ -97,7 +102,7 @@ impl Inject {
         let first = ring.pop_front()?;
         let take = ring.len().min(limit.saturating_sub(1));
         into.extend(ring.drain(..take));
-        self.len.store(ring.len(), Ordering::SeqCst);
+        self.len.store(ring.len(), Ordering::Release);
         Some(first)
     }
 

@@ -245,8 +245,12 @@ impl Drop for DriverGuard<'_> {
         let previous = self.previous.take();
         let ours = DRIVER.try_with(|d| std::mem::replace(&mut *d.borrow_mut(), previous));
         if let Ok(Some((_, leftover))) = ours {
+            let moved = !leftover.is_empty();
             for task in leftover {
                 self.queue.injector.push(task);
+            }
+            if moved {
+                fence(Ordering::SeqCst); // IJ2, Q1: the pushes' fence.
             }
         }
     }
