@@ -47,8 +47,9 @@ impl Unpark {
 }
 
 /// Wakes the root task: a flag plus, in production, an unpark of the
-/// `block_on` thread (its own parker and, on the current-thread runtime,
-/// the driver's, whichever it is parked on).
+/// `block_on` thread: the thread itself on the multi-thread runtime (PK1);
+/// its own parker and the driver's on the current-thread runtime,
+/// whichever it is parked on.
 pub(crate) struct RootWake {
     woken: AtomicBool,
     unparkers: Vec<Unpark>,

@@ -1,7 +1,10 @@
 //! The injector: the shared FIFO of tasks scheduled from outside any
 //! worker (the `block_on` thread, plain threads, timers fired off-worker),
 //! as tokio's `inject` is: a mutex around a ring buffer, plus an atomic
-//! length so that the common "is there anything?" look takes no lock.
+//! length so that the common "is there anything?" look takes no lock. Each
+//! tier of the cancel lane is one too (rule Q2 in `queue`), so a storm of
+//! cancellations allocates nothing and a worker takes a batch under one
+//! lock.
 //!
 //! Rules:
 //! - IJ1 (no allocation in steady state): the ring keeps its capacity, so

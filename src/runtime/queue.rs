@@ -275,7 +275,9 @@ impl Drop for WorkerGuard {
         drop(self.ctx.lifo.take());
         self.ctx.deferred.borrow_mut().clear();
         while self.ctx.local.pop().is_some() {}
-        drop(std::mem::take(&mut *self.ctx.cancel_local.borrow_mut()));
+        // Taken first, so the batch's tasks drop with the cell unborrowed.
+        let batch = std::mem::take(&mut *self.ctx.cancel_local.borrow_mut());
+        drop(batch);
     }
 }
 
