@@ -678,6 +678,8 @@ impl LightTasks {
             {
                 let shard = self.shard(i);
                 debug_assert!(!shard.open, "LT2: `shut` comes first");
+                // One allocation for the shard, not one per doubling.
+                swept.reserve(shard.tasks.len());
                 swept.extend(shard.tasks.iter().map(|entry| entry.to_arc()));
             }
             visited += swept.len();
