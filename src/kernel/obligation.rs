@@ -468,7 +468,7 @@ impl ObligationHome {
 
     /// OB10: whether the details' box exists (tests: no other thread may
     /// use the home meanwhile).
-    #[cfg(test)]
+    #[cfg(all(test, not(loom)))]
     fn has_details(&self) -> bool {
         // SAFETY: a test reads the box while no other thread uses the
         // home, so nothing writes it meanwhile (OB6).
