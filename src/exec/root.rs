@@ -32,8 +32,7 @@ pub(crate) enum Unpark {
     /// (PK1): an unpark is one atomic swap, plus a futex wake only if the
     /// thread sleeps, and never takes a lock. A condvar parker takes its
     /// mutex on both sides, so a worker completing a joined task could
-    /// wait behind the joining thread's own park, once per join of a
-    /// storm.
+    /// wait behind the joining thread's own park.
     Thread(std::thread::Thread),
 }
 
