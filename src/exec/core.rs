@@ -63,6 +63,9 @@ pub(crate) struct Core {
     /// The kernel's uniform grace period, if configured (K4), for the
     /// cancels of light tasks made without it (LT7).
     cleanup_grace: Option<std::time::Duration>,
+    /// RT1: takes a completed task's reference from the thread that ran
+    /// it (see [`CoreOptions::retire`]).
+    retire: fn(TaskRef),
 }
 
 /// Per-driver settings of the core.
@@ -70,6 +73,16 @@ pub(crate) struct CoreOptions {
     pub(crate) tracing: bool,
     pub(crate) seed: u64,
     pub(crate) blocking: Option<Arc<dyn BlockingRunner>>,
+    /// Rule RT1 (retired cells): where the thread that ran a task to
+    /// completion puts the reference its run held, which is often the
+    /// cell's last. `drop` frees the cell at once; the multi-thread
+    /// runtime's workers collect such references and drop them in batches,
+    /// one worker at a time (`runtime::queue::retire`), so that workers
+    /// freeing cells another thread allocated do not contend for that
+    /// thread's allocator arena. Deferring the drop of a completed cell
+    /// is unobservable to tasks: its future and output are gone already,
+    /// or a handle still holds the cell.
+    pub(crate) retire: fn(TaskRef),
 }
 
 impl CoreOptions {
@@ -80,6 +93,7 @@ impl CoreOptions {
             tracing: false,
             seed: RandomState::new().hash_one(std::time::SystemTime::now()),
             blocking: Some(blocking),
+            retire: drop,
         }
     }
 }
@@ -120,6 +134,7 @@ impl Core {
             obligation_counters,
             start_finalizers,
             cleanup_grace,
+            retire: options.retire,
         })
     }
 
@@ -238,6 +253,13 @@ impl Core {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .next_u64()
+    }
+
+    /// RT1: the hook that takes a completed task's last run reference.
+    /// A plain function (copied out), so the caller can hand over the very
+    /// reference it reached the core through.
+    pub(crate) fn retire_hook(&self) -> fn(TaskRef) {
+        self.retire
     }
 
     pub(crate) fn now(&self) -> Time {

@@ -281,6 +281,13 @@ where
         &self.core
     }
 
+    /// RT1 (`exec::core`): the completed task's run reference goes to the
+    /// driver's retire hook, which may drop it later, in a batch.
+    fn retire(self: Arc<Self>) {
+        let retire = self.core.retire_hook();
+        retire(self);
+    }
+
     /// W1–W4: the lock-free wake transition.
     fn schedule(self: &Arc<Self>) {
         if self.state.wake() == Wake::Queue {
@@ -486,15 +493,18 @@ where
                 let drop_panic = Self::drop_future(stage);
                 let end = drop_panic.map_or(TaskEnd::Returned, TaskEnd::Panicked);
                 self.finish(end, Some(value));
+                self.retire();
             }
             Step::Panicked(payload) => {
                 Self::drop_future(stage);
                 self.finish(TaskEnd::Panicked(PanicPayload::from_panic(payload)), None);
+                self.retire();
             }
             Step::Drop => {
                 let drop_panic = Self::drop_future(stage);
                 let end = drop_panic.map_or(TaskEnd::Dropped, TaskEnd::Panicked);
                 self.finish(end, None);
+                self.retire();
             }
         }
     }

@@ -144,6 +144,7 @@ impl LabRuntime {
                 tracing: true,
                 seed: config.seed,
                 blocking: None, // blocking closures run inline (deterministic)
+                retire: drop,   // RT1: freed where they complete
             },
         );
         queue.attach(&core);

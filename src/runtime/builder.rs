@@ -8,7 +8,7 @@ use std::time::Duration;
 use crossbeam_utils::sync::Parker;
 
 use super::blocking::{BlockingConfig, BlockingPool};
-use super::queue::RunQueue;
+use super::queue::{self, RunQueue};
 use super::{Runtime, worker_loop};
 use crate::exec::core::{Core, CoreOptions};
 use crate::exec::runnable::MonotonicClock;
@@ -203,7 +203,10 @@ impl RuntimeBuilder {
             config,
             Arc::new(MonotonicClock::new()),
             queue.clone(),
-            CoreOptions::production(blocking.clone()),
+            CoreOptions {
+                retire: if workers == 0 { drop } else { queue::retire },
+                ..CoreOptions::production(blocking.clone())
+            },
         );
         let shutdown = Arc::new(AtomicBool::new(false));
         let mut handles = Vec::with_capacity(workers);

@@ -89,6 +89,10 @@
 //! a task displaced from the LIFO slot into the deque still unparks one
 //! sleeper so it can steal.
 //!
+//! Rule RT1 (retired cells): a worker collects the references its runs
+//! held to the tasks they completed and drops them in batches, one worker
+//! at a time; see [`retire`].
+//!
 //! Before announcing sleep, an idle worker looks for visible work a few
 //! times (`spin_for_work`: a sub-microsecond busy spin, then four looks
 //! that each yield the CPU first): hand-offs between workers then rarely
@@ -134,6 +138,10 @@ const CANCEL_TIERS: usize = 6;
 /// Most cancel-lane tasks a worker takes at once into its private batch
 /// (rule Q2).
 const CANCEL_BATCH: usize = 16;
+/// RT1: completed tasks a worker collects before it tries to drop them,
+/// and how many it may hold while another worker is dropping its own.
+const RETIRE_BATCH: usize = 32;
+const RETIRE_CAP: usize = 256;
 
 pub(crate) struct RunQueue {
     injector: Inject,
@@ -170,6 +178,8 @@ pub(crate) struct RunQueue {
     /// Parks of the thread inside `block_on` (`RuntimeMetrics::block_on_parks`),
     /// apart from `sleepers`, which every schedule reads.
     block_on_parks: CachePadded<AtomicU64>,
+    /// RT1: a worker is dropping its batch of completed tasks.
+    reaping: CachePadded<AtomicBool>,
 }
 
 impl WorkerCtx {
@@ -207,6 +217,9 @@ pub(crate) struct WorkerCtx {
     cancel_streak: Cell<u32>,
     timed_streak: Cell<u32>,
     tick: Cell<u32>,
+    /// RT1: completed tasks whose run references this worker holds, to
+    /// drop in a batch.
+    retired: RefCell<Vec<TaskRef>>,
 }
 
 thread_local! {
@@ -278,6 +291,63 @@ impl Drop for WorkerGuard {
         // Taken first, so the batch's tasks drop with the cell unborrowed.
         let batch = std::mem::take(&mut *self.ctx.cancel_local.borrow_mut());
         drop(batch);
+        self.ctx.reap(true);
+    }
+}
+
+/// RT1 (`exec::core::CoreOptions::retire`): the multi-thread runtime's
+/// retire hook. On a worker (or helper) thread the completed task's
+/// reference joins the worker's batch; a full batch is dropped by the
+/// worker that finds no other worker dropping one (glibc's allocator, for
+/// one, serializes frees into the arena of the thread that allocated a
+/// cell, typically the spawner's: one worker at a time keeps that lock
+/// uncontended), or regardless once the batch reaches [`RETIRE_CAP`].
+/// Idle, exiting or blocking workers drop their batch (`reap(true)`), so
+/// only a busy worker holds completed cells, at most `RETIRE_CAP`.
+/// Anywhere else the reference is dropped at once.
+pub(crate) fn retire(task: TaskRef) {
+    // The context is cloned out, so a destructor run by the batch's drop
+    // finds the thread-local unborrowed.
+    let ctx = CURRENT
+        .try_with(|c| c.try_borrow().ok().and_then(|c| c.clone()))
+        .ok()
+        .flatten();
+    match ctx {
+        Some(ctx) => {
+            ctx.retired.borrow_mut().push(task);
+            ctx.reap(false);
+        }
+        None => drop(task),
+    }
+}
+
+impl WorkerCtx {
+    /// RT1: drops this worker's completed tasks if `force`, or if the batch
+    /// is full and no other worker is dropping one, or it reached the cap.
+    fn reap(&self, force: bool) {
+        let len = self.retired.borrow().len();
+        if len == 0 || (!force && len < RETIRE_BATCH) {
+            return;
+        }
+        let reaping = &self.owner.reaping;
+        let exclusive = reaping
+            .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok();
+        if !exclusive && !force && len < RETIRE_CAP {
+            return;
+        }
+        // Taken out first: a cell's destructor runs user code (a value
+        // left in it), which must find the list unborrowed.
+        let mut batch = std::mem::take(&mut *self.retired.borrow_mut());
+        batch.clear();
+        let mut list = self.retired.borrow_mut();
+        if list.is_empty() {
+            *list = batch; // keeps its capacity
+        }
+        drop(list);
+        if exclusive {
+            reaping.store(false, Ordering::Release);
+        }
     }
 }
 
@@ -319,6 +389,7 @@ impl RunQueue {
             next_wake: AtomicUsize::new(0),
             counters,
             block_on_parks: CachePadded::new(AtomicU64::new(0)),
+            reaping: CachePadded::new(AtomicBool::new(false)),
         }
     }
 
@@ -439,6 +510,7 @@ impl RunQueue {
             cancel_streak: Cell::new(0),
             timed_streak: Cell::new(0),
             tick: Cell::new(0),
+            retired: RefCell::new(Vec::new()),
         })
     }
 
@@ -693,6 +765,8 @@ impl RunQueue {
     /// The worker's own LIFO slot counts too: timers fired by the worker
     /// between batches wake tasks into it.
     pub(crate) fn prepare_sleep(&self, ctx: &WorkerCtx) -> bool {
+        // RT1: an idle worker holds no completed task.
+        ctx.reap(true);
         let index = ctx.index;
         let lifo = ctx.lifo.take();
         // Q2: a private cancel batch is this worker's to run.
@@ -959,6 +1033,7 @@ impl RunQueue {
     /// Moves the tasks queued on `ctx` (LIFO slot, deferred list, local
     /// deque) to the injector, waking a sleeper for each.
     fn hand_off(&self, ctx: &WorkerCtx) {
+        ctx.reap(true); // RT1: a blocking or leaving runner holds none
         let mut moved = 0;
         let deferred: Vec<TaskRef> = ctx.deferred.borrow_mut().drain(..).collect();
         let tasks = ctx
@@ -1099,6 +1174,107 @@ mod tests {
             parkers.iter().map(|p| p.unparker().clone()).collect(),
             workers,
         ))
+    }
+
+    /// A completed task whose drop is counted (RT1).
+    struct Retired(Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Runnable for Retired {
+        fn run(self: Arc<Self>) {}
+        fn id(&self) -> TaskId {
+            unreachable!()
+        }
+    }
+
+    impl Drop for Retired {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn retired(drops: &Arc<std::sync::atomic::AtomicUsize>) -> TaskRef {
+        Arc::new(Retired(drops.clone()))
+    }
+
+    #[test]
+    fn a_worker_drops_its_completed_tasks_a_full_batch_at_a_time() {
+        let q = queue(1);
+        let drops = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let _guard = q.enter(0);
+        for _ in 0..RETIRE_BATCH - 1 {
+            retire(retired(&drops));
+        }
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            0,
+            "held until the batch is full"
+        );
+        retire(retired(&drops));
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            RETIRE_BATCH,
+            "dropped together"
+        );
+        assert!(
+            !q.reaping.load(Ordering::SeqCst),
+            "the reaping flag is released"
+        );
+    }
+
+    #[test]
+    fn a_worker_holds_its_batch_while_another_drops_one_but_never_past_the_cap() {
+        let q = queue(2);
+        let drops = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let _guard = q.enter(0);
+        q.reaping.store(true, Ordering::SeqCst); // worker 1 is dropping a batch
+        for _ in 0..RETIRE_CAP - 1 {
+            retire(retired(&drops));
+        }
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            0,
+            "no two workers free at once"
+        );
+        retire(retired(&drops));
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            RETIRE_CAP,
+            "bounded: dropped at the cap"
+        );
+        assert!(
+            q.reaping.load(Ordering::SeqCst),
+            "the other worker's flag is left alone"
+        );
+    }
+
+    #[test]
+    fn an_idle_or_exiting_worker_holds_no_completed_task() {
+        let q = queue(1);
+        let drops = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let guard = q.enter(0);
+        retire(retired(&drops));
+        assert_eq!(drops.load(Ordering::SeqCst), 0);
+        assert!(q.prepare_sleep(guard.ctx()), "no work: it may sleep");
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "dropped before sleeping");
+        q.finish_sleep(0);
+        retire(retired(&drops));
+        drop(guard);
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            2,
+            "dropped as the worker exits"
+        );
+    }
+
+    #[test]
+    fn a_completed_task_is_dropped_at_once_off_the_workers() {
+        let drops = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        retire(retired(&drops));
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            1,
+            "no worker context: no batch"
+        );
     }
 
     #[test]
