@@ -174,6 +174,124 @@ on_both_drivers! {
         assert_quiescent(&rt);
     }
 
+    /// LR5: a light task that opens light regions (and spawns and joins
+    /// in them) stays light: the kernel keeps no record of it, so a region
+    /// per request takes no kernel lock.
+    fn a_light_task_that_opens_light_regions_stays_unregistered(d: Driver) {
+        let rt = d.rt();
+        let rtr = &rt;
+        rt.block_on(|cx: Cx| async move {
+            let before = rtr.registered_tasks();
+            let (done, release) = (Gate::new(), Gate::new());
+            let (dn, rl) = (done.clone(), release.clone());
+            let owner = cx
+                .spawn(move |cx| async move {
+                    let mut sum = 0;
+                    for i in 0..20u64 {
+                        sum += cx
+                            .region(move |rcx| async move {
+                                let child = rcx.spawn(move |_| async move { i }).unwrap();
+                                child.join(&rcx).await.map_err(|_| ())
+                            })
+                            .await
+                            .unwrap();
+                    }
+                    dn.open();
+                    rl.wait().await;
+                    sum
+                })
+                .unwrap();
+            done.wait().await;
+            assert_eq!(rtr.registered_tasks(), before, "no record of the owner");
+            release.open();
+            assert_eq!(owner.join(&cx).await.unwrap(), 190);
+        });
+        assert_quiescent(&rt);
+    }
+
+    /// LR5: light owners nest: a task opens a region whose task opens a
+    /// region whose task opens one, all without a kernel record; aborting
+    /// the outermost owner reaches the innermost task (K2, three levels of
+    /// ParentCancelled) and leaves nothing behind.
+    fn owners_three_light_levels_deep_are_reached_by_an_abort_of_the_outermost(d: Driver) {
+        fn level(cx: Cx, depth: u32, parked: Gate, seen: Slot<CancelKind>) -> BoxedUnit {
+            Box::pin(async move {
+                let _ = cx
+                    .region(move |rcx| async move {
+                        let inner = rcx.clone();
+                        let child = rcx
+                            .spawn(move |tcx| async move {
+                                if depth == 0 {
+                                    let sleep = time::sleep(&tcx, HOUR);
+                                    parked.open();
+                                    let err = sleep.await.expect_err("cancelled");
+                                    seen.set(err.reason().kind);
+                                } else {
+                                    level(tcx, depth - 1, parked, seen).await;
+                                }
+                            })
+                            .unwrap();
+                        let _ = child.join(&inner).await;
+                        Ok::<_, ()>(())
+                    })
+                    .await;
+            })
+        }
+        type BoxedUnit = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+        let rt = d.rt();
+        let rtr = &rt;
+        rt.block_on(|cx: Cx| async move {
+            let before = rtr.registered_tasks();
+            let (parked, seen) = (Gate::new(), Slot::new());
+            let (p, s) = (parked.clone(), seen.clone());
+            let outer = cx.spawn(move |cx| level(cx, 2, p, s)).unwrap();
+            parked.wait().await;
+            assert_eq!(rtr.registered_tasks(), before, "every owner light");
+            outer.abort();
+            // The outer task joins cancelled only if one of its waits saw
+            // the abort first: a body whose child finished first returns
+            // that output (see `TaskHandle::join`).
+            let _ = outer.join(&cx).await;
+            assert_eq!(seen.take(), Some(CancelKind::ParentCancelled));
+        });
+        assert_quiescent(&rt);
+    }
+
+    /// LR5, SW15: a light task aborted before it opens a region (the
+    /// cancel stored in its cell, unseen: it was at no checkpoint) gets
+    /// `Cancelled(User)` from the region without its body running.
+    fn a_light_task_aborted_before_it_opens_a_region_gets_a_cancelled_region(d: Driver) {
+        let rt = d.rt();
+        rt.block_on(|cx: Cx| async move {
+            let (waiting, go) = (Gate::new(), Flag::new());
+            let (outcome, ran) = (Slot::new(), Flag::new());
+            let (w, g, o, r) = (waiting.clone(), go.clone(), outcome.clone(), ran.clone());
+            let owner = cx
+                .spawn(move |cx| async move {
+                    w.open();
+                    until(|| g.is_set()).await; // not a checkpoint
+                    let out = cx
+                        .region(move |_| async move {
+                            r.set();
+                            Ok::<_, ()>(())
+                        })
+                        .await;
+                    o.set(match out {
+                        Outcome::Cancelled(reason) => Some(reason.kind),
+                        _ => None,
+                    });
+                })
+                .unwrap();
+            waiting.wait().await;
+            owner.abort();
+            go.set();
+            let _ = owner.join(&cx).await;
+            assert_eq!(outcome.take(), Some(Some(CancelKind::User)));
+            assert!(!ran.is_set(), "the body never ran");
+        });
+        assert_quiescent(&rt);
+    }
+
     /// LR1: a task spawned with a budget into a light region registers
     /// the region; it keeps running, and the region waits for it.
     fn a_budgeted_spawn_into_a_light_region_registers_it_and_the_region_waits(d: Driver) {

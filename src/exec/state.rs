@@ -21,7 +21,9 @@
 //!                                  no attention bit is set (A1; spawned tasks), SW13
 //!   bits 14..=17 LIGHT_SHARD       constant: the shard of the light set this
 //!                                  cell joins (LT9), SW13
-//!   bits 18..=63 reserved, always 0
+//!   bit  18      OWNS_REGIONS      a light task that opened a light region
+//!                                  without being registered (SW15, LR5)
+//!   bits 19..=63 reserved, always 0
 //! ```
 //!
 //! A light task's cancel request is its cancel hint (the atomic flag)
@@ -71,6 +73,15 @@
 //!   task (if the edge said so) only after it stored the reason and let the
 //!   lock go. A registered task makes no wake edge here (the kernel wakes
 //!   it with its own request).
+//! - SW15: OWNS_REGIONS is set by the task itself, in one RMW
+//!   ([`CellState::mark_owner`]), before it opens a light region while
+//!   light, and never cleared. A light cancel request (SW14) reads it after
+//!   its own RMW on the word; the owner reads the cancel hint and
+//!   REGISTERED in the value its RMW replaced. The two RMWs are ordered on
+//!   the one word, so either the request sees the owner's bit (and has the
+//!   kernel register the owner, which carries the cancel to its regions:
+//!   LR5) or the owner sees the request (and registers itself before it
+//!   opens the region, as a cancelled owner does).
 //! - SW8: a wake absorbed by a task already SCHEDULED or NOTIFIED still
 //!   writes the word (its compare-and-swap stores the value it read), so,
 //!   like every other wake, it is a release that the serving run edge's
@@ -148,6 +159,8 @@ const FAST_POLLS: u64 = 1 << 13;
 const SHARD_SHIFT: u32 = 14;
 /// SW13: constant from construction; 4 bits.
 const LIGHT_SHARD: u64 = 0b1111 << SHARD_SHIFT;
+/// SW15: set once, by the owner of a light region.
+const OWNS_REGIONS: u64 = 1 << 18;
 // SW13: every shard index fits the field.
 const _: () = assert!(crate::kernel::light::SHARDS as u64 <= (LIGHT_SHARD >> SHARD_SHIFT) + 1);
 /// Rule SW6: bits no transition may set yet.
@@ -161,7 +174,8 @@ const RESERVED: u64 = !(LIFECYCLE
     | JOIN_WAKER
     | FINISHED
     | FAST_POLLS
-    | LIGHT_SHARD);
+    | LIGHT_SHARD
+    | OWNS_REGIONS);
 
 /// One reading of a [`CellState`].
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -192,6 +206,11 @@ impl Snapshot {
     /// SW7: the kernel registered this (light) task.
     pub(crate) fn is_registered(self) -> bool {
         self.0 & REGISTERED != 0
+    }
+
+    /// SW15: the task opened a light region while light.
+    pub(crate) fn owns_regions(self) -> bool {
+        self.0 & OWNS_REGIONS != 0
     }
 
     /// SW10: the task's handle has not been dropped.
@@ -437,6 +456,13 @@ impl CellState {
     /// SW4 (A1): the kernel asks the next poll to go through it.
     pub(crate) fn request_attention(&self) {
         self.0.fetch_or(ATTENTION, Ordering::Release);
+    }
+
+    /// SW15 (LR5): the task is about to open a light region while light;
+    /// returns the word it replaced (whose cancel hint and REGISTERED say
+    /// whether it may stay light).
+    pub(crate) fn mark_owner(&self) -> Snapshot {
+        Snapshot(self.0.fetch_or(OWNS_REGIONS, Ordering::AcqRel))
     }
 
     /// SW7 (LT1): the kernel registered this light task.
@@ -1194,6 +1220,38 @@ mod loom_tests {
             assert!(
                 cancel_attention || end.has_cancel_attention(),
                 "SW4: cancel attention lost"
+            );
+        });
+    }
+
+    /// SW15 (LR5): a light owner marking itself races an abort's request
+    /// (its hint-and-wake RMW, then its look for the mark): at least one
+    /// side sees the other, so either the abort has the kernel carry the
+    /// cancel to the owner's regions or the owner registers before it
+    /// opens one. The mark and the request both stay in the word.
+    #[test]
+    fn loom_an_owner_mark_and_an_abort_never_miss_each_other() {
+        model(|| {
+            let task = Arc::new(CellState::vacant(true, true, 0));
+            assert!(task.start_running().is_some(), "the owner runs");
+            let aborter = {
+                let task = task.clone();
+                thread::spawn(move || {
+                    let _ = task.cancel_requested_waking(1);
+                    task.load().owns_regions()
+                })
+            };
+            let before = task.mark_owner();
+            let owner_saw_request = before.cancel_severity().is_some();
+            let abort_saw_mark = aborter.join().unwrap();
+            assert!(
+                owner_saw_request || abort_saw_mark,
+                "SW15: missed each other"
+            );
+            let end = task.load();
+            assert!(
+                end.owns_regions() && end.cancel_severity() == Some(1),
+                "SW1"
             );
         });
     }

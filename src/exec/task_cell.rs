@@ -337,7 +337,10 @@ where
     /// LT7: an abort of a light task the kernel has not registered is
     /// stored in the cell; `Err` hands the reason back for the kernel.
     fn abort_in_place(&self, reason: CancelReason) -> Result<(), CancelReason> {
-        if self.light.is_none() || self.state.registered() {
+        // LR5: the owner of light regions is cancelled through the kernel,
+        // which carries the cancel to its regions before anyone sees it.
+        let word = self.state.load_acquire();
+        if self.light.is_none() || word.is_registered() || word.owns_regions() {
             return Err(reason);
         }
         // CL1: a cancel's stamp and grace deadline are exact (a recent
@@ -360,11 +363,18 @@ where
         // it) once the reason is stored. W8: the queue's reference is the
         // only one taken.
         match self.cancel.request(&self.state, stored, deadline) {
-            (LightRequest::Stored, Wake::Queue) => {
-                self.queue();
+            (LightRequest::Stored, wake) => {
+                // SW15, LR5: an owner of light regions is registered now;
+                // the registration carries the stored cancel to them (K2).
+                if self.state.load().owns_regions() {
+                    self.register_cell();
+                }
+                if wake == Wake::Queue {
+                    self.queue();
+                }
                 Ok(())
             }
-            (LightRequest::Stored | LightRequest::Unchanged | LightRequest::Complete, _) => Ok(()),
+            (LightRequest::Unchanged | LightRequest::Complete, _) => Ok(()),
             // The slot dropped its copy: the reason goes to the kernel.
             (LightRequest::Registered, _) => Err(match (shared, plain) {
                 (Some(shared), _) => Arc::unwrap_or_clone(shared),
@@ -588,6 +598,11 @@ where
 
     fn mark_registered(&self) {
         self.state.mark_registered();
+    }
+
+    fn mark_owner(&self) -> bool {
+        let before = self.state.mark_owner(); // SW15
+        before.cancel_severity().is_none() && !before.is_registered()
     }
 
     fn cancel_light(&self, reason: &Arc<CancelReason>, grace_deadline: crate::types::Time) -> bool {

@@ -51,16 +51,24 @@ impl Kernel {
     /// LT8: registers task `t` of region `r` if it is a light task with a
     /// cancel stored in its cell (its observation outside its own poll
     /// needs the record).
-    fn registered_if_cancelled(&mut self, t: TaskId, r: RegionId) {
+    pub(crate) fn registered_if_cancelled(&mut self, t: TaskId, r: RegionId) {
         if self.tasks.contains_key(&t) {
             return;
         }
-        let cancelled = self
-            .region(r)
-            .and_then(|rec| rec.light.get(t))
-            .is_some_and(|cell| cell.light_cancel().is_some());
+        // LR5: `r` may be a region the task owns; its own is up the tree.
+        let mut home = r;
+        let cancelled = loop {
+            let Some(rec) = self.region(home) else { return };
+            if let Some(cell) = rec.light.get(t) {
+                break cell.light_cancel().is_some();
+            }
+            match (rec.owner, rec.parent) {
+                (Some(owner), Some(parent)) if owner == t => home = parent,
+                _ => return,
+            }
+        };
         if cancelled {
-            self.registered(t, r);
+            self.registered(t, home);
         }
     }
 

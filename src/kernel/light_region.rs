@@ -44,14 +44,28 @@
 //!   actions, after the kernel lock), wakes it to try again. A
 //!   region with finalizers, or registered, closes through the kernel
 //!   (K1, K6).
-//! - LR5 (owners are registered): the owner of a light region (the task its
-//!   body runs in) is registered before the region is opened, so its
-//!   record holds its cancel state; its light regions are listed in its
-//!   region's set under its id, and a cancel of the owner registers them
-//!   (taking them under that set's lock) before it cascades to the regions
-//!   it owns (K2). A region opened after that sweep is like one the kernel
-//!   opens after the owner's cancel: the body sees the cancel at its next
-//!   checkpoint (rule A2, the owner being registered, is counted).
+//! - LR5 (owners stay light until the kernel needs them): the owner of a
+//!   light region (the task its body runs in) may itself be light and
+//!   unregistered: before it opens a light region it marks itself an
+//!   owner in its state word (SW15 in `exec::state`); if that word shows
+//!   a cancel request already, or a registration, it registers itself
+//!   first (the root and registered tasks already are). Its light regions
+//!   are listed in its region's set under its id. A cancel of the owner
+//!   reaches them (K2): an abort of a task marked an owner goes through
+//!   the kernel, which registers it, takes its light regions into
+//!   `owned_regions` (under that set's lock) and cascades before anyone
+//!   sees the cancel; an abort that stored its request in the cell just
+//!   before the mark (SW15's race) registers the owner right after, and
+//!   any registration that copies a cancel stored in the cell cascades it
+//!   the same way; a region cancel of the owner's region takes every light
+//!   child region of it (LR3). A light region the kernel registers for
+//!   any reason registers its owner with it (taken from its region's
+//!   set), so the kernel can wake it on a cancel of the region and mask it
+//!   for the finalizers (K6). A region body's `Cx` asks the kernel about
+//!   its owner's cancel (rule A2), which first registers a light owner
+//!   with a cancel stored in its cell. A region opened after the owner's
+//!   cancel reached its regions is like one the kernel opens after the
+//!   owner's cancel: the body sees the cancel at its next checkpoint.
 //! - LR6 (lock order): kernel → a parent's set → a child's set → a cell's
 //!   cancel slot (extending LT6; within a set, its shards before the rest,
 //!   LT9, and a parent's shards before its rest before a child's shards); registration goes up the tree first, so
@@ -116,8 +130,20 @@ impl Kernel {
         if let Some(p) = self.region_mut(parent) {
             p.children.push(r);
         }
-        if let Some(o) = self.task_mut(owner) {
-            o.owned_regions.push(r);
+        // LR5: a light owner (still in its region's set, unless it is
+        // finishing) is registered with its region: the kernel wakes it on
+        // a cancel of the region, masks it for the finalizers (K6).
+        let light_owner = !self.tasks.contains_key(&owner);
+        self.registered(owner, parent);
+        let Some(o) = self.task_mut(owner) else {
+            return;
+        };
+        o.owned_regions.push(r);
+        // LR5: an owner registered only now may carry a cancel stored in
+        // its cell, which reaches this region as it reached the others.
+        if light_owner && let Some(reason) = o.cancel.clone() {
+            let now = self.now;
+            self.cancel_region(r, reason.to_parent_cancelled(), now);
         }
     }
 

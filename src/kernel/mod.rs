@@ -95,6 +95,13 @@ pub(crate) trait Attention: Send + Sync {
     /// LT1 (SW7 in `exec::state`): the kernel registered this light task;
     /// called while the kernel holds the task's light-set lock.
     fn mark_registered(&self) {}
+    /// LR5 (SW15 in `exec::state`): called by this light task, in its own
+    /// poll, before it opens a light region. `true`: it may do so without
+    /// being registered (no cancel requested, not registered); `false`:
+    /// it registers first.
+    fn mark_owner(&self) -> bool {
+        false
+    }
     /// The task's obligation home word, in its cell (rules OB1–OB9 in
     /// `obligation`): swept by `complete_task`.
     fn obligation_home(&self) -> Option<&ObligationHome> {
@@ -672,12 +679,22 @@ impl Kernel {
 
     /// Task `t`'s record, registering it first if it is a light task of
     /// region `r` (LT1; `r` is the region of the `Cx` the call came
-    /// through, which for a light task is its own region, since opening a
-    /// region of its own registers it).
+    /// through: the task's own region, or a region it owns, LR5, whose
+    /// owners are looked up the tree to the task's own).
     pub(crate) fn registered(&mut self, t: TaskId, r: RegionId) -> Option<&mut TaskRecord> {
         if !self.tasks.contains_key(&t) {
-            let entry = self.region(r)?.light.take(t)?;
-            self.register_light(t, r, entry);
+            let mut home = r;
+            let entry = loop {
+                let rec = self.region(home)?;
+                if let Some(entry) = rec.light.take(t) {
+                    break entry;
+                }
+                match (rec.owner, rec.parent) {
+                    (Some(owner), Some(parent)) if owner == t => home = parent,
+                    _ => return None,
+                }
+            };
+            self.register_light(t, home, entry);
         }
         self.tasks.get_mut(&t)
     }
@@ -693,15 +710,17 @@ impl Kernel {
         if !self.tasks.contains_key(&t) {
             // LR1: a light region's task registers its region first.
             self.ensure_region_of(cell.light_set());
-            let set = &self.region(r)?.light;
+            // LR5: `r` may be a region the task owns; its cell knows its own.
+            let home = cell.light_set().map(LightTasks::region).unwrap_or(r);
+            let set = &self.region(home)?.light;
             if !cell
                 .light_set()
-                .is_some_and(|home| std::ptr::eq(home, &**set))
+                .is_some_and(|own| std::ptr::eq(own, &**set))
             {
                 return self.registered(t, r); // not a cell of `r`'s set
             }
             let entry = set.clone().take_cell(cell)?;
-            self.register_light(t, r, entry);
+            self.register_light(t, home, entry);
         }
         self.tasks.get_mut(&t)
     }
@@ -784,6 +803,12 @@ impl Kernel {
                 .any(|set| set.region() == r)
                 .then_some(RegionState::Open),
         }
+    }
+
+    /// LT1: the tasks with a record (light ones have none until registered).
+    #[cfg(any(test, feature = "test-internals"))]
+    pub(crate) fn registered_task_count(&self) -> usize {
+        self.tasks.len()
     }
 
     pub(crate) fn live_task_count(&self) -> usize {

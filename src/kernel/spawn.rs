@@ -125,6 +125,10 @@ impl Kernel {
             if !covered {
                 self.push_grace(t, c.grace_deadline);
             }
+            // LR5: a light owner cancelled in place: the regions it opened
+            // light get the cancel now, as if it had been registered when
+            // the request came (K2).
+            self.cancel_regions_of(t, &c.reason);
         }
         // LT10: a region cancel whose sweep has not reached this task (it
         // runs after the kernel lock is released) applies now, as if the
@@ -135,6 +139,21 @@ impl Kernel {
         if let Some((reason, grace)) = pending {
             let now = self.now;
             self.request_cancel_shared(t, Arc::new(reason), now, grace);
+        }
+    }
+
+    /// LR5, K2: registers the light regions task `t` (registered, with
+    /// `reason` stored) opened and cancels every region it owns with
+    /// `ParentCancelled` caused by `reason`.
+    fn cancel_regions_of(&mut self, t: TaskId, reason: &CancelReason) {
+        self.register_regions_of(t);
+        let owned = match self.task(t) {
+            Some(rec) if !rec.owned_regions.is_empty() => rec.owned_regions.clone(),
+            _ => return,
+        };
+        let (child_reason, now) = (reason.to_parent_cancelled(), self.now);
+        for r in owned {
+            self.cancel_region(r, child_reason.clone(), now);
         }
     }
 

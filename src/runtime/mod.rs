@@ -318,6 +318,14 @@ impl Runtime {
         self.core.lock().live_task_count()
     }
 
+    /// Tasks the kernel keeps a record of (LT1: a light task has none
+    /// until the kernel must act on it). For tests of the light paths.
+    #[cfg(any(test, feature = "test-internals"))]
+    #[doc(hidden)]
+    pub fn registered_tasks(&self) -> usize {
+        self.core.lock().registered_task_count()
+    }
+
     /// Regions that are not closed yet (or whose report was not collected).
     pub fn live_regions(&self) -> usize {
         self.core.lock().live_region_count()

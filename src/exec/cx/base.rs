@@ -228,7 +228,8 @@ impl Cx {
     /// LR1: the set of this `Cx`'s region if it is the task's own (whose
     /// task may be light in an unregistered light region, which the
     /// kernel must register before it can find the task); a region body's
-    /// task is its owner, registered (LR5).
+    /// task is its owner, which the kernel finds from the owner's cell in
+    /// its poll (LR5).
     pub(crate) fn own_light(&self) -> Option<&LightTasks> {
         self.light().map(|s| &**s).filter(|_| self.own_region)
     }
@@ -308,6 +309,11 @@ impl Cx {
         crate::exec::context::with_polled_light_cell(self.core().key(), task, |cell| {
             let mut kernel = self.core().lock();
             kernel.ensure_region_of(self.own_light()); // LR1
+            if !self.own_region {
+                // LR5: a light owner cancelled in place carries the cancel
+                // to its regions (registered) before its body sees it.
+                kernel.registered_if_cancelled(task, region);
+            }
             kernel.cancel_requested(task, region, cell)
         })
     }

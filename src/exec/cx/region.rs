@@ -289,9 +289,11 @@ where
 }
 
 /// LR2, LR5: opens a light child region of `set` (region `parent`) whose
-/// body runs in `owner`, registering the owner first if it is a light task
-/// the kernel has no record of; `None` if `set`'s gate is shut (the caller
-/// opens it through the kernel, which says why it cannot).
+/// body runs in `owner`. A light owner with no cancel requested stays
+/// light (SW15: it marks itself an owner first); any other owner the
+/// kernel has no record of is registered first. `None` if `set`'s gate is
+/// shut (the caller opens it through the kernel, which says why it
+/// cannot).
 fn open_light(
     core: &Arc<Core>,
     set: &Arc<LightTasks>,
@@ -300,6 +302,9 @@ fn open_light(
 ) -> Option<Arc<LightTasks>> {
     if context::polled_task_registered(core.key(), owner) != Some(true) {
         context::with_polled_light_cell(core.key(), owner, |cell| {
+            if cell.is_some_and(|cell| cell.mark_owner()) {
+                return; // LR5: stays light
+            }
             core.with_kernel_recent(|k, _| {
                 k.registered_hinted(owner, parent, cell); // LT1: O(1) in its poll
             })
