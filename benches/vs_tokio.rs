@@ -16,7 +16,10 @@
 //! (a binary tree of depth 12, each node spawning and joining two children),
 //! `sleep_storm` (10k tasks sleeping 1 ms at once), `oneshot_ring` (a token
 //! passed around a ring of 10k tasks over oneshots), `abort_sleepers` (10k
-//! tasks sleeping an hour, each aborted through its handle and joined)) run
+//! tasks sleeping an hour, each aborted through its handle and joined)),
+//! `region_per_task` (2k tasks, each opening a region that spawns and joins
+//! two tasks; tokio: the two spawns and joins) and `deadline_region_per_task`
+//! (the same with a 10 s deadline: a region budget; tokio: `timeout`) run
 //! on the multi-thread flavour only.
 //! Both multi-thread runtimes get the same worker count: `--workers N`
 //! (default: available parallelism).
@@ -1341,6 +1344,81 @@ fn abort_sleepers_tokio(rt: &Tokio, n: u64) -> Duration {
     black_box(elapsed)
 }
 
+// ------------------------------------- region_per_task / deadline_region_per_task
+// `n` tasks at once; each opens a region (ours) that spawns two tasks and
+// joins both, as a request handler scoping its sub-tasks would; tokio's
+// task spawns and joins the two directly. The deadline variant gives each
+// region a 10 s deadline (ours: a region budget; tokio: `timeout` around
+// the same two spawns). Checked: the sum of every task's children.
+
+fn region_per_task_ours(rt: &Ours, n: u64, deadline: bool) -> Duration {
+    let start = Instant::now();
+    let sum = rt.block_on(move |cx: Cx| async move {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                cx.spawn(move |cx| async move {
+                    let body = move |rcx: Cx| async move {
+                        let a = rcx.spawn(move |_| async move { 2 * i }).expect("spawn");
+                        let b = rcx.spawn(move |_| async move { 3 * i }).expect("spawn");
+                        let a = a.join(&rcx).await.expect("joined");
+                        Ok::<u64, ()>(a + b.join(&rcx).await.expect("joined"))
+                    };
+                    let outcome = if deadline {
+                        let budget = asupersync::types::Budget::new()
+                            .with_deadline(cx.now() + Duration::from_secs(10));
+                        cx.region_with_budget(budget, body).await
+                    } else {
+                        cx.region(body).await
+                    };
+                    match outcome {
+                        asupersync::Outcome::Ok(v) => v,
+                        other => panic!("region: {other:?}"),
+                    }
+                })
+                .expect("spawn")
+            })
+            .collect();
+        let mut sum = 0u64;
+        for h in handles {
+            sum += h.join(&cx).await.expect("joined");
+        }
+        sum
+    });
+    assert_eq!(black_box(sum), 5 * n * (n - 1) / 2);
+    start.elapsed()
+}
+
+fn region_per_task_tokio(rt: &Tokio, n: u64, deadline: bool) -> Duration {
+    let start = Instant::now();
+    let sum = rt.block_on(async move {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                tokio::spawn(async move {
+                    let body = async move {
+                        let a = tokio::spawn(async move { 2 * i });
+                        let b = tokio::spawn(async move { 3 * i });
+                        a.await.expect("joined") + b.await.expect("joined")
+                    };
+                    if deadline {
+                        tokio::time::timeout(Duration::from_secs(10), body)
+                            .await
+                            .expect("in time")
+                    } else {
+                        body.await
+                    }
+                })
+            })
+            .collect();
+        let mut sum = 0u64;
+        for h in handles {
+            sum += h.await.expect("joined");
+        }
+        sum
+    });
+    assert_eq!(black_box(sum), 5 * n * (n - 1) / 2);
+    start.elapsed()
+}
+
 // ---------------------------------------------------- region_open_close
 // An empty region opened and closed (ours only; compared with a bare
 // spawn + join on the same runtime).
@@ -1652,6 +1730,18 @@ fn main() {
         &s,
         || abort_sleepers_ours(&ours, 10_000),
         || abort_sleepers_tokio(&theirs, 10_000),
+    );
+    compare(
+        "region_per_task",
+        &s,
+        || region_per_task_ours(&ours, 2_000, false),
+        || region_per_task_tokio(&theirs, 2_000, false),
+    );
+    compare(
+        "deadline_region_per_task",
+        &s,
+        || region_per_task_ours(&ours, 2_000, true),
+        || region_per_task_tokio(&theirs, 2_000, true),
     );
     drop((ours, theirs));
     if selected("alloc_pass") {
