@@ -605,6 +605,10 @@ where
         before.cancel_severity().is_none() && !before.is_registered()
     }
 
+    fn owns_regions(&self) -> bool {
+        self.state.load().owns_regions()
+    }
+
     fn cancel_light(&self, reason: &Arc<CancelReason>, grace_deadline: crate::types::Time) -> bool {
         // SW14: the hint and the wake edge in one RMW; a registered task
         // (which the kernel cancels) or a completed one gets neither.

@@ -102,6 +102,11 @@ pub(crate) trait Attention: Send + Sync {
     fn mark_owner(&self) -> bool {
         false
     }
+    /// LR5 (SW15): whether this light task marked itself the owner of a
+    /// light region.
+    fn owns_regions(&self) -> bool {
+        false
+    }
     /// The task's obligation home word, in its cell (rules OB1–OB9 in
     /// `obligation`): swept by `complete_task`.
     fn obligation_home(&self) -> Option<&ObligationHome> {

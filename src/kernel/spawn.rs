@@ -102,6 +102,7 @@ impl Kernel {
         let mut record = TaskRecord::new(r, TaskKind::Spawned, task.clone().to_waker(), budget);
         record.last_polled = self.now;
         let cancel = task.light_cancel();
+        let owner = task.owns_regions();
         record.attention = Some(task);
         if let Some(c) = &cancel {
             record.transition(t, TaskState::CancelRequested);
@@ -128,7 +129,9 @@ impl Kernel {
             // LR5: a light owner cancelled in place: the regions it opened
             // light get the cancel now, as if it had been registered when
             // the request came (K2).
-            self.cancel_regions_of(t, &c.reason);
+            if owner {
+                self.cancel_regions_of(t, &c.reason);
+            }
         }
         // LT10: a region cancel whose sweep has not reached this task (it
         // runs after the kernel lock is released) applies now, as if the
