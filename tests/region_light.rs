@@ -257,6 +257,59 @@ on_both_drivers! {
         assert_quiescent(&rt);
     }
 
+    /// SW15, LR5 raced: owners are aborted at random moments around the
+    /// opening of their first region, whose task and body wait an hour
+    /// (cancel-aware), so only the cascade of the abort can end them: each
+    /// owner's join must come back (no task of a region left behind, which
+    /// would keep it waiting for an hour), and every task that started saw
+    /// the cancel.
+    fn aborts_racing_an_owner_s_first_region_open_always_reach_its_tasks(d: Driver) {
+        let rt = d.rt();
+        let mut rng = XorShift::new(0x0a11_ce15);
+        let plan: Vec<(bool, u64)> = (0..200).map(|_| (rng.below(2) == 0, rng.below(6))).collect();
+        rt.block_on(move |cx: Cx| async move {
+            let started = Arc::new(AtomicU64::new(0));
+            let cancelled = Arc::new(AtomicU64::new(0));
+            for (after_start, yields) in plan {
+                let (st, ca) = (started.clone(), cancelled.clone());
+                let running = Flag::new();
+                let r = running.clone();
+                let owner = cx
+                    .spawn(move |cx| async move {
+                        r.set();
+                        let _ = cx
+                            .region(move |rcx| async move {
+                                drop(rcx.spawn(move |tcx| async move {
+                                    st.fetch_add(1, Ordering::SeqCst);
+                                    if time::sleep(&tcx, HOUR).await.is_err() {
+                                        ca.fetch_add(1, Ordering::SeqCst);
+                                    }
+                                }));
+                                time::sleep(&rcx, HOUR).await.map_err(|_| ())
+                            })
+                            .await;
+                    })
+                    .unwrap();
+                if after_start {
+                    until(|| running.is_set()).await;
+                }
+                for _ in 0..yields {
+                    yield_now().await;
+                }
+                owner.abort();
+                let joined = time::timeout(&cx, Duration::from_secs(20), owner.join(&cx)).await;
+                assert!(joined.is_ok(), "an owner's region kept a task after its abort");
+            }
+            assert!(started.load(Ordering::SeqCst) > 0, "some regions opened");
+            assert_eq!(
+                started.load(Ordering::SeqCst),
+                cancelled.load(Ordering::SeqCst),
+                "every task that started saw the cancel"
+            );
+        });
+        assert_quiescent(&rt);
+    }
+
     /// LR5, SW15: a light task aborted before it opens a region (the
     /// cancel stored in its cell, unseen: it was at no checkpoint) gets
     /// `Cancelled(User)` from the region without its body running.
