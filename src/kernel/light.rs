@@ -243,6 +243,12 @@ struct Shard {
     /// nothing; finding a task by id walks the lists (only the kernel's
     /// rare by-id paths do).
     tasks: List<dyn Attention>,
+    /// LR1, LT9: the light child regions opened on this shard's threads
+    /// that the kernel has not registered, by owner then id (so a cancel
+    /// of an owner finds its own, LR5). A region stays in the shard it
+    /// joined (its `LightRegion::shard`), so opens and closes on different
+    /// workers take different locks.
+    regions: BTreeMap<(TaskId, RegionId), Arc<LightTasks>>,
 }
 
 impl Shard {
@@ -251,7 +257,12 @@ impl Shard {
             open: true,
             waits: false,
             tasks: List::new(),
+            regions: BTreeMap::new(),
         })
+    }
+
+    fn is_empty(&self) -> bool {
+        self.tasks.is_empty() && self.regions.is_empty()
     }
 }
 
@@ -269,17 +280,13 @@ pub(crate) fn thread_shard() -> usize {
 struct LightRegion {
     parent: Arc<LightTasks>,
     owner: TaskId,
+    /// LT9: the parent's shard this region is listed in.
+    shard: usize,
 }
 
 struct Inner {
-    /// LT2, LR2: false once light regions must be opened through the
-    /// kernel (shut with the shards' gates).
-    open: bool,
     /// LT3: the kernel found the set non-empty when it wanted to close.
     kernel_waits: bool,
-    /// LR1: the light child regions the kernel has not registered, by
-    /// owner then id (so a cancel of an owner finds its own, LR5).
-    regions: BTreeMap<(TaskId, RegionId), Arc<LightTasks>>,
     /// LR1: the kernel has a record of this region (always, for a region
     /// the kernel made).
     registered: bool,
@@ -296,9 +303,9 @@ struct Inner {
     lent: Vec<Arc<CancelReason>>,
 }
 
-/// LT3, LR3, LT9: no light task in any shard and no light child region.
-fn all_empty(shards: &Shards<'_>, inner: &Inner) -> bool {
-    inner.regions.is_empty() && shards.iter().flatten().all(|s| s.tasks.is_empty())
+/// LT3, LR3, LT9: no light task and no light child region in any shard.
+fn all_empty(shards: &Shards<'_>) -> bool {
+    shards.iter().flatten().all(|s| s.is_empty())
 }
 
 /// LT9: the locks of a set's used shards, taken in index order.
@@ -370,9 +377,7 @@ impl LightTasks {
             light,
             first: Shard::new(),
             inner: Mutex::new(Inner {
-                open: true,
                 kernel_waits: false,
-                regions: BTreeMap::new(),
                 registered,
                 waiter: None,
                 finalizers: Some(Vec::new()),
@@ -380,6 +385,12 @@ impl LightTasks {
             }),
             fin_added: AtomicBool::new(false),
         })
+    }
+
+    /// A light region's place in its parent's lists: owner, then id (the
+    /// order the kernel registers and reports them in).
+    fn key(&self) -> (Option<TaskId>, RegionId) {
+        (self.light.as_ref().map(|l| l.owner), self.region)
     }
 
     /// The region this set belongs to.
@@ -405,8 +416,10 @@ impl LightTasks {
         if !self.eligible {
             return None;
         }
-        let mut inner = self.lock();
-        if !inner.open {
+        // LT9: the opening thread's shard; its gate is the set's (LT2).
+        let i = thread_shard() % self.used;
+        let mut shard = self.shard(i);
+        if !shard.open {
             return None;
         }
         // The id only once the region is sure to open (the statistics
@@ -415,9 +428,10 @@ impl LightTasks {
         let parent = LightRegion {
             parent: self.clone(),
             owner,
+            shard: i,
         };
         let child = Self::with(id, true, Some(parent), false);
-        inner.regions.insert((owner, id), child.clone());
+        shard.regions.insert((owner, id), child.clone());
         Some(child)
     }
 
@@ -433,10 +447,13 @@ impl LightTasks {
         id: RegionId,
         wakes: &mut Vec<Waker>,
     ) -> Option<Arc<LightTasks>> {
-        let mut inner = self.lock();
-        let child = inner.regions.remove(&(owner, id))?;
-        // Lock order LR6: parent, then child.
-        wakes.extend(child.lock().mark_registered());
+        let child = (0..self.used).find_map(|i| {
+            let mut shard = self.shard(i);
+            let child = shard.regions.remove(&(owner, id))?;
+            // Lock order LR6: the parent's shard, then the child.
+            wakes.extend(child.lock().mark_registered());
+            Some(child)
+        })?;
         Some(child)
     }
 
@@ -448,19 +465,21 @@ impl LightTasks {
         owner: TaskId,
         wakes: &mut Vec<Waker>,
     ) -> Vec<Arc<LightTasks>> {
-        let mut inner = self.lock();
-        let keys: Vec<_> = inner
-            .regions
-            .range((owner, RegionId::MIN)..=(owner, RegionId::MAX))
-            .map(|(k, _)| *k)
-            .collect();
-        let taken: Vec<_> = keys
-            .into_iter()
-            .filter_map(|k| inner.regions.remove(&k))
-            .collect();
-        for child in &taken {
-            wakes.extend(child.lock().mark_registered()); // LR6
+        let mut taken = Vec::new();
+        for i in 0..self.used {
+            let mut shard = self.shard(i);
+            let keys: Vec<_> = shard
+                .regions
+                .range((owner, RegionId::MIN)..=(owner, RegionId::MAX))
+                .map(|(k, _)| *k)
+                .collect();
+            for key in keys {
+                let child = shard.regions.remove(&key).expect("listed above");
+                wakes.extend(child.lock().mark_registered()); // LR6
+                taken.push(child);
+            }
         }
+        taken.sort_unstable_by_key(|child| child.key());
         taken
     }
 
@@ -474,19 +493,24 @@ impl LightTasks {
     /// stores `waker` to be woken when the last leaves (or the kernel
     /// registers the region).
     pub(crate) fn close_light(&self, waker: &Waker) -> LightClose {
-        let Some(LightRegion { parent, owner }) = &self.light else {
+        let Some(LightRegion {
+            parent,
+            owner,
+            shard,
+        }) = &self.light
+        else {
             return LightClose::Kernel;
         };
-        // Lock order LT9, LR6: the parent's `inner`, then this set's
-        // shards and `inner`.
-        let mut up = parent.lock();
+        // Lock order LT9, LR6: the parent's shard listing this region,
+        // then this set's shards and `inner`.
+        let mut up = parent.shard(*shard);
         let mut shards = self.lock_shards();
         let mut inner = self.lock();
         let finalizers = inner.finalizers.as_ref().is_some_and(|l| !l.is_empty());
         if inner.registered || finalizers {
             return LightClose::Kernel;
         }
-        if !all_empty(&shards, &inner) {
+        if !all_empty(&shards) {
             match &mut inner.waiter {
                 Some(w) if w.will_wake(waker) => {}
                 slot => *slot = Some(waker.clone()),
@@ -495,15 +519,14 @@ impl LightTasks {
             return LightClose::Wait;
         }
         shards.iter_mut().flatten().for_each(|s| s.open = false);
-        inner.open = false;
         inner.finalizers = None;
         drop((inner, shards));
         up.regions.remove(&(*owner, self.region));
-        // LT3, LR4: the parent may be waited for; its shards come before
-        // its `inner` in the lock order, so it is checked after.
-        let waited = up.regions.is_empty() && (up.kernel_waits || up.waiter.is_some());
+        // LT3, LR4: the parent may be waited for (every shard says so);
+        // the whole set is checked with all its locks, after this one.
+        let check = up.waits && up.is_empty();
         drop(up);
-        let advance = waited && parent.drained();
+        let advance = check && parent.drained();
         LightClose::Closed { advance }
     }
 
@@ -515,7 +538,7 @@ impl LightTasks {
     fn drained(&self) -> bool {
         let mut shards = self.lock_shards();
         let mut inner = self.lock();
-        if !all_empty(&shards, &inner) || !shards.iter().flatten().any(|s| s.waits) {
+        if !all_empty(&shards) || !shards.iter().flatten().any(|s| s.waits) {
             return false;
         }
         shards.iter_mut().flatten().for_each(|s| s.waits = false);
@@ -531,7 +554,11 @@ impl LightTasks {
     /// The light child regions (a snapshot, in key order): for the
     /// kernel's diagnostics, which walk the light regions too.
     pub(crate) fn light_regions(&self) -> Vec<Arc<LightTasks>> {
-        self.lock().regions.values().cloned().collect()
+        let mut all: Vec<_> = (0..self.used)
+            .flat_map(|i| self.shard(i).regions.values().cloned().collect::<Vec<_>>())
+            .collect();
+        all.sort_unstable_by_key(|set| set.key());
+        all
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -602,7 +629,7 @@ impl LightTasks {
         // (LT9), so it is in this list or in none.
         match unsafe { shard.tasks.remove(cell) } {
             Some(entry) => {
-                let check = shard.waits && shard.tasks.is_empty();
+                let check = shard.waits && shard.is_empty();
                 drop(shard);
                 let advance = check && self.drained();
                 (Finish::Light { advance }, Some(entry))
@@ -648,17 +675,19 @@ impl LightTasks {
     /// `take_region`).
     pub(crate) fn shut(&self, wakes: &mut Vec<Waker>) -> (usize, Vec<Arc<LightTasks>>) {
         let mut held = 0;
+        let mut regions = Vec::new();
         for i in 0..self.used {
+            // LR3: each shard's gate shut and its regions taken in one
+            // critical section, so none opens in it after and escapes.
             let mut shard = self.shard(i);
             shard.open = false;
             held += shard.tasks.len();
+            for child in std::mem::take(&mut shard.regions).into_values() {
+                wakes.extend(child.lock().mark_registered()); // LR6
+                regions.push(child);
+            }
         }
-        let mut inner = self.lock();
-        inner.open = false;
-        let regions: Vec<_> = std::mem::take(&mut inner.regions).into_values().collect();
-        for child in &regions {
-            wakes.extend(child.lock().mark_registered()); // LR6
-        }
+        regions.sort_unstable_by_key(|child| child.key());
         (held, regions)
     }
 
@@ -725,7 +754,6 @@ impl LightTasks {
                 all.push((entry.light_id(), entry));
             }
         }
-        self.lock().open = false;
         all.sort_unstable_by_key(|entry| entry.0);
         all
     }
@@ -735,9 +763,8 @@ impl LightTasks {
     pub(crate) fn seal_if_empty(&self) -> bool {
         let mut shards = self.lock_shards();
         let mut inner = self.lock();
-        if all_empty(&shards, &inner) {
+        if all_empty(&shards) {
             shards.iter_mut().flatten().for_each(|s| s.open = false);
-            inner.open = false;
             true
         } else {
             shards.iter_mut().flatten().for_each(|s| s.waits = true);

@@ -16,8 +16,9 @@
 //! Rules (cited as LR1–LR6):
 //! - LR1 (one home): a live light region is either listed in its parent's
 //!   set (unregistered) or has a record in the kernel (registered), never
-//!   both and never neither. Only the kernel, under its lock and the
-//!   parent's set's lock, moves it from the list to a record
+//!   both and never neither. Only the kernel, under its lock and the lock
+//!   of the parent's shard that lists it (LT9: the shard of the thread that
+//!   opened it, kept in `LightRegion::shard`), moves it from the list to a record
 //!   ([`LightTasks::take_region`] and the bulk takes), marking the
 //!   region's set registered in the same critical section; only the
 //!   region's own light close ([`LightTasks::close_light`]) removes it from
@@ -26,15 +27,16 @@
 //! - LR2 (eligibility): a region is opened light only through a `Cx` whose
 //!   region takes light spawns (LT4: no trace, no budget), with no budget
 //!   of its own, while the parent's gate is open (LT2, checked under the
-//!   parent's lock as the region joins its list); region ids come from the
+//!   lock of the parent's shard the region joins); region ids come from the
 //!   per-runtime counter the kernel's regions use too (K7: never reused).
 //! - LR3 (cancelled through the tree): a region cancel shuts its gate and
-//!   takes every light child region in the same critical section (so none
-//!   opens after the sweep and escapes it), registers them and cancels
+//!   takes every light child region, shard by shard, each shard's gate
+//!   shut and its regions taken in one critical section (so none opens
+//!   in it after the sweep and escapes it), registers them and cancels
 //!   them as it cancels registered children (K2).
 //! - LR4 (closed without the kernel): a light region whose body returned
-//!   `Ok` closes without the kernel if, under its parent's lock then its
-//!   own, it is unregistered, has no light task, no light child region
+//!   `Ok` closes without the kernel if, under the lock of its parent's
+//!   shard that lists it then its own, it is unregistered, has no light task, no light child region
 //!   and no finalizer: it is sealed (gate shut, finalizers refused) and
 //!   leaves its parent's list; if that empties a parent the kernel waits
 //!   for (LT3), the kernel is told, as for a light task. With members
