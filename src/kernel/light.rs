@@ -413,11 +413,22 @@ impl LightTasks {
         counters: &TaskCounters,
         owner: TaskId,
     ) -> Option<Arc<LightTasks>> {
+        // LT9: the opening thread's shard; its gate is the set's (LT2).
+        self.open_region_in(thread_shard(), counters, owner)
+    }
+
+    /// [`open_region`](Self::open_region) into shard `i` (LT9; the loom
+    /// models name the shard, their threads sharing one OS thread).
+    fn open_region_in(
+        self: &Arc<Self>,
+        i: usize,
+        counters: &TaskCounters,
+        owner: TaskId,
+    ) -> Option<Arc<LightTasks>> {
         if !self.eligible {
             return None;
         }
-        // LT9: the opening thread's shard; its gate is the set's (LT2).
-        let i = thread_shard() % self.used;
+        let i = i % self.used;
         let mut shard = self.shard(i);
         if !shard.open {
             return None;
@@ -1575,11 +1586,17 @@ mod loom_tests {
         model(|| {
             let counters = Arc::new(TaskCounters::default());
             let parent = LightTasks::new(RegionId::MIN, true);
-            let closing = parent.open_region(&counters, id(1)).expect("open");
+            // LT9: the closing region and the racing open in different
+            // shards of the parent.
+            let closing = parent.open_region_in(0, &counters, id(1)).expect("open");
             let closer = thread::spawn(move || closing.close_light(Waker::noop()));
             let opener = {
                 let (parent, counters) = (parent.clone(), counters.clone());
-                thread::spawn(move || parent.open_region(&counters, id(2)).map(|s| s.region()))
+                thread::spawn(move || {
+                    parent
+                        .open_region_in(1, &counters, id(2))
+                        .map(|s| s.region())
+                })
             };
             let reason = Arc::new(CancelReason::user("sweep"));
             let (_, taken) = parent.shut(&mut Vec::new());
@@ -1613,7 +1630,10 @@ mod loom_tests {
         model(|| {
             let counters = TaskCounters::default();
             let parent = LightTasks::new(RegionId::MIN, true);
-            let child = parent.open_region(&counters, id(1)).expect("open");
+            // LT9: in the last shard, which the seal locks last.
+            let child = parent
+                .open_region_in(SHARDS - 1, &counters, id(1))
+                .expect("open");
             let closer = thread::spawn(move || child.close_light(Waker::noop()));
             let sealed = parent.seal_if_empty();
             let handed_back = closer.join().unwrap() == LightClose::Closed { advance: true };
