@@ -75,7 +75,7 @@ pub(crate) struct CoreOptions {
     pub(crate) blocking: Option<Arc<dyn BlockingRunner>>,
     /// Rule RT1 (retired cells): where the thread that ran a task to
     /// completion puts the reference its run held, which is often the
-    /// cell's last. `drop` frees the cell at once; the multi-thread
+    /// cell's last, unless that thread spawned the cell (then it drops it). `drop` frees the cell at once; the multi-thread
     /// runtime's workers collect such references and drop them in batches,
     /// one worker at a time (`runtime::queue::retire`), so that workers
     /// freeing cells another thread allocated do not contend for that
