@@ -304,7 +304,8 @@ impl Drop for WorkerGuard {
 /// uncontended), or regardless once the batch reaches [`RETIRE_CAP`].
 /// Idle, exiting or blocking workers drop their batch (`reap(true)`), so
 /// only a busy worker holds completed cells, at most `RETIRE_CAP`.
-/// Anywhere else the reference is dropped at once.
+/// Anywhere else the reference is dropped at once. (A cell the completing
+/// thread spawned itself never gets here: the cell drops it at once.)
 pub(crate) fn retire(task: TaskRef) {
     // The context is cloned out, so a destructor run by the batch's drop
     // finds the thread-local unborrowed.
