@@ -51,6 +51,28 @@ impl Kernel {
     /// LT8: registers task `t` of region `r` if it is a light task with a
     /// cancel stored in its cell (its observation outside its own poll
     /// needs the record).
+    /// [`registered_if_cancelled`](Self::registered_if_cancelled), in O(1)
+    /// if `cell` (task `t`'s light cell, from its poll's context) is given:
+    /// a region body's checkpoint inside a light owner's poll (LR5) reads
+    /// the owner's slot instead of walking its region's set.
+    pub(crate) fn registered_if_cancelled_hinted(
+        &mut self,
+        t: TaskId,
+        r: RegionId,
+        cell: Option<&(dyn Attention + 'static)>,
+    ) {
+        if self.tasks.contains_key(&t) {
+            return;
+        }
+        match cell {
+            Some(cell) if cell.light_cancel().is_some() => {
+                self.registered_cell(t, r, cell);
+            }
+            Some(_) => {}
+            None => self.registered_if_cancelled(t, r),
+        }
+    }
+
     pub(crate) fn registered_if_cancelled(&mut self, t: TaskId, r: RegionId) {
         if self.tasks.contains_key(&t) {
             return;
@@ -275,14 +297,30 @@ impl Kernel {
         }
     }
 
-    /// What a checkpoint on a `Cx` of task `t` in region `r` observes. An
-    /// observation of the task's own cancellation is its acknowledgement:
-    /// the task moves to `Cancelling` under the reason's cleanup budget.
-    /// The reason is shared: the caller copies it after releasing the lock.
+    /// [`observe_cancel_hinted`](Self::observe_cancel_hinted) with no cell
+    /// (the kernel's unit tests).
+    #[cfg(test)]
     pub(crate) fn observe_cancel(
         &mut self,
         t: TaskId,
         r: RegionId,
+        now: Time,
+    ) -> Option<Arc<CancelReason>> {
+        self.observe_cancel_hinted(t, r, None, now)
+    }
+
+    /// What a checkpoint on a `Cx` of task `t` in region `r` observes. An
+    /// observation of the task's own cancellation is its acknowledgement:
+    /// the task moves to `Cancelling` under the reason's cleanup budget.
+    /// The reason is shared: the caller copies it after releasing the lock.
+    /// A caller inside task `t`'s poll passes its light `cell`, if any, so
+    /// a light task (a light owner's region body, LR5) with a cancel in
+    /// its slot is registered without a walk of its region's set (LT8).
+    pub(crate) fn observe_cancel_hinted(
+        &mut self,
+        t: TaskId,
+        r: RegionId,
+        cell: Option<&(dyn Attention + 'static)>,
         now: Time,
     ) -> Option<Arc<CancelReason>> {
         if self
@@ -291,7 +329,7 @@ impl Kernel {
         {
             return None; // K6: finalizers run masked.
         }
-        self.registered_if_cancelled(t, r); // LT8
+        self.registered_if_cancelled_hinted(t, r, cell); // LT8
         let rec = self.task(t)?;
         if rec.mask_depth > 0 {
             return None;

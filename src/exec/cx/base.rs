@@ -266,12 +266,13 @@ impl Cx {
             }
         }
         let (task, region) = (self.task, self.region);
-        self.core()
-            .with_kernel(|k, now| {
+        crate::exec::context::with_polled_light_cell(self.core().key(), task, |cell| {
+            self.core().with_kernel(|k, now| {
                 k.ensure_region_of(self.own_light()); // LR1
-                k.observe_cancel(task, region, now)
+                k.observe_cancel_hinted(task, region, cell, now)
             })
-            .map(std::sync::Arc::unwrap_or_clone) // copied outside the lock
+        })
+        .map(std::sync::Arc::unwrap_or_clone) // copied outside the lock
     }
 
     /// Rule A2: whether a cancellation could be observed through this `Cx`
@@ -312,7 +313,7 @@ impl Cx {
             if !self.own_region {
                 // LR5: a light owner cancelled in place carries the cancel
                 // to its regions (registered) before its body sees it.
-                kernel.registered_if_cancelled(task, region);
+                kernel.registered_if_cancelled_hinted(task, region, cell);
             }
             kernel.cancel_requested(task, region, cell)
         })
