@@ -283,10 +283,12 @@ where
 
     /// RT1 (`exec::core`): the completed task's run reference goes to the
     /// driver's retire hook, which may drop it later, in a batch, unless
-    /// this thread spawned the cell (every cell records its spawning
-    /// thread's shard, LT9, SW13): then it is dropped at once, so its
-    /// memory goes back to this thread's allocator cache, where the next
-    /// spawn finds it (a ping-pong that spawns a task per round was 5%
+    /// the cell's recorded shard (its spawning thread's, LT9, SW13) is this
+    /// thread's, so this thread most likely spawned it: then it is dropped
+    /// at once, so its memory goes back to this thread's allocator cache,
+    /// where the next spawn finds it (with more threads than shards, a
+    /// cell of a thread sharing the shard is dropped at once too, as
+    /// before RT1) (a ping-pong that spawns a task per round was 5%
     /// slower with every cell batched).
     fn retire(self: Arc<Self>) {
         let spawned_here = self.state.load().light_shard() == crate::kernel::light::thread_shard();

@@ -329,7 +329,7 @@ pub(crate) enum LightClose {
 }
 
 impl Inner {
-    /// LR1, LR4: marks the region registered (its parent's lock held)
+    /// LR1, LR4: marks the region registered (the parent's shard lock held)
     /// and hands back a waiting region future's waker, to be woken once
     /// every lock is released (the kernel's too: it runs no foreign code
     /// under its lock): the future must now close through the kernel.
@@ -458,14 +458,13 @@ impl LightTasks {
         id: RegionId,
         wakes: &mut Vec<Waker>,
     ) -> Option<Arc<LightTasks>> {
-        let child = (0..self.used).find_map(|i| {
+        (0..self.used).find_map(|i| {
             let mut shard = self.shard(i);
             let child = shard.regions.remove(&(owner, id))?;
             // Lock order LR6: the parent's shard, then the child.
             wakes.extend(child.lock().mark_registered());
             Some(child)
-        })?;
-        Some(child)
+        })
     }
 
     /// LR5 (kernel side): takes every light child region `owner` opened
